@@ -1,0 +1,286 @@
+//! Typed configuration: one TOML file, every key documented once, next to its default.
+//!
+//! Guarantees: unknown keys are errors (`deny_unknown_fields`); [`load`] reports every error it
+//! can find at once, each with file:line:column; a configuration that fails validation is never
+//! partly applied (callers get either a whole [`Config`] or a list of [`ConfigError`]s).
+
+mod duration;
+mod validate;
+
+pub use duration::Seconds;
+pub use validate::{ConfigError, load, load_str};
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Our name: the greeting, the EHLO we send downstream, our Received header and DSNs.
+    pub hostname: String,
+    /// Directory for all state (spool, control socket). Created if missing.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// SMTP listeners. At least one.
+    #[serde(default)]
+    pub listen: Vec<Listener>,
+    /// Server certificate for STARTTLS (inbound) .
+    pub tls: Option<TlsFiles>,
+    /// Bounds on what one client may do.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Deadlines for inbound sessions (RFC 5321 §4.5.3.2).
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// The default downstream route: where accepted mail for every relay domain goes unless the
+    /// domain names its own route.
+    pub downstream: Route,
+    /// The domains we accept mail for. Anything else is refused at RCPT (never an open relay).
+    #[serde(default, rename = "domain")]
+    pub domains: Vec<Domain>,
+    /// How the queue delivers to the downstream.
+    #[serde(default)]
+    pub delivery: Delivery,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/moat")
+}
+
+/// One SMTP listening socket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Address and port, e.g. "0.0.0.0:25" or "127.0.0.1:2525".
+    pub address: SocketAddr,
+    /// Offer STARTTLS here (needs `[tls]`).
+    #[serde(default = "yes")]
+    pub starttls: bool,
+    /// Expect a PROXY protocol v1 or v2 header first (a load balancer in front). Connections
+    /// without one are dropped. Never enable on a listener reachable without the balancer.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// PEM files for our certificate chain and private key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Bounds on what one client may do; over a bound it gets a 4xx/5xx and a clean close.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest message accepted, in bytes; announced in EHLO SIZE and enforced while streaming.
+    pub max_message_size: usize,
+    /// Most recipients in one transaction (RFC 5321 asks for at least 100).
+    pub max_recipients: usize,
+    /// Longest command line, in bytes, CRLF included.
+    pub max_line_length: usize,
+    /// Protocol errors before we say 421 and close.
+    pub max_errors: u32,
+    /// Commands in one connection before we say 421 and close.
+    pub max_commands: u32,
+    /// Messages in one connection before further MAIL gets 421 and a close.
+    pub max_messages_per_connection: u32,
+    /// Open SMTP connections in total; beyond it new ones get 421 and a close.
+    pub max_connections: usize,
+    /// Open SMTP connections from one client IP; beyond it new ones get 421 and a close.
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 25 * 1024 * 1024,
+            max_recipients: 100,
+            max_line_length: 2048,
+            max_errors: 10,
+            max_commands: 10_000,
+            max_messages_per_connection: 1000,
+            max_connections: 1000,
+            max_connections_per_ip: 50,
+        }
+    }
+}
+
+/// Inbound deadlines. Defaults follow RFC 5321 §4.5.3.2.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Waiting for the next command.
+    pub command: Seconds,
+    /// Waiting for the next block of message data (DATA or a BDAT chunk).
+    pub data_block: Seconds,
+    /// The whole connection, however busy: a last-resort bound.
+    pub session: Seconds,
+    /// How long SIGTERM waits for open sessions to finish before closing them.
+    pub shutdown_grace: Seconds,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            command: Seconds(300),
+            data_block: Seconds(180),
+            session: Seconds(3600),
+            shutdown_grace: Seconds(30),
+        }
+    }
+}
+
+/// TLS policy towards a downstream server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsPolicy {
+    /// Never STARTTLS.
+    None,
+    /// STARTTLS when offered, any certificate; plain text when not offered.
+    Opportunistic,
+    /// STARTTLS required and the certificate verified; otherwise the delivery is deferred.
+    Required,
+}
+
+/// Where and how to deliver downstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Host name or IP address of the downstream server.
+    pub host: String,
+    /// Port (default 25).
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// STARTTLS policy (default opportunistic).
+    #[serde(default = "default_tls_policy")]
+    pub tls: TlsPolicy,
+    /// Extra PEM CA bundle trusted for `tls = "required"` (besides the system store).
+    pub ca_file: Option<PathBuf>,
+    /// Name to verify in the certificate for `tls = "required"`; default `host`.
+    pub tls_name: Option<String>,
+}
+
+fn default_smtp_port() -> u16 {
+    25
+}
+
+fn default_tls_policy() -> TlsPolicy {
+    TlsPolicy::Opportunistic
+}
+
+/// How recipients of a domain are checked at RCPT time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RecipientCheck {
+    /// Accept every local part (the downstream decides later).
+    #[default]
+    Any,
+    /// Only the addresses in `recipients`.
+    List,
+    /// Ask the downstream with a RCPT probe ("callout"), cached.
+    Callout,
+    /// The static list first; addresses not in it are asked by callout.
+    ListThenCallout,
+}
+
+/// One domain we relay for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Domain {
+    /// The domain, e.g. "example.net" (matched exactly, case-insensitively; no wildcards).
+    pub name: String,
+    /// Its own downstream; default the top-level `[downstream]`.
+    pub route: Option<Route>,
+    /// How to validate recipients at RCPT time.
+    #[serde(default)]
+    pub recipient_check: RecipientCheck,
+    /// Valid addresses (full addresses, case-insensitive) for `list` checks.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// How long a callout answer is cached (positive answers).
+    #[serde(default = "default_callout_ttl")]
+    pub callout_cache: Seconds,
+    /// Reply code for a recipient of this domain that does not exist: 550 (default) or 450.
+    #[serde(default = "default_unknown_user_code")]
+    pub unknown_user_code: u16,
+}
+
+fn default_callout_ttl() -> Seconds {
+    Seconds(3600)
+}
+
+fn default_unknown_user_code() -> u16 {
+    550
+}
+
+/// The queue manager: delivery concurrency, retries, lifetime.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Delivery {
+    /// Messages delivered at once.
+    pub concurrency: usize,
+    /// First retry after a temporary failure; doubles each time up to `retry_max`.
+    pub retry_initial: Seconds,
+    /// Longest wait between attempts.
+    pub retry_max: Seconds,
+    /// Give up (and send a delay DSN to the sender) after this long in the queue.
+    pub max_lifetime: Seconds,
+    /// Messages sent over one downstream connection before it is closed.
+    pub max_messages_per_connection: u32,
+    /// Idle downstream connections are kept this long for reuse.
+    pub idle_timeout: Seconds,
+    /// Connect deadline.
+    pub connect_timeout: Seconds,
+    /// Deadline for each downstream reply (greeting, EHLO, MAIL, RCPT, end of data).
+    pub reply_timeout: Seconds,
+    /// Where delivery status notifications to external senders go. Default: `[downstream]`.
+    pub dsn_route: Option<Route>,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery {
+            concurrency: 16,
+            retry_initial: Seconds(60),
+            retry_max: Seconds(3600),
+            max_lifetime: Seconds(5 * 86400),
+            max_messages_per_connection: 100,
+            idle_timeout: Seconds(10),
+            connect_timeout: Seconds(30),
+            reply_timeout: Seconds(300),
+            dsn_route: None,
+        }
+    }
+}
+
+impl Config {
+    /// The domain entry for `domain` (already lower-cased by the caller), if we relay for it.
+    pub fn domain(&self, domain: &str) -> Option<&Domain> {
+        self.domains.iter().find(|d| d.name.eq_ignore_ascii_case(domain))
+    }
+
+    /// The downstream route for a recipient domain we relay for.
+    pub fn route_for(&self, domain: &str) -> &Route {
+        self.domain(domain)
+            .and_then(|d| d.route.as_ref())
+            .unwrap_or(&self.downstream)
+    }
+
+    /// The spool directory (inside `state_dir`).
+    pub fn spool_dir(&self) -> PathBuf {
+        self.state_dir.join("spool")
+    }
+
+    /// The control socket `moat queue` talks to.
+    pub fn control_socket(&self) -> PathBuf {
+        self.state_dir.join("control.sock")
+    }
+}

@@ -1,0 +1,4 @@
+//! moat: a spam and virus filtering SMTP proxy.
+pub mod config;
+pub mod relay;
+pub mod spool;
