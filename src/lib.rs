@@ -1,5 +1,18 @@
 //! moat: a spam and virus filtering SMTP proxy.
+//!
+//! The flow (see README.md for the picture): `server` accepts a connection, a `session` speaks
+//! SMTP through the sans-IO core in `smtp`, checks recipients, and at the end of data writes the
+//! message to the `spool` (fsynced) before answering 250. The `relay` queue then delivers it to
+//! the downstream server, retrying with backoff, and sends a DSN when it must give up.
+//!
+//! Module map: `config` (typed TOML, validate-all), `smtp` (framing, commands, bodies, replies,
+//! addresses, PROXY protocol, Received), `session` (async driver per connection), `server`
+//! (listeners, limits, signals), `tls`, `spool`, `relay`, `systemd` (sd_notify).
 pub mod config;
 pub mod relay;
+pub mod server;
+pub mod session;
 pub mod smtp;
 pub mod spool;
+pub mod systemd;
+pub mod tls;

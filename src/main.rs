@@ -1,1 +1,148 @@
-fn main() {}
+//! The `moat` command: serve, check a configuration, inspect and steer the queue.
+//!
+//! Exit codes: 0 success; 1 a runtime failure; 78 (EX_CONFIG) a configuration error, so that
+//! systemd's `RestartPreventExitStatus=78` stops a restart loop on a bad file.
+
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const EXIT_CONFIG: u8 = 78;
+const DEFAULT_CONFIG: &str = "/etc/moat/moat.toml";
+
+#[derive(Parser)]
+#[command(name = "moat", version, about = "Spam and virus filtering SMTP proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the SMTP proxy until SIGTERM (SIGHUP reloads the configuration).
+    Serve {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Log one JSON object per line instead of key=value text.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Inspect and steer the delivery queue (like mailq / postqueue).
+    Queue {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file and print every error with its location.
+    Check { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// List queued messages: id, age, size, sender, recipients and their state.
+    List,
+    /// Retry every deferred message now.
+    Flush,
+    /// Remove messages from the queue (no bounce is sent).
+    Remove {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Config { command: ConfigCommand::Check { file } } => config_check(&file),
+        Command::Serve { config, log_json } => serve(&config, log_json),
+        Command::Queue { config, command } => queue(&config, command),
+    }
+}
+
+fn load_config(path: &Path) -> Result<moat::config::Config, ExitCode> {
+    moat::config::load(path).map_err(|errors| {
+        for error in &errors {
+            eprintln!("{error}");
+        }
+        eprintln!("{}: {} error(s)", path.display(), errors.len());
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn config_check(path: &Path) -> ExitCode {
+    match load_config(path) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MOAT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.with_ansi(false).init();
+    }
+}
+
+fn serve(path: &Path, log_json: bool) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    init_logging(log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(moat::server::serve(path.to_path_buf(), config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(event = "fatal", error = %error);
+            eprintln!("moat: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn queue(path: &Path, command: QueueCommand) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let result = match command {
+        QueueCommand::List => moat::relay::control::list(&config).map(|entries| {
+            for entry in &entries {
+                println!("{entry}");
+            }
+            println!("{} message(s) in the queue", entries.len());
+        }),
+        QueueCommand::Flush => moat::relay::control::flush(&config).map(|text| println!("{text}")),
+        QueueCommand::Remove { ids } => moat::relay::control::remove(&config, &ids).map(|text| println!("{text}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("moat queue: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The server: binds listeners, admits connections within limits, runs sessions, reloads on
+//! SIGHUP and drains on SIGTERM.
+//!
+//! Guarantees:
+//! - connections beyond `max_connections` or `max_connections_per_ip` get `421 4.7.0` and a close;
+//! - a PROXY protocol listener drops connections without a valid header (read under a deadline);
+//! - SIGHUP loads the configuration and certificate anew; if either fails, every error is logged
+//!   and the running configuration stays in force (never half-applied);
+//! - SIGTERM stops accepting, lets sessions finish within `shutdown_grace`, then returns; the
+//!   spool keeps every message that was acknowledged.
+
+use crate::config::{self, Config, Listener};
+use crate::relay::Queue;
+use crate::session::{Conn, ListenerInfo, RecipientVerifier, Session, Shared};
+use crate::smtp::proxy;
+use crate::smtp::reply::replies;
+use crate::spool::Spool;
+use crate::tls;
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot create state directory {path}: {source}")]
+    StateDir { path: String, source: std::io::Error },
+    #[error("spool: {0}")]
+    Spool(String),
+    #[error("cannot listen on {address}: {source}")]
+    Bind { address: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("delivery queue: {0}")]
+    Queue(String),
+    #[error("signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// How long a PROXY protocol header may take to arrive.
+const PROXY_HEADER_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Runs until SIGTERM/SIGINT. `path` is re-read on SIGHUP.
+pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
+    tls::install_crypto_provider();
+    std::fs::create_dir_all(&config.state_dir)
+        .map_err(|source| ServeError::StateDir { path: config.state_dir.display().to_string(), source })?;
+    let acceptor = config.tls.as_ref().map(tls::acceptor).transpose()?;
+    let spool = Arc::new(Spool::open(&config.spool_dir()).map_err(|e| ServeError::Spool(e.to_string()))?);
+    let listeners = bind_all(&config.listen).await?;
+    let config = Arc::new(ArcSwap::from_pointee(config));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let queue = Queue::start(config.clone(), spool.clone(), shutdown_rx.clone())
+        .await
+        .map_err(|e| ServeError::Queue(e.to_string()))?;
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        tls: Arc::new(ArcSwap::from_pointee(acceptor)),
+        spool,
+        queue,
+        verifier: RecipientVerifier::default(),
+        shutdown: shutdown_rx.clone(),
+    });
+    let limiter = Arc::new(Limiter::default());
+    for (listener, settings) in listeners {
+        tracing::info!(event = "listening", address = %settings.address, starttls = settings.starttls, proxy_protocol = settings.proxy_protocol);
+        tokio::spawn(accept_loop(listener, settings, shared.clone(), limiter.clone()));
+    }
+    crate::systemd::notify("READY=1");
+    wait_for_signals(&path, &shared).await?;
+    crate::systemd::notify("STOPPING=1");
+    tracing::info!(event = "shutdown", open_connections = limiter.open());
+    let _ = shutdown_tx.send(true);
+    let grace = shared.config.load().timeouts.shutdown_grace.duration();
+    let drained = tokio::time::timeout(grace, async {
+        while limiter.open() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(event = "shutdown_grace_expired", open_connections = limiter.open());
+    }
+    Ok(())
+}
+
+async fn bind_all(listen: &[Listener]) -> Result<Vec<(TcpListener, Listener)>, ServeError> {
+    let mut bound = Vec::new();
+    for settings in listen {
+        let listener = TcpListener::bind(settings.address)
+            .await
+            .map_err(|source| ServeError::Bind { address: settings.address, source })?;
+        bound.push((listener, settings.clone()));
+    }
+    Ok(bound)
+}
+
+async fn wait_for_signals(path: &PathBuf, shared: &Shared) -> Result<(), ServeError> {
+    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signal)?;
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(path, shared),
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+        }
+    }
+}
+
+/// Loads the configuration and certificate anew; applies both or neither.
+fn reload(path: &PathBuf, shared: &Shared) {
+    crate::systemd::notify("RELOADING=1");
+    let loaded = config::load(path).map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>());
+    let result = loaded.and_then(|new| {
+        let acceptor = new.tls.as_ref().map(tls::acceptor).transpose().map_err(|e| vec![e.to_string()])?;
+        Ok((new, acceptor))
+    });
+    match result {
+        Ok((new, acceptor)) => {
+            let old = shared.config.load();
+            if old.listen.iter().map(|l| l.address).ne(new.listen.iter().map(|l| l.address)) {
+                tracing::warn!(event = "reload", note = "listener addresses change only on restart");
+            }
+            shared.tls.store(Arc::new(acceptor));
+            shared.config.store(Arc::new(new));
+            tracing::info!(event = "reload", outcome = "applied");
+        }
+        Err(errors) => {
+            for error in &errors {
+                tracing::error!(event = "reload", outcome = "refused", error = %error);
+            }
+            tracing::error!(event = "reload", outcome = "refused", note = "the running configuration stays in force");
+        }
+    }
+    crate::systemd::notify("READY=1");
+}
+
+async fn accept_loop(listener: TcpListener, settings: Listener, shared: Arc<Shared>, limiter: Arc<Limiter>) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|down| *down) => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(admit(stream, peer, settings.clone(), shared.clone(), limiter.clone()));
+            }
+            Err(error) => {
+                // Typically EMFILE: back off instead of spinning.
+                tracing::warn!(event = "accept_error", error = %error);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// PROXY header, connection limits, then the session.
+async fn admit(mut stream: TcpStream, peer: SocketAddr, settings: Listener, shared: Arc<Shared>, limiter: Arc<Limiter>) {
+    let (peer, input) = if settings.proxy_protocol {
+        match read_proxy_header(&mut stream).await {
+            Some((source, rest)) => (source.unwrap_or(peer), rest),
+            None => {
+                tracing::info!(event = "connection", client_ip = %peer.ip(), ending = "bad_proxy_header");
+                return;
+            }
+        }
+    } else {
+        (peer, Vec::new())
+    };
+    let config = shared.config.load_full();
+    let Some(_permit) = limiter.acquire(peer.ip(), config.limits.max_connections, config.limits.max_connections_per_ip) else {
+        let reply = replies::too_many_connections(&config.hostname).to_bytes();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&reply)).await;
+        tracing::info!(event = "connection", client_ip = %peer.ip(), ending = "too_many_connections");
+        return;
+    };
+    let listener = ListenerInfo { starttls: settings.starttls };
+    Session::new(shared, listener, peer, Conn::Plain(stream), input).run().await;
+}
+
+/// Reads a PROXY v1/v2 header. Returns the client's address (None for LOCAL) and any bytes
+/// that followed it; None if the header is missing, invalid or late.
+async fn read_proxy_header(stream: &mut TcpStream) -> Option<(Option<SocketAddr>, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(256);
+    let read = async {
+        loop {
+            match proxy::parse(&buf) {
+                Ok(Some((header, used))) => return Some((header.source, buf[used..].to_vec())),
+                Ok(None) if buf.len() < proxy::MAX_HEADER_LEN => {}
+                _ => return None,
+            }
+            let mut chunk = [0u8; 512];
+            let want = (proxy::MAX_HEADER_LEN - buf.len()).min(chunk.len());
+            match stream.read(&mut chunk[..want]).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(PROXY_HEADER_DEADLINE, read).await.ok().flatten()
+}
+
+/// Counts open connections in total and per client IP.
+#[derive(Default)]
+pub struct Limiter {
+    total: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Holds one connection slot; released on drop.
+pub struct Permit<'a> {
+    limiter: &'a Limiter,
+    ip: IpAddr,
+}
+
+impl Limiter {
+    pub fn acquire(&self, ip: IpAddr, max_total: usize, max_per_ip: usize) -> Option<Permit<'_>> {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let from_ip = per_ip.get(&ip).copied().unwrap_or(0);
+        if self.total.load(Ordering::SeqCst) >= max_total || from_ip >= max_per_ip {
+            return None;
+        }
+        per_ip.insert(ip, from_ip + 1);
+        self.total.fetch_add(1, Ordering::SeqCst);
+        Some(Permit { limiter: self, ip })
+    }
+
+    pub fn open(&self) -> usize {
+        self.total.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut per_ip = self.limiter.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = per_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+        self.limiter.total.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Limiter;
+
+    #[test]
+    fn limiter_counts_per_ip_and_total() {
+        let limiter = Limiter::default();
+        let a = "192.0.2.1".parse().unwrap();
+        let b = "192.0.2.2".parse().unwrap();
+        let p1 = limiter.acquire(a, 3, 2).unwrap();
+        let _p2 = limiter.acquire(a, 3, 2).unwrap();
+        assert!(limiter.acquire(a, 3, 2).is_none(), "per-IP limit");
+        let _p3 = limiter.acquire(b, 3, 2).unwrap();
+        assert!(limiter.acquire(b, 3, 2).is_none(), "total limit");
+        drop(p1);
+        assert!(limiter.acquire(a, 3, 2).is_some());
+    }
+}

@@ -1,0 +1,123 @@
+//! RCPT: the open-relay check and recipient validation (static list and/or cached callout).
+//!
+//! Guarantees: a recipient is accepted only if its domain is one we relay for (see
+//! `smtp::address` for the tricks refused) and the domain's recipient check passes. The callout
+//! cache is bounded in entries; negative answers are cached for a short time, temporary failures
+//! not at all.
+
+use super::{Session, Transaction};
+use crate::config::{Config, Domain, RecipientCheck};
+use crate::relay::{self, ProbeAnswer};
+use crate::smtp::address::{self, Mailbox, RcptProblem};
+use crate::smtp::reply::{Reply, replies};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Most callout answers kept; when full, expired entries go first, then everything.
+const CACHE_ENTRIES: usize = 100_000;
+/// How long a "no such user" answer is believed.
+const NEGATIVE_TTL: Duration = Duration::from_secs(600);
+
+/// The outcome of validating one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    Valid,
+    Unknown,
+    /// The downstream could not answer now.
+    Unverifiable,
+}
+
+/// Validates recipients per domain policy, caching callout answers.
+#[derive(Default)]
+pub struct RecipientVerifier {
+    cache: Mutex<HashMap<String, (bool, Instant)>>,
+}
+
+impl RecipientVerifier {
+    pub async fn validate(&self, config: &Config, domain: &Domain, mailbox: &Mailbox) -> Validity {
+        let address = mailbox.address();
+        let listed = || domain.recipients.iter().any(|r| r.eq_ignore_ascii_case(&address));
+        match domain.recipient_check {
+            RecipientCheck::Any => Validity::Valid,
+            RecipientCheck::List => if listed() { Validity::Valid } else { Validity::Unknown },
+            RecipientCheck::ListThenCallout if listed() => Validity::Valid,
+            RecipientCheck::Callout | RecipientCheck::ListThenCallout => self.callout(config, domain, &address).await,
+        }
+    }
+
+    async fn callout(&self, config: &Config, domain: &Domain, address: &str) -> Validity {
+        let key = address.to_ascii_lowercase();
+        if let Some(valid) = self.cached(&key) {
+            return if valid { Validity::Valid } else { Validity::Unknown };
+        }
+        let route = config.route_for(&domain.name);
+        let answer = relay::probe_recipient(route, config, address).await;
+        let (valid, ttl) = match answer {
+            Ok(ProbeAnswer::Accepted) => (true, domain.callout_cache.duration()),
+            Ok(ProbeAnswer::Rejected { .. }) => (false, NEGATIVE_TTL.min(domain.callout_cache.duration())),
+            Ok(ProbeAnswer::Temporary { .. }) | Err(_) => return Validity::Unverifiable,
+        };
+        self.remember(key, valid, ttl);
+        if valid { Validity::Valid } else { Validity::Unknown }
+    }
+
+    fn cached(&self, key: &str) -> Option<bool> {
+        let cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        cache.get(key).filter(|(_, expires)| *expires > Instant::now()).map(|(valid, _)| *valid)
+    }
+
+    fn remember(&self, key: String, valid: bool, ttl: Duration) {
+        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cache.len() >= CACHE_ENTRIES {
+            let now = Instant::now();
+            cache.retain(|_, (_, expires)| *expires > now);
+            if cache.len() >= CACHE_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(key, (valid, Instant::now() + ttl));
+    }
+}
+
+impl Session {
+    pub(super) async fn rcpt(&mut self, raw: &str) -> Reply {
+        let config = self.config.clone();
+        let Some(Transaction { mail, recipients }) = &self.tx else {
+            return replies::bad_sequence("Need MAIL before RCPT");
+        };
+        if recipients.len() >= config.limits.max_recipients {
+            return replies::too_many_recipients();
+        }
+        // RFC 5321 §4.5.1: <postmaster> without a domain must be accepted.
+        let postmaster;
+        let raw = match (raw.is_empty(), config.domains.first()) {
+            (true, Some(primary)) => {
+                postmaster = format!("postmaster@{}", primary.name);
+                postmaster.as_str()
+            }
+            _ => raw,
+        };
+        let served = |d: &str| config.domain(d).is_some();
+        let mailbox = match address::check_recipient(raw, mail.smtputf8, served) {
+            Ok(mailbox) => mailbox,
+            Err(RcptProblem::Syntax) => return replies::bad_recipient(),
+            Err(RcptProblem::NotLocal) => return replies::relay_denied(),
+            Err(RcptProblem::NeedsSmtpUtf8) => return replies::needs_smtputf8(),
+        };
+        let Some(domain) = config.domain(&mailbox.domain) else {
+            return replies::relay_denied();
+        };
+        match self.shared.verifier.validate(&config, domain, &mailbox).await {
+            Validity::Valid => {}
+            Validity::Unknown => return replies::unknown_user(domain.unknown_user_code),
+            Validity::Unverifiable => return replies::recipient_unverified(),
+        }
+        if let Some(tx) = &mut self.tx
+            && !tx.recipients.iter().any(|r| r.address().eq_ignore_ascii_case(&mailbox.address()))
+        {
+            tx.recipients.push(mailbox);
+        }
+        replies::recipient_ok()
+    }
+}
