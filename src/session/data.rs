@@ -8,7 +8,7 @@ use super::Session;
 use crate::smtp::body::Body;
 use crate::smtp::received::{Protocol, ReceivedInfo, received_header};
 use crate::smtp::reply::{Reply, replies};
-use crate::spool::{Envelope, Spool};
+use crate::spool::{Envelope, Spool, SpoolError};
 
 impl Session {
     /// Consumes the transaction; the reply ends it whatever happens.
@@ -54,7 +54,7 @@ impl Session {
             }
             Ok(Err(error)) => {
                 tracing::error!(event = "spool_error", id = %id, error = %error);
-                if error.is_storage_full() { replies::storage_full() } else { replies::local_error() }
+                if matches!(error, SpoolError::DiskFull { .. }) { replies::storage_full() } else { replies::local_error() }
             }
             Err(_) => replies::local_error(),
         };
