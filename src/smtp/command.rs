@@ -40,7 +40,13 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
     if line.contains(&0) {
         return Err(replies::nul_in_command());
     }
-    let request = Request::parse(&mut line.iter()).map_err(|e| proto_error(&e))?;
+    let request = match Request::parse(&mut line.iter()) {
+        Ok(request) => request,
+        // smtp-proto refuses some paths we must classify ourselves (an IP literal is "not our
+        // domain", 550 5.7.1, not a syntax error): hand the raw path to the address policy.
+        Err(ProtoError::InvalidRecipientAddress) => return raw_rcpt_path(line).map(Command::Rcpt).ok_or_else(replies::bad_recipient),
+        Err(error) => return Err(proto_error(&error)),
+    };
     Ok(match request {
         Request::Ehlo { host } => Command::Ehlo(host.into_owned()),
         Request::Helo { host } => Command::Helo(host.into_owned()),
@@ -61,6 +67,14 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
         Request::StartTls => Command::StartTls,
         other => Command::NotImplemented(other.name()),
     })
+}
+
+/// The text between the first '<' and the last '>' of a RCPT line, if it is valid UTF-8.
+fn raw_rcpt_path(line: &[u8]) -> Option<String> {
+    let start = line.iter().position(|&b| b == b'<')? + 1;
+    let end = line.iter().rposition(|&b| b == b'>')?;
+    let path = line.get(start..end)?;
+    std::str::from_utf8(path).ok().map(str::to_string)
 }
 
 fn mail(from: &MailFrom<std::borrow::Cow<'_, str>>) -> Result<MailCommand, Reply> {
@@ -141,5 +155,6 @@ mod tests {
         assert_eq!(code("EHLO\r\n"), 501);
         assert_eq!(parse(b"AUTH PLAIN\r\n").unwrap(), Command::NotImplemented("AUTH"));
         assert_eq!(parse(b"BDAT 10 LAST\r\n").unwrap(), Command::Bdat { size: 10, last: true });
+        assert_eq!(parse(b"RCPT TO:<u@[127.0.0.1]>\r\n").unwrap(), Command::Rcpt("u@[127.0.0.1]".into()));
     }
 }
