@@ -103,7 +103,7 @@ async fn bind_all(listen: &[Listener]) -> Result<Vec<(TcpListener, Listener)>, S
     Ok(bound)
 }
 
-async fn wait_for_signals(path: &PathBuf, shared: &Shared) -> Result<(), ServeError> {
+async fn wait_for_signals(path: &std::path::Path, shared: &Shared) -> Result<(), ServeError> {
     let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
@@ -117,7 +117,7 @@ async fn wait_for_signals(path: &PathBuf, shared: &Shared) -> Result<(), ServeEr
 }
 
 /// Loads the configuration and certificate anew; applies both or neither.
-fn reload(path: &PathBuf, shared: &Shared) {
+fn reload(path: &std::path::Path, shared: &Shared) {
     crate::systemd::notify("RELOADING=1");
     let loaded = config::load(path).map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>());
     let result = loaded.and_then(|new| {

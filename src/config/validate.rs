@@ -175,7 +175,7 @@ fn resolve_paths(config: &mut Config, base: &Path) {
 fn span_of(document: &DeTable<'_>, key: &str, index: Option<usize>) -> Option<Range<usize>> {
     let (_, value) = document.iter().find(|(k, _)| k.get_ref().as_ref() == key)?;
     match (index, value.get_ref()) {
-        (Some(i), DeValue::Array(entries)) => entries.iter().nth(i).map(|e| e.span()),
+        (Some(i), DeValue::Array(entries)) => entries.get(i).map(|e| e.span()),
         _ => Some(value.span()),
     }
 }

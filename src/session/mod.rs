@@ -306,11 +306,10 @@ impl Session {
             Command::StartTls => return self.starttls().await,
             Command::NotImplemented(_) => replies::not_implemented(),
         })
-        .map(|reply| {
+        .inspect(|reply| {
             if reply.closes_connection() && self.closing.is_none() {
                 self.closing = Some(Ending::Shutdown);
             }
-            reply
         })
     }
 
