@@ -73,8 +73,10 @@ enum Ending {
     IoError,
 }
 
-/// Read at most this much at a time.
+/// Read at most this much at a time while a message streams in.
 const READ_CHUNK: usize = 64 * 1024;
+/// Read size while waiting for commands: keeps idle connections small.
+const COMMAND_READ: usize = 4 * 1024;
 
 /// Per-listener settings a session needs.
 #[derive(Debug, Clone, Copy)]
@@ -187,7 +189,11 @@ impl Session {
         let waiting_for_command = matches!(self.mode, Mode::Command);
         let mut shutdown = self.shared.shutdown.clone();
         let start = self.input.len();
-        self.input.resize(start + READ_CHUNK, 0);
+        if waiting_for_command && start == 0 && self.input.capacity() > 4 * COMMAND_READ {
+            self.input = Vec::new();
+        }
+        let want = if waiting_for_command { COMMAND_READ } else { READ_CHUNK };
+        self.input.resize(start + want, 0);
         let read = tokio::select! {
             r = tokio::time::timeout(deadline, self.conn.read(&mut self.input[start..])) => r,
             _ = shutdown.wait_for(|down| *down), if waiting_for_command => {
