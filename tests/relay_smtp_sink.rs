@@ -164,3 +164,28 @@ async fn connections_are_not_reused_beyond_max_messages_per_connection() {
     assert_eq!(counter.count(), 2);
     harness.stop().await;
 }
+
+#[tokio::test]
+async fn recipient_probes_report_accept_reject_and_tempfail() {
+    use moat::relay::{ProbeAnswer, probe_recipient};
+    let dir = tempfile::tempdir().unwrap();
+    let ok = Sink::start(free_port(), &dir.path().join("ok"), &[]);
+    let hard = Sink::start(free_port(), &dir.path().join("hard"), &["-f", "RCPT"]);
+    let soft = Sink::start(free_port(), &dir.path().join("soft"), &["-r", "RCPT"]);
+    let config = config(&dir.path().join("state"), ok.port, "");
+    let route = |port| moat::config::Route { port, ..config.downstream.clone() };
+
+    let answer = probe_recipient(&route(ok.port), &config, "user@good.test").await.unwrap();
+    assert_eq!(answer, ProbeAnswer::Accepted);
+    let answer = probe_recipient(&route(hard.port), &config, "user@good.test").await.unwrap();
+    assert_eq!(
+        answer,
+        ProbeAnswer::Rejected { code: 500, enhanced: Some([5, 3, 0]), text: "Error: command failed".into() }
+    );
+    let answer = probe_recipient(&route(soft.port), &config, "user@good.test").await.unwrap();
+    assert!(matches!(answer, ProbeAnswer::Temporary { code: 450, .. }), "{answer:?}");
+    assert!(ok.dumps().is_empty(), "a probe never sends DATA");
+
+    let down = route(free_port());
+    assert!(probe_recipient(&down, &config, "user@good.test").await.is_err());
+}

@@ -165,3 +165,161 @@ async fn a_4xx_greeting_is_an_error_carrying_the_reply() {
     let error = Connection::handshake(Box::new(client), "fake:25".into(), settings(2000)).await.unwrap_err();
     assert_eq!(error.as_reply(), Reply::new(421, Some([4, 3, 2]), "too busy"));
 }
+
+mod starttls {
+    //! STARTTLS policies against an in-process TLS server with a self-signed certificate.
+    use super::*;
+    use crate::config::Route;
+    use rustls::ServerConfig;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncBufReadExt;
+    use tokio::net::TcpListener;
+    use tokio_rustls::TlsAcceptor;
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mode {
+        /// Offer STARTTLS and do the handshake.
+        Good,
+        /// Do not offer STARTTLS.
+        NoStartTls,
+        /// Offer STARTTLS on the first connection, then answer the handshake with garbage.
+        BrokenOnce,
+    }
+
+    struct Server {
+        port: u16,
+        connections: Arc<AtomicUsize>,
+        cert_pem: String,
+    }
+
+    async fn server(mode: Mode) -> Server {
+        let key = rcgen::generate_simple_self_signed(vec!["mx.test".to_string()]).unwrap();
+        let cert_pem = key.cert.pem();
+        let chain = vec![CertificateDer::from(key.cert.der().to_vec())];
+        let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der()));
+        let config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, private)
+            .unwrap();
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let offer = match mode {
+                    Mode::Good => true,
+                    Mode::NoStartTls => false,
+                    Mode::BrokenOnce => n == 0,
+                };
+                let broken = mode == Mode::BrokenOnce;
+                tokio::spawn(session(stream, acceptor.clone(), offer, broken));
+            }
+        });
+        Server { port, connections, cert_pem }
+    }
+
+    /// Plain part of the session until STARTTLS, then the encrypted part.
+    async fn session(stream: TcpStream, acceptor: TlsAcceptor, offer: bool, broken: bool) {
+        let mut plain = tokio::io::BufReader::new(stream);
+        let _ = plain.get_mut().write_all(b"220 mx.test ESMTP\r\n").await;
+        loop {
+            let mut line = String::new();
+            if plain.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let reply: &[u8] = match line.trim_end() {
+                l if l.starts_with("EHLO") && offer => b"250-mx.test\r\n250-STARTTLS\r\n250 PIPELINING\r\n",
+                l if l.starts_with("EHLO") => b"250-mx.test\r\n250 PIPELINING\r\n",
+                "STARTTLS" => {
+                    let _ = plain.get_mut().write_all(b"220 2.0.0 go ahead\r\n").await;
+                    break;
+                }
+                "QUIT" => b"221 bye\r\n",
+                _ => b"250 ok\r\n",
+            };
+            let _ = plain.get_mut().write_all(reply).await;
+        }
+        let mut stream = plain.into_inner();
+        if broken {
+            let _ = stream.write_all(b"this is not a TLS server hello\r\n").await;
+            return;
+        }
+        let Ok(tls) = acceptor.accept(stream).await else { return };
+        let mut tls = tokio::io::BufReader::new(tls);
+        loop {
+            let mut line = String::new();
+            if tls.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let reply: &[u8] = if line.starts_with("EHLO") { b"250-mx.test\r\n250 PIPELINING\r\n" } else { b"250 ok\r\n" };
+            let _ = tls.get_mut().write_all(reply).await;
+        }
+    }
+
+    fn route(port: u16, tls: TlsPolicy) -> Route {
+        Route { host: "127.0.0.1".into(), port, tls, ca_file: None, tls_name: None }
+    }
+
+    #[tokio::test]
+    async fn opportunistic_encrypts_even_with_a_self_signed_certificate() {
+        let server = server(Mode::Good).await;
+        let mut conn = Connection::connect(&route(server.port, TlsPolicy::Opportunistic), &settings(5000)).await.unwrap();
+        let tls = conn.tls().unwrap_or_default().to_string();
+        assert!(tls.starts_with("TLSv1_"), "{tls}");
+        assert!(conn.capabilities().pipelining, "capabilities come from the EHLO after STARTTLS");
+        conn.reset().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn opportunistic_falls_back_to_plain_text_once_when_the_handshake_fails() {
+        let server = server(Mode::BrokenOnce).await;
+        let conn = Connection::connect(&route(server.port, TlsPolicy::Opportunistic), &settings(5000)).await.unwrap();
+        assert_eq!(conn.tls(), None);
+        assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn required_verifies_against_the_ca_file_and_tls_name() {
+        let server = server(Mode::Good).await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, &server.cert_pem).unwrap();
+        let mut route = route(server.port, TlsPolicy::Required);
+        route.ca_file = Some(ca);
+        route.tls_name = Some("mx.test".into());
+        let conn = Connection::connect(&route, &settings(5000)).await.unwrap();
+        assert!(conn.tls().is_some());
+
+        route.tls_name = Some("other.test".into());
+        let error = Connection::connect(&route, &settings(5000)).await.unwrap_err();
+        assert!(matches!(error, ClientError::Tls { .. }), "wrong name must fail: {error:?}");
+    }
+
+    #[tokio::test]
+    async fn required_refuses_an_unknown_certificate_and_a_server_without_starttls() {
+        let server = server(Mode::Good).await;
+        let mut route = route(server.port, TlsPolicy::Required);
+        route.tls_name = Some("mx.test".into());
+        let error = Connection::connect(&route, &settings(5000)).await.unwrap_err();
+        assert!(matches!(error, ClientError::Tls { .. }), "{error:?}");
+        assert_eq!(error.as_reply().code / 100, 4, "a temporary failure");
+        assert_eq!(server.connections.load(Ordering::SeqCst), 1, "no plain-text fallback with tls = required");
+
+        let plain = self::server(Mode::NoStartTls).await;
+        let error = Connection::connect(&self::route(plain.port, TlsPolicy::Required), &settings(5000)).await.unwrap_err();
+        assert!(matches!(error, ClientError::TlsNotOffered { .. }), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn policy_none_never_starts_tls() {
+        let server = server(Mode::Good).await;
+        let conn = Connection::connect(&route(server.port, TlsPolicy::None), &settings(5000)).await.unwrap();
+        assert_eq!(conn.tls(), None);
+    }
+}
