@@ -48,7 +48,7 @@ async fn flush_retries_deferred_mail_now_and_remove_drops_it_without_a_bounce() 
     assert_eq!(entry.recipients[0].status, Status::Pending);
     assert!(entry.next_attempt > chrono::Utc::now().timestamp() + 1000, "deferred for an hour");
 
-    assert_eq!(control::remove(&config, &[drop.clone()]).await.unwrap(), vec![drop.clone()]);
+    assert_eq!(control::remove(&config, std::slice::from_ref(&drop)).await.unwrap(), vec![drop.clone()]);
     let listed: Vec<String> = control::list(&config).unwrap().into_iter().map(|e| e.id).collect();
     assert_eq!(listed, vec![keep.clone()]);
 
@@ -72,7 +72,7 @@ async fn without_a_server_remove_works_on_the_files_and_flush_says_not_running()
     let id = store(&spool, "a@sender.test", &["r@good.test"], b"x\r\n");
     assert_eq!(control::list(&config).unwrap().len(), 1);
     assert!(matches!(control::flush(&config).await, Err(ControlError::NotRunning(_))));
-    assert_eq!(control::remove(&config, &[id.clone()]).await.unwrap(), vec![id]);
+    assert_eq!(control::remove(&config, std::slice::from_ref(&id)).await.unwrap(), vec![id]);
     assert!(control::list(&config).unwrap().is_empty());
     assert!(control::remove(&config, &["../../etc".into()]).await.is_err());
 }

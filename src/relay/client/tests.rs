@@ -34,7 +34,7 @@ async fn fake_server(
         } else if text == "DATA" {
             let _ = write.write_all(b"354 go ahead\r\n").await;
             let mut data = Vec::new();
-            while !data.ends_with(b"\r\n.\r\n") && !(data == b".\r\n") {
+            while !data.ends_with(b"\r\n.\r\n") && data != b".\r\n" {
                 let mut chunk = Vec::new();
                 if reader.read_until(b'\n', &mut chunk).await.unwrap_or(0) == 0 {
                     return seen;
