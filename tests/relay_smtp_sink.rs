@@ -189,3 +189,42 @@ async fn recipient_probes_report_accept_reject_and_tempfail() {
     let down = route(free_port());
     assert!(probe_recipient(&down, &config, "user@good.test").await.is_err());
 }
+
+#[tokio::test]
+async fn a_message_past_max_lifetime_fails_with_4_4_7_and_bounces() {
+    let dir = tempfile::tempdir().unwrap();
+    let dsn = Sink::start(free_port(), &dir.path().join("dsn"), &[]);
+    let extra = format!(
+        "[delivery]\nretry_initial = \"1s\"\nretry_max = \"1s\"\nmax_lifetime = \"1s\"\nconnect_timeout = \"2s\"\n\
+         dsn_route = {{ host = \"127.0.0.1\", port = {}, tls = \"none\" }}\n",
+        dsn.port
+    );
+    // The downstream never answers: a port nobody listens on.
+    let config = config(&dir.path().join("state"), free_port(), &extra);
+    let harness = Harness::start(dir, config).await;
+    harness.send("a@sender.test", &["r@good.test"], TRICKY);
+    assert!(harness.wait_empty(WAIT).await, "expired message and its DSN should leave the queue");
+    let bounces = dsn.wait_for_dumps(1, WAIT).await;
+    assert_eq!(bounces.len(), 1);
+    let bounce = &bounces[0];
+    assert!(bounce.contains("Final-Recipient: rfc822; r@good.test\nAction: failed\nStatus: 4.4.7\n"), "{bounce}");
+    assert!(bounce.contains("last reply: 451 4.4.1 cannot connect"), "{bounce}");
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_reloaded_configuration_applies_to_the_next_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(free_port(), &dir.path().join("sink"), &[]);
+    let dead = config(&dir.path().join("state"), free_port(), "");
+    let live = config(&dir.path().join("state"), sink.port, "");
+    let harness = Harness::start(dir, dead).await;
+    harness.send("a@sender.test", &["r@good.test"], TRICKY);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sink.dumps().is_empty());
+    // What SIGHUP does: swap in the new configuration.
+    harness.config.store(std::sync::Arc::new(live));
+    assert!(harness.wait_empty(WAIT).await, "the retry should use the new downstream");
+    assert_eq!(sink.wait_for_dumps(1, WAIT).await.len(), 1);
+    harness.stop().await;
+}
