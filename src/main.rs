@@ -34,7 +34,7 @@ enum Command {
     },
     /// Inspect and steer the delivery queue (like mailq / postqueue).
     Queue {
-        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        #[arg(short, long, global = true, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         #[command(subcommand)]
         command: QueueCommand,
