@@ -16,3 +16,4 @@ pub mod smtp;
 pub mod spool;
 pub mod systemd;
 pub mod tls;
+pub mod verdict;
