@@ -223,8 +223,9 @@ impl Drop for ChildGuard {
 }
 
 fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
+    // The shell's built-in kill: /bin/kill (procps) is missing on minimal Debian images.
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -{name} {pid}")])
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -{name} {pid} failed");
@@ -807,8 +808,11 @@ impl Drop for Postfix {
                 thread::sleep(Duration::from_millis(20));
             }
         }
-        if let Ok(pid) = fs::read_to_string(self.dir.path().join("spool/pid/master.pid")) {
-            let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+        let pid_file = fs::read_to_string(self.dir.path().join("spool/pid/master.pid"));
+        if let Some(pid) = pid_file.ok().and_then(|p| p.trim().parse::<u32>().ok()) {
+            let _ = Command::new("sh")
+                .args(["-c", &format!("kill -KILL {pid}")])
+                .status();
         }
         self.child.kill();
     }
@@ -1469,6 +1473,17 @@ impl Moat {
         }
         smtp.closed_within(Duration::from_secs(2));
         thread::sleep(Duration::from_millis(50));
+    }
+
+    /// moat's peak resident memory so far (VmHWM), in KiB.
+    pub fn peak_memory_kib(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmHWM in /proc/PID/status")
     }
 
     /// Everything moat wrote to stdout and stderr so far (all runs).
