@@ -614,6 +614,17 @@ pub struct Postfix {
 impl Postfix {
     /// Starts an instance that accepts mail for `domain` (and refuses to relay anything else).
     pub fn start(domain: &str) -> Postfix {
+        Postfix::start_with_mailboxes(domain, "static:inbox/")
+    }
+
+    /// Starts an instance whose only mailboxes are `users` (full addresses in `domain`); other
+    /// recipients of the domain get Postfix's `550 5.1.1 ... User unknown`.
+    pub fn start_with_users(domain: &str, users: &[&str]) -> Postfix {
+        let entries: Vec<String> = users.iter().map(|u| format!("{u}=inbox/")).collect();
+        Postfix::start_with_mailboxes(domain, &format!("inline:{{ {} }}", entries.join(", ")))
+    }
+
+    fn start_with_mailboxes(domain: &str, mailbox_map: &str) -> Postfix {
         assert!(
             is_root(),
             "the private Postfix instance needs root (run the tests as root or via sudo scripts/test)"
@@ -669,7 +680,7 @@ impl Postfix {
             "alias_database=".into(),
             format!("virtual_mailbox_domains={domain}"),
             format!("virtual_mailbox_base={b}/mail"),
-            "virtual_mailbox_maps=static:inbox/".into(),
+            format!("virtual_mailbox_maps={mailbox_map}"),
             format!("virtual_uid_maps=static:{uid}"),
             format!("virtual_gid_maps=static:{gid}"),
             format!("maillog_file_prefixes={b}"),
@@ -784,6 +795,13 @@ impl Postfix {
 
 impl Drop for Postfix {
     fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Postfix {
+    /// Stops the instance (its port then refuses connections); its Maildir stays readable.
+    pub fn stop(&mut self) {
         let etc = self.dir.path().join("etc");
         if let Some(postfix) = ["/usr/sbin/postfix", "/usr/bin/postfix"]
             .iter()
@@ -1261,6 +1279,8 @@ pub struct MoatConfig {
     pub delivery: Vec<(String, String)>,
     /// Appended verbatim at the end of the file.
     pub extra: String,
+    /// The listener expects a PROXY protocol header.
+    pub proxy_protocol: bool,
 }
 
 impl MoatConfig {
@@ -1283,7 +1303,20 @@ impl MoatConfig {
                 ("idle_timeout".into(), quoted("1s")),
             ],
             extra: String::new(),
+            proxy_protocol: false,
         }
+    }
+
+    /// The listener expects a PROXY protocol v1/v2 header before SMTP.
+    pub fn proxy_protocol(mut self) -> Self {
+        self.proxy_protocol = true;
+        self
+    }
+
+    /// Appends raw TOML (e.g. another `[[domain]]`).
+    pub fn append(mut self, toml: &str) -> Self {
+        self.extra.push_str(toml);
+        self
     }
 
     /// Sets a `[limits]` key (value as TOML, e.g. `"3"`).
@@ -1316,8 +1349,8 @@ impl MoatConfig {
         let _ = writeln!(t, "state_dir = \"state\"");
         let _ = writeln!(
             t,
-            "\n[[listen]]\naddress = \"127.0.0.1:{}\"\nstarttls = {}",
-            self.port, self.starttls
+            "\n[[listen]]\naddress = \"127.0.0.1:{}\"\nstarttls = {}\nproxy_protocol = {}",
+            self.port, self.starttls, self.proxy_protocol
         );
         if self.starttls {
             let _ = writeln!(t, "\n[tls]\ncertificate = \"cert.pem\"\nkey = \"key.pem\"");
