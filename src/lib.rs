@@ -9,6 +9,7 @@
 //! addresses, PROXY protocol, Received), `session` (async driver per connection), `server`
 //! (listeners, limits, signals), `tls`, `spool`, `relay`, `systemd` (sd_notify).
 pub mod config;
+pub mod dns;
 pub mod filter;
 pub mod relay;
 pub mod server;
