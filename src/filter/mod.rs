@@ -44,12 +44,26 @@ pub struct Facts {
     pub message: Option<Arc<Vec<u8>>>,
 }
 
+/// What one filter found: symbols, and header fields to add to the message for every
+/// recipient (e.g. `Authentication-Results`), each a complete field ending in CRLF.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Findings {
+    pub symbols: Vec<Symbol>,
+    pub headers: Vec<String>,
+}
+
+impl From<Vec<Symbol>> for Findings {
+    fn from(symbols: Vec<Symbol>) -> Findings {
+        Findings { symbols, headers: Vec::new() }
+    }
+}
+
 /// A filter's answer: evidence, or why it could not look.
-pub type Outcome = Result<Vec<Symbol>, Failure>;
+pub type Outcome = Result<Findings, Failure>;
 pub type FilterFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 
 fn nothing<'a>() -> FilterFuture<'a> {
-    Box::pin(std::future::ready(Ok(Vec::new())))
+    Box::pin(std::future::ready(Ok(Findings::default())))
 }
 
 /// One filter. Override the phases it cares about.
@@ -100,7 +114,10 @@ impl Chain {
         let mut evidence = Evidence::default();
         for outcome in outcomes {
             match outcome {
-                Ok(symbols) => evidence.symbols.extend(symbols),
+                Ok(findings) => {
+                    evidence.symbols.extend(findings.symbols);
+                    evidence.headers.extend(findings.headers);
+                }
                 Err(failure) => evidence.failures.push(failure),
             }
         }
@@ -143,7 +160,7 @@ mod tests {
         fn helo<'a>(&'a self, facts: &'a Facts) -> FilterFuture<'a> {
             Box::pin(async move {
                 let bad = facts.helo.as_deref().is_some_and(|h| !h.contains('.'));
-                Ok(if bad { vec![Symbol::new("HELO_NO_DOT")] } else { vec![] })
+                Ok(if bad { vec![Symbol::new("HELO_NO_DOT")] } else { vec![] }.into())
             })
         }
     }
@@ -159,7 +176,7 @@ mod tests {
         fn data<'a>(&'a self, _facts: &'a Facts) -> FilterFuture<'a> {
             Box::pin(async {
                 tokio::time::sleep(Duration::from_secs(60)).await;
-                Ok(vec![])
+                Ok(Findings::default())
             })
         }
     }
@@ -172,7 +189,7 @@ mod tests {
         fn data<'a>(&'a self, facts: &'a Facts) -> FilterFuture<'a> {
             Box::pin(async move {
                 let recipients = &facts.recipients;
-                Ok(vec![Symbol::new(recipients[7].clone())])
+                Ok(vec![Symbol::new(recipients[7].clone())].into())
             })
         }
     }

@@ -93,6 +93,8 @@ pub struct Failure {
 pub struct Evidence {
     pub symbols: Vec<Symbol>,
     pub failures: Vec<Failure>,
+    /// Header fields filters want added for every recipient (complete, CRLF-terminated).
+    pub headers: Vec<String>,
 }
 
 impl Evidence {
@@ -247,7 +249,7 @@ mod tests {
     }
 
     fn evidence(names: &[&str]) -> Evidence {
-        Evidence { symbols: names.iter().map(|n| Symbol::new(*n)).collect(), failures: vec![] }
+        Evidence { symbols: names.iter().map(|n| Symbol::new(*n)).collect(), failures: vec![], headers: vec![] }
     }
 
     #[test]
@@ -264,7 +266,7 @@ mod tests {
 
     #[test]
     fn rule_hits_keep_their_own_score() {
-        let e = Evidence { symbols: vec![Symbol::scored("LOCAL_RULE", 7.5)], failures: vec![] };
+        let e = Evidence { symbols: vec![Symbol::scored("LOCAL_RULE", 7.5)], failures: vec![], headers: vec![] };
         assert_eq!(decide(&e, scores, &Policy::default()).score, 7.5);
     }
 
@@ -286,6 +288,7 @@ mod tests {
         let fail = |stance| Evidence {
             symbols: vec![],
             failures: vec![Failure { symbol: "CLAMAV_FAIL".into(), stance, detail: "unreachable".into() }],
+            headers: vec![],
         };
         let policy = Policy::default();
         let v = decide(&fail(Stance::FailClosed), scores, &policy);
