@@ -146,3 +146,28 @@ fn test_certificate_verifies_for_the_moat_hostname() {
     assert!(!der.is_empty());
     assert!(dir.path().join("cert.pem").is_file() && dir.path().join("key.pem").is_file());
 }
+
+/// The loopback DNS zone answers what was added and NXDOMAIN for the rest of `test.`, through
+/// moat's own resolver built from a `[dns]` section.
+#[tokio::test]
+async fn dns_zone_answers_records_and_nxdomain_through_moats_resolver() {
+    let dns = support::dns::DnsZone::new()
+        .txt("sender.test", "v=spf1 ip4:127.0.0.1 -all")
+        .a("2.0.0.127.zen.test", "127.0.0.2")
+        .ptr("192.0.2.9", "mail.sender.test")
+        .start();
+    let config = moat::config::Dns {
+        nameservers: vec![format!("127.0.0.1:{}", dns.port).parse().unwrap()],
+        ..Default::default()
+    };
+    let resolver = moat::dns::resolver(&config).expect("resolver");
+    let txt = resolver.txt_lookup("sender.test.").await.expect("TXT answer");
+    let text: Vec<String> = txt.answers().iter().map(|r| r.data.to_string()).collect();
+    assert_eq!(text, ["\"v=spf1 ip4:127.0.0.1 -all\""], "one character-string, quoted by Display");
+    let a = resolver.ipv4_lookup("2.0.0.127.zen.test.").await.expect("A answer");
+    assert_eq!(a.answers().iter().map(|r| r.data.to_string()).collect::<Vec<_>>(), ["127.0.0.2"]);
+    let ptr = resolver.reverse_lookup("9.2.0.192.in-addr.arpa.").await.expect("PTR answer");
+    assert_eq!(ptr.answers().iter().map(|r| r.data.to_string()).collect::<Vec<_>>(), ["mail.sender.test."]);
+    let missing = resolver.ipv4_lookup("3.0.0.127.zen.test.").await;
+    assert!(missing.is_err_and(|e| e.is_nx_domain()), "an unlisted name is NXDOMAIN");
+}

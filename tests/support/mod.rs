@@ -16,6 +16,8 @@
 //! The external programs come from Debian packages that `scripts/test` installs.
 #![allow(dead_code)]
 
+pub mod dns;
+
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
