@@ -11,6 +11,7 @@
 pub mod config;
 pub mod dns;
 pub mod filter;
+pub mod headers;
 pub mod relay;
 pub mod server;
 pub mod session;
