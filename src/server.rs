@@ -4,13 +4,14 @@
 //! Guarantees:
 //! - connections beyond `max_connections` or `max_connections_per_ip` get `421 4.7.0` and a close;
 //! - a PROXY protocol listener drops connections without a valid header (read under a deadline);
-//! - SIGHUP loads the configuration and certificate anew; if either fails, every error is logged
-//!   and the running configuration stays in force (never half-applied);
+//! - SIGHUP loads the configuration, certificate and filters (rule files) anew; if any fails,
+//!   every error is logged and the running set stays in force (never half-applied);
 //! - SIGTERM stops accepting, lets sessions finish within `shutdown_grace`, then returns; the
 //!   spool keeps every message that was acknowledged.
 
 use crate::config::{self, Config, Listener};
 use crate::relay::Queue;
+use crate::scoring;
 use crate::session::{Conn, ListenerInfo, RecipientVerifier, Session, Shared};
 use crate::smtp::proxy;
 use crate::smtp::reply::replies;
@@ -41,6 +42,8 @@ pub enum ServeError {
     Tls(#[from] tls::TlsError),
     #[error("delivery queue: {0}")]
     Queue(String),
+    #[error("filters:\n{0}")]
+    Filters(scoring::BuildErrors),
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -55,6 +58,8 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
         .map_err(|source| ServeError::StateDir { path: config.state_dir.display().to_string(), source })?;
     let acceptor = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let spool = Arc::new(Spool::open(&config.spool_dir()).map_err(|e| ServeError::Spool(e.to_string()))?);
+    let quarantine = Arc::new(Spool::open(&config.quarantine_dir()).map_err(|e| ServeError::Spool(e.to_string()))?);
+    let scorer = scoring::build(Arc::new(config.clone())).map_err(ServeError::Filters)?;
     let listeners = bind_all(&config.listen).await?;
     let config = Arc::new(ArcSwap::from_pointee(config));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -73,7 +78,9 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
         config: config.clone(),
         tls: Arc::new(ArcSwap::from_pointee(acceptor)),
         spool,
+        quarantine,
         queue,
+        scorer: Arc::new(ArcSwap::from_pointee(scorer)),
         verifier: RecipientVerifier::default(),
         shutdown: shutdown_rx.clone(),
     });
@@ -131,15 +138,17 @@ fn reload(path: &std::path::Path, shared: &Shared) {
     let loaded = config::load(path).map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>());
     let result = loaded.and_then(|new| {
         let acceptor = new.tls.as_ref().map(tls::acceptor).transpose().map_err(|e| vec![e.to_string()])?;
-        Ok((new, acceptor))
+        let scorer = scoring::build(Arc::new(new.clone())).map_err(|e| e.0)?;
+        Ok((new, acceptor, scorer))
     });
     match result {
-        Ok((new, acceptor)) => {
+        Ok((new, acceptor, scorer)) => {
             let old = shared.config.load();
             if old.listen.iter().map(|l| l.address).ne(new.listen.iter().map(|l| l.address)) {
                 tracing::warn!(event = "reload", note = "listener addresses change only on restart");
             }
             shared.tls.store(Arc::new(acceptor));
+            shared.scorer.store(Arc::new(scorer));
             shared.config.store(Arc::new(new));
             tracing::info!(event = "reload", outcome = "applied");
         }

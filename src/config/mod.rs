@@ -5,9 +5,11 @@
 //! partly applied (callers get either a whole [`Config`] or a list of [`ConfigError`]s).
 
 mod duration;
+mod policy;
 mod validate;
 
 pub use duration::Seconds;
+pub use policy::{PolicyConfig, PolicyOverride, check_thresholds};
 pub use validate::{ConfigError, load, load_str};
 
 use serde::Deserialize;
@@ -46,6 +48,9 @@ pub struct Config {
     /// How DNS is reached (SPF, DKIM, DMARC, blocklists, reverse DNS).
     #[serde(default)]
     pub dns: Dns,
+    /// What scores mean: thresholds, forced actions, subject tag.
+    #[serde(default)]
+    pub policy: PolicyConfig,
 }
 
 /// The resolver moat uses for its own lookups.
@@ -149,6 +154,9 @@ pub struct Timeouts {
     pub session: Seconds,
     /// How long SIGTERM waits for open sessions to finish before closing them.
     pub shutdown_grace: Seconds,
+    /// Wait this long before the greeting and note clients that talk first (`PREGREET`).
+    /// 0 (the default) greets at once.
+    pub pregreet: Seconds,
 }
 
 impl Default for Timeouts {
@@ -158,6 +166,7 @@ impl Default for Timeouts {
             data_block: Seconds(180),
             session: Seconds(3600),
             shutdown_grace: Seconds(30),
+            pregreet: Seconds(0),
         }
     }
 }
@@ -235,6 +244,8 @@ pub struct Domain {
     /// Reply code for a recipient of this domain that does not exist: 550 (default) or 450.
     #[serde(default = "default_unknown_user_code")]
     pub unknown_user_code: u16,
+    /// This domain's own thresholds and forced actions (over `[policy]`).
+    pub policy: Option<PolicyOverride>,
 }
 
 fn default_callout_ttl() -> Seconds {
@@ -301,6 +312,11 @@ impl Config {
     /// The spool directory (inside `state_dir`).
     pub fn spool_dir(&self) -> PathBuf {
         self.state_dir.join("spool")
+    }
+
+    /// Where quarantined messages are held (durably, never delivered).
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.state_dir.join("quarantine")
     }
 
     /// The control socket `moat queue` talks to.

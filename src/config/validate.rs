@@ -5,7 +5,10 @@
 //! hide the errors of the next. Semantic checks (references between sections, files that must
 //! exist) run only on a file that parsed, and are reported against the key they concern.
 
-use super::{Config, Delivery, Dns, Domain, Limits, Listener, RecipientCheck, Route, Timeouts, TlsFiles, TlsPolicy};
+use super::{
+    Config, Delivery, Dns, Domain, Limits, Listener, PolicyConfig, RecipientCheck, Route, Timeouts, TlsFiles, TlsPolicy,
+    check_thresholds,
+};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -110,7 +113,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 const TOP_LEVEL_KEYS: &[&str] =
-    &["hostname", "state_dir", "listen", "tls", "limits", "timeouts", "downstream", "domain", "delivery", "dns"];
+    &["hostname", "state_dir", "listen", "tls", "limits", "timeouts", "downstream", "domain", "delivery", "dns", "policy"];
 
 /// Deserializes every section and every array entry separately so that all errors surface.
 fn check_sections(report: &mut Report<'_>, document: &DeTable<'_>) {
@@ -124,6 +127,7 @@ fn check_sections(report: &mut Report<'_>, document: &DeTable<'_>) {
             "downstream" => drop(report.section::<Route>(value)),
             "delivery" => drop(report.section::<Delivery>(value)),
             "dns" => drop(report.section::<Dns>(value)),
+            "policy" => drop(report.section::<PolicyConfig>(value)),
             "listen" => each_entry::<Listener>(report, value, "listen"),
             "domain" => each_entry::<Domain>(report, value, "domain"),
             other => report.at(
@@ -232,6 +236,10 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
         if !matches!(domain.unknown_user_code, 450 | 550) {
             report.at(span.clone(), format!("domain {}: unknown_user_code must be 450 or 550", domain.name));
         }
+        let effective = config.policy.resolve(domain.policy.as_ref());
+        if let Some(problem) = check_thresholds(effective.tag_at, effective.quarantine_at, effective.reject_at) {
+            report.at(span.clone(), format!("domain {}: policy {problem}", domain.name));
+        }
         if let Some(route) = &domain.route {
             check_route(report, route, span);
         }
@@ -255,6 +263,10 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
     }
     if let Some(route) = &d.dsn_route {
         check_route(report, route, delivery_span);
+    }
+    let p = &config.policy;
+    if let Some(problem) = check_thresholds(p.tag_at, p.quarantine_at, p.reject_at) {
+        report.at(span_of(document, "policy", None), format!("policy {problem}"));
     }
     if config.dns.timeout.0 < 1 || config.dns.attempts < 1 {
         report.at(span_of(document, "dns", None), "dns.timeout must be at least 1s and dns.attempts at least 1");

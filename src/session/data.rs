@@ -1,6 +1,7 @@
-//! End of data: checks the finished body, prepends our Received header, spools durably, says 250.
+//! End of data: checks the finished body, hands it to `disposition` (filters, verdicts,
+//! durable storage), logs one line.
 //!
-//! Guarantees: `250` is returned only after `Spool::store` returned (message and directory
+//! Guarantees: `250` is returned only after every copy was stored (message and directory
 //! fsynced); a spool failure is a 4xx (452 when the disk is full), so the sender keeps the
 //! message. The message log line holds envelope metadata only.
 
@@ -8,7 +9,7 @@ use super::Session;
 use crate::smtp::body::Body;
 use crate::smtp::received::{Protocol, ReceivedInfo, received_header};
 use crate::smtp::reply::{Reply, replies};
-use crate::spool::{Envelope, Spool, SpoolError};
+use crate::spool::Envelope;
 
 impl Session {
     /// Consumes the transaction; the reply ends it whatever happens.
@@ -30,39 +31,12 @@ impl Session {
             self.log_message("-", &tx.mail.sender, &recipients, size, &reply);
             return reply;
         }
-        let id = Spool::new_id();
-        let envelope = Envelope {
-            id: id.clone(),
-            received_at: chrono::Utc::now().timestamp(),
-            client_ip: self.peer,
-            helo: self.helo.clone().unwrap_or_default(),
-            sender: tx.mail.sender.clone(),
-            recipients: recipients.clone(),
-            smtputf8: tx.mail.smtputf8,
-            body_8bit: tx.mail.body_8bit,
-            tls: self.conn.tls_description(),
-        };
-        let mut message = self.received(&envelope).into_bytes();
-        message.extend_from_slice(&body.finish());
-        let spool = self.shared.spool.clone();
-        let stored = tokio::task::spawn_blocking(move || spool.store(&envelope, &message)).await;
-        let reply = match stored {
-            Ok(Ok(())) => {
-                self.messages += 1;
-                self.shared.queue.submit(id.clone());
-                replies::queued(&id)
-            }
-            Ok(Err(error)) => {
-                tracing::error!(event = "spool_error", id = %id, error = %error);
-                if matches!(error, SpoolError::DiskFull { .. }) { replies::storage_full() } else { replies::local_error() }
-            }
-            Err(_) => replies::local_error(),
-        };
+        let (reply, id) = self.dispose(&tx, body.finish()).await;
         self.log_message(&id, &tx.mail.sender, &recipients, size, &reply);
         reply
     }
 
-    fn received(&self, envelope: &Envelope) -> String {
+    pub(super) fn received(&self, envelope: &Envelope) -> String {
         let tls = envelope.tls.as_deref();
         let protocol = match (envelope.smtputf8, self.esmtp, tls.is_some()) {
             (true, _, true) => Protocol::Utf8Smtps,

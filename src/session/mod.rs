@@ -8,23 +8,29 @@
 //! - bytes pipelined after STARTTLS are discarded (command injection defence) and the session
 //!   restarts from scratch after the handshake;
 //! - `250` after the end of data is sent only after the spool has fsynced the message;
-//! - logs carry envelope metadata only, never a subject or body.
+//! - logs carry envelope metadata only, never a subject or body;
+//! - the filter chain runs at every phase (connect, HELO, MAIL, RCPT, end of data) and its
+//!   evidence accumulates; `scoring::Scorer` turns it into one verdict per recipient.
 
 mod conn;
 mod data;
+mod disposition;
 mod rcpt;
 
 pub use conn::Conn;
 pub use rcpt::RecipientVerifier;
 
 use crate::config::Config;
+use crate::filter::{Facts, Phase};
 use crate::relay::QueueHandle;
+use crate::scoring::Scorer;
 use crate::smtp::address::{self, Mailbox};
 use crate::smtp::body::{Body, Framing};
 use crate::smtp::command::{self, Command, MailCommand};
 use crate::smtp::line::{Line, LineFramer};
 use crate::smtp::reply::{Reply, replies};
 use crate::spool::Spool;
+use crate::verdict::{Evidence, Symbol};
 use arc_swap::ArcSwap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -38,7 +44,11 @@ pub struct Shared {
     pub config: Arc<ArcSwap<Config>>,
     pub tls: Arc<ArcSwap<Option<TlsAcceptor>>>,
     pub spool: Arc<Spool>,
+    /// Messages held for quarantine (durable, not delivered) until the quarantine store takes them.
+    pub quarantine: Arc<Spool>,
     pub queue: QueueHandle,
+    /// The filters, scores and policy; swapped whole on reload.
+    pub scorer: Arc<ArcSwap<Scorer>>,
     pub verifier: RecipientVerifier,
     /// Becomes true when the server is shutting down.
     pub shutdown: watch::Receiver<bool>,
@@ -49,6 +59,10 @@ pub struct Shared {
 struct Transaction {
     mail: MailCommand,
     recipients: Vec<Mailbox>,
+    /// What the MAIL phase's filters found.
+    evidence: Evidence,
+    /// What the RCPT phase's filters found, index-aligned with `recipients`.
+    rcpt_evidence: Vec<Evidence>,
 }
 
 /// What the session reads next.
@@ -88,6 +102,10 @@ pub struct Session {
     shared: Arc<Shared>,
     listener: ListenerInfo,
     config: Arc<Config>,
+    scorer: Arc<Scorer>,
+    /// Evidence from the connection (connect phase, pregreet) and from the last HELO.
+    connect_evidence: Evidence,
+    helo_evidence: Evidence,
     peer: IpAddr,
     conn: Conn,
     input: Vec<u8>,
@@ -110,10 +128,14 @@ impl Session {
     pub fn new(shared: Arc<Shared>, listener: ListenerInfo, peer: SocketAddr, conn: Conn, input: Vec<u8>) -> Session {
         let config = shared.config.load_full();
         let framer = LineFramer::new(config.limits.max_line_length);
+        let scorer = shared.scorer.load_full();
         Session {
             shared,
             listener,
             config,
+            scorer,
+            connect_evidence: Evidence::default(),
+            helo_evidence: Evidence::default(),
             peer: peer.ip(),
             conn,
             input,
@@ -159,6 +181,9 @@ impl Session {
 
     async fn converse(&mut self) -> Ending {
         let host = self.config.hostname.clone();
+        if let Err(ending) = self.before_greeting().await {
+            return ending;
+        }
         self.reply(replies::greeting(&host));
         loop {
             self.process_input().await;
@@ -177,6 +202,70 @@ impl Session {
                 return ending;
             }
         }
+    }
+
+    /// The connect phase: runs the connect filters and, when configured, waits before the
+    /// greeting to catch clients that talk first (both at once, so the wait hides DNS time).
+    async fn before_greeting(&mut self) -> Result<(), Ending> {
+        let scorer = self.scorer.clone();
+        let facts = self.facts();
+        let wait = self.config.timeouts.pregreet.duration();
+        let (evidence, pregreet) = tokio::join!(scorer.run(Phase::Connect, &facts), self.pregreet(wait));
+        self.connect_evidence = evidence;
+        if pregreet? {
+            tracing::info!(event = "pregreet", client_ip = %self.peer);
+            self.connect_evidence.add(Symbol::new("PREGREET"));
+        }
+        Ok(())
+    }
+
+    /// Waits up to `wait` for the client to speak before our greeting. True if it did; what it
+    /// sent stays in the input and is answered after the greeting.
+    async fn pregreet(&mut self, wait: Duration) -> Result<bool, Ending> {
+        if wait.is_zero() {
+            return Ok(false);
+        }
+        let mut buf = vec![0u8; COMMAND_READ];
+        match tokio::time::timeout(wait, self.conn.read(&mut buf)).await {
+            Err(_) => Ok(false),
+            Ok(Ok(0)) => Err(Ending::ClientClosed),
+            Ok(Ok(n)) => {
+                self.input.extend_from_slice(&buf[..n]);
+                Ok(true)
+            }
+            Ok(Err(_)) => Err(Ending::IoError),
+        }
+    }
+
+    /// What the filters may know at this point of the session.
+    fn facts(&self) -> Facts {
+        self.facts_with(self.tx.as_ref())
+    }
+
+    fn facts_with(&self, tx: Option<&Transaction>) -> Facts {
+        Facts {
+            client_ip: Some(self.peer),
+            helo: self.helo.clone(),
+            tls: self.conn.is_tls(),
+            sender: tx.map(|tx| tx.mail.sender.clone()),
+            rcpt: None,
+            recipients: tx.map(|tx| tx.recipients.iter().map(Mailbox::address).collect()).unwrap_or_default(),
+            message: None,
+        }
+    }
+
+    /// Everything found so far in this transaction that applies to recipient `index` (or to
+    /// no particular recipient when `index` is None).
+    fn evidence_so_far(&self, tx: Option<&Transaction>, index: Option<usize>) -> Evidence {
+        let mut all = self.connect_evidence.clone();
+        all.extend(&self.helo_evidence);
+        if let Some(tx) = tx {
+            all.extend(&tx.evidence);
+            if let Some(rcpt) = index.and_then(|i| tx.rcpt_evidence.get(i)) {
+                all.extend(rcpt);
+            }
+        }
+        all
     }
 
     /// Reads more input under the deadline of the current mode. Shutdown interrupts only a
@@ -292,9 +381,9 @@ impl Session {
     /// Runs one command; returns its reply, or None when the handler already replied.
     async fn dispatch(&mut self, command: Command) -> Option<Reply> {
         Some(match command {
-            Command::Ehlo(name) => self.hello(name, true),
-            Command::Helo(name) => self.hello(name, false),
-            Command::Mail(mail) => self.mail(mail),
+            Command::Ehlo(name) => self.hello(name, true).await,
+            Command::Helo(name) => self.hello(name, false).await,
+            Command::Mail(mail) => self.mail(mail).await,
             Command::Rcpt(raw) => self.rcpt(&raw).await,
             Command::Data => self.data(),
             Command::Bdat { size, last } => return self.bdat(size, last).await,
@@ -319,10 +408,12 @@ impl Session {
         })
     }
 
-    fn hello(&mut self, name: String, esmtp: bool) -> Reply {
+    async fn hello(&mut self, name: String, esmtp: bool) -> Reply {
         self.reset_transaction();
         self.helo = Some(name);
         self.esmtp = esmtp;
+        let scorer = self.scorer.clone();
+        self.helo_evidence = scorer.run(Phase::Helo, &self.facts()).await;
         if !esmtp {
             return replies::helo(&self.config.hostname);
         }
@@ -342,7 +433,7 @@ impl Session {
         Reply::multi(250, lines)
     }
 
-    fn mail(&mut self, mail: MailCommand) -> Reply {
+    async fn mail(&mut self, mail: MailCommand) -> Reply {
         if self.helo.is_none() {
             return replies::bad_sequence("Send EHLO/HELO first");
         }
@@ -364,7 +455,12 @@ impl Session {
             Err(address::SenderProblem::NeedsSmtpUtf8) => return replies::needs_smtputf8(),
             Err(_) => return replies::bad_sender(),
         }
-        self.tx = Some(Transaction { mail, recipients: Vec::new() });
+        self.tx = Some(Transaction { mail, recipients: Vec::new(), evidence: Evidence::default(), rcpt_evidence: Vec::new() });
+        let scorer = self.scorer.clone();
+        let evidence = scorer.run(Phase::Mail, &self.facts()).await;
+        if let Some(tx) = &mut self.tx {
+            tx.evidence = evidence;
+        }
         replies::sender_ok()
     }
 

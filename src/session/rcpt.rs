@@ -6,6 +6,8 @@
 //! not at all.
 
 use super::{Session, Transaction};
+use crate::filter::{Facts, Phase};
+use crate::verdict::{Action, Evidence};
 use crate::config::{Config, Domain, RecipientCheck};
 use crate::relay::{self, ProbeAnswer};
 use crate::smtp::address::{self, Mailbox, RcptProblem};
@@ -83,7 +85,7 @@ impl RecipientVerifier {
 impl Session {
     pub(super) async fn rcpt(&mut self, raw: &str) -> Reply {
         let config = self.config.clone();
-        let Some(Transaction { mail, recipients }) = &self.tx else {
+        let Some(Transaction { mail, recipients, .. }) = &self.tx else {
             return replies::bad_sequence("Need MAIL before RCPT");
         };
         if recipients.len() >= config.limits.max_recipients {
@@ -113,11 +115,52 @@ impl Session {
             Validity::Unknown => return replies::unknown_user(domain.unknown_user_code),
             Validity::Unverifiable => return replies::recipient_unverified(),
         }
-        if let Some(tx) = &mut self.tx
-            && !tx.recipients.iter().any(|r| r.address().eq_ignore_ascii_case(&mailbox.address()))
-        {
+        let address = mailbox.address();
+        if recipients.iter().any(|r| r.address().eq_ignore_ascii_case(&address)) {
+            return replies::recipient_ok();
+        }
+        let scorer = self.scorer.clone();
+        let mut facts = self.facts();
+        facts.rcpt = Some(address.clone());
+        let evidence = scorer.run(Phase::Rcpt, &facts).await;
+        if let Some(refusal) = self.early_verdict(&evidence, &facts, &address) {
+            return refusal;
+        }
+        if let Some(tx) = &mut self.tx {
             tx.recipients.push(mailbox);
+            tx.rcpt_evidence.push(evidence);
         }
         replies::recipient_ok()
     }
+
+    /// With `early_reject`, refuses a recipient whose verdict is already a reject (or a
+    /// fail-closed tempfail) from what is known before the message.
+    fn early_verdict(&self, rcpt_evidence: &Evidence, facts: &Facts, address: &str) -> Option<Reply> {
+        if !self.config.policy.early_reject {
+            return None;
+        }
+        let mut evidence = self.evidence_so_far(self.tx.as_ref(), None);
+        evidence.extend(rcpt_evidence);
+        let decided = self.scorer.verdict(&evidence, facts, address);
+        let reply = match decided.verdict.action {
+            Action::Reject => replies::rejected_policy(&decided.verdict.reason),
+            Action::Tempfail => replies::filter_tempfail(),
+            _ => return None,
+        };
+        tracing::info!(
+            event = "rcpt_refused",
+            client_ip = %self.peer,
+            sender = facts.sender.as_deref().unwrap_or(""),
+            recipient = address,
+            score = decided.verdict.score,
+            symbols = symbol_names(&decided.verdict.symbols),
+            reason = decided.verdict.reason,
+        );
+        Some(reply)
+    }
+}
+
+/// "A,B,C" for logs: symbol names only (never details that could carry content).
+pub(super) fn symbol_names(symbols: &[crate::verdict::Symbol]) -> String {
+    symbols.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(",")
 }

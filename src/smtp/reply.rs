@@ -198,6 +198,18 @@ pub mod replies {
     pub fn shutting_down(host: &str) -> Reply {
         Reply::new(421, (4, 3, 2), format!("{host} Service shutting down, try again later"))
     }
+    /// End of data: every recipient's policy refuses the message. `why` names symbols, never content.
+    pub fn rejected_spam(why: &str) -> Reply {
+        Reply::new(550, (5, 7, 1), format!("Message rejected as spam ({why})"))
+    }
+    /// RCPT: the evidence known before the message already refuses it for this recipient.
+    pub fn rejected_policy(why: &str) -> Reply {
+        Reply::new(550, (5, 7, 1), format!("Rejected by policy ({why})"))
+    }
+    /// A filter that must answer could not (fail-closed stance): the sender retries.
+    pub fn filter_tempfail() -> Reply {
+        Reply::new(451, (4, 7, 1), "Message cannot be checked now, try again later")
+    }
 }
 
 #[cfg(test)]
@@ -214,7 +226,7 @@ mod tests {
             bad_sender(), bad_recipient(), needs_smtputf8(), relay_denied(), unknown_user(550), unknown_user(450),
             recipient_unverified(), too_many_recipients(), size_exceeded(), nul_in_message(), storage_full(),
             local_error(), too_many_messages(h), too_many_errors(h), too_many_commands(h), timeout(h),
-            too_many_connections(h), shutting_down(h),
+            too_many_connections(h), shutting_down(h), rejected_spam("X"), rejected_policy("X"), filter_tempfail(),
         ]
     }
 

@@ -102,6 +102,13 @@ impl Evidence {
         self.symbols.push(symbol);
     }
 
+    /// Adds everything `other` found (symbols, failures, headers).
+    pub fn extend(&mut self, other: &Evidence) {
+        self.symbols.extend(other.symbols.iter().cloned());
+        self.failures.extend(other.failures.iter().cloned());
+        self.headers.extend(other.headers.iter().cloned());
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.symbols.iter().any(|s| s.name == name)
     }

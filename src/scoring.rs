@@ -1,0 +1,140 @@
+//! Scoring: the configured filter chain, the score table and the per-recipient policy, as one
+//! value the session (and `moat scan`) asks "what do we do with this message for this
+//! recipient?".
+//!
+//! Guarantees: a [`Scorer`] is built whole from one configuration (filters, rule files, lists)
+//! or not at all, so a reload either switches to a complete new scorer or keeps the old one;
+//! the session and `moat scan` go through the same code, so `moat scan` explains exactly what
+//! the server would do.
+
+use crate::config::Config;
+use crate::filter::{Chain, Facts, Phase};
+use crate::verdict::{self, Evidence, Symbol, Verdict};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where symbol scores and descriptions come from (the rule files' `score`/`describe` lines).
+pub trait ScoreTable: Send + Sync {
+    fn score(&self, name: &str) -> Option<f64>;
+    fn describe(&self, name: &str) -> Option<String>;
+}
+
+/// A fixed table, for tests and for a configuration without rule files.
+#[derive(Debug, Default, Clone)]
+pub struct FixedScores(pub HashMap<String, (f64, String)>);
+
+impl ScoreTable for FixedScores {
+    fn score(&self, name: &str) -> Option<f64> {
+        self.0.get(name).map(|(s, _)| *s)
+    }
+    fn describe(&self, name: &str) -> Option<String> {
+        self.0.get(name).map(|(_, d)| d.clone())
+    }
+}
+
+/// How long one filter call may take before it counts as failed.
+pub const FILTER_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Why a scorer could not be built: every problem, each with its location where known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildErrors(pub Vec<String>);
+
+impl std::fmt::Display for BuildErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+/// Builds the scorer the configuration describes: its filters in order, the score table of
+/// its rule files and its policy. All or nothing.
+pub fn build(config: Arc<Config>) -> Result<Scorer, BuildErrors> {
+    let filters: Vec<Arc<dyn crate::filter::Filter>> = Vec::new();
+    let scores: Arc<dyn ScoreTable> = Arc::new(FixedScores::default());
+    Ok(Scorer::new(Chain::new(filters, FILTER_DEADLINE), scores, config))
+}
+
+/// One verdict for one recipient, with what the tagging step needs.
+#[derive(Debug, Clone)]
+pub struct RecipientVerdict {
+    pub recipient: String,
+    pub verdict: Verdict,
+    /// The subject prefix for this recipient's domain ("" for none).
+    pub subject_prefix: String,
+}
+
+/// Filters, scores and policy from one configuration.
+#[derive(Clone)]
+pub struct Scorer {
+    chain: Chain,
+    scores: Arc<dyn ScoreTable>,
+    config: Arc<Config>,
+}
+
+impl Scorer {
+    pub fn new(chain: Chain, scores: Arc<dyn ScoreTable>, config: Arc<Config>) -> Scorer {
+        Scorer { chain, scores, config }
+    }
+
+    /// A scorer with no filters: every message scores 0 (the relay without filtering).
+    pub fn empty(config: Arc<Config>) -> Scorer {
+        Scorer::new(Chain::new(Vec::new(), FILTER_DEADLINE), Arc::new(FixedScores::default()), config)
+    }
+
+    /// Runs one phase's filters.
+    pub async fn run(&self, phase: Phase, facts: &Facts) -> Evidence {
+        self.chain.run(phase, facts).await
+    }
+
+    /// The decision for `recipient` from all evidence gathered so far.
+    pub fn verdict(&self, evidence: &Evidence, _facts: &Facts, recipient: &str) -> RecipientVerdict {
+        let domain = recipient.rsplit_once('@').and_then(|(_, d)| self.config.domain(d));
+        let over = domain.and_then(|d| d.policy.as_ref());
+        let policy = self.config.policy.resolve(over);
+        let scores = &self.scores;
+        let mut verdict = verdict::decide(evidence, |name| scores.score(name).unwrap_or(0.0), &policy);
+        for symbol in &mut verdict.symbols {
+            if symbol.detail.is_none() {
+                symbol.detail = scores.describe(&symbol.name);
+            }
+        }
+        RecipientVerdict {
+            recipient: recipient.to_string(),
+            verdict,
+            subject_prefix: self.config.policy.subject_prefix(over).to_string(),
+        }
+    }
+
+    /// The description of a symbol, for `moat scan` and the X-Spam-Status header.
+    pub fn describe(&self, symbol: &Symbol) -> Option<String> {
+        self.scores.describe(&symbol.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::Action;
+
+    fn config(text: &str) -> Arc<Config> {
+        let base = "hostname = \"mx.example.test\"\n[[listen]]\naddress = \"127.0.0.1:2525\"\nstarttls = false\n[downstream]\nhost = \"127.0.0.1\"\n";
+        Arc::new(crate::config::load_str("test.toml", &format!("{base}{text}"), std::path::Path::new(".")).expect("config"))
+    }
+
+    #[test]
+    fn each_recipient_gets_its_domains_policy() {
+        let config = config(
+            "[[domain]]\nname = \"strict.test\"\npolicy = { tag_at = 2.0, quarantine_at = 4.0, subject_prefix = \"[SPAM] \" }\n[[domain]]\nname = \"lax.test\"\npolicy = { filtering = false }\n[[domain]]\nname = \"plain.test\"\n",
+        );
+        let scores = FixedScores([("SPF_FAIL".to_string(), (6.0, "SPF fails".to_string()))].into());
+        let scorer = Scorer::new(Chain::new(Vec::new(), FILTER_DEADLINE), Arc::new(scores), config);
+        let evidence = Evidence { symbols: vec![Symbol::new("SPF_FAIL")], ..Default::default() };
+        let facts = Facts::default();
+        let strict = scorer.verdict(&evidence, &facts, "a@strict.test");
+        assert_eq!(strict.verdict.action, Action::Quarantine);
+        assert_eq!(strict.subject_prefix, "[SPAM] ");
+        assert_eq!(strict.verdict.symbols[0].detail.as_deref(), Some("SPF fails"));
+        assert_eq!(scorer.verdict(&evidence, &facts, "b@plain.test").verdict.action, Action::Tag);
+        assert_eq!(scorer.verdict(&evidence, &facts, "c@lax.test").verdict.action, Action::Accept);
+    }
+}

@@ -1,0 +1,292 @@
+//! End of data, after the filters: one verdict per recipient, then one SMTP answer for all.
+//!
+//! Guarantees:
+//! - recipients are grouped by what they get (plain, tagged, held); each group is stored as
+//!   its own spool record, and `250` is said only when every group is on disk (fsynced). If one
+//!   group cannot be stored, the groups already stored are removed and the client gets a 4xx,
+//!   so a retry neither loses nor duplicates mail;
+//! - quarantined copies go to a separate durable spool that is never delivered (the quarantine
+//!   store takes them from there), tagged with the verdict headers so nothing of the
+//!   explanation is lost;
+//! - forged copies of our own headers (X-Spam-*) are removed from every copy; everything else
+//!   the sender wrote is kept byte for byte.
+
+use super::rcpt::symbol_names;
+use super::{Session, Transaction};
+use crate::filter::Phase;
+use crate::headers;
+use crate::scoring::RecipientVerdict;
+use crate::smtp::reply::{Reply, replies};
+use crate::spool::{Envelope, Spool, SpoolError};
+use crate::verdict::{self, Action, Outcome, Verdict};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Header fields we write and therefore never accept from the sender.
+const OUR_FIELDS: &[&str] = &["X-Spam-Flag", "X-Spam-Score", "X-Spam-Status", "X-Spam-Level"];
+
+/// Recipients who get the same copy.
+struct Group {
+    action: Action,
+    /// X-Spam-* fields (tag and quarantine), complete and CRLF-terminated.
+    spam_fields: String,
+    subject_prefix: String,
+    recipients: Vec<String>,
+}
+
+/// A stored group, so it can be undone.
+struct Stored {
+    id: String,
+    held: bool,
+}
+
+impl Session {
+    /// Runs the DATA filters, decides for each recipient and stores what must be kept.
+    /// Returns the reply and the queue id the log line reports.
+    pub(super) async fn dispose(&mut self, tx: &Transaction, message: Vec<u8>) -> (Reply, String) {
+        let message = Arc::new(message);
+        let mut facts = self.facts_with(Some(tx));
+        facts.message = Some(message.clone());
+        let scorer = self.scorer.clone();
+        let data = scorer.run(Phase::Data, &facts).await;
+        let verdicts: Vec<RecipientVerdict> = tx
+            .recipients
+            .iter()
+            .enumerate()
+            .map(|(i, rcpt)| {
+                let mut evidence = self.evidence_so_far(Some(tx), Some(i));
+                evidence.extend(&data);
+                scorer.verdict(&evidence, &facts, &rcpt.address())
+            })
+            .collect();
+        let actions: Vec<Action> = verdicts.iter().map(|v| v.verdict.action).collect();
+        let outcome = verdict::combine(&actions);
+        self.log_verdicts(&verdicts, &outcome);
+        match outcome {
+            Outcome::Reject => (replies::rejected_spam(&verdicts[0].verdict.reason), "-".into()),
+            Outcome::Tempfail => (replies::filter_tempfail(), "-".into()),
+            Outcome::Accept(dispositions) => {
+                let groups = group(&verdicts, &dispositions);
+                self.store_groups(tx, &message, &data.headers, groups).await
+            }
+        }
+    }
+
+    async fn store_groups(&mut self, tx: &Transaction, message: &[u8], filter_fields: &[String], groups: Vec<Group>) -> (Reply, String) {
+        let cleaned = headers::remove_fields(message, |f| OUR_FIELDS.iter().any(|name| f.is(name)));
+        let mut stored: Vec<Stored> = Vec::new();
+        for group in groups.iter().filter(|g| g.action != Action::Discard) {
+            match self.store_group(tx, &cleaned, filter_fields, group).await {
+                Ok(done) => stored.push(done),
+                Err(reply) => {
+                    self.undo(&stored).await;
+                    return (reply, "-".into());
+                }
+            }
+        }
+        self.messages += 1;
+        for done in stored.iter().filter(|s| !s.held) {
+            self.shared.queue.submit(done.id.clone());
+        }
+        let id = stored.first().map_or_else(Spool::new_id, |s| s.id.clone());
+        let ids = stored.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(",");
+        (replies::queued(&id), if ids.is_empty() { "-".into() } else { ids })
+    }
+
+    async fn store_group(&self, tx: &Transaction, cleaned: &[u8], filter_fields: &[String], group: &Group) -> Result<Stored, Reply> {
+        let id = Spool::new_id();
+        let envelope = Envelope {
+            id: id.clone(),
+            received_at: chrono::Utc::now().timestamp(),
+            client_ip: self.peer,
+            helo: self.helo.clone().unwrap_or_default(),
+            sender: tx.mail.sender.clone(),
+            recipients: group.recipients.clone(),
+            smtputf8: tx.mail.smtputf8,
+            body_8bit: tx.mail.body_8bit,
+            tls: self.conn.tls_description(),
+        };
+        let mut fields = vec![self.received(&envelope)];
+        fields.extend(filter_fields.iter().cloned());
+        if !group.spam_fields.is_empty() {
+            fields.push(group.spam_fields.clone());
+        }
+        let body = if group.subject_prefix.is_empty() {
+            std::borrow::Cow::Borrowed(cleaned)
+        } else {
+            std::borrow::Cow::Owned(prefix_subject(cleaned, &group.subject_prefix))
+        };
+        let copy = headers::prepend(&fields, &body);
+        let held = group.action == Action::Quarantine;
+        let spool = if held { self.shared.quarantine.clone() } else { self.shared.spool.clone() };
+        match tokio::task::spawn_blocking(move || spool.store(&envelope, &copy)).await {
+            Ok(Ok(())) => Ok(Stored { id, held }),
+            Ok(Err(error)) => {
+                tracing::error!(event = "spool_error", id = %id, held, error = %error);
+                Err(if matches!(error, SpoolError::DiskFull { .. }) { replies::storage_full() } else { replies::local_error() })
+            }
+            Err(_) => Err(replies::local_error()),
+        }
+    }
+
+    /// Removes groups stored before a later group failed, so the client's retry is the only copy.
+    async fn undo(&self, stored: &[Stored]) {
+        for done in stored {
+            let spool = if done.held { self.shared.quarantine.clone() } else { self.shared.spool.clone() };
+            let id = done.id.clone();
+            let removed = tokio::task::spawn_blocking(move || spool.remove(&id)).await;
+            if !matches!(removed, Ok(Ok(_))) {
+                tracing::error!(event = "spool_undo_failed", id = %done.id);
+            }
+        }
+    }
+
+    fn log_verdicts(&self, verdicts: &[RecipientVerdict], outcome: &Outcome) {
+        for (i, v) in verdicts.iter().enumerate() {
+            let action = match outcome {
+                Outcome::Accept(actions) => actions[i],
+                Outcome::Reject => Action::Reject,
+                Outcome::Tempfail => Action::Tempfail,
+            };
+            tracing::info!(
+                event = "verdict",
+                client_ip = %self.peer,
+                recipient = v.recipient,
+                action = action.as_str(),
+                wanted = v.verdict.action.as_str(),
+                score = v.verdict.score,
+                symbols = symbol_names(&v.verdict.symbols),
+                reason = v.verdict.reason,
+            );
+        }
+    }
+}
+
+/// Recipients with the same disposition and the same headers share one copy.
+fn group(verdicts: &[RecipientVerdict], dispositions: &[Action]) -> Vec<Group> {
+    let mut groups: BTreeMap<(Action, String, String), Vec<String>> = BTreeMap::new();
+    for (v, action) in verdicts.iter().zip(dispositions) {
+        let spam_fields = match action {
+            Action::Tag | Action::Quarantine => spam_fields(&v.verdict, v.verdict.action),
+            _ => String::new(),
+        };
+        let prefix = if *action == Action::Tag { v.subject_prefix.clone() } else { String::new() };
+        groups.entry((*action, spam_fields, prefix)).or_default().push(v.recipient.clone());
+    }
+    groups
+        .into_iter()
+        .map(|((action, spam_fields, subject_prefix), recipients)| Group { action, spam_fields, subject_prefix, recipients })
+        .collect()
+}
+
+/// `X-Spam-Flag`, `X-Spam-Score` and `X-Spam-Status` (SpamAssassin's layout, folded).
+pub fn spam_fields(verdict: &Verdict, wanted: Action) -> String {
+    let spam = wanted != Action::Accept;
+    let mut tests = String::new();
+    let mut line = 0;
+    for (i, symbol) in verdict.symbols.iter().enumerate() {
+        let item = format!("{}={}", symbol.name, symbol.score);
+        if i > 0 {
+            tests.push(',');
+            line += 1;
+            if line + item.len() > 70 {
+                tests.push_str("\r\n\t");
+                line = 0;
+            }
+        }
+        line += item.len();
+        tests.push_str(&item);
+    }
+    let flag = if spam { "YES" } else { "NO" };
+    let status = if spam { "Yes" } else { "No" };
+    format!(
+        "X-Spam-Flag: {flag}\r\nX-Spam-Score: {}\r\nX-Spam-Status: {status}, score={} action={}\r\n\ttests={}\r\n",
+        verdict.score,
+        verdict.score,
+        wanted.as_str(),
+        if tests.is_empty() { "none".to_string() } else { tests }
+    )
+}
+
+/// The message with `prefix` put in front of its Subject (added when there is none; not
+/// added twice).
+pub fn prefix_subject(message: &[u8], prefix: &str) -> Vec<u8> {
+    let fields = headers::fields(message);
+    let Some(subject) = fields.iter().find(|f| f.is("Subject")) else {
+        return headers::prepend(&[format!("Subject: {}\r\n", prefix.trim_end())], message);
+    };
+    let value_start = subject.end - subject.value.len() - line_ending_len(&message[..subject.end]);
+    let text = &message[value_start..subject.end];
+    let leading = text.iter().take_while(|b| **b == b' ' || **b == b'\t').count();
+    if text[leading..].starts_with(prefix.as_bytes()) {
+        return message.to_vec();
+    }
+    let mut out = Vec::with_capacity(message.len() + prefix.len() + 1);
+    out.extend_from_slice(&message[..value_start]);
+    out.push(b' ');
+    out.extend_from_slice(prefix.as_bytes());
+    out.extend_from_slice(&text[leading..]);
+    out.extend_from_slice(&message[subject.end..]);
+    out
+}
+
+fn line_ending_len(upto: &[u8]) -> usize {
+    if upto.ends_with(b"\r\n") {
+        2
+    } else if upto.ends_with(b"\n") {
+        1
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::Symbol;
+
+    fn verdict(score: f64, names: &[&str], action: Action) -> Verdict {
+        Verdict { action, score, symbols: names.iter().map(|n| Symbol::scored(*n, 1.5)).collect(), reason: String::new() }
+    }
+
+    #[test]
+    fn subject_prefix_is_added_once_and_the_rest_is_untouched() {
+        let message = b"From: a@b.test\r\nSubject:  Cheap\r\n pills\r\n\r\nbody\r\n";
+        let tagged = prefix_subject(message, "[SPAM] ");
+        assert_eq!(tagged, b"From: a@b.test\r\nSubject: [SPAM] Cheap\r\n pills\r\n\r\nbody\r\n");
+        assert_eq!(prefix_subject(&tagged, "[SPAM] "), tagged);
+        assert_eq!(prefix_subject(b"From: a\r\n\r\nx", "[SPAM] "), b"Subject: [SPAM]\r\nFrom: a\r\n\r\nx");
+    }
+
+    #[test]
+    fn spam_fields_list_every_symbol_with_its_score() {
+        let fields = spam_fields(&verdict(7.5, &["SPF_FAIL", "DKIM_INVALID"], Action::Tag), Action::Tag);
+        assert!(fields.starts_with("X-Spam-Flag: YES\r\nX-Spam-Score: 7.5\r\nX-Spam-Status: Yes, score=7.5 action=tag\r\n"));
+        assert!(fields.contains("tests=SPF_FAIL=1.5,DKIM_INVALID=1.5\r\n"), "{fields}");
+        let many: Vec<String> = (0..20).map(|i| format!("RULE_NUMBER_{i}")).collect();
+        let names: Vec<&str> = many.iter().map(String::as_str).collect();
+        let folded = spam_fields(&verdict(30.0, &names, Action::Quarantine), Action::Quarantine);
+        assert!(folded.lines().all(|l| l.len() <= 78), "{folded}");
+        assert_eq!(headers::fields(folded.as_bytes()).len(), 3);
+    }
+
+    #[test]
+    fn recipients_with_the_same_outcome_share_a_copy() {
+        let rv = |rcpt: &str, action: Action, prefix: &str| RecipientVerdict {
+            recipient: rcpt.into(),
+            verdict: verdict(6.0, &["X"], action),
+            subject_prefix: prefix.into(),
+        };
+        let verdicts = [rv("a@x", Action::Tag, ""), rv("b@x", Action::Tag, ""), rv("c@y", Action::Tag, "[S] "), rv("d@z", Action::Quarantine, "")];
+        let groups = group(&verdicts, &[Action::Tag, Action::Tag, Action::Tag, Action::Quarantine]);
+        let shape: Vec<(Action, Vec<String>)> = groups.iter().map(|g| (g.action, g.recipients.clone())).collect();
+        assert_eq!(
+            shape,
+            [
+                (Action::Tag, vec!["a@x".to_string(), "b@x".to_string()]),
+                (Action::Tag, vec!["c@y".to_string()]),
+                (Action::Quarantine, vec!["d@z".to_string()])
+            ]
+        );
+    }
+}
