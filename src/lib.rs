@@ -13,6 +13,7 @@ pub mod dns;
 pub mod filter;
 pub mod headers;
 pub mod relay;
+pub mod scan;
 pub mod scoring;
 pub mod server;
 pub mod session;

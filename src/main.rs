@@ -1,4 +1,4 @@
-//! The `moat` command: serve, check a configuration, inspect and steer the queue.
+//! The `moat` command: serve, check a configuration, scan a message, inspect and steer the queue.
 //!
 //! Exit codes: 0 success; 1 a runtime failure; 78 (EX_CONFIG) a configuration error, so that
 //! systemd's `RestartPreventExitStatus=78` stops a restart loop on a bad file.
@@ -31,6 +31,30 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Score a message as the server would and explain the verdict (like `spamassassin -t`).
+    Scan {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The message(s) (RFC 5322 files, e.g. .eml); "-" reads standard input. Several files are
+        /// scanned one after the other with the filters built once.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Envelope sender; default the message's Return-Path, else its From address.
+        #[arg(long)]
+        from: Option<String>,
+        /// Envelope recipient (repeat for several); default postmaster of the first relay domain.
+        #[arg(long)]
+        rcpt: Vec<String>,
+        /// The client IP the message came from.
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: std::net::IpAddr,
+        /// The HELO name the client used.
+        #[arg(long, default_value = "localhost")]
+        helo: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Inspect and steer the delivery queue (like mailq / postqueue).
     Queue {
@@ -66,7 +90,93 @@ fn main() -> ExitCode {
         Command::Config { command: ConfigCommand::Check { file } } => config_check(&file),
         Command::Serve { config, log_json } => serve(&config, log_json),
         Command::Queue { config, command } => queue(&config, command),
+        Command::Scan { config, files, from, rcpt, ip, helo, json } => {
+            scan(&config, &files, ScanOptions { from, rcpt, ip, helo, json })
+        }
     }
+}
+
+struct ScanOptions {
+    from: Option<String>,
+    rcpt: Vec<String>,
+    ip: std::net::IpAddr,
+    helo: String,
+    json: bool,
+}
+
+fn scan(path: &Path, files: &[PathBuf], options: ScanOptions) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let limit = config.limits.max_message_size;
+    let default_rcpt = config.domains.first().map(|d| vec![format!("postmaster@{}", d.name)]).unwrap_or_default();
+    let scorer = match runtime.block_on(async { moat::scoring::build(std::sync::Arc::new(config)) }) {
+        Ok(scorer) => scorer,
+        Err(errors) => {
+            eprintln!("moat scan: the filters could not be built:\n{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let mut status = ExitCode::SUCCESS;
+    for file in files {
+        let message = match read_message(file, limit) {
+            Ok(message) => message,
+            Err(error) => {
+                eprintln!("moat scan: {}: {error}", file.display());
+                status = ExitCode::FAILURE;
+                continue;
+            }
+        };
+        let envelope = moat::scan::Envelope {
+            client_ip: options.ip,
+            helo: options.helo.clone(),
+            sender: options.from.clone().unwrap_or_else(|| sender_of(&message)),
+            recipients: if options.rcpt.is_empty() { default_rcpt.clone() } else { options.rcpt.clone() },
+        };
+        let report = runtime.block_on(moat::scan::scan(&scorer, &envelope, message));
+        if options.json {
+            let value = serde_json::json!({ "file": file, "report": report });
+            println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        } else {
+            if files.len() > 1 {
+                println!("== {}", file.display());
+            }
+            print!("{}", moat::scan::render(&report));
+        }
+    }
+    status
+}
+
+/// Reads at most `limit` bytes of the message; more is an error, like the server's SIZE limit.
+fn read_message(file: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let reader: Box<dyn Read> =
+        if file == Path::new("-") { Box::new(std::io::stdin()) } else { Box::new(std::fs::File::open(file)?) };
+    let mut message = Vec::new();
+    reader.take(limit as u64 + 1).read_to_end(&mut message)?;
+    if message.len() > limit {
+        return Err(std::io::Error::other(format!("larger than limits.max_message_size ({limit} bytes)")));
+    }
+    Ok(message)
+}
+
+/// The envelope sender a message most likely had: Return-Path, else the From address.
+fn sender_of(message: &[u8]) -> String {
+    let value = moat::headers::first_value(message, "Return-Path").or_else(|| moat::headers::first_value(message, "From"));
+    let value = value.unwrap_or_default();
+    let address = match (value.rfind('<'), value.rfind('>')) {
+        (Some(open), Some(close)) if open < close => &value[open + 1..close],
+        _ => value.as_str(),
+    };
+    address.trim().to_string()
 }
 
 fn load_config(path: &Path) -> Result<moat::config::Config, ExitCode> {

@@ -201,7 +201,8 @@ fn severity(action: Action) -> u8 {
 }
 
 fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+    // `+ 0.0` turns the -0.0 of an empty sum into 0.0.
+    (x * 100.0).round() / 100.0 + 0.0
 }
 
 /// What the session does with one message that has several recipients.
