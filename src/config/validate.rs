@@ -5,7 +5,11 @@
 //! hide the errors of the next. Semantic checks (references between sections, files that must
 //! exist) run only on a file that parsed, and are reported against the key they concern.
 
-use super::{Config, Delivery, Dns, Domain, Limits, Listener, RecipientCheck, Route, Timeouts, TlsFiles, TlsPolicy};
+use super::{
+    Config, Delivery, Dns, Domain, DomainLists, Limits, ListZone, Listener, Lists, RecipientCheck, Reputation, Route,
+    Timeouts, TlsFiles, TlsPolicy, UserLists,
+};
+use crate::lists::Entry;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -109,8 +113,10 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-const TOP_LEVEL_KEYS: &[&str] =
-    &["hostname", "state_dir", "listen", "tls", "limits", "timeouts", "downstream", "domain", "delivery", "dns"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "hostname", "state_dir", "listen", "tls", "limits", "timeouts", "downstream", "domain", "delivery", "dns", "reputation",
+    "lists",
+];
 
 /// Deserializes every section and every array entry separately so that all errors surface.
 fn check_sections(report: &mut Report<'_>, document: &DeTable<'_>) {
@@ -126,6 +132,8 @@ fn check_sections(report: &mut Report<'_>, document: &DeTable<'_>) {
             "dns" => drop(report.section::<Dns>(value)),
             "listen" => each_entry::<Listener>(report, value, "listen"),
             "domain" => each_entry::<Domain>(report, value, "domain"),
+            "reputation" => check_reputation(report, value),
+            "lists" => check_lists(report, value),
             other => report.at(
                 Some(key.span()),
                 format!("unknown key `{other}`, expected one of {}", TOP_LEVEL_KEYS.join(", ")),
@@ -150,6 +158,73 @@ fn each_entry<T: DeserializeOwned>(report: &mut Report<'_>, value: &Spanned<DeVa
     }
 }
 
+/// Every element of an array deserialized on its own.
+fn each_item<T: DeserializeOwned>(report: &mut Report<'_>, value: &Spanned<DeValue<'_>>, what: &str) {
+    match value.get_ref() {
+        DeValue::Array(items) => {
+            for item in items.iter() {
+                let _ = report.section::<T>(item);
+            }
+        }
+        _ => report.at(Some(value.span()), format!("`{what}` must be an array")),
+    }
+}
+
+/// Checks the keys in `split` of a table with `check` (entry by entry), then deserializes the
+/// rest of the table as `T`, so that one bad entry neither hides nor duplicates other errors.
+/// Only for tables whose `split` keys all have defaults.
+fn split_table<T: DeserializeOwned>(
+    report: &mut Report<'_>,
+    value: &Spanned<DeValue<'_>>,
+    split: &[&str],
+    mut check: impl FnMut(&mut Report<'_>, &str, &Spanned<DeValue<'_>>),
+) {
+    let DeValue::Table(table) = value.get_ref() else {
+        let _ = report.section::<T>(value);
+        return;
+    };
+    for (key, item) in table.iter() {
+        if split.contains(&key.get_ref().as_ref()) {
+            check(report, key.get_ref().as_ref(), item);
+        }
+    }
+    let mut rest = DeTable::new();
+    for (key, item) in table.iter() {
+        if !split.contains(&key.get_ref().as_ref()) {
+            rest.insert(key.clone(), item.clone());
+        }
+    }
+    let _ = report.section::<T>(&Spanned::new(value.span(), DeValue::Table(rest)));
+}
+
+fn check_reputation(report: &mut Report<'_>, value: &Spanned<DeValue<'_>>) {
+    split_table::<Reputation>(report, value, &["dnsbl", "dnswl", "uribl"], |report, key, zones| {
+        each_item::<ListZone>(report, zones, &format!("reputation.{key}"));
+    });
+}
+
+/// `[lists]`: every entry of every allow/block list is parsed on its own (file:line for each).
+fn check_lists(report: &mut Report<'_>, value: &Spanned<DeValue<'_>>) {
+    fn entries(report: &mut Report<'_>, key: &str, value: &Spanned<DeValue<'_>>) {
+        each_item::<Entry>(report, value, key);
+    }
+    split_table::<Lists>(report, value, &["allow", "block", "domain", "user"], |report, key, item| match key {
+        "domain" | "user" => match item.get_ref() {
+            DeValue::Array(tables) => {
+                for table in tables.iter() {
+                    if key == "domain" {
+                        split_table::<DomainLists>(report, table, &["allow", "block"], entries);
+                    } else {
+                        split_table::<UserLists>(report, table, &["allow", "block"], entries);
+                    }
+                }
+            }
+            _ => report.at(Some(item.span()), format!("`lists.{key}` must be an array of tables: write [[lists.{key}]]")),
+        },
+        _ => entries(report, key, item),
+    });
+}
+
 /// Relative paths in the file are relative to the file's directory.
 fn resolve_paths(config: &mut Config, base: &Path) {
     let resolve = |p: &mut std::path::PathBuf| {
@@ -169,6 +244,20 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         if let Some(ca) = &mut route.ca_file {
             resolve(ca);
         }
+    }
+}
+
+/// The span of `document[path…]`, or of its `index`th entry when it is an array.
+fn span_at(document: &DeTable<'_>, path: &[&str], index: Option<usize>) -> Option<Range<usize>> {
+    let (first, rest) = path.split_first()?;
+    let mut value = document.iter().find(|(k, _)| k.get_ref().as_ref() == *first)?.1;
+    for key in rest {
+        let DeValue::Table(table) = value.get_ref() else { return None };
+        value = table.iter().find(|(k, _)| k.get_ref().as_ref() == *key)?.1;
+    }
+    match (index, value.get_ref()) {
+        (Some(i), DeValue::Array(entries)) => entries.get(i).map(|e| e.span()),
+        _ => Some(value.span()),
     }
 }
 
@@ -259,6 +348,74 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
     if config.dns.timeout.0 < 1 || config.dns.attempts < 1 {
         report.at(span_of(document, "dns", None), "dns.timeout must be at least 1s and dns.attempts at least 1");
     }
+    check_reputation_semantics(report, config, document);
+    check_lists_semantics(report, config, document);
+}
+
+/// Most URL domains one message may cost in URI-list lookups.
+const MAX_URI_DOMAINS: usize = 100;
+
+fn check_reputation_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<'_>) {
+    let r = &config.reputation;
+    for (key, zones) in [("dnsbl", &r.dnsbl), ("dnswl", &r.dnswl), ("uribl", &r.uribl)] {
+        for (i, zone) in zones.iter().enumerate() {
+            let span = span_at(document, &["reputation", key], Some(i));
+            let name = zone.zone.trim_end_matches('.');
+            if !name.contains('.') || !is_domain_name(name) {
+                report.at(span.clone(), format!("reputation.{key}: zone {:?} is not a domain name", zone.zone));
+            }
+            if zones[..i].iter().any(|z| z.zone.trim_end_matches('.').eq_ignore_ascii_case(name)) {
+                report.at(span.clone(), format!("reputation.{key}: zone {name} is listed twice"));
+            }
+            for symbol in std::iter::once(&zone.symbol).chain(zone.codes.values()) {
+                if !is_symbol_name(symbol) {
+                    report.at(span.clone(), format!("reputation.{key} {name}: symbol {symbol:?} must be SCREAMING_SNAKE_CASE (A-Z, 0-9, _)"));
+                }
+            }
+            for code in zone.codes.keys() {
+                let [a, b, c, _] = code.octets();
+                if a != 127 || (b == 255 && c == 255) {
+                    report.at(span.clone(), format!("reputation.{key} {name}: code {code} is a refusal (outside 127.0.0.0/8 or in 127.255.255.0/24) and is never scored"));
+                }
+            }
+        }
+    }
+    if r.max_uri_domains > MAX_URI_DOMAINS {
+        report.at(span_at(document, &["reputation", "max_uri_domains"], None), format!("reputation.max_uri_domains must be at most {MAX_URI_DOMAINS}"));
+    }
+}
+
+fn check_lists_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<'_>) {
+    let lists = &config.lists;
+    for (i, domain) in lists.domain.iter().enumerate() {
+        let span = span_at(document, &["lists", "domain"], Some(i));
+        if config.domain(&domain.name.to_ascii_lowercase()).is_none() {
+            report.at(span.clone(), format!("lists.domain {:?} is not one of the [[domain]] entries", domain.name));
+        }
+        if lists.domain[..i].iter().any(|d| d.name.eq_ignore_ascii_case(&domain.name)) {
+            report.at(span, format!("lists.domain {} is listed twice", domain.name));
+        }
+    }
+    for (i, user) in lists.user.iter().enumerate() {
+        let span = span_at(document, &["lists", "user"], Some(i));
+        let relayed = user
+            .address
+            .rsplit_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && config.domain(&domain.to_ascii_lowercase()).is_some());
+        if !relayed {
+            report.at(span.clone(), format!("lists.user {:?} is not an address in one of the [[domain]] entries", user.address));
+        }
+        if lists.user[..i].iter().any(|u| u.address.eq_ignore_ascii_case(&user.address)) {
+            report.at(span, format!("lists.user {} is listed twice", user.address));
+        }
+    }
+}
+
+/// A symbol name as the score tables write it: `RCVD_IN_ZEN_SBL`.
+fn is_symbol_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_uppercase())
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn check_route(report: &mut Report<'_>, route: &Route, span: Option<Range<usize>>) {
