@@ -95,11 +95,13 @@ impl Report<'_> {
     }
 
     /// Deserializes one value on its own, recording its error if any.
+    /// Errors without a location of their own (e.g. from a `try_from` conversion) get the value's.
     fn section<T: DeserializeOwned>(&mut self, value: &Spanned<DeValue<'_>>) -> Option<T> {
         match T::deserialize(ValueDeserializer::from(value.clone())) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.toml_error(&e);
+                let span = e.span().or_else(|| Some(value.span()));
+                self.at(span, e.message().trim().to_string());
                 None
             }
         }
@@ -511,5 +513,120 @@ name = "example.test"
         let errors = check("[[listen]]\naddress = \"127.0.0.1:25\"\n").unwrap_err();
         let all = errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("\n");
         assert!(all.contains("hostname") && all.contains("downstream"), "{all}");
+    }
+
+    const REPUTATION: &str = r#"
+[reputation]
+dnsbl = [
+  { zone = "zen.spamhaus.org", symbol = "RCVD_IN_ZEN", codes = { "127.0.0.2" = "RCVD_IN_ZEN_SBL", "127.0.0.4" = "RCVD_IN_ZEN_XBL" } },
+]
+dnswl = [{ zone = "list.dnswl.org", symbol = "RCVD_IN_DNSWL", ignore = ["127.0.0.255"] }]
+uribl = [{ zone = "dbl.spamhaus.org", symbol = "DBL", codes = { "127.0.1.2" = "DBL_SPAM" } }]
+helo_nxdomain = false
+max_uri_domains = 10
+[lists]
+allow = ["friend@partner.test", ".trusted.test", "198.51.100.0/24"]
+block = ["spam.test", "2001:db8::/32"]
+[[lists.domain]]
+name = "example.test"
+allow = ["*.partner.test"]
+user_opt_out = false
+[[lists.user]]
+address = "Alice@example.test"
+block = ["192.0.2.66"]
+filtering = false
+"#;
+
+    #[test]
+    fn reputation_and_lists_load() {
+        let config = check(&format!("{GOOD}{REPUTATION}")).unwrap();
+        let r = &config.reputation;
+        assert_eq!(r.dnsbl[0].codes.get(&"127.0.0.4".parse().unwrap()).map(String::as_str), Some("RCVD_IN_ZEN_XBL"));
+        assert_eq!(r.dnswl[0].ignore, ["127.0.0.255".parse::<std::net::Ipv4Addr>().unwrap()]);
+        assert_eq!(r.uribl[0].symbol, "DBL");
+        assert!(r.rdns && r.helo_checks && !r.helo_nxdomain);
+        assert_eq!(r.max_uri_domains, 10);
+        assert_eq!(config.lists.allow.len(), 3);
+        assert_eq!(config.lists.domain[0].allow[0].as_str(), "*.partner.test");
+        assert!(config.lists.domain[0].filtering && !config.lists.domain[0].user_opt_out);
+        assert_eq!(config.lists.user[0].filtering, Some(false));
+        let lists = crate::lists::Lists::from_config(&config.lists);
+        let hit = lists.check("x@a.partner.test", None, "bob@example.test").unwrap();
+        assert_eq!((hit.symbol, hit.level), ("ALLOW_LIST", crate::lists::Level::Domain));
+        assert!(lists.filtering_enabled("alice@example.test"), "the domain does not allow opting out");
+    }
+
+    #[test]
+    fn reputation_defaults_are_empty_zone_lists_and_checks_on() {
+        let config = check(GOOD).unwrap();
+        let r = &config.reputation;
+        assert!(r.dnsbl.is_empty() && r.dnswl.is_empty() && r.uribl.is_empty());
+        assert!(r.rdns && r.helo_checks && r.helo_nxdomain);
+        assert_eq!(r.max_uri_domains, 20);
+        assert!(config.lists.allow.is_empty() && config.lists.domain.is_empty());
+    }
+
+    /// The 1-based line of the first line of `text` containing `needle`.
+    fn line_of(text: &str, needle: &str) -> usize {
+        text.lines().position(|l| l.contains(needle)).expect("needle in text") + 1
+    }
+
+    #[test]
+    fn every_bad_list_entry_is_an_error_with_its_line() {
+        let text = format!(
+            "{GOOD}{}",
+            REPUTATION
+                .replace("\"spam.test\"", "\"spam_test\", \"192.0.2.1/24\"")
+                .replace("\"*.partner.test\"", "\"a*b@partner.test\"")
+                .replace("block = [\"192.0.2.66\"]", "block = [\"192.0.2.66/33\"]\nfilter = true")
+        );
+        let errors = check(&text).unwrap_err();
+        let all = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        assert_eq!(errors.len(), 5, "{all}");
+        let at = |needle: &str| errors.iter().filter(|e| e.line == line_of(&text, needle)).count();
+        assert_eq!(at("spam_test"), 2, "two bad entries on one line: {all}");
+        assert_eq!(at("a*b@partner.test"), 1, "{all}");
+        assert_eq!(at("192.0.2.66/33"), 1, "{all}");
+        assert_eq!(at("filter = true"), 1, "unknown key in [[lists.user]] still reported: {all}");
+        assert!(all.contains("host bits set"), "{all}");
+        assert!(errors.iter().all(|e| e.file == "moat.toml" && e.column > 0), "{all}");
+    }
+
+    #[test]
+    fn bad_reputation_sections_are_errors_with_their_lines() {
+        let text = format!(
+            "{GOOD}{}",
+            REPUTATION
+                .replace("\"127.0.0.4\" = \"RCVD_IN_ZEN_XBL\"", "\"127.0.0.4\" = \"zen xbl\", \"127.255.255.254\" = \"REFUSED\"")
+                .replace("zone = \"list.dnswl.org\"", "zone = \"list.dnswl.org\", weight = 2")
+                .replace("zone = \"dbl.spamhaus.org\"", "zone = \"dbl\"")
+                .replace("codes = { \"127.0.1.2\"", "codes = { \"127.0.1.x\"")
+                .replace("max_uri_domains = 10", "max_uri_domains = 1000\nrnds = true")
+        );
+        let errors = check(&text).unwrap_err();
+        let all = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        assert!(all.contains("weight"), "{all}");
+        assert!(all.contains("rnds"), "{all}");
+        assert!(all.contains("127.0.1.x") || all.contains("invalid IPv4"), "{all}");
+        assert_eq!(errors.iter().filter(|e| e.line == line_of(&text, "weight = 2")).count(), 1, "{all}");
+        assert_eq!(errors.iter().filter(|e| e.line == line_of(&text, "rnds")).count(), 1, "{all}");
+        // Semantic errors (reported once the file parses) point at the zone's line.
+        let text = format!(
+            "{GOOD}{}",
+            REPUTATION
+                .replace("\"127.0.0.4\" = \"RCVD_IN_ZEN_XBL\"", "\"127.0.0.4\" = \"zen xbl\", \"127.255.255.254\" = \"REFUSED\"")
+                .replace("zone = \"dbl.spamhaus.org\"", "zone = \"dbl\"")
+                .replace("max_uri_domains = 10", "max_uri_domains = 1000")
+                .replace("name = \"example.test\"\nallow", "name = \"other.test\"\nallow")
+                .replace("Alice@example.test", "alice@elsewhere.test")
+        );
+        let errors = check(&text).unwrap_err();
+        let all = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        let zen = line_of(&text, "zen.spamhaus.org");
+        assert_eq!(errors.iter().filter(|e| e.line == zen).count(), 2, "bad symbol and refusal code: {all}");
+        assert!(errors.iter().any(|e| e.line == line_of(&text, "zone = \"dbl\"") && e.message.contains("not a domain name")), "{all}");
+        assert!(errors.iter().any(|e| e.line == line_of(&text, "max_uri_domains") && e.message.contains("at most")), "{all}");
+        assert!(all.contains("other.test") && all.contains("alice@elsewhere.test"), "{all}");
+        assert_eq!(errors.len(), 6, "{all}");
     }
 }

@@ -167,17 +167,20 @@ fn is_host_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')
 }
 
-/// The end of the authority (userinfo@host) part starting at `start`.
+/// The end of the authority (`userinfo@host:port`) starting at `start`; at most 320 bytes.
 fn host_end(bytes: &[u8], start: usize) -> usize {
+    let authority = |b: u8| is_host_byte(b) || matches!(b, b'@' | b':' | b'%' | b'!' | b'$' | b'&' | b'+' | b'=' | b'~' | b'*');
     let mut end = start;
-    while end < bytes.len() && end - start < 320 && (is_host_byte(bytes[end]) || bytes[end] == b'@') {
+    while end < bytes.len() && end - start < 320 && authority(bytes[end]) {
         end += 1;
     }
     end
 }
 
+/// The host of an authority: without `userinfo@`, `:port` and trailing dots.
 fn strip_userinfo(authority: &str) -> &str {
     let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = host.split_once(':').map_or(host, |(host, _port)| host);
     host.trim_end_matches('.')
 }
 
