@@ -629,4 +629,24 @@ filtering = false
         assert!(all.contains("other.test") && all.contains("alice@elsewhere.test"), "{all}");
         assert_eq!(errors.len(), 6, "{all}");
     }
+
+    #[test]
+    fn the_shipped_example_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/moat.toml");
+        let config = load(&path).unwrap_or_else(|errors| panic!("{errors:#?}"));
+        assert!(config.reputation.rdns && config.lists.allow.is_empty());
+        // The commented-out zones and lists are valid too.
+        let text = std::fs::read_to_string(&path).expect("example");
+        let keys = ["dnsbl", "dnswl", "uribl", "  {", "]", "[[lists", "name", "allow", "block", "filtering", "user_opt_out", "address"];
+        let uncommented: String = text
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if keys.iter().any(|k| rest.starts_with(k)) => format!("{rest}\n"),
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        let config = load_str("moat.toml", &uncommented, path.parent().expect("dir")).unwrap_or_else(|errors| panic!("{errors:#?}"));
+        assert_eq!(config.reputation.dnsbl[0].codes.len(), 5);
+        assert_eq!(config.lists.user[0].address, "alice@example.test");
+    }
 }
