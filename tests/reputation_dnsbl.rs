@@ -166,6 +166,23 @@ async fn unreachable_resolver_is_dnsbl_temperror_not_a_crash() {
     assert!(started.elapsed() < Duration::from_secs(5), "zones are asked concurrently: {:?}", started.elapsed());
     let findings = dead.data(&message_facts()).await.expect("findings");
     assert_eq!(names(&findings), ["DNSBL_TEMPERROR"], "{findings:?}");
+    assert_eq!(detail(&findings, "DNSBL_TEMPERROR"), "dbl.test");
+}
+
+#[tokio::test]
+async fn a_dead_uri_zone_is_asked_once_per_message_not_once_per_domain() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("address").port();
+    let mut config = reputation();
+    config.max_uri_domains = 100;
+    let filter = DnsblFilter::new(&config, resolver_for(port, 1));
+    let body: String = (0..100).map(|i| format!("http://d{i}.test/\r\n")).collect();
+    let facts = Facts { message: Some(Arc::new(format!("Subject: x\r\n\r\n{body}").into_bytes())), ..Facts::default() };
+    let started = Instant::now();
+    let findings = filter.data(&facts).await.expect("findings");
+    assert_eq!(names(&findings), ["DNSBL_TEMPERROR"], "{findings:?}");
+    assert!(started.elapsed() < Duration::from_secs(4), "one round of timeouts: {:?}", started.elapsed());
+    drop(silent);
 }
 
 #[tokio::test]
@@ -174,8 +191,11 @@ async fn timeout_is_dnsbl_temperror() {
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let port = silent.local_addr().expect("address").port();
     let filter = DnsblFilter::new(&reputation(), resolver_for(port, 1));
+    let started = Instant::now();
     let findings = filter.connect(&client("192.0.2.1")).await.expect("findings");
     assert_eq!(names(&findings), ["DNSBL_TEMPERROR"], "{findings:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900), "a real timeout: {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(4), "zones time out together: {:?}", started.elapsed());
     drop(silent);
 }
 

@@ -243,17 +243,24 @@ impl DnsblFilter {
     }
 
     /// Looks registrable domains up in every URI zone, [`URI_CONCURRENCY`] queries at a time.
+    /// A zone that failed (timeout, SERVFAIL) is not asked again for this message, so a dead
+    /// resolver costs one round of timeouts, not one per batch.
     pub async fn check_domains(&self, domains: &[String]) -> Findings {
         let pairs: Vec<(&String, &Zone)> =
             domains.iter().flat_map(|d| self.uri_zones.iter().map(move |zone| (d, zone))).collect();
         let mut tally = Tally::default();
-        for batch in pairs.chunks(URI_CONCURRENCY) {
+        let mut remaining = pairs.as_slice();
+        while !remaining.is_empty() {
+            let (batch, rest) = remaining.split_at(remaining.len().min(URI_CONCURRENCY));
+            remaining = rest;
+            let batch: Vec<&(&String, &Zone)> =
+                batch.iter().filter(|(_, zone)| !tally.failures.contains(&zone.name)).collect();
             let queries = batch.iter().map(|(domain, zone)| {
                 let name = format!("{domain}.{}.", zone.name);
                 async move { query(&self.resolver, &name).await }
             });
             let answers = futures_util::future::join_all(queries).await;
-            for ((domain, zone), answer) in batch.iter().zip(answers) {
+            for ((domain, zone), answer) in batch.into_iter().zip(answers) {
                 tally.record(zone, domain, answer);
             }
         }
@@ -353,7 +360,9 @@ mod tests {
         assert_eq!(zone.name, "zen.test");
         assert_eq!(zone.symbol_for(Ipv4Addr::new(127, 0, 0, 2)), Some("RCVD_IN_ZEN_SBL"));
         assert_eq!(zone.symbol_for(Ipv4Addr::new(127, 0, 0, 10)), Some("RCVD_IN_ZEN"));
+        assert!(!zone.refusal_logged.load(Ordering::Relaxed));
         assert_eq!(zone.symbol_for(Ipv4Addr::new(127, 255, 255, 254)), None);
+        assert!(zone.refusal_logged.load(Ordering::Relaxed), "the first refusal is logged, later ones are not");
         assert_eq!(zone.symbol_for(Ipv4Addr::new(192, 0, 2, 1)), None);
         assert_eq!(zone.symbol_for(Ipv4Addr::new(127, 0, 0, 1)), None);
     }
