@@ -8,7 +8,11 @@
 //! the server would do.
 
 use crate::config::Config;
-use crate::filter::{Chain, Facts, Phase};
+use crate::filter::dnsbl::DnsblFilter;
+use crate::filter::rdns::RdnsFilter;
+use crate::filter::{Chain, Facts, Filter, Phase};
+use crate::lists::Lists;
+use hickory_resolver::TokioResolver;
 use crate::verdict::{self, Evidence, Symbol, Verdict};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,9 +53,32 @@ impl std::fmt::Display for BuildErrors {
 /// Builds the scorer the configuration describes: its filters in order, the score table of
 /// its rule files and its policy. All or nothing.
 pub fn build(config: Arc<Config>) -> Result<Scorer, BuildErrors> {
-    let filters: Vec<Arc<dyn crate::filter::Filter>> = Vec::new();
+    let mut errors = Vec::new();
+    let mut filters: Vec<Arc<dyn Filter>> = Vec::new();
+    match crate::dns::resolver(&config.dns) {
+        Ok(resolver) => filters.extend(reputation_filters(&config, resolver)),
+        Err(error) => errors.push(error.to_string()),
+    }
     let scores: Arc<dyn ScoreTable> = Arc::new(FixedScores::default());
-    Ok(Scorer::new(Chain::new(filters, FILTER_DEADLINE), scores, config))
+    if !errors.is_empty() {
+        return Err(BuildErrors(errors));
+    }
+    let lists = Lists::from_config(&config.lists);
+    Ok(Scorer::new(Chain::new(filters, FILTER_DEADLINE), scores, config).with_lists(lists))
+}
+
+/// DNSBL/DNSWL/URIBL when any zone is configured; reverse DNS and HELO checks when enabled.
+fn reputation_filters(config: &Config, resolver: TokioResolver) -> Vec<Arc<dyn Filter>> {
+    let mut filters: Vec<Arc<dyn Filter>> = Vec::new();
+    let dnsbl = DnsblFilter::new(&config.reputation, resolver.clone());
+    if dnsbl.is_active() {
+        filters.push(Arc::new(dnsbl));
+    }
+    if config.reputation.rdns || config.reputation.helo_checks {
+        let domains: Vec<String> = config.domains.iter().map(|d| d.name.clone()).collect();
+        filters.push(Arc::new(RdnsFilter::new(&config.reputation, &config.hostname, &domains, resolver)));
+    }
+    filters
 }
 
 /// One verdict for one recipient, with what the tagging step needs.
@@ -69,11 +96,18 @@ pub struct Scorer {
     chain: Chain,
     scores: Arc<dyn ScoreTable>,
     config: Arc<Config>,
+    lists: Arc<Lists>,
 }
 
 impl Scorer {
     pub fn new(chain: Chain, scores: Arc<dyn ScoreTable>, config: Arc<Config>) -> Scorer {
-        Scorer { chain, scores, config }
+        Scorer { chain, scores, config, lists: Arc::new(Lists::default()) }
+    }
+
+    /// Uses these allow/block lists (and their per-recipient filtering switches).
+    pub fn with_lists(mut self, lists: Lists) -> Scorer {
+        self.lists = Arc::new(lists);
+        self
     }
 
     /// A scorer with no filters: every message scores 0 (the relay without filtering).
@@ -86,11 +120,24 @@ impl Scorer {
         self.chain.run(phase, facts).await
     }
 
-    /// The decision for `recipient` from all evidence gathered so far.
-    pub fn verdict(&self, evidence: &Evidence, _facts: &Facts, recipient: &str) -> RecipientVerdict {
+    /// The decision for `recipient` from all evidence gathered so far, with the recipient's
+    /// allow/block list hit (if any) and filtering switch applied.
+    pub fn verdict(&self, evidence: &Evidence, facts: &Facts, recipient: &str) -> RecipientVerdict {
         let domain = recipient.rsplit_once('@').and_then(|(_, d)| self.config.domain(d));
         let over = domain.and_then(|d| d.policy.as_ref());
-        let policy = self.config.policy.resolve(over);
+        let mut policy = self.config.policy.resolve(over);
+        policy.filtering = self.lists.filtering_enabled(recipient);
+        let sender = facts.sender.as_deref().unwrap_or("");
+        let listed = self.lists.check(sender, facts.client_ip, recipient);
+        let mut own;
+        let evidence = match listed {
+            Some(hit) => {
+                own = evidence.clone();
+                own.add(hit.to_symbol());
+                &own
+            }
+            None => evidence,
+        };
         let scores = &self.scores;
         let mut verdict = verdict::decide(evidence, |name| scores.score(name).unwrap_or(0.0), &policy);
         for symbol in &mut verdict.symbols {
@@ -124,10 +171,11 @@ mod tests {
     #[test]
     fn each_recipient_gets_its_domains_policy() {
         let config = config(
-            "[[domain]]\nname = \"strict.test\"\npolicy = { tag_at = 2.0, quarantine_at = 4.0, subject_prefix = \"[SPAM] \" }\n[[domain]]\nname = \"lax.test\"\npolicy = { filtering = false }\n[[domain]]\nname = \"plain.test\"\n",
+            "[[domain]]\nname = \"strict.test\"\npolicy = { tag_at = 2.0, quarantine_at = 4.0, subject_prefix = \"[SPAM] \" }\n[[domain]]\nname = \"lax.test\"\n[[domain]]\nname = \"plain.test\"\n[[lists.domain]]\nname = \"lax.test\"\nfiltering = false\n",
         );
         let scores = FixedScores([("SPF_FAIL".to_string(), (6.0, "SPF fails".to_string()))].into());
-        let scorer = Scorer::new(Chain::new(Vec::new(), FILTER_DEADLINE), Arc::new(scores), config);
+        let lists = Lists::from_config(&config.lists);
+        let scorer = Scorer::new(Chain::new(Vec::new(), FILTER_DEADLINE), Arc::new(scores), config).with_lists(lists);
         let evidence = Evidence { symbols: vec![Symbol::new("SPF_FAIL")], ..Default::default() };
         let facts = Facts::default();
         let strict = scorer.verdict(&evidence, &facts, "a@strict.test");

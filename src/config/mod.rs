@@ -10,10 +10,12 @@ mod validate;
 
 pub use duration::Seconds;
 pub use policy::{PolicyConfig, PolicyOverride, check_thresholds};
-pub use validate::{ConfigError, load, load_str};
+pub use validate::{ConfigError, is_domain_name, load, load_str};
 
+use crate::lists::Entry;
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 /// The whole configuration file.
@@ -51,6 +53,122 @@ pub struct Config {
     /// What scores mean: thresholds, forced actions, subject tag.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// DNS block and allow lists, URI lists, reverse DNS and HELO checks.
+    #[serde(default)]
+    pub reputation: Reputation,
+    /// Allow and block lists: global, per domain and per user.
+    #[serde(default)]
+    pub lists: Lists,
+}
+
+/// `[reputation]`: what the DNSBL/DNSWL/URIBL and reverse-DNS/HELO filters check.
+///
+/// Public lists (Spamhaus, SpamCop, URIBL, …) refuse queries that arrive through big public
+/// resolvers, so no zone is configured by default: an operator opts in, with a resolver of
+/// their own in `[dns]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Reputation {
+    /// DNS blocklists queried with the client IP (IPv4 reversed octets, IPv6 reversed nibbles).
+    pub dnsbl: Vec<ListZone>,
+    /// DNS allowlists, queried like `dnsbl`; give their symbols negative scores.
+    pub dnswl: Vec<ListZone>,
+    /// Domain lists (URIBL, SURBL, Spamhaus DBL) queried with the registrable domains of the
+    /// URLs in the message body and of the envelope sender.
+    pub uribl: Vec<ListZone>,
+    /// Forward-confirmed reverse DNS of the client (`RDNS_NONE`, `RDNS_MISMATCH`, `RDNS_DYNAMIC`).
+    pub rdns: bool,
+    /// HELO sanity checks (`HELO_BARE_IP`, `HELO_NOT_FQDN`, `HELO_IS_OURS`, `HELO_MISMATCH_IP`).
+    pub helo_checks: bool,
+    /// With `helo_checks`: also look the HELO name up and emit `HELO_NXDOMAIN` when it does not exist.
+    pub helo_nxdomain: bool,
+    /// Most URL domains looked up per message (after de-duplication; the sender domain is extra).
+    pub max_uri_domains: usize,
+}
+
+impl Default for Reputation {
+    fn default() -> Self {
+        Reputation {
+            dnsbl: Vec::new(),
+            dnswl: Vec::new(),
+            uribl: Vec::new(),
+            rdns: true,
+            helo_checks: true,
+            helo_nxdomain: true,
+            max_uri_domains: 20,
+        }
+    }
+}
+
+/// One DNS list zone, e.g.
+/// `{ zone = "zen.spamhaus.org", symbol = "RCVD_IN_ZEN", codes = { "127.0.0.2" = "RCVD_IN_ZEN_SBL" } }`.
+///
+/// An answer in the code map gives its symbol; any other answer in 127.0.0.0/8 gives `symbol`.
+/// Answers outside 127.0.0.0/8, in 127.255.255.0/24 (Spamhaus's error codes: "public resolver",
+/// "typo", "rate limited") or listed in `ignore` are refusals: logged once, never scored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListZone {
+    /// The list's DNS zone, e.g. "zen.spamhaus.org".
+    pub zone: String,
+    /// Symbol for a listing whose answer is not in `codes`.
+    pub symbol: String,
+    /// Answer (an address in 127.0.0.0/8) → symbol.
+    #[serde(default)]
+    pub codes: BTreeMap<Ipv4Addr, String>,
+    /// Further answers that mean "query refused" for this list (e.g. "127.0.0.1" for
+    /// multi.uribl.com, "127.0.0.255" for list.dnswl.org).
+    #[serde(default)]
+    pub ignore: Vec<Ipv4Addr>,
+}
+
+/// `[lists]`: allow and block lists. Entries are `"user@x.test"` (an address), `"x.test"` (a
+/// domain), `".x.test"` or `"*.x.test"` (a domain and its subdomains), `"192.0.2.7"` or
+/// `"192.0.2.0/24"` / `"2001:db8::/32"` (client addresses). See `moat::lists` for precedence.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Lists {
+    /// Global allow list: matching mail is accepted whatever its score (never a virus).
+    pub allow: Vec<Entry>,
+    /// Global block list: matching mail gets `BLOCK_LIST`.
+    pub block: Vec<Entry>,
+    /// Lists for one of our domains: `[[lists.domain]]`.
+    pub domain: Vec<DomainLists>,
+    /// Lists for one recipient: `[[lists.user]]`.
+    pub user: Vec<UserLists>,
+}
+
+/// `[[lists.domain]]`: lists and filtering for the recipients of one relay domain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainLists {
+    /// One of the `[[domain]]` names.
+    pub name: String,
+    #[serde(default)]
+    pub allow: Vec<Entry>,
+    #[serde(default)]
+    pub block: Vec<Entry>,
+    /// Spam filtering for the domain's recipients (viruses and block lists apply regardless).
+    #[serde(default = "yes")]
+    pub filtering: bool,
+    /// Whether a user of the domain may switch their own spam filtering off or on.
+    #[serde(default = "yes")]
+    pub user_opt_out: bool,
+}
+
+/// `[[lists.user]]`: lists and filtering for one recipient address.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserLists {
+    /// The recipient, e.g. "user@example.test" (case-insensitive).
+    pub address: String,
+    #[serde(default)]
+    pub allow: Vec<Entry>,
+    #[serde(default)]
+    pub block: Vec<Entry>,
+    /// The user's own choice of spam filtering; unset: the domain's. Ignored when the domain
+    /// sets `user_opt_out = false`.
+    pub filtering: Option<bool>,
 }
 
 /// The resolver moat uses for its own lookups.

@@ -51,12 +51,11 @@ pub struct PolicyOverride {
     pub subject_prefix: Option<String>,
     #[serde(default)]
     pub forced: BTreeMap<String, Action>,
-    /// Spam filtering for the domain's recipients (viruses and forced actions apply regardless).
-    pub filtering: Option<bool>,
 }
 
 impl PolicyConfig {
-    /// The verdict policy for a recipient of a domain with `over` (if any).
+    /// The verdict policy for a recipient of a domain with `over` (if any). Whether filtering
+    /// is on for the recipient is the lists' business (`[[lists.domain]]`, `[[lists.user]]`).
     pub fn resolve(&self, over: Option<&PolicyOverride>) -> Policy {
         let over = over.cloned().unwrap_or_default();
         let mut forced = self.forced.clone();
@@ -66,7 +65,7 @@ impl PolicyConfig {
             quarantine_at: over.quarantine_at.unwrap_or(self.quarantine_at),
             reject_at: over.reject_at.unwrap_or(self.reject_at),
             forced,
-            filtering: over.filtering.unwrap_or(true),
+            filtering: true,
         }
     }
 
@@ -95,15 +94,12 @@ mod tests {
         let over = PolicyOverride {
             quarantine_at: Some(6.0),
             forced: [("DMARC_POLICY_REJECT".to_string(), Action::Reject)].into(),
-            filtering: Some(false),
             ..Default::default()
         };
         let policy = global.resolve(Some(&over));
         assert_eq!((policy.tag_at, policy.quarantine_at, policy.reject_at), (5.0, 6.0, 20.0));
         assert_eq!(policy.forced.get("DMARC_POLICY_REJECT"), Some(&Action::Reject));
         assert_eq!(policy.forced.get("CLAMAV_VIRUS"), Some(&Action::Reject), "global entries stay");
-        assert!(!policy.filtering);
-        assert!(global.resolve(None).filtering);
     }
 
     #[test]

@@ -6,9 +6,10 @@
 //! exist) run only on a file that parsed, and are reported against the key they concern.
 
 use super::{
-    Config, Delivery, Dns, Domain, Limits, Listener, PolicyConfig, RecipientCheck, Route, Timeouts, TlsFiles, TlsPolicy,
-    check_thresholds,
+    Config, Delivery, Dns, Domain, DomainLists, Limits, ListZone, Listener, Lists, PolicyConfig, RecipientCheck, Reputation,
+    Route, Timeouts, TlsFiles, TlsPolicy, UserLists, check_thresholds,
 };
+use crate::lists::Entry;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -94,11 +95,13 @@ impl Report<'_> {
     }
 
     /// Deserializes one value on its own, recording its error if any.
+    /// Errors without a location of their own (e.g. from a `try_from` conversion) get the value's.
     fn section<T: DeserializeOwned>(&mut self, value: &Spanned<DeValue<'_>>) -> Option<T> {
         match T::deserialize(ValueDeserializer::from(value.clone())) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.toml_error(&e);
+                let span = e.span().or_else(|| Some(value.span()));
+                self.at(span, e.message().trim().to_string());
                 None
             }
         }
@@ -112,8 +115,10 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-const TOP_LEVEL_KEYS: &[&str] =
-    &["hostname", "state_dir", "listen", "tls", "limits", "timeouts", "downstream", "domain", "delivery", "dns", "policy"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "hostname", "state_dir", "listen", "tls", "limits", "timeouts", "downstream", "domain", "delivery", "dns", "reputation",
+    "lists", "policy",
+];
 
 /// Deserializes every section and every array entry separately so that all errors surface.
 fn check_sections(report: &mut Report<'_>, document: &DeTable<'_>) {
@@ -130,6 +135,8 @@ fn check_sections(report: &mut Report<'_>, document: &DeTable<'_>) {
             "policy" => drop(report.section::<PolicyConfig>(value)),
             "listen" => each_entry::<Listener>(report, value, "listen"),
             "domain" => each_entry::<Domain>(report, value, "domain"),
+            "reputation" => check_reputation(report, value),
+            "lists" => check_lists(report, value),
             other => report.at(
                 Some(key.span()),
                 format!("unknown key `{other}`, expected one of {}", TOP_LEVEL_KEYS.join(", ")),
@@ -154,6 +161,73 @@ fn each_entry<T: DeserializeOwned>(report: &mut Report<'_>, value: &Spanned<DeVa
     }
 }
 
+/// Every element of an array deserialized on its own.
+fn each_item<T: DeserializeOwned>(report: &mut Report<'_>, value: &Spanned<DeValue<'_>>, what: &str) {
+    match value.get_ref() {
+        DeValue::Array(items) => {
+            for item in items.iter() {
+                let _ = report.section::<T>(item);
+            }
+        }
+        _ => report.at(Some(value.span()), format!("`{what}` must be an array")),
+    }
+}
+
+/// Checks the keys in `split` of a table with `check` (entry by entry), then deserializes the
+/// rest of the table as `T`, so that one bad entry neither hides nor duplicates other errors.
+/// Only for tables whose `split` keys all have defaults.
+fn split_table<T: DeserializeOwned>(
+    report: &mut Report<'_>,
+    value: &Spanned<DeValue<'_>>,
+    split: &[&str],
+    mut check: impl FnMut(&mut Report<'_>, &str, &Spanned<DeValue<'_>>),
+) {
+    let DeValue::Table(table) = value.get_ref() else {
+        let _ = report.section::<T>(value);
+        return;
+    };
+    for (key, item) in table.iter() {
+        if split.contains(&key.get_ref().as_ref()) {
+            check(report, key.get_ref().as_ref(), item);
+        }
+    }
+    let mut rest = DeTable::new();
+    for (key, item) in table.iter() {
+        if !split.contains(&key.get_ref().as_ref()) {
+            rest.insert(key.clone(), item.clone());
+        }
+    }
+    let _ = report.section::<T>(&Spanned::new(value.span(), DeValue::Table(rest)));
+}
+
+fn check_reputation(report: &mut Report<'_>, value: &Spanned<DeValue<'_>>) {
+    split_table::<Reputation>(report, value, &["dnsbl", "dnswl", "uribl"], |report, key, zones| {
+        each_item::<ListZone>(report, zones, &format!("reputation.{key}"));
+    });
+}
+
+/// `[lists]`: every entry of every allow/block list is parsed on its own (file:line for each).
+fn check_lists(report: &mut Report<'_>, value: &Spanned<DeValue<'_>>) {
+    fn entries(report: &mut Report<'_>, key: &str, value: &Spanned<DeValue<'_>>) {
+        each_item::<Entry>(report, value, key);
+    }
+    split_table::<Lists>(report, value, &["allow", "block", "domain", "user"], |report, key, item| match key {
+        "domain" | "user" => match item.get_ref() {
+            DeValue::Array(tables) => {
+                for table in tables.iter() {
+                    if key == "domain" {
+                        split_table::<DomainLists>(report, table, &["allow", "block"], entries);
+                    } else {
+                        split_table::<UserLists>(report, table, &["allow", "block"], entries);
+                    }
+                }
+            }
+            _ => report.at(Some(item.span()), format!("`lists.{key}` must be an array of tables: write [[lists.{key}]]")),
+        },
+        _ => entries(report, key, item),
+    });
+}
+
 /// Relative paths in the file are relative to the file's directory.
 fn resolve_paths(config: &mut Config, base: &Path) {
     let resolve = |p: &mut std::path::PathBuf| {
@@ -173,6 +247,20 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         if let Some(ca) = &mut route.ca_file {
             resolve(ca);
         }
+    }
+}
+
+/// The span of `document[path…]`, or of its `index`th entry when it is an array.
+fn span_at(document: &DeTable<'_>, path: &[&str], index: Option<usize>) -> Option<Range<usize>> {
+    let (first, rest) = path.split_first()?;
+    let mut value = document.iter().find(|(k, _)| k.get_ref().as_ref() == *first)?.1;
+    for key in rest {
+        let DeValue::Table(table) = value.get_ref() else { return None };
+        value = table.iter().find(|(k, _)| k.get_ref().as_ref() == *key)?.1;
+    }
+    match (index, value.get_ref()) {
+        (Some(i), DeValue::Array(entries)) => entries.get(i).map(|e| e.span()),
+        _ => Some(value.span()),
     }
 }
 
@@ -271,6 +359,74 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
     if config.dns.timeout.0 < 1 || config.dns.attempts < 1 {
         report.at(span_of(document, "dns", None), "dns.timeout must be at least 1s and dns.attempts at least 1");
     }
+    check_reputation_semantics(report, config, document);
+    check_lists_semantics(report, config, document);
+}
+
+/// Most URL domains one message may cost in URI-list lookups.
+const MAX_URI_DOMAINS: usize = 100;
+
+fn check_reputation_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<'_>) {
+    let r = &config.reputation;
+    for (key, zones) in [("dnsbl", &r.dnsbl), ("dnswl", &r.dnswl), ("uribl", &r.uribl)] {
+        for (i, zone) in zones.iter().enumerate() {
+            let span = span_at(document, &["reputation", key], Some(i));
+            let name = zone.zone.trim_end_matches('.');
+            if !name.contains('.') || !is_domain_name(name) {
+                report.at(span.clone(), format!("reputation.{key}: zone {:?} is not a domain name", zone.zone));
+            }
+            if zones[..i].iter().any(|z| z.zone.trim_end_matches('.').eq_ignore_ascii_case(name)) {
+                report.at(span.clone(), format!("reputation.{key}: zone {name} is listed twice"));
+            }
+            for symbol in std::iter::once(&zone.symbol).chain(zone.codes.values()) {
+                if !is_symbol_name(symbol) {
+                    report.at(span.clone(), format!("reputation.{key} {name}: symbol {symbol:?} must be SCREAMING_SNAKE_CASE (A-Z, 0-9, _)"));
+                }
+            }
+            for code in zone.codes.keys() {
+                let [a, b, c, _] = code.octets();
+                if a != 127 || (b == 255 && c == 255) {
+                    report.at(span.clone(), format!("reputation.{key} {name}: code {code} is a refusal (outside 127.0.0.0/8 or in 127.255.255.0/24) and is never scored"));
+                }
+            }
+        }
+    }
+    if r.max_uri_domains > MAX_URI_DOMAINS {
+        report.at(span_at(document, &["reputation", "max_uri_domains"], None), format!("reputation.max_uri_domains must be at most {MAX_URI_DOMAINS}"));
+    }
+}
+
+fn check_lists_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<'_>) {
+    let lists = &config.lists;
+    for (i, domain) in lists.domain.iter().enumerate() {
+        let span = span_at(document, &["lists", "domain"], Some(i));
+        if config.domain(&domain.name.to_ascii_lowercase()).is_none() {
+            report.at(span.clone(), format!("lists.domain {:?} is not one of the [[domain]] entries", domain.name));
+        }
+        if lists.domain[..i].iter().any(|d| d.name.eq_ignore_ascii_case(&domain.name)) {
+            report.at(span, format!("lists.domain {} is listed twice", domain.name));
+        }
+    }
+    for (i, user) in lists.user.iter().enumerate() {
+        let span = span_at(document, &["lists", "user"], Some(i));
+        let relayed = user
+            .address
+            .rsplit_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && config.domain(&domain.to_ascii_lowercase()).is_some());
+        if !relayed {
+            report.at(span.clone(), format!("lists.user {:?} is not an address in one of the [[domain]] entries", user.address));
+        }
+        if lists.user[..i].iter().any(|u| u.address.eq_ignore_ascii_case(&user.address)) {
+            report.at(span, format!("lists.user {} is listed twice", user.address));
+        }
+    }
+}
+
+/// A symbol name as the score tables write it: `RCVD_IN_ZEN_SBL`.
+fn is_symbol_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_uppercase())
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn check_route(report: &mut Report<'_>, route: &Route, span: Option<Range<usize>>) {
@@ -366,5 +522,140 @@ name = "example.test"
         let errors = check("[[listen]]\naddress = \"127.0.0.1:25\"\n").unwrap_err();
         let all = errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("\n");
         assert!(all.contains("hostname") && all.contains("downstream"), "{all}");
+    }
+
+    const REPUTATION: &str = r#"
+[reputation]
+dnsbl = [
+  { zone = "zen.spamhaus.org", symbol = "RCVD_IN_ZEN", codes = { "127.0.0.2" = "RCVD_IN_ZEN_SBL", "127.0.0.4" = "RCVD_IN_ZEN_XBL" } },
+]
+dnswl = [{ zone = "list.dnswl.org", symbol = "RCVD_IN_DNSWL", ignore = ["127.0.0.255"] }]
+uribl = [{ zone = "dbl.spamhaus.org", symbol = "DBL", codes = { "127.0.1.2" = "DBL_SPAM" } }]
+helo_nxdomain = false
+max_uri_domains = 10
+[lists]
+allow = ["friend@partner.test", ".trusted.test", "198.51.100.0/24"]
+block = ["spam.test", "2001:db8::/32"]
+[[lists.domain]]
+name = "example.test"
+allow = ["*.partner.test"]
+user_opt_out = false
+[[lists.user]]
+address = "Alice@example.test"
+block = ["192.0.2.66"]
+filtering = false
+"#;
+
+    #[test]
+    fn reputation_and_lists_load() {
+        let config = check(&format!("{GOOD}{REPUTATION}")).unwrap();
+        let r = &config.reputation;
+        assert_eq!(r.dnsbl[0].codes.get(&"127.0.0.4".parse().unwrap()).map(String::as_str), Some("RCVD_IN_ZEN_XBL"));
+        assert_eq!(r.dnswl[0].ignore, ["127.0.0.255".parse::<std::net::Ipv4Addr>().unwrap()]);
+        assert_eq!(r.uribl[0].symbol, "DBL");
+        assert!(r.rdns && r.helo_checks && !r.helo_nxdomain);
+        assert_eq!(r.max_uri_domains, 10);
+        assert_eq!(config.lists.allow.len(), 3);
+        assert_eq!(config.lists.domain[0].allow[0].as_str(), "*.partner.test");
+        assert!(config.lists.domain[0].filtering && !config.lists.domain[0].user_opt_out);
+        assert_eq!(config.lists.user[0].filtering, Some(false));
+        let lists = crate::lists::Lists::from_config(&config.lists);
+        let hit = lists.check("x@a.partner.test", None, "bob@example.test").unwrap();
+        assert_eq!((hit.symbol, hit.level), ("ALLOW_LIST", crate::lists::Level::Domain));
+        assert!(lists.filtering_enabled("alice@example.test"), "the domain does not allow opting out");
+    }
+
+    #[test]
+    fn reputation_defaults_are_empty_zone_lists_and_checks_on() {
+        let config = check(GOOD).unwrap();
+        let r = &config.reputation;
+        assert!(r.dnsbl.is_empty() && r.dnswl.is_empty() && r.uribl.is_empty());
+        assert!(r.rdns && r.helo_checks && r.helo_nxdomain);
+        assert_eq!(r.max_uri_domains, 20);
+        assert!(config.lists.allow.is_empty() && config.lists.domain.is_empty());
+    }
+
+    /// The 1-based line of the first line of `text` containing `needle`.
+    fn line_of(text: &str, needle: &str) -> usize {
+        text.lines().position(|l| l.contains(needle)).expect("needle in text") + 1
+    }
+
+    #[test]
+    fn every_bad_list_entry_is_an_error_with_its_line() {
+        let text = format!(
+            "{GOOD}{}",
+            REPUTATION
+                .replace("\"spam.test\"", "\"spam_test\", \"192.0.2.1/24\"")
+                .replace("\"*.partner.test\"", "\"a*b@partner.test\"")
+                .replace("block = [\"192.0.2.66\"]", "block = [\"192.0.2.66/33\"]\nfilter = true")
+        );
+        let errors = check(&text).unwrap_err();
+        let all = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        assert_eq!(errors.len(), 5, "{all}");
+        let at = |needle: &str| errors.iter().filter(|e| e.line == line_of(&text, needle)).count();
+        assert_eq!(at("spam_test"), 2, "two bad entries on one line: {all}");
+        assert_eq!(at("a*b@partner.test"), 1, "{all}");
+        assert_eq!(at("192.0.2.66/33"), 1, "{all}");
+        assert_eq!(at("filter = true"), 1, "unknown key in [[lists.user]] still reported: {all}");
+        assert!(all.contains("host bits set"), "{all}");
+        assert!(errors.iter().all(|e| e.file == "moat.toml" && e.column > 0), "{all}");
+    }
+
+    #[test]
+    fn bad_reputation_sections_are_errors_with_their_lines() {
+        let text = format!(
+            "{GOOD}{}",
+            REPUTATION
+                .replace("\"127.0.0.4\" = \"RCVD_IN_ZEN_XBL\"", "\"127.0.0.4\" = \"zen xbl\", \"127.255.255.254\" = \"REFUSED\"")
+                .replace("zone = \"list.dnswl.org\"", "zone = \"list.dnswl.org\", weight = 2")
+                .replace("zone = \"dbl.spamhaus.org\"", "zone = \"dbl\"")
+                .replace("codes = { \"127.0.1.2\"", "codes = { \"127.0.1.x\"")
+                .replace("max_uri_domains = 10", "max_uri_domains = 1000\nrnds = true")
+        );
+        let errors = check(&text).unwrap_err();
+        let all = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        assert!(all.contains("weight"), "{all}");
+        assert!(all.contains("rnds"), "{all}");
+        assert!(all.contains("127.0.1.x") || all.contains("invalid IPv4"), "{all}");
+        assert_eq!(errors.iter().filter(|e| e.line == line_of(&text, "weight = 2")).count(), 1, "{all}");
+        assert_eq!(errors.iter().filter(|e| e.line == line_of(&text, "rnds")).count(), 1, "{all}");
+        // Semantic errors (reported once the file parses) point at the zone's line.
+        let text = format!(
+            "{GOOD}{}",
+            REPUTATION
+                .replace("\"127.0.0.4\" = \"RCVD_IN_ZEN_XBL\"", "\"127.0.0.4\" = \"zen xbl\", \"127.255.255.254\" = \"REFUSED\"")
+                .replace("zone = \"dbl.spamhaus.org\"", "zone = \"dbl\"")
+                .replace("max_uri_domains = 10", "max_uri_domains = 1000")
+                .replace("name = \"example.test\"\nallow", "name = \"other.test\"\nallow")
+                .replace("Alice@example.test", "alice@elsewhere.test")
+        );
+        let errors = check(&text).unwrap_err();
+        let all = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        let zen = line_of(&text, "zen.spamhaus.org");
+        assert_eq!(errors.iter().filter(|e| e.line == zen).count(), 2, "bad symbol and refusal code: {all}");
+        assert!(errors.iter().any(|e| e.line == line_of(&text, "zone = \"dbl\"") && e.message.contains("not a domain name")), "{all}");
+        assert!(errors.iter().any(|e| e.line == line_of(&text, "max_uri_domains") && e.message.contains("at most")), "{all}");
+        assert!(all.contains("other.test") && all.contains("alice@elsewhere.test"), "{all}");
+        assert_eq!(errors.len(), 6, "{all}");
+    }
+
+    #[test]
+    fn the_shipped_example_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/moat.toml");
+        let config = load(&path).unwrap_or_else(|errors| panic!("{errors:#?}"));
+        assert!(config.reputation.rdns && config.lists.allow.is_empty());
+        // The commented-out zones and lists are valid too.
+        let text = std::fs::read_to_string(&path).expect("example");
+        let keys = ["dnsbl", "dnswl", "uribl", "  {", "]", "[[lists", "name", "allow", "block", "filtering", "user_opt_out", "address"];
+        let uncommented: String = text
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if keys.iter().any(|k| rest.starts_with(k)) => format!("{rest}\n"),
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        let config = load_str("moat.toml", &uncommented, path.parent().expect("dir")).unwrap_or_else(|errors| panic!("{errors:#?}"));
+        assert_eq!(config.reputation.dnsbl[0].codes.len(), 5);
+        assert_eq!(config.lists.user[0].address, "alice@example.test");
     }
 }

@@ -9,6 +9,10 @@
 //! never takes the session down; results come back in the chain's order, so verdicts are
 //! reproducible.
 
+pub mod dnsbl;
+pub mod rdns;
+pub mod uri;
+
 use crate::verdict::{Evidence, Failure, Stance, Symbol};
 use futures_util::FutureExt;
 use std::future::Future;
