@@ -67,7 +67,7 @@ fn zone(keys: &Keys) -> Dns {
         // DKIM and ARC keys
         .dkim_key("s1", "sender.test", "ed25519", &keys.dkim_key().public_key())
         .dkim_key("arc", "moat.test", "ed25519", keys.arc_ed25519.public_key_raw())
-        .dkim_key("arc-rsa", "moat.test", "rsa", &keys.arc_rsa.public_key_raw())
+        .dkim_key("arc-rsa", "moat.test", "rsa", keys.arc_rsa.public_key_raw())
         .start()
 }
 

@@ -276,10 +276,10 @@ impl AuthFilter {
             (None, _) => extra.push_str(";\r\n\tarc=none"),
         }
         let mut headers = Vec::with_capacity(2);
-        if let (Some(sealer), Some(message), Some(arc)) = (&self.sealer, &message, &arc) {
-            if let Some(set) = self.seal(sealer, message, &results, arc) {
-                headers.push(set);
-            }
+        if let (Some(sealer), Some(message), Some(arc)) = (&self.sealer, &message, &arc)
+            && let Some(set) = self.seal(sealer, message, &results, arc)
+        {
+            headers.push(set);
         }
         headers.push(authentication_results(&results, &self.authserv_id, &extra));
         tracing::debug!(event = "auth", symbols = ?report.symbols.iter().map(|s| s.name.as_str()).collect::<Vec<_>>());
