@@ -53,6 +53,7 @@ fn zone(keys: &Keys) -> Dns {
         .txt("soft.test", "v=spf1 ip4:203.0.113.1 ~all")
         .txt("neutral.test", "v=spf1 ?all")
         .txt("perm.test", "v=spf1 include:nospf.test -all")
+        .txt("xn--bcher-kva.test", "v=spf1 ip4:192.0.2.0/24 -all")
         // SPF: HELO identity (an `a` mechanism, so the zone's A record is used too)
         .a("mail.sender.test", CLIENT)
         .txt("mail.sender.test", "v=spf1 a -all")
@@ -161,6 +162,8 @@ async fn spf_results_for_mail_from_and_helo() {
         (CLIENT, "a@neutral.test", "SPF_NEUTRAL", "neutral.test"),
         (CLIENT, "a@nospf.test", "SPF_NONE", "nospf.test"),
         (CLIENT, "a@perm.test", "SPF_PERMERROR", "perm.test"),
+        // SMTPUTF8: a U-label domain is looked up as its A-label (the detail keeps the U-label).
+        (CLIENT, "a@bücher.test", "SPF_PASS", "bücher.test"),
     ];
     for (ip, sender, expected, domain) in cases {
         let found = findings(&auth, &facts(ip, "mail.sender.test", sender, message(sender))).await;
@@ -419,3 +422,29 @@ async fn the_chain_runs_the_filter_in_the_data_phase_only() {
     assert_eq!(verdict.action, moat::verdict::Action::Reject, "{}", verdict.reason);
 }
 
+
+/// `moat scan` without `--ip`: no SPF, the rest as usual (so DMARC can only pass on DKIM).
+/// Messages that are not messages and an empty HELO give "none" results, never a panic, and
+/// need no DNS (that resolver answers nothing).
+#[tokio::test]
+async fn missing_facts_and_garbage_messages_give_none_results() {
+    let keys = Keys::new();
+    let dns = zone(&keys);
+    let auth = filter(&dns, &Auth::default());
+    let bare = Facts { message: Some(Arc::new(message("a@sender.test"))), ..Facts::default() };
+    let found = findings(&auth, &bare).await;
+    assert!(!names(&found).iter().any(|n| n.starts_with("SPF")), "no client IP, no SPF: {:?}", names(&found));
+    assert!(has(&found, "DKIM_NONE") && has(&found, "ARC_NONE") && has(&found, "DMARC_FAIL"), "{:?}", names(&found));
+    assert_eq!(found.headers.len(), 1);
+    assert!(!found.headers[0].contains("spf="), "{}", found.headers[0]);
+    assert!(found.headers[0].contains("dkim=none") && found.headers[0].contains("\tarc=none\r\n"), "{}", found.headers[0]);
+
+    let nothing = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let offline = AuthFilter::new(&Auth::default(), HOSTNAME, resolver_at(nothing)).expect("filter");
+    for garbage in [&b""[..], b"\r\n\r\n", b"no colon here\r\n", b"\xff\xfe\x00\x01:\r\n\r\n", b"From:\r\n\r\n", b"From: <@>\r\n\r\n"] {
+        let facts = Facts { message: Some(Arc::new(garbage.to_vec())), helo: Some(String::new()), ..Facts::default() };
+        let found = tokio::time::timeout(Duration::from_secs(1), offline.data(&facts)).await.expect("no lookups").expect("findings");
+        assert!(has(&found, "DKIM_NONE") && has(&found, "DMARC_NONE"), "{garbage:?}: {:?}", names(&found));
+        assert!(found.headers[0].starts_with("Authentication-Results: mx.moat.test;"), "{}", found.headers[0]);
+    }
+}

@@ -499,7 +499,8 @@ fn bare_address(sender: &str) -> &str {
     sender.strip_prefix('<').and_then(|s| s.strip_suffix('>')).unwrap_or(sender)
 }
 
-/// A name SPF can evaluate: a fully qualified domain (at least two labels), not an address literal.
+/// A name SPF can evaluate: a fully qualified domain (at least two labels; U-labels allowed,
+/// mail-auth converts them), not an address literal.
 fn is_checkable_domain(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
     name.len() <= 253
@@ -507,7 +508,7 @@ fn is_checkable_domain(name: &str) -> bool {
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || !b.is_ascii())
         })
         && !name.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
@@ -627,6 +628,8 @@ Authentication-Results: mx.moat.test; body line stays\r\n"
         assert!(!is_checkable_domain("[192.0.2.1]"));
         assert!(!is_checkable_domain("192.0.2.1"));
         assert!(!is_checkable_domain("a..test"));
+        assert!(!is_checkable_domain("a b.test"));
+        assert!(is_checkable_domain("bücher.test"));
     }
 
     #[test]
