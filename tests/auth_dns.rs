@@ -63,6 +63,7 @@ fn zone(keys: &Keys) -> Dns {
         .txt("_dmarc.quarantine.test", "v=DMARC1; p=quarantine")
         .txt("_dmarc.monitor.test", "v=DMARC1; p=none")
         .txt("_dmarc.pct.test", "v=DMARC1; p=reject; pct=20")
+        .txt("_dmarc.testing.test", "v=DMARC1; p=reject; t=y")
         .txt("_dmarc.org.test", "v=DMARC1; p=none; sp=reject")
         .a("sub.org.test", "192.0.2.99")
         // DKIM and ARC keys
@@ -244,6 +245,8 @@ async fn dmarc_pass_fail_and_the_domains_policy() {
         ("ceo@monitor.test", None),
         // pct below 100: one step weaker, every time.
         ("ceo@pct.test", Some("DMARC_POLICY_QUARANTINE")),
+        // RFC 9989 test mode: one step weaker as well.
+        ("ceo@testing.test", Some("DMARC_POLICY_QUARANTINE")),
         // A subdomain gets the organisational domain's sp=, the domain itself its p=.
         ("ceo@sub.org.test", Some("DMARC_POLICY_REJECT")),
         ("ceo@org.test", None),
