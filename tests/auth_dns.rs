@@ -17,6 +17,7 @@ use moat::verdict::{Failure, Stance, Symbol};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use support::dns::{Dns, DnsZone, base64};
 
@@ -128,9 +129,14 @@ fn has(findings: &Findings, name: &str) -> bool {
 
 /// `message` signed by sender.test (selector s1, ed25519), the signature prepended.
 fn dkim_signed(keys: &Keys, message: &[u8]) -> Vec<u8> {
+    signed_as(keys, message, "sender.test", "s1")
+}
+
+/// `message` with a signature made with the test key but claiming `domain` and `selector`.
+fn signed_as(keys: &Keys, message: &[u8], domain: &str, selector: &str) -> Vec<u8> {
     let signature = DkimSigner::from_key(keys.dkim_key())
-        .domain("sender.test")
-        .selector("s1")
+        .domain(domain)
+        .selector(selector)
         .headers(["From", "To", "Subject", "Date", "Message-ID"])
         .sign(message)
         .expect("sign");
@@ -450,4 +456,95 @@ async fn missing_facts_and_garbage_messages_give_none_results() {
         assert!(has(&found, "DKIM_NONE") && has(&found, "DMARC_NONE"), "{garbage:?}: {:?}", names(&found));
         assert!(found.headers[0].starts_with("Authentication-Results: mx.moat.test;"), "{}", found.headers[0]);
     }
+}
+
+/// A UDP DNS proxy in front of dnsmasq that drops every query whose name contains `drop`:
+/// those lookups run into the resolver's timeout. Stopped on Drop.
+struct DroppingProxy {
+    address: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DroppingProxy {
+    fn start(upstream: u16, drop: &'static str) -> DroppingProxy {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind proxy");
+        socket.set_read_timeout(Some(Duration::from_millis(50))).expect("read timeout");
+        let address = socket.local_addr().expect("proxy address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut query = [0u8; 4096];
+            let mut reply = [0u8; 4096];
+            while !stopped.load(Ordering::Relaxed) {
+                let Ok((n, client)) = socket.recv_from(&mut query) else { continue };
+                if query_name(&query[..n]).contains(drop) {
+                    continue;
+                }
+                let Ok(up) = UdpSocket::bind("127.0.0.1:0") else { continue };
+                let _ = up.set_read_timeout(Some(Duration::from_secs(2)));
+                if up.send_to(&query[..n], ("127.0.0.1", upstream)).is_ok()
+                    && let Ok((m, _)) = up.recv_from(&mut reply)
+                {
+                    let _ = socket.send_to(&reply[..m], client);
+                }
+            }
+        });
+        DroppingProxy { address, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for DroppingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The question name of a DNS query, lower-cased ("" when malformed).
+fn query_name(packet: &[u8]) -> String {
+    let mut labels = Vec::new();
+    let mut at = 12;
+    while let Some(&len) = packet.get(at) {
+        if len == 0 || len > 63 {
+            break;
+        }
+        let Some(label) = packet.get(at + 1..at + 1 + len as usize) else { break };
+        labels.push(String::from_utf8_lossy(label).to_lowercase());
+        at += 1 + len as usize;
+    }
+    labels.join(".")
+}
+
+/// A spoofer controls its own DNS: slow SPF and slow DKIM keys for its domain must not stall
+/// the filter past the chain deadline (which would hide the DMARC failure of the From domain).
+/// A slow key for an aligned signature, on the other hand, is a DMARC temperror, not a failure.
+#[tokio::test]
+async fn a_senders_slow_dns_cannot_hide_the_from_domains_dmarc_failure() {
+    let keys = Keys::new();
+    let dns = zone(&keys);
+    let proxy = DroppingProxy::start(dns.port, "slow");
+    let config = moat::config::Dns { nameservers: vec![proxy.address], timeout: moat::config::Seconds(10), attempts: 1, ..Default::default() };
+    let auth = Auth { timeout: moat::config::Seconds(1), ..Auth::default() };
+    let auth = AuthFilter::new(&auth, HOSTNAME, moat::dns::resolver(&config).expect("resolver")).expect("filter");
+
+    // Signatures: one whose key never answers (the spoofer's), one claiming the victim's domain.
+    let spoofed = signed_as(&keys, &message("ceo@reject.test"), "reject.test", "s1");
+    let spoofed = signed_as(&keys, &spoofed, "slow-spoofer.test", "s1");
+    let started = std::time::Instant::now();
+    let found = findings(&auth, &facts(CLIENT, "mail.slow-spoofer.test", "a@slow-spoofer.test", spoofed)).await;
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(5), "the budget bounds the checks, not the resolver: {elapsed:?}");
+    for expected in ["SPF_TEMPERROR", "DKIM_TEMPERROR", "DKIM_INVALID", "DMARC_FAIL", "DMARC_POLICY_REJECT"] {
+        assert!(has(&found, expected), "{expected} in {:?}", names(&found));
+    }
+
+    // An aligned signature whose key lookup runs out of time: DMARC cannot fail on it.
+    let legit = signed_as(&keys, &message("ceo@quarantine.test"), "quarantine.test", "slowsel");
+    let found = findings(&auth, &facts(STRANGER, "mail.sender.test", "a@nospf.test", legit)).await;
+    assert!(has(&found, "DKIM_TEMPERROR") && has(&found, "DMARC_TEMPERROR"), "{:?}", names(&found));
+    assert!(!names(&found).iter().any(|n| n.starts_with("DMARC_POLICY_")), "{:?}", names(&found));
+    drop(proxy);
 }

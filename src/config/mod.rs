@@ -69,6 +69,10 @@ pub struct Auth {
     /// What a DNS failure during the checks does: "fail_open" (record `*_TEMPERROR` symbols and
     /// carry on) or "fail_closed" (answer 451 so the sender retries).
     pub dns_failure: Stance,
+    /// Time budget for each stage of one message's checks: SPF, DKIM and ARC run together within
+    /// it, then DMARC within it again. A method still waiting is a temperror, so a sender's slow
+    /// DNS cannot hide the From domain's DMARC result. Keep twice this below the filter deadline.
+    pub timeout: Seconds,
     /// ARC-seal our results with this key so the downstream can trust them. Off when absent.
     pub arc_seal: Option<ArcSeal>,
 }
@@ -80,6 +84,7 @@ impl Default for Auth {
             authserv_id: None,
             dmarc_reject: DmarcReject::Quarantine,
             dns_failure: Stance::FailOpen,
+            timeout: Seconds(10),
             arc_seal: None,
         }
     }

@@ -267,6 +267,9 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
 }
 
 fn check_auth(report: &mut Report<'_>, auth: &Auth, span: Option<Range<usize>>) {
+    if auth.timeout.0 < 1 {
+        report.at(span.clone(), "auth.timeout must be at least 1s");
+    }
     if let Some(id) = &auth.authserv_id
         && !is_domain_name(id)
     {
@@ -382,6 +385,7 @@ name = "example.test"
         assert_eq!(config.auth.authserv_id("mx.example.test"), "mx.example.test");
         assert_eq!(config.auth.dmarc_reject, DmarcReject::Quarantine);
         assert_eq!(config.auth.dns_failure, Stance::FailOpen);
+        assert_eq!(config.auth.timeout, crate::config::Seconds(10));
         assert!(config.auth.arc_seal.is_none());
         let forced = |text: &str| check(&format!("{GOOD}[auth]\n{text}\n")).unwrap().auth.forced_actions();
         let quarantine = ("DMARC_POLICY_QUARANTINE".to_string(), Action::Quarantine);

@@ -17,7 +17,11 @@
 //!   (CRLF-terminated, one method per folded line), preceded by `ARC-Seal`,
 //!   `ARC-Message-Signature` and `ARC-Authentication-Results` when sealing is configured and the
 //!   chain can be sealed;
-//! - nothing derived from the message or the envelope can make it panic (no unwrap on input).
+//! - nothing derived from the message or the envelope can make it panic (no unwrap on input);
+//! - bounded time: SPF, DKIM and ARC share one `timeout` budget, DMARC gets another; a method
+//!   that runs out is a temperror, so a sender whose DNS is slow (or who adds many signatures
+//!   with slow keys) cannot push the whole filter past the chain's deadline and so hide the From
+//!   domain's DMARC failure. At most [`MAX_DKIM_SIGNATURES`] signatures are verified.
 //!
 //! DMARC: mail-auth implements RFC 9989 (policy discovery by tree walk, `sp`/`np`, `t=y`), which
 //! dropped RFC 7489's `pct`. Records still carry `pct`, so it is honoured here, deterministically:
@@ -45,7 +49,12 @@ use mail_auth::{
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 use std::borrow::Cow;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// DKIM signatures verified per message (the first ones, top down); the rest are ignored.
+pub const MAX_DKIM_SIGNATURES: usize = 10;
 
 /// Header fields the ARC-Message-Signature covers (those present in the message).
 /// `Subject` is left out on purpose: tagging may add a subject prefix after the seal is made.
@@ -146,6 +155,7 @@ pub struct AuthFilter {
     authserv_id: String,
     hostname: String,
     dns_failure: Stance,
+    budget: Duration,
     sealer: Option<Sealer>,
 }
 
@@ -162,6 +172,7 @@ impl AuthFilter {
             authserv_id: config.authserv_id(hostname).to_string(),
             hostname: hostname.to_string(),
             dns_failure: config.dns_failure,
+            budget: config.timeout.duration(),
             sealer,
         })
     }
@@ -180,36 +191,65 @@ impl AuthFilter {
         // RFC 7208 §2.4: with a null reverse path, the MAIL FROM identity is postmaster@HELO.
         let mail_from = if sender.is_empty() { helo_domain.map(|h| format!("postmaster@{h}")) } else { Some(sender.to_string()) };
         let mail_from_domain = mail_from.as_deref().and_then(|m| m.rsplit_once('@')).map(|(_, d)| d).unwrap_or("");
-        let message = facts.message.as_deref().and_then(|raw| AuthenticatedMessage::parse(raw));
+        let mut message = facts.message.as_deref().and_then(|raw| AuthenticatedMessage::parse(raw));
+        if let Some(message) = &mut message {
+            message.dkim_headers.truncate(MAX_DKIM_SIGNATURES);
+        }
+        let message = message;
 
         let spf_helo = async {
             match (ip, helo_domain) {
-                (Some(ip), Some(helo)) => {
-                    Some(self.authenticator.verify_spf(SpfParameters::verify_ehlo(ip, helo, &self.hostname)).await)
-                }
+                (Some(ip), Some(helo)) => Some(
+                    self.within(
+                        self.authenticator.verify_spf(SpfParameters::verify_ehlo(ip, helo, &self.hostname)),
+                        || SpfOutput::new(helo.to_string()).with_result(SpfResult::TempError),
+                    )
+                    .await,
+                ),
                 _ => None,
             }
         };
         let spf_mail = async {
             match (ip, mail_from.as_deref()) {
                 (Some(ip), Some(from)) if is_checkable_domain(mail_from_domain) => Some(
-                    self.authenticator
-                        .verify_spf(SpfParameters::verify_mail_from(ip, helo, &self.hostname, from))
-                        .await,
+                    self.within(
+                        self.authenticator.verify_spf(SpfParameters::verify_mail_from(ip, helo, &self.hostname, from)),
+                        || SpfOutput::new(mail_from_domain.to_string()).with_result(SpfResult::TempError),
+                    )
+                    .await,
                 ),
                 (Some(_), _) => Some(SpfOutput::default()),
                 (None, _) => None,
             }
         };
+        // One verification per signature, each within the budget, so that slow keys of some
+        // signatures do not turn a (failing) aligned one into a temperror.
+        let singles = message.as_ref().map(single_signatures).unwrap_or_default();
         let dkim = async {
-            match &message {
-                Some(message) => Some(self.authenticator.verify_dkim(message).await),
-                None => None,
-            }
+            let message = message.as_ref()?;
+            let mut outputs: Vec<DkimOutput<'_>> = message
+                .errors
+                .iter()
+                .filter(|e| matches!(e.header, mail_auth::Error::Dkim(_)))
+                .map(|e| DkimOutput::neutral(e.header.clone()))
+                .collect();
+            let verified = futures_util::future::join_all(singles.iter().map(|single| {
+                self.within(self.authenticator.verify_dkim(single), || {
+                    single.dkim_headers.iter().map(|h| DkimOutput::temp_err(timed_out()).with_signature(&h.header)).collect()
+                })
+            }))
+            .await;
+            outputs.extend(verified.into_iter().flatten());
+            Some(outputs)
         };
         let arc = async {
             match &message {
-                Some(message) => Some(self.authenticator.verify_arc(message).await),
+                Some(message) => Some(
+                    self.within(self.authenticator.verify_arc(message), || {
+                        ArcOutput::default().with_result(DkimResult::TempError(timed_out()))
+                    })
+                    .await,
+                ),
                 None => None,
             }
         };
@@ -219,7 +259,14 @@ impl AuthFilter {
         let dmarc = match (&message, &dkim) {
             (Some(message), Some(dkim)) => {
                 let spf = spf_mail.as_ref().unwrap_or(&no_spf);
-                Some(self.authenticator.verify_dmarc(DmarcParameters::new(message, dkim, mail_from_domain, spf)).await)
+                let from_domain = message.from.first().and_then(|f| f.rsplit_once('@')).map(|(_, d)| d).unwrap_or("");
+                Some(
+                    self.within(
+                        self.authenticator.verify_dmarc(DmarcParameters::new(message, dkim, mail_from_domain, spf)),
+                        || DmarcOutput::new(from_domain.to_lowercase()).with_dkim_result(DmarcResult::TempError(timed_out())),
+                    )
+                    .await,
+                )
             }
             _ => None,
         };
@@ -286,6 +333,11 @@ impl AuthFilter {
         Ok(Findings { symbols: report.symbols, headers })
     }
 
+    /// `check` within the time budget, or `expired()` (a temperror result).
+    async fn within<T>(&self, check: impl Future<Output = T>, expired: impl FnOnce() -> T) -> T {
+        tokio::time::timeout(self.budget, check).await.unwrap_or_else(|_| expired())
+    }
+
     fn seal(
         &self,
         sealer: &Sealer,
@@ -314,7 +366,7 @@ impl AuthFilter {
         if !matches!(policy, Policy::Reject | Policy::Quarantine) {
             return None;
         }
-        let pct = self.dmarc_pct(dmarc).await;
+        let pct = self.within(self.dmarc_pct(dmarc), || 100).await;
         let policy = match (policy, pct < 100) {
             (Policy::Reject, true) => Policy::Quarantine,
             (Policy::Quarantine, true) => Policy::None,
@@ -452,6 +504,27 @@ impl Report {
             }
         }
     }
+}
+
+/// One copy of `message` per DKIM signature, each holding only that signature (and no
+/// malformed-signature errors, which are reported once by the caller).
+fn single_signatures<'x>(message: &AuthenticatedMessage<'x>) -> Vec<AuthenticatedMessage<'x>> {
+    message
+        .dkim_headers
+        .iter()
+        .map(|signature| {
+            let mut single = message.clone();
+            single.dkim_headers = vec![signature.clone()];
+            single.errors.retain(|e| !matches!(e.header, mail_auth::Error::Dkim(_)));
+            single.has_dkim_errors = false;
+            single
+        })
+        .collect()
+}
+
+/// The error recorded when a method runs out of its time budget.
+fn timed_out() -> mail_auth::Error {
+    mail_auth::Error::Dns(mail_auth::DnsError::Resolver("lookups took longer than auth.timeout".to_string()))
 }
 
 fn with_reason(domain: Option<String>, error: &mail_auth::Error) -> String {
