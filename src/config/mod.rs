@@ -13,6 +13,7 @@ pub use policy::{PolicyConfig, PolicyOverride, check_thresholds};
 pub use validate::{ConfigError, is_domain_name, load, load_str};
 
 use crate::lists::Entry;
+use crate::verdict::{Action, Stance};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -59,6 +60,9 @@ pub struct Config {
     /// Allow and block lists: global, per domain and per user.
     #[serde(default)]
     pub lists: Lists,
+    /// Email authentication (SPF, DKIM, DMARC, ARC) and the Authentication-Results header.
+    #[serde(default)]
+    pub auth: Auth,
 }
 
 /// `[reputation]`: what the DNSBL/DNSWL/URIBL and reverse-DNS/HELO filters check.
@@ -96,6 +100,44 @@ impl Default for Reputation {
             helo_checks: true,
             helo_nxdomain: true,
             max_uri_domains: 20,
+        }
+    }
+}
+
+/// Email authentication: SPF (MAIL FROM and HELO), DKIM, DMARC and ARC, reported as symbols and
+/// in one `Authentication-Results` header; optionally ARC-sealed for the downstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Run the checks at all.
+    pub enabled: bool,
+    /// Our authserv-id in `Authentication-Results` (and the ARC AAR). Default: `hostname`.
+    /// Incoming `Authentication-Results` fields claiming this id are forgeries and are removed.
+    pub authserv_id: Option<String>,
+    /// What a message that fails DMARC from a `p=reject` domain gets: "reject" (5xx),
+    /// "quarantine", or "score" (no forced action: only the symbols' scores count).
+    /// A failing message from a `p=quarantine` domain is quarantined unless this is "score".
+    pub dmarc_reject: DmarcReject,
+    /// What a DNS failure during the checks does: "fail_open" (record `*_TEMPERROR` symbols and
+    /// carry on) or "fail_closed" (answer 451 so the sender retries).
+    pub dns_failure: Stance,
+    /// Time budget for each stage of one message's checks: SPF, DKIM and ARC run together within
+    /// it, then DMARC within it again. A method still waiting is a temperror, so a sender's slow
+    /// DNS cannot hide the From domain's DMARC result. Keep twice this below the filter deadline.
+    pub timeout: Seconds,
+    /// ARC-seal our results with this key so the downstream can trust them. Off when absent.
+    pub arc_seal: Option<ArcSeal>,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            enabled: true,
+            authserv_id: None,
+            dmarc_reject: DmarcReject::Quarantine,
+            dns_failure: Stance::FailOpen,
+            timeout: Seconds(10),
+            arc_seal: None,
         }
     }
 }
@@ -169,6 +211,55 @@ pub struct UserLists {
     /// The user's own choice of spam filtering; unset: the domain's. Ignored when the domain
     /// sets `user_opt_out = false`.
     pub filtering: Option<bool>,
+}
+
+/// How a DMARC failure under the domain's `p=reject` policy is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcReject {
+    /// Refuse the message with a 5xx at the end of DATA.
+    Reject,
+    /// Hold it in the quarantine.
+    Quarantine,
+    /// Force nothing; `DMARC_POLICY_*` symbols only add their scores.
+    Score,
+}
+
+/// The ARC sealing key: published as `<selector>._domainkey.<domain>` TXT.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArcSeal {
+    /// The signing domain (`d=`).
+    pub domain: String,
+    /// The selector (`s=`).
+    pub selector: String,
+    /// PEM private key: Ed25519 (PKCS#8) or RSA (PKCS#1 or PKCS#8). Checked at load.
+    pub key_file: PathBuf,
+}
+
+impl Auth {
+    /// The authserv-id: the configured one, or our `hostname`.
+    pub fn authserv_id<'a>(&'a self, hostname: &'a str) -> &'a str {
+        self.authserv_id.as_deref().unwrap_or(hostname)
+    }
+
+    /// Symbols that force an action whatever the score, for the recipient policy
+    /// (`verdict::Policy::forced`): `DMARC_POLICY_REJECT` as configured by `dmarc_reject`, and
+    /// `DMARC_POLICY_QUARANTINE` → quarantine unless `dmarc_reject = "score"`.
+    pub fn forced_actions(&self) -> Vec<(String, Action)> {
+        if !self.enabled {
+            return Vec::new();
+        }
+        let reject = match self.dmarc_reject {
+            DmarcReject::Reject => Action::Reject,
+            DmarcReject::Quarantine => Action::Quarantine,
+            DmarcReject::Score => return Vec::new(),
+        };
+        vec![
+            ("DMARC_POLICY_REJECT".to_string(), reject),
+            ("DMARC_POLICY_QUARANTINE".to_string(), Action::Quarantine),
+        ]
+    }
 }
 
 /// The resolver moat uses for its own lookups.

@@ -6,8 +6,8 @@
 //! exist) run only on a file that parsed, and are reported against the key they concern.
 
 use super::{
-    Config, Delivery, Dns, Domain, DomainLists, Limits, ListZone, Listener, Lists, PolicyConfig, RecipientCheck, Reputation,
-    Route, Timeouts, TlsFiles, TlsPolicy, UserLists, check_thresholds,
+    Auth, Config, Delivery, Dns, Domain, DomainLists, Limits, ListZone, Listener, Lists, PolicyConfig, RecipientCheck,
+    Reputation, Route, Timeouts, TlsFiles, TlsPolicy, UserLists, check_thresholds,
 };
 use crate::lists::Entry;
 use serde::Deserialize;
@@ -117,7 +117,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 const TOP_LEVEL_KEYS: &[&str] = &[
     "hostname", "state_dir", "listen", "tls", "limits", "timeouts", "downstream", "domain", "delivery", "dns", "reputation",
-    "lists", "policy",
+    "lists", "policy", "auth",
 ];
 
 /// Deserializes every section and every array entry separately so that all errors surface.
@@ -133,6 +133,7 @@ fn check_sections(report: &mut Report<'_>, document: &DeTable<'_>) {
             "delivery" => drop(report.section::<Delivery>(value)),
             "dns" => drop(report.section::<Dns>(value)),
             "policy" => drop(report.section::<PolicyConfig>(value)),
+            "auth" => drop(report.section::<Auth>(value)),
             "listen" => each_entry::<Listener>(report, value, "listen"),
             "domain" => each_entry::<Domain>(report, value, "domain"),
             "reputation" => check_reputation(report, value),
@@ -239,6 +240,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     if let Some(tls) = &mut config.tls {
         resolve(&mut tls.certificate);
         resolve(&mut tls.key);
+    }
+    if let Some(seal) = &mut config.auth.arc_seal {
+        resolve(&mut seal.key_file);
     }
     let mut routes: Vec<&mut Route> = vec![&mut config.downstream];
     routes.extend(config.domains.iter_mut().filter_map(|d| d.route.as_mut()));
@@ -361,6 +365,7 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
     }
     check_reputation_semantics(report, config, document);
     check_lists_semantics(report, config, document);
+    check_auth(report, &config.auth, span_of(document, "auth", None));
 }
 
 /// Most URL domains one message may cost in URI-list lookups.
@@ -427,6 +432,28 @@ fn is_symbol_name(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_uppercase())
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn check_auth(report: &mut Report<'_>, auth: &Auth, span: Option<Range<usize>>) {
+    if auth.timeout.0 < 1 {
+        report.at(span.clone(), "auth.timeout must be at least 1s");
+    }
+    if let Some(id) = &auth.authserv_id
+        && !is_domain_name(id)
+    {
+        report.at(span.clone(), format!("auth.authserv_id {id:?} is not a domain name"));
+    }
+    if let Some(seal) = &auth.arc_seal {
+        if !is_domain_name(&seal.domain) {
+            report.at(span.clone(), format!("auth.arc_seal.domain {:?} is not a domain name", seal.domain));
+        }
+        if !is_domain_name(&seal.selector) {
+            report.at(span.clone(), format!("auth.arc_seal.selector {:?} is not a valid selector", seal.selector));
+        }
+        if let Err(error) = crate::filter::auth::load_seal_key(&seal.key_file) {
+            report.at(span, error.to_string());
+        }
+    }
 }
 
 fn check_route(report: &mut Report<'_>, route: &Route, span: Option<Range<usize>>) {
@@ -515,6 +542,63 @@ name = "example.test"
     fn syntax_errors_are_located() {
         let errors = check("hostname = \"a.test\"\n[downstream\nhost = 1\n").unwrap_err();
         assert!(errors[0].line == 2, "{errors:#?}");
+    }
+
+    #[test]
+    fn auth_defaults_and_forced_actions() {
+        use crate::config::DmarcReject;
+        use crate::verdict::{Action, Stance};
+        let config = check(GOOD).unwrap();
+        assert!(config.auth.enabled);
+        assert_eq!(config.auth.authserv_id("mx.example.test"), "mx.example.test");
+        assert_eq!(config.auth.dmarc_reject, DmarcReject::Quarantine);
+        assert_eq!(config.auth.dns_failure, Stance::FailOpen);
+        assert_eq!(config.auth.timeout, crate::config::Seconds(10));
+        assert!(config.auth.arc_seal.is_none());
+        let forced = |text: &str| check(&format!("{GOOD}[auth]\n{text}\n")).unwrap().auth.forced_actions();
+        let quarantine = ("DMARC_POLICY_QUARANTINE".to_string(), Action::Quarantine);
+        assert_eq!(forced(""), [("DMARC_POLICY_REJECT".to_string(), Action::Quarantine), quarantine.clone()]);
+        assert_eq!(forced("dmarc_reject = \"reject\""), [("DMARC_POLICY_REJECT".to_string(), Action::Reject), quarantine]);
+        assert!(forced("dmarc_reject = \"score\"").is_empty());
+        assert!(forced("enabled = false").is_empty());
+        let auth = check(&format!("{GOOD}[auth]\nauthserv_id = \"auth.example.test\"\ndns_failure = \"fail_closed\"\n")).unwrap().auth;
+        assert_eq!(auth.authserv_id("mx.example.test"), "auth.example.test");
+        assert_eq!(auth.dns_failure, Stance::FailClosed);
+    }
+
+    #[test]
+    fn auth_errors_are_located_and_name_the_key_file() {
+        let errors = check(&format!("{GOOD}[auth]\ndmarc_reject = \"bounce\"\n")).unwrap_err();
+        assert!(errors.len() == 1 && errors[0].line >= 14, "{errors:#?}");
+        assert!(errors[0].message.contains("bounce"), "{errors:#?}");
+        let errors = check(&format!("{GOOD}[auth]\nbogus = 1\n")).unwrap_err();
+        assert!(errors.len() == 1 && errors[0].line >= 14, "{errors:#?}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bad.pem"), "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+        let text = format!(
+            "{GOOD}[auth]\nauthserv_id = \"not an id\"\n[auth.arc_seal]\ndomain = \"moat.test\"\nselector = \"arc\"\nkey_file = \"bad.pem\"\n"
+        );
+        let errors = load_str("moat.toml", &text, dir.path()).unwrap_err();
+        let all = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        assert_eq!(errors.len(), 2, "{all}");
+        assert!(all.contains("authserv_id"), "{all}");
+        assert!(all.contains(&dir.path().join("bad.pem").display().to_string()), "{all}");
+        assert!(errors.iter().all(|e| e.line > 0), "{all}");
+        let missing = text.replace("bad.pem", "missing.pem").replace("not an id", "mx.example.test");
+        let errors = load_str("moat.toml", &missing, dir.path()).unwrap_err();
+        assert!(errors[0].message.contains("missing.pem") && errors[0].message.contains("cannot read"), "{errors:#?}");
+    }
+
+    #[test]
+    fn arc_seal_keys_ed25519_and_rsa_load() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, algorithm) in [("ed.pem", &rcgen::PKCS_ED25519), ("rsa.pem", &rcgen::PKCS_RSA_SHA256)] {
+            let key = rcgen::KeyPair::generate_for(algorithm).unwrap();
+            std::fs::write(dir.path().join(name), key.serialize_pem()).unwrap();
+            let text = format!("{GOOD}[auth.arc_seal]\ndomain = \"moat.test\"\nselector = \"arc\"\nkey_file = \"{name}\"\n");
+            let config = load_str("moat.toml", &text, dir.path()).unwrap_or_else(|e| panic!("{name}: {e:#?}"));
+            assert_eq!(config.auth.arc_seal.unwrap().key_file, dir.path().join(name));
+        }
     }
 
     #[test]

@@ -22,6 +22,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod auth;
+
 /// The SMTP phases filters can look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {

@@ -41,12 +41,12 @@ impl DnsZone {
     }
 
     /// A TXT record. Long strings (DKIM keys) are split into 255-byte character-strings.
+    ///
+    /// dnsmasq takes the strings from its argument list verbatim, comma-separated: quotes would
+    /// become part of the record, and a comma cannot be escaped, so values may not contain one.
     pub fn txt(mut self, name: &str, value: &str) -> DnsZone {
-        let chunks: Vec<String> = value
-            .as_bytes()
-            .chunks(255)
-            .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-            .collect();
+        assert!(!value.contains(','), "dnsmasq cannot serve a TXT value with a comma: {value:?}");
+        let chunks: Vec<String> = value.as_bytes().chunks(255).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
         self.args.push(format!("--txt-record={name},{}", chunks.join(",")));
         self
     }
@@ -68,6 +68,13 @@ impl DnsZone {
     pub fn mx(mut self, domain: &str, host: &str, preference: u16) -> DnsZone {
         self.args.push(format!("--mx-host={domain},{host},{preference}"));
         self
+    }
+
+    /// A DKIM (or ARC) public key at `<selector>._domainkey.<domain>`. `k` is "ed25519" (the
+    /// raw 32-byte key) or "rsa" (SubjectPublicKeyInfo or RSAPublicKey DER).
+    pub fn dkim_key(self, selector: &str, domain: &str, k: &str, public_key: &[u8]) -> DnsZone {
+        let name = format!("{selector}._domainkey.{domain}");
+        self.txt(&name, &format!("v=DKIM1; k={k}; p={}", base64(public_key)))
     }
 
     /// Starts dnsmasq on a free UDP/TCP port on 127.0.0.1 and waits until it answers.
@@ -120,6 +127,23 @@ impl Dns {
     pub fn config_section(&self) -> String {
         format!("[dns]\nnameservers = [\"127.0.0.1:{}\"]\ntimeout = \"2s\"\nattempts = 1\n", self.port)
     }
+}
+
+/// Standard base64 with padding (RFC 4648 §4), for key records.
+pub fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Sends one query (for `probe.test` A) and reports whether any answer came back.
