@@ -6,10 +6,12 @@
 //! the downstream server, retrying with backoff, and sends a DSN when it must give up.
 //!
 //! Module map: `config` (typed TOML, validate-all), `smtp` (framing, commands, bodies, replies,
-//! addresses, PROXY protocol, Received), `session` (async driver per connection), `server`
+//! addresses, PROXY protocol, Received), `ruleset` (SpamAssassin-compatible rule files:
+//! parse, compile, evaluate against a parsed message), `session` (async driver per connection), `server`
 //! (listeners, limits, signals), `tls`, `spool`, `relay`, `systemd` (sd_notify).
 pub mod config;
 pub mod relay;
+pub mod ruleset;
 pub mod server;
 pub mod session;
 pub mod smtp;

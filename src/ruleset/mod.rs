@@ -1,0 +1,189 @@
+//! SpamAssassin-compatible rule engine: rule files in, named hits with scores out.
+//!
+//! [`RuleSet::load`] reads `*.cf` files from a list of directories (shipped rules first, then
+//! local overrides: later files and directories replace earlier definitions, scores and
+//! descriptions), evaluates conditionals, translates every Perl regex to Rust (ASCII/byte
+//! semantics; lookaround and backreferences via fancy-regex with a backtrack limit), compiles
+//! everything, checks every meta reference and rejects dependency cycles. It reports **all**
+//! errors at once with file:line and returns no rule set if there is any (principle 7: a rule
+//! set is valid as a whole or not at all). Stock rules that use constructs moat cannot run
+//! (eval: plugin rules, Perl code in regexes, …) are skipped with a reason, not errors.
+//!
+//! [`RuleSet`] is immutable and `Send + Sync`: callers share it with `ArcSwap` and swap in a new
+//! one on reload. [`RuleSet::evaluate`] runs one [`ParsedMessage`] through all rules with bounded
+//! work: an Aho-Corasick prefilter over each rule's required literals picks the candidate rules
+//! per body line / chunk / URI, metas are evaluated in dependency order, and only rules that can
+//! influence a reported result are run.
+//!
+//! Module map: `cf` (file reader, conditionals via `cond`), `perlre` (regex translation),
+//! `replace` (ReplaceTags), `header` (header rule specs), `meta` (expressions), `literals`
+//! (prefilter literals), `compile` (building a [`RuleSet`]), `eval` (running one),
+//! `message` + `html` + `uri` (the message view).
+
+mod cf;
+mod compile;
+mod cond;
+mod eval;
+mod header;
+mod html;
+mod literals;
+mod message;
+mod meta;
+mod perlre;
+mod replace;
+mod uri;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub use cf::Kind;
+pub use header::Modifier;
+pub use message::{MessageStats, ParsedMessage};
+
+/// A problem that makes a rule set unusable, at a file and line (line 0: the file itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for RuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+    }
+}
+
+impl std::error::Error for RuleError {}
+
+/// A rule that was read but will not run, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub file: PathBuf,
+    pub line: usize,
+    pub rule: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {} skipped: {}", self.file.display(), self.line, self.rule, self.reason)
+    }
+}
+
+/// Something worth an admin's attention that does not stop the load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub file: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+    }
+}
+
+/// What a successful load did.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    /// Rules that will run (all types, metas included, sub-rules included).
+    pub loaded: usize,
+    /// Loaded rules per type.
+    pub loaded_by_kind: BTreeMap<Kind, usize>,
+    /// Rules read but not run, with reasons (eval rules, unsupported regex constructs, …).
+    pub skipped: Vec<Skipped>,
+    pub warnings: Vec<Warning>,
+    /// Directives accepted but without effect in moat (`loadplugin`, `lang`, …) and counts.
+    pub ignored_directives: BTreeMap<String, usize>,
+    /// Rules whose regex needs the backtracking engine (lookaround, backreferences).
+    pub backtracking_rules: usize,
+    /// Rules with an Aho-Corasick prefilter literal set.
+    pub prefiltered_rules: usize,
+    /// Rule files read.
+    pub files: usize,
+}
+
+impl LoadReport {
+    /// Skip reasons grouped into categories (the text before the first `:` or `(`), counted.
+    pub fn skip_categories(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for s in &self.skipped {
+            let cat = s.reason.split([':', '(']).next().unwrap_or("").trim().to_string();
+            *m.entry(cat).or_default() += 1;
+        }
+        m
+    }
+}
+
+/// One rule that hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleHit {
+    pub name: String,
+    pub score: f64,
+    pub description: Option<String>,
+}
+
+/// A compiled, immutable rule set.
+pub struct RuleSet {
+    inner: compile::Compiled,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet").field("rules", &self.inner.names.len()).field("hash", &self.inner.hash).finish()
+    }
+}
+
+impl RuleSet {
+    /// Loads and compiles every `*.cf` file in `dirs` (in order; later overrides earlier).
+    /// Returns every error found, or the rule set and a report.
+    pub fn load(dirs: &[PathBuf]) -> Result<(RuleSet, LoadReport), Vec<RuleError>> {
+        let cfg = cf::Config::read_dirs(dirs);
+        let (inner, report) = compile::compile(cfg)?;
+        Ok((RuleSet { inner }, report))
+    }
+
+    /// Compiles rules from in-memory files `(name, contents)`, as if they were one directory
+    /// each, in order. For tests, fuzzing and `rules check` of unsaved text.
+    pub fn load_texts(files: &[(&str, &str)]) -> Result<(RuleSet, LoadReport), Vec<RuleError>> {
+        let mut cfg = cf::Config::default();
+        for (n, (name, text)) in files.iter().enumerate() {
+            cfg.read_file(std::path::Path::new(name), text.as_bytes());
+            cfg.files.push((format!("{n}/{name}"), text.as_bytes().to_vec()));
+        }
+        let (inner, report) = compile::compile(cfg)?;
+        Ok((RuleSet { inner }, report))
+    }
+
+    /// SHA-256 (hex) of the rule files' names (within their directory position) and contents,
+    /// in load order: equal on two nodes exactly when they loaded the same rule text.
+    pub fn hash(&self) -> String {
+        self.inner.hash.clone()
+    }
+
+    /// Runs every rule over the message. Returns the hits that count: names not starting with
+    /// `__` and with a non-zero score, in rule-definition order.
+    pub fn evaluate(&self, message: &ParsedMessage) -> Vec<RuleHit> {
+        self.inner.evaluate(message)
+    }
+
+    /// Number of rules that run (all types, sub-rules included).
+    pub fn len(&self) -> usize {
+        self.inner.runnable
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.runnable == 0
+    }
+
+    /// Score and description of a rule by name, if it exists.
+    pub fn rule_info(&self, name: &str) -> Option<(f64, Option<&str>)> {
+        let i = self.inner.names.iter().position(|n| n == name)?;
+        Some((self.inner.scores[i], self.inner.descriptions[i].as_deref()))
+    }
+}
+
+#[cfg(test)]
+mod tests;
