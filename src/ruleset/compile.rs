@@ -88,6 +88,8 @@ pub struct Compiled {
     pub scores: Vec<f64>,
     pub descriptions: Vec<Option<String>>,
     pub reportable: Vec<bool>,
+    /// Rule has a matcher or expression (not inert).
+    pub runs: Vec<bool>,
     pub needed: Vec<bool>,
     pub headers: Vec<(HeaderKey, Vec<HeaderRule>)>,
     /// mimeheader rules: matched against each MIME part's header of that name.
@@ -402,6 +404,7 @@ impl Builder<'_> {
             scores,
             descriptions,
             reportable,
+            runs: self.runnable,
             needed,
         };
         (compiled, self.report)

@@ -12,21 +12,7 @@ use super::RuleHit;
 
 impl Compiled {
     pub fn evaluate(&self, msg: &ParsedMessage) -> Vec<RuleHit> {
-        let mut values = vec![0.0f64; self.names.len()];
-        self.eval_headers(msg, &mut values);
-        let subject_skip = usize::from(msg.body_lines(false).len() != msg.body_lines(true).len());
-        let body: Vec<&[u8]> = msg.body_lines(false).iter().map(|s| s.as_bytes()).collect();
-        self.run_group(&self.body, &body, subject_skip, &mut values);
-        let raw: Vec<&[u8]> = msg.rawbody_chunks().iter().map(|s| s.as_bytes()).collect();
-        self.run_group(&self.rawbody, &raw, 0, &mut values);
-        let uris: Vec<&[u8]> = msg.uris().iter().map(|s| s.as_bytes()).collect();
-        self.run_group(&self.uri, &uris, 0, &mut values);
-        self.run_group(&self.full, &[msg.full()], 0, &mut values);
-        for (id, expr) in &self.metas {
-            if self.needed[*id] {
-                values[*id] = expr.eval(&|r| values.get(r).copied().unwrap_or(0.0));
-            }
-        }
+        let values = self.values(msg, &self.needed);
         values
             .iter()
             .enumerate()
@@ -39,18 +25,44 @@ impl Compiled {
             .collect()
     }
 
-    fn eval_headers(&self, msg: &ParsedMessage, values: &mut [f64]) {
+    /// Every rule's value (0 = not hit), all rules run.
+    pub fn evaluate_all(&self, msg: &ParsedMessage) -> Vec<(String, f64)> {
+        let all = vec![true; self.names.len()];
+        let values = self.values(msg, &all);
+        values.iter().enumerate().filter(|(_, v)| **v != 0.0).map(|(i, v)| (self.names[i].clone(), *v)).collect()
+    }
+
+    fn values(&self, msg: &ParsedMessage, needed: &[bool]) -> Vec<f64> {
+        let mut values = vec![0.0f64; self.names.len()];
+        self.eval_headers(msg, needed, &mut values);
+        let subject_skip = usize::from(msg.body_lines(false).len() != msg.body_lines(true).len());
+        let body: Vec<&[u8]> = msg.body_lines(false).iter().map(|s| s.as_bytes()).collect();
+        self.run_group(&self.body, &body, subject_skip, needed, &mut values);
+        let raw: Vec<&[u8]> = msg.rawbody_chunks().iter().map(|s| s.as_bytes()).collect();
+        self.run_group(&self.rawbody, &raw, 0, needed, &mut values);
+        let uris: Vec<&[u8]> = msg.uris().iter().map(|s| s.as_bytes()).collect();
+        self.run_group(&self.uri, &uris, 0, needed, &mut values);
+        self.run_group(&self.full, &[msg.full()], 0, needed, &mut values);
+        for (id, expr) in &self.metas {
+            if needed[*id] {
+                values[*id] = expr.eval(&|r| values.get(r).copied().unwrap_or(0.0));
+            }
+        }
+        values
+    }
+
+    fn eval_headers(&self, msg: &ParsedMessage, needed: &[bool], values: &mut [f64]) {
         for (id, name) in &self.exists {
-            if self.needed[*id] && msg.has_header(name) {
+            if needed[*id] && msg.has_header(name) {
                 values[*id] = 1.0;
             }
         }
         for (key, rules) in &self.headers {
-            if !rules.iter().any(|r| self.needed[r.id]) {
+            if !rules.iter().any(|r| needed[r.id]) {
                 continue;
             }
             let value = msg.value_for(key);
-            for r in rules.iter().filter(|r| self.needed[r.id]) {
+            for r in rules.iter().filter(|r| needed[r.id]) {
                 let text = match (&value, &r.if_unset) {
                     (Some(v), _) => v.as_str(),
                     (None, Some(d)) => d.as_str(),
@@ -62,11 +74,11 @@ impl Compiled {
             }
         }
         for (key, rules) in &self.mime {
-            if !rules.iter().any(|r| self.needed[r.id]) {
+            if !rules.iter().any(|r| needed[r.id]) {
                 continue;
             }
             let parts = msg.mime_values(key);
-            for r in rules.iter().filter(|r| self.needed[r.id]) {
+            for r in rules.iter().filter(|r| needed[r.id]) {
                 let mut n = 0;
                 for v in &parts {
                     if n >= r.max {
@@ -82,7 +94,7 @@ impl Compiled {
 
     /// Runs one group over its segments. Segments before `skip_first` are invisible to
     /// `nosubject` rules.
-    fn run_group(&self, g: &TextGroup, segments: &[&[u8]], skip_first: usize, values: &mut [f64]) {
+    fn run_group(&self, g: &TextGroup, segments: &[&[u8]], skip_first: usize, needed: &[bool], values: &mut [f64]) {
         if g.rules.is_empty() || segments.is_empty() {
             return;
         }
@@ -104,7 +116,7 @@ impl Compiled {
             cands.extend_from_slice(&g.always);
             for &k in &cands {
                 let rule = &g.rules[k];
-                if counts[k] >= rule.max || !self.needed[rule.id] || (rule.nosubject && si < skip_first) {
+                if counts[k] >= rule.max || !needed[rule.id] || (rule.nosubject && si < skip_first) {
                     continue;
                 }
                 counts[k] += rule.matcher.count(seg, rule.max - counts[k]);

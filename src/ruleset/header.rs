@@ -49,7 +49,8 @@ pub fn parse(text: &str) -> Result<HeaderSpec, TranslateError> {
         if name.is_empty() || name.contains(char::is_whitespace) {
             return Err(TranslateError::Syntax("exists: needs one header name".into()));
         }
-        return Ok(HeaderSpec::Exists(name.to_ascii_lowercase()));
+        let name = if PSEUDO.contains(&name) { name.to_string() } else { name.to_ascii_lowercase() };
+        return Ok(HeaderSpec::Exists(name));
     }
     let (field, rest) = super::cf::split_word(text);
     let rest = rest.trim_start();
@@ -202,6 +203,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(parse("exists:X-Mailer").unwrap(), HeaderSpec::Exists("x-mailer".into()));
+        assert_eq!(parse("exists:ToCc").unwrap(), HeaderSpec::Exists("ToCc".into()));
         match parse("ALL =~ /x/m").unwrap() {
             HeaderSpec::Match { key, .. } => assert_eq!(key.name, "ALL"),
             other => panic!("{other:?}"),

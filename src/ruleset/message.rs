@@ -45,7 +45,10 @@ pub const MAX_PARSE: usize = 32 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 struct Field {
+    /// Lower-cased for lookups.
     name: String,
+    /// As written (for `ALL`).
+    original: String,
     raw: String,
     decoded: String,
 }
@@ -153,7 +156,7 @@ impl ParsedMessage {
         }
         let raw = value.trim_start_matches([' ', '\t']).trim_end_matches(['\r', '\n']).to_string();
         let decoded = decode_header(&unfold(&raw));
-        self.fields.push(Field { name: name.to_ascii_lowercase(), raw, decoded });
+        self.fields.push(Field { name: name.to_ascii_lowercase(), original: name, raw, decoded });
     }
 
     fn walk(&mut self, msg: &Message<'_>, body_total: &mut usize) {
@@ -194,7 +197,8 @@ impl ParsedMessage {
             let value = String::from_utf8_lossy(bytes);
             let raw = value.trim_start_matches([' ', '\t']).trim_end_matches(['\r', '\n']).to_string();
             let decoded = decode_header(&unfold(&raw));
-            self.mime_fields.push(Field { name: h.name.as_str().to_ascii_lowercase(), raw, decoded });
+            let original = h.name.as_str().to_string();
+            self.mime_fields.push(Field { name: original.to_ascii_lowercase(), original, raw, decoded });
         }
     }
 
@@ -301,6 +305,9 @@ impl ParsedMessage {
 
     /// True if the header field occurs at all.
     pub fn has_header(&self, name: &str) -> bool {
+        if header::PSEUDO.contains(&name) {
+            return self.header_value(name, Modifier::Decoded).is_some();
+        }
         self.fields.iter().any(|f| f.name == name)
     }
 
@@ -308,7 +315,7 @@ impl ParsedMessage {
         self.all_decoded.get_or_init(|| {
             let mut s = String::new();
             for f in &self.fields {
-                s.push_str(&f.name);
+                s.push_str(&f.original);
                 s.push_str(": ");
                 s.push_str(&unfold(&f.raw));
                 s.push('\n');
@@ -533,7 +540,7 @@ MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b\"\r\n\r\n
         assert_eq!(m.header_value("from", Modifier::Addr).as_deref(), Some("foo@example.test"));
         assert_eq!(m.header_value("from", Modifier::Name).as_deref(), Some("Foo Blah"));
         assert_eq!(m.header_value("ToCc", Modifier::Decoded).as_deref(), Some("a@x.test\nb@y.test"));
-        assert!(m.header_value("ALL", Modifier::Decoded).is_some_and(|a| a.contains("x-long: one two\n")));
+        assert!(m.header_value("ALL", Modifier::Decoded).is_some_and(|a| a.contains("X-Long: one two\n")));
         assert!(m.header_value("nope", Modifier::Decoded).is_none());
         let m = m.with_envelope_from("bounce@z.test");
         assert_eq!(m.header_value("EnvelopeFrom", Modifier::Decoded).as_deref(), Some("bounce@z.test"));

@@ -169,6 +169,12 @@ impl RuleSet {
         self.inner.evaluate(message)
     }
 
+    /// Every rule's non-zero value for the message, sub-rules and zero-score rules included
+    /// (for `moat scan --debug` and rule development). Runs every rule, so it is slower.
+    pub fn evaluate_all(&self, message: &ParsedMessage) -> Vec<(String, f64)> {
+        self.inner.evaluate_all(message)
+    }
+
     /// Number of rules that run (all types, sub-rules included).
     pub fn len(&self) -> usize {
         self.inner.runnable
@@ -176,6 +182,11 @@ impl RuleSet {
 
     pub fn is_empty(&self) -> bool {
         self.inner.runnable == 0
+    }
+
+    /// True if a rule of that name runs (false for unknown, eval and skipped rules).
+    pub fn runs(&self, name: &str) -> bool {
+        self.inner.names.iter().position(|n| n == name).is_some_and(|i| self.inner.runs[i])
     }
 
     /// Score and description of a rule by name, if it exists.
