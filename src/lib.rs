@@ -10,6 +10,8 @@
 //! parse, compile, evaluate against a parsed message), `session` (async driver per connection), `server`
 //! (listeners, limits, signals), `tls`, `spool`, `relay`, `systemd` (sd_notify).
 pub mod config;
+pub mod dns;
+pub mod filter;
 pub mod relay;
 pub mod ruleset;
 pub mod server;
@@ -18,3 +20,4 @@ pub mod smtp;
 pub mod spool;
 pub mod systemd;
 pub mod tls;
+pub mod verdict;

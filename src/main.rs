@@ -34,7 +34,7 @@ enum Command {
     },
     /// Inspect and steer the delivery queue (like mailq / postqueue).
     Queue {
-        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        #[arg(short, long, global = true, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         #[command(subcommand)]
         command: QueueCommand,
@@ -128,15 +128,28 @@ fn queue(path: &Path, command: QueueCommand) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    use moat::relay::control;
     let result = match command {
-        QueueCommand::List => moat::relay::control::list(&config).map(|entries| {
-            for entry in &entries {
-                println!("{entry}");
+        QueueCommand::List => control::list(&config).map(|entries| print_queue(&entries)),
+        QueueCommand::Flush => runtime
+            .block_on(control::flush(&config))
+            .map(|count| println!("{count} deferred message(s) scheduled for delivery now")),
+        QueueCommand::Remove { ids } => runtime.block_on(control::remove(&config, &ids)).map(|removed| {
+            for id in &removed {
+                println!("removed {id}");
             }
-            println!("{} message(s) in the queue", entries.len());
+            let missing = ids.iter().filter(|id| !removed.contains(id)).count();
+            if missing > 0 {
+                println!("{missing} id(s) not in the queue");
+            }
         }),
-        QueueCommand::Flush => moat::relay::control::flush(&config).map(|text| println!("{text}")),
-        QueueCommand::Remove { ids } => moat::relay::control::remove(&config, &ids).map(|text| println!("{text}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -145,4 +158,27 @@ fn queue(path: &Path, command: QueueCommand) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// mailq-style listing: one block per message, one line per recipient with its last reply.
+fn print_queue(entries: &[moat::relay::control::QueueEntry]) {
+    let now = chrono::Utc::now().timestamp();
+    for entry in entries {
+        let sender = if entry.sender.is_empty() { "<>" } else { entry.sender.as_str() };
+        let kind = if entry.dsn { " (bounce)" } else { "" };
+        println!(
+            "{}  {} bytes  {}s old  attempts {}  {}{}",
+            entry.id,
+            entry.size,
+            (now - entry.received_at).max(0),
+            entry.attempts,
+            sender,
+            kind
+        );
+        for rcpt in &entry.recipients {
+            let reply = rcpt.reply.as_ref().map(|r| format!("  ({} {} {})", r.code, r.status(), r.text)).unwrap_or_default();
+            println!("    {:?}  {}{}", rcpt.status, rcpt.address, reply);
+        }
+    }
+    println!("{} message(s) in the queue", entries.len());
 }

@@ -61,6 +61,14 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
     let queue = Queue::start(config.clone(), spool.clone(), shutdown_rx.clone())
         .await
         .map_err(|e| ServeError::Queue(e.to_string()))?;
+    tokio::spawn({
+        let (config, queue, shutdown) = (config.clone(), queue.clone(), shutdown_rx.clone());
+        async move {
+            if let Err(error) = crate::relay::control::serve(config, queue, shutdown).await {
+                tracing::error!(event = "control_socket", error = %error);
+            }
+        }
+    });
     let shared = Arc::new(Shared {
         config: config.clone(),
         tls: Arc::new(ArcSwap::from_pointee(acceptor)),
@@ -89,6 +97,7 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
     if drained.is_err() {
         tracing::warn!(event = "shutdown_grace_expired", open_connections = limiter.open());
     }
+    let _ = tokio::time::timeout(grace + Duration::from_secs(5), shared.queue.stopped()).await;
     Ok(())
 }
 

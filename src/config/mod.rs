@@ -43,6 +43,30 @@ pub struct Config {
     /// How the queue delivers to the downstream.
     #[serde(default)]
     pub delivery: Delivery,
+    /// How DNS is reached (SPF, DKIM, DMARC, blocklists, reverse DNS).
+    #[serde(default)]
+    pub dns: Dns,
+}
+
+/// The resolver moat uses for its own lookups.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dns {
+    /// Name servers as "ip:port" (UDP, with TCP fallback). Empty: the system's /etc/resolv.conf.
+    /// A DNS blocklist needs a resolver of your own (public resolvers are refused by most lists).
+    pub nameservers: Vec<SocketAddr>,
+    /// Deadline for one query attempt.
+    pub timeout: Seconds,
+    /// Attempts per query.
+    pub attempts: usize,
+    /// Answers kept in the cache.
+    pub cache_size: u64,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Dns { nameservers: Vec::new(), timeout: Seconds(2), attempts: 2, cache_size: 10_000 }
+    }
 }
 
 fn default_state_dir() -> PathBuf {

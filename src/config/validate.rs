@@ -5,7 +5,7 @@
 //! hide the errors of the next. Semantic checks (references between sections, files that must
 //! exist) run only on a file that parsed, and are reported against the key they concern.
 
-use super::{Config, Delivery, Domain, Limits, Listener, RecipientCheck, Route, Timeouts, TlsFiles, TlsPolicy};
+use super::{Config, Delivery, Dns, Domain, Limits, Listener, RecipientCheck, Route, Timeouts, TlsFiles, TlsPolicy};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -110,7 +110,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 const TOP_LEVEL_KEYS: &[&str] =
-    &["hostname", "state_dir", "listen", "tls", "limits", "timeouts", "downstream", "domain", "delivery"];
+    &["hostname", "state_dir", "listen", "tls", "limits", "timeouts", "downstream", "domain", "delivery", "dns"];
 
 /// Deserializes every section and every array entry separately so that all errors surface.
 fn check_sections(report: &mut Report<'_>, document: &DeTable<'_>) {
@@ -123,6 +123,7 @@ fn check_sections(report: &mut Report<'_>, document: &DeTable<'_>) {
             "timeouts" => drop(report.section::<Timeouts>(value)),
             "downstream" => drop(report.section::<Route>(value)),
             "delivery" => drop(report.section::<Delivery>(value)),
+            "dns" => drop(report.section::<Dns>(value)),
             "listen" => each_entry::<Listener>(report, value, "listen"),
             "domain" => each_entry::<Domain>(report, value, "domain"),
             other => report.at(
@@ -254,6 +255,9 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
     }
     if let Some(route) = &d.dsn_route {
         check_route(report, route, delivery_span);
+    }
+    if config.dns.timeout.0 < 1 || config.dns.attempts < 1 {
+        report.at(span_of(document, "dns", None), "dns.timeout must be at least 1s and dns.attempts at least 1");
     }
 }
 

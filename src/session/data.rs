@@ -91,7 +91,7 @@ impl Session {
     fn log_message(&self, id: &str, sender: &str, recipients: &[String], size: usize, reply: &Reply) {
         tracing::info!(
             event = "message",
-            id,
+            queue_id = id,
             client_ip = %self.peer,
             helo = self.helo.as_deref().unwrap_or(""),
             sender,

@@ -91,7 +91,7 @@ impl Session {
         }
         // RFC 5321 §4.5.1: <postmaster> without a domain must be accepted.
         let postmaster;
-        let raw = match (raw.is_empty(), config.domains.first()) {
+        let raw = match (raw == "postmaster", config.domains.first()) {
             (true, Some(primary)) => {
                 postmaster = format!("postmaster@{}", primary.name);
                 postmaster.as_str()

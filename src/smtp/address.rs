@@ -176,9 +176,15 @@ fn check_domain(domain: &str) -> Result<String, Fault> {
     if lower.len() > MAX_DOMAIN_LEN || lower.contains(' ') {
         return Err(Fault::Syntax);
     }
-    // Empty, `[literal]`, `a.` and `a..b` all fail here: each yields an empty or non-DNS label.
-    if !lower.split('.').all(is_dns_label) {
+    // Forms that name a place other than a served domain: an address literal, a trailing dot
+    // (an absolute name a downstream may resolve differently), IDNA look-alike full stops.
+    let lookalike_dot = |c: char| matches!(c, '\u{3002}' | '\u{FF0E}' | '\u{FF61}');
+    if lower.starts_with('[') || lower.ends_with('.') || lower.contains(lookalike_dot) {
         return Err(Fault::Routing);
+    }
+    // Anything else that is not a DNS name (empty, `a..b`, `-a`, `a_b`) is bad syntax.
+    if !lower.split('.').all(is_dns_label) {
+        return Err(Fault::Syntax);
     }
     let last = lower.rsplit('.').next().unwrap_or_default();
     if last.bytes().all(|b| b.is_ascii_digit()) {
@@ -392,22 +398,16 @@ mod tests {
     }
 
     #[test]
-    fn literals_trailing_dots_and_bad_domains_are_not_local() {
-        for raw in [
-            "a@[192.0.2.1]",
-            "a@[IPv6:::1]",
-            "a@example.test.",
-            "a@",
-            "a@.example.test",
-            "a@example..test",
-            "a@-example.test",
-            "a@example-.test",
-            "a@exa_mple.test",
-            "a@exa#mple.test",
-            "a@192.0.2.1",
-            "a@example.123",
-        ] {
+    fn literals_trailing_dots_and_numeric_domains_are_not_local() {
+        for raw in ["a@[192.0.2.1]", "a@[IPv6:::1]", "a@example.test.", "a@192.0.2.1", "a@example.123"] {
             assert_eq!(rcpt(raw), Err(RcptProblem::NotLocal), "{raw}");
+        }
+    }
+
+    #[test]
+    fn domains_that_are_not_dns_names_are_bad_syntax() {
+        for raw in ["a@", "a@.example.test", "a@example..test", "a@-example.test", "a@example-.test", "a@exa_mple.test", "a@exa#mple.test"] {
+            assert_eq!(rcpt(raw), Err(RcptProblem::Syntax), "{raw}");
         }
     }
 
@@ -463,7 +463,7 @@ mod tests {
         let long_label = format!("{}.test", "a".repeat(64));
         assert_eq!(
             check_recipient(&format!("a@{long_label}"), false, |_| true),
-            Err(RcptProblem::NotLocal)
+            Err(RcptProblem::Syntax)
         );
         let ok_label = format!("{}.test", "a".repeat(63));
         assert!(check_recipient(&format!("a@{ok_label}"), false, |_| true).is_ok());

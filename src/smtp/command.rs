@@ -44,7 +44,9 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
         Ok(request) => request,
         // smtp-proto refuses some paths we must classify ourselves (an IP literal is "not our
         // domain", 550 5.7.1, not a syntax error): hand the raw path to the address policy.
-        Err(ProtoError::InvalidRecipientAddress) => return raw_rcpt_path(line).map(Command::Rcpt).ok_or_else(replies::bad_recipient),
+        Err(ProtoError::InvalidRecipientAddress) => {
+            return raw_rcpt_path(line).filter(|p| p.contains("@[")).map(Command::Rcpt).ok_or_else(replies::bad_recipient);
+        }
         Err(error) => return Err(proto_error(&error)),
     };
     Ok(match request {
@@ -55,7 +57,12 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
             if to.orcpt.is_some() || to.flags != 0 || to.rrvs != 0 {
                 return Err(replies::bad_parameter("(DSN and RRVS are not offered)"));
             }
-            Command::Rcpt(to.address.into_owned())
+            // smtp-proto returns "" for both <> (invalid here) and <postmaster> (RFC 5321 §4.5.1).
+            match to.address.as_ref() {
+                "" if is_postmaster(line) => Command::Rcpt("postmaster".to_string()),
+                "" => return Err(replies::bad_recipient()),
+                _ => Command::Rcpt(to.address.into_owned()),
+            }
         }
         Request::Data => Command::Data,
         Request::Bdat { chunk_size, is_last } => Command::Bdat { size: chunk_size, last: is_last },
@@ -67,6 +74,11 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
         Request::StartTls => Command::StartTls,
         other => Command::NotImplemented(other.name()),
     })
+}
+
+/// True when the RCPT path is `<postmaster>` (any case), as opposed to `<>`.
+fn is_postmaster(line: &[u8]) -> bool {
+    raw_rcpt_path(line).is_some_and(|p| p.trim().eq_ignore_ascii_case("postmaster"))
 }
 
 /// The text between the first '<' and the last '>' of a RCPT line, if it is valid UTF-8.
@@ -156,5 +168,8 @@ mod tests {
         assert_eq!(parse(b"AUTH PLAIN\r\n").unwrap(), Command::NotImplemented("AUTH"));
         assert_eq!(parse(b"BDAT 10 LAST\r\n").unwrap(), Command::Bdat { size: 10, last: true });
         assert_eq!(parse(b"RCPT TO:<u@[127.0.0.1]>\r\n").unwrap(), Command::Rcpt("u@[127.0.0.1]".into()));
+        assert_eq!(parse(b"RCPT TO:<PostMaster>\r\n").unwrap(), Command::Rcpt("postmaster".into()));
+        assert_eq!(code("RCPT TO:<>\r\n"), 501);
+        assert_eq!(code("RCPT TO:<a@@b.test>\r\n"), 501);
     }
 }

@@ -1,0 +1,218 @@
+//! Filters and the chain that runs them, one method per SMTP phase.
+//!
+//! A filter implements only the phases it needs (every method has a default that finds
+//! nothing). Filters never speak SMTP: they return named [`Symbol`]s or a typed [`Failure`],
+//! and `verdict::decide` turns the evidence into an action.
+//!
+//! Guarantees of [`Chain::run`]: the filters of a phase run concurrently, each under the chain's
+//! deadline; a filter that times out or panics becomes a [`Failure`] with the filter's stance and
+//! never takes the session down; results come back in the chain's order, so verdicts are
+//! reproducible.
+
+use crate::verdict::{Evidence, Failure, Stance, Symbol};
+use futures_util::FutureExt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The SMTP phases filters can look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Connect,
+    Helo,
+    Mail,
+    Rcpt,
+    Data,
+}
+
+/// What is known about the session and message so far; each phase fills in more.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub client_ip: Option<IpAddr>,
+    pub helo: Option<String>,
+    pub tls: bool,
+    /// Reverse path ("" for the null sender), from MAIL on.
+    pub sender: Option<String>,
+    /// The recipient being checked (RCPT phase only).
+    pub rcpt: Option<String>,
+    /// Accepted recipients, from DATA on.
+    pub recipients: Vec<String>,
+    /// The raw message (without our Received header), DATA phase only.
+    pub message: Option<Arc<Vec<u8>>>,
+}
+
+/// What one filter found: symbols, and header fields to add to the message for every
+/// recipient (e.g. `Authentication-Results`), each a complete field ending in CRLF.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Findings {
+    pub symbols: Vec<Symbol>,
+    pub headers: Vec<String>,
+}
+
+impl From<Vec<Symbol>> for Findings {
+    fn from(symbols: Vec<Symbol>) -> Findings {
+        Findings { symbols, headers: Vec::new() }
+    }
+}
+
+/// A filter's answer: evidence, or why it could not look.
+pub type Outcome = Result<Findings, Failure>;
+pub type FilterFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+
+fn nothing<'a>() -> FilterFuture<'a> {
+    Box::pin(std::future::ready(Ok(Findings::default())))
+}
+
+/// One filter. Override the phases it cares about.
+pub trait Filter: Send + Sync {
+    /// Short name for logs, e.g. "dnsbl".
+    fn name(&self) -> &'static str;
+    /// The symbol and stance used when this filter times out or panics.
+    fn failure(&self) -> (&'static str, Stance) {
+        ("FILTER_FAIL", Stance::FailOpen)
+    }
+    fn connect<'a>(&'a self, _facts: &'a Facts) -> FilterFuture<'a> {
+        nothing()
+    }
+    fn helo<'a>(&'a self, _facts: &'a Facts) -> FilterFuture<'a> {
+        nothing()
+    }
+    fn mail<'a>(&'a self, _facts: &'a Facts) -> FilterFuture<'a> {
+        nothing()
+    }
+    fn rcpt<'a>(&'a self, _facts: &'a Facts) -> FilterFuture<'a> {
+        nothing()
+    }
+    fn data<'a>(&'a self, _facts: &'a Facts) -> FilterFuture<'a> {
+        nothing()
+    }
+}
+
+/// The configured filters, in order, with one deadline per filter call.
+#[derive(Clone)]
+pub struct Chain {
+    filters: Vec<Arc<dyn Filter>>,
+    deadline: Duration,
+}
+
+impl Chain {
+    pub fn new(filters: Vec<Arc<dyn Filter>>, deadline: Duration) -> Chain {
+        Chain { filters, deadline }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty()
+    }
+
+    /// Runs every filter's `phase` method and gathers the evidence.
+    pub async fn run(&self, phase: Phase, facts: &Facts) -> Evidence {
+        let calls = self.filters.iter().map(|filter| self.call(filter.as_ref(), phase, facts));
+        let outcomes = futures_util::future::join_all(calls).await;
+        let mut evidence = Evidence::default();
+        for outcome in outcomes {
+            match outcome {
+                Ok(findings) => {
+                    evidence.symbols.extend(findings.symbols);
+                    evidence.headers.extend(findings.headers);
+                }
+                Err(failure) => evidence.failures.push(failure),
+            }
+        }
+        evidence
+    }
+
+    async fn call(&self, filter: &dyn Filter, phase: Phase, facts: &Facts) -> Outcome {
+        let future = match phase {
+            Phase::Connect => filter.connect(facts),
+            Phase::Helo => filter.helo(facts),
+            Phase::Mail => filter.mail(facts),
+            Phase::Rcpt => filter.rcpt(facts),
+            Phase::Data => filter.data(facts),
+        };
+        let (symbol, stance) = filter.failure();
+        let failed = |detail: String| Failure { symbol: symbol.to_string(), stance, detail };
+        match tokio::time::timeout(self.deadline, AssertUnwindSafe(future).catch_unwind()).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_panic)) => {
+                tracing::error!(event = "filter_panic", filter = filter.name(), phase = ?phase);
+                Err(failed(format!("{} failed internally", filter.name())))
+            }
+            Err(_) => {
+                tracing::warn!(event = "filter_timeout", filter = filter.name(), phase = ?phase);
+                Err(failed(format!("{} timed out", filter.name())))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Helo;
+    impl Filter for Helo {
+        fn name(&self) -> &'static str {
+            "helo"
+        }
+        fn helo<'a>(&'a self, facts: &'a Facts) -> FilterFuture<'a> {
+            Box::pin(async move {
+                let bad = facts.helo.as_deref().is_some_and(|h| !h.contains('.'));
+                Ok(if bad { vec![Symbol::new("HELO_NO_DOT")] } else { vec![] }.into())
+            })
+        }
+    }
+
+    struct Slow;
+    impl Filter for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn failure(&self) -> (&'static str, Stance) {
+            ("SLOW_FAIL", Stance::FailClosed)
+        }
+        fn data<'a>(&'a self, _facts: &'a Facts) -> FilterFuture<'a> {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(Findings::default())
+            })
+        }
+    }
+
+    struct Panics;
+    impl Filter for Panics {
+        fn name(&self) -> &'static str {
+            "panics"
+        }
+        fn data<'a>(&'a self, facts: &'a Facts) -> FilterFuture<'a> {
+            Box::pin(async move {
+                let recipients = &facts.recipients;
+                Ok(vec![Symbol::new(recipients[7].clone())].into())
+            })
+        }
+    }
+
+    fn chain() -> Chain {
+        Chain::new(vec![Arc::new(Helo), Arc::new(Slow), Arc::new(Panics)], Duration::from_millis(50))
+    }
+
+    #[tokio::test]
+    async fn phases_reach_only_the_filters_that_implement_them() {
+        let facts = Facts { helo: Some("localhost".into()), ..Facts::default() };
+        let evidence = chain().run(Phase::Helo, &facts).await;
+        assert!(evidence.has("HELO_NO_DOT"));
+        assert!(evidence.failures.is_empty());
+    }
+
+    #[tokio::test]
+    async fn timeouts_and_panics_become_failures_with_the_filters_stance() {
+        let evidence = chain().run(Phase::Data, &Facts::default()).await;
+        assert_eq!(evidence.failures.len(), 2, "{evidence:?}");
+        assert_eq!(evidence.failures[0].symbol, "SLOW_FAIL");
+        assert_eq!(evidence.failures[0].stance, Stance::FailClosed);
+        assert_eq!(evidence.failures[1].symbol, "FILTER_FAIL");
+        assert_eq!(evidence.failures[1].stance, Stance::FailOpen);
+    }
+}

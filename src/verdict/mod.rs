@@ -1,0 +1,309 @@
+//! Verdicts: evidence (named symbols and filter failures) × policy → one action. Pure code.
+//!
+//! Guarantees:
+//! - `decide` is a pure function: same evidence and policy, same verdict; no I/O, no clock.
+//! - every verdict keeps all its symbols with their scores, so the digest, the web UI,
+//!   `moat scan` and the X-Spam headers can explain it;
+//! - precedence (documented in README): a fail-closed filter failure tempfails unless some
+//!   symbol forces a reject; otherwise the most severe forced action wins (a forced `accept`,
+//!   e.g. from an allow list, only overrides the score); otherwise the score picks the action
+//!   from the thresholds (reject ≥ quarantine ≥ tag). With filtering switched off for the
+//!   recipient, only forced actions apply.
+//! - `combine` never loses mail for anyone: when recipients disagree, the message is accepted
+//!   and a recipient who wanted a reject gets it quarantined instead.
+
+use std::collections::BTreeMap;
+
+/// What happens to a message for one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Deliver unchanged (but for our Received and Authentication-Results headers).
+    Accept,
+    /// Deliver with X-Spam-* headers (and optionally a subject prefix).
+    Tag,
+    /// Hold in the quarantine; the user can release it.
+    Quarantine,
+    /// Accept and drop silently. Only ever by explicit policy (e.g. a block list set to discard).
+    Discard,
+    /// 5xx at the end of DATA (or earlier where the evidence is known earlier).
+    Reject,
+    /// 4xx: the sender retries later.
+    Tempfail,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Accept => "accept",
+            Action::Tag => "tag",
+            Action::Quarantine => "quarantine",
+            Action::Discard => "discard",
+            Action::Reject => "reject",
+            Action::Tempfail => "tempfail",
+        }
+    }
+}
+
+/// A named piece of evidence from a filter, e.g. `SPF_FAIL` or a rule name.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Symbol {
+    pub name: String,
+    /// Score from the score table (or the rule file); filled in by `decide`.
+    pub score: f64,
+    /// Free text for logs and `moat scan` (e.g. the virus name); never message content.
+    pub detail: Option<String>,
+}
+
+impl Symbol {
+    pub fn new(name: impl Into<String>) -> Symbol {
+        Symbol { name: name.into(), score: 0.0, detail: None }
+    }
+
+    pub fn with_detail(name: impl Into<String>, detail: impl Into<String>) -> Symbol {
+        Symbol { name: name.into(), score: 0.0, detail: Some(detail.into()) }
+    }
+
+    pub fn scored(name: impl Into<String>, score: f64) -> Symbol {
+        Symbol { name: name.into(), score, detail: None }
+    }
+}
+
+/// How a filter failure (DNS timeout, clamd down) is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stance {
+    /// Carry on; the failure shows as a symbol (e.g. `CLAMAV_FAIL`).
+    FailOpen,
+    /// Answer 4xx so the sender retries.
+    FailClosed,
+}
+
+/// A filter that could not give an answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// The symbol recorded for it, e.g. `CLAMAV_FAIL`, `DNS_TEMPFAIL`.
+    pub symbol: String,
+    pub stance: Stance,
+    pub detail: String,
+}
+
+/// Everything the filters found about one message.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    pub symbols: Vec<Symbol>,
+    pub failures: Vec<Failure>,
+    /// Header fields filters want added for every recipient (complete, CRLF-terminated).
+    pub headers: Vec<String>,
+}
+
+impl Evidence {
+    pub fn add(&mut self, symbol: Symbol) {
+        self.symbols.push(symbol);
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.symbols.iter().any(|s| s.name == name)
+    }
+}
+
+/// Score thresholds and forced actions for one recipient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub tag_at: f64,
+    pub quarantine_at: f64,
+    pub reject_at: f64,
+    /// Symbols that force an action whatever the score, e.g. `CLAMAV_VIRUS` → reject.
+    pub forced: BTreeMap<String, Action>,
+    /// The recipient's spam filtering is on (viruses and other forced actions apply regardless).
+    pub filtering: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy { tag_at: 5.0, quarantine_at: 10.0, reject_at: 20.0, forced: BTreeMap::new(), filtering: true }
+    }
+}
+
+/// The decision with its explanation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Verdict {
+    pub action: Action,
+    pub score: f64,
+    /// Every symbol with its score, highest score first.
+    pub symbols: Vec<Symbol>,
+    /// Why: "score 12.3 >= 10", "CLAMAV_VIRUS forces reject", "CLAMAV_FAIL (fail closed)".
+    pub reason: String,
+}
+
+/// Scores symbols and decides. `score_of` gives a symbol's configured score (0 when unknown);
+/// a symbol that already carries a non-zero score (a rule hit) keeps it.
+pub fn decide(evidence: &Evidence, score_of: impl Fn(&str) -> f64, policy: &Policy) -> Verdict {
+    let mut symbols: Vec<Symbol> = evidence
+        .symbols
+        .iter()
+        .map(|s| Symbol { score: if s.score != 0.0 { s.score } else { score_of(&s.name) }, ..s.clone() })
+        .collect();
+    for failure in &evidence.failures {
+        symbols.push(Symbol { name: failure.symbol.clone(), score: score_of(&failure.symbol), detail: Some(failure.detail.clone()) });
+    }
+    symbols.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.name.cmp(&b.name)));
+    let score = round2(symbols.iter().map(|s| s.score).sum());
+    let (action, reason) = choose(evidence, &symbols, score, policy);
+    Verdict { action, score, symbols, reason }
+}
+
+fn choose(evidence: &Evidence, symbols: &[Symbol], score: f64, policy: &Policy) -> (Action, String) {
+    let forced = symbols
+        .iter()
+        .filter_map(|s| policy.forced.get(&s.name).map(|a| (*a, s.name.as_str())))
+        .max_by_key(|(action, _)| severity(*action));
+    if let Some((Action::Reject, name)) = forced {
+        return (Action::Reject, format!("{name} forces reject"));
+    }
+    if let Some(failure) = evidence.failures.iter().find(|f| f.stance == Stance::FailClosed) {
+        return (Action::Tempfail, format!("{} (fail closed)", failure.symbol));
+    }
+    match forced {
+        Some((action, name)) if action != Action::Accept => return (action, format!("{name} forces {}", action.as_str())),
+        Some((_, name)) => return (Action::Accept, format!("{name} forces accept")),
+        None => {}
+    }
+    if !policy.filtering {
+        return (Action::Accept, "filtering is off for this recipient".to_string());
+    }
+    let thresholds = [(policy.reject_at, Action::Reject), (policy.quarantine_at, Action::Quarantine), (policy.tag_at, Action::Tag)];
+    for (at, action) in thresholds {
+        if score >= at {
+            return (action, format!("score {score} >= {at}"));
+        }
+    }
+    (Action::Accept, format!("score {score} < {}", policy.tag_at))
+}
+
+/// Order for forced actions: the strongest wins.
+fn severity(action: Action) -> u8 {
+    match action {
+        Action::Accept => 0,
+        Action::Tag => 1,
+        Action::Quarantine => 2,
+        Action::Discard => 3,
+        Action::Tempfail => 4,
+        Action::Reject => 5,
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// What the session does with one message that has several recipients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every recipient's verdict is reject: 5xx.
+    Reject,
+    /// Every recipient's verdict is tempfail (or tempfail and reject): 4xx.
+    Tempfail,
+    /// 250; each recipient gets the disposition listed (index-aligned with the input).
+    Accept(Vec<Action>),
+}
+
+/// Combines per-recipient actions into one SMTP answer without losing mail for anyone.
+pub fn combine(actions: &[Action]) -> Outcome {
+    if actions.is_empty() {
+        return Outcome::Tempfail;
+    }
+    if actions.iter().all(|a| *a == Action::Reject) {
+        return Outcome::Reject;
+    }
+    if actions.iter().all(|a| matches!(a, Action::Reject | Action::Tempfail)) {
+        return Outcome::Tempfail;
+    }
+    // Mixed: one DATA reply serves all recipients. Accept, and keep the mail held for those who
+    // wanted it refused; a tempfail recipient's copy is held too rather than asking the sender to
+    // resend to everyone.
+    Outcome::Accept(
+        actions
+            .iter()
+            .map(|a| match a {
+                Action::Reject | Action::Tempfail => Action::Quarantine,
+                other => *other,
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scores(name: &str) -> f64 {
+        match name {
+            "SPF_FAIL" => 3.0,
+            "BIG" => 11.0,
+            "HUGE" => 25.0,
+            "CLAMAV_VIRUS" => 0.0,
+            "CLAMAV_FAIL" => 0.0,
+            _ => 0.0,
+        }
+    }
+
+    fn evidence(names: &[&str]) -> Evidence {
+        Evidence { symbols: names.iter().map(|n| Symbol::new(*n)).collect(), failures: vec![], headers: vec![] }
+    }
+
+    #[test]
+    fn thresholds_pick_the_action_and_symbols_keep_scores() {
+        let policy = Policy::default();
+        assert_eq!(decide(&evidence(&[]), scores, &policy).action, Action::Accept);
+        let v = decide(&evidence(&["SPF_FAIL", "SPF_FAIL"]), scores, &policy);
+        assert_eq!((v.action, v.score), (Action::Tag, 6.0));
+        let v = decide(&evidence(&["BIG"]), scores, &policy);
+        assert_eq!(v.action, Action::Quarantine);
+        assert_eq!(v.symbols[0], Symbol::scored("BIG", 11.0));
+        assert_eq!(decide(&evidence(&["HUGE"]), scores, &policy).action, Action::Reject);
+    }
+
+    #[test]
+    fn rule_hits_keep_their_own_score() {
+        let e = Evidence { symbols: vec![Symbol::scored("LOCAL_RULE", 7.5)], failures: vec![], headers: vec![] };
+        assert_eq!(decide(&e, scores, &Policy::default()).score, 7.5);
+    }
+
+    #[test]
+    fn forced_actions_and_precedence() {
+        let mut policy = Policy::default();
+        policy.forced.insert("CLAMAV_VIRUS".into(), Action::Reject);
+        policy.forced.insert("ALLOW_SENDER".into(), Action::Accept);
+        let v = decide(&evidence(&["CLAMAV_VIRUS", "ALLOW_SENDER"]), scores, &policy);
+        assert_eq!(v.action, Action::Reject, "an allow list never lets a virus through");
+        assert_eq!(decide(&evidence(&["HUGE", "ALLOW_SENDER"]), scores, &policy).action, Action::Accept);
+        policy.filtering = false;
+        assert_eq!(decide(&evidence(&["HUGE"]), scores, &policy).action, Action::Accept);
+        assert_eq!(decide(&evidence(&["CLAMAV_VIRUS"]), scores, &policy).action, Action::Reject);
+    }
+
+    #[test]
+    fn failures_follow_their_stance() {
+        let fail = |stance| Evidence {
+            symbols: vec![],
+            failures: vec![Failure { symbol: "CLAMAV_FAIL".into(), stance, detail: "unreachable".into() }],
+            headers: vec![],
+        };
+        let policy = Policy::default();
+        let v = decide(&fail(Stance::FailClosed), scores, &policy);
+        assert_eq!(v.action, Action::Tempfail);
+        let v = decide(&fail(Stance::FailOpen), scores, &policy);
+        assert_eq!(v.action, Action::Accept);
+        assert!(v.symbols.iter().any(|s| s.name == "CLAMAV_FAIL"), "a fail-open failure stays visible");
+    }
+
+    #[test]
+    fn combine_never_loses_mail() {
+        use Action::*;
+        assert_eq!(combine(&[Reject, Reject]), Outcome::Reject);
+        assert_eq!(combine(&[Tempfail, Reject]), Outcome::Tempfail);
+        assert_eq!(combine(&[Tag, Quarantine]), Outcome::Accept(vec![Tag, Quarantine]));
+        assert_eq!(combine(&[Accept, Reject, Tempfail]), Outcome::Accept(vec![Accept, Quarantine, Quarantine]));
+    }
+}
