@@ -12,6 +12,7 @@
 pub mod config;
 pub mod dns;
 pub mod filter;
+pub mod headers;
 pub mod relay;
 pub mod ruleset;
 pub mod server;

@@ -1,0 +1,157 @@
+//! Header-section surgery on raw messages: find fields, drop fields, prepend fields.
+//!
+//! Guarantees: everything outside the removed fields is kept byte for byte (the body, the order
+//! and folding of the other fields, odd line endings); a field is a first line plus every
+//! continuation line that starts with a space or tab; a message without a header/body separator
+//! is all header. Nothing here allocates more than one copy of the message.
+
+use std::borrow::Cow;
+
+/// One header field as it appears in the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field<'a> {
+    /// The field name as written (compare with `eq_ignore_ascii_case`).
+    pub name: &'a [u8],
+    /// Everything after the colon, folding included, without the final line ending.
+    pub value: &'a [u8],
+    /// Byte range of the whole field in the message, final line ending included.
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Field<'_> {
+    pub fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name.as_bytes())
+    }
+
+    /// The value unfolded and trimmed, lossily decoded (for comparisons, not for display).
+    pub fn text(&self) -> String {
+        let unfolded: Vec<u8> = self.value.iter().copied().filter(|b| *b != b'\r' && *b != b'\n').collect();
+        String::from_utf8_lossy(&unfolded).trim().to_string()
+    }
+}
+
+/// Offset where the body starts (just after the empty line), or the message length when the
+/// message has no body separator.
+pub fn body_start(message: &[u8]) -> usize {
+    let mut at = 0;
+    while at < message.len() {
+        let end = line_end(message, at);
+        let line = &message[at..end];
+        if line == b"\r\n" || line == b"\n" {
+            return end;
+        }
+        at = end;
+    }
+    message.len()
+}
+
+/// The header fields, in order. Lines before the first field that do not look like a field
+/// (e.g. an mbox "From " line) are skipped.
+pub fn fields(message: &[u8]) -> Vec<Field<'_>> {
+    let limit = body_start(message);
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < limit {
+        let mut end = line_end(message, at);
+        let line = &message[at..end];
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        while end < limit && matches!(message[end], b' ' | b'\t') {
+            end = line_end(message, end);
+        }
+        if let Some(colon) = line.iter().position(|b| *b == b':') {
+            let name = &line[..colon];
+            if !name.is_empty() && name.iter().all(|b| b.is_ascii_graphic()) {
+                let value = trim_line_ending(&message[at + colon + 1..end]);
+                out.push(Field { name, value, start: at, end });
+            }
+        }
+        at = end;
+    }
+    out
+}
+
+/// The message without the fields for which `drop` is true. Borrowed when nothing matches.
+pub fn remove_fields<'a>(message: &'a [u8], mut drop: impl FnMut(&Field<'_>) -> bool) -> Cow<'a, [u8]> {
+    let doomed: Vec<(usize, usize)> = fields(message).iter().filter(|f| drop(f)).map(|f| (f.start, f.end)).collect();
+    if doomed.is_empty() {
+        return Cow::Borrowed(message);
+    }
+    let mut out = Vec::with_capacity(message.len());
+    let mut at = 0;
+    for (start, end) in doomed {
+        out.extend_from_slice(&message[at..start]);
+        at = end;
+    }
+    out.extend_from_slice(&message[at..]);
+    Cow::Owned(out)
+}
+
+/// `fields` (each a complete field ending in CRLF) followed by `message`.
+pub fn prepend(fields: &[String], message: &[u8]) -> Vec<u8> {
+    let extra: usize = fields.iter().map(|f| f.len()).sum();
+    let mut out = Vec::with_capacity(extra + message.len());
+    for field in fields {
+        out.extend_from_slice(field.as_bytes());
+    }
+    out.extend_from_slice(message);
+    out
+}
+
+/// The first value of field `name`, unfolded and trimmed.
+pub fn first_value(message: &[u8], name: &str) -> Option<String> {
+    fields(message).into_iter().find(|f| f.is(name)).map(|f| f.text())
+}
+
+fn line_end(data: &[u8], from: usize) -> usize {
+    memchr_newline(&data[from..]).map_or(data.len(), |i| from + i + 1)
+}
+
+fn memchr_newline(data: &[u8]) -> Option<usize> {
+    data.iter().position(|b| *b == b'\n')
+}
+
+fn trim_line_ending(value: &[u8]) -> &[u8] {
+    let value = value.strip_suffix(b"\n").unwrap_or(value);
+    value.strip_suffix(b"\r").unwrap_or(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MESSAGE: &[u8] = b"Received: from a\r\n\tby b\r\nX-Spam-Flag: YES\r\nSubject: hi\r\nx-spam-status: Yes,\r\n score=99\r\n\r\nX-Spam-Flag: body line\r\n";
+
+    #[test]
+    fn fields_include_their_continuation_lines() {
+        let f = fields(MESSAGE);
+        let names: Vec<&[u8]> = f.iter().map(|f| f.name).collect();
+        assert_eq!(names, [&b"Received"[..], b"X-Spam-Flag", b"Subject", b"x-spam-status"]);
+        assert_eq!(f[0].value, b" from a\r\n\tby b");
+        assert_eq!(f[0].text(), "from a\tby b");
+        assert_eq!(f[3].text(), "Yes, score=99");
+    }
+
+    #[test]
+    fn removing_keeps_everything_else_byte_for_byte() {
+        let out = remove_fields(MESSAGE, |f| f.name.to_ascii_lowercase().starts_with(b"x-spam-"));
+        assert_eq!(&out[..], b"Received: from a\r\n\tby b\r\nSubject: hi\r\n\r\nX-Spam-Flag: body line\r\n");
+        assert!(matches!(remove_fields(MESSAGE, |f| f.is("DKIM-Signature")), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn body_start_and_headers_only_messages() {
+        assert_eq!(&MESSAGE[body_start(MESSAGE)..], b"X-Spam-Flag: body line\r\n");
+        assert_eq!(body_start(b"Subject: x\r\n"), 12);
+        assert_eq!(first_value(b"Subject: x\n\nbody", "subject").as_deref(), Some("x"));
+        assert_eq!(first_value(b"From x\nSubject: y\n\n", "Subject").as_deref(), Some("y"));
+    }
+
+    #[test]
+    fn prepend_puts_fields_first() {
+        let out = prepend(&["A: 1\r\n".into(), "B: 2\r\n".into()], b"C: 3\r\n\r\nbody");
+        assert_eq!(out, b"A: 1\r\nB: 2\r\nC: 3\r\n\r\nbody");
+    }
+}
