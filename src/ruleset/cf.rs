@@ -69,10 +69,11 @@ impl Origin {
         }
     }
 
-    pub fn skipped(&self, rule: &str, reason: impl Into<String>) -> Skipped {
+    pub fn skipped(&self, kind: &str, rule: &str, reason: impl Into<String>) -> Skipped {
         Skipped {
             file: self.file.to_path_buf(),
             line: self.line,
+            kind: kind.to_string(),
             rule: rule.to_string(),
             reason: reason.into(),
         }
@@ -102,6 +103,13 @@ pub struct TFlags {
     pub multiple: bool,
     pub maxhits: Option<u32>,
     pub nosubject: bool,
+    /// A ham sign: the default score (when no `score` line exists) is negative.
+    pub nice: bool,
+    /// A network test: skipped (moat's DNS filters do network checks), and so is every meta
+    /// that depends on one, as SpamAssassin does in local mode.
+    pub net: bool,
+    /// Accepted for compatibility (moat has no autolearning); kept in `words`.
+    pub autolearn_force: bool,
     pub words: Vec<String>,
 }
 
@@ -175,7 +183,10 @@ const PLUGIN_RULES: &[(&str, &str)] = &[
 
 impl Config {
     fn define(&mut self, def: RuleDef) {
-        self.inert.remove(&def.name);
+        if self.inert.remove(&def.name).is_some() {
+            // A later file redefines a skipped rule: the skip no longer applies.
+            self.skipped.retain(|s| s.rule != def.name);
+        }
         match self.index.get(&def.name) {
             Some(&i) => self.rules[i] = def,
             None => {
@@ -186,6 +197,12 @@ impl Config {
     }
 
     fn make_inert(&mut self, name: &str, origin: Origin) {
+        if self.inert.contains_key(name) {
+            // Skipped twice (redefined as another eval rule): report only the last one.
+            let last = self.skipped.pop();
+            self.skipped.retain(|s| s.rule != name);
+            self.skipped.extend(last);
+        }
         if let Some(i) = self.index.remove(name) {
             self.rules.remove(i);
             for v in self.index.values_mut() {
@@ -323,7 +340,7 @@ impl Config {
         if let Some((_, reason)) = PLUGIN_RULES.iter().find(|(n, _)| *n == d) {
             let (name, _) = split_word(rest);
             if valid_name(name) {
-                self.skipped.push(o.skipped(name, *reason));
+                self.skipped.push(o.skipped(d, name, *reason));
                 self.make_inert(name, o);
             } else {
                 self.errors.push(o.error(format!("{d}: invalid rule name {name:?}")));
@@ -390,7 +407,7 @@ impl Config {
         let is_eval = text.starts_with("eval:")
             || (kind == Kind::Header && split_word(text).1.trim_start().starts_with("eval:"));
         if kind != Kind::Meta && is_eval {
-            self.skipped.push(o.skipped(name, "eval: rule (needs SpamAssassin plugin code)"));
+            self.skipped.push(o.skipped(kind.as_str(), name, "eval: rule (needs SpamAssassin plugin code)"));
             self.make_inert(name, o);
             return;
         }
@@ -439,6 +456,12 @@ impl Config {
                 None => match w {
                     "multiple" => t.multiple = true,
                     "nosubject" => t.nosubject = true,
+                    "nice" => t.nice = true,
+                    "net" => t.net = true,
+                    "autolearn_force" => {
+                        t.autolearn_force = true;
+                        t.words.push(w.to_string());
+                    }
                     _ => t.words.push(w.to_string()),
                 },
             }
@@ -532,6 +555,7 @@ mod tests {
         assert_eq!(c.describes["B"], "Body test");
         assert!(c.tflags["B"].multiple);
         assert_eq!(c.tflags["B"].maxhits, Some(3));
+        assert!(c.tflags["B"].nice && !c.tflags["B"].net);
         assert_eq!(c.replace_tags["A"], "[a@]");
         assert!(c.replace_rules.contains("B"));
         assert_eq!(c.ignored_directives["loadplugin"], 1);
@@ -541,7 +565,7 @@ mod tests {
     #[test]
     fn conditionals() {
         let c = read(
-            "ifplugin Mail::SpamAssassin::Plugin::DKIM\nbody A /a/\nelse\nbody B /b/\nendif\n\
+            "ifplugin Mail::SpamAssassin::Plugin::PDFInfo\nbody A /a/\nelse\nbody B /b/\nendif\n\
              if (version >= 3.004)\nbody C /c/\nif !plugin(Mail::SpamAssassin::Plugin::ReplaceTags)\nbody D /d/\nendif\nendif\n",
         );
         assert!(c.errors.is_empty(), "{:?}", c.errors);

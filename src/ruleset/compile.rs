@@ -5,7 +5,7 @@
 //! that all of them are reported; if any exists, no rule set is returned. Unsupported-but-valid
 //! constructs become [`super::Skipped`] entries and the rule is inert (never hits; metas read 0).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use sha2::{Digest, Sha256};
@@ -103,6 +103,10 @@ pub struct Compiled {
     pub metas: Vec<(usize, Expr)>,
     pub hash: String,
     pub runnable: usize,
+    /// Rule name → index into the vectors above.
+    pub index: HashMap<String, usize>,
+    pub unruled_scores: HashMap<String, f64>,
+    pub unruled_descriptions: HashMap<String, String>,
 }
 
 struct Builder<'a> {
@@ -117,6 +121,8 @@ struct Builder<'a> {
     exists: Vec<(usize, String)>,
     text: HashMap<Kind, Vec<(TextRule, Option<Vec<Vec<u8>>>)>>,
     metas: Vec<(usize, Expr, Origin)>,
+    /// Rules skipped for `tflags net` (and metas depending on them).
+    net: HashSet<usize>,
 }
 
 /// Compiles a configuration; all errors or the compiled set.
@@ -139,6 +145,7 @@ pub fn compile(cfg: Config) -> Result<(Compiled, LoadReport), Vec<RuleError>> {
         exists: Vec::new(),
         text: HashMap::new(),
         metas: Vec::new(),
+        net: HashSet::new(),
     };
     for def in &cfg.rules {
         b.id(&def.name, true);
@@ -165,6 +172,7 @@ pub fn compile(cfg: Config) -> Result<(Compiled, LoadReport), Vec<RuleError>> {
         }
     }
     let order = b.meta_order();
+    b.inherit_net(&order);
     if !b.errors.is_empty() {
         return Err(b.errors);
     }
@@ -184,7 +192,7 @@ impl Builder<'_> {
     }
 
     fn skip(&mut self, def: &RuleDef, reason: String) {
-        self.report.skipped.push(def.origin.skipped(&def.name, reason));
+        self.report.skipped.push(def.origin.skipped(def.kind.as_str(), &def.name, reason));
         if let Some(&i) = self.ids.get(&def.name) {
             self.runnable[i] = false;
         }
@@ -195,6 +203,10 @@ impl Builder<'_> {
     }
 
     fn pattern_rule(&mut self, def: &RuleDef) {
+        if self.tflags(&def.name).net {
+            self.skip_net(def, "tflags net: network test (moat's DNS filters do network checks)".into());
+            return;
+        }
         let text = if self.cfg.replace_rules.contains(&def.name) {
             replace::expand(&def.text, self.cfg)
         } else {
@@ -289,6 +301,37 @@ impl Builder<'_> {
         Ok((m, t.superset))
     }
 
+    fn skip_net(&mut self, def: &RuleDef, reason: String) {
+        self.skip(def, reason);
+        if let Some(&i) = self.ids.get(&def.name) {
+            self.net.insert(i);
+        }
+    }
+
+    /// Metas flagged `net` or reading a net rule are skipped too (SpamAssassin's local mode
+    /// does not run them). `order` has dependencies first, so inheritance is transitive.
+    fn inherit_net(&mut self, order: &[usize]) {
+        for &k in order {
+            let (id, _, origin) = &self.metas[k];
+            let id = *id;
+            let mut deps = Vec::new();
+            self.metas[k].1.deps(&mut deps);
+            let reason = if self.tflags(&self.names[id]).net {
+                Some("tflags net: network test (moat's DNS filters do network checks)".to_string())
+            } else {
+                deps.iter()
+                    .find(|d| self.net.contains(d))
+                    .map(|d| format!("tflags net inherited: depends on the network test {}", self.names[*d]))
+            };
+            if let Some(reason) = reason {
+                let origin = origin.clone();
+                self.report.skipped.push(origin.skipped("meta", &self.names[id], reason));
+                self.net.insert(id);
+                self.runnable[id] = false;
+            }
+        }
+    }
+
     fn meta_rule(&mut self, def: &RuleDef) {
         let ids = &self.ids;
         let runnable = &self.runnable;
@@ -362,17 +405,22 @@ impl Builder<'_> {
         let mut scores = vec![0.0; n];
         let mut descriptions = vec![None; n];
         for (i, name) in self.names.iter().enumerate() {
+            let sign = if self.tflags(name).nice { -1.0 } else { 1.0 };
             scores[i] = match self.cfg.scores.get(name) {
                 Some((s, _)) => *s,
                 None if name.starts_with("__") => 0.0,
-                None if name.starts_with("T_") => 0.01,
-                None => 1.0,
+                None if name.starts_with("T_") => 0.01 * sign,
+                None => sign,
             };
             descriptions[i] = self.cfg.describes.get(name).cloned();
         }
         let reportable: Vec<bool> =
             (0..n).map(|i| self.runnable[i] && !self.names[i].starts_with("__") && scores[i] != 0.0).collect();
-        let metas: Vec<(usize, Expr)> = order.into_iter().map(|k| (self.metas[k].0, self.metas[k].1.clone())).collect();
+        let metas: Vec<(usize, Expr)> = order
+            .into_iter()
+            .filter(|&k| self.runnable[self.metas[k].0])
+            .map(|k| (self.metas[k].0, self.metas[k].1.clone()))
+            .collect();
         let needed = needed(&reportable, &metas, n);
         let mut kinds: BTreeMap<Kind, usize> = BTreeMap::new();
         for def in &self.cfg.rules {
@@ -382,6 +430,25 @@ impl Builder<'_> {
         }
         self.report.loaded = kinds.values().sum();
         self.report.loaded_by_kind = kinds;
+        for sk in &self.report.skipped {
+            *self.report.skipped_by_kind.entry(sk.kind.clone()).or_default() += 1;
+        }
+        let index: HashMap<String, usize> = self.names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
+        // Scores and descriptions for names without a rule: symbols of other moat filters.
+        let unruled_scores: HashMap<String, f64> = self
+            .cfg
+            .scores
+            .iter()
+            .filter(|(n, _)| !index.contains_key(*n))
+            .map(|(n, (s, _))| (n.clone(), *s))
+            .collect();
+        let unruled_descriptions: HashMap<String, String> = self
+            .cfg
+            .describes
+            .iter()
+            .filter(|(n, _)| !index.contains_key(*n))
+            .map(|(n, d)| (n.clone(), d.clone()))
+            .collect();
         let mut groups: HashMap<Kind, TextGroup> = HashMap::new();
         for (kind, rules) in std::mem::take(&mut self.text) {
             let (group, pre) = build_group(rules);
@@ -400,6 +467,9 @@ impl Builder<'_> {
             metas,
             hash: hash_files(&self.cfg.files),
             runnable: self.report.loaded,
+            index,
+            unruled_scores,
+            unruled_descriptions,
             names: self.names,
             scores,
             descriptions,

@@ -2,7 +2,10 @@
 //!
 //! Grammar (SpamAssassin's): `version`, `perl_version`, numbers, `plugin(Name)`, `can(Pkg::fn)`,
 //! `has(Pkg::fn)`, `!`, `&&`, `||`, `and`, `or`, `not`, comparisons and parentheses.
-//! Only the plugins moat emulates count as loaded (see [`EMULATED_PLUGINS`]); `can(…)` is true
+//! `plugin(…)` is true for the plugins moat emulates ([`EMULATED_PLUGINS`]) and for the plugins a
+//! default SpamAssassin 4 installation loads ([`SA_DEFAULT_PLUGINS`]): rules in such blocks are
+//! written for a set where the plugin is present, so their plain rules load and their `eval:`
+//! rules are skipped (counted, never hit) rather than silently vanishing. `can(…)` is true
 //! for the `Conf` features whose meaning moat implements and for `compat_*` names enabled with
 //! `enable_compat`. Anything else evaluates to false. Never panics; recursion is bounded.
 
@@ -14,6 +17,38 @@ pub const PERL_VERSION: f64 = 5.036000;
 /// Plugins whose rule syntax moat implements; `ifplugin` of these is true.
 pub const EMULATED_PLUGINS: &[&str] =
     &["Mail::SpamAssassin::Plugin::ReplaceTags", "Mail::SpamAssassin::Plugin::MIMEHeader"];
+
+/// Plugins loaded by SpamAssassin 4's default `v*.pre` files. `ifplugin` of these is true; the
+/// `eval:` rules inside are skipped with a reason by the reader.
+pub const SA_DEFAULT_PLUGINS: &[&str] = &[
+    "Mail::SpamAssassin::Plugin::URIDNSBL",
+    "Mail::SpamAssassin::Plugin::SPF",
+    "Mail::SpamAssassin::Plugin::Pyzor",
+    "Mail::SpamAssassin::Plugin::Razor2",
+    "Mail::SpamAssassin::Plugin::SpamCop",
+    "Mail::SpamAssassin::Plugin::AutoLearnThreshold",
+    "Mail::SpamAssassin::Plugin::WelcomeListSubject",
+    "Mail::SpamAssassin::Plugin::WhiteListSubject",
+    "Mail::SpamAssassin::Plugin::DKIM",
+    "Mail::SpamAssassin::Plugin::Check",
+    "Mail::SpamAssassin::Plugin::HTTPSMismatch",
+    "Mail::SpamAssassin::Plugin::URIDetail",
+    "Mail::SpamAssassin::Plugin::Bayes",
+    "Mail::SpamAssassin::Plugin::BodyEval",
+    "Mail::SpamAssassin::Plugin::DNSEval",
+    "Mail::SpamAssassin::Plugin::HTMLEval",
+    "Mail::SpamAssassin::Plugin::HeaderEval",
+    "Mail::SpamAssassin::Plugin::MIMEEval",
+    "Mail::SpamAssassin::Plugin::RelayEval",
+    "Mail::SpamAssassin::Plugin::URIEval",
+    "Mail::SpamAssassin::Plugin::WLBLEval",
+    "Mail::SpamAssassin::Plugin::VBounce",
+    "Mail::SpamAssassin::Plugin::ImageInfo",
+    "Mail::SpamAssassin::Plugin::FreeMail",
+    "Mail::SpamAssassin::Plugin::AskDNS",
+    "Mail::SpamAssassin::Plugin::HashBL",
+    "Mail::SpamAssassin::Plugin::DMARC",
+];
 
 /// `can(Mail::SpamAssassin::Conf::…)` features that are true here.
 const FEATURES: &[&str] = &[
@@ -101,7 +136,7 @@ pub struct CondContext<'a> {
 
 impl CondContext<'_> {
     fn plugin(&self, name: &str) -> bool {
-        EMULATED_PLUGINS.contains(&name)
+        EMULATED_PLUGINS.contains(&name) || SA_DEFAULT_PLUGINS.contains(&name)
     }
 
     fn can(&self, name: &str) -> bool {
@@ -231,7 +266,8 @@ mod tests {
         assert_eq!(ev("(version >= 3.004002)"), Ok(true));
         assert_eq!(ev("version > 4.001000"), Ok(false));
         assert_eq!(ev("plugin(Mail::SpamAssassin::Plugin::ReplaceTags)"), Ok(true));
-        assert_eq!(ev("!plugin(Mail::SpamAssassin::Plugin::DKIM)"), Ok(true));
+        assert_eq!(ev("!plugin(Mail::SpamAssassin::Plugin::DKIM)"), Ok(false));
+        assert_eq!(ev("plugin(Mail::SpamAssassin::Plugin::PDFInfo)"), Ok(false));
         assert_eq!(ev("can(Mail::SpamAssassin::Conf::feature_bug6558_free)"), Ok(true));
         assert_eq!(ev("can(Mail::SpamAssassin::Conf::feature_capture_rules)"), Ok(false));
         assert_eq!(ev("can(Mail::SpamAssassin::Conf::compat_welcomelist_blocklist)"), Ok(true));

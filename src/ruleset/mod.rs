@@ -24,6 +24,7 @@ mod cf;
 mod compile;
 mod cond;
 mod eval;
+pub mod filter;
 mod header;
 mod html;
 mod literals;
@@ -37,6 +38,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use cf::Kind;
+pub use filter::RulesFilter;
 pub use header::Modifier;
 pub use message::{MessageStats, ParsedMessage};
 
@@ -61,13 +63,15 @@ impl std::error::Error for RuleError {}
 pub struct Skipped {
     pub file: PathBuf,
     pub line: usize,
+    /// The directive that defined it: `header`, `body`, …, or a plugin's (`askdns`, …).
+    pub kind: String,
     pub rule: String,
     pub reason: String,
 }
 
 impl std::fmt::Display for Skipped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: {} skipped: {}", self.file.display(), self.line, self.rule, self.reason)
+        write!(f, "{}:{}: {} {} skipped: {}", self.file.display(), self.line, self.kind, self.rule, self.reason)
     }
 }
 
@@ -92,6 +96,8 @@ pub struct LoadReport {
     pub loaded: usize,
     /// Loaded rules per type.
     pub loaded_by_kind: BTreeMap<Kind, usize>,
+    /// Skipped rules per defining directive (`header`, `body`, …, `askdns`, …).
+    pub skipped_by_kind: BTreeMap<String, usize>,
     /// Rules read but not run, with reasons (eval rules, unsupported regex constructs, …).
     pub skipped: Vec<Skipped>,
     pub warnings: Vec<Warning>,
@@ -186,12 +192,31 @@ impl RuleSet {
 
     /// True if a rule of that name runs (false for unknown, eval and skipped rules).
     pub fn runs(&self, name: &str) -> bool {
-        self.inner.names.iter().position(|n| n == name).is_some_and(|i| self.inner.runs[i])
+        self.inner.index.get(name).is_some_and(|&i| self.inner.runs[i])
+    }
+
+    /// The score of `name`: a rule's (its `score` line, or SpamAssassin's default of 1, 0.01
+    /// for `T_` rules, 0 for `__` rules, negated for `tflags nice`), or the `score` line of a
+    /// name that has no rule — the symbols other moat filters emit (`SPF_FAIL`,
+    /// `CLAMAV_VIRUS`, …) get their scores this way. None if the name appears nowhere.
+    pub fn score(&self, name: &str) -> Option<f64> {
+        match self.inner.index.get(name) {
+            Some(&i) => Some(self.inner.scores[i]),
+            None => self.inner.unruled_scores.get(name).copied(),
+        }
+    }
+
+    /// The `describe` text of a rule or of a name with no rule (see [`RuleSet::score`]).
+    pub fn describe(&self, name: &str) -> Option<&str> {
+        match self.inner.index.get(name) {
+            Some(&i) => self.inner.descriptions[i].as_deref(),
+            None => self.inner.unruled_descriptions.get(name).map(String::as_str),
+        }
     }
 
     /// Score and description of a rule by name, if it exists.
     pub fn rule_info(&self, name: &str) -> Option<(f64, Option<&str>)> {
-        let i = self.inner.names.iter().position(|n| n == name)?;
+        let i = *self.inner.index.get(name)?;
         Some((self.inner.scores[i], self.inner.descriptions[i].as_deref()))
     }
 }
