@@ -5,7 +5,7 @@
 //! hide the errors of the next. Semantic checks (references between sections, files that must
 //! exist) run only on a file that parsed, and are reported against the key they concern.
 
-use super::{Config, Delivery, Dns, Domain, Limits, Listener, RecipientCheck, Route, Timeouts, TlsFiles, TlsPolicy};
+use super::{Config, Delivery, Dns, Domain, Limits, Listener, RecipientCheck, Route, Rules, Timeouts, TlsFiles, TlsPolicy};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -110,7 +110,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 const TOP_LEVEL_KEYS: &[&str] =
-    &["hostname", "state_dir", "listen", "tls", "limits", "timeouts", "downstream", "domain", "delivery", "dns"];
+    &["hostname", "state_dir", "listen", "tls", "limits", "timeouts", "downstream", "domain", "delivery", "dns", "rules"];
 
 /// Deserializes every section and every array entry separately so that all errors surface.
 fn check_sections(report: &mut Report<'_>, document: &DeTable<'_>) {
@@ -124,6 +124,7 @@ fn check_sections(report: &mut Report<'_>, document: &DeTable<'_>) {
             "downstream" => drop(report.section::<Route>(value)),
             "delivery" => drop(report.section::<Delivery>(value)),
             "dns" => drop(report.section::<Dns>(value)),
+            "rules" => drop(report.section::<Rules>(value)),
             "listen" => each_entry::<Listener>(report, value, "listen"),
             "domain" => each_entry::<Domain>(report, value, "domain"),
             other => report.at(
@@ -161,6 +162,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     if let Some(tls) = &mut config.tls {
         resolve(&mut tls.certificate);
         resolve(&mut tls.key);
+    }
+    if let Some(rules) = &mut config.rules {
+        rules.dirs.iter_mut().for_each(resolve);
     }
     let mut routes: Vec<&mut Route> = vec![&mut config.downstream];
     routes.extend(config.domains.iter_mut().filter_map(|d| d.route.as_mut()));
@@ -256,6 +260,17 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
     if let Some(route) = &d.dsn_route {
         check_route(report, route, delivery_span);
     }
+    if let Some(rules) = &config.rules {
+        let span = span_of(document, "rules", None);
+        match rules.dirs.first() {
+            None => report.at(span, "rules.dirs is empty: list at least the shipped rule directory"),
+            Some(first) if !first.is_dir() => report.at(
+                span,
+                format!("rules.dirs: the first directory {} (the shipped rules) does not exist", first.display()),
+            ),
+            Some(_) => {}
+        }
+    }
     if config.dns.timeout.0 < 1 || config.dns.attempts < 1 {
         report.at(span_of(document, "dns", None), "dns.timeout must be at least 1s and dns.attempts at least 1");
     }
@@ -341,6 +356,23 @@ name = "example.test"
         assert!(all.contains("STARTTLS"), "{all}");
         assert!(all.contains("not a domain name"), "{all}");
         assert!(all.contains("needs a `recipients` list"), "{all}");
+    }
+
+    #[test]
+    fn rules_dirs_are_resolved_and_the_first_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("shipped")).unwrap();
+        let text = format!("{GOOD}[rules]\ndirs = [\"shipped\", \"local.d\"]\n");
+        let config = load_str("moat.toml", &text, dir.path()).unwrap();
+        assert_eq!(config.rule_dirs(), vec![dir.path().join("shipped")], "a missing local dir is fine");
+        let text = format!("{GOOD}[rules]\ndirs = [\"nope\", \"shipped\"]\n");
+        let errors = load_str("moat.toml", &text, dir.path()).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].message.contains("does not exist") && errors[0].line == 13, "{errors:?}");
+        let errors = load_str("moat.toml", &format!("{GOOD}[rules]\ndir = []\n"), dir.path()).unwrap_err();
+        assert!(errors[0].message.contains("unknown field `dir`"), "{errors:?}");
+        let config = check(GOOD).unwrap();
+        assert!(config.rules.is_none());
     }
 
     #[test]
