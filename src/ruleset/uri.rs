@@ -89,7 +89,31 @@ pub fn normalize(uri: &str) -> String {
     let host = authority.rsplit('@').next().unwrap_or(authority);
     let host = percent_decode(host).to_ascii_lowercase();
     let host = host.trim_end_matches('.');
+    let (name, port) = match host.rsplit_once(':') {
+        Some((n, p)) if p.bytes().all(|b| b.is_ascii_digit()) => (n, Some(p)),
+        _ => (host, None),
+    };
+    // `http://3325234567/` and `http://0xC6336407/` are IPv4 addresses written as one number:
+    // like SpamAssassin, list the dotted form so IP-address rules see them.
+    let host = match numeric_ipv4(name) {
+        Some(ip) => match port {
+            Some(p) => format!("{ip}:{p}"),
+            None => ip.to_string(),
+        },
+        None => host.to_string(),
+    };
     format!("{scheme}://{host}{path}")
+}
+
+/// A host written as one decimal or `0x` hexadecimal number that fits in 32 bits.
+fn numeric_ipv4(host: &str) -> Option<std::net::Ipv4Addr> {
+    let n = match host.strip_prefix("0x") {
+        Some(hex) if !hex.is_empty() && hex.len() <= 8 => u32::from_str_radix(hex, 16).ok()?,
+        Some(_) => return None,
+        None if !host.is_empty() && host.len() <= 10 && host.bytes().all(|b| b.is_ascii_digit()) => host.parse().ok()?,
+        None => return None,
+    };
+    Some(std::net::Ipv4Addr::from(n))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -129,6 +153,9 @@ mod tests {
         assert_eq!(normalize("HTTP://user@%65vil.TEST./p?q"), "http://evil.test/p?q");
         assert_eq!(normalize("//cdn.test/a"), "http://cdn.test/a");
         assert_eq!(normalize("mailto:A@B.test"), "mailto:A@B.test");
+        assert_eq!(normalize("http://3325234567/cheap"), "http://198.51.13.135/cheap");
+        assert_eq!(normalize("http://0xC6336407:8080/x"), "http://198.51.100.7:8080/x");
+        assert_eq!(normalize("http://99999999999/x"), "http://99999999999/x");
     }
 
     #[test]
