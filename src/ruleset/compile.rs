@@ -20,6 +20,8 @@ use super::{LoadReport, RuleError, literals, replace};
 const REGEX_SIZE_LIMIT: usize = 32 * 1024 * 1024;
 /// Lazy DFA cache per regex.
 const DFA_SIZE_LIMIT: usize = 4 * 1024 * 1024;
+/// Lazy DFA cache of a group's RegexSet.
+const SET_DFA_SIZE_LIMIT: usize = 64 * 1024 * 1024;
 /// Backtracking steps per fancy-regex search before giving up (counted as no match).
 pub const BACKTRACK_LIMIT: usize = 200_000;
 
@@ -73,6 +75,8 @@ pub struct TextGroup {
     pub pattern_rules: Vec<Vec<usize>>,
     /// Rules (indexes into `rules`) without a literal set: always run.
     pub always: Vec<usize>,
+    /// The supersets of the `always` rules (same order), when they compile as one set.
+    pub always_set: Option<regex::bytes::RegexSet>,
 }
 
 pub struct HeaderRule {
@@ -119,7 +123,7 @@ struct Builder<'a> {
     headers: BTreeMap<HeaderKey, Vec<HeaderRule>>,
     mime: BTreeMap<HeaderKey, Vec<HeaderRule>>,
     exists: Vec<(usize, String)>,
-    text: HashMap<Kind, Vec<(TextRule, Option<Vec<Vec<u8>>>)>>,
+    text: HashMap<Kind, Vec<(TextRule, Option<Vec<Vec<u8>>>, String)>>,
     metas: Vec<(usize, Expr, Origin)>,
     /// Rules skipped for `tflags net` (and metas depending on them).
     net: HashSet<usize>,
@@ -267,7 +271,7 @@ impl Builder<'_> {
             max: self.max_hits(&def.name),
             nosubject: self.tflags(&def.name).nosubject,
         };
-        self.text.entry(def.kind).or_default().push((rule, lits));
+        self.text.entry(def.kind).or_default().push((rule, lits, superset));
         Ok(())
     }
 
@@ -500,12 +504,13 @@ fn needed(reportable: &[bool], metas: &[(usize, Expr)], n: usize) -> Vec<bool> {
     needed
 }
 
-fn build_group(rules: Vec<(TextRule, Option<Vec<Vec<u8>>>)>) -> (TextGroup, usize) {
+fn build_group(rules: Vec<(TextRule, Option<Vec<Vec<u8>>>, String)>) -> (TextGroup, usize) {
     let mut g = TextGroup::default();
     let mut patterns: Vec<Vec<u8>> = Vec::new();
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut prefiltered = 0;
-    for (k, (rule, lits)) in rules.into_iter().enumerate() {
+    let mut always_patterns: Vec<String> = Vec::new();
+    for (k, (rule, lits, superset)) in rules.into_iter().enumerate() {
         match lits {
             Some(lits) => {
                 prefiltered += 1;
@@ -520,9 +525,21 @@ fn build_group(rules: Vec<(TextRule, Option<Vec<Vec<u8>>>)>) -> (TextGroup, usiz
                     }
                 }
             }
-            None => g.always.push(k),
+            None => {
+                g.always.push(k);
+                always_patterns.push(superset);
+            }
         }
         g.rules.push(rule);
+    }
+    // One pass of a RegexSet over each segment picks which of the rules without a literal can
+    // match at all (ASCII-mode patterns keep its DFA fast; see PERFORMANCE.md).
+    if always_patterns.len() > 1 {
+        g.always_set = regex::bytes::RegexSetBuilder::new(&always_patterns)
+            .size_limit(REGEX_SIZE_LIMIT * 4)
+            .dfa_size_limit(SET_DFA_SIZE_LIMIT)
+            .build()
+            .ok();
     }
     if !patterns.is_empty() {
         let built = AhoCorasickBuilder::new()

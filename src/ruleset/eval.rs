@@ -113,7 +113,10 @@ impl Compiled {
                     }
                 }
             }
-            cands.extend_from_slice(&g.always);
+            match &g.always_set {
+                Some(set) => cands.extend(set.matches(seg).iter().filter_map(|i| g.always.get(i).copied())),
+                None => cands.extend_from_slice(&g.always),
+            }
             for &k in &cands {
                 let rule = &g.rules[k];
                 if counts[k] >= rule.max || !needed[rule.id] || (rule.nosubject && si < skip_first) {

@@ -12,7 +12,8 @@
 //! Work is bounded: at most [`MAX_PARTS`] MIME parts (mail-parser itself limits nesting of
 //! attached messages), [`BODY_PART_SCAN`] bytes of text per part for body rules and
 //! [`RAWBODY_PART_SCAN`] for rawbody rules (SpamAssassin 4's defaults), [`MAX_BODY_TOTAL`] of
-//! body text per message, [`MAX_FULL`] bytes for full rules. [`ParsedMessage::parse`] never
+//! body text per message, [`MAX_FULL`] bytes for full rules, and only the first [`MAX_PARSE`]
+//! bytes of a message are parsed at all. [`ParsedMessage::parse`] never
 //! panics: input that mail-parser cannot parse gives a message with only what could be read.
 
 use std::borrow::Cow;
@@ -40,8 +41,10 @@ pub const MAX_PARTS: usize = 256;
 pub const MAX_FULL: usize = 2 * 1024 * 1024;
 /// MIME part header fields kept for mimeheader rules.
 pub const MAX_MIME_FIELDS: usize = 2000;
-/// Bytes handed to the MIME parser at most.
-pub const MAX_PARSE: usize = 32 * 1024 * 1024;
+/// Bytes handed to the MIME parser at most: like SpamAssassin (and spamc's size limit), only
+/// the beginning of a huge message is scanned. Parts cut off at this point are scanned as far
+/// as they go; headers are always read in full (they come first).
+pub const MAX_PARSE: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 struct Field {
@@ -566,6 +569,24 @@ MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b\"\r\n\r\n
         assert!(u.contains(&"http://Plain.test/x".to_string()), "{u:?}");
         assert!(u.contains(&"http://plain.test/x".to_string()));
         assert!(u.contains(&"http://link.test/a".to_string()));
+    }
+
+    #[test]
+    fn huge_messages_are_scanned_only_in_part() {
+        let mut raw = b"Subject: big\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+        let para = b"lorem ipsum dolor sit amet consectetur\r\n\r\n";
+        while raw.len() < 3 * MAX_PARSE {
+            raw.extend_from_slice(para);
+        }
+        let started = std::time::Instant::now();
+        let m = ParsedMessage::parse(&raw);
+        assert!(m.stats.truncated);
+        assert!(m.full().len() <= MAX_FULL);
+        let body: usize = m.body_lines(false).iter().map(String::len).sum();
+        assert!(body <= MAX_BODY_TOTAL + MAX_LINE, "{body}");
+        let rawbody: usize = m.rawbody_chunks().iter().map(String::len).sum();
+        assert!(rawbody <= RAWBODY_PART_SCAN, "{rawbody}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
     }
 
     #[test]
