@@ -113,6 +113,9 @@ pub struct Compiled {
     pub unruled_descriptions: HashMap<String, String>,
 }
 
+/// A compiled text rule, its prefilter literals (if any) and its superset pattern.
+type PendingText = (TextRule, Option<Vec<Vec<u8>>>, String);
+
 struct Builder<'a> {
     cfg: &'a Config,
     ids: HashMap<String, usize>,
@@ -123,7 +126,7 @@ struct Builder<'a> {
     headers: BTreeMap<HeaderKey, Vec<HeaderRule>>,
     mime: BTreeMap<HeaderKey, Vec<HeaderRule>>,
     exists: Vec<(usize, String)>,
-    text: HashMap<Kind, Vec<(TextRule, Option<Vec<Vec<u8>>>, String)>>,
+    text: HashMap<Kind, Vec<PendingText>>,
     metas: Vec<(usize, Expr, Origin)>,
     /// Rules skipped for `tflags net` (and metas depending on them).
     net: HashSet<usize>,
@@ -504,7 +507,7 @@ fn needed(reportable: &[bool], metas: &[(usize, Expr)], n: usize) -> Vec<bool> {
     needed
 }
 
-fn build_group(rules: Vec<(TextRule, Option<Vec<Vec<u8>>>, String)>) -> (TextGroup, usize) {
+fn build_group(rules: Vec<PendingText>) -> (TextGroup, usize) {
     let mut g = TextGroup::default();
     let mut patterns: Vec<Vec<u8>> = Vec::new();
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();

@@ -119,10 +119,10 @@ fn parse_if_unset(rest: &str) -> Result<Option<String>, TranslateError> {
 /// The first address in a header value (`a@b`, `Name <a@b>`, `a@b (Name)`, lists, groups).
 pub fn first_addr(value: &str) -> String {
     let v = strip_comments(value);
-    if let (Some(s), Some(e)) = (v.find('<'), v.find('>')) {
-        if s < e {
-            return v[s + 1..e].trim().to_string();
-        }
+    if let (Some(s), Some(e)) = (v.find('<'), v.find('>'))
+        && s < e
+    {
+        return v[s + 1..e].trim().to_string();
     }
     let v = match v.split_once(':') {
         // A group `display: a@b, c@d;`
@@ -144,10 +144,10 @@ pub fn first_name(value: &str) -> String {
         let name = first[..lt].trim();
         return unquote(name);
     }
-    if let (Some(s), Some(e)) = (first.find('('), first.rfind(')')) {
-        if s < e {
-            return unquote(first[s + 1..e].trim());
-        }
+    if let (Some(s), Some(e)) = (first.find('('), first.rfind(')'))
+        && s < e
+    {
+        return unquote(first[s + 1..e].trim());
     }
     String::new()
 }

@@ -52,7 +52,7 @@ fn single_byte(hir: &Hir) -> Option<u8> {
             let bytes: Vec<u8> = r.iter().flat_map(|r| r.start()..=r.end()).take(3).collect();
             match bytes.as_slice() {
                 [b] => Some(b.to_ascii_lowercase()),
-                [a, b] if a.is_ascii_alphabetic() && a.to_ascii_lowercase() == b.to_ascii_lowercase() => {
+                [a, b] if a.is_ascii_alphabetic() && a.eq_ignore_ascii_case(b) => {
                     Some(a.to_ascii_lowercase())
                 }
                 _ => None,

@@ -9,11 +9,21 @@
 //! set is valid as a whole or not at all). Stock rules that use constructs moat cannot run
 //! (eval: plugin rules, Perl code in regexes, …) are skipped with a reason, not errors.
 //!
+//! `tflags net` rules (and metas that depend on them) are skipped too — moat's DNS filters do
+//! network checks. A `score`/`describe` line for a name with no rule is kept: other filters'
+//! symbols (`SPF_FAIL`, `CLAMAV_VIRUS`, …) get their weights from the rule files through
+//! [`RuleSet::score`] and [`RuleSet::describe`].
+//!
 //! [`RuleSet`] is immutable and `Send + Sync`: callers share it with `ArcSwap` and swap in a new
-//! one on reload. [`RuleSet::evaluate`] runs one [`ParsedMessage`] through all rules with bounded
-//! work: an Aho-Corasick prefilter over each rule's required literals picks the candidate rules
-//! per body line / chunk / URI, metas are evaluated in dependency order, and only rules that can
-//! influence a reported result are run.
+//! one on reload; [`RuleSet::hash`] identifies the loaded text. [`RuleSet::evaluate`] runs one
+//! [`ParsedMessage`] through all rules with bounded work and no regex compilation: an
+//! Aho-Corasick prefilter over each rule's required literals and one RegexSet pass for the
+//! rules without literals pick the candidate rules per body line / chunk / URI, backtracking
+//! (fancy-regex) runs only for lookaround/backreferences and under a step limit, metas are
+//! evaluated in dependency order, and only rules that can influence a reported result run. It
+//! reports rules with a non-zero score whose names do not start with `__`.
+//! [`ParsedMessage::parse`] bounds the view of huge messages (see `message`).
+//! [`RulesFilter`] runs a set as the DATA-phase filter, on the blocking pool.
 //!
 //! Module map: `cf` (file reader, conditionals via `cond`), `perlre` (regex translation),
 //! `replace` (ReplaceTags), `header` (header rule specs), `meta` (expressions), `literals`

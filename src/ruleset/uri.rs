@@ -62,10 +62,9 @@ pub fn from_link(link: &str, out: &mut Vec<String>) {
     let has_scheme = lower
         .split_once(':')
         .is_some_and(|(s, _)| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)));
-    if has_scheme || lower.starts_with("//") || lower.starts_with("www.") {
-        if !lower.starts_with("javascript:") && !lower.starts_with("cid:") && !lower.starts_with("data:") {
-            out.push(l);
-        }
+    let absolute = has_scheme || lower.starts_with("//") || lower.starts_with("www.");
+    if absolute && !lower.starts_with("javascript:") && !lower.starts_with("cid:") && !lower.starts_with("data:") {
+        out.push(l);
     }
 }
 
