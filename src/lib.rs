@@ -6,7 +6,8 @@
 //! the downstream server, retrying with backoff, and sends a DSN when it must give up.
 //!
 //! Module map: `config` (typed TOML, validate-all), `smtp` (framing, commands, bodies, replies,
-//! addresses, PROXY protocol, Received), `session` (async driver per connection), `server`
+//! addresses, PROXY protocol, Received), `ruleset` (SpamAssassin-compatible rule files:
+//! parse, compile, evaluate against a parsed message), `session` (async driver per connection), `server`
 //! (listeners, limits, signals), `tls`, `spool`, `relay`, `systemd` (sd_notify).
 pub mod config;
 pub mod dns;
@@ -14,6 +15,7 @@ pub mod filter;
 pub mod headers;
 pub mod lists;
 pub mod relay;
+pub mod ruleset;
 pub mod scan;
 pub mod scoring;
 pub mod server;

@@ -1,13 +1,15 @@
 //! The `moat` command: serve, check a configuration, scan a message, inspect and steer the queue.
 //!
 //! Exit codes: 0 success; 1 a runtime failure; 78 (EX_CONFIG) a configuration error, so that
-//! systemd's `RestartPreventExitStatus=78` stops a restart loop on a bad file.
+//! systemd's `RestartPreventExitStatus=78` stops a restart loop on a bad file; 65 (EX_DATAERR)
+//! from `moat rules check` when a rule file has errors.
 
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 const EXIT_CONFIG: u8 = 78;
+const EXIT_DATAERR: u8 = 65;
 const DEFAULT_CONFIG: &str = "/etc/moat/moat.toml";
 
 #[derive(Parser)]
@@ -56,6 +58,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rule file tools.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Inspect and steer the delivery queue (like mailq / postqueue).
     Queue {
         #[arg(short, long, global = true, default_value = DEFAULT_CONFIG)]
@@ -69,6 +76,19 @@ enum Command {
 enum ConfigCommand {
     /// Validate a configuration file and print every error with its location.
     Check { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Load rule directories as the server would: print loaded and skipped counts per rule
+    /// type, every skipped rule and every error with FILE:LINE. Exit 65 on any error.
+    Check {
+        /// Rule directories in load order (later ones override). Default: the configured ones.
+        dirs: Vec<PathBuf>,
+        /// Configuration file whose `[rules]` directories are checked when no DIR is given.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -92,6 +112,56 @@ fn main() -> ExitCode {
         Command::Queue { config, command } => queue(&config, command),
         Command::Scan { config, files, from, rcpt, ip, helo, json } => {
             scan(&config, &files, ScanOptions { from, rcpt, ip, helo, json })
+        }
+        Command::Rules { command: RulesCommand::Check { dirs, config } } => rules_check(dirs, &config),
+    }
+}
+
+fn rules_check(dirs: Vec<PathBuf>, config: &Path) -> ExitCode {
+    let dirs = if dirs.is_empty() {
+        let config = match load_config(config) {
+            Ok(config) => config,
+            Err(code) => return code,
+        };
+        let dirs = config.rule_dirs();
+        if dirs.is_empty() {
+            eprintln!("no rule directories: add a [rules] section with `dirs` to the configuration");
+            return ExitCode::from(EXIT_DATAERR);
+        }
+        dirs
+    } else {
+        dirs
+    };
+    let names: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    match moat::ruleset::RuleSet::load(&dirs) {
+        Ok((rules, report)) => {
+            println!("rules from {} ({} files), hash {}", names.join(", "), report.files, rules.hash());
+            println!("loaded {} rules:", report.loaded);
+            for (kind, n) in &report.loaded_by_kind {
+                println!("  {:<10} {n}", kind.as_str());
+            }
+            println!("skipped {} rules:", report.skipped.len());
+            for (kind, n) in &report.skipped_by_kind {
+                println!("  {kind:<10} {n}");
+            }
+            for (category, n) in report.skip_categories() {
+                println!("  reason {category:?}: {n}");
+            }
+            for skipped in &report.skipped {
+                println!("{skipped}");
+            }
+            for warning in &report.warnings {
+                println!("{warning}: warning");
+            }
+            println!("ok: 0 errors");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("{error}");
+            }
+            eprintln!("{} error(s) in {}", errors.len(), names.join(", "));
+            ExitCode::from(EXIT_DATAERR)
         }
     }
 }

@@ -63,6 +63,9 @@ pub struct Config {
     /// Email authentication (SPF, DKIM, DMARC, ARC) and the Authentication-Results header.
     #[serde(default)]
     pub auth: Auth,
+    /// Rule files (SpamAssassin syntax). Without a `[rules]` section the default directories
+    /// are used if the first exists (see [`Config::rule_dirs`]).
+    pub rules: Option<Rules>,
 }
 
 /// `[reputation]`: what the DNSBL/DNSWL/URIBL and reverse-DNS/HELO filters check.
@@ -260,6 +263,29 @@ impl Auth {
             ("DMARC_POLICY_QUARANTINE".to_string(), Action::Quarantine),
         ]
     }
+}
+
+/// Where the rule files are. Every `*.cf` file of each directory is read, in name order,
+/// directory after directory; a later definition, `score` or `describe` of a name replaces an
+/// earlier one, so the last directory is the place for local changes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rules {
+    /// Rule directories in load order, relative to this file's directory. The first must
+    /// exist (the shipped rules); later ones (local overrides) may be missing.
+    /// Default: `["/usr/share/moat/rules", "/etc/moat/rules.d"]`.
+    pub dirs: Vec<PathBuf>,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules { dirs: default_rule_dirs() }
+    }
+}
+
+/// The shipped rules and the local override directory of a package installation.
+pub fn default_rule_dirs() -> Vec<PathBuf> {
+    vec![PathBuf::from("/usr/share/moat/rules"), PathBuf::from("/etc/moat/rules.d")]
 }
 
 /// The resolver moat uses for its own lookups.
@@ -516,6 +542,21 @@ impl Config {
         self.domain(domain)
             .and_then(|d| d.route.as_ref())
             .unwrap_or(&self.downstream)
+    }
+
+    /// The rule directories to load, in order, keeping only those that exist after the first:
+    /// the `[rules]` section's, or the defaults. Empty when there is no `[rules]` section and
+    /// the default shipped directory does not exist (moat then runs without rule files).
+    pub fn rule_dirs(&self) -> Vec<PathBuf> {
+        let (dirs, explicit) = match &self.rules {
+            Some(rules) => (rules.dirs.clone(), true),
+            None => (default_rule_dirs(), false),
+        };
+        let Some((first, rest)) = dirs.split_first() else { return Vec::new() };
+        if !explicit && !first.is_dir() {
+            return Vec::new();
+        }
+        std::iter::once(first.clone()).chain(rest.iter().filter(|d| d.is_dir()).cloned()).collect()
     }
 
     /// The spool directory (inside `state_dir`).

@@ -7,7 +7,7 @@
 
 use super::{
     Auth, Config, Delivery, Dns, Domain, DomainLists, Limits, ListZone, Listener, Lists, PolicyConfig, RecipientCheck,
-    Reputation, Route, Timeouts, TlsFiles, TlsPolicy, UserLists, check_thresholds,
+    Reputation, Route, Rules, Timeouts, TlsFiles, TlsPolicy, UserLists, check_thresholds,
 };
 use crate::lists::Entry;
 use serde::Deserialize;
@@ -117,7 +117,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 const TOP_LEVEL_KEYS: &[&str] = &[
     "hostname", "state_dir", "listen", "tls", "limits", "timeouts", "downstream", "domain", "delivery", "dns", "reputation",
-    "lists", "policy", "auth",
+    "lists", "policy", "auth", "rules",
 ];
 
 /// Deserializes every section and every array entry separately so that all errors surface.
@@ -134,6 +134,7 @@ fn check_sections(report: &mut Report<'_>, document: &DeTable<'_>) {
             "dns" => drop(report.section::<Dns>(value)),
             "policy" => drop(report.section::<PolicyConfig>(value)),
             "auth" => drop(report.section::<Auth>(value)),
+            "rules" => drop(report.section::<Rules>(value)),
             "listen" => each_entry::<Listener>(report, value, "listen"),
             "domain" => each_entry::<Domain>(report, value, "domain"),
             "reputation" => check_reputation(report, value),
@@ -243,6 +244,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     }
     if let Some(seal) = &mut config.auth.arc_seal {
         resolve(&mut seal.key_file);
+    }
+    if let Some(rules) = &mut config.rules {
+        rules.dirs.iter_mut().for_each(resolve);
     }
     let mut routes: Vec<&mut Route> = vec![&mut config.downstream];
     routes.extend(config.domains.iter_mut().filter_map(|d| d.route.as_mut()));
@@ -359,6 +363,17 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
     let p = &config.policy;
     if let Some(problem) = check_thresholds(p.tag_at, p.quarantine_at, p.reject_at) {
         report.at(span_of(document, "policy", None), format!("policy {problem}"));
+    }
+    if let Some(rules) = &config.rules {
+        let span = span_of(document, "rules", None);
+        match rules.dirs.first() {
+            None => report.at(span, "rules.dirs is empty: list at least the shipped rule directory"),
+            Some(first) if !first.is_dir() => report.at(
+                span,
+                format!("rules.dirs: the first directory {} (the shipped rules) does not exist", first.display()),
+            ),
+            Some(_) => {}
+        }
     }
     if config.dns.timeout.0 < 1 || config.dns.attempts < 1 {
         report.at(span_of(document, "dns", None), "dns.timeout must be at least 1s and dns.attempts at least 1");
@@ -536,6 +551,23 @@ name = "example.test"
         assert!(all.contains("STARTTLS"), "{all}");
         assert!(all.contains("not a domain name"), "{all}");
         assert!(all.contains("needs a `recipients` list"), "{all}");
+    }
+
+    #[test]
+    fn rules_dirs_are_resolved_and_the_first_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("shipped")).unwrap();
+        let text = format!("{GOOD}[rules]\ndirs = [\"shipped\", \"local.d\"]\n");
+        let config = load_str("moat.toml", &text, dir.path()).unwrap();
+        assert_eq!(config.rule_dirs(), vec![dir.path().join("shipped")], "a missing local dir is fine");
+        let text = format!("{GOOD}[rules]\ndirs = [\"nope\", \"shipped\"]\n");
+        let errors = load_str("moat.toml", &text, dir.path()).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].message.contains("does not exist") && errors[0].line == 13, "{errors:?}");
+        let errors = load_str("moat.toml", &format!("{GOOD}[rules]\ndir = []\n"), dir.path()).unwrap_err();
+        assert!(errors[0].message.contains("unknown field `dir`"), "{errors:?}");
+        let config = check(GOOD).unwrap();
+        assert!(config.rules.is_none());
     }
 
     #[test]

@@ -1,0 +1,587 @@
+//! Building a rule set from what `cf` read: regex translation and compilation, header specs,
+//! meta resolution, cycle detection, scores, the prefilter automata.
+//!
+//! Guarantees: every problem becomes a [`RuleError`] with file:line and compilation continues so
+//! that all of them are reported; if any exists, no rule set is returned. Unsupported-but-valid
+//! constructs become [`super::Skipped`] entries and the rule is inert (never hits; metas read 0).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use sha2::{Digest, Sha256};
+
+use super::cf::{Config, Kind, Origin, RuleDef, TFlags};
+use super::header::{self, HeaderKey, HeaderSpec};
+use super::meta::{self, Expr};
+use super::perlre::{self, Engine, TranslateError};
+use super::{LoadReport, RuleError, literals, replace};
+
+/// Compiled program size limit per regex (replace-tag rules expand to large patterns).
+const REGEX_SIZE_LIMIT: usize = 32 * 1024 * 1024;
+/// Lazy DFA cache per regex.
+const DFA_SIZE_LIMIT: usize = 4 * 1024 * 1024;
+/// Lazy DFA cache of a group's RegexSet.
+const SET_DFA_SIZE_LIMIT: usize = 64 * 1024 * 1024;
+/// Backtracking steps per fancy-regex search before giving up (counted as no match).
+pub const BACKTRACK_LIMIT: usize = 200_000;
+
+/// A compiled pattern.
+pub enum Matcher {
+    Plain(regex::bytes::Regex),
+    Fancy {
+        re: fancy_regex::Regex,
+        /// Matches a superset; if it does not match, `re` cannot.
+        superset: regex::bytes::Regex,
+    },
+}
+
+impl Matcher {
+    /// Matches in `text`, at most `max` (non-overlapping, leftmost-first like Perl's //g).
+    pub fn count(&self, text: &[u8], max: u32) -> u32 {
+        match self {
+            Matcher::Plain(re) => {
+                if max <= 1 {
+                    return u32::from(re.is_match(text));
+                }
+                re.find_iter(text).take(max as usize).count() as u32
+            }
+            Matcher::Fancy { re, superset } => {
+                if !superset.is_match(text) {
+                    return 0;
+                }
+                if max <= 1 {
+                    return u32::from(re.is_match(text).unwrap_or(false));
+                }
+                re.find_iter(text).take(max as usize).take_while(Result::is_ok).count() as u32
+            }
+        }
+    }
+}
+
+/// A rule over text segments (body lines, rawbody chunks, URIs, the full message).
+pub struct TextRule {
+    pub id: usize,
+    pub matcher: Matcher,
+    pub max: u32,
+    pub nosubject: bool,
+}
+
+/// All rules of one text type with their prefilter.
+#[derive(Default)]
+pub struct TextGroup {
+    pub rules: Vec<TextRule>,
+    /// Automaton over all prefilter literals; pattern i belongs to rules `pattern_rules[i]`.
+    pub ac: Option<AhoCorasick>,
+    pub pattern_rules: Vec<Vec<usize>>,
+    /// Rules (indexes into `rules`) without a literal set: always run.
+    pub always: Vec<usize>,
+    /// The supersets of the `always` rules (same order), when they compile as one set.
+    pub always_set: Option<regex::bytes::RegexSet>,
+}
+
+pub struct HeaderRule {
+    pub id: usize,
+    pub matcher: Matcher,
+    pub negate: bool,
+    pub if_unset: Option<String>,
+    pub max: u32,
+}
+
+pub struct Compiled {
+    pub names: Vec<String>,
+    pub scores: Vec<f64>,
+    pub descriptions: Vec<Option<String>>,
+    pub reportable: Vec<bool>,
+    /// Rule has a matcher or expression (not inert).
+    pub runs: Vec<bool>,
+    pub needed: Vec<bool>,
+    pub headers: Vec<(HeaderKey, Vec<HeaderRule>)>,
+    /// mimeheader rules: matched against each MIME part's header of that name.
+    pub mime: Vec<(HeaderKey, Vec<HeaderRule>)>,
+    pub exists: Vec<(usize, String)>,
+    pub body: TextGroup,
+    pub rawbody: TextGroup,
+    pub uri: TextGroup,
+    pub full: TextGroup,
+    /// Metas in dependency order.
+    pub metas: Vec<(usize, Expr)>,
+    pub hash: String,
+    pub runnable: usize,
+    /// Rule name → index into the vectors above.
+    pub index: HashMap<String, usize>,
+    pub unruled_scores: HashMap<String, f64>,
+    pub unruled_descriptions: HashMap<String, String>,
+}
+
+/// A compiled text rule, its prefilter literals (if any) and its superset pattern.
+type PendingText = (TextRule, Option<Vec<Vec<u8>>>, String);
+
+struct Builder<'a> {
+    cfg: &'a Config,
+    ids: HashMap<String, usize>,
+    names: Vec<String>,
+    runnable: Vec<bool>,
+    errors: Vec<RuleError>,
+    report: LoadReport,
+    headers: BTreeMap<HeaderKey, Vec<HeaderRule>>,
+    mime: BTreeMap<HeaderKey, Vec<HeaderRule>>,
+    exists: Vec<(usize, String)>,
+    text: HashMap<Kind, Vec<PendingText>>,
+    metas: Vec<(usize, Expr, Origin)>,
+    /// Rules skipped for `tflags net` (and metas depending on them).
+    net: HashSet<usize>,
+}
+
+/// Compiles a configuration; all errors or the compiled set.
+pub fn compile(cfg: Config) -> Result<(Compiled, LoadReport), Vec<RuleError>> {
+    let mut b = Builder {
+        cfg: &cfg,
+        ids: HashMap::new(),
+        names: Vec::new(),
+        runnable: Vec::new(),
+        errors: cfg.errors.clone(),
+        report: LoadReport {
+            skipped: cfg.skipped.clone(),
+            warnings: cfg.warnings.clone(),
+            ignored_directives: cfg.ignored_directives.clone(),
+            files: cfg.files.len(),
+            ..LoadReport::default()
+        },
+        headers: BTreeMap::new(),
+        mime: BTreeMap::new(),
+        exists: Vec::new(),
+        text: HashMap::new(),
+        metas: Vec::new(),
+        net: HashSet::new(),
+    };
+    for def in &cfg.rules {
+        b.id(&def.name, true);
+    }
+    let mut inert: Vec<&String> = cfg.inert.keys().collect();
+    inert.sort();
+    for name in inert {
+        b.id(name, false);
+    }
+    // Rules defined only in inactive if/ifplugin branches exist for metas, as never hit.
+    let mut inactive: Vec<&String> = cfg.inactive_names.iter().collect();
+    inactive.sort();
+    for name in inactive {
+        b.id(name, false);
+    }
+    for def in &cfg.rules {
+        if def.kind != Kind::Meta {
+            b.pattern_rule(def);
+        }
+    }
+    for def in &cfg.rules {
+        if def.kind == Kind::Meta {
+            b.meta_rule(def);
+        }
+    }
+    let order = b.meta_order();
+    b.inherit_net(&order);
+    if !b.errors.is_empty() {
+        return Err(b.errors);
+    }
+    Ok(b.finish(order))
+}
+
+impl Builder<'_> {
+    fn id(&mut self, name: &str, runnable: bool) -> usize {
+        if let Some(&i) = self.ids.get(name) {
+            return i;
+        }
+        let i = self.names.len();
+        self.ids.insert(name.to_string(), i);
+        self.names.push(name.to_string());
+        self.runnable.push(runnable);
+        i
+    }
+
+    fn skip(&mut self, def: &RuleDef, reason: String) {
+        self.report.skipped.push(def.origin.skipped(def.kind.as_str(), &def.name, reason));
+        if let Some(&i) = self.ids.get(&def.name) {
+            self.runnable[i] = false;
+        }
+    }
+
+    fn tflags(&self, name: &str) -> TFlags {
+        self.cfg.tflags.get(name).cloned().unwrap_or_default()
+    }
+
+    fn pattern_rule(&mut self, def: &RuleDef) {
+        if self.tflags(&def.name).net {
+            self.skip_net(def, "tflags net: network test (moat's DNS filters do network checks)".into());
+            return;
+        }
+        let text = if self.cfg.replace_rules.contains(&def.name) {
+            replace::expand(&def.text, self.cfg)
+        } else {
+            def.text.clone()
+        };
+        let result = if matches!(def.kind, Kind::Header | Kind::MimeHeader) {
+            self.header_rule(def, &text)
+        } else {
+            self.text_rule(def, &text)
+        };
+        match result {
+            Ok(()) => {}
+            Err(TranslateError::Unsupported(r)) => self.skip(def, format!("unsupported regex construct: {r}")),
+            Err(TranslateError::Syntax(m)) => {
+                self.errors.push(def.origin.error(format!("{} rule {}: {m}", def.kind.as_str(), def.name)));
+            }
+        }
+    }
+
+    fn max_hits(&self, name: &str) -> u32 {
+        let t = self.tflags(name);
+        if t.multiple { t.maxhits.unwrap_or(1000) } else { 1 }
+    }
+
+    fn header_rule(&mut self, def: &RuleDef, text: &str) -> Result<(), TranslateError> {
+        let id = self.ids[&def.name];
+        match header::parse(text)? {
+            HeaderSpec::Exists(name) if def.kind == Kind::MimeHeader => {
+                let _ = name;
+                return Err(TranslateError::Syntax("mimeheader does not support exists:".into()));
+            }
+            HeaderSpec::Exists(name) => self.exists.push((id, name)),
+            HeaderSpec::Match { mut key, negate, body, flags, if_unset } => {
+                let (matcher, _) = self.matcher(def, &body, &flags)?;
+                let max = self.max_hits(&def.name);
+                let rule = HeaderRule { id, matcher, negate, if_unset, max };
+                if def.kind == Kind::MimeHeader {
+                    key.name = key.name.to_ascii_lowercase();
+                    self.mime.entry(key).or_default().push(rule);
+                } else {
+                    self.headers.entry(key).or_default().push(rule);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn text_rule(&mut self, def: &RuleDef, text: &str) -> Result<(), TranslateError> {
+        let lit = perlre::split_literal(text)?;
+        if !lit.rest.trim().is_empty() {
+            return Err(TranslateError::Syntax(format!("unexpected text after the regex: {:?}", lit.rest.trim())));
+        }
+        let (matcher, superset) = self.matcher(def, &lit.body, lit.flags)?;
+        let lits = literals::required(&superset);
+        let rule = TextRule {
+            id: self.ids[&def.name],
+            matcher,
+            max: self.max_hits(&def.name),
+            nosubject: self.tflags(&def.name).nosubject,
+        };
+        self.text.entry(def.kind).or_default().push((rule, lits, superset));
+        Ok(())
+    }
+
+    /// Translates and compiles; returns the matcher and the superset pattern.
+    fn matcher(&mut self, def: &RuleDef, body: &str, flags: &str) -> Result<(Matcher, String), TranslateError> {
+        let t = perlre::translate(body, flags)?;
+        let superset = plain(&t.superset).map_err(|e| match t.engine {
+            Engine::Plain => TranslateError::Syntax(format!("regex does not compile: {}", first_line(&e))),
+            Engine::Fancy => TranslateError::Unsupported(format!("regex not accepted by the backtracking engine: {}", first_line(&e))),
+        })?;
+        let m = match t.engine {
+            Engine::Plain => Matcher::Plain(superset),
+            Engine::Fancy => {
+                let re = fancy_regex::RegexBuilder::new(&t.pattern)
+                    .bytes_mode(fancy_regex::BytesMode::Ascii)
+                    .backtrack_limit(BACKTRACK_LIMIT)
+                    .delegate_size_limit(REGEX_SIZE_LIMIT)
+                    .delegate_dfa_size_limit(DFA_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| {
+                        TranslateError::Unsupported(format!(
+                            "regex not accepted by the backtracking engine: {}",
+                            first_line(&e.to_string())
+                        ))
+                    })?;
+                self.report.backtracking_rules += 1;
+                let _ = def;
+                Matcher::Fancy { re, superset }
+            }
+        };
+        Ok((m, t.superset))
+    }
+
+    fn skip_net(&mut self, def: &RuleDef, reason: String) {
+        self.skip(def, reason);
+        if let Some(&i) = self.ids.get(&def.name) {
+            self.net.insert(i);
+        }
+    }
+
+    /// Metas flagged `net` or reading a net rule are skipped too (SpamAssassin's local mode
+    /// does not run them). `order` has dependencies first, so inheritance is transitive.
+    fn inherit_net(&mut self, order: &[usize]) {
+        for &k in order {
+            let (id, _, origin) = &self.metas[k];
+            let id = *id;
+            let mut deps = Vec::new();
+            self.metas[k].1.deps(&mut deps);
+            let reason = if self.tflags(&self.names[id]).net {
+                Some("tflags net: network test (moat's DNS filters do network checks)".to_string())
+            } else {
+                deps.iter()
+                    .find(|d| self.net.contains(d))
+                    .map(|d| format!("tflags net inherited: depends on the network test {}", self.names[*d]))
+            };
+            if let Some(reason) = reason {
+                let origin = origin.clone();
+                self.report.skipped.push(origin.skipped("meta", &self.names[id], reason));
+                self.net.insert(id);
+                self.runnable[id] = false;
+            }
+        }
+    }
+
+    fn meta_rule(&mut self, def: &RuleDef) {
+        let ids = &self.ids;
+        let runnable = &self.runnable;
+        let names = &self.names;
+        let mut resolve = |n: &str| ids.get(n).copied().ok_or_else(|| format!("undefined rule {n}"));
+        let mut glob = |g: &str| -> Vec<usize> {
+            (0..names.len()).filter(|&i| runnable[i] && meta::glob_match(g, &names[i])).collect()
+        };
+        match meta::parse(&def.text, &mut resolve, &mut glob) {
+            Ok(expr) => {
+                let id = self.ids[&def.name];
+                self.metas.push((id, expr, def.origin.clone()));
+            }
+            Err(m) => self.errors.push(def.origin.error(format!("meta rule {}: {m}", def.name))),
+        }
+    }
+
+    /// Orders metas so dependencies come first; every cycle is an error.
+    fn meta_order(&mut self) -> Vec<usize> {
+        let index: HashMap<usize, usize> = self.metas.iter().enumerate().map(|(k, (id, _, _))| (*id, k)).collect();
+        let mut state = vec![0u8; self.metas.len()];
+        let mut order = Vec::with_capacity(self.metas.len());
+        for start in 0..self.metas.len() {
+            if state[start] != 0 {
+                continue;
+            }
+            // Iterative DFS: (meta, next dependency position).
+            let mut stack: Vec<(usize, usize, Vec<usize>)> = vec![(start, 0, self.deps_of(start, &index))];
+            state[start] = 1;
+            while let Some((m, pos, deps)) = stack.last_mut() {
+                if *pos < deps.len() {
+                    let d = deps[*pos];
+                    *pos += 1;
+                    match state[d] {
+                        0 => {
+                            state[d] = 1;
+                            let dd = self.deps_of(d, &index);
+                            stack.push((d, 0, dd));
+                        }
+                        1 => {
+                            let path: Vec<&str> = stack
+                                .iter()
+                                .skip_while(|(x, _, _)| *x != d)
+                                .map(|(x, _, _)| self.names[self.metas[*x].0].as_str())
+                                .chain(std::iter::once(self.names[self.metas[d].0].as_str()))
+                                .collect();
+                            let o = &self.metas[d].2;
+                            self.errors.push(o.error(format!("meta rule dependency cycle: {}", path.join(" -> "))));
+                        }
+                        _ => {}
+                    }
+                } else {
+                    let m = *m;
+                    state[m] = 2;
+                    order.push(m);
+                    stack.pop();
+                }
+            }
+        }
+        order
+    }
+
+    fn deps_of(&self, k: usize, index: &HashMap<usize, usize>) -> Vec<usize> {
+        let mut d = Vec::new();
+        self.metas[k].1.deps(&mut d);
+        d.into_iter().filter_map(|id| index.get(&id).copied()).collect()
+    }
+
+    fn finish(mut self, order: Vec<usize>) -> (Compiled, LoadReport) {
+        let n = self.names.len();
+        let mut scores = vec![0.0; n];
+        let mut descriptions = vec![None; n];
+        for (i, name) in self.names.iter().enumerate() {
+            let sign = if self.tflags(name).nice { -1.0 } else { 1.0 };
+            scores[i] = match self.cfg.scores.get(name) {
+                Some((s, _)) => *s,
+                None if name.starts_with("__") => 0.0,
+                None if name.starts_with("T_") => 0.01 * sign,
+                None => sign,
+            };
+            descriptions[i] = self.cfg.describes.get(name).cloned();
+        }
+        let reportable: Vec<bool> =
+            (0..n).map(|i| self.runnable[i] && !self.names[i].starts_with("__") && scores[i] != 0.0).collect();
+        let metas: Vec<(usize, Expr)> = order
+            .into_iter()
+            .filter(|&k| self.runnable[self.metas[k].0])
+            .map(|k| (self.metas[k].0, self.metas[k].1.clone()))
+            .collect();
+        let needed = needed(&reportable, &metas, n);
+        let mut kinds: BTreeMap<Kind, usize> = BTreeMap::new();
+        for def in &self.cfg.rules {
+            if self.ids.get(&def.name).is_some_and(|&i| self.runnable[i]) {
+                *kinds.entry(def.kind).or_default() += 1;
+            }
+        }
+        self.report.loaded = kinds.values().sum();
+        self.report.loaded_by_kind = kinds;
+        for sk in &self.report.skipped {
+            *self.report.skipped_by_kind.entry(sk.kind.clone()).or_default() += 1;
+        }
+        let index: HashMap<String, usize> = self.names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
+        // Scores and descriptions for names without a rule: symbols of other moat filters.
+        let unruled_scores: HashMap<String, f64> = self
+            .cfg
+            .scores
+            .iter()
+            .filter(|(n, _)| !index.contains_key(*n))
+            .map(|(n, (s, _))| (n.clone(), *s))
+            .collect();
+        let unruled_descriptions: HashMap<String, String> = self
+            .cfg
+            .describes
+            .iter()
+            .filter(|(n, _)| !index.contains_key(*n))
+            .map(|(n, d)| (n.clone(), d.clone()))
+            .collect();
+        let mut groups: HashMap<Kind, TextGroup> = HashMap::new();
+        for (kind, rules) in std::mem::take(&mut self.text) {
+            let (group, pre) = build_group(rules);
+            self.report.prefiltered_rules += pre;
+            groups.insert(kind, group);
+        }
+        let mut take = |k| groups.remove(&k).unwrap_or_default();
+        let compiled = Compiled {
+            body: take(Kind::Body),
+            rawbody: take(Kind::Rawbody),
+            uri: take(Kind::Uri),
+            full: take(Kind::Full),
+            headers: std::mem::take(&mut self.headers).into_iter().collect(),
+            mime: std::mem::take(&mut self.mime).into_iter().collect(),
+            exists: std::mem::take(&mut self.exists),
+            metas,
+            hash: hash_files(&self.cfg.files),
+            runnable: self.report.loaded,
+            index,
+            unruled_scores,
+            unruled_descriptions,
+            names: self.names,
+            scores,
+            descriptions,
+            reportable,
+            runs: self.runnable,
+            needed,
+        };
+        (compiled, self.report)
+    }
+}
+
+/// Rules whose value can affect a reported hit: reportable ones and what their metas read.
+fn needed(reportable: &[bool], metas: &[(usize, Expr)], n: usize) -> Vec<bool> {
+    let mut needed = reportable.to_vec();
+    needed.resize(n, false);
+    // Metas are in dependency order, so walking them backwards propagates need downwards.
+    for (id, expr) in metas.iter().rev() {
+        if needed[*id] {
+            let mut d = Vec::new();
+            expr.deps(&mut d);
+            for x in d {
+                if x < n {
+                    needed[x] = true;
+                }
+            }
+        }
+    }
+    needed
+}
+
+fn build_group(rules: Vec<PendingText>) -> (TextGroup, usize) {
+    let mut g = TextGroup::default();
+    let mut patterns: Vec<Vec<u8>> = Vec::new();
+    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut prefiltered = 0;
+    let mut always_patterns: Vec<String> = Vec::new();
+    for (k, (rule, lits, superset)) in rules.into_iter().enumerate() {
+        match lits {
+            Some(lits) => {
+                prefiltered += 1;
+                for l in lits {
+                    let p = *index.entry(l.clone()).or_insert_with(|| {
+                        patterns.push(l);
+                        g.pattern_rules.push(Vec::new());
+                        patterns.len() - 1
+                    });
+                    if !g.pattern_rules[p].contains(&k) {
+                        g.pattern_rules[p].push(k);
+                    }
+                }
+            }
+            None => {
+                g.always.push(k);
+                always_patterns.push(superset);
+            }
+        }
+        g.rules.push(rule);
+    }
+    // One pass of a RegexSet over each segment picks which of the rules without a literal can
+    // match at all (ASCII-mode patterns keep its DFA fast; see PERFORMANCE.md).
+    if always_patterns.len() > 1 {
+        g.always_set = regex::bytes::RegexSetBuilder::new(&always_patterns)
+            .size_limit(REGEX_SIZE_LIMIT * 4)
+            .dfa_size_limit(SET_DFA_SIZE_LIMIT)
+            .build()
+            .ok();
+    }
+    if !patterns.is_empty() {
+        let built = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(&patterns);
+        match built {
+            Ok(ac) => g.ac = Some(ac),
+            Err(_) => {
+                // Too many patterns for the automaton: run everything (correct, slower).
+                g.always = (0..g.rules.len()).collect();
+                g.pattern_rules.clear();
+                prefiltered = 0;
+            }
+        }
+    }
+    (g, prefiltered)
+}
+
+fn plain(pattern: &str) -> Result<regex::bytes::Regex, String> {
+    regex::bytes::RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(DFA_SIZE_LIMIT)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn first_line(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    lines.last().copied().unwrap_or("").to_string()
+}
+
+fn hash_files(files: &[(String, Vec<u8>)]) -> String {
+    let mut h = Sha256::new();
+    for (name, bytes) in files {
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}

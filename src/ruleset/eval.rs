@@ -1,0 +1,134 @@
+//! Running a compiled rule set over one message.
+//!
+//! Order: header rules (each distinct header value computed once), then body, rawbody, uri and
+//! full rules over their segments with the Aho-Corasick prefilter choosing candidate rules per
+//! segment, then metas in dependency order. Rules nobody needs (score 0 and no meta reads them)
+//! are not run. Work is bounded by the message view's limits and, for backtracking regexes, by
+//! the backtrack limit. Never panics.
+
+use super::compile::{Compiled, TextGroup};
+use super::message::ParsedMessage;
+use super::RuleHit;
+
+impl Compiled {
+    pub fn evaluate(&self, msg: &ParsedMessage) -> Vec<RuleHit> {
+        let values = self.values(msg, &self.needed);
+        values
+            .iter()
+            .enumerate()
+            .filter(|(i, v)| **v != 0.0 && self.reportable[*i])
+            .map(|(i, _)| RuleHit {
+                name: self.names[i].clone(),
+                score: self.scores[i],
+                description: self.descriptions[i].clone(),
+            })
+            .collect()
+    }
+
+    /// Every rule's value (0 = not hit), all rules run.
+    pub fn evaluate_all(&self, msg: &ParsedMessage) -> Vec<(String, f64)> {
+        let all = vec![true; self.names.len()];
+        let values = self.values(msg, &all);
+        values.iter().enumerate().filter(|(_, v)| **v != 0.0).map(|(i, v)| (self.names[i].clone(), *v)).collect()
+    }
+
+    fn values(&self, msg: &ParsedMessage, needed: &[bool]) -> Vec<f64> {
+        let mut values = vec![0.0f64; self.names.len()];
+        self.eval_headers(msg, needed, &mut values);
+        let subject_skip = usize::from(msg.body_lines(false).len() != msg.body_lines(true).len());
+        let body: Vec<&[u8]> = msg.body_lines(false).iter().map(|s| s.as_bytes()).collect();
+        self.run_group(&self.body, &body, subject_skip, needed, &mut values);
+        let raw: Vec<&[u8]> = msg.rawbody_chunks().iter().map(|s| s.as_bytes()).collect();
+        self.run_group(&self.rawbody, &raw, 0, needed, &mut values);
+        let uris: Vec<&[u8]> = msg.uris().iter().map(|s| s.as_bytes()).collect();
+        self.run_group(&self.uri, &uris, 0, needed, &mut values);
+        self.run_group(&self.full, &[msg.full()], 0, needed, &mut values);
+        for (id, expr) in &self.metas {
+            if needed[*id] {
+                values[*id] = expr.eval(&|r| values.get(r).copied().unwrap_or(0.0));
+            }
+        }
+        values
+    }
+
+    fn eval_headers(&self, msg: &ParsedMessage, needed: &[bool], values: &mut [f64]) {
+        for (id, name) in &self.exists {
+            if needed[*id] && msg.has_header(name) {
+                values[*id] = 1.0;
+            }
+        }
+        for (key, rules) in &self.headers {
+            if !rules.iter().any(|r| needed[r.id]) {
+                continue;
+            }
+            let value = msg.value_for(key);
+            for r in rules.iter().filter(|r| needed[r.id]) {
+                let text = match (&value, &r.if_unset) {
+                    (Some(v), _) => v.as_str(),
+                    (None, Some(d)) => d.as_str(),
+                    (None, None) => "",
+                };
+                let n = r.matcher.count(text.as_bytes(), r.max);
+                let hit = if r.negate { u32::from(n == 0) } else { n };
+                values[r.id] = f64::from(hit);
+            }
+        }
+        for (key, rules) in &self.mime {
+            if !rules.iter().any(|r| needed[r.id]) {
+                continue;
+            }
+            let parts = msg.mime_values(key);
+            for r in rules.iter().filter(|r| needed[r.id]) {
+                let mut n = 0;
+                for v in &parts {
+                    if n >= r.max {
+                        break;
+                    }
+                    n += r.matcher.count(v.as_bytes(), r.max - n);
+                }
+                let hit = if r.negate { u32::from(n == 0) } else { n };
+                values[r.id] = f64::from(hit);
+            }
+        }
+    }
+
+    /// Runs one group over its segments. Segments before `skip_first` are invisible to
+    /// `nosubject` rules.
+    fn run_group(&self, g: &TextGroup, segments: &[&[u8]], skip_first: usize, needed: &[bool], values: &mut [f64]) {
+        if g.rules.is_empty() || segments.is_empty() {
+            return;
+        }
+        let mut counts = vec![0u32; g.rules.len()];
+        let mut stamp = vec![usize::MAX; g.rules.len()];
+        let mut cands: Vec<usize> = Vec::new();
+        for (si, seg) in segments.iter().enumerate() {
+            cands.clear();
+            if let Some(ac) = &g.ac {
+                for m in ac.find_overlapping_iter(*seg) {
+                    for &k in &g.pattern_rules[m.pattern().as_usize()] {
+                        if stamp[k] != si {
+                            stamp[k] = si;
+                            cands.push(k);
+                        }
+                    }
+                }
+            }
+            match &g.always_set {
+                Some(set) => cands.extend(set.matches(seg).iter().filter_map(|i| g.always.get(i).copied())),
+                None => cands.extend_from_slice(&g.always),
+            }
+            for &k in &cands {
+                let rule = &g.rules[k];
+                if counts[k] >= rule.max || !needed[rule.id] || (rule.nosubject && si < skip_first) {
+                    continue;
+                }
+                counts[k] += rule.matcher.count(seg, rule.max - counts[k]);
+            }
+        }
+        for (k, rule) in g.rules.iter().enumerate() {
+            if counts[k] > 0 {
+                values[rule.id] = f64::from(counts[k]);
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Required-literal extraction for the Aho-Corasick prefilter.
+//!
+//! For a pattern, finds a small set of byte strings such that every match of the pattern
+//! contains at least one of them (compared ASCII case-insensitively). Rules whose set is found
+//! only run their regex on text where the prefilter saw one of the literals; rules without a
+//! usable set always run. Being a prefilter, the result may be weaker than possible but never
+//! wrong: it is derived from regex-syntax's HIR of the (superset) pattern. Bounded recursion.
+
+use regex_syntax::hir::{Class, Hir, HirKind};
+
+/// Shortest literal worth prefiltering on.
+pub const MIN_LEN: usize = 3;
+/// Most alternatives in one literal set.
+const MAX_ALTS: usize = 32;
+const MAX_DEPTH: usize = 64;
+
+/// The literal set for `pattern` (a Rust regex in the syntax produced by `perlre`), lower-cased,
+/// or None if no useful set exists.
+pub fn required(pattern: &str) -> Option<Vec<Vec<u8>>> {
+    let hir = regex_syntax::ParserBuilder::new()
+        .utf8(false)
+        .unicode(false)
+        .build()
+        .parse(pattern)
+        .ok()?;
+    let set = req(&hir, 0)?;
+    if set.iter().all(|l| l.len() >= MIN_LEN) && !set.is_empty() {
+        Some(set)
+    } else {
+        None
+    }
+}
+
+/// Score of a set: the shortest literal in it (longer is more selective), fewer alts better.
+fn score(set: &[Vec<u8>]) -> (usize, std::cmp::Reverse<usize>) {
+    (set.iter().map(Vec::len).min().unwrap_or(0), std::cmp::Reverse(set.len()))
+}
+
+fn better(a: Option<Vec<Vec<u8>>>, b: Option<Vec<Vec<u8>>>) -> Option<Vec<Vec<u8>>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if score(&b) > score(&a) { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A single byte this node always matches (ASCII case pairs count, lower-cased).
+fn single_byte(hir: &Hir) -> Option<u8> {
+    match hir.kind() {
+        HirKind::Literal(l) if l.0.len() == 1 => Some(l.0[0].to_ascii_lowercase()),
+        HirKind::Class(Class::Bytes(c)) => {
+            let r = c.ranges();
+            let bytes: Vec<u8> = r.iter().flat_map(|r| r.start()..=r.end()).take(3).collect();
+            match bytes.as_slice() {
+                [b] => Some(b.to_ascii_lowercase()),
+                [a, b] if a.is_ascii_alphabetic() && a.eq_ignore_ascii_case(b) => {
+                    Some(a.to_ascii_lowercase())
+                }
+                _ => None,
+            }
+        }
+        HirKind::Class(Class::Unicode(c)) => {
+            let chars: Vec<char> = c.ranges().iter().flat_map(|r| r.start()..=r.end()).take(3).collect();
+            match chars.as_slice() {
+                [a] if a.is_ascii() => Some((*a as u8).to_ascii_lowercase()),
+                [a, b] if a.is_ascii_alphabetic() && a.eq_ignore_ascii_case(b) => {
+                    Some((*a as u8).to_ascii_lowercase())
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+fn req(hir: &Hir, depth: usize) -> Option<Vec<Vec<u8>>> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    match hir.kind() {
+        HirKind::Literal(l) => Some(vec![l.0.to_ascii_lowercase()]),
+        HirKind::Class(_) => single_byte(hir).map(|b| vec![vec![b]]),
+        HirKind::Capture(c) => req(&c.sub, depth + 1),
+        HirKind::Repetition(r) if r.min >= 1 => req(&r.sub, depth + 1),
+        HirKind::Concat(items) => concat(items, depth),
+        HirKind::Alternation(alts) => {
+            let mut all = Vec::new();
+            for a in alts {
+                all.extend(req(a, depth + 1)?);
+                if all.len() > MAX_ALTS {
+                    return None;
+                }
+            }
+            all.sort();
+            all.dedup();
+            Some(all)
+        }
+        _ => None,
+    }
+}
+
+/// In a concatenation, adjacent single-byte items form runs; the best run or child set wins.
+fn concat(items: &[Hir], depth: usize) -> Option<Vec<Vec<u8>>> {
+    let mut best: Option<Vec<Vec<u8>>> = None;
+    let mut run: Vec<u8> = Vec::new();
+    for item in items {
+        if let HirKind::Literal(l) = item.kind() {
+            run.extend(l.0.to_ascii_lowercase());
+            continue;
+        }
+        if let Some(b) = single_byte(item) {
+            run.push(b);
+            continue;
+        }
+        if matches!(item.kind(), HirKind::Look(_)) {
+            // Zero-width: the bytes on either side are adjacent in the text.
+            continue;
+        }
+        if !run.is_empty() {
+            best = better(best, Some(vec![std::mem::take(&mut run)]));
+        }
+        best = better(best, req(item, depth + 1));
+    }
+    if !run.is_empty() {
+        best = better(best, Some(vec![run]));
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(p: &str) -> Option<Vec<String>> {
+        required(p).map(|v| v.into_iter().map(|b| String::from_utf8_lossy(&b).into_owned()).collect())
+    }
+
+    #[test]
+    fn extracts_literals() {
+        assert_eq!(r("(?i-u)\\bviagra\\b"), Some(vec!["viagra".into()]));
+        assert_eq!(r("(?-u)free\\s+money"), Some(vec!["money".into()]));
+        assert_eq!(r("(?i-u)(?:lottery|jackpot) winner"), Some(vec![" winner".into()]));
+        assert_eq!(r("(?-u)(?:lottery|jackpot)\\d"), Some(vec!["jackpot".into(), "lottery".into()]));
+        assert_eq!(r("(?-u)ab+cd"), None); // runs "ab" and "cd" too short... "b" repeated
+        assert_eq!(r("(?-u)\\d+"), None);
+        assert_eq!(r("(?-u)(?:abc)?xyz"), Some(vec!["xyz".into()]));
+        assert_eq!(r("(?-u)(?:abc|x)"), None);
+    }
+}

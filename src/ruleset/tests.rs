@@ -1,0 +1,52 @@
+//! Load-level tests.
+
+use super::*;
+
+#[test]
+fn eval_rules_are_reported_as_skipped() {
+    let (_, report) = RuleSet::load_texts(&[("a.cf", "body A eval:foo()\nbody B /b/\nmeta C A || B\n")]).expect("load");
+    assert_eq!(report.skipped.len(), 1, "{report:?}");
+}
+
+#[test]
+fn nice_rules_default_to_a_negative_score() {
+    let (rules, _) = RuleSet::load_texts(&[(
+        "a.cf",
+        "body HAM /thanks/\ntflags HAM nice\nbody T_HAM /thanks/\ntflags T_HAM nice\nbody SET /thanks/\ntflags SET nice\nscore SET -0.7\n",
+    )])
+    .expect("load");
+    assert_eq!(rules.score("HAM"), Some(-1.0));
+    assert_eq!(rules.score("T_HAM"), Some(-0.01));
+    assert_eq!(rules.score("SET"), Some(-0.7));
+    let hits = rules.evaluate(&ParsedMessage::parse(b"Subject: x\n\nthanks\n"));
+    assert_eq!(hits.iter().map(|h| h.score).sum::<f64>(), -1.71);
+}
+
+#[test]
+fn net_rules_and_metas_over_them_are_skipped() {
+    let (rules, report) = RuleSet::load_texts(&[(
+        "a.cf",
+        "body __DNS /x/\ntflags __DNS net\nmeta NEEDS_DNS __DNS && LOCAL\nmeta NEEDS_NEEDS NEEDS_DNS || LOCAL\nbody LOCAL /x/\n",
+    )])
+    .expect("load");
+    let skipped: Vec<&str> = report.skipped.iter().map(|s| s.rule.as_str()).collect();
+    assert_eq!(skipped, ["__DNS", "NEEDS_DNS", "NEEDS_NEEDS"]);
+    assert!(report.skipped[1].reason.contains("depends on the network test __DNS"), "{}", report.skipped[1]);
+    let hits = rules.evaluate(&ParsedMessage::parse(b"Subject: x\n\nx\n"));
+    assert_eq!(hits.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["LOCAL"]);
+}
+
+#[test]
+fn scores_and_descriptions_without_rules_are_kept_and_later_files_win() {
+    let (rules, report) = RuleSet::load_texts(&[
+        ("shipped.cf", "score SPF_FAIL 2.0\ndescribe SPF_FAIL SPF failed\nbody B /b/\nscore B 1.5\n"),
+        ("local.cf", "score SPF_FAIL 3.5\nscore B 0\n"),
+    ])
+    .expect("load");
+    assert!(report.warnings.is_empty());
+    assert_eq!(rules.score("SPF_FAIL"), Some(3.5));
+    assert_eq!(rules.describe("SPF_FAIL"), Some("SPF failed"));
+    assert!(!rules.runs("SPF_FAIL"));
+    assert_eq!(rules.score("B"), Some(0.0));
+    assert!(rules.evaluate(&ParsedMessage::parse(b"Subject: b\n\nb\n")).is_empty(), "score 0 disables");
+}
