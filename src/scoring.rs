@@ -11,7 +11,9 @@ use crate::config::Config;
 use crate::filter::dnsbl::DnsblFilter;
 use crate::filter::rdns::RdnsFilter;
 use crate::filter::{Chain, Facts, Filter, Phase};
+use crate::filter::auth::AuthFilter;
 use crate::lists::Lists;
+use crate::ruleset::{RuleSet, filter::RulesFilter};
 use hickory_resolver::TokioResolver;
 use crate::verdict::{self, Evidence, Symbol, Verdict};
 use std::collections::HashMap;
@@ -55,16 +57,51 @@ impl std::fmt::Display for BuildErrors {
 pub fn build(config: Arc<Config>) -> Result<Scorer, BuildErrors> {
     let mut errors = Vec::new();
     let mut filters: Vec<Arc<dyn Filter>> = Vec::new();
-    match crate::dns::resolver(&config.dns) {
-        Ok(resolver) => filters.extend(reputation_filters(&config, resolver)),
-        Err(error) => errors.push(error.to_string()),
+    let resolver = crate::dns::resolver(&config.dns).map_err(|e| errors.push(e.to_string())).ok();
+    if let Some(resolver) = &resolver {
+        if config.auth.enabled {
+            match AuthFilter::new(&config.auth, &config.hostname, resolver.clone()) {
+                Ok(auth) => filters.push(Arc::new(auth)),
+                Err(error) => errors.push(error.to_string()),
+            }
+        }
+        filters.extend(reputation_filters(&config, resolver.clone()));
     }
-    let scores: Arc<dyn ScoreTable> = Arc::new(FixedScores::default());
+    let mut scores: Arc<dyn ScoreTable> = Arc::new(FixedScores::default());
+    let mut rules_hash = None;
+    let mut rules_report = None;
+    let dirs = config.rule_dirs();
+    if !dirs.is_empty() {
+        match RuleSet::load(&dirs) {
+            Ok((rules, report)) => {
+                let rules = Arc::new(rules);
+                rules_report = Some(report);
+                rules_hash = Some(rules.hash());
+                filters.push(Arc::new(RulesFilter::new(rules.clone())));
+                scores = rules;
+            }
+            Err(rule_errors) => errors.extend(rule_errors.iter().map(ToString::to_string)),
+        }
+    }
     if !errors.is_empty() {
         return Err(BuildErrors(errors));
     }
+    if let (Some(report), Some(hash)) = (&rules_report, &rules_hash) {
+        tracing::info!(event = "rules_loaded", loaded = report.loaded, skipped = report.skipped.len(), hash = %hash);
+    }
     let lists = Lists::from_config(&config.lists);
-    Ok(Scorer::new(Chain::new(filters, FILTER_DEADLINE), scores, config).with_lists(lists))
+    let mut scorer = Scorer::new(Chain::new(filters, FILTER_DEADLINE), scores, config).with_lists(lists);
+    scorer.rules_hash = rules_hash;
+    Ok(scorer)
+}
+
+impl ScoreTable for RuleSet {
+    fn score(&self, name: &str) -> Option<f64> {
+        RuleSet::score(self, name)
+    }
+    fn describe(&self, name: &str) -> Option<String> {
+        RuleSet::describe(self, name).map(str::to_string)
+    }
 }
 
 /// DNSBL/DNSWL/URIBL when any zone is configured; reverse DNS and HELO checks when enabled.
@@ -79,6 +116,24 @@ fn reputation_filters(config: &Config, resolver: TokioResolver) -> Vec<Arc<dyn F
         filters.push(Arc::new(RdnsFilter::new(&config.reputation, &config.hostname, &domains, resolver)));
     }
     filters
+}
+
+/// A cheap fingerprint of the rule files (names, sizes, modification times) for noticing
+/// changes without reading them.
+pub fn rules_fingerprint(config: &Config) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut seen = Vec::new();
+    for dir in config.rule_dirs() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "cf") {
+                let meta = entry.metadata().ok();
+                seen.push((path, meta.as_ref().map_or(0, |m| m.len()), meta.and_then(|m| m.modified().ok())));
+            }
+        }
+    }
+    seen.sort();
+    seen
 }
 
 /// One verdict for one recipient, with what the tagging step needs.
@@ -97,11 +152,13 @@ pub struct Scorer {
     scores: Arc<dyn ScoreTable>,
     config: Arc<Config>,
     lists: Arc<Lists>,
+    /// Content hash of the rule files in use, if any (for logs and change detection).
+    rules_hash: Option<String>,
 }
 
 impl Scorer {
     pub fn new(chain: Chain, scores: Arc<dyn ScoreTable>, config: Arc<Config>) -> Scorer {
-        Scorer { chain, scores, config, lists: Arc::new(Lists::default()) }
+        Scorer { chain, scores, config, lists: Arc::new(Lists::default()), rules_hash: None }
     }
 
     /// Uses these allow/block lists (and their per-recipient filtering switches).
@@ -127,6 +184,9 @@ impl Scorer {
         let over = domain.and_then(|d| d.policy.as_ref());
         let mut policy = self.config.policy.resolve(over);
         policy.filtering = self.lists.filtering_enabled(recipient);
+        for (symbol, action) in self.config.auth.forced_actions() {
+            policy.forced.entry(symbol).or_insert(action);
+        }
         let sender = facts.sender.as_deref().unwrap_or("");
         let listed = self.lists.check(sender, facts.client_ip, recipient);
         let mut own;
@@ -150,6 +210,16 @@ impl Scorer {
             verdict,
             subject_prefix: self.config.policy.subject_prefix(over).to_string(),
         }
+    }
+
+    /// The content hash of the rule files this scorer uses.
+    pub fn rules_hash(&self) -> Option<&str> {
+        self.rules_hash.as_deref()
+    }
+
+    /// The authserv-id whose Authentication-Results fields only we may write.
+    pub fn authserv_id(&self) -> &str {
+        self.config.auth.authserv_id(&self.config.hostname)
     }
 
     /// The description of a symbol, for `moat scan` and the X-Spam-Status header.

@@ -89,6 +89,7 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
         tracing::info!(event = "listening", address = %settings.address, starttls = settings.starttls, proxy_protocol = settings.proxy_protocol);
         tokio::spawn(accept_loop(listener, settings, shared.clone(), limiter.clone()));
     }
+    tokio::spawn(watch_rules(shared.clone()));
     crate::systemd::notify("READY=1");
     wait_for_signals(&path, &shared).await?;
     crate::systemd::notify("STOPPING=1");
@@ -160,6 +161,41 @@ fn reload(path: &std::path::Path, shared: &Shared) {
         }
     }
     crate::systemd::notify("READY=1");
+}
+
+/// Reloads the filters when a rule file changes (checked every `rules.watch`), keeping the
+/// running set when the new files have any error. The configuration itself changes only on SIGHUP.
+async fn watch_rules(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.clone();
+    let mut last = scoring::rules_fingerprint(&shared.config.load());
+    loop {
+        let every = shared.config.load().rules_watch();
+        let pause = if every.is_zero() { Duration::from_secs(5) } else { every };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.wait_for(|down| *down) => return,
+        }
+        let config = shared.config.load_full();
+        if config.rules_watch().is_zero() {
+            continue;
+        }
+        let now = scoring::rules_fingerprint(&config);
+        if now == last {
+            continue;
+        }
+        last = now;
+        tracing::info!(event = "rules_changed");
+        match tokio::task::spawn_blocking(move || scoring::build(config)).await {
+            Ok(Ok(scorer)) => shared.scorer.store(Arc::new(scorer)),
+            Ok(Err(errors)) => {
+                for error in &errors.0 {
+                    tracing::error!(event = "reload", outcome = "refused", error = %error);
+                }
+                tracing::error!(event = "reload", outcome = "refused", note = "the running rules stay in force");
+            }
+            Err(_) => tracing::error!(event = "reload", outcome = "refused", note = "loading the rules failed internally"),
+        }
+    }
 }
 
 async fn accept_loop(listener: TcpListener, settings: Listener, shared: Arc<Shared>, limiter: Arc<Limiter>) {

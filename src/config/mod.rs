@@ -275,11 +275,14 @@ pub struct Rules {
     /// exist (the shipped rules); later ones (local overrides) may be missing.
     /// Default: `["/usr/share/moat/rules", "/etc/moat/rules.d"]`.
     pub dirs: Vec<PathBuf>,
+    /// How often the directories are checked for changed `*.cf` files, which are then loaded
+    /// as on SIGHUP (all or nothing). "0s" turns the watch off (SIGHUP only).
+    pub watch: Seconds,
 }
 
 impl Default for Rules {
     fn default() -> Self {
-        Rules { dirs: default_rule_dirs() }
+        Rules { dirs: default_rule_dirs(), watch: Seconds(5) }
     }
 }
 
@@ -557,6 +560,11 @@ impl Config {
             return Vec::new();
         }
         std::iter::once(first.clone()).chain(rest.iter().filter(|d| d.is_dir()).cloned()).collect()
+    }
+
+    /// How often rule files are checked for changes (zero: never).
+    pub fn rules_watch(&self) -> std::time::Duration {
+        self.rules.as_ref().map_or(Seconds(5), |r| r.watch).duration()
     }
 
     /// The spool directory (inside `state_dir`).

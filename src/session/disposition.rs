@@ -8,12 +8,13 @@
 //! - quarantined copies go to a separate durable spool that is never delivered (the quarantine
 //!   store takes them from there), tagged with the verdict headers so nothing of the
 //!   explanation is lost;
-//! - forged copies of our own headers (X-Spam-*) are removed from every copy; everything else
-//!   the sender wrote is kept byte for byte.
+//! - forged copies of our own headers (X-Spam-*, Authentication-Results with our authserv-id)
+//!   are removed from every copy; everything else the sender wrote is kept byte for byte.
 
 use super::rcpt::symbol_names;
 use super::{Session, Transaction};
 use crate::filter::Phase;
+use crate::filter::auth::strip_forged_results;
 use crate::headers;
 use crate::scoring::RecipientVerdict;
 use crate::smtp::reply::{Reply, replies};
@@ -73,7 +74,8 @@ impl Session {
     }
 
     async fn store_groups(&mut self, tx: &Transaction, message: &[u8], filter_fields: &[String], groups: Vec<Group>) -> (Reply, String) {
-        let cleaned = headers::remove_fields(message, |f| OUR_FIELDS.iter().any(|name| f.is(name)));
+        let without_results = strip_forged_results(message, self.scorer.authserv_id());
+        let cleaned = headers::remove_fields(&without_results, |f| OUR_FIELDS.iter().any(|name| f.is(name)));
         let mut stored: Vec<Stored> = Vec::new();
         for group in groups.iter().filter(|g| g.action != Action::Discard) {
             match self.store_group(tx, &cleaned, filter_fields, group).await {

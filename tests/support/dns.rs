@@ -94,6 +94,8 @@ impl DnsZone {
                 "--pid-file=",
                 "--cache-size=0",
                 "--local=/test/",
+                // Everything else is local too (NXDOMAIN), so no lookup waits for an upstream.
+                "--local=/#/",
                 "--local=/in-addr.arpa/",
                 "--local=/ip6.arpa/",
                 &format!("--port={port}"),

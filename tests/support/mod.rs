@@ -1279,6 +1279,9 @@ pub struct MoatConfig {
     pub timeouts: Vec<(String, String)>,
     /// `[delivery]` keys and raw TOML values.
     pub delivery: Vec<(String, String)>,
+    /// `[auth]` keys and raw TOML values. Off by default: the harness's moat is the transparent
+    /// relay (byte-for-byte plus one Received header); tests of authentication switch it on.
+    pub auth: Vec<(String, String)>,
     /// Appended verbatim at the end of the file.
     pub extra: String,
     /// The listener expects a PROXY protocol header.
@@ -1304,6 +1307,7 @@ impl MoatConfig {
                 ("reply_timeout".into(), quoted("10s")),
                 ("idle_timeout".into(), quoted("1s")),
             ],
+            auth: vec![("enabled".into(), "false".into())],
             extra: String::new(),
             proxy_protocol: false,
         }
@@ -1330,6 +1334,12 @@ impl MoatConfig {
     /// Sets a `[timeouts]` key to a duration string such as "2s".
     pub fn timeout(mut self, key: &str, value: &str) -> Self {
         set(&mut self.timeouts, key, format!("\"{value}\""));
+        self
+    }
+
+    /// Sets an `[auth]` key (value as TOML), e.g. `.auth("enabled", "true")`.
+    pub fn auth(mut self, key: &str, value: &str) -> Self {
+        set(&mut self.auth, key, value.to_string());
         self
     }
 
@@ -1361,6 +1371,7 @@ impl MoatConfig {
             ("limits", &self.limits),
             ("timeouts", &self.timeouts),
             ("delivery", &self.delivery),
+            ("auth", &self.auth),
         ] {
             if !keys.is_empty() {
                 let _ = writeln!(t, "\n[{section}]");
