@@ -1502,6 +1502,9 @@ impl Moat {
     /// After the first accepted connection: one whole session (greeting, QUIT, close) so that
     /// moat is really serving and the probe no longer counts against connection limits.
     fn settle(&self) {
+        if self.config.proxy_protocol {
+            return; // no greeting comes without a PROXY header
+        }
         let Ok(stream) =
             TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_secs(2))
         else {
