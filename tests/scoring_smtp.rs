@@ -275,3 +275,60 @@ fn moat_scan_explains_the_verdict_like_the_server_would() {
     assert_eq!(verdict["symbols"][0]["name"], "LOCAL_PILLS");
     assert_eq!(verdict["symbols"][0]["score"], 6.5);
 }
+
+fn connect_as(moat: &Moat, ip: &str, helo: &str) -> Smtp {
+    let mut smtp = Smtp::connect(moat.port);
+    smtp.send(format!("PROXY TCP4 {ip} 127.0.0.1 40000 25\r\n").as_bytes());
+    assert_eq!(smtp.reply().code, 220);
+    assert_eq!(smtp.cmd(&format!("EHLO {helo}")).code, 250);
+    smtp
+}
+
+#[test]
+fn authentication_results_are_added_forgeries_removed_and_dmarc_reject_is_honoured() {
+    let dns = DnsZone::new()
+        .txt("remote.test", "v=spf1 ip4:192.0.2.10 -all")
+        .txt("_dmarc.remote.test", "v=DMARC1; p=reject")
+        .start();
+    let capture = Capture::new();
+    let config = MoatConfig::new(capture.port)
+        .proxy_protocol()
+        .auth("enabled", "true")
+        .auth("dmarc_reject", "\"reject\"")
+        .append(&format!("\n{}\n[reputation]\nrdns = false\nhelo_checks = false\n", dns.config_section()));
+    let moat = Moat::start(config);
+    let message = "From: <a@remote.test>\r\nAuthentication-Results: MX.example.test; spf=pass smtp.mailfrom=a@remote.test; dmarc=pass\r\nAuthentication-Results: other.example; dkim=pass\r\nSubject: hi\r\n\r\nhello\r\n";
+
+    let mut good = connect_as(&moat, "192.0.2.10", "mail.remote.test");
+    let reply = good.send_mail("a@remote.test", &["user@example.test"], message.as_bytes());
+    assert_eq!(reply.code, 250, "{reply}");
+    let mails = capture.wait_for(1, DEADLINE);
+    let headers = header_lines(&mails[0].data);
+    let ours: Vec<&str> = headers.split("\r\n").filter(|l| l.starts_with("Authentication-Results: mx.example.test")).collect();
+    assert_eq!(ours.len(), 1, "exactly one result from us, the forged one removed:\n{headers}");
+    assert!(headers.contains("spf=pass") && headers.contains("dmarc=pass"), "{headers}");
+    assert!(headers.contains("Authentication-Results: other.example; dkim=pass"), "other hosts' results are kept");
+    assert!(!headers.contains("MX.example.test; spf=pass"), "the forgery is gone:\n{headers}");
+
+    let mut forger = connect_as(&moat, "192.0.2.99", "mail.elsewhere.test");
+    let reply = forger.send_mail("a@remote.test", &["user@example.test"], message.as_bytes());
+    assert_reply(&reply, 550, "5.7.1", "DMARC_POLICY_REJECT");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(capture.messages().len(), 1, "the forged message is not delivered");
+}
+
+#[test]
+fn a_fail_closed_dns_outage_tempfails_instead_of_guessing() {
+    let capture = Capture::new();
+    let dead = free_port();
+    let config = MoatConfig::new(capture.port)
+        .auth("enabled", "true")
+        .auth("dns_failure", "\"fail_closed\"")
+        .auth("timeout", "\"1s\"")
+        .append(&format!("\n[dns]\nnameservers = [\"127.0.0.1:{dead}\"]\ntimeout = \"1s\"\nattempts = 1\n"));
+    let moat = Moat::start(config);
+    let reply = moat.smtp_ehlo().send_mail("a@remote.test", &["user@example.test"], b"From: <a@remote.test>\r\n\r\nhello\r\n");
+    assert_reply(&reply, 451, "4.7.1", "try again");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(capture.messages().is_empty(), "nothing is delivered while the sender retries");
+}
