@@ -201,9 +201,11 @@ impl Scorer {
         let scores = &self.scores;
         let mut verdict = verdict::decide(evidence, |name| scores.score(name).unwrap_or(0.0), &policy);
         for symbol in &mut verdict.symbols {
-            if symbol.detail.is_none() {
-                symbol.detail = scores.describe(&symbol.name);
-            }
+            symbol.detail = match (scores.describe(&symbol.name), symbol.detail.take()) {
+                (Some(description), Some(detail)) if description != detail => Some(format!("{description} ({detail})")),
+                (Some(description), _) => Some(description),
+                (None, detail) => detail,
+            };
         }
         RecipientVerdict {
             recipient: recipient.to_string(),
