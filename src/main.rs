@@ -179,12 +179,9 @@ fn scan(path: &Path, files: &[PathBuf], options: ScanOptions) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match current_thread_runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let limit = config.limits.max_message_size;
     let default_rcpt = config.domains.first().map(|d| vec![format!("postmaster@{}", d.name)]).unwrap_or_default();
@@ -259,6 +256,14 @@ fn load_config(path: &Path) -> Result<moat::config::Config, ExitCode> {
     })
 }
 
+/// A single-threaded runtime for the short-lived commands.
+fn current_thread_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|error| {
+        eprintln!("cannot start the runtime: {error}");
+        ExitCode::FAILURE
+    })
+}
+
 fn config_check(path: &Path) -> ExitCode {
     match load_config(path) {
         Ok(_) => {
@@ -308,12 +313,9 @@ fn queue(path: &Path, command: QueueCommand) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match current_thread_runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     use moat::relay::control;
     let result = match command {
