@@ -332,3 +332,30 @@ fn a_fail_closed_dns_outage_tempfails_instead_of_guessing() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(capture.messages().is_empty(), "nothing is delivered while the sender retries");
 }
+
+#[test]
+fn moat_scan_with_jobs_reports_every_file_in_order() {
+    let rules = rules_dir(PILLS_RULE);
+    let dir = temp_dir();
+    fs::write(dir.path().join("moat.toml"), with_rules(2526, rules.path()).render()).unwrap();
+    // A big spam message first, so a parallel scan finishes later files before it.
+    let mut big = pills_message("big");
+    for _ in 0..20_000 {
+        big.extend_from_slice(b"more cheap pills and filler text for a longer scan\r\n");
+    }
+    fs::write(dir.path().join("a.eml"), big).unwrap();
+    fs::write(dir.path().join("b.eml"), simple_message("ham")).unwrap();
+    fs::write(dir.path().join("d.eml"), pills_message("small")).unwrap();
+    let args = |jobs: &'static str| ["scan", "-c", "moat.toml", "--jobs", jobs, "a.eml", "b.eml", "missing.eml", "d.eml"];
+    let one = moat_cli(&args("1"), dir.path());
+    let three = moat_cli(&args("3"), dir.path());
+    let report = text(&three.stdout);
+    assert_eq!(report, text(&one.stdout), "--jobs changes nothing but speed");
+    assert!(!one.status.success() && !three.status.success(), "a missing file is a failure");
+    assert!(text(&three.stderr).contains("missing.eml"), "{}", text(&three.stderr));
+    let order: Vec<&str> = report.lines().filter(|l| l.starts_with("== ")).collect();
+    assert_eq!(order, ["== a.eml", "== b.eml", "== d.eml"], "{report}");
+    let tagged: Vec<bool> =
+        report.split("== ").skip(1).map(|r| r.contains("LOCAL_PILLS")).collect();
+    assert_eq!(tagged, [true, false, true], "{report}");
+}
