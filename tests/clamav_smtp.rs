@@ -39,25 +39,39 @@ fn with_attachment(id: &str, name: &str, content_type: &str, data: &[u8], width:
 
 /// A zip archive with stored (uncompressed) entries; CRCs are real, clamd checks them.
 fn stored_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    zip(entries, false)
+}
+
+/// A zip archive, its entries stored or deflated.
+fn zip(entries: &[(&str, &[u8])], deflate: bool) -> Vec<u8> {
+    use std::io::Write;
     let mut out = Vec::new();
     let mut central = Vec::new();
     for (name, data) in entries {
         let offset = out.len() as u32;
         let crc = crc32(data);
+        let packed = if deflate {
+            let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+            encoder.write_all(data).expect("deflate");
+            encoder.finish().expect("deflate")
+        } else {
+            data.to_vec()
+        };
+        let method: u16 = if deflate { 8 } else { 0 };
         let mut header = Vec::new();
-        header.extend_from_slice(&10u16.to_le_bytes()); // version needed
+        header.extend_from_slice(&20u16.to_le_bytes()); // version needed
         header.extend_from_slice(&0u16.to_le_bytes()); // flags
-        header.extend_from_slice(&0u16.to_le_bytes()); // method: stored
+        header.extend_from_slice(&method.to_le_bytes());
         header.extend_from_slice(&[0, 0, 0x21, 0]); // time, date
         header.extend_from_slice(&crc.to_le_bytes());
-        header.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        header.extend_from_slice(&(packed.len() as u32).to_le_bytes());
         header.extend_from_slice(&(data.len() as u32).to_le_bytes());
         header.extend_from_slice(&(name.len() as u16).to_le_bytes());
         header.extend_from_slice(&0u16.to_le_bytes()); // extra
         out.extend_from_slice(b"PK\x03\x04");
         out.extend_from_slice(&header);
         out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(data);
+        out.extend_from_slice(&packed);
         central.extend_from_slice(b"PK\x01\x02");
         central.extend_from_slice(&20u16.to_le_bytes()); // made by
         central.extend_from_slice(&header);
@@ -111,9 +125,15 @@ fn eicar_is_refused_at_data_however_it_is_wrapped() {
     let attached = with_attachment(&id, "eicar.com.txt", "application/octet-stream", eicar.as_bytes(), 76);
     assert_refused_as_virus(&moat, &capture, &attached, "EICAR as a base64 attachment");
 
-    let zip = stored_zip(&[("readme.txt", b"nothing to see"), ("eicar.com", eicar.as_bytes())]);
-    let zipped = with_attachment(&id, "archive.zip", "application/zip", &zip, 76);
+    let stored = stored_zip(&[("readme.txt", b"nothing to see"), ("eicar.com", eicar.as_bytes())]);
+    let zipped = with_attachment(&id, "archive.zip", "application/zip", &stored, 76);
     assert_refused_as_virus(&moat, &capture, &zipped, "EICAR inside a zip");
+    // Padding makes deflate choose a compressed block rather than a stored one.
+    let padded = format!("{eicar}\r\n{}", "padding ".repeat(500));
+    let deflated = zip(&[("readme.txt", b"nothing to see".as_slice()), ("eicar.txt", padded.as_bytes())], true);
+    assert!(!deflated.windows(14).any(|w| w == b"EICAR-STANDARD"), "the pattern is only visible after inflating");
+    let zipped = with_attachment(&id, "packed.zip", "application/zip", &deflated, 76);
+    assert_refused_as_virus(&moat, &capture, &zipped, "EICAR inside a deflated zip");
 
     let inner = String::from_utf8(with_attachment("inner", "e.txt", "text/plain", eicar.as_bytes(), 60)).expect("utf8");
     let nested = format!(
