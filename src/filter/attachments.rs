@@ -120,9 +120,17 @@ pub fn extensions(name: &str) -> Vec<String> {
     pieces.into_iter().map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()
 }
 
-/// A detail-safe rendering of a sender-chosen name.
+/// A detail-safe rendering of a sender-chosen name: control characters become `?`, and
+/// direction marks are spelled out (`photo<U+202E>gpj.scr`) so logs show what the name hides.
 fn shown(name: &str) -> String {
-    let mut out: String = name.chars().map(|c| if c.is_control() { '?' } else { c }).take(MAX_NAME).collect();
+    let mut out = String::new();
+    for c in name.chars().take(MAX_NAME) {
+        match c {
+            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => out.push_str(&format!("<U+{:04X}>", u32::from(c))),
+            c if c.is_control() => out.push('?'),
+            c => out.push(c),
+        }
+    }
     if name.chars().count() > MAX_NAME {
         out.push('…');
     }
@@ -161,7 +169,7 @@ pub fn check(policy: &Policy, raw: &[u8]) -> Vec<Symbol> {
     let mut tally = Tally::default();
     let Some(message) = MessageParser::default().parse(raw) else { return Vec::new() };
     let mut walker = Walker { policy, tally: &mut tally, parts: 0, stopped: false };
-    walker.message(&message, 1);
+    walker.message(&message, raw, 1);
     tally.symbols()
 }
 
@@ -173,8 +181,10 @@ struct Walker<'p, 't> {
 }
 
 impl Walker<'_, '_> {
-    /// Walks one message's part tree (iteratively) and the messages attached to it.
-    fn message(&mut self, message: &Message<'_>, depth: usize) {
+    /// Walks one message's part tree (iteratively) and the messages attached to it. `base` is
+    /// the buffer its parts' offsets refer to: mail-parser gives a message attached without a
+    /// transfer encoding the offsets of the enclosing buffer, and an encoded one its own.
+    fn message(&mut self, message: &Message<'_>, base: &[u8], depth: usize) {
         self.boundaries_closed(message);
         // (part id, depth) still to visit; the root part is part 0.
         let mut stack: Vec<(u32, usize)> = vec![(0, depth)];
@@ -207,7 +217,8 @@ impl Walker<'_, '_> {
                     if depth + 1 > self.policy.max_depth {
                         self.tally.add(MIME_TOO_DEEP, format!("nested deeper than {}", self.policy.max_depth));
                     } else {
-                        self.message(nested, depth + 1);
+                        let inner = if part.encoding == Encoding::None { base } else { nested.raw_message() };
+                        self.message(nested, inner, depth + 1);
                     }
                     continue;
                 }
@@ -223,11 +234,11 @@ impl Walker<'_, '_> {
             } else if part.is_encoding_problem {
                 self.tally.add(MIME_MALFORMED, format!("part {} cannot be decoded", id + 1));
             }
-            self.leaf(message, part, id);
+            self.leaf(base, part, id);
         }
     }
 
-    /// Every multipart boundary of `message` must close (`--boundary--`).
+    /// Every multipart boundary of `message` must close (`--boundary--`) somewhere in it.
     fn boundaries_closed(&mut self, message: &Message<'_>) {
         let raw = message.raw_message();
         for part in &message.parts {
@@ -236,8 +247,7 @@ impl Walker<'_, '_> {
             }
             let Some(boundary) = part.content_type().and_then(|ct| ct.attribute("boundary")) else { continue };
             let close = format!("--{boundary}--");
-            let start = (part.offset_body as usize).min(raw.len());
-            if !contains(&raw[start..], close.as_bytes()) {
+            if !contains(raw, close.as_bytes()) {
                 self.tally.add(MIME_MALFORMED, "multipart boundary never closed".to_string());
             }
         }
@@ -281,10 +291,10 @@ impl Walker<'_, '_> {
     }
 
     /// A part with content: names, type, program headers, archives.
-    fn leaf(&mut self, message: &Message<'_>, part: &mail_parser::MessagePart<'_>, id: u32) {
+    fn leaf(&mut self, base: &[u8], part: &mail_parser::MessagePart<'_>, id: u32) {
         let names = self.names_and_type(part);
         let label = names.first().map(|n| shown(n)).unwrap_or_else(|| format!("part {}", id + 1));
-        let content = content(message, part);
+        let content = content(base, part);
         if is_executable(&content) {
             self.tally.add(ATTACH_EXECUTABLE, label.clone());
         }
@@ -328,11 +338,10 @@ impl Walker<'_, '_> {
 
 /// The decoded content of a leaf part. Text parts are decoded to UTF-8 by the parser (which
 /// would garble binary bytes), so a base64 text part's first bytes are decoded again here.
-fn content<'a>(message: &'a Message<'_>, part: &'a mail_parser::MessagePart<'_>) -> std::borrow::Cow<'a, [u8]> {
+fn content<'a>(raw: &'a [u8], part: &'a mail_parser::MessagePart<'_>) -> std::borrow::Cow<'a, [u8]> {
     match &part.body {
         PartType::Binary(bytes) | PartType::InlineBinary(bytes) => std::borrow::Cow::Borrowed(bytes.as_ref()),
         PartType::Text(_) | PartType::Html(_) if part.encoding == Encoding::Base64 => {
-            let raw = message.raw_message();
             let start = (part.offset_body as usize).min(raw.len());
             let end = (part.offset_end as usize).clamp(start, raw.len());
             std::borrow::Cow::Owned(base64_prefix(&raw[start..end], SNIFF))
@@ -665,6 +674,15 @@ mod tests {
         let symbols = check(&policy(), &message);
         assert_eq!(names(&symbols), [ATTACH_EXECUTABLE], "{symbols:?}");
         assert_eq!(detail(&symbols, ATTACH_EXECUTABLE), "notes.txt");
+        // The same inside an attached message (whose part offsets refer to the outer buffer).
+        let outer = [
+            b"From: b@x.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"o\"\r\n\r\n--o\r\nContent-Type: text/plain\r\n\r\nfwd\r\n--o\r\nContent-Type: message/rfc822\r\n\r\n".as_slice(),
+            &message,
+            b"\r\n--o--\r\n",
+        ]
+        .concat();
+        let symbols = check(&policy(), &outer);
+        assert_eq!(names(&symbols), [ATTACH_EXECUTABLE], "{symbols:?}");
     }
 
     #[test]
