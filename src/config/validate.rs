@@ -586,6 +586,42 @@ name = "example.test"
     }
 
     #[test]
+    fn clamav_and_attachments_load_with_defaults() {
+        let config = check(GOOD).unwrap();
+        assert!(config.clamav.is_none(), "no [clamav]: nothing is scanned");
+        assert!(config.attachments.enabled && config.attachments.scan_archives);
+        assert!(config.attachments.blocked_extensions.iter().any(|e| e == "exe"));
+        let config = check(&format!("{GOOD}[clamav]\nsocket = \"run/clamd.ctl\"\nfailure = \"fail_open\"\n[attachments]\nblocked_extensions = [\"exe\"]\nblocked_types = [\"application/*\"]\nmax_parts = 50\n")).unwrap();
+        let clamav = config.clamav.unwrap();
+        assert_eq!(clamav.socket.as_deref(), Some(Path::new("/etc/moat/run/clamd.ctl")));
+        assert_eq!((clamav.failure, clamav.scan_timeout, clamav.max_concurrent), (crate::verdict::Stance::FailOpen, super::super::Seconds(20), 8));
+        assert_eq!(config.attachments.blocked_extensions, ["exe"]);
+        assert_eq!((config.attachments.max_parts, config.attachments.max_depth), (50, 10));
+        let clamav = check(&format!("{GOOD}[clamav]\naddress = \"127.0.0.1:3310\"\n")).unwrap().clamav.unwrap();
+        assert_eq!(clamav.failure, crate::verdict::Stance::FailClosed, "fail closed by default");
+    }
+
+    #[test]
+    fn clamav_and_attachments_errors_are_all_reported() {
+        let errors = check(&format!("{GOOD}[clamav]\nadress = \"127.0.0.1:3310\"\nfailure = \"maybe\"\n[attachments]\nmax_part = 3\n")).unwrap_err();
+        let all = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        assert!(all.contains("adress") && all.contains("max_part"), "{all}");
+        assert!(errors.iter().all(|e| e.line > 0), "{all}");
+        let text = format!(
+            "{GOOD}[clamav]\naddress = \"127.0.0.1:3310\"\nsocket = \"/run/c.sock\"\nscan_timeout = \"30s\"\nmax_concurrent = 0\n\
+             [attachments]\nblocked_extensions = [\".exe\", \"ok\"]\nblocked_types = [\"exe\"]\nmax_depth = 0\n"
+        );
+        let errors = check(&text).unwrap_err();
+        let all = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        for needle in ["not both", "at most 25s", "max_concurrent", "\".exe\"", "\"exe\" is not a MIME type", "max_depth"] {
+            assert!(all.contains(needle), "{needle}: {all}");
+        }
+        assert_eq!(errors.len(), 6, "{all}");
+        let errors = check(&format!("{GOOD}[clamav]\nfailure = \"fail_open\"\n")).unwrap_err();
+        assert!(errors[0].message.contains("set `address`"), "{errors:#?}");
+    }
+
+    #[test]
     fn every_error_is_reported_with_its_line() {
         let text = GOOD.replace("port = 2526", "port = \"x\"").replace("starttls = false", "starttls = false\nbogus = 1")
             + "[limits]\nmax_recipients = -3\n[[domain]]\nname = \"b.test\"\nrecipient_chek = \"list\"\n";
