@@ -165,12 +165,39 @@ impl Tally {
 }
 
 /// Checks one message and returns its symbols (empty for a clean one). Pure, bounded.
+///
+/// The parser itself has no part limit, so a message with more delimiter lines than
+/// `max_parts` could ever need is cut before the parser sees it (and flagged): memory stays
+/// proportional to the bound, not to the number of parts a sender packs into the size limit.
 pub fn check(policy: &Policy, raw: &[u8]) -> Vec<Symbol> {
     let mut tally = Tally::default();
-    let Some(message) = MessageParser::default().parse(raw) else { return Vec::new() };
-    let mut walker = Walker { policy, tally: &mut tally, parts: 0, stopped: false };
+    let limit = policy.max_parts.saturating_mul(2).saturating_add(16);
+    let cut = delimiter_cut(raw, limit);
+    if cut.is_some() {
+        tally.add(MIME_TOO_MANY_PARTS, format!("more than {} parts", policy.max_parts));
+    }
+    let raw = &raw[..cut.unwrap_or(raw.len())];
+    let Some(message) = MessageParser::default().parse(raw) else { return tally.symbols() };
+    let mut walker = Walker { policy, tally: &mut tally, parts: 0, stopped: false, cut: cut.is_some() };
     walker.message(&message, raw, 1);
     tally.symbols()
+}
+
+/// Where the `limit`-th line starting with `--` (a possible MIME delimiter) begins, if the
+/// message has more than `limit` of them.
+fn delimiter_cut(raw: &[u8], limit: usize) -> Option<usize> {
+    let mut seen = 0usize;
+    let mut at_line_start = true;
+    for (i, &b) in raw.iter().enumerate() {
+        if at_line_start && b == b'-' && raw.get(i + 1) == Some(&b'-') {
+            seen += 1;
+            if seen > limit {
+                return Some(i);
+            }
+        }
+        at_line_start = b == b'\n';
+    }
+    None
 }
 
 struct Walker<'p, 't> {
@@ -178,6 +205,8 @@ struct Walker<'p, 't> {
     tally: &'t mut Tally,
     parts: usize,
     stopped: bool,
+    /// The message was cut short (too many parts): unclosed boundaries are expected then.
+    cut: bool,
 }
 
 impl Walker<'_, '_> {
@@ -239,17 +268,29 @@ impl Walker<'_, '_> {
     }
 
     /// Every multipart boundary of `message` must close (`--boundary--`) somewhere in it.
+    /// One pass over the message for all its boundaries.
     fn boundaries_closed(&mut self, message: &Message<'_>) {
-        let raw = message.raw_message();
-        for part in &message.parts {
-            if !matches!(part.body, PartType::Multipart(_)) {
-                continue;
-            }
-            let Some(boundary) = part.content_type().and_then(|ct| ct.attribute("boundary")) else { continue };
-            let close = format!("--{boundary}--");
-            if !contains(raw, close.as_bytes()) {
-                self.tally.add(MIME_MALFORMED, "multipart boundary never closed".to_string());
-            }
+        if self.cut {
+            return;
+        }
+        let closes: Vec<String> = message
+            .parts
+            .iter()
+            .filter(|p| matches!(p.body, PartType::Multipart(_)))
+            .filter_map(|p| p.content_type().and_then(|ct| ct.attribute("boundary")))
+            .filter(|b| !b.is_empty())
+            .map(|b| format!("--{b}--"))
+            .collect();
+        if closes.is_empty() {
+            return;
+        }
+        let Ok(matcher) = aho_corasick::AhoCorasick::new(&closes) else { return };
+        let mut found = vec![false; closes.len()];
+        for hit in matcher.find_overlapping_iter(message.raw_message()) {
+            found[hit.pattern().as_usize()] = true;
+        }
+        if found.iter().any(|f| !f) {
+            self.tally.add(MIME_MALFORMED, "multipart boundary never closed".to_string());
         }
     }
 
@@ -379,10 +420,6 @@ pub fn base64_prefix(text: &[u8], limit: usize) -> Vec<u8> {
         }
     }
     out
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// A program by its header: PE (MZ with a PE signature), ELF, Mach-O (thin or fat).
@@ -719,6 +756,14 @@ mod tests {
         many.push_str("--m--\r\n");
         let symbols = check(&policy(), many.as_bytes());
         assert_eq!(names(&symbols), [MIME_TOO_MANY_PARTS], "{symbols:?}");
+        // Far more delimiter lines than the bound: cut before parsing, one flag, nothing else.
+        let mut flood = String::from("From: a@x.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n\r\n");
+        flood.push_str(&"--m\r\n\r\nx\r\n".repeat(50_000));
+        flood.push_str("--m--\r\n");
+        assert_eq!(delimiter_cut(flood.as_bytes(), 1016).map(|at| &flood[at..at + 3]), Some("--m"));
+        let symbols = check(&policy(), flood.as_bytes());
+        assert_eq!(names(&symbols), [MIME_TOO_MANY_PARTS], "{symbols:?}");
+        assert_eq!(symbols[0].detail.as_deref(), Some("more than 500 parts"));
     }
 
     #[test]
