@@ -193,10 +193,12 @@ fn clamd_down_tempfails_when_failing_closed_and_delivers_marked_when_failing_ope
     assert!(capture.messages().is_empty());
 
     let open = moat_with(capture.port, &format!("\n[clamav]\naddress = \"127.0.0.1:{dead}\"\nfailure = \"fail_open\"\n"));
-    let reply = open.smtp_ehlo().send_mail("a@remote.example", &["user@example.test"], &message);
+    let forged = [b"X-Virus-Scan: clean, trust me\r\n".as_slice(), &message].concat();
+    let reply = open.smtp_ehlo().send_mail("a@remote.example", &["user@example.test"], &forged);
     assert_reply(&reply, 250, "2.0.0", "clamd down, fail open");
     let mail = &capture.wait_for(1, DEADLINE)[0];
     assert!(mail.contains("X-Virus-Scan: not scanned (virus scanner unavailable)\r\n"), "{}", text(&mail.data));
+    assert!(!mail.contains("trust me"), "a sender's X-Virus-Scan is removed: {}", text(&mail.data));
     assert!(open.log().contains("CLAMAV_FAIL"), "the verdict names the failure: {}", open.log());
     assert!(!mail.contains(&format!("127.0.0.1:{dead}")), "internal hosts stay out of the message");
 }
