@@ -195,13 +195,18 @@ impl ClamavFilter {
             Ok(Err(_)) => return Err(ScanError("scan slots closed".into())),
             Err(_) => return Err(late("had no free scan slot")),
         };
-        let connect_deadline = (Instant::now() + self.connect_timeout).min(deadline);
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(late("had no free scan slot"));
+        }
+        let connect_deadline = (now + self.connect_timeout).min(deadline);
+        let window = connect_deadline - now;
         match &self.endpoint {
             Endpoint::Tcp(addr) => {
                 let mut stream = match tokio::time::timeout_at(connect_deadline, tokio::net::TcpStream::connect(addr)).await {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(e)) => return Err(ScanError(format!("clamd at {addr} unreachable: {e}"))),
-                    Err(_) => return Err(ScanError(format!("clamd at {addr}: no connection within {:?}", self.connect_timeout))),
+                    Err(_) => return Err(ScanError(format!("clamd at {addr}: no connection within {window:?}"))),
                 };
                 let _ = stream.set_nodelay(true);
                 tokio::time::timeout_at(deadline, instream(&mut stream, message)).await.map_err(|_| late("did not answer"))?
@@ -210,7 +215,7 @@ impl ClamavFilter {
                 let mut stream = match tokio::time::timeout_at(connect_deadline, tokio::net::UnixStream::connect(path)).await {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(e)) => return Err(ScanError(format!("clamd at {} unreachable: {e}", path.display()))),
-                    Err(_) => return Err(ScanError(format!("clamd at {}: no connection within {:?}", path.display(), self.connect_timeout))),
+                    Err(_) => return Err(ScanError(format!("clamd at {}: no connection within {window:?}", path.display()))),
                 };
                 tokio::time::timeout_at(deadline, instream(&mut stream, message)).await.map_err(|_| late("did not answer"))?
             }
@@ -348,6 +353,27 @@ mod tests {
             max_concurrent: 1,
             failure,
         }
+    }
+
+    #[tokio::test]
+    async fn scans_beyond_max_concurrent_wait_for_a_slot_within_the_scan_deadline() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        let filter = ClamavFilter::new(&config(addr, Stance::FailClosed));
+        let (a, b) = tokio::join!(filter.scan(b"one"), filter.scan(b"two"));
+        let mut errors = [a.unwrap_err().0, b.unwrap_err().0];
+        errors.sort();
+        assert!(errors[0].contains("did not answer") && errors[1].contains("no free scan slot"), "{errors:?}");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "max_concurrent = 1: one connection at a time");
     }
 
     #[tokio::test]
