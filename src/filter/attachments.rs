@@ -47,6 +47,9 @@ const DECOY_EXTENSIONS: &[&str] = &[
 ];
 /// Entries read from one zip's central directory.
 const MAX_ZIP_ENTRIES: usize = 1000;
+/// Zip entries looked at in one message, all archives together (entries of a crafted directory
+/// may all point at the same nested archive, so per-archive bounds alone multiply).
+const MAX_ARCHIVE_ENTRIES_PER_MESSAGE: usize = 10_000;
 /// Zips inside zips opened (stored entries only).
 const MAX_ZIP_DEPTH: usize = 2;
 /// Names listed in one symbol's detail.
@@ -137,24 +140,29 @@ fn shown(name: &str) -> String {
     out
 }
 
-/// Findings gathered while walking, one symbol per name.
+/// Findings gathered while walking, one symbol per name: its first distinct details, and how
+/// many more there were.
 #[derive(Default)]
-struct Tally(BTreeMap<&'static str, Vec<String>>);
+struct Tally(BTreeMap<&'static str, (Vec<String>, usize)>);
 
 impl Tally {
     fn add(&mut self, symbol: &'static str, detail: String) {
-        let details = self.0.entry(symbol).or_default();
-        if !details.contains(&detail) {
+        let (details, more) = self.0.entry(symbol).or_default();
+        if details.contains(&detail) {
+            return;
+        }
+        if details.len() < MAX_DETAILS {
             details.push(detail);
+        } else {
+            *more += 1;
         }
     }
 
     fn symbols(self) -> Vec<Symbol> {
         self.0
             .into_iter()
-            .map(|(name, details)| {
-                let more = details.len().saturating_sub(MAX_DETAILS);
-                let mut detail = details.into_iter().take(MAX_DETAILS).collect::<Vec<_>>().join(", ");
+            .map(|(name, (details, more))| {
+                let mut detail = details.join(", ");
                 if more > 0 {
                     detail.push_str(&format!(" and {more} more"));
                 }
@@ -178,7 +186,7 @@ pub fn check(policy: &Policy, raw: &[u8]) -> Vec<Symbol> {
     }
     let raw = &raw[..cut.unwrap_or(raw.len())];
     let Some(message) = MessageParser::default().parse(raw) else { return tally.symbols() };
-    let mut walker = Walker { policy, tally: &mut tally, parts: 0, stopped: false, cut: cut.is_some() };
+    let mut walker = Walker { policy, tally: &mut tally, parts: 0, stopped: false, cut: cut.is_some(), archive_entries: 0 };
     walker.message(&message, raw, 1);
     tally.symbols()
 }
@@ -207,6 +215,8 @@ struct Walker<'p, 't> {
     stopped: bool,
     /// The message was cut short (too many parts): unclosed boundaries are expected then.
     cut: bool,
+    /// Zip entries looked at so far in this message.
+    archive_entries: usize,
 }
 
 impl Walker<'_, '_> {
@@ -358,6 +368,11 @@ impl Walker<'_, '_> {
             }
         };
         for entry in entries {
+            self.archive_entries += 1;
+            if self.archive_entries > MAX_ARCHIVE_ENTRIES_PER_MESSAGE {
+                self.tally.add(ARCHIVE_UNREADABLE, format!("more than {MAX_ARCHIVE_ENTRIES_PER_MESSAGE} archive entries in the message"));
+                return;
+            }
             self.check_name(&entry.name, Some(label));
             if entry.encrypted {
                 self.tally.add(ARCHIVE_ENCRYPTED, label.to_string());
@@ -735,6 +750,31 @@ mod tests {
         assert_eq!(names(&symbols), [ARCHIVE_ENCRYPTED], "found by content, not name: {symbols:?}");
         let off = Policy { scan_archives: false, ..policy() };
         assert!(check(&off, &message).is_empty());
+    }
+
+    #[test]
+    fn archive_entries_are_bounded_per_message_not_only_per_archive() {
+        let inner = zip(&(0..1000).map(|i| (format!("f{i}.txt"), b"x".as_slice(), false)).collect::<Vec<_>>().iter().map(|(n, d, e)| (n.as_str(), *d, *e)).collect::<Vec<_>>());
+        // One stored inner zip, and a central directory listing it 1000 times.
+        let mut outer = zip(&[("a.zip", &inner, false)]);
+        let eocd = outer.len() - 22;
+        let cd_offset = u32::from_le_bytes([outer[eocd + 16], outer[eocd + 17], outer[eocd + 18], outer[eocd + 19]]) as usize;
+        let entry = outer[cd_offset..eocd].to_vec();
+        let mut crafted = outer[..cd_offset].to_vec();
+        for _ in 0..1000 {
+            crafted.extend_from_slice(&entry);
+        }
+        let mut end = outer.split_off(eocd);
+        end[8..10].copy_from_slice(&1000u16.to_le_bytes());
+        end[10..12].copy_from_slice(&1000u16.to_le_bytes());
+        end[12..16].copy_from_slice(&((entry.len() * 1000) as u32).to_le_bytes());
+        crafted.extend_from_slice(&end);
+        assert_eq!(zip_entries(&crafted).map(|e| e.len()), Ok(1000));
+        let message = with_attachment("Content-Type: application/zip; name=\"x.zip\"\r\n", &crafted);
+        let started = std::time::Instant::now();
+        let symbols = check(&policy(), &message);
+        assert!(detail(&symbols, ARCHIVE_UNREADABLE).contains("archive entries in the message"), "{symbols:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]
