@@ -126,22 +126,28 @@ async fn wait_for_signals(path: &std::path::Path, shared: &Shared) -> Result<(),
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(path, shared),
+            _ = hup.recv() => reload(path, shared).await,
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
         }
     }
 }
 
-/// Loads the configuration and certificate anew; applies both or neither.
-fn reload(path: &std::path::Path, shared: &Shared) {
+/// The configuration, certificate and filters from `path`, or every error.
+fn load_everything(path: &std::path::Path) -> Result<(Config, Option<tokio_rustls::TlsAcceptor>, scoring::Scorer), Vec<String>> {
+    let new = config::load(path).map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let acceptor = new.tls.as_ref().map(tls::acceptor).transpose().map_err(|e| vec![e.to_string()])?;
+    let scorer = scoring::build(Arc::new(new.clone())).map_err(|e| e.0)?;
+    Ok((new, acceptor, scorer))
+}
+
+/// Loads the configuration, certificate and filters anew; applies all or nothing.
+async fn reload(path: &std::path::Path, shared: &Shared) {
     crate::systemd::notify("RELOADING=1");
-    let loaded = config::load(path).map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>());
-    let result = loaded.and_then(|new| {
-        let acceptor = new.tls.as_ref().map(tls::acceptor).transpose().map_err(|e| vec![e.to_string()])?;
-        let scorer = scoring::build(Arc::new(new.clone())).map_err(|e| e.0)?;
-        Ok((new, acceptor, scorer))
-    });
+    let owned = path.to_path_buf();
+    // Loading rule files compiles thousands of regexes: keep it off the async workers.
+    let loaded = tokio::task::spawn_blocking(move || load_everything(&owned)).await;
+    let result = loaded.unwrap_or_else(|_| Err(vec!["loading failed internally".to_string()]));
     match result {
         Ok((new, acceptor, scorer)) => {
             let old = shared.config.load();

@@ -19,7 +19,9 @@ pub struct PolicyConfig {
     pub reject_at: f64,
     /// Put in front of the Subject of tagged mail, e.g. "[SPAM] ". Empty: subject untouched.
     pub subject_prefix: String,
-    /// Symbols that decide the action whatever the score, e.g. `CLAMAV_VIRUS = "reject"`.
+    /// Symbols that decide the action whatever the score, e.g. `DNSBL_SPAMHAUS = "reject"`.
+    /// Added to (and able to replace) the built-in ones: `CLAMAV_VIRUS` and `BLOCK_LIST` →
+    /// reject, `ALLOW_LIST` → accept.
     pub forced: BTreeMap<String, Action>,
     /// Refuse at RCPT time when the evidence gathered by then (connection, HELO, sender,
     /// recipient) already reaches a reject, instead of reading the message first.
@@ -29,13 +31,12 @@ pub struct PolicyConfig {
 impl Default for PolicyConfig {
     fn default() -> Self {
         let defaults = Policy::default();
-        let forced = [("ALLOW_LIST", Action::Accept), ("BLOCK_LIST", Action::Reject), ("CLAMAV_VIRUS", Action::Reject)];
         PolicyConfig {
             tag_at: defaults.tag_at,
             quarantine_at: defaults.quarantine_at,
             reject_at: defaults.reject_at,
             subject_prefix: String::new(),
-            forced: forced.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            forced: BTreeMap::new(),
             early_reject: true,
         }
     }
@@ -58,7 +59,8 @@ impl PolicyConfig {
     /// is on for the recipient is the lists' business (`[[lists.domain]]`, `[[lists.user]]`).
     pub fn resolve(&self, over: Option<&PolicyOverride>) -> Policy {
         let over = over.cloned().unwrap_or_default();
-        let mut forced = self.forced.clone();
+        let mut forced = builtin_forced();
+        forced.extend(self.forced.clone());
         forced.extend(over.forced);
         Policy {
             tag_at: over.tag_at.unwrap_or(self.tag_at),
@@ -73,6 +75,14 @@ impl PolicyConfig {
     pub fn subject_prefix<'a>(&'a self, over: Option<&'a PolicyOverride>) -> &'a str {
         over.and_then(|o| o.subject_prefix.as_deref()).unwrap_or(&self.subject_prefix)
     }
+}
+
+/// Forced actions that hold unless the configuration says otherwise.
+fn builtin_forced() -> BTreeMap<String, Action> {
+    [("ALLOW_LIST", Action::Accept), ("BLOCK_LIST", Action::Reject), ("CLAMAV_VIRUS", Action::Reject)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }
 
 /// Thresholds must rise: tag ≤ quarantine ≤ reject. Returns the problem, if any.
@@ -90,7 +100,7 @@ mod tests {
 
     #[test]
     fn domain_override_wins_key_by_key_and_forced_actions_merge() {
-        let global = PolicyConfig::default();
+        let global = PolicyConfig { forced: [("RCVD_IN_X".to_string(), Action::Reject)].into(), ..Default::default() };
         let over = PolicyOverride {
             quarantine_at: Some(6.0),
             forced: [("DMARC_POLICY_REJECT".to_string(), Action::Reject)].into(),
@@ -99,7 +109,8 @@ mod tests {
         let policy = global.resolve(Some(&over));
         assert_eq!((policy.tag_at, policy.quarantine_at, policy.reject_at), (5.0, 6.0, 20.0));
         assert_eq!(policy.forced.get("DMARC_POLICY_REJECT"), Some(&Action::Reject));
-        assert_eq!(policy.forced.get("CLAMAV_VIRUS"), Some(&Action::Reject), "global entries stay");
+        assert_eq!(policy.forced.get("CLAMAV_VIRUS"), Some(&Action::Reject), "built-in entries stay");
+        assert_eq!(policy.forced.get("RCVD_IN_X"), Some(&Action::Reject), "global entries stay");
     }
 
     #[test]
