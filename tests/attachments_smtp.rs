@@ -63,7 +63,7 @@ fn programs_are_refused_disk_images_held_and_documents_delivered() {
 #[test]
 fn a_forced_action_makes_a_symbol_a_hard_reject() {
     let capture = Capture::new();
-    let policy = "\n[policy]\nforced = { CLAMAV_VIRUS = \"reject\", ATTACH_DOUBLE_EXT = \"reject\" }\n";
+    let policy = "\n[policy]\nforced = { ATTACH_DOUBLE_EXT = \"reject\" }\n";
     let moat = Moat::start(MoatConfig::new(capture.port).append(policy));
     let reply = moat.smtp_ehlo().send_mail("a@remote.example", &["user@example.test"], &with_attachment("x", "invoice.pdf.js", "application/octet-stream", b"x"));
     assert_reply(&reply, 550, "5.7.1", "forced reject without any rule files");
