@@ -7,7 +7,8 @@
 //!
 //! Module map: `config` (typed TOML, validate-all), `smtp` (framing, commands, bodies, replies,
 //! addresses, PROXY protocol, Received), `ruleset` (SpamAssassin-compatible rule files:
-//! parse, compile, evaluate against a parsed message), `session` (async driver per connection), `server`
+//! parse, compile, evaluate against a parsed message), `filter` (the filter chain: auth, DNS lists,
+//! reverse DNS, clamd, attachment policy), `scoring` and `verdict` (symbols × policy → action), `session` (async driver per connection), `server`
 //! (listeners, limits, signals), `tls`, `spool`, `relay`, `systemd` (sd_notify).
 pub mod config;
 pub mod dns;

@@ -8,6 +8,8 @@
 //! the server would do.
 
 use crate::config::Config;
+use crate::filter::attachments::AttachmentFilter;
+use crate::filter::clamav::ClamavFilter;
 use crate::filter::dnsbl::DnsblFilter;
 use crate::filter::rdns::RdnsFilter;
 use crate::filter::{Chain, Facts, Filter, Phase};
@@ -66,6 +68,12 @@ pub fn build(config: Arc<Config>) -> Result<Scorer, BuildErrors> {
             }
         }
         filters.extend(reputation_filters(&config, resolver.clone()));
+    }
+    if let Some(clamav) = &config.clamav {
+        filters.push(Arc::new(ClamavFilter::new(clamav)));
+    }
+    if config.attachments.enabled {
+        filters.push(Arc::new(AttachmentFilter::new(&config.attachments)));
     }
     let mut scores: Arc<dyn ScoreTable> = Arc::new(FixedScores::default());
     let mut rules_hash = None;

@@ -66,6 +66,111 @@ pub struct Config {
     /// Rule files (SpamAssassin syntax). Without a `[rules]` section the default directories
     /// are used if the first exists (see [`Config::rule_dirs`]).
     pub rules: Option<Rules>,
+    /// Virus scanning with clamd. Without a `[clamav]` section nothing is scanned.
+    pub clamav: Option<Clamav>,
+    /// Attachment policy: blocked names and types, executables, archives, malformed MIME.
+    #[serde(default)]
+    pub attachments: Attachments,
+}
+
+/// `[clamav]`: where clamd listens and what happens when it cannot answer.
+///
+/// Exactly one of `address` and `socket`. The whole message is streamed to clamd (INSTREAM);
+/// clamd decodes MIME and archives itself. Keep clamd's `StreamMaxLength` at least
+/// `limits.max_message_size`: a larger message is a scan failure, never "clean".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clamav {
+    /// clamd's TCP socket, e.g. "127.0.0.1:3310" (clamd.conf `TCPSocket`/`TCPAddr`).
+    pub address: Option<SocketAddr>,
+    /// clamd's Unix socket, e.g. "/run/clamav/clamd.ctl" (clamd.conf `LocalSocket`).
+    pub socket: Option<PathBuf>,
+    /// Deadline for connecting to clamd.
+    #[serde(default = "default_clamav_connect_timeout")]
+    pub connect_timeout: Seconds,
+    /// Deadline for one scan: waiting for a free scan slot, sending the message and reading the
+    /// answer. Keep it below the filter deadline (30s) and the client's DATA timeout.
+    #[serde(default = "default_clamav_scan_timeout")]
+    pub scan_timeout: Seconds,
+    /// Scans running at once (clamd.conf `MaxThreads` is 10 by default); more wait for a slot.
+    #[serde(default = "default_clamav_max_concurrent")]
+    pub max_concurrent: usize,
+    /// When clamd cannot give an answer (down, error, size limit, timeout): "fail_closed"
+    /// answers 451 so the sender retries; "fail_open" delivers with `CLAMAV_FAIL` and an
+    /// `X-Virus-Scan` header saying the message was not scanned.
+    #[serde(default = "default_clamav_failure")]
+    pub failure: Stance,
+}
+
+fn default_clamav_connect_timeout() -> Seconds {
+    Seconds(5)
+}
+
+fn default_clamav_scan_timeout() -> Seconds {
+    Seconds(20)
+}
+
+fn default_clamav_max_concurrent() -> usize {
+    8
+}
+
+fn default_clamav_failure() -> Stance {
+    Stance::FailClosed
+}
+
+/// `[attachments]`: what moat looks for in a message's MIME structure. Each finding is a symbol
+/// (`ATTACH_*`, `ARCHIVE_*`, `MIME_*`) whose score the rule files set; to refuse or hold such
+/// mail whatever its score, name the symbol in `[policy] forced`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Attachments {
+    /// Run the attachment checks at all.
+    pub enabled: bool,
+    /// File name extensions (without the dot, case-insensitive) that give `ATTACH_BLOCKED_EXT`,
+    /// also as the last of two (`invoice.pdf.exe`: also `ATTACH_DOUBLE_EXT`) and inside archives.
+    pub blocked_extensions: Vec<String>,
+    /// MIME types that give `ATTACH_BLOCKED_TYPE`; "type/*" matches a whole type.
+    pub blocked_types: Vec<String>,
+    /// Deepest nesting of multiparts and attached messages looked into (`MIME_TOO_DEEP` beyond).
+    pub max_depth: usize,
+    /// Most MIME parts looked at (`MIME_TOO_MANY_PARTS` beyond).
+    pub max_parts: usize,
+    /// Look at the file names inside zip archives (and flag encrypted ones).
+    pub scan_archives: bool,
+}
+
+/// The extensions blocked by default: programs, scripts, installers, shortcuts and disk images
+/// that run (or mount and run) when opened on Windows, plus Java archives.
+pub const DEFAULT_BLOCKED_EXTENSIONS: &[&str] = &[
+    "ade", "adp", "app", "appx", "bat", "cab", "chm", "cmd", "com", "cpl", "dll", "exe", "gadget", "hta", "img", "inf",
+    "ins", "iso", "isp", "jar", "js", "jse", "lnk", "mde", "msc", "msi", "msix", "msp", "mst", "pif", "ps1", "ps1xml",
+    "psc1", "psm1", "reg", "scf", "scr", "sct", "shb", "shs", "url", "vb", "vbe", "vbs", "vhd", "vhdx", "ws", "wsc",
+    "wsf", "wsh", "xll",
+];
+
+/// The MIME types blocked by default: executables and installers.
+pub const DEFAULT_BLOCKED_TYPES: &[&str] = &[
+    "application/x-msdownload",
+    "application/x-msdos-program",
+    "application/x-dosexec",
+    "application/x-executable",
+    "application/vnd.microsoft.portable-executable",
+    "application/x-msi",
+    "application/x-ms-shortcut",
+    "application/hta",
+];
+
+impl Default for Attachments {
+    fn default() -> Self {
+        Attachments {
+            enabled: true,
+            blocked_extensions: DEFAULT_BLOCKED_EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+            blocked_types: DEFAULT_BLOCKED_TYPES.iter().map(|t| t.to_string()).collect(),
+            max_depth: 10,
+            max_parts: 500,
+            scan_archives: true,
+        }
+    }
 }
 
 /// `[reputation]`: what the DNSBL/DNSWL/URIBL and reverse-DNS/HELO filters check.

@@ -6,7 +6,7 @@
 //! exist) run only on a file that parsed, and are reported against the key they concern.
 
 use super::{
-    Auth, Config, Delivery, Dns, Domain, DomainLists, Limits, ListZone, Listener, Lists, PolicyConfig, RecipientCheck,
+    Attachments, Auth, Clamav, Config, Delivery, Dns, Domain, DomainLists, Limits, ListZone, Listener, Lists, PolicyConfig, RecipientCheck,
     Reputation, Route, Rules, Timeouts, TlsFiles, TlsPolicy, UserLists, check_thresholds,
 };
 use crate::lists::Entry;
@@ -117,7 +117,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 const TOP_LEVEL_KEYS: &[&str] = &[
     "hostname", "state_dir", "listen", "tls", "limits", "timeouts", "downstream", "domain", "delivery", "dns", "reputation",
-    "lists", "policy", "auth", "rules",
+    "lists", "policy", "auth", "rules", "clamav", "attachments",
 ];
 
 /// Deserializes every section and every array entry separately so that all errors surface.
@@ -135,6 +135,8 @@ fn check_sections(report: &mut Report<'_>, document: &DeTable<'_>) {
             "policy" => drop(report.section::<PolicyConfig>(value)),
             "auth" => drop(report.section::<Auth>(value)),
             "rules" => drop(report.section::<Rules>(value)),
+            "clamav" => drop(report.section::<Clamav>(value)),
+            "attachments" => drop(report.section::<Attachments>(value)),
             "listen" => each_entry::<Listener>(report, value, "listen"),
             "domain" => each_entry::<Domain>(report, value, "domain"),
             "reputation" => check_reputation(report, value),
@@ -247,6 +249,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     }
     if let Some(rules) = &mut config.rules {
         rules.dirs.iter_mut().for_each(resolve);
+    }
+    if let Some(socket) = config.clamav.as_mut().and_then(|c| c.socket.as_mut()) {
+        resolve(socket);
     }
     let mut routes: Vec<&mut Route> = vec![&mut config.downstream];
     routes.extend(config.domains.iter_mut().filter_map(|d| d.route.as_mut()));
@@ -381,6 +386,55 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
     check_reputation_semantics(report, config, document);
     check_lists_semantics(report, config, document);
     check_auth(report, &config.auth, span_of(document, "auth", None));
+    if let Some(clamav) = &config.clamav {
+        check_clamav(report, clamav, span_of(document, "clamav", None));
+    }
+    check_attachments(report, &config.attachments, span_of(document, "attachments", None));
+}
+
+/// The longest a clamd scan may be given: below the filter deadline, so a slow clamd is a
+/// `CLAMAV_FAIL` with the configured stance rather than a generic filter timeout.
+const MAX_CLAMAV_DEADLINE: u64 = 25;
+
+fn check_clamav(report: &mut Report<'_>, clamav: &Clamav, span: Option<Range<usize>>) {
+    match (&clamav.address, &clamav.socket) {
+        (Some(_), Some(_)) => report.at(span.clone(), "clamav: set either `address` or `socket`, not both"),
+        (None, None) => report.at(span.clone(), "clamav: set `address` (e.g. \"127.0.0.1:3310\") or `socket` (e.g. \"/run/clamav/clamd.ctl\")"),
+        _ => {}
+    }
+    if clamav.connect_timeout.0 < 1 || clamav.scan_timeout.0 < 1 {
+        report.at(span.clone(), "clamav.connect_timeout and clamav.scan_timeout must be at least 1s");
+    }
+    if clamav.connect_timeout.0.saturating_add(clamav.scan_timeout.0) > MAX_CLAMAV_DEADLINE {
+        report.at(
+            span.clone(),
+            format!("clamav: connect_timeout + scan_timeout must be at most {MAX_CLAMAV_DEADLINE}s (below the 30s filter deadline)"),
+        );
+    }
+    if clamav.max_concurrent < 1 {
+        report.at(span, "clamav.max_concurrent must be at least 1");
+    }
+}
+
+fn check_attachments(report: &mut Report<'_>, attachments: &Attachments, span: Option<Range<usize>>) {
+    for extension in &attachments.blocked_extensions {
+        let ok = !extension.is_empty() && extension.len() <= 32 && extension.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !ok {
+            report.at(span.clone(), format!("attachments.blocked_extensions: {extension:?} is not an extension (letters and digits, without the dot)"));
+        }
+    }
+    for mime in &attachments.blocked_types {
+        let ok = mime.split_once('/').is_some_and(|(t, s)| {
+            let token = |x: &str| !x.is_empty() && x.chars().all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c));
+            token(t) && (s == "*" || token(s))
+        });
+        if !ok {
+            report.at(span.clone(), format!("attachments.blocked_types: {mime:?} is not a MIME type such as \"application/x-msdownload\" or \"application/*\""));
+        }
+    }
+    if attachments.max_depth < 1 || attachments.max_parts < 1 {
+        report.at(span, "attachments.max_depth and attachments.max_parts must be at least 1");
+    }
 }
 
 /// Most URL domains one message may cost in URI-list lookups.
@@ -529,6 +583,42 @@ name = "example.test"
         assert_eq!(config.limits.max_recipients, 100);
         assert_eq!(config.state_dir, Path::new("/etc/moat/state"));
         assert_eq!(config.route_for("EXAMPLE.test").port, 2526);
+    }
+
+    #[test]
+    fn clamav_and_attachments_load_with_defaults() {
+        let config = check(GOOD).unwrap();
+        assert!(config.clamav.is_none(), "no [clamav]: nothing is scanned");
+        assert!(config.attachments.enabled && config.attachments.scan_archives);
+        assert!(config.attachments.blocked_extensions.iter().any(|e| e == "exe"));
+        let config = check(&format!("{GOOD}[clamav]\nsocket = \"run/clamd.ctl\"\nfailure = \"fail_open\"\n[attachments]\nblocked_extensions = [\"exe\"]\nblocked_types = [\"application/*\"]\nmax_parts = 50\n")).unwrap();
+        let clamav = config.clamav.unwrap();
+        assert_eq!(clamav.socket.as_deref(), Some(Path::new("/etc/moat/run/clamd.ctl")));
+        assert_eq!((clamav.failure, clamav.scan_timeout, clamav.max_concurrent), (crate::verdict::Stance::FailOpen, super::super::Seconds(20), 8));
+        assert_eq!(config.attachments.blocked_extensions, ["exe"]);
+        assert_eq!((config.attachments.max_parts, config.attachments.max_depth), (50, 10));
+        let clamav = check(&format!("{GOOD}[clamav]\naddress = \"127.0.0.1:3310\"\n")).unwrap().clamav.unwrap();
+        assert_eq!(clamav.failure, crate::verdict::Stance::FailClosed, "fail closed by default");
+    }
+
+    #[test]
+    fn clamav_and_attachments_errors_are_all_reported() {
+        let errors = check(&format!("{GOOD}[clamav]\nadress = \"127.0.0.1:3310\"\nfailure = \"maybe\"\n[attachments]\nmax_part = 3\n")).unwrap_err();
+        let all = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        assert!(all.contains("adress") && all.contains("max_part"), "{all}");
+        assert!(errors.iter().all(|e| e.line > 0), "{all}");
+        let text = format!(
+            "{GOOD}[clamav]\naddress = \"127.0.0.1:3310\"\nsocket = \"/run/c.sock\"\nscan_timeout = \"30s\"\nmax_concurrent = 0\n\
+             [attachments]\nblocked_extensions = [\".exe\", \"ok\"]\nblocked_types = [\"exe\"]\nmax_depth = 0\n"
+        );
+        let errors = check(&text).unwrap_err();
+        let all = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        for needle in ["not both", "at most 25s", "max_concurrent", "\".exe\"", "\"exe\" is not a MIME type", "max_depth"] {
+            assert!(all.contains(needle), "{needle}: {all}");
+        }
+        assert_eq!(errors.len(), 6, "{all}");
+        let errors = check(&format!("{GOOD}[clamav]\nfailure = \"fail_open\"\n")).unwrap_err();
+        assert!(errors[0].message.contains("set `address`"), "{errors:#?}");
     }
 
     #[test]

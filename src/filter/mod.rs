@@ -9,6 +9,8 @@
 //! never takes the session down; results come back in the chain's order, so verdicts are
 //! reproducible.
 
+pub mod attachments;
+pub mod clamav;
 pub mod dnsbl;
 pub mod rdns;
 pub mod uri;

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Header fields we write and therefore never accept from the sender.
-const OUR_FIELDS: &[&str] = &["X-Spam-Flag", "X-Spam-Score", "X-Spam-Status", "X-Spam-Level"];
+const OUR_FIELDS: &[&str] = &["X-Spam-Flag", "X-Spam-Score", "X-Spam-Status", "X-Spam-Level", "X-Virus-Scan"];
 
 /// Recipients who get the same copy.
 struct Group {

@@ -16,6 +16,7 @@
 //! The external programs come from Debian packages that `scripts/test` installs.
 #![allow(dead_code)]
 
+pub mod clamd;
 pub mod dns;
 
 use std::fmt::Write as _;
