@@ -8,7 +8,7 @@
 //! Module map: `config` (typed TOML, validate-all), `smtp` (framing, commands, bodies, replies,
 //! addresses, PROXY protocol, Received), `ruleset` (SpamAssassin-compatible rule files:
 //! parse, compile, evaluate against a parsed message), `session` (async driver per connection), `server`
-//! (listeners, limits, signals), `tls`, `spool`, `relay`, `systemd` (sd_notify).
+//! (listeners, limits, signals), `tls`, `spool`, `relay`, `store` (quarantine index, encrypted contents, user preferences, greylisting; SQLite or PostgreSQL), `systemd` (sd_notify).
 pub mod config;
 pub mod dns;
 pub mod filter;
@@ -22,6 +22,7 @@ pub mod server;
 pub mod session;
 pub mod smtp;
 pub mod spool;
+pub mod store;
 pub mod systemd;
 pub mod tls;
 pub mod verdict;
