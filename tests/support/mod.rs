@@ -17,6 +17,7 @@
 #![allow(dead_code)]
 
 pub mod dns;
+pub mod postgres;
 
 use std::fmt::Write as _;
 use std::fs;
