@@ -9,8 +9,8 @@
 //! statements ([`sqlite`], [`postgres`]). So behaviour is the same by construction, and the test
 //! suite (`tests/store.rs`) runs the same cases against both.
 //!
-//! **Migrations** are numbered ([`MIGRATIONS`]) and applied on [`Store::open`] in one
-//! transaction each, recording the version in `schema_version`; opening an up-to-date database
+//! **Migrations** are numbered ([`MIGRATIONS`]) and the missing ones applied on [`Store::open`] in one
+//! transaction, recording each version in `schema_version`; opening an up-to-date database
 //! changes nothing, and several nodes starting together apply each migration once (SQLite:
 //! `BEGIN IMMEDIATE`; PostgreSQL: an advisory lock). A database newer than this binary is refused.
 //!

@@ -153,6 +153,24 @@ impl Sqlite {
 #[cfg(test)]
 mod tests {
     use super::placeholders;
+    use crate::store::{Store, StoreError, latest_version};
+
+    #[tokio::test]
+    async fn the_file_is_private_wal_and_a_newer_schema_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/moat.db");
+        let store = Store::open_sqlite(&path).await.unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        drop(store);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?1, 0)", [latest_version() + 1]).unwrap();
+        drop(conn);
+        let err = Store::open_sqlite(&path).await.unwrap_err();
+        assert!(matches!(err, StoreError::SchemaTooNew { found, .. } if found == latest_version() + 1), "{err:?}");
+    }
 
     #[test]
     fn placeholders_keep_their_numbers() {
