@@ -466,3 +466,30 @@ async fn digest_cursor_advances_once_per_expected_value(db: Db) {
     assert!(!one.advance_digest_cursor("alice@example.test", Some(NOW), NOW + DAY).await.unwrap(), "stale cursor refused");
     assert_eq!(one.digest_cursor("alice@example.test").await.unwrap(), Some(NOW + DAY));
 }
+
+/// A PostgreSQL restart or a killed backend must not leave the store broken: the connection
+/// is re-established on its next use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_reconnects_after_its_connections_are_killed() {
+    let db = Db::postgres().await;
+    let store = db.open().await;
+    insert(&store, &db.vault(), &item("k", "alice@example.test", NOW)).await;
+    let url = db.url.clone().expect("postgres");
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("admin connection");
+    let task = tokio::spawn(connection);
+    let killed = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("terminate backends");
+    assert!(killed.len() >= moat::store::postgres::CONNECTIONS, "the store's connections were killed: {}", killed.len());
+    drop(admin);
+    let _ = task.await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Every pooled connection notices it is closed and reconnects.
+    for _ in 0..2 * moat::store::postgres::CONNECTIONS {
+        assert_eq!(store.get_item("k").await.expect("after reconnect").recipient, "alice@example.test");
+    }
+}

@@ -1,12 +1,15 @@
 //! The PostgreSQL backend (tokio-postgres, no TLS: run it over a local socket, a private
 //! network or a TLS tunnel). For operators with several nodes sharing one database.
 //!
-//! One connection per [`Store`](super::Store) handle, behind an async mutex, reconnected on the
-//! next operation after it drops. Migrations run in one transaction under an advisory lock, so
-//! nodes starting together apply each one once. Statements are those of `store/mod.rs`.
+//! A small pool of [`CONNECTIONS`] connections per [`Store`](super::Store) handle (clones share
+//! it), used in turn, each behind an async mutex for the length of one operation or transaction;
+//! a connection that dropped is re-established on its next use. Migrations run in one
+//! transaction under an advisory lock, so nodes starting together apply each one once.
+//! Statements are those of `store/mod.rs`.
 
 use super::{MIGRATIONS, Row, Stmt, StoreError, Ty, Val, latest_version};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
@@ -14,10 +17,14 @@ use tokio_postgres::{Client, NoTls};
 /// The advisory lock key migrations hold ("moat" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6d6f_6174;
 
-/// A handle on one PostgreSQL connection; clones share it.
+/// Connections per store handle.
+pub const CONNECTIONS: usize = 4;
+
+/// A handle on a pool of PostgreSQL connections; clones share it.
 #[derive(Clone)]
 pub struct Postgres {
-    client: Arc<Mutex<Client>>,
+    clients: Arc<[Mutex<Client>]>,
+    next: Arc<AtomicUsize>,
     url: Arc<str>,
 }
 
@@ -81,13 +88,18 @@ async fn migrate(client: &mut Client) -> Result<(), StoreError> {
 
 impl Postgres {
     pub(super) async fn connect(url: &str) -> Result<Postgres, StoreError> {
-        let mut client = connect_client(url).await?;
-        migrate(&mut client).await?;
-        Ok(Postgres { client: Arc::new(Mutex::new(client)), url: url.into() })
+        let mut first = connect_client(url).await?;
+        migrate(&mut first).await?;
+        let mut clients = vec![Mutex::new(first)];
+        for _ in 1..CONNECTIONS {
+            clients.push(Mutex::new(connect_client(url).await?));
+        }
+        Ok(Postgres { clients: clients.into(), next: Arc::new(AtomicUsize::new(0)), url: url.into() })
     }
 
     async fn client(&self) -> Result<MutexGuard<'_, Client>, StoreError> {
-        let mut client = self.client.lock().await;
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
+        let mut client = self.clients[i].lock().await;
         if client.is_closed() {
             *client = connect_client(&self.url).await?;
         }
