@@ -9,7 +9,8 @@
 //! addresses, PROXY protocol, Received), `ruleset` (SpamAssassin-compatible rule files:
 //! parse, compile, evaluate against a parsed message), `filter` (the filter chain: auth, DNS lists,
 //! reverse DNS, clamd, attachment policy), `scoring` and `verdict` (symbols × policy → action), `session` (async driver per connection), `server`
-//! (listeners, limits, signals), `tls`, `spool`, `relay`, `systemd` (sd_notify).
+//! (listeners, limits, signals), `tls`, `spool`, `relay`, `store` (quarantine index, encrypted contents, user preferences, greylisting;
+//! SQLite or PostgreSQL), `systemd` (sd_notify).
 pub mod config;
 pub mod dns;
 pub mod filter;
@@ -23,6 +24,7 @@ pub mod server;
 pub mod session;
 pub mod smtp;
 pub mod spool;
+pub mod store;
 pub mod systemd;
 pub mod tls;
 pub mod verdict;

@@ -71,6 +71,9 @@ pub struct Config {
     /// Attachment policy: blocked names and types, executables, archives, malformed MIME.
     #[serde(default)]
     pub attachments: Attachments,
+    /// Where the quarantine index, user preferences and greylisting state are kept.
+    #[serde(default)]
+    pub store: StoreConfig,
 }
 
 /// `[clamav]`: where clamd listens and what happens when it cannot answer.
@@ -171,6 +174,39 @@ impl Default for Attachments {
             scan_archives: true,
         }
     }
+}
+
+/// `[store]`: the database behind the quarantine, user preferences, digests and greylisting,
+/// and the key its message contents are encrypted with (see `moat::store`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// "sqlite" (embedded, the default) or "postgres" (one database shared by several nodes).
+    pub backend: StoreBackend,
+    /// The SQLite database file (sqlite only). Default: `<state_dir>/moat.db`.
+    pub path: Option<PathBuf>,
+    /// PostgreSQL connection string (postgres only, required there), e.g.
+    /// "host=/run/postgresql user=moat dbname=moat".
+    pub url: Option<String>,
+    /// The key file message contents are encrypted with: 32 random bytes, created (mode 0600)
+    /// if missing. Retired keys are kept in `<key_file>.keyring/`. Default: `<state_dir>/vault.key`.
+    pub key_file: Option<PathBuf>,
+    /// How long quarantined items and release records are kept.
+    pub retention: Seconds,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { backend: StoreBackend::Sqlite, path: None, url: None, key_file: None, retention: Seconds(30 * 86400) }
+    }
+}
+
+/// The store's database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    Sqlite,
+    Postgres,
 }
 
 /// `[reputation]`: what the DNSBL/DNSWL/URIBL and reverse-DNS/HELO filters check.
@@ -680,6 +716,16 @@ impl Config {
     /// Where quarantined messages are held (durably, never delivered).
     pub fn quarantine_dir(&self) -> PathBuf {
         self.state_dir.join("quarantine")
+    }
+
+    /// The SQLite database file of the store.
+    pub fn store_path(&self) -> PathBuf {
+        self.store.path.clone().unwrap_or_else(|| self.state_dir.join("moat.db"))
+    }
+
+    /// The key file of the quarantine vault.
+    pub fn vault_key_file(&self) -> PathBuf {
+        self.store.key_file.clone().unwrap_or_else(|| self.state_dir.join("vault.key"))
     }
 
     /// The control socket `moat queue` talks to.

@@ -6,8 +6,9 @@
 //! exist) run only on a file that parsed, and are reported against the key they concern.
 
 use super::{
-    Attachments, Auth, Clamav, Config, Delivery, Dns, Domain, DomainLists, Limits, ListZone, Listener, Lists, PolicyConfig, RecipientCheck,
-    Reputation, Route, Rules, Timeouts, TlsFiles, TlsPolicy, UserLists, check_thresholds,
+    Attachments, Auth, Clamav, Config, Delivery, Dns, Domain, DomainLists, Limits, ListZone, Listener, Lists, PolicyConfig,
+    RecipientCheck, Reputation, Route, Rules, StoreBackend, StoreConfig, Timeouts, TlsFiles, TlsPolicy, UserLists,
+    check_thresholds,
 };
 use crate::lists::Entry;
 use serde::Deserialize;
@@ -117,7 +118,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 const TOP_LEVEL_KEYS: &[&str] = &[
     "hostname", "state_dir", "listen", "tls", "limits", "timeouts", "downstream", "domain", "delivery", "dns", "reputation",
-    "lists", "policy", "auth", "rules", "clamav", "attachments",
+    "lists", "policy", "auth", "rules", "clamav", "attachments", "store",
 ];
 
 /// Deserializes every section and every array entry separately so that all errors surface.
@@ -137,6 +138,7 @@ fn check_sections(report: &mut Report<'_>, document: &DeTable<'_>) {
             "rules" => drop(report.section::<Rules>(value)),
             "clamav" => drop(report.section::<Clamav>(value)),
             "attachments" => drop(report.section::<Attachments>(value)),
+            "store" => drop(report.section::<StoreConfig>(value)),
             "listen" => each_entry::<Listener>(report, value, "listen"),
             "domain" => each_entry::<Domain>(report, value, "domain"),
             "reputation" => check_reputation(report, value),
@@ -253,6 +255,8 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     if let Some(socket) = config.clamav.as_mut().and_then(|c| c.socket.as_mut()) {
         resolve(socket);
     }
+    config.store.path.as_mut().map(resolve);
+    config.store.key_file.as_mut().map(resolve);
     let mut routes: Vec<&mut Route> = vec![&mut config.downstream];
     routes.extend(config.domains.iter_mut().filter_map(|d| d.route.as_mut()));
     routes.extend(config.delivery.dsn_route.as_mut());
@@ -390,6 +394,7 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
         check_clamav(report, clamav, span_of(document, "clamav", None));
     }
     check_attachments(report, &config.attachments, span_of(document, "attachments", None));
+    check_store(report, &config.store, span_of(document, "store", None));
 }
 
 /// The longest a clamd scan may be given: below the filter deadline, so a slow clamd is a
@@ -434,6 +439,27 @@ fn check_attachments(report: &mut Report<'_>, attachments: &Attachments, span: O
     }
     if attachments.max_depth < 1 || attachments.max_parts < 1 {
         report.at(span, "attachments.max_depth and attachments.max_parts must be at least 1");
+    }
+}
+
+fn check_store(report: &mut Report<'_>, store: &StoreConfig, span: Option<Range<usize>>) {
+    match store.backend {
+        StoreBackend::Sqlite => {
+            if store.url.is_some() {
+                report.at(span.clone(), "store.url only applies with backend = \"postgres\"");
+            }
+        }
+        StoreBackend::Postgres => {
+            if store.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
+                report.at(span.clone(), "store: backend = \"postgres\" needs a connection string in store.url");
+            }
+            if store.path.is_some() {
+                report.at(span.clone(), "store.path only applies with backend = \"sqlite\"");
+            }
+        }
+    }
+    if store.retention.0 < 3600 {
+        report.at(span, "store.retention must be at least 1h");
     }
 }
 
@@ -843,6 +869,36 @@ filtering = false
         assert!(errors.iter().any(|e| e.line == line_of(&text, "max_uri_domains") && e.message.contains("at most")), "{all}");
         assert!(all.contains("other.test") && all.contains("alice@elsewhere.test"), "{all}");
         assert_eq!(errors.len(), 6, "{all}");
+    }
+
+    #[test]
+    fn store_defaults_paths_and_errors() {
+        use crate::config::{Seconds, StoreBackend};
+        let config = check(GOOD).unwrap();
+        assert_eq!(config.store.backend, StoreBackend::Sqlite);
+        assert_eq!(config.store_path(), Path::new("/etc/moat/state/moat.db"));
+        assert_eq!(config.vault_key_file(), Path::new("/etc/moat/state/vault.key"));
+        assert_eq!(config.store.retention, Seconds(30 * 86400));
+        let config = check(&format!("{GOOD}[store]\npath = \"db/q.db\"\nkey_file = \"/k/v.key\"\nretention = \"7d\"\n")).unwrap();
+        assert_eq!(config.store_path(), Path::new("/etc/moat/db/q.db"));
+        assert_eq!(config.vault_key_file(), Path::new("/k/v.key"));
+        assert_eq!(config.store.retention, Seconds(7 * 86400));
+        let config = check(&format!("{GOOD}[store]\nbackend = \"postgres\"\nurl = \"host=db user=moat\"\n")).unwrap();
+        assert_eq!(config.store.backend, StoreBackend::Postgres);
+        assert_eq!(config.store.url.as_deref(), Some("host=db user=moat"));
+        // Every problem at once, each located at the section.
+        let text = format!("{GOOD}[store]\nbackend = \"postgres\"\npath = \"x.db\"\nretention = \"10m\"\n");
+        let errors = check(&text).unwrap_err();
+        let all = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        assert_eq!(errors.len(), 3, "{all}");
+        assert!(all.contains("needs a connection string") && all.contains("store.path only") && all.contains("at least 1h"), "{all}");
+        assert!(errors.iter().all(|e| e.line == line_of(&text, "[store]")), "{all}");
+        let errors = check(&format!("{GOOD}[store]\nurl = \"host=db\"\nbackend = \"mysql\"\nbogus = 1\n")).unwrap_err();
+        let all = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        assert!(all.contains("mysql") || all.contains("bogus"), "{all}");
+        assert!(errors.iter().all(|e| e.line > 0), "{all}");
+        let errors = check(&format!("{GOOD}[store]\nurl = \"host=db\"\n")).unwrap_err();
+        assert!(errors[0].message.contains("store.url only applies"), "{errors:?}");
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl Action {
 }
 
 /// A named piece of evidence from a filter, e.g. `SPF_FAIL` or a rule name.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Symbol {
     pub name: String,
     /// Score from the score table (or the rule file); filled in by `decide`.

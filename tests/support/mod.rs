@@ -18,6 +18,7 @@
 
 pub mod clamd;
 pub mod dns;
+pub mod postgres;
 
 use std::fmt::Write as _;
 use std::fs;

@@ -1,0 +1,1000 @@
+//! The store: quarantine index and encrypted contents, per-user preferences and lists, digest
+//! cursors, release audit records, greylisting and rate counters.
+//!
+//! **One interface, two backends.** [`Store`] is the only type callers use. Its backend is
+//! SQLite (embedded, the default: one file under `state_dir`, WAL, `synchronous=FULL`, run on
+//! the blocking thread pool) or PostgreSQL (tokio-postgres, for several nodes sharing one
+//! database). Every operation is written once, here, as SQL both databases run unchanged
+//! (`$1` placeholders, `ON CONFLICT … DO UPDATE`, `RETURNING`); the backends only execute
+//! statements ([`sqlite`], [`postgres`]). So behaviour is the same by construction, and the test
+//! suite (`tests/store.rs`) runs the same cases against both.
+//!
+//! **Migrations** are numbered ([`MIGRATIONS`]) and the missing ones applied on [`Store::open`] in one
+//! transaction, recording each version in `schema_version`; opening an up-to-date database
+//! changes nothing, and several nodes starting together apply each migration once (SQLite:
+//! `BEGIN IMMEDIATE`; PostgreSQL: an advisory lock). A database newer than this binary is refused.
+//!
+//! **Time** is Unix seconds (`i64`), passed in by the caller (`now`), so schedules and tests
+//! control it; [`unix_now`] gives the wall clock. Addresses (recipients, users) are stored
+//! lower-cased.
+//!
+//! **Guarantees**
+//! * [`Store::release`] / [`Store::set_state`] change a held item exactly once: the change is a
+//!   conditional `UPDATE … WHERE state = 'held'`, so of two racing releases (two clicks, two
+//!   nodes) one gets `Ok` and the other [`StoreError::NotHeld`] with the state the winner set. The
+//!   release audit record is written in the same transaction as the state change.
+//! * An item's row and its sealed contents are inserted, expired and purged together, in one
+//!   transaction. Contents are sealed by [`vault::Vault`] before they reach the store: the store
+//!   never sees plaintext and never logs contents.
+//! * [`Store::expire`] deletes every item past its `expires_at` with its contents, and audit
+//!   records older than the retention; [`Store::purge_user`] deletes everything held about one
+//!   address (items, contents, audit records, preferences, lists, digest cursor, greylist rows).
+//!
+//! **Release flow for the integrator:** read the contents ([`Store::get_content`]) and open
+//! them with the vault, then [`Store::release`] (the exactly-once gate), then spool the message.
+//! A release that loses the race gets `NotHeld` and must not spool. Contents stay until expiry
+//! after a release; [`Store::set_state`] to `Deleted` drops them at once.
+
+pub mod postgres;
+pub mod sqlite;
+pub mod vault;
+
+use crate::lists::{Entry, ListSet, Lists, UserPolicy};
+use crate::verdict::Symbol;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+use vault::Sealed;
+
+/// Unix seconds.
+pub type UnixTime = i64;
+
+/// The wall clock in Unix seconds.
+pub fn unix_now() -> UnixTime {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// A new random quarantine item id (32 hex digits).
+pub fn new_item_id() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| StoreError::Random(e.to_string()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Everything a store operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("postgresql: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("store directory {path}: {source}")]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+    /// No quarantine item with this id.
+    #[error("no quarantine item {id}")]
+    NotFound { id: String },
+    /// The item is no longer held: someone released or deleted it first.
+    #[error("quarantine item {id} is already {current}")]
+    NotHeld { id: String, current: ItemState },
+    /// A state change to `Held` was asked for; items only leave `Held`.
+    #[error("quarantine items cannot be put back to held")]
+    BackToHeld,
+    /// A row that does not decode (a value written by something else, or a newer binary).
+    #[error("corrupt row in {table}: {detail}")]
+    Corrupt { table: &'static str, detail: String },
+    /// The database was migrated by a newer moat.
+    #[error("database schema version {found} is newer than this moat knows ({known})")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("cannot get random bytes: {0}")]
+    Random(String),
+    /// The blocking task running an SQLite operation panicked or was cancelled.
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+/// Why an item is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Category {
+    Spam,
+    Virus,
+    Policy,
+}
+
+/// Where an item is in its life. Items start `Held` and change state at most once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ItemState {
+    Held,
+    Released,
+    Deleted,
+}
+
+/// How a release was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReleaseVia {
+    /// A signed link from a digest (the user).
+    Link,
+    /// The admin web interface.
+    Admin,
+    /// `moat quarantine release`.
+    Cli,
+}
+
+/// How often a user gets a digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DigestFrequency {
+    Daily,
+    Weekly,
+    Never,
+}
+
+/// An allow or a block list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListKind {
+    Allow,
+    Block,
+}
+
+macro_rules! text_enum {
+    ($ty:ident { $($variant:ident = $text:literal),* $(,)? }) => {
+        impl $ty {
+            /// The name stored in the database.
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $text),* }
+            }
+            fn parse(text: &str, table: &'static str) -> Result<$ty, StoreError> {
+                match text {
+                    $($text => Ok($ty::$variant),)*
+                    other => Err(StoreError::Corrupt { table, detail: format!("{} {other:?}", stringify!($ty)) }),
+                }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(Category { Spam = "spam", Virus = "virus", Policy = "policy" });
+text_enum!(ItemState { Held = "held", Released = "released", Deleted = "deleted" });
+text_enum!(ReleaseVia { Link = "link", Admin = "admin", Cli = "cli" });
+text_enum!(DigestFrequency { Daily = "daily", Weekly = "weekly", Never = "never" });
+text_enum!(ListKind { Allow = "allow", Block = "block" });
+
+/// One quarantined message's metadata (its contents are separate, sealed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuarantineItem {
+    pub id: String,
+    /// The one recipient this copy is held for (stored lower-cased).
+    pub recipient: String,
+    /// The envelope sender ("" for the null sender).
+    pub sender: String,
+    /// The decoded Subject (may be empty).
+    pub subject: String,
+    /// The message's Date (or arrival time when it has none).
+    pub date: UnixTime,
+    /// Size of the message in bytes.
+    pub size: u64,
+    pub score: f64,
+    /// The verdict's evidence, stored as JSON.
+    pub symbols: Vec<Symbol>,
+    pub category: Category,
+    pub state: ItemState,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// One release, for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseRecord {
+    pub item_id: String,
+    pub recipient: String,
+    /// Who asked: the user's address, an admin name, `root` for the CLI, …
+    pub actor: String,
+    pub via: ReleaseVia,
+    pub at: UnixTime,
+}
+
+/// A user's own settings. [`Preferences::default`] is what a user without a row gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preferences {
+    /// `None`: the domain's default frequency.
+    pub digest: Option<DigestFrequency>,
+    /// The user unsubscribed from digests (RFC 8058 one-click or the opt-out link).
+    pub opt_out: bool,
+    /// The user's own spam filtering choice; `None`: the domain decides.
+    pub filtering: Option<bool>,
+    pub allow: Vec<Entry>,
+    pub block: Vec<Entry>,
+}
+
+impl Preferences {
+    /// The user's part of [`Lists`].
+    pub fn user_policy(&self) -> UserPolicy {
+        UserPolicy { lists: ListSet { allow: self.allow.clone(), block: self.block.clone() }, filtering: self.filtering }
+    }
+}
+
+/// A greylisting triplet: the client's network (/24 for IPv4, /64 for IPv6, so a sender's
+/// retry from a neighbouring address of the same pool counts), the sender and the recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Triplet {
+    pub network: String,
+    pub sender: String,
+    pub recipient: String,
+}
+
+impl Triplet {
+    pub fn new(client: IpAddr, sender: &str, recipient: &str) -> Triplet {
+        let network = match client.to_canonical() {
+            IpAddr::V4(v4) => {
+                let [a, b, c, _] = v4.octets();
+                format!("{a}.{b}.{c}.0/24")
+            }
+            IpAddr::V6(v6) => {
+                let prefix = u128::from(v6) & (u128::MAX << 64);
+                format!("{}/64", std::net::Ipv6Addr::from(prefix))
+            }
+        };
+        Triplet { network, sender: sender.to_ascii_lowercase(), recipient: recipient.to_ascii_lowercase() }
+    }
+}
+
+/// The greylisting answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Greylist {
+    /// Known and old enough (or passed before): accept.
+    Pass,
+    /// New or too young: answer 4xx; retrying after `retry_in` seconds will pass.
+    Defer { retry_in: u64 },
+}
+
+/// What [`Store::expire`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expired {
+    pub items: u64,
+    pub audit_records: u64,
+    pub greylist: u64,
+    pub rate_counters: u64,
+}
+
+/// What [`Store::purge_user`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub items: u64,
+    /// Audit records, preferences, list entries, digest cursor and greylist rows.
+    pub other_rows: u64,
+}
+
+/// The numbered schema migrations, applied in order. Never edit a released one: add the next.
+/// Written in the SQL both databases accept (`BYTEA` becomes `BLOB` for SQLite).
+pub const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE quarantine (
+        id TEXT PRIMARY KEY,
+        recipient TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        msg_date BIGINT NOT NULL,
+        size BIGINT NOT NULL,
+        score DOUBLE PRECISION NOT NULL,
+        symbols TEXT NOT NULL,
+        category TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX quarantine_by_recipient ON quarantine (recipient, created_at, id);
+    CREATE INDEX quarantine_by_expiry ON quarantine (expires_at);
+    CREATE TABLE quarantine_blob (
+        id TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL,
+        sealed BYTEA NOT NULL
+    );
+    CREATE TABLE release_audit (
+        item_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        via TEXT NOT NULL,
+        released_at BIGINT NOT NULL
+    );
+    CREATE INDEX release_audit_by_item ON release_audit (item_id);
+    CREATE INDEX release_audit_by_recipient ON release_audit (recipient);
+    CREATE TABLE user_prefs (
+        address TEXT PRIMARY KEY,
+        digest TEXT,
+        opt_out BOOLEAN NOT NULL,
+        filtering BOOLEAN,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE TABLE user_list (
+        address TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        entry TEXT NOT NULL,
+        PRIMARY KEY (address, kind, entry)
+    );
+    CREATE TABLE digest_cursor (
+        address TEXT PRIMARY KEY,
+        last_digest BIGINT NOT NULL
+    );
+    CREATE TABLE greylist (
+        network TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        first_seen BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL,
+        passed BOOLEAN NOT NULL,
+        PRIMARY KEY (network, sender, recipient)
+    );
+    CREATE INDEX greylist_by_last_seen ON greylist (last_seen);
+    CREATE TABLE rate_counter (
+        name TEXT NOT NULL,
+        window_secs BIGINT NOT NULL,
+        window_start BIGINT NOT NULL,
+        hits BIGINT NOT NULL,
+        PRIMARY KEY (name, window_secs, window_start)
+    );",
+)];
+
+/// The schema version this binary writes.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |(v, _)| *v)
+}
+
+/// A statement parameter or a column value. Typed nulls, because PostgreSQL types parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Val {
+    Int(Option<i64>),
+    Real(Option<f64>),
+    Text(Option<String>),
+    Bool(Option<bool>),
+    Bytes(Option<Vec<u8>>),
+}
+
+/// The type a result column is read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ty {
+    Int,
+    Real,
+    Text,
+    Bool,
+    Bytes,
+}
+
+fn int(v: i64) -> Val {
+    Val::Int(Some(v))
+}
+fn text(v: impl Into<String>) -> Val {
+    Val::Text(Some(v.into()))
+}
+
+/// One SQL statement (`$1`… placeholders) with its parameters.
+#[derive(Debug, Clone)]
+pub(crate) struct Stmt {
+    pub sql: &'static str,
+    pub params: Vec<Val>,
+}
+
+fn stmt(sql: &'static str, params: Vec<Val>) -> Stmt {
+    Stmt { sql, params }
+}
+
+/// A result row, read by column index.
+#[derive(Debug)]
+pub(crate) struct Row {
+    pub table: &'static str,
+    pub values: Vec<Val>,
+}
+
+impl Row {
+    fn corrupt(&self, i: usize) -> StoreError {
+        StoreError::Corrupt { table: self.table, detail: format!("column {i}: {:?}", self.values.get(i)) }
+    }
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        match self.values.get(i) {
+            Some(Val::Int(Some(v))) => Ok(*v),
+            _ => Err(self.corrupt(i)),
+        }
+    }
+    fn real(&self, i: usize) -> Result<f64, StoreError> {
+        match self.values.get(i) {
+            Some(Val::Real(Some(v))) => Ok(*v),
+            _ => Err(self.corrupt(i)),
+        }
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        match self.values.get(i) {
+            Some(Val::Text(v)) => Ok(v.clone()),
+            _ => Err(self.corrupt(i)),
+        }
+    }
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        self.opt_text(i)?.ok_or_else(|| self.corrupt(i))
+    }
+    fn opt_bool(&self, i: usize) -> Result<Option<bool>, StoreError> {
+        match self.values.get(i) {
+            Some(Val::Bool(v)) => Ok(*v),
+            _ => Err(self.corrupt(i)),
+        }
+    }
+    fn bool(&self, i: usize) -> Result<bool, StoreError> {
+        self.opt_bool(i)?.ok_or_else(|| self.corrupt(i))
+    }
+    fn bytes(&self, i: usize) -> Result<Vec<u8>, StoreError> {
+        match self.values.get(i) {
+            Some(Val::Bytes(Some(v))) => Ok(v.clone()),
+            _ => Err(self.corrupt(i)),
+        }
+    }
+}
+
+/// The database behind a [`Store`].
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::Sqlite),
+    Postgres(postgres::Postgres),
+}
+
+/// The store handle: cheap to clone, safe to share between tasks.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.backend {
+            Backend::Sqlite(_) => "Store(sqlite)",
+            Backend::Postgres(_) => "Store(postgres)",
+        })
+    }
+}
+
+const ITEM_COLUMNS: &[Ty] = &[
+    Ty::Text,
+    Ty::Text,
+    Ty::Text,
+    Ty::Text,
+    Ty::Int,
+    Ty::Int,
+    Ty::Real,
+    Ty::Text,
+    Ty::Text,
+    Ty::Text,
+    Ty::Int,
+    Ty::Int,
+];
+
+fn item_from_row(row: &Row) -> Result<QuarantineItem, StoreError> {
+    let symbols = serde_json::from_str(&row.text(7)?)
+        .map_err(|e| StoreError::Corrupt { table: "quarantine", detail: format!("symbols: {e}") })?;
+    Ok(QuarantineItem {
+        id: row.text(0)?,
+        recipient: row.text(1)?,
+        sender: row.text(2)?,
+        subject: row.text(3)?,
+        date: row.int(4)?,
+        size: u64::try_from(row.int(5)?).map_err(|_| row.corrupt(5))?,
+        score: row.real(6)?,
+        symbols,
+        category: Category::parse(&row.text(8)?, "quarantine")?,
+        state: ItemState::parse(&row.text(9)?, "quarantine")?,
+        created_at: row.int(10)?,
+        expires_at: row.int(11)?,
+    })
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn lower(address: &str) -> String {
+    address.to_ascii_lowercase()
+}
+
+impl Store {
+    /// Opens the store the `[store]` section names (creating the SQLite file and its directory
+    /// if missing) and runs the migrations.
+    pub async fn open(config: &crate::config::Config) -> Result<Store, StoreError> {
+        match config.store.backend {
+            crate::config::StoreBackend::Sqlite => Store::open_sqlite(&config.store_path()).await,
+            crate::config::StoreBackend::Postgres => Store::open_postgres(config.store.url.as_deref().unwrap_or("")).await,
+        }
+    }
+
+    /// Opens (or creates) an SQLite store at `path` and runs the migrations.
+    pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+        let backend = sqlite::Sqlite::open(path).await?;
+        Ok(Store { backend: Backend::Sqlite(backend) })
+    }
+
+    /// Connects to PostgreSQL (a libpq-style connection string, e.g.
+    /// `host=db.internal user=moat dbname=moat`) and runs the migrations.
+    pub async fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        let backend = postgres::Postgres::connect(url).await?;
+        Ok(Store { backend: Backend::Postgres(backend) })
+    }
+
+    /// The schema version of the database (after the migrations: [`latest_version`]).
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        let rows = self.query("SELECT COALESCE(MAX(version), 0) FROM schema_version", vec![], &[Ty::Int], "schema_version").await?;
+        rows.first().map_or(Ok(0), |r| r.int(0))
+    }
+
+    async fn query(&self, sql: &'static str, params: Vec<Val>, types: &'static [Ty], table: &'static str) -> Result<Vec<Row>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(b) => b.query(sql, params, types, table).await,
+            Backend::Postgres(b) => b.query(sql, params, types, table).await,
+        }
+    }
+
+    /// Runs the statements in one transaction and returns each one's affected row count.
+    /// With `gated`, a first statement that changes no row rolls back and skips the rest.
+    async fn transaction(&self, stmts: Vec<Stmt>, gated: bool) -> Result<Vec<u64>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(b) => b.transaction(stmts, gated).await,
+            Backend::Postgres(b) => b.transaction(stmts, gated).await,
+        }
+    }
+
+    async fn execute(&self, sql: &'static str, params: Vec<Val>) -> Result<u64, StoreError> {
+        Ok(self.transaction(vec![stmt(sql, params)], false).await?.first().copied().unwrap_or(0))
+    }
+
+    // ---- quarantine -------------------------------------------------------------------------
+
+    /// Adds an item (its state is stored as given, normally `Held`) with its sealed contents,
+    /// in one transaction. The recipient is stored lower-cased.
+    pub async fn insert_item(&self, item: &QuarantineItem, contents: &Sealed) -> Result<(), StoreError> {
+        let symbols = serde_json::to_string(&item.symbols)
+            .map_err(|e| StoreError::Corrupt { table: "quarantine", detail: format!("symbols: {e}") })?;
+        let size = i64::try_from(item.size).unwrap_or(i64::MAX);
+        self.transaction(
+            vec![
+                stmt(
+                    "INSERT INTO quarantine (id, recipient, sender, subject, msg_date, size, score, symbols, category, state, created_at, expires_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    vec![
+                        text(&item.id),
+                        text(lower(&item.recipient)),
+                        text(&item.sender),
+                        text(&item.subject),
+                        int(item.date),
+                        int(size),
+                        Val::Real(Some(item.score)),
+                        text(symbols),
+                        text(item.category.as_str()),
+                        text(item.state.as_str()),
+                        int(item.created_at),
+                        int(item.expires_at),
+                    ],
+                ),
+                stmt(
+                    "INSERT INTO quarantine_blob (id, key_id, sealed) VALUES ($1, $2, $3)",
+                    vec![text(&item.id), text(&contents.key_id), Val::Bytes(Some(contents.bytes.clone()))],
+                ),
+            ],
+            false,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// One item's metadata.
+    pub async fn get_item(&self, id: &str) -> Result<QuarantineItem, StoreError> {
+        let rows = self
+            .query(
+                "SELECT id, recipient, sender, subject, msg_date, size, score, symbols, category, state, created_at, expires_at
+                 FROM quarantine WHERE id = $1",
+                vec![text(id)],
+                ITEM_COLUMNS,
+                "quarantine",
+            )
+            .await?;
+        rows.first().map(item_from_row).unwrap_or_else(|| Err(StoreError::NotFound { id: id.to_string() }))
+    }
+
+    /// A recipient's items, newest first (`created_at`, then id), optionally only those in
+    /// `state`; `limit` items after skipping `offset`.
+    pub async fn list_items(
+        &self,
+        recipient: &str,
+        state: Option<ItemState>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<QuarantineItem>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT id, recipient, sender, subject, msg_date, size, score, symbols, category, state, created_at, expires_at
+                 FROM quarantine WHERE recipient = $1 AND ($2 = '' OR state = $2)
+                 ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
+                vec![
+                    text(lower(recipient)),
+                    text(state.map_or("", ItemState::as_str)),
+                    int(i64::from(limit)),
+                    int(i64::from(offset)),
+                ],
+                ITEM_COLUMNS,
+                "quarantine",
+            )
+            .await?;
+        rows.iter().map(item_from_row).collect()
+    }
+
+    /// A recipient's held items created at or after `since`, oldest first (for a digest).
+    pub async fn held_since(&self, recipient: &str, since: UnixTime, limit: u32) -> Result<Vec<QuarantineItem>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT id, recipient, sender, subject, msg_date, size, score, symbols, category, state, created_at, expires_at
+                 FROM quarantine WHERE recipient = $1 AND state = 'held' AND created_at >= $2
+                 ORDER BY created_at, id LIMIT $3",
+                vec![text(lower(recipient)), int(since), int(i64::from(limit))],
+                ITEM_COLUMNS,
+                "quarantine",
+            )
+            .await?;
+        rows.iter().map(item_from_row).collect()
+    }
+
+    /// The recipients that have held items created at or after `since` (digest candidates).
+    pub async fn recipients_with_held_since(&self, since: UnixTime) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT DISTINCT recipient FROM quarantine WHERE state = 'held' AND created_at >= $1 ORDER BY recipient",
+                vec![int(since)],
+                &[Ty::Text],
+                "quarantine",
+            )
+            .await?;
+        rows.iter().map(|r| r.text(0)).collect()
+    }
+
+    /// An item's sealed contents ([`StoreError::NotFound`] once deleted or expired).
+    pub async fn get_content(&self, id: &str) -> Result<Sealed, StoreError> {
+        let rows = self
+            .query("SELECT key_id, sealed FROM quarantine_blob WHERE id = $1", vec![text(id)], &[Ty::Text, Ty::Bytes], "quarantine_blob")
+            .await?;
+        let row = rows.first().ok_or_else(|| StoreError::NotFound { id: id.to_string() })?;
+        Ok(Sealed { key_id: row.text(0)?, bytes: row.bytes(1)? })
+    }
+
+    async fn not_held(&self, id: &str) -> StoreError {
+        match self.get_item(id).await {
+            Ok(item) => StoreError::NotHeld { id: id.to_string(), current: item.state },
+            Err(e) => e,
+        }
+    }
+
+    /// Moves a held item to `Released` or `Deleted`, exactly once (see the module docs).
+    /// `Deleted` also drops the contents. Prefer [`Store::release`] for releases: it records
+    /// the audit record in the same transaction.
+    pub async fn set_state(&self, id: &str, state: ItemState) -> Result<(), StoreError> {
+        let mut stmts = vec![stmt(
+            "UPDATE quarantine SET state = $2 WHERE id = $1 AND state = 'held'",
+            vec![text(id), text(state.as_str())],
+        )];
+        match state {
+            ItemState::Held => return Err(StoreError::BackToHeld),
+            ItemState::Deleted => stmts.push(stmt("DELETE FROM quarantine_blob WHERE id = $1", vec![text(id)])),
+            ItemState::Released => {}
+        }
+        let counts = self.transaction(stmts, true).await?;
+        if counts.first() == Some(&1) { Ok(()) } else { Err(self.not_held(id).await) }
+    }
+
+    /// Releases a held item exactly once and records who did it, how and when, in one
+    /// transaction. The loser of a race gets [`StoreError::NotHeld`] and nothing is recorded.
+    pub async fn release(&self, id: &str, actor: &str, via: ReleaseVia, now: UnixTime) -> Result<(), StoreError> {
+        let counts = self
+            .transaction(
+                vec![
+                    stmt("UPDATE quarantine SET state = 'released' WHERE id = $1 AND state = 'held'", vec![text(id)]),
+                    stmt(
+                        "INSERT INTO release_audit (item_id, recipient, actor, via, released_at)
+                         SELECT id, recipient, CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS BIGINT) FROM quarantine WHERE id = $1",
+                        vec![text(id), text(actor), text(via.as_str()), int(now)],
+                    ),
+                ],
+                true,
+            )
+            .await?;
+        if counts.first() == Some(&1) { Ok(()) } else { Err(self.not_held(id).await) }
+    }
+
+    /// The release records of an item, oldest first.
+    pub async fn releases(&self, id: &str) -> Result<Vec<ReleaseRecord>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT item_id, recipient, actor, via, released_at FROM release_audit WHERE item_id = $1 ORDER BY released_at",
+                vec![text(id)],
+                &[Ty::Text, Ty::Text, Ty::Text, Ty::Text, Ty::Int],
+                "release_audit",
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReleaseRecord {
+                    item_id: r.text(0)?,
+                    recipient: r.text(1)?,
+                    actor: r.text(2)?,
+                    via: ReleaseVia::parse(&r.text(3)?, "release_audit")?,
+                    at: r.int(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Removes an item and its contents, whatever its state. `false` if there was none.
+    pub async fn delete_item(&self, id: &str) -> Result<bool, StoreError> {
+        let counts = self
+            .transaction(
+                vec![
+                    stmt("DELETE FROM quarantine WHERE id = $1", vec![text(id)]),
+                    stmt("DELETE FROM quarantine_blob WHERE id = $1", vec![text(id)]),
+                ],
+                false,
+            )
+            .await?;
+        Ok(counts.first().is_some_and(|&n| n > 0))
+    }
+
+    /// The retention sweep: items (and contents) whose `expires_at` is at or before `now`,
+    /// release audit records older than `retention`, greylist rows not seen for
+    /// `greylist_lifetime`, and rate counters whose window has ended.
+    pub async fn expire(&self, now: UnixTime, retention: Duration, greylist_lifetime: Duration) -> Result<Expired, StoreError> {
+        let counts = self
+            .transaction(
+                vec![
+                    stmt("DELETE FROM quarantine_blob WHERE id IN (SELECT id FROM quarantine WHERE expires_at <= $1)", vec![int(now)]),
+                    stmt("DELETE FROM quarantine WHERE expires_at <= $1", vec![int(now)]),
+                    stmt("DELETE FROM release_audit WHERE released_at < $1", vec![int(now.saturating_sub(secs(retention)))]),
+                    stmt("DELETE FROM greylist WHERE last_seen < $1", vec![int(now.saturating_sub(secs(greylist_lifetime)))]),
+                    stmt("DELETE FROM rate_counter WHERE window_start + window_secs <= $1", vec![int(now)]),
+                ],
+                false,
+            )
+            .await?;
+        let at = |i: usize| counts.get(i).copied().unwrap_or(0);
+        Ok(Expired { items: at(1), audit_records: at(2), greylist: at(3), rate_counters: at(4) })
+    }
+
+    /// Removes everything held about `address` (`moat user purge`): its quarantined items and
+    /// their contents, release records, preferences, lists, digest cursor, and greylist rows
+    /// where it is the sender or the recipient.
+    pub async fn purge_user(&self, address: &str) -> Result<Purged, StoreError> {
+        let a = || vec![text(lower(address))];
+        let counts = self
+            .transaction(
+                vec![
+                    stmt("DELETE FROM quarantine_blob WHERE id IN (SELECT id FROM quarantine WHERE recipient = $1)", a()),
+                    stmt("DELETE FROM quarantine WHERE recipient = $1", a()),
+                    stmt("DELETE FROM release_audit WHERE recipient = $1", a()),
+                    stmt("DELETE FROM user_prefs WHERE address = $1", a()),
+                    stmt("DELETE FROM user_list WHERE address = $1", a()),
+                    stmt("DELETE FROM digest_cursor WHERE address = $1", a()),
+                    stmt("DELETE FROM greylist WHERE recipient = $1 OR sender = $1", a()),
+                ],
+                false,
+            )
+            .await?;
+        Ok(Purged { items: counts.get(1).copied().unwrap_or(0), other_rows: counts.iter().skip(2).sum() })
+    }
+
+    // ---- users ------------------------------------------------------------------------------
+
+    /// A user's preferences; defaults when they never set any.
+    pub async fn get_preferences(&self, address: &str) -> Result<Preferences, StoreError> {
+        let address = lower(address);
+        let rows = self
+            .query(
+                "SELECT digest, opt_out, filtering FROM user_prefs WHERE address = $1",
+                vec![text(&address)],
+                &[Ty::Text, Ty::Bool, Ty::Bool],
+                "user_prefs",
+            )
+            .await?;
+        let mut prefs = Preferences::default();
+        if let Some(row) = rows.first() {
+            prefs.digest = row.opt_text(0)?.map(|d| DigestFrequency::parse(&d, "user_prefs")).transpose()?;
+            prefs.opt_out = row.bool(1)?;
+            prefs.filtering = row.opt_bool(2)?;
+        }
+        let rows = self
+            .query(
+                "SELECT kind, entry FROM user_list WHERE address = $1 ORDER BY kind, entry",
+                vec![text(&address)],
+                &[Ty::Text, Ty::Text],
+                "user_list",
+            )
+            .await?;
+        for row in &rows {
+            let entry = parse_entry(&row.text(1)?)?;
+            match ListKind::parse(&row.text(0)?, "user_list")? {
+                ListKind::Allow => prefs.allow.push(entry),
+                ListKind::Block => prefs.block.push(entry),
+            }
+        }
+        Ok(prefs)
+    }
+
+    /// Replaces a user's preferences and lists, in one transaction.
+    pub async fn set_preferences(&self, address: &str, prefs: &Preferences, now: UnixTime) -> Result<(), StoreError> {
+        let address = lower(address);
+        let mut stmts = vec![
+            stmt(
+                "INSERT INTO user_prefs (address, digest, opt_out, filtering, updated_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (address) DO UPDATE SET digest = $2, opt_out = $3, filtering = $4, updated_at = $5",
+                vec![
+                    text(&address),
+                    Val::Text(prefs.digest.map(|d| d.as_str().to_string())),
+                    Val::Bool(Some(prefs.opt_out)),
+                    Val::Bool(prefs.filtering),
+                    int(now),
+                ],
+            ),
+            stmt("DELETE FROM user_list WHERE address = $1", vec![text(&address)]),
+        ];
+        for (kind, entries) in [(ListKind::Allow, &prefs.allow), (ListKind::Block, &prefs.block)] {
+            for entry in entries {
+                stmts.push(list_insert(&address, kind, entry));
+            }
+        }
+        self.transaction(stmts, false).await?;
+        Ok(())
+    }
+
+    /// Adds one entry to a user's allow or block list (e.g. "release and always allow").
+    /// `false` if it was already there.
+    pub async fn add_list_entry(&self, address: &str, kind: ListKind, entry: &Entry) -> Result<bool, StoreError> {
+        Ok(self.transaction(vec![list_insert(&lower(address), kind, entry)], false).await?.first() == Some(&1))
+    }
+
+    /// Removes one entry from a user's list. `false` if it was not there.
+    pub async fn remove_list_entry(&self, address: &str, kind: ListKind, entry: &Entry) -> Result<bool, StoreError> {
+        let n = self
+            .execute(
+                "DELETE FROM user_list WHERE address = $1 AND kind = $2 AND entry = $3",
+                vec![text(lower(address)), text(kind.as_str()), text(entry.as_str())],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Every user with stored lists or a filtering choice, as [`UserPolicy`] values.
+    pub async fn user_policies(&self) -> Result<Vec<(String, UserPolicy)>, StoreError> {
+        let mut users: std::collections::BTreeMap<String, UserPolicy> = std::collections::BTreeMap::new();
+        let rows = self
+            .query("SELECT address, filtering FROM user_prefs WHERE filtering IS NOT NULL", vec![], &[Ty::Text, Ty::Bool], "user_prefs")
+            .await?;
+        for row in &rows {
+            users.entry(row.text(0)?).or_default().filtering = row.opt_bool(1)?;
+        }
+        let rows = self
+            .query("SELECT address, kind, entry FROM user_list ORDER BY address, kind, entry", vec![], &[Ty::Text, Ty::Text, Ty::Text], "user_list")
+            .await?;
+        for row in &rows {
+            let policy = users.entry(row.text(0)?).or_default();
+            let entry = parse_entry(&row.text(2)?)?;
+            match ListKind::parse(&row.text(1)?, "user_list")? {
+                ListKind::Allow => policy.lists.allow.push(entry),
+                ListKind::Block => policy.lists.block.push(entry),
+            }
+        }
+        Ok(users.into_iter().collect())
+    }
+
+    /// Sets every stored user's lists and filtering choice into `lists` (built from the
+    /// configuration): a stored user replaces a `[[lists.user]]` entry of the same address.
+    pub async fn apply_user_lists(&self, lists: &mut Lists) -> Result<(), StoreError> {
+        for (address, policy) in self.user_policies().await? {
+            lists.set_user(&address, policy);
+        }
+        Ok(())
+    }
+
+    // ---- digests ----------------------------------------------------------------------------
+
+    /// When the user's last digest was sent (`None`: never).
+    pub async fn digest_cursor(&self, address: &str) -> Result<Option<UnixTime>, StoreError> {
+        let rows = self
+            .query("SELECT last_digest FROM digest_cursor WHERE address = $1", vec![text(lower(address))], &[Ty::Int], "digest_cursor")
+            .await?;
+        rows.first().map(|r| r.int(0)).transpose()
+    }
+
+    /// Moves the user's cursor from `expected` (what [`Store::digest_cursor`] returned) to `to`,
+    /// only if nobody moved it meanwhile: `true` means this caller owns the digest for the
+    /// period; `false` means another run (or node) already did it.
+    pub async fn advance_digest_cursor(&self, address: &str, expected: Option<UnixTime>, to: UnixTime) -> Result<bool, StoreError> {
+        let address = lower(address);
+        let n = match expected {
+            None => {
+                self.execute(
+                    "INSERT INTO digest_cursor (address, last_digest) VALUES ($1, $2) ON CONFLICT (address) DO NOTHING",
+                    vec![text(address), int(to)],
+                )
+                .await?
+            }
+            Some(from) => {
+                self.execute(
+                    "UPDATE digest_cursor SET last_digest = $3 WHERE address = $1 AND last_digest = $2",
+                    vec![text(address), int(from), int(to)],
+                )
+                .await?
+            }
+        };
+        Ok(n == 1)
+    }
+
+    // ---- greylisting and rates --------------------------------------------------------------
+
+    /// Greylisting: a triplet seen for the first time (or not seen for `lifetime`) is deferred;
+    /// once `delay` has passed since its first attempt it passes, and keeps passing while it is
+    /// seen at least once per `lifetime`. One atomic upsert, so nodes sharing a database agree.
+    pub async fn check_greylist(&self, triplet: &Triplet, delay: Duration, lifetime: Duration, now: UnixTime) -> Result<Greylist, StoreError> {
+        let delay = secs(delay);
+        let rows = self
+            .query(
+                "INSERT INTO greylist (network, sender, recipient, first_seen, last_seen, passed)
+                 VALUES ($1, $2, $3, $4, $4, CAST($6 AS BIGINT) <= 0)
+                 ON CONFLICT (network, sender, recipient) DO UPDATE SET
+                   first_seen = CASE WHEN greylist.last_seen < $5 THEN $4 ELSE greylist.first_seen END,
+                   passed = CASE WHEN greylist.last_seen < $5 THEN CAST($6 AS BIGINT) <= 0
+                                 ELSE greylist.passed OR $4 - greylist.first_seen >= $6 END,
+                   last_seen = $4
+                 RETURNING first_seen, passed",
+                vec![
+                    text(&triplet.network),
+                    text(&triplet.sender),
+                    text(&triplet.recipient),
+                    int(now),
+                    int(now.saturating_sub(secs(lifetime))),
+                    int(delay),
+                ],
+                &[Ty::Int, Ty::Bool],
+                "greylist",
+            )
+            .await?;
+        let row = rows.first().ok_or(StoreError::Corrupt { table: "greylist", detail: "upsert returned no row".into() })?;
+        if row.bool(1)? {
+            Ok(Greylist::Pass)
+        } else {
+            let waited = now.saturating_sub(row.int(0)?);
+            Ok(Greylist::Defer { retry_in: u64::try_from(delay.saturating_sub(waited)).unwrap_or(0).max(1) })
+        }
+    }
+
+    /// Counts one hit for `key` (e.g. `ip:192.0.2.7` or `from:a@b.test`) in the current fixed
+    /// window of length `window` (aligned to multiples of it since the epoch) and returns the
+    /// hits in that window so far, this one included.
+    pub async fn hit_rate(&self, key: &str, window: Duration, now: UnixTime) -> Result<u64, StoreError> {
+        let window = secs(window).max(1);
+        let start = now - now.rem_euclid(window);
+        let rows = self
+            .query(
+                "INSERT INTO rate_counter (name, window_secs, window_start, hits) VALUES ($1, $2, $3, 1)
+                 ON CONFLICT (name, window_secs, window_start) DO UPDATE SET hits = rate_counter.hits + 1
+                 RETURNING hits",
+                vec![text(key), int(window), int(start)],
+                &[Ty::Int],
+                "rate_counter",
+            )
+            .await?;
+        let row = rows.first().ok_or(StoreError::Corrupt { table: "rate_counter", detail: "upsert returned no row".into() })?;
+        u64::try_from(row.int(0)?).map_err(|_| row.corrupt(0))
+    }
+}
+
+fn parse_entry(text: &str) -> Result<Entry, StoreError> {
+    Entry::parse(text).map_err(|detail| StoreError::Corrupt { table: "user_list", detail })
+}
+
+fn list_insert(address: &str, kind: ListKind, entry: &Entry) -> Stmt {
+    stmt(
+        "INSERT INTO user_list (address, kind, entry) VALUES ($1, $2, $3) ON CONFLICT (address, kind, entry) DO NOTHING",
+        vec![text(address), text(kind.as_str()), text(entry.as_str())],
+    )
+}

@@ -1,0 +1,138 @@
+//! The PostgreSQL backend (tokio-postgres, no TLS: run it over a local socket, a private
+//! network or a TLS tunnel). For operators with several nodes sharing one database.
+//!
+//! A small pool of [`CONNECTIONS`] connections per [`Store`](super::Store) handle (clones share
+//! it), used in turn, each behind an async mutex for the length of one operation or transaction;
+//! a connection that dropped is re-established on its next use. Migrations run in one
+//! transaction under an advisory lock, so nodes starting together apply each one once.
+//! Statements are those of `store/mod.rs`.
+
+use super::{MIGRATIONS, Row, Stmt, StoreError, Ty, Val, latest_version};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::{Mutex, MutexGuard};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls};
+
+/// The advisory lock key migrations hold ("moat" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6d6f_6174;
+
+/// Connections per store handle.
+pub const CONNECTIONS: usize = 4;
+
+/// A handle on a pool of PostgreSQL connections; clones share it.
+#[derive(Clone)]
+pub struct Postgres {
+    clients: Arc<[Mutex<Client>]>,
+    next: Arc<AtomicUsize>,
+    url: Arc<str>,
+}
+
+async fn connect_client(url: &str) -> Result<Client, StoreError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(%error, "postgresql connection closed");
+        }
+    });
+    Ok(client)
+}
+
+type Param = Box<dyn ToSql + Sync + Send>;
+
+fn boxed(v: &Val) -> Param {
+    match v.clone() {
+        Val::Int(x) => Box::new(x),
+        Val::Real(x) => Box::new(x),
+        Val::Text(x) => Box::new(x),
+        Val::Bool(x) => Box::new(x),
+        Val::Bytes(x) => Box::new(x),
+    }
+}
+
+fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
+}
+
+fn read(row: &tokio_postgres::Row, types: &[Ty]) -> Result<Vec<Val>, tokio_postgres::Error> {
+    types
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| {
+            Ok(match ty {
+                Ty::Int => Val::Int(row.try_get(i)?),
+                Ty::Real => Val::Real(row.try_get(i)?),
+                Ty::Text => Val::Text(row.try_get(i)?),
+                Ty::Bool => Val::Bool(row.try_get(i)?),
+                Ty::Bytes => Val::Bytes(row.try_get(i)?),
+            })
+        })
+        .collect()
+}
+
+async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)").await?;
+    let current: i64 = tx.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[]).await?.try_get(0)?;
+    if current > latest_version() {
+        return Err(StoreError::SchemaTooNew { found: current, known: latest_version() });
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        tx.batch_execute(sql).await?;
+        tx.execute("INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)", &[version, &super::unix_now()]).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+impl Postgres {
+    pub(super) async fn connect(url: &str) -> Result<Postgres, StoreError> {
+        let mut first = connect_client(url).await?;
+        migrate(&mut first).await?;
+        let mut clients = vec![Mutex::new(first)];
+        for _ in 1..CONNECTIONS {
+            clients.push(Mutex::new(connect_client(url).await?));
+        }
+        Ok(Postgres { clients: clients.into(), next: Arc::new(AtomicUsize::new(0)), url: url.into() })
+    }
+
+    async fn client(&self) -> Result<MutexGuard<'_, Client>, StoreError> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
+        let mut client = self.clients[i].lock().await;
+        if client.is_closed() {
+            *client = connect_client(&self.url).await?;
+        }
+        Ok(client)
+    }
+
+    pub(super) async fn query(
+        &self,
+        sql: &'static str,
+        params: Vec<Val>,
+        types: &'static [Ty],
+        table: &'static str,
+    ) -> Result<Vec<Row>, StoreError> {
+        let params: Vec<Param> = params.iter().map(boxed).collect();
+        let client = self.client().await?;
+        let rows = client.query(sql, &refs(&params)).await?;
+        rows.iter().map(|row| Ok(Row { table, values: read(row, types)? })).collect()
+    }
+
+    pub(super) async fn transaction(&self, stmts: Vec<Stmt>, gated: bool) -> Result<Vec<u64>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut counts = Vec::with_capacity(stmts.len());
+        for (i, s) in stmts.iter().enumerate() {
+            let params: Vec<Param> = s.params.iter().map(boxed).collect();
+            let n = tx.execute(s.sql, &refs(&params)).await?;
+            counts.push(n);
+            if gated && i == 0 && n == 0 {
+                tx.rollback().await?;
+                return Ok(counts);
+            }
+        }
+        tx.commit().await?;
+        Ok(counts)
+    }
+}
