@@ -34,12 +34,19 @@ impl Field<'_> {
 /// Offset where the body starts (just after the empty line), or the message length when the
 /// message has no body separator.
 pub fn body_start(message: &[u8]) -> usize {
+    let end = header_section_end(message);
+    if end < message.len() { line_end(message, end) } else { end }
+}
+
+/// Offset of the empty line that ends the header section (the header section is
+/// `message[..header_section_end]`), or the message length when there is none.
+pub fn header_section_end(message: &[u8]) -> usize {
     let mut at = 0;
     while at < message.len() {
         let end = line_end(message, at);
         let line = &message[at..end];
         if line == b"\r\n" || line == b"\n" {
-            return end;
+            return at;
         }
         at = end;
     }
@@ -145,6 +152,8 @@ mod tests {
     fn body_start_and_headers_only_messages() {
         assert_eq!(&MESSAGE[body_start(MESSAGE)..], b"X-Spam-Flag: body line\r\n");
         assert_eq!(body_start(b"Subject: x\r\n"), 12);
+        assert_eq!(header_section_end(MESSAGE), body_start(MESSAGE) - 2);
+        assert_eq!(header_section_end(b"A: 1\n\nbody"), 5);
         assert_eq!(first_value(b"Subject: x\n\nbody", "subject").as_deref(), Some("x"));
         assert_eq!(first_value(b"From x\nSubject: y\n\n", "Subject").as_deref(), Some("y"));
     }

@@ -123,7 +123,7 @@ impl ParsedMessage {
     /// Top-level header fields, split by hand so raw values are exact even when the MIME
     /// parser would reinterpret them.
     fn read_headers(&mut self, raw: &[u8]) {
-        let end = header_end(raw);
+        let end = crate::headers::header_section_end(raw);
         let block = &raw[..end];
         self.header_block = String::from_utf8_lossy(block).into_owned();
         let block = std::mem::take(&mut self.header_block);
@@ -356,20 +356,6 @@ fn apply(v: String, modifier: Modifier) -> String {
         Modifier::Name => header::first_name(&v),
         _ => v,
     }
-}
-
-/// Index just past the blank line that ends the header block (or the whole input).
-fn header_end(raw: &[u8]) -> usize {
-    let mut i = 0;
-    while i < raw.len() {
-        let line_end = raw[i..].iter().position(|&b| b == b'\n').map_or(raw.len(), |p| i + p + 1);
-        let line = &raw[i..line_end];
-        if line == b"\n" || line == b"\r\n" {
-            return i;
-        }
-        i = line_end;
-    }
-    raw.len()
 }
 
 /// Joins folded lines: CRLF/LF followed by whitespace becomes that whitespace.
