@@ -17,7 +17,7 @@ use crate::filter::auth::AuthFilter;
 use crate::lists::Lists;
 use crate::ruleset::{RuleSet, filter::RulesFilter};
 use hickory_resolver::TokioResolver;
-use crate::verdict::{self, Evidence, Symbol, Verdict};
+use crate::verdict::{self, Evidence, Policy, Symbol, Verdict};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,6 +144,35 @@ pub fn rules_fingerprint(config: &Config) -> Vec<(std::path::PathBuf, u64, Optio
     seen
 }
 
+/// The verdict policies of one configuration, by relay domain.
+struct Policies {
+    default: Policy,
+    by_domain: HashMap<String, Policy>,
+}
+
+impl Policies {
+    /// `[policy]` with each domain's override, plus the forced actions `[auth]` implies where
+    /// the configuration does not force those symbols itself.
+    fn resolve(config: &Config) -> Policies {
+        let with_auth = |mut policy: Policy| {
+            for (symbol, action) in config.auth.forced_actions() {
+                policy.forced.entry(symbol).or_insert(action);
+            }
+            policy
+        };
+        let by_domain = config
+            .domains
+            .iter()
+            .map(|d| (d.name.to_ascii_lowercase(), with_auth(config.policy.resolve(d.policy.as_ref()))))
+            .collect();
+        Policies { default: with_auth(config.policy.resolve(None)), by_domain }
+    }
+
+    fn for_domain(&self, domain: Option<&str>) -> &Policy {
+        domain.and_then(|d| self.by_domain.get(&d.to_ascii_lowercase())).unwrap_or(&self.default)
+    }
+}
+
 /// One verdict for one recipient, with what the tagging step needs.
 #[derive(Debug, Clone)]
 pub struct RecipientVerdict {
@@ -159,6 +188,9 @@ pub struct Scorer {
     chain: Chain,
     scores: Arc<dyn ScoreTable>,
     config: Arc<Config>,
+    /// Each relay domain's resolved policy (thresholds and forced actions), and the one for
+    /// recipients of no configured domain; resolved once here, not per message.
+    policies: Arc<Policies>,
     lists: Arc<Lists>,
     /// Content hash of the rule files in use, if any (for logs and change detection).
     rules_hash: Option<String>,
@@ -166,7 +198,8 @@ pub struct Scorer {
 
 impl Scorer {
     pub fn new(chain: Chain, scores: Arc<dyn ScoreTable>, config: Arc<Config>) -> Scorer {
-        Scorer { chain, scores, config, lists: Arc::new(Lists::default()), rules_hash: None }
+        let policies = Arc::new(Policies::resolve(&config));
+        Scorer { chain, scores, config, policies, lists: Arc::new(Lists::default()), rules_hash: None }
     }
 
     /// Uses these allow/block lists (and their per-recipient filtering switches).
@@ -190,11 +223,8 @@ impl Scorer {
     pub fn verdict(&self, evidence: &Evidence, facts: &Facts, recipient: &str) -> RecipientVerdict {
         let domain = recipient.rsplit_once('@').and_then(|(_, d)| self.config.domain(d));
         let over = domain.and_then(|d| d.policy.as_ref());
-        let mut policy = self.config.policy.resolve(over);
+        let mut policy = self.policies.for_domain(domain.map(|d| d.name.as_str())).clone();
         policy.filtering = self.lists.filtering_enabled(recipient);
-        for (symbol, action) in self.config.auth.forced_actions() {
-            policy.forced.entry(symbol).or_insert(action);
-        }
         let sender = facts.sender.as_deref().unwrap_or("");
         let listed = self.lists.check(sender, facts.client_ip, recipient);
         let mut own;
