@@ -76,15 +76,13 @@ pub fn build(config: Arc<Config>) -> Result<Scorer, BuildErrors> {
         filters.push(Arc::new(AttachmentFilter::new(&config.attachments)));
     }
     let mut scores: Arc<dyn ScoreTable> = Arc::new(FixedScores::default());
-    let mut rules_hash = None;
-    let mut rules_report = None;
+    let mut rules_in_use = None;
     let dirs = config.rule_dirs();
     if !dirs.is_empty() {
         match RuleSet::load(&dirs) {
             Ok((rules, report)) => {
                 let rules = Arc::new(rules);
-                rules_report = Some(report);
-                rules_hash = Some(rules.hash());
+                rules_in_use = Some(RulesInUse { loaded: report.loaded, skipped: report.skipped.len(), hash: rules.hash() });
                 filters.push(Arc::new(RulesFilter::new(rules.clone())));
                 scores = rules;
             }
@@ -94,12 +92,9 @@ pub fn build(config: Arc<Config>) -> Result<Scorer, BuildErrors> {
     if !errors.is_empty() {
         return Err(BuildErrors(errors));
     }
-    if let (Some(report), Some(hash)) = (&rules_report, &rules_hash) {
-        tracing::info!(event = "rules_loaded", loaded = report.loaded, skipped = report.skipped.len(), hash = %hash);
-    }
     let lists = Lists::from_config(&config.lists);
     let mut scorer = Scorer::new(Chain::new(filters, FILTER_DEADLINE), scores, config).with_lists(lists);
-    scorer.rules_hash = rules_hash;
+    scorer.rules = rules_in_use;
     Ok(scorer)
 }
 
@@ -142,6 +137,14 @@ pub fn rules_fingerprint(config: &Config) -> Vec<(std::path::PathBuf, u64, Optio
     }
     seen.sort();
     seen
+}
+
+/// The rule files a scorer was built from, for the log.
+#[derive(Debug, Clone)]
+struct RulesInUse {
+    loaded: usize,
+    skipped: usize,
+    hash: String,
 }
 
 /// The verdict policies of one configuration, by relay domain.
@@ -192,14 +195,14 @@ pub struct Scorer {
     /// recipients of no configured domain; resolved once here, not per message.
     policies: Arc<Policies>,
     lists: Arc<Lists>,
-    /// Content hash of the rule files in use, if any (for logs and change detection).
-    rules_hash: Option<String>,
+    /// What the rule files in use amount to, if any (for the log line when they take effect).
+    rules: Option<RulesInUse>,
 }
 
 impl Scorer {
     pub fn new(chain: Chain, scores: Arc<dyn ScoreTable>, config: Arc<Config>) -> Scorer {
         let policies = Arc::new(Policies::resolve(&config));
-        Scorer { chain, scores, config, policies, lists: Arc::new(Lists::default()), rules_hash: None }
+        Scorer { chain, scores, config, policies, lists: Arc::new(Lists::default()), rules: None }
     }
 
     /// Uses these allow/block lists (and their per-recipient filtering switches).
@@ -252,9 +255,12 @@ impl Scorer {
         }
     }
 
-    /// The content hash of the rule files this scorer uses.
-    pub fn rules_hash(&self) -> Option<&str> {
-        self.rules_hash.as_deref()
+    /// Logs `rules_loaded` for the rule files of this scorer. Call it once the scorer is in
+    /// force (stored for new sessions), so the line means "new sessions use these rules".
+    pub fn log_rules_in_force(&self) {
+        if let Some(rules) = &self.rules {
+            tracing::info!(event = "rules_loaded", loaded = rules.loaded, skipped = rules.skipped, hash = %rules.hash);
+        }
     }
 
     /// The authserv-id whose Authentication-Results fields only we may write.

@@ -60,6 +60,7 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
     let spool = Arc::new(Spool::open(&config.spool_dir()).map_err(|e| ServeError::Spool(e.to_string()))?);
     let quarantine = Arc::new(Spool::open(&config.quarantine_dir()).map_err(|e| ServeError::Spool(e.to_string()))?);
     let scorer = scoring::build(Arc::new(config.clone())).map_err(ServeError::Filters)?;
+    scorer.log_rules_in_force();
     let listeners = bind_all(&config.listen).await?;
     let config = Arc::new(ArcSwap::from_pointee(config));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -157,6 +158,7 @@ async fn reload(path: &std::path::Path, shared: &Shared) {
             shared.tls.store(Arc::new(acceptor));
             shared.scorer.store(Arc::new(scorer));
             shared.config.store(Arc::new(new));
+            shared.scorer.load().log_rules_in_force();
             tracing::info!(event = "reload", outcome = "applied");
         }
         Err(errors) => {
@@ -192,7 +194,10 @@ async fn watch_rules(shared: Arc<Shared>) {
         last = now;
         tracing::info!(event = "rules_changed");
         match tokio::task::spawn_blocking(move || scoring::build(config)).await {
-            Ok(Ok(scorer)) => shared.scorer.store(Arc::new(scorer)),
+            Ok(Ok(scorer)) => {
+                shared.scorer.store(Arc::new(scorer));
+                shared.scorer.load().log_rules_in_force();
+            }
             Ok(Err(errors)) => {
                 for error in &errors.0 {
                     tracing::error!(event = "reload", outcome = "refused", error = %error);

@@ -77,10 +77,21 @@ impl DnsZone {
         self.txt(&name, &format!("v=DKIM1; k={k}; p={}", base64(public_key)))
     }
 
-    /// Starts dnsmasq on a free UDP/TCP port on 127.0.0.1 and waits until it answers.
+    /// Starts dnsmasq on a free UDP/TCP port on 127.0.0.1 and waits until it answers. A port
+    /// taken by a parallel test between choosing it and binding it is retried with another.
     pub fn start(self) -> Dns {
+        for _ in 0..5 {
+            match self.try_start(free_port()) {
+                Ok(dns) => return dns,
+                Err(err) if err.contains("Address already in use") => continue,
+                Err(err) => panic!("{err}"),
+            }
+        }
+        panic!("dnsmasq found no free port in 5 attempts");
+    }
+
+    fn try_start(&self, port: u16) -> Result<Dns, String> {
         let dnsmasq = require_program("dnsmasq");
-        let port = free_port();
         let child = Command::new(dnsmasq)
             .args([
                 "--keep-in-foreground",
@@ -115,12 +126,12 @@ impl DnsZone {
                     use std::io::Read;
                     let _ = stderr.read_to_string(&mut err);
                 }
-                panic!("dnsmasq exited with {status}: {err}");
+                return Err(format!("dnsmasq exited with {status}: {err}"));
             }
             assert!(started.elapsed() < DEADLINE, "dnsmasq did not answer on port {port}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Dns { port, _child: child }
+        Ok(Dns { port, _child: child })
     }
 }
 
