@@ -17,6 +17,7 @@ pub mod filter;
 pub mod headers;
 pub mod lists;
 pub mod relay;
+pub mod quarantine;
 pub mod ruleset;
 pub mod scan;
 pub mod scoring;

@@ -4,6 +4,8 @@
 //! systemd's `RestartPreventExitStatus=78` stops a restart loop on a bad file; 65 (EX_DATAERR)
 //! from `moat rules check` when a rule file has errors.
 
+mod quarantine_cmd;
+
 use clap::{Parser, Subcommand};
 use futures_util::StreamExt as _;
 use std::path::{Path, PathBuf};
@@ -75,6 +77,20 @@ enum Command {
         #[command(subcommand)]
         command: QueueCommand,
     },
+    /// List, release and delete quarantined mail (metadata only, never contents).
+    Quarantine {
+        #[arg(short, long, global = true, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: quarantine_cmd::QuarantineCommand,
+    },
+    /// Per-user data.
+    User {
+        #[arg(short, long, global = true, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: quarantine_cmd::UserCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -115,6 +131,12 @@ fn main() -> ExitCode {
         Command::Config { command: ConfigCommand::Check { file } } => config_check(&file),
         Command::Serve { config, log_json } => serve(&config, log_json),
         Command::Queue { config, command } => queue(&config, command),
+        Command::Quarantine { config, command } => {
+            with_store_config(&config, "quarantine", |config| async move { quarantine_cmd::quarantine(&config, command).await })
+        }
+        Command::User { config, command } => {
+            with_store_config(&config, "user", |config| async move { quarantine_cmd::user(&config, command).await })
+        }
         Command::Scan { config, files, from, rcpt, ip, helo, json, jobs } => {
             scan(&config, &files, ScanOptions { from, rcpt, ip, helo, json, jobs: usize::from(jobs) })
         }
@@ -270,6 +292,29 @@ fn load_config(path: &Path) -> Result<moat::config::Config, ExitCode> {
         eprintln!("{}: {} error(s)", path.display(), errors.len());
         ExitCode::from(EXIT_CONFIG)
     })
+}
+
+/// Loads the configuration and runs `job` with it on a short-lived runtime; errors go to stderr.
+fn with_store_config<F: std::future::Future<Output = Result<(), String>>>(
+    path: &Path,
+    name: &str,
+    job: impl FnOnce(moat::config::Config) -> F,
+) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let runtime = match current_thread_runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(job(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("moat {name}: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// A single-threaded runtime for the short-lived commands.

@@ -14,7 +14,7 @@ use crate::filter::dnsbl::DnsblFilter;
 use crate::filter::rdns::RdnsFilter;
 use crate::filter::{Chain, Facts, Filter, Phase};
 use crate::filter::auth::AuthFilter;
-use crate::lists::Lists;
+use crate::lists::{Lists, UserPolicy};
 use crate::ruleset::{RuleSet, filter::RulesFilter};
 use hickory_resolver::TokioResolver;
 use crate::verdict::{self, Evidence, Policy, Symbol, Verdict};
@@ -209,6 +209,21 @@ impl Scorer {
     pub fn with_lists(mut self, lists: Lists) -> Scorer {
         self.lists = Arc::new(lists);
         self
+    }
+
+    /// The same scorer with the configuration's lists plus these users' own lists and
+    /// filtering choices (from the store; they replace `[[lists.user]]` entries of the same address).
+    pub fn with_user_policies(&self, users: &[(String, UserPolicy)]) -> Scorer {
+        let mut lists = Lists::from_config(&self.config.lists);
+        for (address, policy) in users {
+            lists.set_user(address, policy.clone());
+        }
+        Scorer { lists: Arc::new(lists), ..self.clone() }
+    }
+
+    /// True when an allow list entry decides for this sender, client and recipient.
+    pub fn allow_listed(&self, sender: &str, client_ip: Option<std::net::IpAddr>, recipient: &str) -> bool {
+        self.lists.check(sender, client_ip, recipient).is_some_and(|hit| hit.symbol == crate::lists::ALLOW_LIST)
     }
 
     /// A scorer with no filters: every message scores 0 (the relay without filtering).

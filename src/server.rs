@@ -10,6 +10,7 @@
 //!   spool keeps every message that was acknowledged.
 
 use crate::config::{self, Config, Listener};
+use crate::quarantine::Quarantine;
 use crate::relay::Queue;
 use crate::scoring;
 use crate::session::{Conn, ListenerInfo, RecipientVerifier, Session, Shared};
@@ -46,6 +47,8 @@ pub enum ServeError {
     Filters(scoring::BuildErrors),
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("quarantine: {0}")]
+    Quarantine(#[from] crate::quarantine::QuarantineError),
 }
 
 /// How long a PROXY protocol header may take to arrive.
@@ -58,19 +61,19 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
         .map_err(|source| ServeError::StateDir { path: config.state_dir.display().to_string(), source })?;
     let acceptor = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let spool = Arc::new(Spool::open(&config.spool_dir()).map_err(|e| ServeError::Spool(e.to_string()))?);
-    let quarantine = Arc::new(Spool::open(&config.quarantine_dir()).map_err(|e| ServeError::Spool(e.to_string()))?);
     let scorer = scoring::build(Arc::new(config.clone())).map_err(ServeError::Filters)?;
     scorer.log_rules_in_force();
     let listeners = bind_all(&config.listen).await?;
     let config = Arc::new(ArcSwap::from_pointee(config));
+    let quarantine = Arc::new(Quarantine::open(config.clone(), spool.clone()).await?);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let queue = Queue::start(config.clone(), spool.clone(), shutdown_rx.clone())
         .await
         .map_err(|e| ServeError::Queue(e.to_string()))?;
     tokio::spawn({
-        let (config, queue, shutdown) = (config.clone(), queue.clone(), shutdown_rx.clone());
+        let (config, queue, quarantine, shutdown) = (config.clone(), queue.clone(), quarantine.clone(), shutdown_rx.clone());
         async move {
-            if let Err(error) = crate::relay::control::serve(config, queue, shutdown).await {
+            if let Err(error) = crate::relay::control::serve(config, queue, quarantine, shutdown).await {
                 tracing::error!(event = "control_socket", error = %error);
             }
         }
@@ -82,8 +85,13 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
         quarantine,
         queue,
         scorer: Arc::new(ArcSwap::from_pointee(scorer)),
+        user_policies: ArcSwap::from_pointee(Vec::new()),
         verifier: RecipientVerifier::default(),
         shutdown: shutdown_rx.clone(),
+    });
+    tokio::spawn({
+        let (queue, shutdown) = (shared.queue.clone(), shutdown_rx.clone());
+        shared.quarantine.clone().run(move |id| queue.submit(id), shutdown)
     });
     let limiter = Arc::new(Limiter::default());
     for (listener, settings) in listeners {
@@ -91,6 +99,7 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
         tokio::spawn(accept_loop(listener, settings, shared.clone(), limiter.clone()));
     }
     tokio::spawn(watch_rules(shared.clone()));
+    tokio::spawn(refresh_user_lists(shared.clone()));
     crate::systemd::notify("READY=1");
     wait_for_signals(&path, &shared).await?;
     crate::systemd::notify("STOPPING=1");
@@ -156,7 +165,7 @@ async fn reload(path: &std::path::Path, shared: &Shared) {
                 tracing::warn!(event = "reload", note = "listener addresses change only on restart");
             }
             shared.tls.store(Arc::new(acceptor));
-            shared.scorer.store(Arc::new(scorer));
+            put_in_force(shared, scorer);
             shared.config.store(Arc::new(new));
             shared.scorer.load().log_rules_in_force();
             tracing::info!(event = "reload", outcome = "applied");
@@ -195,7 +204,7 @@ async fn watch_rules(shared: Arc<Shared>) {
         tracing::info!(event = "rules_changed");
         match tokio::task::spawn_blocking(move || scoring::build(config)).await {
             Ok(Ok(scorer)) => {
-                shared.scorer.store(Arc::new(scorer));
+                put_in_force(&shared, scorer);
                 shared.scorer.load().log_rules_in_force();
             }
             Ok(Err(errors)) => {
@@ -205,6 +214,37 @@ async fn watch_rules(shared: Arc<Shared>) {
                 tracing::error!(event = "reload", outcome = "refused", note = "the running rules stay in force");
             }
             Err(_) => tracing::error!(event = "reload", outcome = "refused", note = "loading the rules failed internally"),
+        }
+    }
+}
+
+/// Makes `scorer` the one new sessions use, with the users' lists from the store.
+fn put_in_force(shared: &Shared, scorer: scoring::Scorer) {
+    shared.scorer.store(Arc::new(scorer.with_user_policies(&shared.user_policies.load())));
+}
+
+/// How often the users' lists are read from the store (a change made on another node, or
+/// through the web interface, takes effect within this).
+const USER_LISTS_REFRESH: Duration = Duration::from_secs(15);
+
+/// Keeps the scorer's user lists in step with the store. When the store cannot be read, the
+/// last lists read stay in force.
+async fn refresh_user_lists(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        match shared.quarantine.store().user_policies().await {
+            Ok(users) if users != **shared.user_policies.load() => {
+                tracing::info!(event = "user_lists_loaded", users = users.len());
+                shared.user_policies.store(Arc::new(users));
+                let users = shared.user_policies.load();
+                shared.scorer.rcu(|current| current.with_user_policies(&users));
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(event = "user_lists_unavailable", error = %error, note = "the last lists read stay in force"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(USER_LISTS_REFRESH) => {}
+            _ = shutdown.wait_for(|down| *down) => return,
         }
     }
 }

@@ -32,11 +32,6 @@ fn program() -> Vec<u8> {
     pe
 }
 
-fn held(moat: &Moat) -> usize {
-    let spool = moat::spool::Spool::open(&moat.state_dir().join("quarantine")).expect("open quarantine");
-    spool.list().expect("list quarantine").len()
-}
-
 #[test]
 fn programs_are_refused_disk_images_held_and_documents_delivered() {
     let capture = Capture::new();
@@ -49,7 +44,8 @@ fn programs_are_refused_disk_images_held_and_documents_delivered() {
 
     let reply = moat.smtp_ehlo().send_mail("a@remote.example", &["user@example.test"], &with_attachment(&id, "shipment.iso", "application/octet-stream", b"CD001"));
     assert_reply(&reply, 250, "2.0.0", "a disk image is accepted and held");
-    wait_until("the held copy", DEADLINE, || (held(&moat) == 1).then_some(()));
+    let held = moat.wait_quarantined(1);
+    assert!(held[0].item.symbols.iter().any(|s| s.name.starts_with("ATTACH")), "{:?}", held[0].item.symbols);
 
     let pdf = with_attachment(&id, "report.pdf", "application/pdf", b"%PDF-1.4 harmless");
     let reply = moat.smtp_ehlo().send_mail("a@remote.example", &["user@example.test"], &pdf);

@@ -153,7 +153,7 @@ async fn quarantine_insert_get_and_list_newest_first_paginated(db: Db) {
     assert!(store.list_items("alice@example.test", None, 2, 6).await.unwrap().is_empty());
     assert_eq!(ids(store.list_items("bob@example.test", None, 10, 0).await.unwrap()), ["b0"]);
 
-    store.release("a3", "alice@example.test", ReleaseVia::Link, NOW + DAY).await.unwrap();
+    store.release("a3", "alice@example.test", ReleaseVia::Link, NOW + DAY, None).await.unwrap();
     expected.state = ItemState::Released;
     assert_eq!(store.get_item("a3").await.unwrap(), expected);
     assert_eq!(ids(store.list_items("alice@example.test", Some(ItemState::Held), 10, 0).await.unwrap()), ["a4", "a2", "a1", "a0"]);
@@ -177,8 +177,8 @@ async fn release_happens_exactly_once_under_concurrent_releasers(db: Db) {
         insert(&one, &vault, &item(&id, "alice@example.test", NOW)).await;
         let (a, b) = (one.clone(), two.clone());
         let (ida, idb) = (id.clone(), id.clone());
-        let first = tokio::spawn(async move { a.release(&ida, "alice@example.test", ReleaseVia::Link, NOW + 1).await });
-        let second = tokio::spawn(async move { b.release(&idb, "admin", ReleaseVia::Admin, NOW + 2).await });
+        let first = tokio::spawn(async move { a.release(&ida, "alice@example.test", ReleaseVia::Link, NOW + 1, None).await });
+        let second = tokio::spawn(async move { b.release(&idb, "admin", ReleaseVia::Admin, NOW + 2, None).await });
         let results = [first.await.expect("task"), second.await.expect("task")];
         let wins = results.iter().filter(|r| r.is_ok()).count();
         assert_eq!(wins, 1, "round {round}: exactly one release wins: {results:?}");
@@ -195,11 +195,11 @@ async fn release_happens_exactly_once_under_concurrent_releasers(db: Db) {
         assert_eq!(records[0].recipient, "alice@example.test");
     }
     // A third click later is refused the same way and records nothing.
-    let err = one.release("r0", "alice@example.test", ReleaseVia::Cli, NOW + 9).await.unwrap_err();
+    let err = one.release("r0", "alice@example.test", ReleaseVia::Cli, NOW + 9, None).await.unwrap_err();
     assert!(matches!(err, StoreError::NotHeld { current: ItemState::Released, .. }), "{err:?}");
     assert_eq!(err.to_string(), "quarantine item r0 is already released");
     assert_eq!(one.releases("r0").await.unwrap().len(), 1);
-    assert!(matches!(one.release("ghost", "x", ReleaseVia::Cli, NOW).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(one.release("ghost", "x", ReleaseVia::Cli, NOW, None).await, Err(StoreError::NotFound { .. })));
 }
 
 async fn states_change_only_from_held(db: Db) {
@@ -211,7 +211,7 @@ async fn states_change_only_from_held(db: Db) {
     store.set_state("d", ItemState::Deleted).await.unwrap();
     assert!(matches!(store.get_content("d").await, Err(StoreError::NotFound { .. })), "deleting drops the contents");
     assert_eq!(store.get_item("d").await.unwrap().state, ItemState::Deleted);
-    let err = store.release("d", "alice@example.test", ReleaseVia::Link, NOW).await.unwrap_err();
+    let err = store.release("d", "alice@example.test", ReleaseVia::Link, NOW, None).await.unwrap_err();
     assert!(matches!(err, StoreError::NotHeld { current: ItemState::Deleted, .. }), "{err:?}");
     assert!(store.releases("d").await.unwrap().is_empty());
     store.set_state("r", ItemState::Released).await.unwrap();
@@ -234,8 +234,8 @@ async fn expiry_removes_items_contents_and_old_audit_records(db: Db) {
     for i in [&old, &edge, &fresh] {
         insert(&store, &vault, i).await;
     }
-    store.release("old", "alice@example.test", ReleaseVia::Link, NOW - 35 * DAY).await.unwrap();
-    store.release("fresh", "alice@example.test", ReleaseVia::Link, NOW - DAY).await.unwrap();
+    store.release("old", "alice@example.test", ReleaseVia::Link, NOW - 35 * DAY, None).await.unwrap();
+    store.release("fresh", "alice@example.test", ReleaseVia::Link, NOW - DAY, None).await.unwrap();
 
     let expired = store.expire(NOW, Duration::from_secs(30 * 86400), Duration::from_secs(7 * 86400)).await.unwrap();
     assert_eq!((expired.items, expired.audit_records), (2, 1), "{expired:?}");
@@ -258,8 +258,8 @@ async fn purge_user_removes_everything_about_one_address_only(db: Db) {
     for (id, rcpt) in [("a1", "alice@example.test"), ("a2", "ALICE@example.test"), ("b1", "bob@example.test")] {
         insert(&store, &vault, &item(id, rcpt, NOW)).await;
     }
-    store.release("a1", "alice@example.test", ReleaseVia::Link, NOW).await.unwrap();
-    store.release("b1", "bob@example.test", ReleaseVia::Link, NOW).await.unwrap();
+    store.release("a1", "alice@example.test", ReleaseVia::Link, NOW, None).await.unwrap();
+    store.release("b1", "bob@example.test", ReleaseVia::Link, NOW, None).await.unwrap();
     let prefs = Preferences {
         digest: Some(DigestFrequency::Weekly),
         allow: vec![Entry::parse("friend@x.test").unwrap()],

@@ -4,10 +4,12 @@
 //! can find at once, each with file:line:column; a configuration that fails validation is never
 //! partly applied (callers get either a whole [`Config`] or a list of [`ConfigError`]s).
 
+mod deferral;
 mod duration;
 mod policy;
 mod validate;
 
+pub use deferral::{Greylist, RateLimits};
 pub use duration::Seconds;
 pub use policy::{PolicyConfig, PolicyOverride, check_thresholds};
 pub use validate::{ConfigError, is_domain_name, load, load_str};
@@ -74,6 +76,12 @@ pub struct Config {
     /// Where the quarantine index, user preferences and greylisting state are kept.
     #[serde(default)]
     pub store: StoreConfig,
+    /// Greylisting of unknown (network, sender, recipient) triplets; off by default.
+    #[serde(default)]
+    pub greylist: Greylist,
+    /// Messages per client IP and per sender in a time window; off by default.
+    #[serde(default)]
+    pub rate_limits: RateLimits,
 }
 
 /// `[clamav]`: where clamd listens and what happens when it cannot answer.
@@ -716,6 +724,18 @@ impl Config {
     /// Where quarantined messages are held (durably, never delivered).
     pub fn quarantine_dir(&self) -> PathBuf {
         self.state_dir.join("quarantine")
+    }
+
+    /// Release copies written before the store decides who released an item (never delivered
+    /// from here; see `moat::quarantine`).
+    pub fn release_staging_dir(&self) -> PathBuf {
+        self.state_dir.join("releasing")
+    }
+
+    /// How long greylisting remembers a triplet (also when greylisting is off: rows from
+    /// when it was on expire with it).
+    pub fn greylist_lifetime(&self) -> std::time::Duration {
+        self.greylist.lifetime.duration()
     }
 
     /// The SQLite database file of the store.

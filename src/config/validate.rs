@@ -119,6 +119,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 const TOP_LEVEL_KEYS: &[&str] = &[
     "hostname", "state_dir", "listen", "tls", "limits", "timeouts", "downstream", "domain", "delivery", "dns", "reputation",
     "lists", "policy", "auth", "rules", "clamav", "attachments", "store",
+    "greylist", "rate_limits",
 ];
 
 /// Deserializes every section and every array entry separately so that all errors surface.
@@ -139,6 +140,8 @@ fn check_sections(report: &mut Report<'_>, document: &DeTable<'_>) {
             "clamav" => drop(report.section::<Clamav>(value)),
             "attachments" => drop(report.section::<Attachments>(value)),
             "store" => drop(report.section::<StoreConfig>(value)),
+            "greylist" => drop(report.section::<super::Greylist>(value)),
+            "rate_limits" => drop(report.section::<super::RateLimits>(value)),
             "listen" => each_entry::<Listener>(report, value, "listen"),
             "domain" => each_entry::<Domain>(report, value, "domain"),
             "reputation" => check_reputation(report, value),
@@ -395,6 +398,17 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
     }
     check_attachments(report, &config.attachments, span_of(document, "attachments", None));
     check_store(report, &config.store, span_of(document, "store", None));
+    check_deferral(report, config, document);
+}
+
+fn check_deferral(report: &mut Report<'_>, config: &Config, document: &DeTable<'_>) {
+    let greylist = &config.greylist;
+    if greylist.delay.0 < 1 || greylist.lifetime.0 <= greylist.delay.0 {
+        report.at(span_of(document, "greylist", None), "greylist: delay must be at least 1s and lifetime longer than delay");
+    }
+    if config.rate_limits.window.0 < 1 {
+        report.at(span_of(document, "rate_limits", None), "rate_limits.window must be at least 1s");
+    }
 }
 
 /// The longest a clamd scan may be given: below the filter deadline, so a slow clamd is a

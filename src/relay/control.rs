@@ -1,9 +1,10 @@
 //! `moat queue`: list, flush and remove spooled messages (like mailq / postqueue), and the
 //! control socket (`<state_dir>/control.sock`) through which a running server carries out
-//! flush and remove.
+//! flush, remove and quarantine release.
 //!
-//! Protocol: one JSON request line (`{"op":"flush"}` or `{"op":"remove","ids":[...]}`), one
-//! JSON answer line (`{"ok":true,"count":N,"ids":[...]}` or `{"ok":false,"error":"..."}`).
+//! Protocol: one JSON request line (`{"op":"flush"}`, `{"op":"remove","ids":[...]}` or
+//! `{"op":"release","id":"...","actor":"..."}`), one JSON answer line
+//! (`{"ok":true,"count":N,"ids":[...]}` or `{"ok":false,"error":"..."}`).
 //!
 //! Guarantees: `list` only reads the spool, so it works with or without a running server;
 //! `remove` goes through the server when one answers (so it cannot race a delivery), and
@@ -13,6 +14,8 @@
 
 use super::queue::{QueueError, QueueHandle};
 use crate::config::Config;
+use crate::quarantine::Quarantine;
+use crate::store::ReleaseVia;
 use crate::spool::{DeliveryState, Origin, RecipientState, Spool, SpoolError};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -72,6 +75,7 @@ pub struct QueueEntry {
 enum Request {
     Flush,
     Remove { ids: Vec<String> },
+    Release { id: String, actor: String },
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -118,6 +122,32 @@ pub fn list(config: &Config) -> Result<Vec<QueueEntry>, ControlError> {
 pub async fn flush(config: &Config) -> Result<usize, ControlError> {
     let answer = request(&config.control_socket(), &Request::Flush).await?;
     Ok(answer.count)
+}
+
+/// How a `moat quarantine release` went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    /// The running server released it and queued the copy (its queue id).
+    Queued(String),
+    /// No server was running: the copy is in the spool and goes out when the server starts.
+    Spooled(String),
+}
+
+/// Releases quarantine item `id` through the running server if one answers (so the copy is
+/// delivered at once), else directly (the copy waits in the spool for the next start).
+pub async fn release(config: &Config, id: &str, actor: &str) -> Result<ReleaseOutcome, ControlError> {
+    let request = Request::Release { id: id.to_string(), actor: actor.to_string() };
+    match self::request(&config.control_socket(), &request).await {
+        Ok(answer) => Ok(ReleaseOutcome::Queued(answer.ids.into_iter().next().unwrap_or_default())),
+        Err(ControlError::NotRunning(_)) => {
+            let config = Arc::new(ArcSwap::from_pointee(config.clone()));
+            let spool = Arc::new(Spool::open(&config.load().spool_dir())?);
+            let quarantine = Quarantine::open(config, spool).await.map_err(|e| ControlError::Server(e.to_string()))?;
+            let released = quarantine.release(id, actor, ReleaseVia::Cli).await.map_err(|e| ControlError::Server(e.to_string()))?;
+            Ok(ReleaseOutcome::Spooled(released.queue_id))
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// Removes messages: through the running server if one answers, else directly from the spool.
@@ -176,6 +206,7 @@ async fn request(socket: &Path, request: &Request) -> Result<Answer, ControlErro
 pub async fn serve(
     config: Arc<ArcSwap<Config>>,
     queue: QueueHandle,
+    quarantine: Arc<Quarantine>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ControlError> {
     let path = config.load().control_socket();
@@ -190,9 +221,9 @@ pub async fn serve(
                     tracing::warn!("too many control connections; one refused");
                     continue;
                 };
-                let queue = queue.clone();
+                let (queue, quarantine) = (queue.clone(), quarantine.clone());
                 tokio::spawn(async move {
-                    if let Err(error) = answer(stream, &queue).await {
+                    if let Err(error) = answer(stream, &queue, &quarantine).await {
                         tracing::warn!(%error, "control request failed");
                     }
                     drop(permit);
@@ -221,7 +252,7 @@ async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
     Ok(listener)
 }
 
-async fn answer(stream: UnixStream, queue: &QueueHandle) -> Result<(), ControlError> {
+async fn answer(stream: UnixStream, queue: &QueueHandle, quarantine: &Quarantine) -> Result<(), ControlError> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read).take(MAX_REQUEST);
     let mut line = String::new();
@@ -234,6 +265,13 @@ async fn answer(stream: UnixStream, queue: &QueueHandle) -> Result<(), ControlEr
             },
             Ok(Request::Remove { ids }) => match queue.remove(ids).await {
                 Ok(ids) => Answer { ok: true, count: ids.len(), ids, error: None },
+                Err(e) => failure(e.to_string()),
+            },
+            Ok(Request::Release { id, actor }) => match quarantine.release(&id, &actor, ReleaseVia::Cli).await {
+                Ok(released) => {
+                    queue.submit(released.queue_id.clone());
+                    Answer { ok: true, count: 1, ids: vec![released.queue_id], error: None }
+                }
                 Err(e) => failure(e.to_string()),
             },
             Err(e) => failure(format!("bad request: {e}")),

@@ -35,6 +35,8 @@ pub fn dsn_envelope(original: &Envelope, hostname: &str, now: i64) -> Envelope {
         smtputf8: !original.sender.is_ascii(),
         body_8bit: false,
         tls: None,
+        hold: None,
+        release_of: None,
     }
 }
 
@@ -187,6 +189,8 @@ mod tests {
             smtputf8: false,
             body_8bit: false,
             tls: None,
+            hold: None,
+            release_of: None,
         }
     }
 

@@ -5,9 +5,9 @@
 //!   its own spool record, and `250` is said only when every group is on disk (fsynced). If one
 //!   group cannot be stored, the groups already stored are removed and the client gets a 4xx,
 //!   so a retry neither loses nor duplicates mail;
-//! - quarantined copies go to a separate durable spool that is never delivered (the quarantine
-//!   store takes them from there), tagged with the verdict headers so nothing of the
-//!   explanation is lost;
+//! - quarantined copies go to the quarantine's holding spool (durable, never delivered), with the
+//!   verdict (category, score, symbols) in their envelope and the verdict headers in the copy; the
+//!   quarantine moves them into the encrypted store (see `moat::quarantine`);
 //! - forged copies of our own headers (X-Spam-*, Authentication-Results with our authserv-id)
 //!   are removed from every copy; everything else the sender wrote is kept byte for byte.
 
@@ -18,7 +18,9 @@ use crate::filter::auth::strip_forged_results;
 use crate::headers;
 use crate::scoring::RecipientVerdict;
 use crate::smtp::reply::{Reply, replies};
-use crate::spool::{Envelope, Spool, SpoolError};
+use crate::quarantine;
+use crate::spool::{Envelope, Hold, Spool, SpoolError};
+use crate::store::Category;
 use crate::verdict::{self, Action, Outcome, Verdict};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +31,8 @@ const OUR_FIELDS: &[&str] = &["X-Spam-Flag", "X-Spam-Score", "X-Spam-Status", "X
 /// Recipients who get the same copy.
 struct Group {
     action: Action,
+    /// For a quarantined group: the verdict the quarantine index records.
+    hold: Option<Hold>,
     /// X-Spam-* fields (tag and quarantine), complete and CRLF-terminated.
     spam_fields: String,
     subject_prefix: String,
@@ -90,6 +94,9 @@ impl Session {
         for done in stored.iter().filter(|s| !s.held) {
             self.shared.queue.submit(done.id.clone());
         }
+        if stored.iter().any(|s| s.held) {
+            self.shared.quarantine.wake();
+        }
         let id = stored.first().map_or_else(Spool::new_id, |s| s.id.clone());
         let ids = stored.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(",");
         (replies::queued(&id), if ids.is_empty() { "-".into() } else { ids })
@@ -107,6 +114,8 @@ impl Session {
             smtputf8: tx.mail.smtputf8,
             body_8bit: tx.mail.body_8bit,
             tls: self.conn.tls_description(),
+            hold: group.hold.clone(),
+            release_of: None,
         };
         let mut fields = vec![self.received(&envelope)];
         fields.extend(filter_fields.iter().cloned());
@@ -120,7 +129,7 @@ impl Session {
         };
         let copy = headers::prepend(&fields, &body);
         let held = group.action == Action::Quarantine;
-        let spool = if held { self.shared.quarantine.clone() } else { self.shared.spool.clone() };
+        let spool = if held { self.shared.quarantine.holding().clone() } else { self.shared.spool.clone() };
         match tokio::task::spawn_blocking(move || spool.store(&envelope, &copy)).await {
             Ok(Ok(())) => Ok(Stored { id, held }),
             Ok(Err(error)) => {
@@ -134,7 +143,7 @@ impl Session {
     /// Removes groups stored before a later group failed, so the client's retry is the only copy.
     async fn undo(&self, stored: &[Stored]) {
         for done in stored {
-            let spool = if done.held { self.shared.quarantine.clone() } else { self.shared.spool.clone() };
+            let spool = if done.held { self.shared.quarantine.holding().clone() } else { self.shared.spool.clone() };
             let id = done.id.clone();
             let removed = tokio::task::spawn_blocking(move || spool.remove(&id)).await;
             if !matches!(removed, Ok(Ok(_))) {
@@ -166,19 +175,34 @@ impl Session {
 
 /// Recipients with the same disposition and the same headers share one copy.
 fn group(verdicts: &[RecipientVerdict], dispositions: &[Action]) -> Vec<Group> {
-    let mut groups: BTreeMap<(Action, String, String), Vec<String>> = BTreeMap::new();
+    type Key = (Action, String, String, Option<&'static str>);
+    let mut groups: BTreeMap<Key, (Option<Hold>, Vec<String>)> = BTreeMap::new();
     for (v, action) in verdicts.iter().zip(dispositions) {
         let spam_fields = match action {
             Action::Tag | Action::Quarantine => spam_fields(&v.verdict, v.verdict.action),
             _ => String::new(),
         };
         let prefix = if *action == Action::Tag { v.subject_prefix.clone() } else { String::new() };
-        groups.entry((*action, spam_fields, prefix)).or_default().push(v.recipient.clone());
+        let hold = (*action == Action::Quarantine).then(|| quarantine::hold_of(category(&v.verdict), &v.verdict));
+        let key = (*action, spam_fields, prefix, hold.as_ref().map(|h| h.category.as_str()));
+        groups.entry(key).or_insert_with(|| (hold, Vec::new())).1.push(v.recipient.clone());
     }
     groups
         .into_iter()
-        .map(|((action, spam_fields, subject_prefix), recipients)| Group { action, spam_fields, subject_prefix, recipients })
+        .map(|((action, spam_fields, subject_prefix, _), (hold, recipients))| Group { action, hold, spam_fields, subject_prefix, recipients })
         .collect()
+}
+
+/// Why a quarantined copy is held: a virus, a forced policy action (block list, attachment
+/// rule, DMARC …), or its spam score.
+fn category(verdict: &Verdict) -> Category {
+    if verdict.symbols.iter().any(|s| s.name == "CLAMAV_VIRUS") {
+        Category::Virus
+    } else if verdict.forced_by.is_some() {
+        Category::Policy
+    } else {
+        Category::Spam
+    }
 }
 
 /// `X-Spam-Flag`, `X-Spam-Score` and `X-Spam-Status` (SpamAssassin's layout, folded).
@@ -248,7 +272,7 @@ mod tests {
     use crate::verdict::Symbol;
 
     fn verdict(score: f64, names: &[&str], action: Action) -> Verdict {
-        Verdict { action, score, symbols: names.iter().map(|n| Symbol::scored(*n, 1.5)).collect(), reason: String::new() }
+        Verdict { action, score, symbols: names.iter().map(|n| Symbol::scored(*n, 1.5)).collect(), reason: String::new(), forced_by: None }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 mod conn;
 mod data;
+mod deferral;
 mod disposition;
 mod rcpt;
 
@@ -22,6 +23,7 @@ pub use rcpt::RecipientVerifier;
 
 use crate::config::Config;
 use crate::filter::{Facts, Phase};
+use crate::quarantine::Quarantine;
 use crate::relay::QueueHandle;
 use crate::scoring::Scorer;
 use crate::smtp::address::{self, Mailbox};
@@ -44,11 +46,14 @@ pub struct Shared {
     pub config: Arc<ArcSwap<Config>>,
     pub tls: Arc<ArcSwap<Option<TlsAcceptor>>>,
     pub spool: Arc<Spool>,
-    /// Messages held for quarantine (durable, not delivered) until the quarantine store takes them.
-    pub quarantine: Arc<Spool>,
+    /// The quarantine: held copies go to its holding spool, then into the store.
+    pub quarantine: Arc<Quarantine>,
     pub queue: QueueHandle,
     /// The filters, scores and policy; swapped whole on reload.
     pub scorer: Arc<ArcSwap<Scorer>>,
+    /// The users' own lists and filtering choices as last read from the store; every scorer
+    /// put in force carries them.
+    pub user_policies: ArcSwap<Vec<(String, crate::lists::UserPolicy)>>,
     pub verifier: RecipientVerifier,
     /// Becomes true when the server is shutting down.
     pub shutdown: watch::Receiver<bool>,
@@ -454,6 +459,9 @@ impl Session {
             Ok(_) => {}
             Err(address::SenderProblem::NeedsSmtpUtf8) => return replies::needs_smtputf8(),
             Err(_) => return replies::bad_sender(),
+        }
+        if let Some(refusal) = self.rate_limited(&mail.sender).await {
+            return refusal;
         }
         self.tx = Some(Transaction { mail, recipients: Vec::new(), evidence: Evidence::default(), rcpt_evidence: Vec::new() });
         let scorer = self.scorer.clone();

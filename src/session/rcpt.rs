@@ -126,6 +126,11 @@ impl Session {
         if let Some(refusal) = self.early_verdict(&evidence, &facts, &address) {
             return refusal;
         }
+        let mut so_far = self.evidence_so_far(self.tx.as_ref(), None);
+        so_far.extend(&evidence);
+        if let Some(wait) = self.greylisted(facts.sender.as_deref().unwrap_or(""), &address, &so_far).await {
+            return wait;
+        }
         if let Some(tx) = &mut self.tx {
             tx.recipients.push(mailbox);
             tx.rcpt_evidence.push(evidence);

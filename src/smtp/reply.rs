@@ -210,6 +210,14 @@ pub mod replies {
     pub fn filter_tempfail() -> Reply {
         Reply::new(451, (4, 7, 1), "Message cannot be checked now, try again later")
     }
+    /// RCPT: an unknown (network, sender, recipient) triplet; a retry after the delay passes.
+    pub fn greylisted(retry_in: u64) -> Reply {
+        Reply::new(451, (4, 7, 1), format!("Greylisted, please try again in {retry_in} seconds"))
+    }
+    /// MAIL: too many messages from this client or sender in the current window.
+    pub fn rate_limited() -> Reply {
+        Reply::new(450, (4, 7, 1), "Too many messages, slow down and try again later")
+    }
 }
 
 #[cfg(test)]

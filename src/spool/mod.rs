@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Everything known about a message besides its bytes. Envelope metadata only (no subject, no body).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
     /// Queue id: unique, sortable, safe as a file name.
     pub id: String,
@@ -53,6 +53,21 @@ pub struct Envelope {
     pub body_8bit: bool,
     /// Inbound TLS, e.g. "TLSv1.3 TLS13_AES_256_GCM_SHA384", when used.
     pub tls: Option<String>,
+    /// Why the message is held, for a copy in the holding spool (never delivered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
+    /// The quarantine item this copy releases, for a copy staged for release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_of: Option<String>,
+}
+
+/// The verdict behind a held copy: what the quarantine index records about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hold {
+    pub category: crate::store::Category,
+    pub score: f64,
+    /// Every symbol with its score and detail (e.g. the virus signature).
+    pub symbols: Vec<crate::verdict::Symbol>,
 }
 
 /// What can go wrong with the spool. Messages name ids and paths, never message content.
@@ -295,6 +310,24 @@ impl Spool {
         remove_if_exists(&self.state_path(id))?;
         sync_dir(&self.queue())?;
         Ok(existed)
+    }
+
+    /// Moves the record `id` (no delivery state yet) from spool `from` into this one: a rename,
+    /// then both directories fsynced, so the record is in exactly one of them whatever happens.
+    /// On another file system it is copied durably first, then removed from `from`.
+    pub fn adopt(&self, from: &Spool, id: &str) -> Result<(), SpoolError> {
+        let id = Spool::checked(id)?;
+        let (source, dest) = (from.msg_path(id), self.msg_path(id));
+        match fs::rename(&source, &dest) {
+            Ok(()) => sync_dir(&self.queue()).and_then(|()| sync_dir(&from.queue())),
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                let (envelope, origin, body) = from.load(id)?;
+                self.store_as(&envelope, origin, &body, None)?;
+                from.remove(id).map(|_| ())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SpoolError::NotFound(id.into())),
+            Err(e) => Err(SpoolError::io(&dest, e)),
+        }
     }
 
     /// Moves a record (and its state) to `corrupt/`, where it stays for a human to look at.

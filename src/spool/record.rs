@@ -52,7 +52,7 @@ struct HeaderRef<'a> {
 }
 
 /// A decoded record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Decoded<'a> {
     pub envelope: Envelope,
     pub origin: Origin,
@@ -158,6 +158,8 @@ mod tests {
             smtputf8: false,
             body_8bit: true,
             tls: Some("TLSv1.3".into()),
+            hold: None,
+            release_of: None,
         }
     }
 

@@ -14,6 +14,8 @@ fn envelope(id: &str) -> Envelope {
         smtputf8: false,
         body_8bit: false,
         tls: None,
+        hold: None,
+        release_of: None,
     }
 }
 

@@ -95,7 +95,8 @@ pub enum StoreError {
 }
 
 /// Why an item is held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Category {
     Spam,
     Virus,
@@ -196,6 +197,8 @@ pub struct ReleaseRecord {
     pub actor: String,
     pub via: ReleaseVia,
     pub at: UnixTime,
+    /// The spool id of the copy this release delivered, when it went through a spool.
+    pub ticket: Option<String>,
 }
 
 /// A user's own settings. [`Preferences::default`] is what a user without a row gets.
@@ -271,8 +274,9 @@ pub struct Purged {
 
 /// The numbered schema migrations, applied in order. Never edit a released one: add the next.
 /// Written in the SQL both databases accept (`BYTEA` becomes `BLOB` for SQLite).
-pub const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
     "CREATE TABLE quarantine (
         id TEXT PRIMARY KEY,
         recipient TEXT NOT NULL,
@@ -337,7 +341,11 @@ pub const MIGRATIONS: &[(i64, &str)] = &[(
         hits BIGINT NOT NULL,
         PRIMARY KEY (name, window_secs, window_start)
     );",
-)];
+    ),
+    // The spool id of the copy a release put on its way, so a node that crashed between staging
+    // a copy and asking the store can tell whether its copy is the one that won.
+    (2, "ALTER TABLE release_audit ADD COLUMN ticket TEXT;"),
+];
 
 /// The schema version this binary writes.
 pub fn latest_version() -> i64 {
@@ -597,8 +605,8 @@ impl Store {
         rows.first().map(item_from_row).unwrap_or_else(|| Err(StoreError::NotFound { id: id.to_string() }))
     }
 
-    /// A recipient's items, newest first (`created_at`, then id), optionally only those in
-    /// `state`; `limit` items after skipping `offset`.
+    /// A recipient's items (every recipient's for `""`), newest first (`created_at`, then id),
+    /// optionally only those in `state`; `limit` items after skipping `offset`.
     pub async fn list_items(
         &self,
         recipient: &str,
@@ -609,7 +617,7 @@ impl Store {
         let rows = self
             .query(
                 "SELECT id, recipient, sender, subject, msg_date, size, score, symbols, category, state, created_at, expires_at
-                 FROM quarantine WHERE recipient = $1 AND ($2 = '' OR state = $2)
+                 FROM quarantine WHERE ($1 = '' OR recipient = $1) AND ($2 = '' OR state = $2)
                  ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
                 vec![
                     text(lower(recipient)),
@@ -685,17 +693,18 @@ impl Store {
         if counts.first() == Some(&1) { Ok(()) } else { Err(self.not_held(id).await) }
     }
 
-    /// Releases a held item exactly once and records who did it, how and when, in one
-    /// transaction. The loser of a race gets [`StoreError::NotHeld`] and nothing is recorded.
-    pub async fn release(&self, id: &str, actor: &str, via: ReleaseVia, now: UnixTime) -> Result<(), StoreError> {
+    /// Releases a held item exactly once and records who did it, how and when (and the spool
+    /// id of the copy it delivers, `ticket`), in one transaction. The loser of a race gets
+    /// [`StoreError::NotHeld`] and nothing is recorded.
+    pub async fn release(&self, id: &str, actor: &str, via: ReleaseVia, now: UnixTime, ticket: Option<&str>) -> Result<(), StoreError> {
         let counts = self
             .transaction(
                 vec![
                     stmt("UPDATE quarantine SET state = 'released' WHERE id = $1 AND state = 'held'", vec![text(id)]),
                     stmt(
-                        "INSERT INTO release_audit (item_id, recipient, actor, via, released_at)
-                         SELECT id, recipient, CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS BIGINT) FROM quarantine WHERE id = $1",
-                        vec![text(id), text(actor), text(via.as_str()), int(now)],
+                        "INSERT INTO release_audit (item_id, recipient, actor, via, released_at, ticket)
+                         SELECT id, recipient, CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS BIGINT), CAST($5 AS TEXT) FROM quarantine WHERE id = $1",
+                        vec![text(id), text(actor), text(via.as_str()), int(now), Val::Text(ticket.map(str::to_string))],
                     ),
                 ],
                 true,
@@ -708,9 +717,9 @@ impl Store {
     pub async fn releases(&self, id: &str) -> Result<Vec<ReleaseRecord>, StoreError> {
         let rows = self
             .query(
-                "SELECT item_id, recipient, actor, via, released_at FROM release_audit WHERE item_id = $1 ORDER BY released_at",
+                "SELECT item_id, recipient, actor, via, released_at, ticket FROM release_audit WHERE item_id = $1 ORDER BY released_at",
                 vec![text(id)],
-                &[Ty::Text, Ty::Text, Ty::Text, Ty::Text, Ty::Int],
+                &[Ty::Text, Ty::Text, Ty::Text, Ty::Text, Ty::Int, Ty::Text],
                 "release_audit",
             )
             .await?;
@@ -722,6 +731,7 @@ impl Store {
                     actor: r.text(2)?,
                     via: ReleaseVia::parse(&r.text(3)?, "release_audit")?,
                     at: r.int(4)?,
+                    ticket: r.opt_text(5)?,
                 })
             })
             .collect()

@@ -141,6 +141,8 @@ pub struct Verdict {
     pub symbols: Vec<Symbol>,
     /// Why: "score 12.3 >= 10", "CLAMAV_VIRUS forces reject", "CLAMAV_FAIL (fail closed)".
     pub reason: String,
+    /// The symbol whose forced action decided, when one did (not the score).
+    pub forced_by: Option<String>,
 }
 
 /// Scores symbols and decides. `score_of` gives a symbol's configured score (0 when unknown);
@@ -156,36 +158,35 @@ pub fn decide(evidence: &Evidence, score_of: impl Fn(&str) -> f64, policy: &Poli
     }
     symbols.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.name.cmp(&b.name)));
     let score = round2(symbols.iter().map(|s| s.score).sum());
-    let (action, reason) = choose(evidence, &symbols, score, policy);
-    Verdict { action, score, symbols, reason }
+    let (action, reason, forced_by) = choose(evidence, &symbols, score, policy);
+    Verdict { action, score, symbols, reason, forced_by }
 }
 
-fn choose(evidence: &Evidence, symbols: &[Symbol], score: f64, policy: &Policy) -> (Action, String) {
+/// The action, why, and the symbol that forced it (if one did).
+fn choose(evidence: &Evidence, symbols: &[Symbol], score: f64, policy: &Policy) -> (Action, String, Option<String>) {
     let forced = symbols
         .iter()
         .filter_map(|s| policy.forced.get(&s.name).map(|a| (*a, s.name.as_str())))
         .max_by_key(|(action, _)| severity(*action));
     if let Some((Action::Reject, name)) = forced {
-        return (Action::Reject, format!("{name} forces reject"));
+        return (Action::Reject, format!("{name} forces reject"), Some(name.to_string()));
     }
     if let Some(failure) = evidence.failures.iter().find(|f| f.stance == Stance::FailClosed) {
-        return (Action::Tempfail, format!("{} (fail closed)", failure.symbol));
+        return (Action::Tempfail, format!("{} (fail closed)", failure.symbol), None);
     }
-    match forced {
-        Some((action, name)) if action != Action::Accept => return (action, format!("{name} forces {}", action.as_str())),
-        Some((_, name)) => return (Action::Accept, format!("{name} forces accept")),
-        None => {}
+    if let Some((action, name)) = forced {
+        return (action, format!("{name} forces {}", action.as_str()), Some(name.to_string()));
     }
     if !policy.filtering {
-        return (Action::Accept, "filtering is off for this recipient".to_string());
+        return (Action::Accept, "filtering is off for this recipient".to_string(), None);
     }
     let thresholds = [(policy.reject_at, Action::Reject), (policy.quarantine_at, Action::Quarantine), (policy.tag_at, Action::Tag)];
     for (at, action) in thresholds {
         if score >= at {
-            return (action, format!("score {score} >= {at}"));
+            return (action, format!("score {score} >= {at}"), None);
         }
     }
-    (Action::Accept, format!("score {score} < {}", policy.tag_at))
+    (Action::Accept, format!("score {score} < {}", policy.tag_at), None)
 }
 
 /// Order for forced actions: the strongest wins.

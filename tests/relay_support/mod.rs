@@ -166,6 +166,7 @@ pub struct Harness {
     pub config: Arc<ArcSwap<Config>>,
     pub spool: Arc<Spool>,
     pub queue: QueueHandle,
+    pub quarantine: Arc<moat::quarantine::Quarantine>,
     pub shutdown: watch::Sender<bool>,
 }
 
@@ -175,7 +176,8 @@ impl Harness {
         let config = Arc::new(ArcSwap::from_pointee(config));
         let (shutdown, watch) = watch::channel(false);
         let queue = Queue::start(config.clone(), spool.clone(), watch).await.unwrap();
-        Harness { dir, config, spool, queue, shutdown }
+        let quarantine = Arc::new(moat::quarantine::Quarantine::open(config.clone(), spool.clone()).await.unwrap());
+        Harness { dir, config, spool, queue, quarantine, shutdown }
     }
 
     /// Spools a message the way the SMTP session does, then submits it.
@@ -217,6 +219,8 @@ pub fn store(spool: &Spool, sender: &str, recipients: &[&str], message: &[u8]) -
         smtputf8: false,
         body_8bit: false,
         tls: None,
+        hold: None,
+        release_of: None,
     };
     spool.store(&envelope, message).unwrap();
     id

@@ -19,6 +19,7 @@
 pub mod clamd;
 pub mod dns;
 pub mod postgres;
+pub mod quarantine;
 
 use std::fmt::Write as _;
 use std::fs;

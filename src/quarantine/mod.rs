@@ -1,0 +1,318 @@
+//! The quarantine: where held copies go after the session said 250, and how they come back.
+//!
+//! **Holding → store.** The session writes each held copy, with the verdict behind it
+//! ([`Hold`]), to the local *holding* spool (fsynced) before it answers 250. [`Quarantine::ingest`]
+//! then moves every held copy into the store: one item per recipient, its contents sealed by the
+//! vault, and only when all of a copy's items are in the store is the spool copy removed. Item ids
+//! are derived from the spool id and the recipient, so an ingest that stopped half-way (crash,
+//! store unreachable) inserts what is missing on its next run and nothing twice. While the store is
+//! unreachable, held copies simply wait in the holding spool.
+//!
+//! **Release, exactly once** (two clicks, the CLI and a click, two nodes): the contents are opened
+//! and a copy for that one recipient is *staged* in the local staging spool (fsynced); then the
+//! store's conditional state change decides, recording the staged copy's id as the release's
+//! ticket. The winner moves its staged copy into the delivery spool; a loser deletes its own.
+//! After a crash, [`Quarantine::recover`] settles every staged copy by asking the store whose
+//! ticket won, so a release is neither lost nor delivered twice.
+//!
+//! **Retention.** [`Quarantine::sweep`] expires items with their contents, old audit records and
+//! stale greylist rows; the server runs it at start and every hour.
+//!
+//! Nothing here logs a subject or contents: log lines carry item ids, spool ids and addresses.
+
+mod ingest;
+
+use crate::config::Config;
+use crate::spool::{Envelope, Hold, Spool, SpoolError};
+use crate::store::vault::{Vault, VaultError};
+use crate::store::{self, ItemState, QuarantineItem, ReleaseVia, Store, StoreError};
+use arc_swap::ArcSwap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+
+pub use ingest::{item_id, items_for};
+
+/// How often held copies are retried when the store was unreachable.
+const INGEST_RETRY: Duration = Duration::from_secs(30);
+/// How often retention runs.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Everything the quarantine can fail with. Never carries message contents.
+#[derive(Debug, thiserror::Error)]
+pub enum QuarantineError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("vault: {0}")]
+    Vault(#[from] VaultError),
+    #[error("spool: {0}")]
+    Spool(#[from] SpoolError),
+    #[error("quarantine task failed: {0}")]
+    Task(String),
+}
+
+/// A release that won: the spool id of the copy now on its way to the recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    pub item: String,
+    pub recipient: String,
+    pub queue_id: String,
+}
+
+/// The quarantine service: the store, the vault and the three spools it moves copies between.
+pub struct Quarantine {
+    store: Store,
+    vault: Vault,
+    /// Held copies waiting to go into the store (written by sessions).
+    holding: Arc<Spool>,
+    /// Release copies written before the store decides.
+    staging: Arc<Spool>,
+    /// Where released copies go to be delivered.
+    delivery: Arc<Spool>,
+    config: Arc<ArcSwap<Config>>,
+    wake: Notify,
+}
+
+impl std::fmt::Debug for Quarantine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Quarantine({:?})", self.store)
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, SpoolError> + Send + 'static) -> Result<T, QuarantineError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| QuarantineError::Task(e.to_string()))?.map_err(QuarantineError::from)
+}
+
+impl Quarantine {
+    /// Opens the store (running its migrations), the vault (creating the key on first use) and
+    /// the holding and staging spools under the state directory. `delivery` is the spool
+    /// released copies join.
+    pub async fn open(config: Arc<ArcSwap<Config>>, delivery: Arc<Spool>) -> Result<Quarantine, QuarantineError> {
+        let current = config.load_full();
+        let store = Store::open(&current).await?;
+        let key_file = current.vault_key_file();
+        let vault = tokio::task::spawn_blocking(move || Vault::open(&key_file))
+            .await
+            .map_err(|e| QuarantineError::Task(e.to_string()))??;
+        let (holding_dir, staging_dir) = (current.quarantine_dir(), current.release_staging_dir());
+        let (holding, staging) = blocking(move || Ok((Spool::open(&holding_dir)?, Spool::open(&staging_dir)?))).await?;
+        Ok(Quarantine {
+            store,
+            vault,
+            holding: Arc::new(holding),
+            staging: Arc::new(staging),
+            delivery,
+            config,
+            wake: Notify::new(),
+        })
+    }
+
+    /// The spool sessions write held copies to.
+    pub fn holding(&self) -> &Arc<Spool> {
+        &self.holding
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Tells the background task that held copies are waiting.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Moves every held copy from the holding spool into the store. Returns how many copies
+    /// went in. A copy that cannot be read is moved aside to the holding spool's `corrupt/`;
+    /// a store error stops the run (the copies wait for the next one).
+    pub async fn ingest(&self) -> Result<usize, QuarantineError> {
+        let holding = self.holding.clone();
+        let ids = blocking(move || holding.list()).await?;
+        let mut moved = 0;
+        for id in ids {
+            let holding = self.holding.clone();
+            let spool_id = id.clone();
+            let loaded = blocking(move || holding.load(&spool_id)).await;
+            let (envelope, _, message) = match loaded {
+                Ok(record) => record,
+                Err(QuarantineError::Spool(SpoolError::NotFound(_))) => continue,
+                Err(QuarantineError::Spool(error)) => {
+                    tracing::error!(event = "quarantine_ingest", queue_id = %id, error = %error, note = "moved aside");
+                    let holding = self.holding.clone();
+                    blocking(move || holding.quarantine_corrupt(&id)).await?;
+                    continue;
+                }
+                Err(other) => return Err(other),
+            };
+            self.ingest_one(&envelope, &message).await?;
+            let holding = self.holding.clone();
+            blocking(move || holding.remove(&id)).await?;
+            moved += 1;
+        }
+        Ok(moved)
+    }
+
+    async fn ingest_one(&self, envelope: &Envelope, message: &[u8]) -> Result<(), QuarantineError> {
+        let config = self.config.load();
+        let now = store::unix_now();
+        for item in items_for(envelope, message, now, config.store.retention.duration()) {
+            match self.store.get_item(&item.id).await {
+                Ok(_) => continue,
+                Err(StoreError::NotFound { .. }) => {}
+                Err(other) => return Err(other.into()),
+            }
+            let sealed = self.vault.seal(&item.id, message)?;
+            self.store.insert_item(&item, &sealed).await?;
+            tracing::info!(
+                event = "quarantined",
+                item = %item.id,
+                queue_id = %envelope.id,
+                recipient = %item.recipient,
+                category = item.category.as_str(),
+                score = item.score,
+            );
+        }
+        Ok(())
+    }
+
+    /// Releases item `id` to its recipient, exactly once (see the module docs). The caller
+    /// submits [`Released::queue_id`] to the delivery queue when one is running; otherwise the
+    /// copy is delivered when the server next starts.
+    pub async fn release(&self, id: &str, actor: &str, via: ReleaseVia) -> Result<Released, QuarantineError> {
+        let item = self.store.get_item(id).await?;
+        if item.state != ItemState::Held {
+            return Err(StoreError::NotHeld { id: id.to_string(), current: item.state }.into());
+        }
+        let sealed = self.store.get_content(id).await?;
+        let message = self.vault.open_sealed(id, &sealed)?;
+        let envelope = release_envelope(&item, &message);
+        let queue_id = envelope.id.clone();
+        let staging = self.staging.clone();
+        blocking(move || staging.store(&envelope, &message)).await?;
+        match self.store.release(id, actor, via, store::unix_now(), Some(&queue_id)).await {
+            Ok(()) => {
+                self.activate(&queue_id).await?;
+                tracing::info!(event = "released", item = %id, recipient = %item.recipient, actor, via = via.as_str(), queue_id = %queue_id);
+                Ok(Released { item: id.to_string(), recipient: item.recipient, queue_id })
+            }
+            Err(error) => {
+                // Lost the race (or the store failed): our staged copy must never be delivered.
+                let staging = self.staging.clone();
+                blocking(move || staging.remove(&queue_id)).await?;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Moves a staged release copy into the delivery spool.
+    async fn activate(&self, queue_id: &str) -> Result<(), QuarantineError> {
+        let (staging, delivery, id) = (self.staging.clone(), self.delivery.clone(), queue_id.to_string());
+        blocking(move || delivery.adopt(&staging, &id)).await
+    }
+
+    /// Deletes item `id` (only while held): its contents go at once, its row stays until expiry
+    /// so a late click says "already deleted".
+    pub async fn delete(&self, id: &str) -> Result<(), QuarantineError> {
+        self.store.set_state(id, ItemState::Deleted).await?;
+        tracing::info!(event = "quarantine_deleted", item = %id);
+        Ok(())
+    }
+
+    /// Settles release copies staged before a crash: a copy whose ticket won goes to delivery
+    /// (returned, to be submitted), any other is deleted. A copy is left alone (and settled on
+    /// the next run) while the store cannot be asked.
+    pub async fn recover(&self) -> Result<Vec<String>, QuarantineError> {
+        let staging = self.staging.clone();
+        let ids = blocking(move || staging.list()).await?;
+        let mut activated = Vec::new();
+        for queue_id in ids {
+            let staging = self.staging.clone();
+            let id = queue_id.clone();
+            let Ok((envelope, _, _)) = blocking(move || staging.load_envelope(&id)).await else {
+                continue;
+            };
+            let won = match envelope.release_of.as_deref() {
+                Some(item) => match self.store.releases(item).await {
+                    Ok(records) => records.iter().any(|r| r.ticket.as_deref() == Some(queue_id.as_str())),
+                    Err(StoreError::NotFound { .. }) => false,
+                    Err(error) => return Err(error.into()),
+                },
+                None => false,
+            };
+            if won {
+                self.activate(&queue_id).await?;
+                tracing::info!(event = "release_recovered", queue_id = %queue_id, outcome = "delivered");
+                activated.push(queue_id);
+            } else {
+                let staging = self.staging.clone();
+                let id = queue_id.clone();
+                blocking(move || staging.remove(&id)).await?;
+                tracing::info!(event = "release_recovered", queue_id = %queue_id, outcome = "dropped");
+            }
+        }
+        Ok(activated)
+    }
+
+    /// Expires items and contents past their retention, old audit records and stale greylist rows.
+    pub async fn sweep(&self, now: store::UnixTime) -> Result<store::Expired, QuarantineError> {
+        let config = self.config.load();
+        let expired = self.store.expire(now, config.store.retention.duration(), config.greylist_lifetime()).await?;
+        tracing::info!(event = "retention_sweep", items = expired.items, audit_records = expired.audit_records, greylist = expired.greylist);
+        Ok(expired)
+    }
+
+    /// The background work of a running server until shutdown: settle staged releases, then
+    /// ingest whenever a session holds a copy (and every [`INGEST_RETRY`] while copies wait), and
+    /// sweep every [`SWEEP_EVERY`]. `submit` hands released copies to the delivery queue.
+    pub async fn run(self: Arc<Self>, submit: impl Fn(String) + Send + 'static, mut shutdown: watch::Receiver<bool>) {
+        let mut settled = false;
+        let mut last_sweep: Option<tokio::time::Instant> = None;
+        loop {
+            if !settled {
+                match self.recover().await {
+                    Ok(ids) => {
+                        ids.into_iter().for_each(&submit);
+                        settled = true;
+                    }
+                    Err(error) => tracing::warn!(event = "release_recovery", error = %error, note = "retried"),
+                }
+            }
+            if let Err(error) = self.ingest().await {
+                tracing::warn!(event = "quarantine_ingest", error = %error, note = "held copies wait in the holding spool");
+            }
+            if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
+                match self.sweep(store::unix_now()).await {
+                    Ok(_) => last_sweep = Some(tokio::time::Instant::now()),
+                    Err(error) => tracing::warn!(event = "retention_sweep", error = %error),
+                }
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(INGEST_RETRY) => {}
+                _ = shutdown.wait_for(|down| *down) => return,
+            }
+        }
+    }
+}
+
+/// The envelope of a release copy: the original sender, to that one recipient.
+fn release_envelope(item: &QuarantineItem, message: &[u8]) -> Envelope {
+    Envelope {
+        id: Spool::new_id(),
+        received_at: store::unix_now(),
+        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        helo: String::new(),
+        sender: item.sender.clone(),
+        recipients: vec![item.recipient.clone()],
+        smtputf8: !item.sender.is_ascii() || !item.recipient.is_ascii(),
+        body_8bit: !message.is_ascii(),
+        tls: None,
+        hold: None,
+        release_of: Some(item.id.clone()),
+    }
+}
+
+/// The holding record's verdict, for a held copy written by a session.
+pub fn hold_of(category: store::Category, verdict: &crate::verdict::Verdict) -> Hold {
+    Hold { category, score: verdict.score, symbols: verdict.symbols.clone() }
+}

@@ -1,0 +1,154 @@
+//! `moat quarantine …` and `moat user purge`: the operator's view of the quarantine. Metadata
+//! only (envelope, subject, score, symbols, state, audit records): these commands never print
+//! message contents — only the recipient sees those, through their own signed link.
+
+use moat::config::Config;
+use moat::relay::control::{self, ReleaseOutcome};
+use moat::store::{ItemState, QuarantineItem, Store};
+
+#[derive(clap::Subcommand)]
+pub enum QuarantineCommand {
+    /// List quarantined items, newest first: id, date, category, state, score, recipient, sender, subject.
+    List {
+        /// Only this recipient's items.
+        #[arg(long)]
+        recipient: Option<String>,
+        /// Only items in this state: held, released or deleted.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one item's metadata, symbols and release records (never its contents).
+    ShowMeta { id: String },
+    /// Deliver a held item to its recipient, exactly once.
+    Release {
+        id: String,
+        /// Who is releasing, for the audit record (default: $USER).
+        #[arg(long)]
+        actor: Option<String>,
+    },
+    /// Delete a held item and its contents.
+    Delete { id: String },
+    /// Generate a new encryption key; items sealed before keep opening with the retired key.
+    /// Restart moat (every node) afterwards.
+    RotateKey,
+}
+
+#[derive(clap::Subcommand)]
+pub enum UserCommand {
+    /// Remove everything held about ADDRESS: quarantined items and their contents, release
+    /// records, preferences, allow/block lists, digest cursor, greylist rows.
+    Purge { address: String },
+}
+
+fn state_of(text: &str) -> Result<ItemState, String> {
+    match text {
+        "held" => Ok(ItemState::Held),
+        "released" => Ok(ItemState::Released),
+        "deleted" => Ok(ItemState::Deleted),
+        other => Err(format!("unknown state {other:?}: use held, released or deleted")),
+    }
+}
+
+fn time(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0).map_or_else(|| at.to_string(), |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+}
+
+/// One line per item; control characters in sender or subject are shown escaped, so a
+/// crafted subject cannot rewrite the operator's terminal.
+fn print_item(item: &QuarantineItem) {
+    let sender = if item.sender.is_empty() { "<>".to_string() } else { item.sender.escape_debug().to_string() };
+    println!(
+        "{}  {}  {:<6}  {:<8}  {:>6.2}  {}  {}  {}",
+        item.id,
+        time(item.created_at),
+        item.category.as_str(),
+        item.state.as_str(),
+        item.score,
+        item.recipient,
+        sender,
+        item.subject.escape_debug()
+    );
+}
+
+fn item_json(item: &QuarantineItem) -> serde_json::Value {
+    serde_json::json!({
+        "id": item.id,
+        "recipient": item.recipient,
+        "sender": item.sender,
+        "subject": item.subject,
+        "date": item.date,
+        "size": item.size,
+        "score": item.score,
+        "category": item.category.as_str(),
+        "state": item.state.as_str(),
+        "created_at": item.created_at,
+        "expires_at": item.expires_at,
+        "symbols": item.symbols,
+    })
+}
+
+pub async fn quarantine(config: &Config, command: QuarantineCommand) -> Result<(), String> {
+    let open = || async { Store::open(config).await.map_err(|e| e.to_string()) };
+    match command {
+        QuarantineCommand::List { recipient, state, limit, json } => {
+            let state = state.as_deref().map(state_of).transpose()?;
+            let items = open().await?.list_items(recipient.as_deref().unwrap_or(""), state, limit, 0).await.map_err(|e| e.to_string())?;
+            for item in &items {
+                if json {
+                    println!("{}", item_json(item));
+                } else {
+                    print_item(item);
+                }
+            }
+            if !json {
+                println!("{} item(s)", items.len());
+            }
+        }
+        QuarantineCommand::ShowMeta { id } => {
+            let store = open().await?;
+            let item = store.get_item(&id).await.map_err(|e| e.to_string())?;
+            let releases = store.releases(&id).await.map_err(|e| e.to_string())?;
+            let mut value = item_json(&item);
+            value["releases"] = releases
+                .iter()
+                .map(|r| serde_json::json!({"actor": r.actor, "via": r.via.as_str(), "at": r.at, "queue_id": r.ticket}))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?);
+        }
+        QuarantineCommand::Release { id, actor } => {
+            let actor = actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
+            match control::release(config, &id, &actor).await.map_err(|e| e.to_string())? {
+                ReleaseOutcome::Queued(queue_id) => println!("released {id}: queued as {queue_id}"),
+                ReleaseOutcome::Spooled(queue_id) => {
+                    println!("released {id}: spooled as {queue_id}; it is delivered when moat starts")
+                }
+            }
+        }
+        QuarantineCommand::Delete { id } => {
+            open().await?.set_state(&id, ItemState::Deleted).await.map_err(|e| e.to_string())?;
+            println!("deleted {id}");
+        }
+        QuarantineCommand::RotateKey => {
+            let key_file = config.vault_key_file();
+            moat::store::vault::Vault::rotate(&key_file).map_err(|e| e.to_string())?;
+            println!("new key in {}; restart moat to seal new items with it", key_file.display());
+        }
+    }
+    Ok(())
+}
+
+pub async fn user(config: &Config, command: UserCommand) -> Result<(), String> {
+    match command {
+        UserCommand::Purge { address } => {
+            let store = Store::open(config).await.map_err(|e| e.to_string())?;
+            let purged = store.purge_user(&address).await.map_err(|e| e.to_string())?;
+            println!("purged {address}: {} quarantined item(s), {} other record(s)", purged.items, purged.other_rows);
+        }
+    }
+    Ok(())
+}
