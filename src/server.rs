@@ -4,7 +4,8 @@
 //! Guarantees:
 //! - connections beyond `max_connections` or `max_connections_per_ip` get `421 4.7.0` and a close;
 //! - a PROXY protocol listener drops connections without a valid header (read under a deadline);
-//! - SIGHUP loads the configuration, certificate and filters (rule files) anew; if any fails,
+//! - SIGHUP loads the configuration, certificate and filters (rule files) anew, and re-reads
+//!   the users' lists from the store (also read every 15 s); if any fails,
 //!   every error is logged and the running set stays in force (never half-applied);
 //! - SIGTERM stops accepting, lets sessions finish within `shutdown_grace`, then returns; the
 //!   spool keeps every message that was acknowledged.
@@ -166,6 +167,7 @@ async fn reload(path: &std::path::Path, shared: &Shared) {
             }
             shared.tls.store(Arc::new(acceptor));
             put_in_force(shared, scorer);
+            read_user_lists(shared).await;
             shared.config.store(Arc::new(new));
             shared.scorer.load().log_rules_in_force();
             tracing::info!(event = "reload", outcome = "applied");
@@ -218,6 +220,20 @@ async fn watch_rules(shared: Arc<Shared>) {
     }
 }
 
+/// Reads the users' lists from the store and, when they changed, puts them in force.
+async fn read_user_lists(shared: &Shared) {
+    match shared.quarantine.store().user_policies().await {
+        Ok(users) if users != **shared.user_policies.load() => {
+            tracing::info!(event = "user_lists_loaded", users = users.len());
+            shared.user_policies.store(Arc::new(users));
+            let users = shared.user_policies.load();
+            shared.scorer.rcu(|current| current.with_user_policies(&users));
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(event = "user_lists_unavailable", error = %error, note = "the last lists read stay in force"),
+    }
+}
+
 /// Makes `scorer` the one new sessions use, with the users' lists from the store.
 fn put_in_force(shared: &Shared, scorer: scoring::Scorer) {
     shared.scorer.store(Arc::new(scorer.with_user_policies(&shared.user_policies.load())));
@@ -232,16 +248,7 @@ const USER_LISTS_REFRESH: Duration = Duration::from_secs(15);
 async fn refresh_user_lists(shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.clone();
     loop {
-        match shared.quarantine.store().user_policies().await {
-            Ok(users) if users != **shared.user_policies.load() => {
-                tracing::info!(event = "user_lists_loaded", users = users.len());
-                shared.user_policies.store(Arc::new(users));
-                let users = shared.user_policies.load();
-                shared.scorer.rcu(|current| current.with_user_policies(&users));
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(event = "user_lists_unavailable", error = %error, note = "the last lists read stay in force"),
-        }
+        read_user_lists(&shared).await;
         tokio::select! {
             _ = tokio::time::sleep(USER_LISTS_REFRESH) => {}
             _ = shutdown.wait_for(|down| *down) => return,
