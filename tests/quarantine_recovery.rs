@@ -93,7 +93,7 @@ async fn a_copy_staged_before_the_store_decided_is_dropped_and_the_item_stays_re
     assert!(setup.delivery.list().unwrap().is_empty(), "and was not delivered");
     assert_eq!(setup.quarantine.store().get_item(&item).await.unwrap().state, ItemState::Held);
     let released = setup.quarantine.release(&item, "a@example.test", ReleaseVia::Link).await.unwrap();
-    assert_eq!(setup.delivery.list().unwrap(), [released.queue_id.clone()], "the real release goes out once");
+    assert_eq!(setup.delivery.list().unwrap(), vec![released.queue_id.clone()], "the real release goes out once");
     let (envelope, _, body) = setup.delivery.load(&released.queue_id).unwrap();
     assert_eq!((envelope.recipients, body), (vec!["a@example.test".to_string()], MESSAGE.to_vec()));
 }
@@ -106,7 +106,7 @@ async fn a_copy_whose_release_was_recorded_is_delivered_after_the_crash() {
     let staged = stage(&setup, &item, "a@example.test");
     setup.quarantine.store().release(&item, "a@example.test", ReleaseVia::Link, unix_now(), Some(&staged)).await.unwrap();
     // The crash came here, before the staged copy joined the delivery spool.
-    assert_eq!(setup.quarantine.recover().await.unwrap(), [staged.clone()]);
+    assert_eq!(setup.quarantine.recover().await.unwrap(), vec![staged.clone()]);
     assert_eq!(setup.delivery.list().unwrap(), [staged]);
     assert!(staging(&setup).list().unwrap().is_empty());
     assert!(setup.quarantine.release(&item, "a@example.test", ReleaseVia::Link).await.is_err(), "released once only");
