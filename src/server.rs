@@ -65,6 +65,10 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
     let scorer = scoring::build(Arc::new(config.clone())).map_err(ServeError::Filters)?;
     scorer.log_rules_in_force();
     let listeners = bind_all(&config.listen).await?;
+    let web = match &config.web {
+        Some(web) => Some(TcpListener::bind(web.listen).await.map_err(|source| ServeError::Bind { address: web.listen, source })?),
+        None => None,
+    };
     let config = Arc::new(ArcSwap::from_pointee(config));
     let quarantine = Arc::new(Quarantine::open(config.clone(), spool.clone()).await?);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -98,6 +102,10 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
     for (listener, settings) in listeners {
         tracing::info!(event = "listening", address = %settings.address, starttls = settings.starttls, proxy_protocol = settings.proxy_protocol);
         tokio::spawn(accept_loop(listener, settings, shared.clone(), limiter.clone()));
+    }
+    if let Some(web) = web {
+        tracing::info!(event = "listening", address = %shared.config.load().web.as_ref().map_or_else(String::new, |w| w.listen.to_string()), web = true);
+        tokio::spawn(crate::web::serve(web, shared.clone()));
     }
     tokio::spawn(watch_rules(shared.clone()));
     tokio::spawn(refresh_user_lists(shared.clone()));
@@ -221,7 +229,7 @@ async fn watch_rules(shared: Arc<Shared>) {
 }
 
 /// Reads the users' lists from the store and, when they changed, puts them in force.
-async fn read_user_lists(shared: &Shared) {
+pub(crate) async fn read_user_lists(shared: &Shared) {
     match shared.quarantine.store().user_policies().await {
         Ok(users) if users != **shared.user_policies.load() => {
             tracing::info!(event = "user_lists_loaded", users = users.len());

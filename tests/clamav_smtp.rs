@@ -105,7 +105,7 @@ fn crc32(data: &[u8]) -> u32 {
 fn assert_refused_as_virus(moat: &Moat, capture: &Capture, message: &[u8], what: &str) {
     let reply = moat.smtp_ehlo().send_mail("a@remote.example", &["user@example.test"], message);
     assert_reply(&reply, 550, "5.7.1", what);
-    assert!(reply.text().contains("CLAMAV_VIRUS"), "{what}: {reply}");
+    assert!(reply.text().contains("contains a virus") && reply.text().contains(".UNOFFICIAL"), "{what}: the reply names the virus: {reply}");
     std::thread::sleep(Duration::from_millis(200));
     assert!(capture.messages().is_empty(), "{what}: an infected message was delivered");
 }
@@ -295,4 +295,54 @@ fn moat_scan_shows_antivirus_and_attachment_symbols() {
     for needle in ["CLAMAV_VIRUS", "Test.EICAR.Pattern.UNOFFICIAL", "ATTACH_BLOCKED_EXT", "invoice.pdf.exe in docs.zip", "ATTACH_DOUBLE_EXT"] {
         assert!(report.contains(needle), "{needle} missing from:\n{report}");
     }
+}
+
+#[test]
+fn a_domain_that_quarantines_viruses_files_them_as_virus_and_notifies_the_recipient_once_with_a_working_opt_out() {
+    let clamd = Clamd::start();
+    let capture = Capture::new();
+    let web = free_port();
+    let config = MoatConfig::new(capture.port)
+        .append(&clamd.tcp_section(""))
+        .append(&web_section(web))
+        .append("\n[[domain]]\nname = \"hold.test\"\npolicy = { forced = { CLAMAV_VIRUS = \"quarantine\" } }\n");
+    let moat = Moat::start(config);
+    let id = marker("notice");
+    let infected = format!(
+        "From: <a@remote.example>\r\nSubject: Invoice {id}\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000\r\n\r\n{}\r\nsecret body {id}\r\n",
+        clamd::eicar()
+    );
+    let reply = moat.smtp_ehlo().send_mail("a@remote.example", &["user@hold.test"], infected.as_bytes());
+    assert_reply(&reply, 250, "2.0.0", "the domain holds viruses instead of refusing them");
+
+    let held = moat.wait_quarantined(1);
+    assert_eq!(held[0].item.category, moat::store::Category::Virus);
+    let virus = held[0].item.symbols.iter().find(|s| s.name == "CLAMAV_VIRUS").expect("the virus symbol");
+    assert!(virus.detail.as_deref().unwrap_or("").contains("Test.EICAR.Pattern.UNOFFICIAL"), "the signature is kept: {virus:?}");
+
+    let notice = &capture.wait_for(1, DEADLINE)[0];
+    assert_eq!((notice.sender.as_str(), notice.recipients.as_slice()), ("", ["user@hold.test".to_string()].as_slice()));
+    let parsed = mail_parser::MessageParser::default().parse(&notice.data).expect("the notice parses");
+    let body = parsed.body_text(0).expect("a text body").into_owned();
+    assert!(body.contains(&format!("Invoice {id}")) && body.contains("a@remote.example"), "names subject and sender: {body}");
+    assert!(body.contains("Test.EICAR.Pattern.UNOFFICIAL"), "names the virus: {body}");
+    assert!(!body.contains("secret body") && !text(&notice.data).contains("secret body"), "nothing of the infected message's contents");
+    assert!(!text(&notice.data).contains(clamd::eicar().as_str()), "the virus itself is not in the notice");
+    let unsubscribe = parsed.header_raw("List-Unsubscribe").expect("List-Unsubscribe").trim().trim_start_matches('<').trim_end_matches('>').to_string();
+    assert_eq!(parsed.header_raw("List-Unsubscribe-Post").map(str::trim), Some("List-Unsubscribe=One-Click"));
+
+    let page = http(web, "GET", &link_path(&unsubscribe), "");
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.body.contains("<form method=\"post\">"), "a GET only shows a button: {}", page.body);
+    assert!(!moat.store().get_preferences_blocking("user@hold.test").opt_out, "a GET changes nothing");
+    let done = http(web, "POST", &link_path(&unsubscribe), "List-Unsubscribe=One-Click");
+    assert_eq!(done.status, 200, "{done:?}");
+    assert!(moat.store().get_preferences_blocking("user@hold.test").opt_out, "RFC 8058 one-click unsubscribe works");
+
+    let reply = moat.smtp_ehlo().send_mail("a@remote.example", &["user@hold.test"], infected.as_bytes());
+    assert_eq!(reply.code, 250, "{reply}");
+    moat.wait_quarantined(2);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(capture.messages().len(), 1, "no notice after opting out");
+    moat.assert_log_lacks("secret body");
 }

@@ -54,7 +54,7 @@ async fn hold(setup: &Setup, recipients: &[&str]) -> String {
     let id = Spool::new_id();
     let hold = Hold { category: Category::Spam, score: 11.0, symbols: vec![Symbol::scored("LOCAL", 11.0)] };
     setup.quarantine.holding().store(&envelope(&id, recipients, Some(hold), None), MESSAGE).unwrap();
-    assert_eq!(setup.quarantine.ingest().await.unwrap(), 1);
+    assert_eq!(setup.quarantine.ingest().await.unwrap().copies, 1);
     id
 }
 
@@ -76,7 +76,7 @@ async fn an_ingest_repeated_after_a_crash_adds_nothing_twice() {
     // The crash: the store has the items but the holding copy was not removed yet.
     let hold = Hold { category: Category::Spam, score: 11.0, symbols: vec![] };
     setup.quarantine.holding().store(&envelope(&spool_id, &["a@example.test", "b@example.test"], Some(hold), None), MESSAGE).unwrap();
-    assert_eq!(setup.quarantine.ingest().await.unwrap(), 1, "the copy is taken again");
+    assert_eq!(setup.quarantine.ingest().await.unwrap().copies, 1, "the copy is taken again");
     let items = setup.quarantine.store().list_items("", None, 10, 0).await.unwrap();
     assert_eq!(items.len(), 2, "still one item per recipient");
     assert!(setup.quarantine.holding().list().unwrap().is_empty());

@@ -8,9 +8,11 @@ mod deferral;
 mod duration;
 mod policy;
 mod validate;
+mod web;
 
 pub use deferral::{Greylist, RateLimits};
 pub use duration::Seconds;
+pub use web::{Notices, Web};
 pub use policy::{PolicyConfig, PolicyOverride, check_thresholds};
 pub use validate::{ConfigError, is_domain_name, load, load_str};
 
@@ -82,6 +84,11 @@ pub struct Config {
     /// Messages per client IP and per sender in a time window; off by default.
     #[serde(default)]
     pub rate_limits: RateLimits,
+    /// The web listener behind the links in moat's emails.
+    pub web: Option<Web>,
+    /// Emails to users about their own mail (virus notices).
+    #[serde(default)]
+    pub notices: Notices,
 }
 
 /// `[clamav]`: where clamd listens and what happens when it cannot answer.
@@ -736,6 +743,16 @@ impl Config {
     /// when it was on expire with it).
     pub fn greylist_lifetime(&self) -> std::time::Duration {
         self.greylist.lifetime.duration()
+    }
+
+    /// The key file links in emails are signed with.
+    pub fn link_key_file(&self) -> PathBuf {
+        self.web.as_ref().and_then(|w| w.key_file.clone()).unwrap_or_else(|| self.state_dir.join("links.key"))
+    }
+
+    /// The From address of the emails moat sends.
+    pub fn notice_from(&self) -> String {
+        self.notices.from.clone().unwrap_or_else(|| format!("postmaster@{}", self.hostname))
     }
 
     /// The SQLite database file of the store.

@@ -119,7 +119,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 const TOP_LEVEL_KEYS: &[&str] = &[
     "hostname", "state_dir", "listen", "tls", "limits", "timeouts", "downstream", "domain", "delivery", "dns", "reputation",
     "lists", "policy", "auth", "rules", "clamav", "attachments", "store",
-    "greylist", "rate_limits",
+    "greylist", "rate_limits", "web", "notices",
 ];
 
 /// Deserializes every section and every array entry separately so that all errors surface.
@@ -142,6 +142,8 @@ fn check_sections(report: &mut Report<'_>, document: &DeTable<'_>) {
             "store" => drop(report.section::<StoreConfig>(value)),
             "greylist" => drop(report.section::<super::Greylist>(value)),
             "rate_limits" => drop(report.section::<super::RateLimits>(value)),
+            "web" => drop(report.section::<super::Web>(value)),
+            "notices" => drop(report.section::<super::Notices>(value)),
             "listen" => each_entry::<Listener>(report, value, "listen"),
             "domain" => each_entry::<Domain>(report, value, "domain"),
             "reputation" => check_reputation(report, value),
@@ -399,6 +401,7 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
     check_attachments(report, &config.attachments, span_of(document, "attachments", None));
     check_store(report, &config.store, span_of(document, "store", None));
     check_deferral(report, config, document);
+    check_web(report, config, document);
 }
 
 fn check_deferral(report: &mut Report<'_>, config: &Config, document: &DeTable<'_>) {
@@ -408,6 +411,24 @@ fn check_deferral(report: &mut Report<'_>, config: &Config, document: &DeTable<'
     }
     if config.rate_limits.window.0 < 1 {
         report.at(span_of(document, "rate_limits", None), "rate_limits.window must be at least 1s");
+    }
+}
+
+fn check_web(report: &mut Report<'_>, config: &Config, document: &DeTable<'_>) {
+    if let Some(web) = &config.web {
+        let url = web.public_url.trim_end_matches('/');
+        let scheme_ok = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).is_some_and(|rest| !rest.is_empty());
+        if !scheme_ok || url.contains(char::is_whitespace) {
+            report.at(span_of(document, "web", None), format!("web.public_url {:?} must be an http:// or https:// URL", web.public_url));
+        }
+        if web.link_lifetime.0 < 3600 {
+            report.at(span_of(document, "web", None), "web.link_lifetime must be at least 1h");
+        }
+    }
+    if let Some(from) = &config.notices.from
+        && crate::smtp::address::check_sender(from, false).is_err()
+    {
+        report.at(span_of(document, "notices", None), format!("notices.from {from:?} is not a mail address"));
     }
 }
 

@@ -23,9 +23,11 @@
 mod ingest;
 
 use crate::config::Config;
+use crate::links::LinkKey;
+use crate::notices;
 use crate::spool::{Envelope, Hold, Spool, SpoolError};
 use crate::store::vault::{Vault, VaultError};
-use crate::store::{self, ItemState, QuarantineItem, ReleaseVia, Store, StoreError};
+use crate::store::{self, Category, ItemState, QuarantineItem, ReleaseVia, Store, StoreError};
 use arc_swap::ArcSwap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -52,6 +54,15 @@ pub enum QuarantineError {
     Task(String),
 }
 
+/// What one ingest run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ingested {
+    /// Held copies moved into the store.
+    pub copies: usize,
+    /// Spool ids of the virus notices written, to be submitted to the delivery queue.
+    pub notices: Vec<String>,
+}
+
 /// A release that won: the spool id of the copy now on its way to the recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Released {
@@ -71,6 +82,8 @@ pub struct Quarantine {
     /// Where released copies go to be delivered.
     delivery: Arc<Spool>,
     config: Arc<ArcSwap<Config>>,
+    /// Signs the links in notices; `None` without a `[web]` section (then no notices).
+    links: Option<LinkKey>,
     wake: Notify,
 }
 
@@ -97,6 +110,13 @@ impl Quarantine {
             .map_err(|e| QuarantineError::Task(e.to_string()))??;
         let (holding_dir, staging_dir) = (current.quarantine_dir(), current.release_staging_dir());
         let (holding, staging) = blocking(move || Ok((Spool::open(&holding_dir)?, Spool::open(&staging_dir)?))).await?;
+        let links = match current.web {
+            Some(_) => {
+                let path = current.link_key_file();
+                Some(tokio::task::spawn_blocking(move || LinkKey::open(&path)).await.map_err(|e| QuarantineError::Task(e.to_string()))??)
+            }
+            None => None,
+        };
         Ok(Quarantine {
             store,
             vault,
@@ -104,6 +124,7 @@ impl Quarantine {
             staging: Arc::new(staging),
             delivery,
             config,
+            links,
             wake: Notify::new(),
         })
     }
@@ -122,13 +143,18 @@ impl Quarantine {
         self.wake.notify_one();
     }
 
-    /// Moves every held copy from the holding spool into the store. Returns how many copies
-    /// went in. A copy that cannot be read is moved aside to the holding spool's `corrupt/`;
-    /// a store error stops the run (the copies wait for the next one).
-    pub async fn ingest(&self) -> Result<usize, QuarantineError> {
+    /// The link-signing key, when `[web]` is configured.
+    pub fn links(&self) -> Option<&LinkKey> {
+        self.links.as_ref()
+    }
+
+    /// Moves every held copy from the holding spool into the store, writing a virus notice for
+    /// each newly held virus. A copy that cannot be read is moved aside to the holding spool's
+    /// `corrupt/`; a store error stops the run (the copies wait for the next one).
+    pub async fn ingest(&self) -> Result<Ingested, QuarantineError> {
         let holding = self.holding.clone();
         let ids = blocking(move || holding.list()).await?;
-        let mut moved = 0;
+        let mut done = Ingested::default();
         for id in ids {
             let holding = self.holding.clone();
             let spool_id = id.clone();
@@ -144,15 +170,19 @@ impl Quarantine {
                 }
                 Err(other) => return Err(other),
             };
-            self.ingest_one(&envelope, &message).await?;
+            let notices = self.ingest_one(&envelope, &message).await?;
             let holding = self.holding.clone();
             blocking(move || holding.remove(&id)).await?;
-            moved += 1;
+            done.copies += 1;
+            done.notices.extend(notices);
         }
-        Ok(moved)
+        Ok(done)
     }
 
-    async fn ingest_one(&self, envelope: &Envelope, message: &[u8]) -> Result<(), QuarantineError> {
+    /// Inserts the items of one held copy that are not in the store yet; returns the spool ids
+    /// of the notices written for them.
+    async fn ingest_one(&self, envelope: &Envelope, message: &[u8]) -> Result<Vec<String>, QuarantineError> {
+        let mut notices = Vec::new();
         let config = self.config.load();
         let now = store::unix_now();
         for item in items_for(envelope, message, now, config.store.retention.duration()) {
@@ -171,8 +201,37 @@ impl Quarantine {
                 category = item.category.as_str(),
                 score = item.score,
             );
+            if item.category == Category::Virus {
+                notices.extend(self.notify_virus(&item).await);
+            }
         }
-        Ok(())
+        Ok(notices)
+    }
+
+    /// Writes the virus notice for `item` to the delivery spool, unless notices are off, there
+    /// is no `[web]` for the opt-out link, or the user opted out. A notice that cannot be
+    /// written is logged, never retried at the cost of the quarantine itself.
+    async fn notify_virus(&self, item: &QuarantineItem) -> Option<String> {
+        let config = self.config.load_full();
+        let key = self.links.as_ref().filter(|_| config.notices.virus)?;
+        match self.store.get_preferences(&item.recipient).await {
+            Ok(prefs) if prefs.opt_out => return None,
+            Ok(_) => {}
+            Err(error) => tracing::warn!(event = "virus_notice", item = %item.id, error = %error, note = "preferences unreadable; notice sent"),
+        }
+        let (envelope, message) = notices::virus_notice(&config, key, item, store::unix_now())?;
+        let id = envelope.id.clone();
+        let delivery = self.delivery.clone();
+        match blocking(move || delivery.store(&envelope, &message)).await {
+            Ok(()) => {
+                tracing::info!(event = "virus_notice", item = %item.id, recipient = %item.recipient, queue_id = %id);
+                Some(id)
+            }
+            Err(error) => {
+                tracing::error!(event = "virus_notice", item = %item.id, error = %error, outcome = "not sent");
+                None
+            }
+        }
     }
 
     /// Releases item `id` to its recipient, exactly once (see the module docs). The caller
@@ -277,8 +336,9 @@ impl Quarantine {
                     Err(error) => tracing::warn!(event = "release_recovery", error = %error, note = "retried"),
                 }
             }
-            if let Err(error) = self.ingest().await {
-                tracing::warn!(event = "quarantine_ingest", error = %error, note = "held copies wait in the holding spool");
+            match self.ingest().await {
+                Ok(done) => done.notices.into_iter().for_each(&submit),
+                Err(error) => tracing::warn!(event = "quarantine_ingest", error = %error, note = "held copies wait in the holding spool"),
             }
             if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
                 match self.sweep(store::unix_now()).await {

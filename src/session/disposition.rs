@@ -68,7 +68,7 @@ impl Session {
         let outcome = verdict::combine(&actions);
         self.log_verdicts(&verdicts, &outcome);
         match outcome {
-            Outcome::Reject => (replies::rejected_spam(&verdicts[0].verdict.reason), "-".into()),
+            Outcome::Reject => (rejection(&verdicts[0].verdict), "-".into()),
             Outcome::Tempfail => (replies::filter_tempfail(), "-".into()),
             Outcome::Accept(dispositions) => {
                 let groups = group(&verdicts, &dispositions);
@@ -170,6 +170,19 @@ impl Session {
                 reason = v.verdict.reason,
             );
         }
+    }
+}
+
+/// The 5xx for a refused message: a virus is called a virus (with its signature), a forced
+/// policy action names its rule, anything else is spam by score.
+fn rejection(verdict: &Verdict) -> Reply {
+    let virus = verdict.symbols.iter().find(|s| s.name == crate::filter::clamav::CLAMAV_VIRUS);
+    match (verdict.forced_by.as_deref(), virus) {
+        (Some(crate::filter::clamav::CLAMAV_VIRUS), Some(symbol)) => {
+            replies::rejected_virus(&crate::notices::signature_from_detail(symbol.detail.as_deref().unwrap_or("unknown")))
+        }
+        (Some(_), _) => replies::rejected_by_rule(&verdict.reason),
+        (None, _) => replies::rejected_spam(&verdict.reason),
     }
 }
 

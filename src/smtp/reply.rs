@@ -202,6 +202,14 @@ pub mod replies {
     pub fn rejected_spam(why: &str) -> Reply {
         Reply::new(550, (5, 7, 1), format!("Message rejected as spam ({why})"))
     }
+    /// End of data: the message carries a virus. `signature` is clamd's name for it.
+    pub fn rejected_virus(signature: &str) -> Reply {
+        Reply::new(550, (5, 7, 1), format!("Message rejected: it contains a virus ({signature})"))
+    }
+    /// End of data: a policy rule (block list, attachment type, DMARC …) refuses the message.
+    pub fn rejected_by_rule(why: &str) -> Reply {
+        Reply::new(550, (5, 7, 1), format!("Message rejected by policy ({why})"))
+    }
     /// RCPT: the evidence known before the message already refuses it for this recipient.
     pub fn rejected_policy(why: &str) -> Reply {
         Reply::new(550, (5, 7, 1), format!("Rejected by policy ({why})"))

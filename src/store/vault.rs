@@ -124,20 +124,27 @@ fn sync_dir(path: &Path) -> Result<(), VaultError> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
+/// The 32 secret bytes in `path`, created (random, mode 0600, with its directory) when the file
+/// is missing. For keys other than the vault's own, e.g. the link-signing key.
+pub fn secret_key(path: &Path) -> Result<[u8; KEY_LEN], VaultError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    if !path.exists() {
+        match write_new_private(path, &random::<KEY_LEN>()?) {
+            Err(VaultError::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+            other => other?,
+        }
+    }
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    bytes.try_into().map_err(|_| VaultError::BadKey { path: path.to_path_buf() })
+}
+
 impl Vault {
     /// Opens the vault: the key file (created with 32 random bytes and mode 0600 if missing,
     /// with its directory) and every `*.key` in its keyring directory.
     pub fn open(key_file: &Path) -> Result<Vault, VaultError> {
-        if let Some(dir) = key_file.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-        }
-        if !key_file.exists() {
-            match write_new_private(key_file, &random::<KEY_LEN>()?) {
-                // Another process created it first: use theirs.
-                Err(VaultError::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {}
-                other => other?,
-            }
-        }
+        secret_key(key_file)?;
         let current = read_key(key_file)?;
         let mut keys = HashMap::new();
         let ring = keyring_dir(key_file);

@@ -16,6 +16,17 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(future)
 }
 
+/// Blocking helpers on moat's store for tests.
+pub trait StoreExt {
+    fn get_preferences_blocking(&self, address: &str) -> moat::store::Preferences;
+}
+
+impl StoreExt for Store {
+    fn get_preferences_blocking(&self, address: &str) -> moat::store::Preferences {
+        block_on(self.get_preferences(address)).expect("read preferences")
+    }
+}
+
 impl Moat {
     /// moat's store, opened beside the running server.
     pub fn store(&self) -> Store {
@@ -56,4 +67,51 @@ impl Moat {
         std::thread::sleep(Duration::from_millis(500));
         assert_eq!(self.quarantine().len(), n, "quarantine size");
     }
+}
+
+/// One HTTP/1.1 exchange with moat's web listener (`Connection: close`).
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// The header section, lower-cased names kept as sent.
+    pub headers: String,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// Sends `method path` (with `body` as a form, if any) to 127.0.0.1:`port`.
+pub fn http(port: u16, method: &str, path: &str, body: &str) -> HttpResponse {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the web listener");
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read the HTTP response");
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    HttpResponse { status, headers: head.to_string(), body: body.to_string() }
+}
+
+/// The `[web]` section for a listener on `port`, with links under http://127.0.0.1:`port`.
+pub fn web_section(port: u16) -> String {
+    format!("\n[web]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n")
+}
+
+/// The path of a link URL (`http://127.0.0.1:PORT/l/TOKEN` → `/l/TOKEN`).
+pub fn link_path(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.find('/').map_or_else(|| "/".to_string(), |i| rest[i..].to_string())
 }

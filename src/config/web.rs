@@ -1,0 +1,45 @@
+//! `[web]` and `[notices]`: the small web listener behind the links in moat's emails, and the
+//! emails moat sends users besides digests.
+
+use super::Seconds;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// `[web]`: where the pages behind signed links (release, unsubscribe) are served. Without this
+/// section moat sends no email that would need a link (virus notices, digests).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Web {
+    /// Address to listen on (plain HTTP; put TLS in front with a reverse proxy), e.g. "127.0.0.1:8025".
+    pub listen: SocketAddr,
+    /// The base URL users reach that listener at, as written into links, e.g. "https://quarantine.example.net".
+    pub public_url: String,
+    /// How long a link in an email works.
+    #[serde(default = "default_link_lifetime")]
+    pub link_lifetime: Seconds,
+    /// The key links are signed with: 32 random bytes, created if missing. Default
+    /// `<state_dir>/links.key`. Several nodes must share the same file.
+    pub key_file: Option<PathBuf>,
+}
+
+fn default_link_lifetime() -> Seconds {
+    Seconds(30 * 86400)
+}
+
+/// `[notices]`: short emails to a user about their own mail.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notices {
+    /// Tell a recipient when a virus addressed to them is quarantined (needs `[web]` for the
+    /// opt-out link; without it no notice is sent).
+    pub virus: bool,
+    /// The From address of moat's emails. Default `postmaster@<hostname>`.
+    pub from: Option<String>,
+}
+
+impl Default for Notices {
+    fn default() -> Self {
+        Notices { virus: true, from: None }
+    }
+}

@@ -1,0 +1,153 @@
+//! The virus notice: a short email telling a recipient that a virus addressed to them was
+//! quarantined. It names the sender, subject and date of the infected message and the virus,
+//! nothing of its contents, and carries a working opt-out (a link and RFC 8058 one-click
+//! `List-Unsubscribe` headers). No images, no tracking.
+//!
+//! Delivery: through moat's own delivery spool to the recipient's mailbox at the downstream, with
+//! the null reverse path (an automatic message must not cause bounces back to moat, RFC 3834).
+//! The spool id is derived from the item id, so building it again replaces the same entry.
+
+use crate::config::Config;
+use crate::links::{Link, LinkAction, LinkKey};
+use crate::spool::Envelope;
+use crate::store::QuarantineItem;
+use mail_builder::MessageBuilder;
+use mail_builder::headers::raw::Raw;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// The virus's name, from the item's `CLAMAV_VIRUS` symbol.
+pub fn signature_of(item: &QuarantineItem) -> Option<String> {
+    let detail = item.symbols.iter().find(|s| s.name == crate::filter::clamav::CLAMAV_VIRUS)?.detail.as_deref()?;
+    Some(signature_from_detail(detail))
+}
+
+/// The signature in a `CLAMAV_VIRUS` detail: the scorer writes "description (signature)" when
+/// the symbol has a description, the filter just "signature".
+pub fn signature_from_detail(detail: &str) -> String {
+    match detail.strip_suffix(')').and_then(|d| d.rsplit_once(" (")) {
+        Some((_, signature)) => signature.to_string(),
+        None => detail.to_string(),
+    }
+}
+
+/// The unsubscribe URL for `address`, valid for the configured link lifetime from `now`.
+pub fn unsubscribe_url(config: &Config, key: &LinkKey, address: &str, now: i64) -> Option<String> {
+    let web = config.web.as_ref()?;
+    let link = Link { action: LinkAction::Unsubscribe, address: address.to_ascii_lowercase(), item: String::new(), expires: now + web.link_lifetime.0 as i64 };
+    Some(format!("{}/l/{}", web.public_url.trim_end_matches('/'), key.sign(&link)))
+}
+
+/// Text shown in a notice: control characters (a forged CR/LF, escape sequences) become spaces.
+fn shown(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+fn date(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0).map_or_else(|| at.to_string(), |t| t.format("%a, %d %b %Y %H:%M UTC").to_string())
+}
+
+/// The notice for `item` (spool envelope and message), or `None` when there is no `[web]`
+/// section to serve its opt-out link.
+pub fn virus_notice(config: &Config, key: &LinkKey, item: &QuarantineItem, now: i64) -> Option<(Envelope, Vec<u8>)> {
+    let unsubscribe = unsubscribe_url(config, key, &item.recipient, now)?;
+    let sender = if item.sender.is_empty() { "(no sender)".to_string() } else { shown(&item.sender) };
+    let subject = if item.subject.is_empty() { "(no subject)".to_string() } else { shown(&item.subject) };
+    let virus = signature_of(item).map_or_else(|| "malware".to_string(), |s| shown(&s));
+    let text = format!(
+        "A message addressed to you contained a virus and was not delivered.\r\n\r\n\
+         \x20 From:    {sender}\r\n\
+         \x20 Subject: {subject}\r\n\
+         \x20 Date:    {}\r\n\
+         \x20 Virus:   {virus}\r\n\r\n\
+         It is kept in quarantine until {} and then deleted; you need not do anything.\r\n\
+         If you think this is a mistake, ask your mail administrator and quote reference {}.\r\n\r\n\
+         To stop these emails: {unsubscribe}\r\n",
+        date(item.date),
+        date(item.expires_at),
+        item.id,
+    );
+    let from = config.notice_from();
+    let message = MessageBuilder::new()
+        .from(("Mail filter", from.as_str()))
+        .to(item.recipient.as_str())
+        .subject(format!("Virus blocked: message from {sender}"))
+        .date(now)
+        .message_id(format!("virus-notice.{}@{}", item.id, config.hostname))
+        .header("Auto-Submitted", Raw::new("auto-generated"))
+        .header("List-Unsubscribe", Raw::new(format!("<{unsubscribe}>")))
+        .header("List-Unsubscribe-Post", Raw::new("List-Unsubscribe=One-Click"))
+        .text_body(text)
+        .write_to_vec()
+        .ok()?;
+    let envelope = Envelope {
+        id: format!("N{}", item.id.to_ascii_uppercase()),
+        received_at: now,
+        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        helo: config.hostname.clone(),
+        sender: String::new(),
+        recipients: vec![item.recipient.clone()],
+        smtputf8: !item.recipient.is_ascii(),
+        body_8bit: !message.is_ascii(),
+        tls: None,
+        hold: None,
+        release_of: None,
+    };
+    Some((envelope, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Category, ItemState};
+    use crate::verdict::Symbol;
+
+    fn config(web: bool) -> Config {
+        let web = if web { "[web]\nlisten = \"127.0.0.1:8025\"\npublic_url = \"https://q.example.test/\"\n" } else { "" };
+        let text = format!(
+            "hostname = \"mx.example.test\"\n[[listen]]\naddress = \"127.0.0.1:2525\"\nstarttls = false\n[downstream]\nhost = \"127.0.0.1\"\n[[domain]]\nname = \"example.test\"\n{web}"
+        );
+        crate::config::load_str("t.toml", &text, std::path::Path::new(".")).expect("config")
+    }
+
+    fn item() -> QuarantineItem {
+        QuarantineItem {
+            id: "00ff".into(),
+            recipient: "alice@example.test".into(),
+            sender: "evil@remote.example".into(),
+            subject: "Invoice\r\nBcc: everyone@example.test".into(),
+            date: 1_700_000_000,
+            size: 100,
+            score: 100.0,
+            symbols: vec![Symbol::with_detail("CLAMAV_VIRUS", "ClamAV found a virus or malware (Eicar-Test-Signature)")],
+            category: Category::Virus,
+            state: ItemState::Held,
+            created_at: 1_700_000_000,
+            expires_at: 1_702_592_000,
+        }
+    }
+
+    #[test]
+    fn the_notice_names_the_virus_and_carries_a_working_one_click_opt_out() {
+        let key = LinkKey::from_bytes([1; 32]);
+        let (envelope, message) = virus_notice(&config(true), &key, &item(), 1_700_000_100).expect("a notice");
+        let text = String::from_utf8(message).unwrap();
+        assert_eq!((envelope.sender.as_str(), envelope.recipients.as_slice()), ("", ["alice@example.test".to_string()].as_slice()));
+        assert!(text.contains("Virus:   Eicar-Test-Signature"), "{text}");
+        assert!(text.contains("Subject: Invoice  Bcc: everyone@example.test"), "CR/LF from the subject cannot make a header: {text}");
+        assert!(!text.contains("\r\nBcc:"), "{text}");
+        assert!(text.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"));
+        let url = text.split("List-Unsubscribe: <").nth(1).and_then(|rest| rest.split('>').next()).expect("List-Unsubscribe URL");
+        let token = url.strip_prefix("https://q.example.test/l/").expect("under public_url");
+        let link = key.verify(token, 1_700_000_100).expect("a valid link");
+        assert_eq!((link.action, link.address.as_str()), (LinkAction::Unsubscribe, "alice@example.test"));
+        let parsed = mail_parser::MessageParser::default().parse(text.as_bytes()).expect("parses");
+        let body = parsed.body_text(0).expect("a text body");
+        assert!(body.contains(&format!("To stop these emails: {url}")), "the opt-out is in the body too: {body}");
+        assert!(!text.contains("<img") && !text.to_ascii_lowercase().contains("text/html"), "no images, no HTML");
+    }
+
+    #[test]
+    fn no_web_listener_means_no_notice() {
+        assert!(virus_notice(&config(false), &LinkKey::from_bytes([1; 32]), &item(), 0).is_none());
+    }
+}

@@ -1,0 +1,249 @@
+//! The small web listener behind the links in moat's emails (`[web]`): `GET /l/<token>` shows
+//! what the link would do with a button, `POST /l/<token>` does it (release, release and always
+//! allow the sender, unsubscribe). Mail security scanners fetch every link in an email, so a GET
+//! never acts; the POST of a `List-Unsubscribe` URL is RFC 8058's one-click unsubscribe.
+//!
+//! Guarantees: a link acts only for the user and the item it was signed for (an item of another
+//! user is refused even with a valid token); a release goes through `Quarantine::release`, so it
+//! happens exactly once however often the button is pressed; every page is static HTML with every
+//! value escaped, under a Content-Security-Policy that allows no script, no remote content and
+//! forms only to this origin; connections have a deadline and a bound (see [`listener`]); request
+//! bodies are bounded ([`MAX_BODY`]). Nothing here shows message contents.
+
+mod listener;
+
+use crate::links::{Link, LinkAction, LinkError};
+use crate::lists::Entry;
+use crate::session::Shared;
+use crate::store::{self, ItemState, ListKind, QuarantineItem, ReleaseVia, StoreError};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+pub use listener::{CONNECTION_DEADLINE, MAX_CONNECTIONS};
+
+/// Largest request body read (a one-click unsubscribe POST is 26 bytes).
+pub const MAX_BODY: usize = 16 * 1024;
+
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Serves the web listener until the server shuts down.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.clone();
+    let app = Router::new()
+        .route("/l/{token}", get(show).post(act))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(shared);
+    let server = axum::serve(listener::WebListener::new(listener), app).with_graceful_shutdown(async move {
+        let _ = shutdown.wait_for(|down| *down).await;
+    });
+    if let Err(error) = server.await {
+        tracing::error!(event = "web_listener", error = %error);
+    }
+}
+
+/// Escapes text for HTML element content and double-quoted attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A whole page: `body` is trusted HTML built by this module from escaped values.
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"referrer\" content=\"no-referrer\"><title>{}</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}\
+         dt{{font-weight:bold}}button{{font-size:1rem;padding:.5rem 1rem}}</style></head>\
+         <body><main><h1>{}</h1>{body}</main></body></html>\n",
+        escape(title),
+        escape(title)
+    );
+    let mut response = (status, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn refused(error: LinkError) -> Response {
+    let why = match error {
+        LinkError::Expired => "This link has expired. Use a link from a more recent email.",
+        LinkError::Malformed | LinkError::BadSignature => "This link is not valid. Check that it was copied whole.",
+    };
+    page(StatusCode::FORBIDDEN, "Link not valid", &format!("<p>{why}</p>"))
+}
+
+fn unavailable() -> Response {
+    page(StatusCode::SERVICE_UNAVAILABLE, "Try again later", "<p>The quarantine cannot be reached right now. Please try again in a few minutes.</p>")
+}
+
+/// The verified link, or the page that refuses it.
+fn verified(shared: &Shared, token: &str) -> Result<Link, Response> {
+    let Some(key) = shared.quarantine.links() else {
+        return Err(page(StatusCode::NOT_FOUND, "Not found", "<p>Links are not enabled here.</p>"));
+    };
+    key.verify(token, store::unix_now()).map_err(refused)
+}
+
+/// The item a release link names, if it belongs to the link's user.
+async fn owned_item(shared: &Shared, link: &Link) -> Result<QuarantineItem, Response> {
+    match shared.quarantine.store().get_item(&link.item).await {
+        Ok(item) if item.recipient.eq_ignore_ascii_case(&link.address) => Ok(item),
+        Ok(_) | Err(StoreError::NotFound { .. }) => {
+            Err(page(StatusCode::NOT_FOUND, "Message not found", "<p>This message is no longer in the quarantine.</p>"))
+        }
+        Err(error) => {
+            tracing::warn!(event = "web_store_error", error = %error);
+            Err(unavailable())
+        }
+    }
+}
+
+fn describe(item: &QuarantineItem) -> String {
+    let sender = if item.sender.is_empty() { "(no sender)" } else { &item.sender };
+    let subject = if item.subject.is_empty() { "(no subject)" } else { &item.subject };
+    let date = chrono::DateTime::from_timestamp(item.date, 0).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M UTC").to_string());
+    format!(
+        "<dl><dt>From</dt><dd>{}</dd><dt>Subject</dt><dd>{}</dd><dt>Date</dt><dd>{}</dd></dl>",
+        escape(sender),
+        escape(subject),
+        escape(&date)
+    )
+}
+
+fn no_longer_held(state: ItemState) -> Response {
+    let what = match state {
+        ItemState::Released => "This message was already released; it should be in your mailbox.",
+        _ => "This message was deleted from the quarantine.",
+    };
+    page(StatusCode::OK, "Nothing to do", &format!("<p>{what}</p>"))
+}
+
+fn button(label: &str) -> String {
+    format!("<form method=\"post\"><button type=\"submit\">{}</button></form>", escape(label))
+}
+
+/// GET: what the link would do, and a button to do it.
+async fn show(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
+    let link = match verified(&shared, &token) {
+        Ok(link) => link,
+        Err(page) => return page,
+    };
+    match link.action {
+        LinkAction::Unsubscribe => page(
+            StatusCode::OK,
+            "Stop quarantine emails",
+            &format!("<p>Stop sending quarantine digests and virus notices to <strong>{}</strong>?</p>{}", escape(&link.address), button("Unsubscribe")),
+        ),
+        LinkAction::Release | LinkAction::ReleaseAllow => {
+            let item = match owned_item(&shared, &link).await {
+                Ok(item) => item,
+                Err(page) => return page,
+            };
+            if item.state != ItemState::Held {
+                return no_longer_held(item.state);
+            }
+            let (title, label) = if link.action == LinkAction::Release {
+                ("Release this message?", "Release")
+            } else {
+                ("Release and always allow this sender?", "Release and allow sender")
+            };
+            page(StatusCode::OK, title, &format!("{}{}", describe(&item), button(label)))
+        }
+        LinkAction::View => page(StatusCode::NOT_FOUND, "Not available", "<p>Viewing messages is not available here yet.</p>"),
+    }
+}
+
+/// POST: does what the link says.
+async fn act(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
+    let link = match verified(&shared, &token) {
+        Ok(link) => link,
+        Err(page) => return page,
+    };
+    match link.action {
+        LinkAction::Unsubscribe => unsubscribe(&shared, &link.address).await,
+        LinkAction::Release | LinkAction::ReleaseAllow => release(&shared, &link).await,
+        LinkAction::View => page(StatusCode::METHOD_NOT_ALLOWED, "Not available", "<p>Nothing to do.</p>"),
+    }
+}
+
+async fn unsubscribe(shared: &Shared, address: &str) -> Response {
+    let store = shared.quarantine.store();
+    let result = async {
+        let mut prefs = store.get_preferences(address).await?;
+        prefs.opt_out = true;
+        store.set_preferences(address, &prefs, store::unix_now()).await
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            tracing::info!(event = "unsubscribed", user = %address);
+            page(StatusCode::OK, "Unsubscribed", "<p>You will no longer get quarantine digests or virus notices.</p>")
+        }
+        Err(error) => {
+            tracing::warn!(event = "web_store_error", error = %error);
+            unavailable()
+        }
+    }
+}
+
+async fn release(shared: &Shared, link: &Link) -> Response {
+    let item = match owned_item(shared, link).await {
+        Ok(item) => item,
+        Err(page) => return page,
+    };
+    match shared.quarantine.release(&item.id, &link.address, ReleaseVia::Link).await {
+        Ok(released) => shared.queue.submit(released.queue_id),
+        Err(crate::quarantine::QuarantineError::Store(StoreError::NotHeld { current, .. })) => return no_longer_held(current),
+        Err(error) => {
+            tracing::warn!(event = "web_release_failed", item = %item.id, error = %error);
+            return unavailable();
+        }
+    }
+    let mut note = String::new();
+    if link.action == LinkAction::ReleaseAllow && !item.sender.is_empty() {
+        match Entry::parse(&item.sender) {
+            Ok(entry) => match shared.quarantine.store().add_list_entry(&link.address, ListKind::Allow, &entry).await {
+                Ok(_) => {
+                    crate::server::read_user_lists(shared).await;
+                    note = format!("<p>Mail from {} will no longer be held for you.</p>", escape(&item.sender));
+                }
+                Err(error) => tracing::warn!(event = "web_store_error", error = %error),
+            },
+            Err(_) => note = "<p>The sender's address cannot be put on your allow list.</p>".to_string(),
+        }
+    }
+    page(StatusCode::OK, "Released", &format!("<p>The message is on its way to your mailbox.</p>{note}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn escaping_leaves_no_markup() {
+        assert_eq!(escape("<script>alert('x')</script> & \"q\""), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;");
+        assert_eq!(escape("a\r\nb"), "a  b");
+    }
+}
