@@ -98,24 +98,27 @@ fn unavailable() -> Response {
     page(StatusCode::SERVICE_UNAVAILABLE, "Try again later", "<p>The quarantine cannot be reached right now. Please try again in a few minutes.</p>")
 }
 
+/// A page answering instead of the normal one (boxed: a response is large).
+type Refusal = Box<Response>;
+
 /// The verified link, or the page that refuses it.
-fn verified(shared: &Shared, token: &str) -> Result<Link, Response> {
+fn verified(shared: &Shared, token: &str) -> Result<Link, Refusal> {
     let Some(key) = shared.quarantine.links() else {
-        return Err(page(StatusCode::NOT_FOUND, "Not found", "<p>Links are not enabled here.</p>"));
+        return Err(Box::new(page(StatusCode::NOT_FOUND, "Not found", "<p>Links are not enabled here.</p>")));
     };
-    key.verify(token, store::unix_now()).map_err(refused)
+    key.verify(token, store::unix_now()).map_err(|e| Box::new(refused(e)))
 }
 
 /// The item a release link names, if it belongs to the link's user.
-async fn owned_item(shared: &Shared, link: &Link) -> Result<QuarantineItem, Response> {
+async fn owned_item(shared: &Shared, link: &Link) -> Result<QuarantineItem, Refusal> {
     match shared.quarantine.store().get_item(&link.item).await {
         Ok(item) if item.recipient.eq_ignore_ascii_case(&link.address) => Ok(item),
         Ok(_) | Err(StoreError::NotFound { .. }) => {
-            Err(page(StatusCode::NOT_FOUND, "Message not found", "<p>This message is no longer in the quarantine.</p>"))
+            Err(Box::new(page(StatusCode::NOT_FOUND, "Message not found", "<p>This message is no longer in the quarantine.</p>")))
         }
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
-            Err(unavailable())
+            Err(Box::new(unavailable()))
         }
     }
 }
@@ -148,7 +151,7 @@ fn button(label: &str) -> String {
 async fn show(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
     let link = match verified(&shared, &token) {
         Ok(link) => link,
-        Err(page) => return page,
+        Err(refusal) => return *refusal,
     };
     match link.action {
         LinkAction::Unsubscribe => page(
@@ -159,7 +162,7 @@ async fn show(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> R
         LinkAction::Release | LinkAction::ReleaseAllow => {
             let item = match owned_item(&shared, &link).await {
                 Ok(item) => item,
-                Err(page) => return page,
+                Err(refusal) => return *refusal,
             };
             if item.state != ItemState::Held {
                 return no_longer_held(item.state);
@@ -179,7 +182,7 @@ async fn show(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> R
 async fn act(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
     let link = match verified(&shared, &token) {
         Ok(link) => link,
-        Err(page) => return page,
+        Err(refusal) => return *refusal,
     };
     match link.action {
         LinkAction::Unsubscribe => unsubscribe(&shared, &link.address).await,
@@ -211,7 +214,7 @@ async fn unsubscribe(shared: &Shared, address: &str) -> Response {
 async fn release(shared: &Shared, link: &Link) -> Response {
     let item = match owned_item(shared, link).await {
         Ok(item) => item,
-        Err(page) => return page,
+        Err(refusal) => return *refusal,
     };
     match shared.quarantine.release(&item.id, &link.address, ReleaseVia::Link).await {
         Ok(released) => shared.queue.submit(released.queue_id),

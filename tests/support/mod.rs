@@ -20,6 +20,7 @@ pub mod clamd;
 pub mod dns;
 pub mod postgres;
 pub mod quarantine;
+#[allow(unused_imports)]
 pub use quarantine::*;
 
 use std::fmt::Write as _;
