@@ -124,3 +124,15 @@ async fn a_copy_staged_on_a_node_that_lost_the_race_is_dropped() {
     assert!(!staging(&setup).contains(&ours));
     assert!(setup.delivery.list().unwrap().is_empty(), "the other node delivers it, not us");
 }
+
+#[tokio::test]
+async fn a_held_copy_still_being_written_by_a_session_is_not_ingested_until_it_is_done() {
+    let setup = setup().await;
+    let id = Spool::new_id();
+    setup.quarantine.begin_hold(&id);
+    let hold = Hold { category: Category::Spam, score: 11.0, symbols: vec![] };
+    setup.quarantine.holding().store(&envelope(&id, &["a@example.test"], Some(hold), None), MESSAGE).unwrap();
+    assert_eq!(setup.quarantine.ingest().await.unwrap().copies, 0, "the session may still undo it");
+    setup.quarantine.end_holds([id.as_str()]);
+    assert_eq!(setup.quarantine.ingest().await.unwrap().copies, 1);
+}

@@ -84,6 +84,8 @@ pub struct Quarantine {
     config: Arc<ArcSwap<Config>>,
     /// Signs the links in notices; `None` without a `[web]` section (then no notices).
     links: Option<LinkKey>,
+    /// Held copies a session is still writing (it may yet undo them): ingest leaves them alone.
+    in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
     wake: Notify,
 }
 
@@ -125,6 +127,7 @@ impl Quarantine {
             delivery,
             config,
             links,
+            in_flight: std::sync::Mutex::new(std::collections::HashSet::new()),
             wake: Notify::new(),
         })
     }
@@ -143,6 +146,26 @@ impl Quarantine {
         self.wake.notify_one();
     }
 
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A session is about to write held copy `id` and may still remove it (when a later copy
+    /// of the same message fails): ingest skips it until [`Quarantine::end_holds`].
+    pub fn begin_hold(&self, id: &str) {
+        self.in_flight().insert(id.to_string());
+    }
+
+    /// The session is done with these held copies (kept or removed); ingest may take them.
+    pub fn end_holds<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        let mut in_flight = self.in_flight();
+        for id in ids {
+            in_flight.remove(id);
+        }
+        drop(in_flight);
+        self.wake();
+    }
+
     /// The link-signing key, when `[web]` is configured.
     pub fn links(&self) -> Option<&LinkKey> {
         self.links.as_ref()
@@ -156,6 +179,9 @@ impl Quarantine {
         let ids = blocking(move || holding.list()).await?;
         let mut done = Ingested::default();
         for id in ids {
+            if self.in_flight().contains(&id) {
+                continue;
+            }
             let holding = self.holding.clone();
             let spool_id = id.clone();
             let loaded = blocking(move || holding.load(&spool_id)).await;

@@ -81,11 +81,18 @@ impl Session {
         let without_results = strip_forged_results(message, self.scorer.authserv_id());
         let cleaned = headers::remove_fields(&without_results, |f| OUR_FIELDS.iter().any(|name| f.is(name)));
         let mut stored: Vec<Stored> = Vec::new();
+        let mut holds: Vec<String> = Vec::new();
         for group in groups.iter().filter(|g| g.action != Action::Discard) {
-            match self.store_group(tx, &cleaned, filter_fields, group).await {
+            let id = Spool::new_id();
+            if group.action == Action::Quarantine {
+                self.shared.quarantine.begin_hold(&id);
+                holds.push(id.clone());
+            }
+            match self.store_group(tx, id, &cleaned, filter_fields, group).await {
                 Ok(done) => stored.push(done),
                 Err(reply) => {
                     self.undo(&stored).await;
+                    self.shared.quarantine.end_holds(holds.iter().map(String::as_str));
                     return (reply, "-".into());
                 }
             }
@@ -94,16 +101,15 @@ impl Session {
         for done in stored.iter().filter(|s| !s.held) {
             self.shared.queue.submit(done.id.clone());
         }
-        if stored.iter().any(|s| s.held) {
-            self.shared.quarantine.wake();
+        if !holds.is_empty() {
+            self.shared.quarantine.end_holds(holds.iter().map(String::as_str));
         }
         let id = stored.first().map_or_else(Spool::new_id, |s| s.id.clone());
         let ids = stored.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(",");
         (replies::queued(&id), if ids.is_empty() { "-".into() } else { ids })
     }
 
-    async fn store_group(&self, tx: &Transaction, cleaned: &[u8], filter_fields: &[String], group: &Group) -> Result<Stored, Reply> {
-        let id = Spool::new_id();
+    async fn store_group(&self, tx: &Transaction, id: String, cleaned: &[u8], filter_fields: &[String], group: &Group) -> Result<Stored, Reply> {
         let envelope = Envelope {
             id: id.clone(),
             received_at: chrono::Utc::now().timestamp(),
