@@ -12,6 +12,7 @@
 //! (listeners, limits, signals), `tls`, `spool`, `relay`, `store` (quarantine index, encrypted contents, user preferences, greylisting;
 //! SQLite or PostgreSQL), `systemd` (sd_notify).
 pub mod config;
+pub mod digest;
 pub mod dns;
 pub mod filter;
 pub mod headers;

@@ -109,6 +109,13 @@ impl LinkKey {
         format!("{}.{}", URL_SAFE_NO_PAD.encode(payload), URL_SAFE_NO_PAD.encode(tag))
     }
 
+    /// The URL of a link under `web.public_url`, valid for `web.link_lifetime` from `now`.
+    pub fn url(&self, web: &crate::config::Web, action: LinkAction, address: &str, item: &str, now: i64) -> String {
+        let expires = now.saturating_add(i64::try_from(web.link_lifetime.0).unwrap_or(i64::MAX));
+        let link = Link { action, address: address.to_ascii_lowercase(), item: item.to_string(), expires };
+        format!("{}/l/{}", web.public_url.trim_end_matches('/'), self.sign(&link))
+    }
+
     /// The link a token stands for, if this key signed it and it has not expired at `now`.
     pub fn verify(&self, token: &str, now: i64) -> Result<Link, LinkError> {
         if token.len() > MAX_TOKEN {

@@ -84,6 +84,13 @@ enum Command {
         #[command(subcommand)]
         command: quarantine_cmd::QuarantineCommand,
     },
+    /// Quarantine digests: send now, or preview one.
+    Digest {
+        #[arg(short, long, global = true, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: quarantine_cmd::DigestCommand,
+    },
     /// Per-user data.
     User {
         #[arg(short, long, global = true, default_value = DEFAULT_CONFIG)]
@@ -133,6 +140,9 @@ fn main() -> ExitCode {
         Command::Queue { config, command } => queue(&config, command),
         Command::Quarantine { config, command } => {
             with_store_config(&config, "quarantine", |config| async move { quarantine_cmd::quarantine(&config, command).await })
+        }
+        Command::Digest { config, command } => {
+            with_store_config(&config, "digest", |config| async move { quarantine_cmd::digest(&config, command).await })
         }
         Command::User { config, command } => {
             with_store_config(&config, "user", |config| async move { quarantine_cmd::user(&config, command).await })

@@ -8,7 +8,7 @@
 //! The spool id is derived from the item id, so building it again replaces the same entry.
 
 use crate::config::Config;
-use crate::links::{Link, LinkAction, LinkKey};
+use crate::links::{LinkAction, LinkKey};
 use crate::spool::Envelope;
 use crate::store::QuarantineItem;
 use mail_builder::MessageBuilder;
@@ -32,13 +32,11 @@ pub fn signature_from_detail(detail: &str) -> String {
 
 /// The unsubscribe URL for `address`, valid for the configured link lifetime from `now`.
 pub fn unsubscribe_url(config: &Config, key: &LinkKey, address: &str, now: i64) -> Option<String> {
-    let web = config.web.as_ref()?;
-    let link = Link { action: LinkAction::Unsubscribe, address: address.to_ascii_lowercase(), item: String::new(), expires: now + web.link_lifetime.0 as i64 };
-    Some(format!("{}/l/{}", web.public_url.trim_end_matches('/'), key.sign(&link)))
+    Some(key.url(config.web.as_ref()?, LinkAction::Unsubscribe, address, "", now))
 }
 
-/// Text shown in a notice: control characters (a forged CR/LF, escape sequences) become spaces.
-fn shown(text: &str) -> String {
+/// Text shown in an email: control characters (a forged CR/LF, escape sequences) become spaces.
+pub fn shown(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
@@ -90,7 +88,7 @@ pub fn virus_notice(config: &Config, key: &LinkKey, item: &QuarantineItem, now: 
         body_8bit: !message.is_ascii(),
         tls: None,
         hold: None,
-        release_of: None,
+        staged: None,
     };
     Some((envelope, message))
 }

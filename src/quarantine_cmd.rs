@@ -39,6 +39,21 @@ pub enum QuarantineCommand {
 }
 
 #[derive(clap::Subcommand)]
+pub enum DigestCommand {
+    /// Send digests now, whatever the schedule (users who opted out still get none).
+    Run {
+        /// Required: digests otherwise go out on the schedule by themselves.
+        #[arg(long, required = true)]
+        now: bool,
+        /// Only this user.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Print the digest ADDRESS would get now (links included), without sending it.
+    Preview { address: String },
+}
+
+#[derive(clap::Subcommand)]
 pub enum UserCommand {
     /// Remove everything held about ADDRESS: quarantined items and their contents, release
     /// records, preferences, allow/block lists, digest cursor, greylist rows.
@@ -148,6 +163,26 @@ pub async fn user(config: &Config, command: UserCommand) -> Result<(), String> {
             let store = Store::open(config).await.map_err(|e| e.to_string())?;
             let purged = store.purge_user(&address).await.map_err(|e| e.to_string())?;
             println!("purged {address}: {} quarantined item(s), {} other record(s)", purged.items, purged.other_rows);
+        }
+    }
+    Ok(())
+}
+
+pub async fn digest(config: &Config, command: DigestCommand) -> Result<(), String> {
+    match command {
+        DigestCommand::Run { user, .. } => {
+            let (ids, queued) = control::digest_now(config, user.as_deref()).await.map_err(|e| e.to_string())?;
+            let how = if queued { "queued" } else { "spooled; they are delivered when moat starts" };
+            println!("{} digest(s) {how}", ids.len());
+        }
+        DigestCommand::Preview { address } => {
+            let config = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(config.clone()));
+            let spool = std::sync::Arc::new(moat::spool::Spool::open(&config.load().spool_dir()).map_err(|e| e.to_string())?);
+            let quarantine = moat::quarantine::Quarantine::open(config, spool).await.map_err(|e| e.to_string())?;
+            match moat::digest::preview(&quarantine, &address, moat::store::unix_now()).await.map_err(|e| e.to_string())? {
+                Some(message) => print!("{}", String::from_utf8_lossy(&message)),
+                None => return Err("digests need a [web] section for their links".into()),
+            }
         }
     }
     Ok(())

@@ -7,7 +7,7 @@
 use arc_swap::ArcSwap;
 use moat::config::Config;
 use moat::quarantine::{Quarantine, item_id};
-use moat::spool::{Envelope, Hold, Spool};
+use moat::spool::{Envelope, Hold, Spool, Staged};
 use moat::store::{Category, ItemState, ReleaseVia, unix_now};
 use moat::verdict::Symbol;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ async fn setup() -> Setup {
     Setup { _dir: dir, config, quarantine, delivery }
 }
 
-fn envelope(id: &str, recipients: &[&str], hold: Option<Hold>, release_of: Option<String>) -> Envelope {
+fn envelope(id: &str, recipients: &[&str], hold: Option<Hold>, staged: Option<Staged>) -> Envelope {
     Envelope {
         id: id.to_string(),
         received_at: unix_now(),
@@ -43,7 +43,7 @@ fn envelope(id: &str, recipients: &[&str], hold: Option<Hold>, release_of: Optio
         body_8bit: false,
         tls: None,
         hold,
-        release_of,
+        staged,
     }
 }
 
@@ -65,7 +65,7 @@ fn staging(setup: &Setup) -> Spool {
 /// Stages a release copy of `item` as `release` does before asking the store.
 fn stage(setup: &Setup, item: &str, recipient: &str) -> String {
     let id = Spool::new_id();
-    staging(setup).store(&envelope(&id, &[recipient], None, Some(item.to_string())), MESSAGE).unwrap();
+    staging(setup).store(&envelope(&id, &[recipient], None, Some(Staged::Release { item: item.to_string() })), MESSAGE).unwrap();
     id
 }
 

@@ -267,7 +267,7 @@ async fn purge_user_removes_everything_about_one_address_only(db: Db) {
     };
     for user in ["alice@example.test", "bob@example.test"] {
         store.set_preferences(user, &prefs, NOW).await.unwrap();
-        assert!(store.advance_digest_cursor(user, None, NOW).await.unwrap());
+        assert!(store.advance_digest_cursor(user, None, NOW, None).await.unwrap());
     }
     let ip: IpAddr = "192.0.2.7".parse().unwrap();
     let grey = Duration::from_secs(300);
@@ -459,11 +459,11 @@ async fn digest_cursor_advances_once_per_expected_value(db: Db) {
     let one = db.open().await;
     let two = db.open().await;
     assert_eq!(one.digest_cursor("alice@example.test").await.unwrap(), None);
-    assert!(one.advance_digest_cursor("alice@example.test", None, NOW).await.unwrap());
-    assert!(!two.advance_digest_cursor("Alice@example.test", None, NOW).await.unwrap(), "second first digest refused");
+    assert!(one.advance_digest_cursor("alice@example.test", None, NOW, None).await.unwrap());
+    assert!(!two.advance_digest_cursor("Alice@example.test", None, NOW, None).await.unwrap(), "second first digest refused");
     assert_eq!(two.digest_cursor("ALICE@example.test").await.unwrap(), Some(NOW));
-    assert!(two.advance_digest_cursor("alice@example.test", Some(NOW), NOW + DAY).await.unwrap());
-    assert!(!one.advance_digest_cursor("alice@example.test", Some(NOW), NOW + DAY).await.unwrap(), "stale cursor refused");
+    assert!(two.advance_digest_cursor("alice@example.test", Some(NOW), NOW + DAY, None).await.unwrap());
+    assert!(!one.advance_digest_cursor("alice@example.test", Some(NOW), NOW + DAY, None).await.unwrap(), "stale cursor refused");
     assert_eq!(one.digest_cursor("alice@example.test").await.unwrap(), Some(NOW + DAY));
 }
 

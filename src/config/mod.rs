@@ -5,12 +5,14 @@
 //! partly applied (callers get either a whole [`Config`] or a list of [`ConfigError`]s).
 
 mod deferral;
+mod digest;
 mod duration;
 mod policy;
 mod validate;
 mod web;
 
 pub use deferral::{Greylist, RateLimits};
+pub use digest::{Digest, DigestOverride, Frequency};
 pub use duration::Seconds;
 pub use web::{Notices, Web};
 pub use policy::{PolicyConfig, PolicyOverride, check_thresholds};
@@ -89,6 +91,9 @@ pub struct Config {
     /// Emails to users about their own mail (virus notices).
     #[serde(default)]
     pub notices: Notices,
+    /// Quarantine digests: schedule, time zone, default frequency.
+    #[serde(default)]
+    pub digest: Digest,
 }
 
 /// `[clamav]`: where clamd listens and what happens when it cannot answer.
@@ -640,6 +645,8 @@ pub struct Domain {
     pub unknown_user_code: u16,
     /// This domain's own thresholds and forced actions (over `[policy]`).
     pub policy: Option<PolicyOverride>,
+    /// This domain's own digest schedule (over `[digest]`).
+    pub digest: Option<DigestOverride>,
 }
 
 fn default_callout_ttl() -> Seconds {
@@ -743,6 +750,12 @@ impl Config {
     /// when it was on expire with it).
     pub fn greylist_lifetime(&self) -> std::time::Duration {
         self.greylist.lifetime.duration()
+    }
+
+    /// The digest settings for recipients of `domain` (the `[digest]` section with the
+    /// domain's overrides).
+    pub fn digest_for(&self, domain: &str) -> Digest {
+        self.digest.resolve(self.domain(domain).and_then(|d| d.digest.as_ref()))
     }
 
     /// The key file links in emails are signed with.

@@ -119,7 +119,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 const TOP_LEVEL_KEYS: &[&str] = &[
     "hostname", "state_dir", "listen", "tls", "limits", "timeouts", "downstream", "domain", "delivery", "dns", "reputation",
     "lists", "policy", "auth", "rules", "clamav", "attachments", "store",
-    "greylist", "rate_limits", "web", "notices",
+    "greylist", "rate_limits", "web", "notices", "digest",
 ];
 
 /// Deserializes every section and every array entry separately so that all errors surface.
@@ -144,6 +144,7 @@ fn check_sections(report: &mut Report<'_>, document: &DeTable<'_>) {
             "rate_limits" => drop(report.section::<super::RateLimits>(value)),
             "web" => drop(report.section::<super::Web>(value)),
             "notices" => drop(report.section::<super::Notices>(value)),
+            "digest" => drop(report.section::<super::Digest>(value)),
             "listen" => each_entry::<Listener>(report, value, "listen"),
             "domain" => each_entry::<Domain>(report, value, "domain"),
             "reputation" => check_reputation(report, value),
@@ -350,9 +351,15 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
         if let Some(problem) = check_thresholds(effective.tag_at, effective.quarantine_at, effective.reject_at) {
             report.at(span.clone(), format!("domain {}: policy {problem}", domain.name));
         }
+        if let Some(problem) = crate::digest::Schedule::of(&config.digest_for(&domain.name)).err() {
+            report.at(span.clone(), format!("domain {}: digest {problem}", domain.name));
+        }
         if let Some(route) = &domain.route {
             check_route(report, route, span);
         }
+    }
+    if let Some(problem) = crate::digest::Schedule::of(&config.digest).err() {
+        report.at(span_of(document, "digest", None), format!("digest: {problem}"));
     }
     check_route(report, &config.downstream, span_of(document, "downstream", None));
     let limits_span = span_of(document, "limits", None);

@@ -77,7 +77,7 @@ mod tests {
             body_8bit: false,
             tls: None,
             hold,
-            release_of: None,
+            staged: None,
         }
     }
 

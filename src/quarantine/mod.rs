@@ -15,6 +15,10 @@
 //! After a crash, [`Quarantine::recover`] settles every staged copy by asking the store whose
 //! ticket won, so a release is neither lost nor delivered twice.
 //!
+//! **Notices and digests.** A newly held virus gets its recipient a notice (`moat::notices`);
+//! the background task also sends the scheduled digests (`moat::digest`), which use the same
+//! staged, store-gated sending as releases ([`Quarantine::send_once`]).
+//!
 //! **Retention.** [`Quarantine::sweep`] expires items with their contents, old audit records and
 //! stale greylist rows; the server runs it at start and every hour.
 //!
@@ -25,7 +29,7 @@ mod ingest;
 use crate::config::Config;
 use crate::links::LinkKey;
 use crate::notices;
-use crate::spool::{Envelope, Hold, Spool, SpoolError};
+use crate::spool::{Envelope, Hold, Spool, SpoolError, Staged};
 use crate::store::vault::{Vault, VaultError};
 use crate::store::{self, Category, ItemState, QuarantineItem, ReleaseVia, Store, StoreError};
 use arc_swap::ArcSwap;
@@ -38,6 +42,8 @@ pub use ingest::{item_id, items_for};
 
 /// How often held copies are retried when the store was unreachable.
 const INGEST_RETRY: Duration = Duration::from_secs(30);
+/// How often the digest schedule is checked.
+const DIGEST_CHECK: Duration = Duration::from_secs(30);
 /// How often retention runs.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
@@ -166,6 +172,11 @@ impl Quarantine {
         self.wake();
     }
 
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
     /// The link-signing key, when `[web]` is configured.
     pub fn links(&self) -> Option<&LinkKey> {
         self.links.as_ref()
@@ -289,6 +300,28 @@ impl Quarantine {
         }
     }
 
+    /// Sends a message exactly once: stages it, asks `gate` (given the staged copy's id, to
+    /// record as the ticket) whether this caller won, then moves it to the delivery spool (won:
+    /// returns its id, to be submitted) or drops it (lost: `None`).
+    pub(crate) async fn send_once<F, Fut>(&self, envelope: Envelope, message: Vec<u8>, gate: F) -> Result<Option<String>, QuarantineError>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<bool, StoreError>>,
+    {
+        let queue_id = envelope.id.clone();
+        let staging = self.staging.clone();
+        blocking(move || staging.store(&envelope, &message)).await?;
+        let won = gate(queue_id.clone()).await;
+        if matches!(won, Ok(true)) {
+            self.activate(&queue_id).await?;
+            return Ok(Some(queue_id));
+        }
+        let staging = self.staging.clone();
+        let id = queue_id.clone();
+        blocking(move || staging.remove(&id)).await?;
+        won.map(|_| None).map_err(QuarantineError::from)
+    }
+
     /// Moves a staged release copy into the delivery spool.
     async fn activate(&self, queue_id: &str) -> Result<(), QuarantineError> {
         let (staging, delivery, id) = (self.staging.clone(), self.delivery.clone(), queue_id.to_string());
@@ -316,12 +349,13 @@ impl Quarantine {
             let Ok((envelope, _, _)) = blocking(move || staging.load_envelope(&id)).await else {
                 continue;
             };
-            let won = match envelope.release_of.as_deref() {
-                Some(item) => match self.store.releases(item).await {
+            let won = match &envelope.staged {
+                Some(Staged::Release { item }) => match self.store.releases(item).await {
                     Ok(records) => records.iter().any(|r| r.ticket.as_deref() == Some(queue_id.as_str())),
                     Err(StoreError::NotFound { .. }) => false,
                     Err(error) => return Err(error.into()),
                 },
+                Some(Staged::Digest { address }) => self.store.digest_ticket(address).await?.as_deref() == Some(queue_id.as_str()),
                 None => false,
             };
             if won {
@@ -352,6 +386,7 @@ impl Quarantine {
     pub async fn run(self: Arc<Self>, submit: impl Fn(String) + Send + 'static, mut shutdown: watch::Receiver<bool>) {
         let mut settled = false;
         let mut last_sweep: Option<tokio::time::Instant> = None;
+        let mut last_digests: Option<tokio::time::Instant> = None;
         loop {
             if !settled {
                 match self.recover().await {
@@ -372,9 +407,16 @@ impl Quarantine {
                     Err(error) => tracing::warn!(event = "retention_sweep", error = %error),
                 }
             }
+            if last_digests.is_none_or(|at| at.elapsed() >= DIGEST_CHECK) {
+                last_digests = Some(tokio::time::Instant::now());
+                match crate::digest::run(&self, &crate::digest::Run::Scheduled { now: store::unix_now() }).await {
+                    Ok(sent) => sent.queue_ids.into_iter().for_each(&submit),
+                    Err(error) => tracing::warn!(event = "digest_run", error = %error, note = "retried at the next check"),
+                }
+            }
             tokio::select! {
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(INGEST_RETRY) => {}
+                _ = tokio::time::sleep(INGEST_RETRY.min(DIGEST_CHECK)) => {}
                 _ = shutdown.wait_for(|down| *down) => return,
             }
         }
@@ -394,7 +436,7 @@ fn release_envelope(item: &QuarantineItem, message: &[u8]) -> Envelope {
         body_8bit: !message.is_ascii(),
         tls: None,
         hold: None,
-        release_of: Some(item.id.clone()),
+        staged: Some(Staged::Release { item: item.id.clone() }),
     }
 }
 

@@ -3,7 +3,7 @@
 //! flush, remove and quarantine release.
 //!
 //! Protocol: one JSON request line (`{"op":"flush"}`, `{"op":"remove","ids":[...]}` or
-//! `{"op":"release","id":"...","actor":"..."}`), one JSON answer line
+//! `{"op":"release","id":"...","actor":"..."}`, `{"op":"digest","user":null}`), one JSON answer line
 //! (`{"ok":true,"count":N,"ids":[...]}` or `{"ok":false,"error":"..."}`).
 //!
 //! Guarantees: `list` only reads the spool, so it works with or without a running server;
@@ -76,6 +76,7 @@ enum Request {
     Flush,
     Remove { ids: Vec<String> },
     Release { id: String, actor: String },
+    Digest { user: Option<String> },
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -145,6 +146,25 @@ pub async fn release(config: &Config, id: &str, actor: &str) -> Result<ReleaseOu
             let quarantine = Quarantine::open(config, spool).await.map_err(|e| ControlError::Server(e.to_string()))?;
             let released = quarantine.release(id, actor, ReleaseVia::Cli).await.map_err(|e| ControlError::Server(e.to_string()))?;
             Ok(ReleaseOutcome::Spooled(released.queue_id))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Sends digests now (`moat digest run --now`) through the running server if one answers, else
+/// directly (they wait in the spool for the next start). Returns the spool ids and whether a
+/// server queued them.
+pub async fn digest_now(config: &Config, user: Option<&str>) -> Result<(Vec<String>, bool), ControlError> {
+    let request = Request::Digest { user: user.map(str::to_string) };
+    match self::request(&config.control_socket(), &request).await {
+        Ok(answer) => Ok((answer.ids, true)),
+        Err(ControlError::NotRunning(_)) => {
+            let config = Arc::new(ArcSwap::from_pointee(config.clone()));
+            let spool = Arc::new(Spool::open(&config.load().spool_dir())?);
+            let quarantine = Quarantine::open(config, spool).await.map_err(|e| ControlError::Server(e.to_string()))?;
+            let run = crate::digest::Run::Now { now: crate::store::unix_now(), user: user.map(str::to_string) };
+            let sent = crate::digest::run(&quarantine, &run).await.map_err(|e| ControlError::Server(e.to_string()))?;
+            Ok((sent.queue_ids, false))
         }
         Err(error) => Err(error),
     }
@@ -274,6 +294,18 @@ async fn answer(stream: UnixStream, queue: &QueueHandle, quarantine: &Quarantine
                 }
                 Err(e) => failure(e.to_string()),
             },
+            Ok(Request::Digest { user }) => {
+                let run = crate::digest::Run::Now { now: crate::store::unix_now(), user };
+                match crate::digest::run(quarantine, &run).await {
+                    Ok(sent) => {
+                        for id in &sent.queue_ids {
+                            queue.submit(id.clone());
+                        }
+                        Answer { ok: true, count: sent.queue_ids.len(), ids: sent.queue_ids, error: None }
+                    }
+                    Err(e) => failure(e.to_string()),
+                }
+            }
             Err(e) => failure(format!("bad request: {e}")),
         },
         Ok(Err(e)) => failure(format!("cannot read request: {e}")),

@@ -36,7 +36,7 @@ pub fn dsn_envelope(original: &Envelope, hostname: &str, now: i64) -> Envelope {
         body_8bit: false,
         tls: None,
         hold: None,
-        release_of: None,
+        staged: None,
     }
 }
 
@@ -190,7 +190,7 @@ mod tests {
             body_8bit: false,
             tls: None,
             hold: None,
-            release_of: None,
+            staged: None,
         }
     }
 

@@ -121,7 +121,7 @@ impl Session {
             body_8bit: tx.mail.body_8bit,
             tls: self.conn.tls_description(),
             hold: group.hold.clone(),
-            release_of: None,
+            staged: None,
         };
         let mut fields = vec![self.received(&envelope)];
         fields.extend(filter_fields.iter().cloned());

@@ -56,9 +56,19 @@ pub struct Envelope {
     /// Why the message is held, for a copy in the holding spool (never delivered).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<Hold>,
-    /// The quarantine item this copy releases, for a copy staged for release.
+    /// What a copy in the quarantine's staging spool is for (see `moat::quarantine`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub release_of: Option<String>,
+    pub staged: Option<Staged>,
+}
+
+/// A copy staged before the store decides whether it goes out (exactly once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Staged {
+    /// The release of this quarantine item.
+    Release { item: String },
+    /// The digest that advances this user's cursor.
+    Digest { address: String },
 }
 
 /// The verdict behind a held copy: what the quarantine index records about it.

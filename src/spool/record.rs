@@ -159,7 +159,7 @@ mod tests {
             body_8bit: true,
             tls: Some("TLSv1.3".into()),
             hold: None,
-            release_of: None,
+            staged: None,
         }
     }
 

@@ -15,7 +15,7 @@ fn envelope(id: &str) -> Envelope {
         body_8bit: false,
         tls: None,
         hold: None,
-        release_of: None,
+        staged: None,
     }
 }
 

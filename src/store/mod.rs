@@ -345,6 +345,8 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     // The spool id of the copy a release put on its way, so a node that crashed between staging
     // a copy and asking the store can tell whether its copy is the one that won.
     (2, "ALTER TABLE release_audit ADD COLUMN ticket TEXT;"),
+    // The spool id of the digest that advanced a cursor, for the same reason.
+    (3, "ALTER TABLE digest_cursor ADD COLUMN ticket TEXT;"),
 ];
 
 /// The schema version this binary writes.
@@ -918,25 +920,34 @@ impl Store {
     /// Moves the user's cursor from `expected` (what [`Store::digest_cursor`] returned) to `to`,
     /// only if nobody moved it meanwhile: `true` means this caller owns the digest for the
     /// period; `false` means another run (or node) already did it.
-    pub async fn advance_digest_cursor(&self, address: &str, expected: Option<UnixTime>, to: UnixTime) -> Result<bool, StoreError> {
+    pub async fn advance_digest_cursor(&self, address: &str, expected: Option<UnixTime>, to: UnixTime, ticket: Option<&str>) -> Result<bool, StoreError> {
         let address = lower(address);
+        let ticket = Val::Text(ticket.map(str::to_string));
         let n = match expected {
             None => {
                 self.execute(
-                    "INSERT INTO digest_cursor (address, last_digest) VALUES ($1, $2) ON CONFLICT (address) DO NOTHING",
-                    vec![text(address), int(to)],
+                    "INSERT INTO digest_cursor (address, last_digest, ticket) VALUES ($1, $2, $3) ON CONFLICT (address) DO NOTHING",
+                    vec![text(address), int(to), ticket],
                 )
                 .await?
             }
             Some(from) => {
                 self.execute(
-                    "UPDATE digest_cursor SET last_digest = $3 WHERE address = $1 AND last_digest = $2",
-                    vec![text(address), int(from), int(to)],
+                    "UPDATE digest_cursor SET last_digest = $3, ticket = $4 WHERE address = $1 AND last_digest = $2",
+                    vec![text(address), int(from), int(to), ticket],
                 )
                 .await?
             }
         };
         Ok(n == 1)
+    }
+
+    /// The spool id recorded by the digest that last advanced `address`'s cursor, if any.
+    pub async fn digest_ticket(&self, address: &str) -> Result<Option<String>, StoreError> {
+        let rows = self
+            .query("SELECT ticket FROM digest_cursor WHERE address = $1", vec![text(lower(address))], &[Ty::Text], "digest_cursor")
+            .await?;
+        Ok(rows.first().map(|r| r.opt_text(0)).transpose()?.flatten())
     }
 
     // ---- greylisting and rates --------------------------------------------------------------

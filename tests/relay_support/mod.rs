@@ -220,7 +220,7 @@ pub fn store(spool: &Spool, sender: &str, recipients: &[&str], message: &[u8]) -
         body_8bit: false,
         tls: None,
         hold: None,
-        release_of: None,
+        staged: None,
     };
     spool.store(&envelope, message).unwrap();
     id

@@ -1,0 +1,171 @@
+//! The digest email: what arrived in the quarantine since the last digest, each item with its
+//! date, sender, subject, score and a plain-language reason, and signed release links.
+//!
+//! Guarantees: multipart text + HTML (mail-builder); every value from a message (subject,
+//! sender, symbol details) is escaped in the HTML part and stripped of control characters in
+//! both; no images, no remote content, no tracking; an opt-out link in the body and RFC 8058
+//! `List-Unsubscribe` / `List-Unsubscribe-Post` headers.
+
+use crate::config::{Config, Web};
+use crate::links::{LinkAction, LinkKey};
+use crate::notices::shown;
+use crate::spool::{Envelope, Spool, Staged};
+use crate::store::QuarantineItem;
+use crate::web::escape;
+use mail_builder::MessageBuilder;
+use mail_builder::headers::raw::Raw;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// Up to three reasons, from the highest-scoring positive symbols' descriptions.
+pub fn reason(item: &QuarantineItem) -> String {
+    let reasons: Vec<String> = item
+        .symbols
+        .iter()
+        .filter(|s| s.score > 0.0)
+        .take(3)
+        .map(|s| {
+            let text = s.detail.as_deref().unwrap_or(&s.name);
+            // "description (detail)": the description is the plain-language part.
+            let plain = text.rsplit_once(" (").filter(|_| text.ends_with(')')).map_or(text, |(d, _)| d);
+            shown(plain)
+        })
+        .collect();
+    if reasons.is_empty() { "held by policy".into() } else { reasons.join("; ") }
+}
+
+fn date(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0).map_or_else(|| at.to_string(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+}
+
+struct Row {
+    date: String,
+    sender: String,
+    subject: String,
+    score: f64,
+    reason: String,
+    release: String,
+    release_allow: String,
+}
+
+fn rows(web: &Web, key: &LinkKey, address: &str, items: &[QuarantineItem], now: i64) -> Vec<Row> {
+    items
+        .iter()
+        .map(|item| Row {
+            date: date(item.date),
+            sender: if item.sender.is_empty() { "(no sender)".into() } else { shown(&item.sender) },
+            subject: if item.subject.is_empty() { "(no subject)".into() } else { shown(&item.subject) },
+            score: item.score,
+            reason: reason(item),
+            release: key.url(web, LinkAction::Release, address, &item.id, now),
+            release_allow: key.url(web, LinkAction::ReleaseAllow, address, &item.id, now),
+        })
+        .collect()
+}
+
+fn text_part(address: &str, rows: &[Row], retention_days: u64, unsubscribe: &str) -> String {
+    let mut text = format!("Quarantine digest for {}\r\n\r\n", shown(address));
+    if rows.is_empty() {
+        text.push_str("Nothing new was held for you since your last digest.\r\n");
+    } else {
+        text.push_str(&format!(
+            "{} message(s) were held for you since your last digest. Each is deleted after {retention_days} days.\r\n",
+            rows.len()
+        ));
+    }
+    for (n, row) in rows.iter().enumerate() {
+        text.push_str(&format!(
+            "\r\n{}. {}  From: {}\r\n   Subject: {}\r\n   Score {:.1}: {}\r\n   Release: {}\r\n   Release and always allow this sender: {}\r\n",
+            n + 1,
+            row.date,
+            row.sender,
+            row.subject,
+            row.score,
+            row.reason,
+            row.release,
+            row.release_allow
+        ));
+    }
+    text.push_str(&format!("\r\nTo stop these digests: {unsubscribe}\r\n"));
+    text
+}
+
+fn html_part(address: &str, rows: &[Row], retention_days: u64, unsubscribe: &str) -> String {
+    let mut html = format!(
+        "<!doctype html><html><body style=\"font-family:sans-serif;line-height:1.4\">\
+         <h2 style=\"font-size:1.2em\">Quarantine digest for {}</h2>",
+        escape(address)
+    );
+    if rows.is_empty() {
+        html.push_str("<p>Nothing new was held for you since your last digest.</p>");
+    } else {
+        html.push_str(&format!(
+            "<p>{} message(s) were held for you since your last digest. Each is deleted after {retention_days} days.</p>\
+             <table cellpadding=\"6\" style=\"border-collapse:collapse\"><tr><th align=\"left\">Date</th><th align=\"left\">From</th>\
+             <th align=\"left\">Subject</th><th align=\"left\">Why</th><th></th></tr>",
+            rows.len()
+        ));
+        for row in rows {
+            html.push_str(&format!(
+                "<tr style=\"border-top:1px solid #ccc\"><td>{}</td><td>{}</td><td>{}</td><td>{:.1}: {}</td>\
+                 <td><a href=\"{}\">Release</a><br><a href=\"{}\">Release and allow sender</a></td></tr>",
+                escape(&row.date),
+                escape(&row.sender),
+                escape(&row.subject),
+                row.score,
+                escape(&row.reason),
+                escape(&row.release),
+                escape(&row.release_allow)
+            ));
+        }
+        html.push_str("</table>");
+    }
+    html.push_str(&format!(
+        "<p style=\"font-size:.9em\">Opening a link shows a page with a button; nothing is released until you press it. \
+         <a href=\"{}\">Stop these digests</a>.</p></body></html>",
+        escape(unsubscribe)
+    ));
+    html
+}
+
+/// The digest for `address` listing `items`, ready for the spool (staged: its id is the ticket
+/// recorded with the cursor), or `None` without a `[web]` section for its links.
+pub fn digest(config: &Config, key: &LinkKey, address: &str, items: &[QuarantineItem], now: i64) -> Option<(Envelope, Vec<u8>)> {
+    let web = config.web.as_ref()?;
+    let unsubscribe = key.url(web, LinkAction::Unsubscribe, address, "", now);
+    let rows = rows(web, key, address, items, now);
+    let retention_days = config.store.retention.0 / 86400;
+    let subject = match items.len() {
+        0 => "Quarantine digest: nothing new".to_string(),
+        1 => "Quarantine digest: 1 message held for you".to_string(),
+        n => format!("Quarantine digest: {n} messages held for you"),
+    };
+    let from = config.notice_from();
+    let id = Spool::new_id();
+    let message = MessageBuilder::new()
+        .from(("Mail filter", from.as_str()))
+        .to(address)
+        .subject(subject)
+        .date(now)
+        .message_id(format!("digest.{id}@{}", config.hostname))
+        .header("Auto-Submitted", Raw::new("auto-generated"))
+        .header("List-Unsubscribe", Raw::new(format!("<{unsubscribe}>")))
+        .header("List-Unsubscribe-Post", Raw::new("List-Unsubscribe=One-Click"))
+        .text_body(text_part(address, &rows, retention_days, &unsubscribe))
+        .html_body(html_part(address, &rows, retention_days, &unsubscribe))
+        .write_to_vec()
+        .ok()?;
+    let envelope = Envelope {
+        id,
+        received_at: now,
+        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        helo: config.hostname.clone(),
+        sender: String::new(),
+        recipients: vec![address.to_string()],
+        smtputf8: !address.is_ascii(),
+        body_8bit: !message.is_ascii(),
+        tls: None,
+        hold: None,
+        staged: Some(Staged::Digest { address: address.to_string() }),
+    };
+    Some((envelope, message))
+}
