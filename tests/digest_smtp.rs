@@ -58,6 +58,10 @@ fn spam_held_then_listed_in_a_digest_whose_link_releases_the_original_once() {
     assert_eq!(parsed.header_raw("List-Unsubscribe-Post").map(str::trim), Some("List-Unsubscribe=One-Click"));
     assert!(body.contains("To stop these digests: http://127.0.0.1:"), "{body}");
 
+    let view = http(web, "GET", &link_path(&url_after(&body, "View: ")), "");
+    assert_eq!(view.status, 200, "{view:?}");
+    assert!(view.body.contains(&format!("You have won {id}")), "the user sees their message: {}", view.body);
+    assert!(view.body.contains("&lt;b&gt;Prize&lt;/b&gt;") && view.body.contains("Claims you won a prize"), "{}", view.body);
     let release = url_after(&body, "Release: ");
     let page = http(web, "GET", &link_path(&release), "");
     assert_eq!(page.status, 200);

@@ -124,3 +124,23 @@ fn hostile_subjects_and_senders_render_as_text() {
     assert!(!page.body.contains("<script>") && !page.body.contains("<img"), "{}", page.body);
     assert!(page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "shown as text: {}", page.body);
 }
+
+#[test]
+fn the_view_link_shows_the_users_own_message_as_inert_text_with_attachments_listed_not_served() {
+    let setup = setup();
+    let message = "From: <x@remote.example>\r\nSubject: html\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+                   --b\r\nContent-Type: text/html\r\n\r\n<p>You have won</p><script>alert(3)</script><img src=\"http://tracker.example/p.gif\">\r\n\
+                   --b\r\nContent-Type: application/pdf; name=\"prize.pdf\"\r\nContent-Disposition: attachment; filename=\"prize.pdf\"\r\n\r\n%PDF-1.4\r\n--b--\r\n";
+    let reply = setup.moat.smtp_ehlo().send_mail("lottery@remote.example", &["fay@example.test", "gus@example.test"], message.as_bytes());
+    assert_eq!(reply.code, 250, "{reply}");
+    let held = setup.moat.wait_quarantined(2);
+    let fay = held.iter().find(|h| h.item.recipient == "fay@example.test").unwrap().item.id.clone();
+    let page = http(setup.web, "GET", &link(&setup.moat, LinkAction::View, "fay@example.test", &fay, unix_now() + 3600), "");
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.body.contains("You have won"), "{}", page.body);
+    assert!(!page.body.contains("<script") && !page.body.contains("<img") && !page.body.contains("tracker.example/p.gif\""), "{}", page.body);
+    assert!(page.body.contains("prize.pdf") && page.body.contains("application/pdf"), "attachments are listed: {}", page.body);
+    assert!(page.body.contains("Release and allow sender"), "with the release buttons");
+    let other = http(setup.web, "GET", &link(&setup.moat, LinkAction::View, "gus@example.test", &fay, unix_now() + 3600), "");
+    assert_eq!(other.status, 404, "another user's link cannot show fay's copy");
+}

@@ -43,6 +43,7 @@ struct Row {
     subject: String,
     score: f64,
     reason: String,
+    view: String,
     release: String,
     release_allow: String,
 }
@@ -56,6 +57,7 @@ fn rows(web: &Web, key: &LinkKey, address: &str, items: &[QuarantineItem], now: 
             subject: if item.subject.is_empty() { "(no subject)".into() } else { shown(&item.subject) },
             score: item.score,
             reason: reason(item),
+            view: key.url(web, LinkAction::View, address, &item.id, now),
             release: key.url(web, LinkAction::Release, address, &item.id, now),
             release_allow: key.url(web, LinkAction::ReleaseAllow, address, &item.id, now),
         })
@@ -74,13 +76,14 @@ fn text_part(address: &str, rows: &[Row], retention_days: u64, unsubscribe: &str
     }
     for (n, row) in rows.iter().enumerate() {
         text.push_str(&format!(
-            "\r\n{}. {}  From: {}\r\n   Subject: {}\r\n   Score {:.1}: {}\r\n   Release: {}\r\n   Release and always allow this sender: {}\r\n",
+            "\r\n{}. {}  From: {}\r\n   Subject: {}\r\n   Score {:.1}: {}\r\n   View: {}\r\n   Release: {}\r\n   Release and always allow this sender: {}\r\n",
             n + 1,
             row.date,
             row.sender,
             row.subject,
             row.score,
             row.reason,
+            row.view,
             row.release,
             row.release_allow
         ));
@@ -107,12 +110,13 @@ fn html_part(address: &str, rows: &[Row], retention_days: u64, unsubscribe: &str
         for row in rows {
             html.push_str(&format!(
                 "<tr style=\"border-top:1px solid #ccc\"><td>{}</td><td>{}</td><td>{}</td><td>{:.1}: {}</td>\
-                 <td><a href=\"{}\">Release</a><br><a href=\"{}\">Release and allow sender</a></td></tr>",
+                 <td><a href=\"{}\">View</a><br><a href=\"{}\">Release</a><br><a href=\"{}\">Release and allow sender</a></td></tr>",
                 escape(&row.date),
                 escape(&row.sender),
                 escape(&row.subject),
                 row.score,
                 escape(&row.reason),
+                escape(&row.view),
                 escape(&row.release),
                 escape(&row.release_allow)
             ));

@@ -328,6 +328,13 @@ impl Quarantine {
         blocking(move || delivery.adopt(&staging, &id)).await
     }
 
+    /// The contents of item `id`, opened. Only for the item's own user (the web view behind
+    /// their signed link); never logged.
+    pub async fn open_contents(&self, id: &str) -> Result<Vec<u8>, QuarantineError> {
+        let sealed = self.store.get_content(id).await?;
+        Ok(self.vault.open_sealed(id, &sealed)?)
+    }
+
     /// Deletes item `id` (only while held): its contents go at once, its row stays until expiry
     /// so a late click says "already deleted".
     pub async fn delete(&self, id: &str) -> Result<(), QuarantineError> {

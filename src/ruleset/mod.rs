@@ -36,7 +36,7 @@ mod cond;
 mod eval;
 pub mod filter;
 mod header;
-mod html;
+pub mod html;
 mod literals;
 mod message;
 mod meta;

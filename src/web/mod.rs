@@ -17,6 +17,7 @@ use crate::lists::Entry;
 use crate::session::Shared;
 use crate::store::{self, ItemState, ListKind, QuarantineItem, ReleaseVia, StoreError};
 use axum::Router;
+use mail_parser::MimeHeaders;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -174,8 +175,76 @@ async fn show(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> R
             };
             page(StatusCode::OK, title, &format!("{}{}", describe(&item), button(label)))
         }
-        LinkAction::View => page(StatusCode::NOT_FOUND, "Not available", "<p>Viewing messages is not available here yet.</p>"),
+        LinkAction::View => view(&shared, &link).await,
     }
+}
+
+/// Most characters of a message's text shown on its page.
+const MAX_VIEW_TEXT: usize = 100_000;
+
+/// The held message, for its own user: a header summary, the text (an HTML-only message is
+/// shown as its text, never rendered), the attachments by name and type (not served), and the
+/// release buttons.
+async fn view(shared: &Shared, link: &Link) -> Response {
+    let item = match owned_item(shared, link).await {
+        Ok(item) => item,
+        Err(refusal) => return *refusal,
+    };
+    if item.state == ItemState::Deleted {
+        return no_longer_held(item.state);
+    }
+    let contents = match shared.quarantine.open_contents(&item.id).await {
+        Ok(contents) => contents,
+        Err(error) => {
+            tracing::warn!(event = "web_view_failed", item = %item.id, error = %error);
+            return unavailable();
+        }
+    };
+    let parsed = mail_parser::MessageParser::default().parse(&contents);
+    let (text, attachments) = match &parsed {
+        Some(message) => {
+            let text = match message.body_text(0) {
+                Some(text) => text.into_owned(),
+                None => message.body_html(0).map(|html| crate::ruleset::html::render(&html).text).unwrap_or_default(),
+            };
+            let attachments: Vec<String> = message
+                .attachments()
+                .map(|part| {
+                    let name = part.attachment_name().unwrap_or("(unnamed)");
+                    let kind = part.content_type().map_or_else(String::new, |t| match t.subtype() {
+                        Some(sub) => format!("{}/{sub}", t.ctype()),
+                        None => t.ctype().to_string(),
+                    });
+                    format!("<li>{} <small>{}</small></li>", escape(name), escape(&kind))
+                })
+                .collect();
+            (text, attachments)
+        }
+        None => (String::new(), Vec::new()),
+    };
+    let shown: String = text.chars().take(MAX_VIEW_TEXT).collect();
+    let reason = crate::digest::build::reason(&item);
+    let mut body = format!("{}<p>Held because: {} (score {:.1})</p>", describe(&item), escape(&reason), item.score);
+    body.push_str(&format!("<pre style=\"white-space:pre-wrap;border:1px solid #ccc;padding:.5rem\">{}</pre>", escape_keep_lines(&shown)));
+    if !attachments.is_empty() {
+        body.push_str(&format!("<p>Attachments (not available here):</p><ul>{}</ul>", attachments.join("")));
+    }
+    if item.state == ItemState::Held
+        && let (Some(key), Some(web)) = (shared.quarantine.links(), shared.config.load().web.clone())
+    {
+        let now = store::unix_now();
+        for (action, label) in [(LinkAction::Release, "Release"), (LinkAction::ReleaseAllow, "Release and allow sender")] {
+            let url = key.url(&web, action, &link.address, &item.id, now);
+            let path = url.find("/l/").map_or(url.as_str(), |i| &url[i..]);
+            body.push_str(&format!("<form method=\"post\" action=\"{}\"><button type=\"submit\">{}</button></form>", escape(path), escape(label)));
+        }
+    }
+    page(StatusCode::OK, "Held message", &body)
+}
+
+/// [`escape`], keeping line breaks (for a `<pre>` block).
+fn escape_keep_lines(text: &str) -> String {
+    text.split('\n').map(|line| escape(line.trim_end_matches('\r'))).collect::<Vec<_>>().join("\n")
 }
 
 /// POST: does what the link says.
@@ -187,7 +256,7 @@ async fn act(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Re
     match link.action {
         LinkAction::Unsubscribe => unsubscribe(&shared, &link.address).await,
         LinkAction::Release | LinkAction::ReleaseAllow => release(&shared, &link).await,
-        LinkAction::View => page(StatusCode::METHOD_NOT_ALLOWED, "Not available", "<p>Nothing to do.</p>"),
+        LinkAction::View => page(StatusCode::METHOD_NOT_ALLOWED, "Nothing to do", "<p>This link only shows the message.</p>"),
     }
 }
 
