@@ -223,3 +223,30 @@ fn a_users_own_block_list_in_the_store_refuses_that_sender_for_that_user_only() 
     assert_reply(&smtp.cmd("MAIL FROM:<pest@remote.example>"), 250, "2.1.0", "sender");
     assert_reply(&smtp.cmd("RCPT TO:<kate@example.test>"), 250, "2.1.5", "another user still gets mail from that sender");
 }
+
+#[test]
+fn items_past_their_retention_are_swept_with_their_contents() {
+    let rules = temp_dir();
+    let capture = Capture::new();
+    let mut moat = Moat::start(config(capture.port, &rules));
+    for n in 0..2 {
+        let reply = moat.smtp_ehlo().send_mail("lottery@remote.example", &["olga@example.test"], &prize(&format!("{n}")));
+        assert_eq!(reply.code, 250, "{reply}");
+    }
+    let held = moat.wait_quarantined(2);
+    moat.sigterm();
+    moat.wait_exit(DEADLINE);
+    // Age one item past its retention, as 31 days would.
+    let store = moat.store();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let old = &held[0].item;
+    let sealed = runtime.block_on(store.get_content(&old.id)).unwrap();
+    runtime.block_on(store.delete_item(&old.id)).unwrap();
+    let expired = moat::store::QuarantineItem { expires_at: moat::store::unix_now() - 1, ..old.clone() };
+    runtime.block_on(store.insert_item(&expired, &sealed)).unwrap();
+    moat.restart();
+    wait_until("the retention sweep", DEADLINE, || (moat.quarantine().len() == 1).then_some(()));
+    assert_eq!(moat.quarantine()[0].item.id, held[1].item.id, "the fresh item stays");
+    assert!(runtime.block_on(store.get_content(&old.id)).is_err(), "the expired item's contents are gone");
+    assert!(moat.log().contains("event=\"retention_sweep\""));
+}
