@@ -10,7 +10,9 @@
 //! parse, compile, evaluate against a parsed message), `filter` (the filter chain: auth, DNS lists,
 //! reverse DNS, clamd, attachment policy), `scoring` and `verdict` (symbols × policy → action), `session` (async driver per connection), `server`
 //! (listeners, limits, signals), `tls`, `spool`, `relay`, `store` (quarantine index, encrypted contents, user preferences, greylisting;
-//! SQLite or PostgreSQL), `systemd` (sd_notify).
+//! SQLite or PostgreSQL), `quarantine` (held copies into the store, exactly-once release),
+//! `digest` and `notices` (the emails moat sends users), `links` and `web` (signed links and the
+//! pages behind them), `systemd` (sd_notify).
 pub mod config;
 pub mod digest;
 pub mod dns;
