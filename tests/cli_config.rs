@@ -99,3 +99,18 @@ fn serve_with_a_bad_config_exits_78_without_listening() {
     );
     assert!(output.contains("hostnme"), "{output}");
 }
+
+#[test]
+fn the_shipped_example_configuration_is_valid_and_a_bad_digest_schedule_is_located() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = moat_cli(&["config", "check", root.join("examples/moat.toml").to_str().unwrap()], root);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+
+    let dir = temp_dir();
+    let file = dir.path().join("moat.toml");
+    std::fs::write(&file, format!("{}\n[digest]\nschedule = \"0 8 * *\"\ntimezone = \"Mars/Base\"\n", good_config())).unwrap();
+    let out = moat_cli(&["config", "check", file.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(EX_CONFIG));
+    let report = text(&out.stderr) + &text(&out.stdout);
+    assert!(report.contains("five fields") && report.contains("moat.toml:"), "{report}");
+}
