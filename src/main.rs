@@ -213,12 +213,8 @@ struct ScanOptions {
 }
 
 fn scan(path: &Path, files: &[PathBuf], options: ScanOptions) -> ExitCode {
-    let config = match load_config(path) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    let runtime = match current_thread_runtime() {
-        Ok(runtime) => runtime,
+    let (config, runtime) = match config_and_runtime(path) {
+        Ok(both) => both,
         Err(code) => return code,
     };
     let limit = config.limits.max_message_size;
@@ -310,12 +306,8 @@ fn with_store_config<F: std::future::Future<Output = Result<(), String>>>(
     name: &str,
     job: impl FnOnce(moat::config::Config) -> F,
 ) -> ExitCode {
-    let config = match load_config(path) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    let runtime = match current_thread_runtime() {
-        Ok(runtime) => runtime,
+    let (config, runtime) = match config_and_runtime(path) {
+        Ok(both) => both,
         Err(code) => return code,
     };
     match runtime.block_on(job(config)) {
@@ -325,6 +317,11 @@ fn with_store_config<F: std::future::Future<Output = Result<(), String>>>(
             ExitCode::FAILURE
         }
     }
+}
+
+/// The configuration at `path` and a runtime for a short-lived command.
+fn config_and_runtime(path: &Path) -> Result<(moat::config::Config, tokio::runtime::Runtime), ExitCode> {
+    Ok((load_config(path)?, current_thread_runtime()?))
 }
 
 /// A single-threaded runtime for the short-lived commands.
@@ -380,12 +377,8 @@ fn serve(path: &Path, log_json: bool) -> ExitCode {
 }
 
 fn queue(path: &Path, command: QueueCommand) -> ExitCode {
-    let config = match load_config(path) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    let runtime = match current_thread_runtime() {
-        Ok(runtime) => runtime,
+    let (config, runtime) = match config_and_runtime(path) {
+        Ok(both) => both,
         Err(code) => return code,
     };
     use moat::relay::control;
