@@ -41,7 +41,7 @@ use tokio::sync::{Notify, watch};
 pub use ingest::{item_id, items_for};
 
 /// How often held copies are retried when the store was unreachable.
-const INGEST_RETRY: Duration = Duration::from_secs(30);
+const INGEST_RETRY: Duration = Duration::from_secs(10);
 /// How often the digest schedule is checked.
 const DIGEST_CHECK: Duration = Duration::from_secs(30);
 /// How often retention runs.

@@ -75,14 +75,25 @@ impl PgServer {
             .output()
             .expect("run initdb");
         assert!(output.status.success(), "initdb failed: {}", String::from_utf8_lossy(&output.stderr));
-        let port = free_port();
         let log = std::fs::File::create(dir.path().join("postgres.log")).expect("log file");
         std::os::unix::fs::chown(dir.path().join("postgres.log"), Some(uid), Some(gid)).expect("chown log");
+        drop(log);
+        let mut server = PgServer { port: free_port(), child: None, dir };
+        server.resume();
+        server
+    }
+
+    /// (Re)starts the server process on its data directory and port.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "postgres is already running");
+        let bin = bin_dir();
+        let (uid, gid) = postgres_ids();
+        let log = std::fs::OpenOptions::new().append(true).open(self.dir.path().join("postgres.log")).expect("log file");
         let child = as_postgres(&bin.join("postgres"), uid, gid)
             .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(dir.path())
+            .arg(self.dir.path().join("data"))
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(self.dir.path())
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off"])
             .args(["-c", "synchronous_commit=off", "-c", "max_connections=200"])
             .stdin(Stdio::null())
@@ -90,9 +101,17 @@ impl PgServer {
             .stderr(log)
             .spawn()
             .expect("start postgres");
-        let mut server = PgServer { port, child: Some(child), dir };
-        server.wait_ready(&bin);
-        server
+        self.child = Some(child);
+        self.wait_ready(&bin);
+    }
+
+    /// Stops the server process (fast shutdown: clients are disconnected), keeping its data.
+    pub fn halt(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on the pid of a child we own and have not reaped.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+            let _ = child.wait();
+        }
     }
 
     /// The server every test of this process shares while at least one holds it.
