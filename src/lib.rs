@@ -20,6 +20,7 @@ pub mod filter;
 pub mod headers;
 pub mod links;
 pub mod lists;
+pub mod metrics;
 pub mod notices;
 pub mod relay;
 pub mod quarantine;

@@ -275,6 +275,7 @@ impl Scorer {
     pub fn log_rules_in_force(&self) {
         if let Some(rules) = &self.rules {
             tracing::info!(event = "rules_loaded", loaded = rules.loaded, skipped = rules.skipped, hash = %rules.hash);
+            crate::metrics::rules_in_force(&rules.hash.to_string());
         }
     }
 

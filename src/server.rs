@@ -62,6 +62,12 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
         .map_err(|source| ServeError::StateDir { path: config.state_dir.display().to_string(), source })?;
     let acceptor = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let spool = Arc::new(Spool::open(&config.spool_dir()).map_err(|e| ServeError::Spool(e.to_string()))?);
+    let metrics = match &config.metrics {
+        Some(m) => Some(TcpListener::bind(m.listen).await.map_err(|source| ServeError::Bind { address: m.listen, source })?),
+        None => None,
+    };
+    // Recording starts before the rules are logged in force, so their hash is on /metrics.
+    let metrics_handle = metrics.as_ref().and_then(|_| crate::metrics::install());
     let scorer = scoring::build(Arc::new(config.clone())).map_err(ServeError::Filters)?;
     scorer.log_rules_in_force();
     let listeners = bind_all(&config.listen).await?;
@@ -102,6 +108,10 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
     for (listener, settings) in listeners {
         tracing::info!(event = "listening", address = %settings.address, starttls = settings.starttls, proxy_protocol = settings.proxy_protocol);
         tokio::spawn(accept_loop(listener, settings, shared.clone(), limiter.clone()));
+    }
+    if let (Some(listener), Some(handle)) = (metrics, metrics_handle) {
+        tracing::info!(event = "listening", address = %listener.local_addr().map_or_else(|_| String::new(), |a| a.to_string()), metrics = true);
+        tokio::spawn(crate::metrics::serve(listener, handle, shared.clone()));
     }
     if let Some(web) = web {
         tracing::info!(event = "listening", address = %shared.config.load().web.as_ref().map_or_else(String::new, |w| w.listen.to_string()), web = true);
@@ -178,12 +188,14 @@ async fn reload(path: &std::path::Path, shared: &Shared) {
             read_user_lists(shared).await;
             shared.config.store(Arc::new(new));
             shared.scorer.load().log_rules_in_force();
+            metrics::counter!("moat_rule_reloads_total", "outcome" => "applied").increment(1);
             tracing::info!(event = "reload", outcome = "applied");
         }
         Err(errors) => {
             for error in &errors {
                 tracing::error!(event = "reload", outcome = "refused", error = %error);
             }
+            metrics::counter!("moat_rule_reloads_total", "outcome" => "refused").increment(1);
             tracing::error!(event = "reload", outcome = "refused", note = "the running configuration stays in force");
         }
     }
@@ -216,11 +228,13 @@ async fn watch_rules(shared: Arc<Shared>) {
             Ok(Ok(scorer)) => {
                 put_in_force(&shared, scorer);
                 shared.scorer.load().log_rules_in_force();
+                metrics::counter!("moat_rule_reloads_total", "outcome" => "applied").increment(1);
             }
             Ok(Err(errors)) => {
                 for error in &errors.0 {
                     tracing::error!(event = "reload", outcome = "refused", error = %error);
                 }
+                metrics::counter!("moat_rule_reloads_total", "outcome" => "refused").increment(1);
                 tracing::error!(event = "reload", outcome = "refused", note = "the running rules stay in force");
             }
             Err(_) => tracing::error!(event = "reload", outcome = "refused", note = "loading the rules failed internally"),
@@ -291,6 +305,7 @@ async fn admit(mut stream: TcpStream, peer: SocketAddr, settings: Listener, shar
         match read_proxy_header(&mut stream).await {
             Some((source, rest)) => (source.unwrap_or(peer), rest),
             None => {
+                metrics::counter!("moat_connections_total", "ending" => "bad_proxy_header").increment(1);
                 tracing::info!(event = "connection", client_ip = %peer.ip(), ending = "bad_proxy_header");
                 return;
             }
@@ -302,11 +317,14 @@ async fn admit(mut stream: TcpStream, peer: SocketAddr, settings: Listener, shar
     let Some(_permit) = limiter.acquire(peer.ip(), config.limits.max_connections, config.limits.max_connections_per_ip) else {
         let reply = replies::too_many_connections(&config.hostname).to_bytes();
         let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&reply)).await;
+        metrics::counter!("moat_connections_total", "ending" => "too_many_connections").increment(1);
         tracing::info!(event = "connection", client_ip = %peer.ip(), ending = "too_many_connections");
         return;
     };
     let listener = ListenerInfo { starttls: settings.starttls };
+    metrics::gauge!("moat_connections_open").increment(1.0);
     Session::new(shared, listener, peer, Conn::Plain(stream), input).run().await;
+    metrics::gauge!("moat_connections_open").decrement(1.0);
 }
 
 /// Reads a PROXY v1/v2 header. Returns the client's address (None for LOCAL) and any bytes

@@ -14,7 +14,7 @@ mod web;
 pub use deferral::{Greylist, RateLimits};
 pub use digest::{Digest, DigestOverride, Frequency};
 pub use duration::Seconds;
-pub use web::{Notices, Web};
+pub use web::{Metrics, Notices, Web};
 pub use policy::{PolicyConfig, PolicyOverride, check_thresholds};
 pub use validate::{ConfigError, is_domain_name, load, load_str};
 
@@ -94,6 +94,8 @@ pub struct Config {
     /// Quarantine digests: schedule, time zone, default frequency.
     #[serde(default)]
     pub digest: Digest,
+    /// The metrics and health listener; none without this section.
+    pub metrics: Option<Metrics>,
 }
 
 /// `[clamav]`: where clamd listens and what happens when it cannot answer.

@@ -27,6 +27,14 @@ fn default_link_lifetime() -> Seconds {
     Seconds(30 * 86400)
 }
 
+/// `[metrics]`: the operator's listener for `/metrics` (Prometheus), `/healthz` and `/readyz`.
+/// Keep it on a private address: it needs no credentials.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    pub listen: SocketAddr,
+}
+
 /// `[notices]`: short emails to a user about their own mail.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

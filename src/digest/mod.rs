@@ -100,6 +100,7 @@ pub async fn run(quarantine: &Quarantine, run: &Run) -> Result<Sent, QuarantineE
         };
         match quarantine.send_once(envelope, message, gate).await? {
             Some(queue_id) => {
+                metrics::counter!("moat_digests_sent_total").increment(1);
                 tracing::info!(event = "digest_sent", user = %address, items = items.len(), tick, queue_id = %queue_id);
                 sent.queue_ids.push(queue_id);
             }

@@ -256,7 +256,14 @@ impl Filter for ClamavFilter {
     fn data<'a>(&'a self, facts: &'a Facts) -> FilterFuture<'a> {
         Box::pin(async move {
             let Some(message) = &facts.message else { return Ok(Findings::default()) };
+            let started = std::time::Instant::now();
             let result = self.scan(message).await;
+            let outcome = match &result {
+                Ok(Verdict::Clean) => "clean",
+                Ok(Verdict::Virus(_)) => "virus",
+                Err(_) => "failure",
+            };
+            metrics::histogram!("moat_clamd_scan_seconds", "outcome" => outcome).record(started.elapsed().as_secs_f64());
             self.outcome(result)
         })
     }

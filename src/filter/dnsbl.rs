@@ -139,7 +139,10 @@ pub fn reversed(ip: IpAddr) -> String {
 }
 
 async fn query(resolver: &TokioResolver, name: &str) -> Answer {
-    match resolver.ipv4_lookup(name).await {
+    let started = std::time::Instant::now();
+    let answer = resolver.ipv4_lookup(name).await;
+    metrics::histogram!("moat_dns_lookup_seconds", "kind" => "dnsbl").record(started.elapsed().as_secs_f64());
+    match answer {
         Ok(lookup) => {
             let answers: Vec<Ipv4Addr> = lookup
                 .answers()

@@ -36,6 +36,18 @@ pub enum Phase {
     Data,
 }
 
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Connect => "connect",
+            Phase::Helo => "helo",
+            Phase::Mail => "mail",
+            Phase::Rcpt => "rcpt",
+            Phase::Data => "data",
+        }
+    }
+}
+
 /// What is known about the session and message so far; each phase fills in more.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
@@ -142,7 +154,10 @@ impl Chain {
         };
         let (symbol, stance) = filter.failure();
         let failed = |detail: String| Failure { symbol: symbol.to_string(), stance, detail };
-        match tokio::time::timeout(self.deadline, AssertUnwindSafe(future).catch_unwind()).await {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(self.deadline, AssertUnwindSafe(future).catch_unwind()).await;
+        metrics::histogram!("moat_filter_seconds", "filter" => filter.name(), "phase" => phase.as_str()).record(started.elapsed().as_secs_f64());
+        match result {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_panic)) => {
                 tracing::error!(event = "filter_panic", filter = filter.name(), phase = ?phase);

@@ -230,6 +230,7 @@ impl Quarantine {
             }
             let sealed = self.vault.seal(&item.id, message)?;
             self.store.insert_item(&item, &sealed).await?;
+            metrics::counter!("moat_quarantined_total", "category" => item.category.as_str()).increment(1);
             tracing::info!(
                 event = "quarantined",
                 item = %item.id,
@@ -261,6 +262,7 @@ impl Quarantine {
         let delivery = self.delivery.clone();
         match blocking(move || delivery.store(&envelope, &message)).await {
             Ok(()) => {
+                metrics::counter!("moat_virus_notices_total").increment(1);
                 tracing::info!(event = "virus_notice", item = %item.id, recipient = %item.recipient, queue_id = %id);
                 Some(id)
             }
@@ -288,6 +290,7 @@ impl Quarantine {
         match self.store.release(id, actor, via, store::unix_now(), Some(&queue_id)).await {
             Ok(()) => {
                 self.activate(&queue_id).await?;
+                metrics::counter!("moat_releases_total", "via" => via.as_str()).increment(1);
                 tracing::info!(event = "released", item = %id, recipient = %item.recipient, actor, via = via.as_str(), queue_id = %queue_id);
                 Ok(Released { item: id.to_string(), recipient: item.recipient, queue_id })
             }

@@ -600,6 +600,7 @@ fn log_attempt(
                     Outcome::Delivered(reply) | Outcome::Failed(reply) | Outcome::Deferred(reply) => format!("<{r}> {reply}"),
                 })
                 .collect();
+            metrics::counter!("moat_delivery_attempts_total", "outcome" => outcome).increment(1);
             tracing::info!(
                 queue_id = %envelope.id, sender = %envelope.sender, recipients = %rcpts, downstream = %peer,
                 tls = tls.as_deref().unwrap_or("none"), outcome,
@@ -608,10 +609,13 @@ fn log_attempt(
                 "delivery attempt"
             );
         }
-        Err(error) => tracing::info!(
-            queue_id = %envelope.id, sender = %envelope.sender, recipients = %rcpts, downstream = %peer,
-            tls = "unknown", outcome = "deferred", reply = %error.as_reply(), "delivery attempt"
-        ),
+        Err(error) => {
+            metrics::counter!("moat_delivery_attempts_total", "outcome" => "deferred").increment(1);
+            tracing::info!(
+                queue_id = %envelope.id, sender = %envelope.sender, recipients = %rcpts, downstream = %peer,
+                tls = "unknown", outcome = "deferred", reply = %error.as_reply(), "delivery attempt"
+            )
+        }
     }
 }
 

@@ -63,6 +63,9 @@ impl Session {
     }
 
     fn log_message(&self, id: &str, sender: &str, recipients: &[String], size: usize, reply: &Reply) {
+        let outcome = if reply.is_positive() { "accepted" } else { "refused" };
+        metrics::counter!("moat_messages_total", "outcome" => outcome).increment(1);
+        metrics::counter!("moat_message_bytes_total").increment(size as u64);
         tracing::info!(
             event = "message",
             queue_id = id,

@@ -165,6 +165,10 @@ impl Session {
                 Outcome::Reject => Action::Reject,
                 Outcome::Tempfail => Action::Tempfail,
             };
+            metrics::counter!("moat_verdicts_total", "action" => action.as_str()).increment(1);
+            for symbol in &v.verdict.symbols {
+                metrics::counter!("moat_symbols_total", "symbol" => symbol.name.clone()).increment(1);
+            }
             tracing::info!(
                 event = "verdict",
                 client_ip = %self.peer,

@@ -92,6 +92,22 @@ enum Ending {
     IoError,
 }
 
+impl Ending {
+    /// The metric label.
+    fn as_str(self) -> &'static str {
+        match self {
+            Ending::Quit => "quit",
+            Ending::ClientClosed => "client_closed",
+            Ending::Timeout => "timeout",
+            Ending::TooManyErrors => "too_many_errors",
+            Ending::TooManyCommands => "too_many_commands",
+            Ending::Shutdown => "shutdown",
+            Ending::TlsFailed => "tls_failed",
+            Ending::IoError => "io_error",
+        }
+    }
+}
+
 /// Read at most this much at a time while a message streams in.
 const READ_CHUNK: usize = 64 * 1024;
 /// Read size while waiting for commands: keeps idle connections small.
@@ -172,6 +188,7 @@ impl Session {
             }
         };
         let _ = tokio::time::timeout(Duration::from_secs(5), self.conn.shutdown()).await;
+        metrics::counter!("moat_connections_total", "ending" => ending.as_str()).increment(1);
         tracing::info!(
             event = "connection",
             client_ip = %self.peer,

@@ -25,7 +25,7 @@ use axum::routing::get;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
-pub use listener::{CONNECTION_DEADLINE, MAX_CONNECTIONS};
+pub use listener::{CONNECTION_DEADLINE, MAX_CONNECTIONS, WebListener};
 
 /// Largest request body read (a one-click unsubscribe POST is 26 bytes).
 pub const MAX_BODY: usize = 16 * 1024;
