@@ -52,3 +52,23 @@ fn metrics_count_real_traffic_and_name_the_rule_set_in_force() {
     assert_eq!(value(&metrics, &format!("moat_rules_info{{hash=\"{hash}\"}}")), Some(1.0), "the rule set in force: {metrics}");
     assert!(!metrics.contains("example.test") && !metrics.contains("remote.example"), "no addresses in metrics");
 }
+
+#[test]
+fn the_grafana_dashboard_only_uses_documented_metrics() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dashboard: serde_json::Value = serde_json::from_str(&fs::read_to_string(root.join("grafana/moat.json")).unwrap()).expect("valid JSON");
+    let documented = fs::read_to_string(root.join("src/metrics.rs")).unwrap();
+    let mut used = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("moat_")) {
+                used.push(word.trim_end_matches("_bucket").to_string());
+            }
+        }
+    }
+    assert!(used.len() > 10);
+    for name in used {
+        assert!(documented.contains(&format!("`{name}`")), "{name} is not in the metrics table of src/metrics.rs");
+    }
+}
