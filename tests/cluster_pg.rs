@@ -131,3 +131,19 @@ fn postgresql_stopped_mid_run_loses_nothing() {
     assert!(holding.list().unwrap().is_empty());
     assert!(a.log().contains("event=\"quarantine_ingest\""), "the outage was logged");
 }
+
+#[test]
+fn a_node_starts_and_relays_while_postgresql_is_down() {
+    let mut pg = PgServer::start();
+    let url = block_on(pg.create_database());
+    pg.halt();
+    let cluster = cluster(&url);
+    let a = &cluster.a;
+    let clean = a.smtp_ehlo().send_mail("friend@remote.example", &["dan@example.test"], b"Subject: hi\r\n\r\nstarted without the database\r\n");
+    assert_eq!(clean.code, 250, "{clean}");
+    assert!(text(&cluster.capture.wait_for(1, DEADLINE)[0].data).contains("started without the database"));
+    let held = a.smtp_ehlo().send_mail("lottery@remote.example", &["dan@example.test"], &prize("offline"));
+    assert_eq!(held.code, 250, "{held}");
+    pg.resume();
+    held_ids(&cluster.b, 1);
+}

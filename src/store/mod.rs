@@ -506,12 +506,15 @@ fn lower(address: &str) -> String {
 }
 
 impl Store {
-    /// Opens the store the `[store]` section names (creating the SQLite file and its directory
-    /// if missing) and runs the migrations.
+    /// Opens the store the `[store]` section names: SQLite is created if missing and migrated
+    /// now; PostgreSQL is connected (and migrated) on first use, so a server starts, and keeps
+    /// relaying, while the database is unreachable — store operations fail until it is back.
     pub async fn open(config: &crate::config::Config) -> Result<Store, StoreError> {
         match config.store.backend {
             crate::config::StoreBackend::Sqlite => Store::open_sqlite(&config.store_path()).await,
-            crate::config::StoreBackend::Postgres => Store::open_postgres(config.store.url.as_deref().unwrap_or("")).await,
+            crate::config::StoreBackend::Postgres => {
+                Ok(Store { backend: Backend::Postgres(postgres::Postgres::lazy(config.store.url.as_deref().unwrap_or(""))) })
+            }
         }
     }
 

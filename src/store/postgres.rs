@@ -3,14 +3,15 @@
 //!
 //! A small pool of [`CONNECTIONS`] connections per [`Store`](super::Store) handle (clones share
 //! it), used in turn, each behind an async mutex for the length of one operation or transaction;
-//! a connection that dropped is re-established on its next use. Migrations run in one
+//! a connection that dropped is re-established on its next use. [`Postgres::lazy`] makes a pool
+//! that connects on first use, so a server starts while the database is down. Migrations run in one
 //! transaction under an advisory lock, so nodes starting together apply each one once.
 //! Statements are those of `store/mod.rs`.
 
 use super::{MIGRATIONS, Row, Stmt, StoreError, Ty, Val, latest_version};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
@@ -23,9 +24,11 @@ pub const CONNECTIONS: usize = 4;
 /// A handle on a pool of PostgreSQL connections; clones share it.
 #[derive(Clone)]
 pub struct Postgres {
-    clients: Arc<[Mutex<Client>]>,
+    clients: Arc<[Mutex<Option<Client>>]>,
     next: Arc<AtomicUsize>,
     url: Arc<str>,
+    /// Set once the migrations ran on this pool's first connection.
+    migrated: Arc<tokio::sync::OnceCell<()>>,
 }
 
 async fn connect_client(url: &str) -> Result<Client, StoreError> {
@@ -87,23 +90,39 @@ async fn migrate(client: &mut Client) -> Result<(), StoreError> {
 }
 
 impl Postgres {
+    /// Connects the pool and runs the migrations; fails if PostgreSQL cannot be reached.
     pub(super) async fn connect(url: &str) -> Result<Postgres, StoreError> {
-        let mut first = connect_client(url).await?;
-        migrate(&mut first).await?;
-        let mut clients = vec![Mutex::new(first)];
-        for _ in 1..CONNECTIONS {
-            clients.push(Mutex::new(connect_client(url).await?));
+        let pool = Postgres::lazy(url);
+        drop(pool.client().await?);
+        for i in 1..CONNECTIONS {
+            *pool.clients[i].lock().await = Some(connect_client(url).await?);
         }
-        Ok(Postgres { clients: clients.into(), next: Arc::new(AtomicUsize::new(0)), url: url.into() })
+        Ok(pool)
     }
 
-    async fn client(&self) -> Result<MutexGuard<'_, Client>, StoreError> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
-        let mut client = self.clients[i].lock().await;
-        if client.is_closed() {
-            *client = connect_client(&self.url).await?;
+    /// A pool that connects (and migrates) on first use, so a node can start while PostgreSQL
+    /// is unreachable; every operation until then fails with the connection error.
+    pub(super) fn lazy(url: &str) -> Postgres {
+        let clients: Vec<Mutex<Option<Client>>> = (0..CONNECTIONS).map(|_| Mutex::new(None)).collect();
+        Postgres {
+            clients: clients.into(),
+            next: Arc::new(AtomicUsize::new(0)),
+            url: url.into(),
+            migrated: Arc::new(tokio::sync::OnceCell::new()),
         }
-        Ok(client)
+    }
+
+    async fn client(&self) -> Result<MappedMutexGuard<'_, Client>, StoreError> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
+        let mut slot = self.clients[i].lock().await;
+        if slot.as_ref().is_none_or(Client::is_closed) {
+            let mut client = connect_client(&self.url).await?;
+            if !self.migrated.initialized() {
+                self.migrated.get_or_try_init(|| migrate(&mut client)).await?;
+            }
+            *slot = Some(client);
+        }
+        MutexGuard::try_map(slot, Option::as_mut).map_err(|_| StoreError::Task("no PostgreSQL connection".into()))
     }
 
     pub(super) async fn query(
