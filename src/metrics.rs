@@ -59,19 +59,14 @@ struct MetricsState {
 
 /// Serves `/metrics`, `/healthz` and `/readyz` until shutdown.
 pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shared: Arc<Shared>) {
-    let mut shutdown = shared.shutdown.clone();
+    let shutdown = shared.shutdown.clone();
     let state = Arc::new(MetricsState { handle, shared });
     let app = Router::new()
         .route("/metrics", get(render))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .with_state(state);
-    let server = axum::serve(crate::web::WebListener::new(listener), app).with_graceful_shutdown(async move {
-        let _ = shutdown.wait_for(|down| *down).await;
-    });
-    if let Err(error) = server.await {
-        tracing::error!(event = "metrics_listener", error = %error);
-    }
+    crate::web::serve_app(listener, app, shutdown, "metrics_listener").await;
 }
 
 async fn render(State(state): State<Arc<MetricsState>>) -> String {

@@ -64,33 +64,59 @@ pub fn virus_notice(config: &Config, key: &LinkKey, item: &QuarantineItem, now: 
         date(item.expires_at),
         item.id,
     );
-    let from = config.notice_from();
-    let message = MessageBuilder::new()
-        .from(("Mail filter", from.as_str()))
-        .to(item.recipient.as_str())
-        .subject(format!("Virus blocked: message from {sender}"))
-        .date(now)
-        .message_id(format!("virus-notice.{}@{}", item.id, config.hostname))
-        .header("Auto-Submitted", Raw::new("auto-generated"))
-        .header("List-Unsubscribe", Raw::new(format!("<{unsubscribe}>")))
-        .header("List-Unsubscribe-Post", Raw::new("List-Unsubscribe=One-Click"))
-        .text_body(text)
-        .write_to_vec()
-        .ok()?;
-    let envelope = Envelope {
-        id: format!("N{}", item.id.to_ascii_uppercase()),
-        received_at: now,
-        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        helo: config.hostname.clone(),
-        sender: String::new(),
-        recipients: vec![item.recipient.clone()],
-        smtputf8: !item.recipient.is_ascii(),
-        body_8bit: !message.is_ascii(),
-        tls: None,
-        hold: None,
-        staged: None,
-    };
-    Some((envelope, message))
+    let outgoing = ToUser { config, address: &item.recipient, unsubscribe: &unsubscribe, now };
+    let message = outgoing.message(&format!("Virus blocked: message from {sender}"), &format!("virus-notice.{}", item.id), text, None)?;
+    Some((outgoing.envelope(format!("N{}", item.id.to_ascii_uppercase()), &message, None), message))
+}
+
+/// An email moat writes to one of its users (notice or digest): from `[notices] from`, with the
+/// auto-generated marker and the one-click opt-out headers; its envelope has the null sender.
+pub struct ToUser<'a> {
+    pub config: &'a Config,
+    pub address: &'a str,
+    /// The user's unsubscribe URL.
+    pub unsubscribe: &'a str,
+    pub now: i64,
+}
+
+impl ToUser<'_> {
+    /// The message: `text` (and `html`, as an alternative, when given) under our headers;
+    /// `message_id` is the local part of the Message-ID.
+    pub fn message(&self, subject: &str, message_id: &str, text: String, html: Option<String>) -> Option<Vec<u8>> {
+        let from = self.config.notice_from();
+        let builder = MessageBuilder::new()
+            .from(("Mail filter", from.as_str()))
+            .to(self.address)
+            .subject(subject)
+            .date(self.now)
+            .message_id(format!("{message_id}@{}", self.config.hostname))
+            .header("Auto-Submitted", Raw::new("auto-generated"))
+            .header("List-Unsubscribe", Raw::new(format!("<{}>", self.unsubscribe)))
+            .header("List-Unsubscribe-Post", Raw::new("List-Unsubscribe=One-Click"))
+            .text_body(text);
+        let builder = match html {
+            Some(html) => builder.html_body(html),
+            None => builder,
+        };
+        builder.write_to_vec().ok()
+    }
+
+    /// The spool envelope of `message` under queue id `id`.
+    pub fn envelope(&self, id: String, message: &[u8], staged: Option<crate::spool::Staged>) -> Envelope {
+        Envelope {
+            id,
+            received_at: self.now,
+            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            helo: self.config.hostname.clone(),
+            sender: String::new(),
+            recipients: vec![self.address.to_string()],
+            smtputf8: !self.address.is_ascii(),
+            body_8bit: !message.is_ascii(),
+            tls: None,
+            hold: None,
+            staged,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,13 +8,10 @@
 
 use crate::config::{Config, Web};
 use crate::links::{LinkAction, LinkKey};
-use crate::notices::shown;
+use crate::notices::{ToUser, shown};
 use crate::spool::{Envelope, Spool, Staged};
 use crate::store::QuarantineItem;
 use crate::web::escape;
-use mail_builder::MessageBuilder;
-use mail_builder::headers::raw::Raw;
-use std::net::{IpAddr, Ipv4Addr};
 
 /// Up to three reasons, from the highest-scoring positive symbols' descriptions.
 pub fn reason(item: &QuarantineItem) -> String {
@@ -143,33 +140,11 @@ pub fn digest(config: &Config, key: &LinkKey, address: &str, items: &[Quarantine
         1 => "Quarantine digest: 1 message held for you".to_string(),
         n => format!("Quarantine digest: {n} messages held for you"),
     };
-    let from = config.notice_from();
     let id = Spool::new_id();
-    let message = MessageBuilder::new()
-        .from(("Mail filter", from.as_str()))
-        .to(address)
-        .subject(subject)
-        .date(now)
-        .message_id(format!("digest.{id}@{}", config.hostname))
-        .header("Auto-Submitted", Raw::new("auto-generated"))
-        .header("List-Unsubscribe", Raw::new(format!("<{unsubscribe}>")))
-        .header("List-Unsubscribe-Post", Raw::new("List-Unsubscribe=One-Click"))
-        .text_body(text_part(address, &rows, retention_days, &unsubscribe))
-        .html_body(html_part(address, &rows, retention_days, &unsubscribe))
-        .write_to_vec()
-        .ok()?;
-    let envelope = Envelope {
-        id,
-        received_at: now,
-        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        helo: config.hostname.clone(),
-        sender: String::new(),
-        recipients: vec![address.to_string()],
-        smtputf8: !address.is_ascii(),
-        body_8bit: !message.is_ascii(),
-        tls: None,
-        hold: None,
-        staged: Some(Staged::Digest { address: address.to_string() }),
-    };
+    let outgoing = ToUser { config, address, unsubscribe: &unsubscribe, now };
+    let text = text_part(address, &rows, retention_days, &unsubscribe);
+    let html = html_part(address, &rows, retention_days, &unsubscribe);
+    let message = outgoing.message(&subject, &format!("digest.{id}"), text, Some(html))?;
+    let envelope = outgoing.envelope(id, &message, Some(Staged::Digest { address: address.to_string() }));
     Some((envelope, message))
 }

@@ -281,26 +281,14 @@ impl Quarantine {
         if item.state != ItemState::Held {
             return Err(StoreError::NotHeld { id: id.to_string(), current: item.state }.into());
         }
-        let sealed = self.store.get_content(id).await?;
-        let message = self.vault.open_sealed(id, &sealed)?;
+        let message = self.open_contents(id).await?;
         let envelope = release_envelope(&item, &message);
-        let queue_id = envelope.id.clone();
-        let staging = self.staging.clone();
-        blocking(move || staging.store(&envelope, &message)).await?;
-        match self.store.release(id, actor, via, store::unix_now(), Some(&queue_id)).await {
-            Ok(()) => {
-                self.activate(&queue_id).await?;
-                metrics::counter!("moat_releases_total", "via" => via.as_str()).increment(1);
-                tracing::info!(event = "released", item = %id, recipient = %item.recipient, actor, via = via.as_str(), queue_id = %queue_id);
-                Ok(Released { item: id.to_string(), recipient: item.recipient, queue_id })
-            }
-            Err(error) => {
-                // Lost the race (or the store failed): our staged copy must never be delivered.
-                let staging = self.staging.clone();
-                blocking(move || staging.remove(&queue_id)).await?;
-                Err(error.into())
-            }
-        }
+        let gate = |ticket: String| async move { self.store.release(id, actor, via, store::unix_now(), Some(&ticket)).await.map(|()| true) };
+        // The gate either wins (true) or fails (lost race: NotHeld), so a won send always has an id.
+        let queue_id = self.send_once(envelope, message, gate).await?.ok_or_else(|| QuarantineError::Task("release gate lost without an error".into()))?;
+        metrics::counter!("moat_releases_total", "via" => via.as_str()).increment(1);
+        tracing::info!(event = "released", item = %id, recipient = %item.recipient, actor, via = via.as_str(), queue_id = %queue_id);
+        Ok(Released { item: id.to_string(), recipient: item.recipient, queue_id })
     }
 
     /// Sends a message exactly once: stages it, asks `gate` (given the staged copy's id, to

@@ -25,7 +25,7 @@ use axum::routing::get;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
-pub use listener::{CONNECTION_DEADLINE, MAX_CONNECTIONS, WebListener};
+pub use listener::{CONNECTION_DEADLINE, MAX_CONNECTIONS};
 
 /// Largest request body read (a one-click unsubscribe POST is 26 bytes).
 pub const MAX_BODY: usize = 16 * 1024;
@@ -34,17 +34,23 @@ const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 's
 
 /// Serves the web listener until the server shuts down.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let mut shutdown = shared.shutdown.clone();
+    let shutdown = shared.shutdown.clone();
     let app = Router::new()
         .route("/l/{token}", get(show).post(act))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared);
+    serve_app(listener, app, shutdown, "web_listener").await;
+}
+
+/// Serves `app` on `listener` (deadlined, bounded connections) until `shutdown` turns true;
+/// a failure is logged as `event`.
+pub async fn serve_app(listener: TcpListener, app: Router, mut shutdown: tokio::sync::watch::Receiver<bool>, event: &'static str) {
     let server = axum::serve(listener::WebListener::new(listener), app).with_graceful_shutdown(async move {
         let _ = shutdown.wait_for(|down| *down).await;
     });
     if let Err(error) = server.await {
-        tracing::error!(event = "web_listener", error = %error);
+        tracing::error!(event, error = %error);
     }
 }
 
