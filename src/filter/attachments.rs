@@ -819,4 +819,19 @@ mod tests {
         assert!(check(&policy(), b"").is_empty());
         assert!(check(&policy(), b"\xff\xfe garbage without headers").len() <= 1);
     }
+
+    #[test]
+    fn a_nested_message_that_confuses_mail_parser_is_no_panic() {
+        // Found by the attachments fuzz target: a delimiter line running into a part's header,
+        // then a message/rfc822 part holding another. mail-parser 0.11.9 loses track of the part
+        // ids here and says so with a debug_assert! (in debug builds: a panic in every filter
+        // that parses the message); its release build recovers what it found. Cargo.toml turns
+        // that assertion off in debug builds too, so tests see what the server does.
+        let raw = b"Content-Type: multipart;boundary=\"=_outer\n\n--=_outerContent-Type: message/rfc822\r\n\n\
+                    Content-Type:message/rfc822\n\n\n--=_outer--";
+        let symbols = check(&policy(), raw);
+        assert!(names(&symbols).iter().all(|n| *n == MIME_MALFORMED), "{symbols:?}");
+        let _ = crate::ruleset::ParsedMessage::parse(raw);
+        let _ = crate::filter::uri::message_domains(raw, 10);
+    }
 }

@@ -1,0 +1,88 @@
+//! Messages from the outside through MIME parsing and a fixed rule set, the way the DATA phase
+//! scores them: moat's shipped rules (`rules/*.cf`) plus a few rules of every type and header
+//! modifier, compiled once; each input is a raw message, scored by
+//! `moat::ruleset::filter::scan` (what `RulesFilter` runs) and by `evaluate_all`, and its
+//! link domains are extracted as the URI-list filter does.
+//!
+//! Invariants checked: nothing panics; reported hits are never `__` rules, have a non-zero
+//! finite score and are reported once; `evaluate` (which runs only the rules that can matter)
+//! reports exactly the reportable rules that `evaluate_all` (every rule) finds; at most the
+//! limit of link domains, none repeated.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use moat::filter::uri::message_domains;
+use moat::ruleset::{ParsedMessage, RuleSet};
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+const SHIPPED: &[(&str, &str)] = &[
+    ("10_filter_scores.cf", include_str!("../../rules/10_filter_scores.cf")),
+    ("10_headers.cf", include_str!("../../rules/10_headers.cf")),
+    ("20_body.cf", include_str!("../../rules/20_body.cf")),
+    ("30_uri.cf", include_str!("../../rules/30_uri.cf")),
+    ("50_meta.cf", include_str!("../../rules/50_meta.cf")),
+    ("50_scores.cf", include_str!("../../rules/50_scores.cf")),
+];
+
+/// Rules that reach what the shipped set does not: every header modifier and pseudo-header,
+/// `if-unset`, lookaround and backreferences (the backtracking engine), `tflags multiple`,
+/// arithmetic metas.
+const EXTRA: &str = r#"
+header   FZ_FROM_ADDR    From:addr =~ /\@example\.(?:test|org)$/i
+header   FZ_FROM_NAME    From:name =~ /^[A-Z][a-z]+ [A-Z][a-z]+$/
+header   FZ_TO_RAW       To:raw =~ /=\?utf-8\?[bq]\?/i
+header   FZ_SUBJ_UNSET   Subject =~ /^none$/ [if-unset: none]
+header   FZ_NO_DATE      Date !~ /\d{4}/
+header   FZ_HAS_LIST     exists:List-Unsubscribe
+header   FZ_ALL          ALL =~ /^X-Mailer: .*(?:mass|bulk)/im
+header   FZ_TOCC         ToCc =~ /undisclosed/i
+header   FZ_MSGID        MESSAGEID =~ /\@(?!example\.test>)/
+header   FZ_ENV_FROM     EnvelopeFrom =~ /^bounce\+/
+body     FZ_REPEAT       /\b(\w{4,})\b.*\b\1\b/i
+body     FZ_MONEY        /\$\s?\d{1,3}(?:,\d{3})+/
+tflags   FZ_MONEY        multiple maxhits=3
+rawbody  FZ_RAW_STYLE    /<style[^>]*>(?=.*display)/is
+uri      FZ_URI_QUERY    /\?.*(?:token|session)=/i
+full     FZ_FULL_BOUNDARY /^--[^\r\n]{40,}$/m
+mimeheader FZ_PART_NAME  Content-Type =~ /name="?[^"]*\.(?:exe|scr|js)\b/i
+mimeheader FZ_PART_B64   Content-Transfer-Encoding =~ /base64/i
+meta     FZ_META_SUM     (FZ_FROM_ADDR + FZ_MONEY + FZ_URI_QUERY + FZ_PART_B64) >= 2
+meta     FZ_META_BOOL    (FZ_HAS_LIST || FZ_TOCC) && !FZ_NO_DATE
+meta     __FZ_SUB        FZ_REPEAT && FZ_RAW_STYLE
+meta     FZ_META_SUB     __FZ_SUB * 2 > 1
+score    FZ_MONEY        0.7
+score    FZ_META_SUM     1.5
+"#;
+
+fn rules() -> &'static RuleSet {
+    static RULES: OnceLock<RuleSet> = OnceLock::new();
+    RULES.get_or_init(|| {
+        let mut files = SHIPPED.to_vec();
+        files.push(("90_fuzz.cf", EXTRA));
+        let (set, report) = RuleSet::load_texts(&files).expect("the fixed rule set loads");
+        assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+        set
+    })
+}
+
+fuzz_target!(|message: &[u8]| {
+    let rules = rules();
+    let symbols = moat::ruleset::filter::scan(rules, message, Some("bounce+x@example.test"));
+    let mut reported = HashSet::new();
+    for symbol in &symbols {
+        assert!(!symbol.name.starts_with("__"), "{}", symbol.name);
+        assert!(symbol.score != 0.0 && symbol.score.is_finite(), "{symbol:?}");
+        assert!(reported.insert(symbol.name.clone()), "{} reported twice", symbol.name);
+    }
+    let parsed = ParsedMessage::parse(message).with_envelope_from("bounce+x@example.test");
+    let reportable: HashSet<String> = rules
+        .evaluate_all(&parsed)
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| !name.starts_with("__") && rules.score(name).is_some_and(|s| s != 0.0))
+        .collect();
+    assert_eq!(reported, reportable, "evaluate and evaluate_all disagree");
+    let domains = message_domains(message, 16);
+    assert!(domains.len() <= 16);
+    assert_eq!(domains.iter().collect::<HashSet<_>>().len(), domains.len(), "{domains:?}");
+});
