@@ -31,6 +31,7 @@ pub mod server;
 pub mod session;
 pub mod smtp;
 pub mod spool;
+pub mod stats;
 pub mod store;
 pub mod systemd;
 pub mod tls;

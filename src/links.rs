@@ -28,6 +28,10 @@ pub enum LinkAction {
     View,
     /// Stop the digests and notices to this user.
     Unsubscribe,
+    /// Open the user's Message Center (in a digest or a login email): starts a session.
+    Login,
+    /// A Message Center session (the cookie's value), not a link in an email.
+    Session,
 }
 
 impl LinkAction {
@@ -37,6 +41,8 @@ impl LinkAction {
             LinkAction::ReleaseAllow => "a",
             LinkAction::View => "v",
             LinkAction::Unsubscribe => "u",
+            LinkAction::Login => "l",
+            LinkAction::Session => "s",
         }
     }
 
@@ -46,6 +52,8 @@ impl LinkAction {
             "a" => LinkAction::ReleaseAllow,
             "v" => LinkAction::View,
             "u" => LinkAction::Unsubscribe,
+            "l" => LinkAction::Login,
+            "s" => LinkAction::Session,
             _ => return None,
         })
     }
@@ -102,6 +110,29 @@ impl LinkKey {
         mac
     }
 
+    /// A value bound to `data` for one `purpose` (e.g. a session's CSRF token): base64url of
+    /// HMAC-SHA256 under a domain separation of its own, so it can never pass as a link.
+    pub fn derive(&self, purpose: &str, data: &str) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(b"moat-derive-v1\0");
+        mac.update(purpose.as_bytes());
+        mac.update(b"\0");
+        mac.update(data.as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `candidate` is [`LinkKey::derive`]`(purpose, data)` (constant-time).
+    pub fn check_derived(&self, purpose: &str, data: &str, candidate: &str) -> bool {
+        let expected = self.derive(purpose, data);
+        expected.len() == candidate.len() && expected.bytes().zip(candidate.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+
+    /// A token for `link` made now, valid for `lifetime` seconds.
+    pub fn token(&self, action: LinkAction, address: &str, item: &str, now: i64, lifetime: u64) -> String {
+        let expires = now.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
+        self.sign(&Link { action, address: address.to_ascii_lowercase(), item: item.to_string(), expires })
+    }
+
     /// A token for `link`.
     pub fn sign(&self, link: &Link) -> String {
         let payload = format!("{}\0{}\0{}\0{}", link.action.code(), link.address.to_ascii_lowercase(), link.item, link.expires);
@@ -111,9 +142,7 @@ impl LinkKey {
 
     /// The URL of a link under `web.public_url`, valid for `web.link_lifetime` from `now`.
     pub fn url(&self, web: &crate::config::Web, action: LinkAction, address: &str, item: &str, now: i64) -> String {
-        let expires = now.saturating_add(i64::try_from(web.link_lifetime.0).unwrap_or(i64::MAX));
-        let link = Link { action, address: address.to_ascii_lowercase(), item: item.to_string(), expires };
-        format!("{}/l/{}", web.public_url.trim_end_matches('/'), self.sign(&link))
+        format!("{}/l/{}", web.public_url.trim_end_matches('/'), self.token(action, address, item, now, web.link_lifetime.0))
     }
 
     /// The link a token stands for, if this key signed it and it has not expired at `now`.
@@ -176,5 +205,17 @@ mod tests {
         assert_eq!(key.verify("garbage", 0), Err(LinkError::Malformed));
         assert_eq!(key.verify("a.b.c", 0), Err(LinkError::Malformed));
         assert_eq!(key.verify(&"x".repeat(MAX_TOKEN + 1), 0), Err(LinkError::Malformed));
+    }
+
+    #[test]
+    fn derived_values_are_bound_to_purpose_data_and_key() {
+        let key = LinkKey::from_bytes([7; 32]);
+        let csrf = key.derive("csrf", "session-a");
+        assert!(key.check_derived("csrf", "session-a", &csrf));
+        assert!(!key.check_derived("csrf", "session-b", &csrf));
+        assert!(!key.check_derived("other", "session-a", &csrf));
+        assert!(!LinkKey::from_bytes([8; 32]).check_derived("csrf", "session-a", &csrf));
+        assert!(!key.check_derived("csrf", "session-a", ""));
+        assert_eq!(key.verify(&format!("{}.{csrf}", URL_SAFE_NO_PAD.encode("s\0a@b\0\09999")), 0), Err(LinkError::BadSignature));
     }
 }

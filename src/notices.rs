@@ -69,6 +69,26 @@ pub fn virus_notice(config: &Config, key: &LinkKey, item: &QuarantineItem, now: 
     Some((outgoing.envelope(format!("N{}", item.id.to_ascii_uppercase()), &message, None), message))
 }
 
+/// The "here is your login link" email for `address` (asked for on the Message Center's
+/// login page), or `None` without a `[web]` section.
+pub fn login_email(config: &Config, key: &LinkKey, address: &str, now: i64) -> Option<(Envelope, Vec<u8>)> {
+    let web = config.web.as_ref()?;
+    let unsubscribe = unsubscribe_url(config, key, address, now)?;
+    let token = key.token(LinkAction::Login, address, "", now, web.login_link_lifetime.0);
+    let link = format!("{}/l/{token}", web.public_url.trim_end_matches('/'));
+    let minutes = web.login_link_lifetime.0 / 60;
+    let text = format!(
+        "Someone (probably you) asked for a link to your quarantine Message Center.\r\n\r\n\
+         Open it here (the link works for {minutes} minutes):\r\n{link}\r\n\r\n\
+         If you did not ask for it, ignore this email; nothing changes.\r\n\r\n\
+         To stop emails about your quarantine: {unsubscribe}\r\n"
+    );
+    let id = crate::spool::Spool::new_id();
+    let outgoing = ToUser { config, address, unsubscribe: &unsubscribe, now };
+    let message = outgoing.message("Your quarantine login link", &format!("login.{id}"), text, None)?;
+    Some((outgoing.envelope(id, &message, None), message))
+}
+
 /// An email moat writes to one of its users (notice or digest): from `[notices] from`, with the
 /// auto-generated marker and the one-click opt-out headers; its envelope has the null sender.
 pub struct ToUser<'a> {

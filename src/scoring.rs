@@ -279,6 +279,11 @@ impl Scorer {
         }
     }
 
+    /// The hash of the rule set in force and how many rules it loaded, if rule files are used.
+    pub fn rules_in_force(&self) -> Option<(&str, usize)> {
+        self.rules.as_ref().map(|r| (r.hash.as_str(), r.loaded))
+    }
+
     /// The authserv-id whose Authentication-Results fields only we may write.
     pub fn authserv_id(&self) -> &str {
         self.config.auth.authserv_id(&self.config.hostname)

@@ -75,6 +75,13 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
         Some(web) => Some(TcpListener::bind(web.listen).await.map_err(|source| ServeError::Bind { address: web.listen, source })?),
         None => None,
     };
+    let admin = match &config.admin {
+        Some(admin) => {
+            let token = crate::web::admin::AdminToken::open(&config.admin_token_file()).map_err(|e| ServeError::StateDir { path: config.admin_token_file().display().to_string(), source: e })?;
+            Some((TcpListener::bind(admin.listen).await.map_err(|source| ServeError::Bind { address: admin.listen, source })?, token))
+        }
+        None => None,
+    };
     let config = Arc::new(ArcSwap::from_pointee(config));
     let quarantine = Arc::new(Quarantine::open(config.clone(), spool.clone()).await?);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -91,6 +98,7 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
     });
     let shared = Arc::new(Shared {
         config: config.clone(),
+        config_path: path.clone(),
         tls: Arc::new(ArcSwap::from_pointee(acceptor)),
         spool,
         quarantine,
@@ -116,6 +124,10 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
     if let Some(web) = web {
         tracing::info!(event = "listening", address = %shared.config.load().web.as_ref().map_or_else(String::new, |w| w.listen.to_string()), web = true);
         tokio::spawn(crate::web::serve(web, shared.clone()));
+    }
+    if let Some((listener, token)) = admin {
+        tracing::info!(event = "listening", address = %listener.local_addr().map_or_else(|_| String::new(), |a| a.to_string()), admin = true);
+        tokio::spawn(crate::web::admin::serve(listener, token, shared.clone()));
     }
     tokio::spawn(watch_rules(shared.clone()));
     tokio::spawn(refresh_user_lists(shared.clone()));
@@ -155,7 +167,7 @@ async fn wait_for_signals(path: &std::path::Path, shared: &Shared) -> Result<(),
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(path, shared).await,
+            _ = hup.recv() => { let _ = reload(path, shared).await; }
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
         }
@@ -170,8 +182,9 @@ fn load_everything(path: &std::path::Path) -> Result<(Config, Option<tokio_rustl
     Ok((new, acceptor, scorer))
 }
 
-/// Loads the configuration, certificate and filters anew; applies all or nothing.
-async fn reload(path: &std::path::Path, shared: &Shared) {
+/// Loads the configuration, certificate and filters anew; applies all or nothing. Returns the
+/// errors (with file and line) when nothing was applied.
+pub async fn reload(path: &std::path::Path, shared: &Shared) -> Result<(), Vec<String>> {
     crate::systemd::notify("RELOADING=1");
     let owned = path.to_path_buf();
     // Loading rule files compiles thousands of regexes: keep it off the async workers.
@@ -190,6 +203,8 @@ async fn reload(path: &std::path::Path, shared: &Shared) {
             shared.scorer.load().log_rules_in_force();
             metrics::counter!("moat_rule_reloads_total", "outcome" => "applied").increment(1);
             tracing::info!(event = "reload", outcome = "applied");
+            crate::systemd::notify("READY=1");
+            Ok(())
         }
         Err(errors) => {
             for error in &errors {
@@ -197,9 +212,10 @@ async fn reload(path: &std::path::Path, shared: &Shared) {
             }
             metrics::counter!("moat_rule_reloads_total", "outcome" => "refused").increment(1);
             tracing::error!(event = "reload", outcome = "refused", note = "the running configuration stays in force");
+            crate::systemd::notify("READY=1");
+            Err(errors)
         }
     }
-    crate::systemd::notify("READY=1");
 }
 
 /// Reloads the filters when a rule file changes (checked every `rules.watch`), keeping the

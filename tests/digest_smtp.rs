@@ -12,12 +12,6 @@ use support::*;
 
 const HOLD_RULE: &str = "body LOCAL_PRIZE /you have won/i\nscore LOCAL_PRIZE 12\ndescribe LOCAL_PRIZE Claims you won a prize\n";
 
-/// The URL after `label` in the digest's text part.
-fn url_after(text: &str, label: &str) -> String {
-    let start = text.find(label).unwrap_or_else(|| panic!("{label:?} in the digest:\n{text}")) + label.len();
-    text[start..].split_whitespace().next().expect("a URL").to_string()
-}
-
 #[test]
 fn spam_held_then_listed_in_a_digest_whose_link_releases_the_original_once() {
     let rules = temp_dir();

@@ -8,7 +8,7 @@ mod support;
 use moat::lists::{Entry, Lists};
 use moat::store::vault::{Sealed, Vault, VaultError};
 use moat::store::{
-    Category, DigestFrequency, Greylist, ItemState, ListKind, Preferences, QuarantineItem, ReleaseVia, Store, StoreError,
+    AdminRecord, Category, DigestFrequency, Greylist, ItemQuery, ItemState, ListKind, Preferences, QuarantineItem, ReleaseVia, Store, StoreError,
     Triplet, latest_version,
 };
 use moat::verdict::Symbol;
@@ -90,6 +90,8 @@ both_backends!(
     greylist_defers_then_passes_after_the_delay,
     rate_counters_count_in_fixed_windows,
     digest_cursor_advances_once_per_expected_value,
+    items_are_found_by_text_category_and_state_and_counted,
+    admin_actions_are_audited_and_expire_with_the_retention,
 );
 
 fn item(id: &str, recipient: &str, created_at: i64) -> QuarantineItem {
@@ -492,4 +494,54 @@ async fn postgres_store_reconnects_after_its_connections_are_killed() {
     for _ in 0..2 * moat::store::postgres::CONNECTIONS {
         assert_eq!(store.get_item("k").await.expect("after reconnect").recipient, "alice@example.test");
     }
+}
+
+async fn items_are_found_by_text_category_and_state_and_counted(db: Db) {
+    let store = db.open().await;
+    let vault = db.vault();
+    let mut virus = item("v1", "alice@example.test", NOW - 3);
+    virus.category = Category::Virus;
+    virus.subject = "Invoice 100%_done".into();
+    let mut other = item("o1", "alice@example.test", NOW - 2);
+    other.subject = "Invoice 100 done".into();
+    for i in [&item("a1", "alice@example.test", NOW - 4), &virus, &other, &item("b1", "bob@example.test", NOW - 1)] {
+        insert(&store, &vault, i).await;
+    }
+    store.release("a1", "alice@example.test", ReleaseVia::Web, NOW, None).await.unwrap();
+    let find = |query: ItemQuery| {
+        let store = store.clone();
+        async move { (store.find_items(&query, 10, 0).await.unwrap().into_iter().map(|i| i.id).collect::<Vec<_>>(), store.count_items(&query).await.unwrap()) }
+    };
+    let alice = || ItemQuery { recipient: "Alice@Example.test".into(), ..ItemQuery::default() };
+    assert_eq!(find(alice()).await, (vec!["o1".to_string(), "v1".into(), "a1".into()], 3), "newest first, recipient case-insensitive");
+    assert_eq!(find(ItemQuery { state: Some(ItemState::Held), ..alice() }).await.1, 2);
+    assert_eq!(find(ItemQuery { category: Some(Category::Virus), ..alice() }).await.0, ["v1"]);
+    // Text matches sender or subject, case-insensitively; % and _ are literal characters.
+    assert_eq!(find(ItemQuery { text: "INVOICE".into(), ..alice() }).await.1, 2);
+    assert_eq!(find(ItemQuery { text: "100%_".into(), ..alice() }).await.0, ["v1"]);
+    assert_eq!(find(ItemQuery { text: "spammer-b1".into(), ..ItemQuery::default() }).await.0, ["b1"]);
+    assert_eq!(find(ItemQuery::default()).await.1, 4, "every recipient's");
+    assert_eq!(store.find_items(&alice(), 1, 1).await.unwrap()[0].id, "v1", "paging");
+}
+
+async fn admin_actions_are_audited_and_expire_with_the_retention(db: Db) {
+    let store = db.open().await;
+    let record = |at: i64, action: &str| AdminRecord {
+        at,
+        actor: "admin (api)".into(),
+        action: action.into(),
+        target: "item-1".into(),
+        recipient: "Alice@example.test".into(),
+        outcome: "done".into(),
+    };
+    store.audit_admin(&record(NOW - 40 * DAY, "delete")).await.unwrap();
+    store.audit_admin(&record(NOW - DAY, "release")).await.unwrap();
+    let records = store.admin_audit(10).await.unwrap();
+    assert_eq!(records.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(), ["release", "delete"], "newest first");
+    assert_eq!(records[0].recipient, "alice@example.test");
+    let expired = store.expire(NOW, Duration::from_secs(30 * 86400), Duration::from_secs(7 * 86400)).await.unwrap();
+    assert_eq!(expired.audit_records, 1);
+    assert_eq!(store.admin_audit(10).await.unwrap().len(), 1);
+    store.purge_user("alice@example.test").await.unwrap();
+    assert!(store.admin_audit(10).await.unwrap().is_empty(), "a purge removes the user's audit records");
 }

@@ -14,7 +14,7 @@ mod web;
 pub use deferral::{Greylist, RateLimits};
 pub use digest::{Digest, DigestOverride, Frequency};
 pub use duration::Seconds;
-pub use web::{Metrics, Notices, Web};
+pub use web::{Admin, Metrics, Notices, Web};
 pub use policy::{PolicyConfig, PolicyOverride, check_thresholds};
 pub use validate::{ConfigError, is_domain_name, load, load_str};
 
@@ -96,6 +96,8 @@ pub struct Config {
     pub digest: Digest,
     /// The metrics and health listener; none without this section.
     pub metrics: Option<Metrics>,
+    /// The admin console and JSON API.
+    pub admin: Option<Admin>,
 }
 
 /// `[clamav]`: where clamd listens and what happens when it cannot answer.
@@ -763,6 +765,11 @@ impl Config {
     /// The key file links in emails are signed with.
     pub fn link_key_file(&self) -> PathBuf {
         self.web.as_ref().and_then(|w| w.key_file.clone()).unwrap_or_else(|| self.state_dir.join("links.key"))
+    }
+
+    /// The file holding the admin token.
+    pub fn admin_token_file(&self) -> PathBuf {
+        self.admin.as_ref().and_then(|a| a.token_file.clone()).unwrap_or_else(|| self.state_dir.join("admin.token"))
     }
 
     /// The From address of the emails moat sends.

@@ -119,7 +119,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 const TOP_LEVEL_KEYS: &[&str] = &[
     "hostname", "state_dir", "listen", "tls", "limits", "timeouts", "downstream", "domain", "delivery", "dns", "reputation",
     "lists", "policy", "auth", "rules", "clamav", "attachments", "store",
-    "greylist", "rate_limits", "web", "notices", "digest", "metrics",
+    "greylist", "rate_limits", "web", "notices", "digest", "metrics", "admin",
 ];
 
 /// Deserializes every section and every array entry separately so that all errors surface.
@@ -146,6 +146,7 @@ fn check_sections(report: &mut Report<'_>, document: &DeTable<'_>) {
             "notices" => drop(report.section::<super::Notices>(value)),
             "digest" => drop(report.section::<super::Digest>(value)),
             "metrics" => drop(report.section::<super::Metrics>(value)),
+            "admin" => drop(report.section::<super::Admin>(value)),
             "listen" => each_entry::<Listener>(report, value, "listen"),
             "domain" => each_entry::<Domain>(report, value, "domain"),
             "reputation" => check_reputation(report, value),

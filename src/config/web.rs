@@ -21,6 +21,27 @@ pub struct Web {
     /// The key links are signed with: 32 random bytes, created if missing. Default
     /// `<state_dir>/links.key`. Several nodes must share the same file.
     pub key_file: Option<PathBuf>,
+    /// How long a Message Center session lasts without use (each page renews it).
+    #[serde(default = "default_session_lifetime")]
+    pub session_lifetime: Seconds,
+    /// How long the link in a "send me a login link" email works.
+    #[serde(default = "default_session_lifetime")]
+    pub login_link_lifetime: Seconds,
+}
+
+fn default_session_lifetime() -> Seconds {
+    Seconds(3600)
+}
+
+/// `[admin]`: the admin console and JSON API. Keep it on a private address; every request
+/// needs the token in `token_file` (`Authorization: Bearer <token>`, or the console's login form).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub listen: SocketAddr,
+    /// A file holding the admin token (created with a random token if missing). Default
+    /// `<state_dir>/admin.token`.
+    pub token_file: Option<PathBuf>,
 }
 
 fn default_link_lifetime() -> Seconds {

@@ -61,7 +61,7 @@ fn rows(web: &Web, key: &LinkKey, address: &str, items: &[QuarantineItem], now: 
         .collect()
 }
 
-fn text_part(address: &str, rows: &[Row], retention_days: u64, unsubscribe: &str) -> String {
+fn text_part(address: &str, rows: &[Row], retention_days: u64, center: &str, unsubscribe: &str) -> String {
     let mut text = format!("Quarantine digest for {}\r\n\r\n", shown(address));
     if rows.is_empty() {
         text.push_str("Nothing new was held for you since your last digest.\r\n");
@@ -85,11 +85,12 @@ fn text_part(address: &str, rows: &[Row], retention_days: u64, unsubscribe: &str
             row.release_allow
         ));
     }
+    text.push_str(&format!("\r\nYour whole quarantine, preferences and allow/block lists: {center}\r\n"));
     text.push_str(&format!("\r\nTo stop these digests: {unsubscribe}\r\n"));
     text
 }
 
-fn html_part(address: &str, rows: &[Row], retention_days: u64, unsubscribe: &str) -> String {
+fn html_part(address: &str, rows: &[Row], retention_days: u64, center: &str, unsubscribe: &str) -> String {
     let mut html = format!(
         "<!doctype html><html><body style=\"font-family:sans-serif;line-height:1.4\">\
          <h2 style=\"font-size:1.2em\">Quarantine digest for {}</h2>",
@@ -120,6 +121,7 @@ fn html_part(address: &str, rows: &[Row], retention_days: u64, unsubscribe: &str
         }
         html.push_str("</table>");
     }
+    html.push_str(&format!("<p><a href=\"{}\">Open your Message Center</a> (your whole quarantine, preferences and allow/block lists)</p>", escape(center)));
     html.push_str(&format!(
         "<p style=\"font-size:.9em\">Opening a link shows a page with a button; nothing is released until you press it. \
          <a href=\"{}\">Stop these digests</a>.</p></body></html>",
@@ -133,6 +135,7 @@ fn html_part(address: &str, rows: &[Row], retention_days: u64, unsubscribe: &str
 pub fn digest(config: &Config, key: &LinkKey, address: &str, items: &[QuarantineItem], now: i64) -> Option<(Envelope, Vec<u8>)> {
     let web = config.web.as_ref()?;
     let unsubscribe = key.url(web, LinkAction::Unsubscribe, address, "", now);
+    let center = key.url(web, LinkAction::Login, address, "", now);
     let rows = rows(web, key, address, items, now);
     let retention_days = config.store.retention.0 / 86400;
     let subject = match items.len() {
@@ -142,8 +145,8 @@ pub fn digest(config: &Config, key: &LinkKey, address: &str, items: &[Quarantine
     };
     let id = Spool::new_id();
     let outgoing = ToUser { config, address, unsubscribe: &unsubscribe, now };
-    let text = text_part(address, &rows, retention_days, &unsubscribe);
-    let html = html_part(address, &rows, retention_days, &unsubscribe);
+    let text = text_part(address, &rows, retention_days, &center, &unsubscribe);
+    let html = html_part(address, &rows, retention_days, &center, &unsubscribe);
     let message = outgoing.message(&subject, &format!("digest.{id}"), text, Some(html))?;
     let envelope = outgoing.envelope(id, &message, Some(Staged::Digest { address: address.to_string() }));
     Some((envelope, message))

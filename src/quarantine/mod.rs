@@ -258,10 +258,8 @@ impl Quarantine {
             Err(error) => tracing::warn!(event = "virus_notice", item = %item.id, error = %error, note = "preferences unreadable; notice sent"),
         }
         let (envelope, message) = notices::virus_notice(&config, key, item, store::unix_now())?;
-        let id = envelope.id.clone();
-        let delivery = self.delivery.clone();
-        match blocking(move || delivery.store(&envelope, &message)).await {
-            Ok(()) => {
+        match self.send_to_user(envelope, message).await {
+            Ok(id) => {
                 metrics::counter!("moat_virus_notices_total").increment(1);
                 tracing::info!(event = "virus_notice", item = %item.id, recipient = %item.recipient, queue_id = %id);
                 Some(id)
@@ -271,6 +269,15 @@ impl Quarantine {
                 None
             }
         }
+    }
+
+    /// Writes an email of moat's own (a notice, a login link) to the delivery spool; returns
+    /// its queue id, for the caller to submit.
+    pub async fn send_to_user(&self, envelope: Envelope, message: Vec<u8>) -> Result<String, QuarantineError> {
+        let id = envelope.id.clone();
+        let delivery = self.delivery.clone();
+        blocking(move || delivery.store(&envelope, &message)).await?;
+        Ok(id)
     }
 
     /// Releases item `id` to its recipient, exactly once (see the module docs). The caller

@@ -166,6 +166,8 @@ impl Session {
                 Outcome::Tempfail => Action::Tempfail,
             };
             metrics::counter!("moat_verdicts_total", "action" => action.as_str()).increment(1);
+            let virus = v.verdict.symbols.iter().any(|s| s.name == crate::filter::clamav::CLAMAV_VIRUS);
+            crate::stats::STATS.record(action, virus, crate::store::unix_now());
             for symbol in &v.verdict.symbols {
                 metrics::counter!("moat_symbols_total", "symbol" => symbol.name.clone()).increment(1);
             }

@@ -44,6 +44,8 @@ use tokio_rustls::TlsAcceptor;
 /// What every session shares with the server.
 pub struct Shared {
     pub config: Arc<ArcSwap<Config>>,
+    /// The configuration file (read again on reload).
+    pub config_path: std::path::PathBuf,
     pub tls: Arc<ArcSwap<Option<TlsAcceptor>>>,
     pub spool: Arc<Spool>,
     /// The quarantine: held copies go to its holding spool, then into the store.

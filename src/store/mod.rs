@@ -116,10 +116,12 @@ pub enum ItemState {
 pub enum ReleaseVia {
     /// A signed link from a digest (the user).
     Link,
-    /// The admin web interface.
+    /// The admin console or API.
     Admin,
     /// `moat quarantine release`.
     Cli,
+    /// The user's Message Center.
+    Web,
 }
 
 /// How often a user gets a digest.
@@ -161,7 +163,7 @@ macro_rules! text_enum {
 
 text_enum!(Category { Spam = "spam", Virus = "virus", Policy = "policy" });
 text_enum!(ItemState { Held = "held", Released = "released", Deleted = "deleted" });
-text_enum!(ReleaseVia { Link = "link", Admin = "admin", Cli = "cli" });
+text_enum!(ReleaseVia { Link = "link", Admin = "admin", Cli = "cli", Web = "web" });
 text_enum!(DigestFrequency { Daily = "daily", Weekly = "weekly", Never = "never" });
 text_enum!(ListKind { Allow = "allow", Block = "block" });
 
@@ -264,6 +266,45 @@ pub struct Expired {
     pub rate_counters: u64,
 }
 
+/// Which items [`Store::find_items`] lists.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ItemQuery {
+    /// One recipient's items ("" for every recipient's).
+    pub recipient: String,
+    pub state: Option<ItemState>,
+    pub category: Option<Category>,
+    /// Items whose sender or subject contains this text (case-insensitive; "" for all).
+    pub text: String,
+}
+
+/// One admin action, as recorded in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminRecord {
+    pub at: UnixTime,
+    pub actor: String,
+    /// "release", "delete", "reload", ...
+    pub action: String,
+    /// The item id (or what else the action was on).
+    pub target: String,
+    /// The item's recipient, when the action was on an item ("" otherwise).
+    pub recipient: String,
+    /// "done", "refused: ...", "not held", ...
+    pub outcome: String,
+}
+
+/// A `LIKE` pattern matching `text` anywhere (with `\` as the escape character).
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 /// What [`Store::purge_user`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Purged {
@@ -347,6 +388,19 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (2, "ALTER TABLE release_audit ADD COLUMN ticket TEXT;"),
     // The spool id of the digest that advanced a cursor, for the same reason.
     (3, "ALTER TABLE digest_cursor ADD COLUMN ticket TEXT;"),
+    // What admins did (release, delete, reload), for accountability; expired with the retention.
+    (
+        4,
+        "CREATE TABLE admin_audit (
+            at BIGINT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            outcome TEXT NOT NULL
+        );
+        CREATE INDEX admin_audit_by_time ON admin_audit (at);",
+    ),
 ];
 
 /// The schema version this binary writes.
@@ -501,6 +555,23 @@ fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
+/// The `WHERE` clause of an [`ItemQuery`], parameters `$1`..`$4` ([`item_query_params`]).
+macro_rules! item_query_where {
+    () => {
+        "($1 = '' OR recipient = $1) AND ($2 = '' OR state = $2) AND ($3 = '' OR category = $3)
+     AND ($4 = '' OR lower(sender) LIKE $4 ESCAPE '\\' OR lower(subject) LIKE $4 ESCAPE '\\')"
+    };
+}
+
+fn item_query_params(query: &ItemQuery) -> Vec<Val> {
+    vec![
+        text(lower(&query.recipient)),
+        text(query.state.map_or("", ItemState::as_str)),
+        text(query.category.map_or("", Category::as_str)),
+        text(if query.text.is_empty() { String::new() } else { contains_pattern(&query.text) }),
+    ]
+}
+
 fn lower(address: &str) -> String {
     address.to_ascii_lowercase()
 }
@@ -619,22 +690,74 @@ impl Store {
         limit: u32,
         offset: u32,
     ) -> Result<Vec<QuarantineItem>, StoreError> {
+        let query = ItemQuery { recipient: recipient.to_string(), state, ..ItemQuery::default() };
+        self.find_items(&query, limit, offset).await
+    }
+
+    /// The items `query` selects, newest first (`created_at`, then id); `limit` items after
+    /// skipping `offset`.
+    pub async fn find_items(&self, query: &ItemQuery, limit: u32, offset: u32) -> Result<Vec<QuarantineItem>, StoreError> {
+        let mut params = item_query_params(query);
+        params.extend([int(i64::from(limit)), int(i64::from(offset))]);
         let rows = self
             .query(
-                "SELECT id, recipient, sender, subject, msg_date, size, score, symbols, category, state, created_at, expires_at
-                 FROM quarantine WHERE ($1 = '' OR recipient = $1) AND ($2 = '' OR state = $2)
-                 ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
-                vec![
-                    text(lower(recipient)),
-                    text(state.map_or("", ItemState::as_str)),
-                    int(i64::from(limit)),
-                    int(i64::from(offset)),
-                ],
+                concat!(
+                    "SELECT id, recipient, sender, subject, msg_date, size, score, symbols, category, state, created_at, expires_at
+                     FROM quarantine WHERE ",
+                    item_query_where!(),
+                    " ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6"
+                ),
+                params,
                 ITEM_COLUMNS,
                 "quarantine",
             )
             .await?;
         rows.iter().map(item_from_row).collect()
+    }
+
+    /// How many items `query` selects.
+    pub async fn count_items(&self, query: &ItemQuery) -> Result<u64, StoreError> {
+        let rows = self
+            .query(concat!("SELECT COUNT(*) FROM quarantine WHERE ", item_query_where!()), item_query_params(query), &[Ty::Int], "quarantine")
+            .await?;
+        Ok(rows.first().map(|r| r.int(0)).transpose()?.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+    }
+
+    /// Records an admin action.
+    pub async fn audit_admin(&self, record: &AdminRecord) -> Result<(), StoreError> {
+        self.transaction(
+            vec![stmt(
+                "INSERT INTO admin_audit (at, actor, action, target, recipient, outcome) VALUES ($1, $2, $3, $4, $5, $6)",
+                vec![
+                    int(record.at),
+                    text(record.actor.as_str()),
+                    text(record.action.as_str()),
+                    text(record.target.as_str()),
+                    text(lower(&record.recipient)),
+                    text(record.outcome.as_str()),
+                ],
+            )],
+            false,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The latest admin actions, newest first.
+    pub async fn admin_audit(&self, limit: u32) -> Result<Vec<AdminRecord>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT at, actor, action, target, recipient, outcome FROM admin_audit ORDER BY at DESC LIMIT $1",
+                vec![int(i64::from(limit))],
+                &[Ty::Int, Ty::Text, Ty::Text, Ty::Text, Ty::Text, Ty::Text],
+                "admin_audit",
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AdminRecord { at: r.int(0)?, actor: r.text(1)?, action: r.text(2)?, target: r.text(3)?, recipient: r.text(4)?, outcome: r.text(5)? })
+            })
+            .collect()
     }
 
     /// A recipient's held items created at or after `since`, oldest first (for a digest).
@@ -768,12 +891,13 @@ impl Store {
                     stmt("DELETE FROM release_audit WHERE released_at < $1", vec![int(now.saturating_sub(secs(retention)))]),
                     stmt("DELETE FROM greylist WHERE last_seen < $1", vec![int(now.saturating_sub(secs(greylist_lifetime)))]),
                     stmt("DELETE FROM rate_counter WHERE window_start + window_secs <= $1", vec![int(now)]),
+                    stmt("DELETE FROM admin_audit WHERE at < $1", vec![int(now.saturating_sub(secs(retention)))]),
                 ],
                 false,
             )
             .await?;
         let at = |i: usize| counts.get(i).copied().unwrap_or(0);
-        Ok(Expired { items: at(1), audit_records: at(2), greylist: at(3), rate_counters: at(4) })
+        Ok(Expired { items: at(1), audit_records: at(2) + at(5), greylist: at(3), rate_counters: at(4) })
     }
 
     /// Removes everything held about `address` (`moat user purge`): its quarantined items and
@@ -791,6 +915,7 @@ impl Store {
                     stmt("DELETE FROM user_list WHERE address = $1", a()),
                     stmt("DELETE FROM digest_cursor WHERE address = $1", a()),
                     stmt("DELETE FROM greylist WHERE recipient = $1 OR sender = $1", a()),
+                    stmt("DELETE FROM admin_audit WHERE recipient = $1", a()),
                 ],
                 false,
             )

@@ -1,24 +1,22 @@
-//! The small web listener behind the links in moat's emails (`[web]`): `GET /l/<token>` shows
-//! what the link would do with a button, `POST /l/<token>` does it (release, release and always
-//! allow the sender, unsubscribe). Mail security scanners fetch every link in an email, so a GET
-//! never acts; the POST of a `List-Unsubscribe` URL is RFC 8058's one-click unsubscribe.
+//! The users' web listener (`[web]`): the pages behind the signed links in moat's emails
+//! ([`link_pages`]), the Message Center ([`center`]) and its sessions ([`session`]); the admin
+//! console and API ([`admin`], on its own listener); the shared page frame and escaping.
 //!
-//! Guarantees: a link acts only for the user and the item it was signed for (an item of another
-//! user is refused even with a valid token); a release goes through `Quarantine::release`, so it
-//! happens exactly once however often the button is pressed; every page is static HTML with every
-//! value escaped, under a Content-Security-Policy that allows no script, no remote content and
-//! forms only to this origin; connections have a deadline and a bound (see [`listener`]); request
-//! bodies are bounded ([`MAX_BODY`]). Nothing here shows message contents.
+//! Guarantees: every page is static HTML built from escaped values, under a
+//! Content-Security-Policy that allows no script and no remote content, with forms only to this
+//! origin; no GET changes a message or a setting; connections have a deadline and a bound (see
+//! [`listener`]); request bodies are bounded ([`MAX_BODY`]).
 
+pub mod admin;
+pub mod center;
+mod link_pages;
 mod listener;
+pub mod sanitize;
+pub mod session;
 
-use crate::links::{Link, LinkAction, LinkError};
-use crate::lists::Entry;
 use crate::session::Shared;
-use crate::store::{self, ItemState, ListKind, QuarantineItem, ReleaseVia, StoreError};
 use axum::Router;
-use mail_parser::MimeHeaders;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -27,7 +25,7 @@ use tokio::net::TcpListener;
 
 pub use listener::{CONNECTION_DEADLINE, MAX_CONNECTIONS};
 
-/// Largest request body read (a one-click unsubscribe POST is 26 bytes).
+/// Largest request body read (a bulk action on a page of items is about 4 KiB).
 pub const MAX_BODY: usize = 16 * 1024;
 
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -36,7 +34,9 @@ const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 's
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     let shutdown = shared.shutdown.clone();
     let app = Router::new()
-        .route("/l/{token}", get(show).post(act))
+        .route("/l/{token}", get(link_pages::show).post(link_pages::act))
+        .route("/", get(|| async { axum::response::Redirect::to("/mc") }))
+        .merge(center::routes())
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared);
@@ -71,8 +71,13 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// A whole page: `body` is trusted HTML built by this module from escaped values.
+/// A whole page under the links' CSP: `body` is trusted HTML built from escaped values.
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    page_with(status, title, body, CSP)
+}
+
+/// A whole page under `csp`: `body` is trusted HTML built from escaped values.
+fn page_with(status: StatusCode, title: &str, body: &str, csp: &'static str) -> Response {
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -86,233 +91,20 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let mut response = (status, html).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
-fn refused(error: LinkError) -> Response {
-    let why = match error {
-        LinkError::Expired => "This link has expired. Use a link from a more recent email.",
-        LinkError::Malformed | LinkError::BadSignature => "This link is not valid. Check that it was copied whole.",
-    };
-    page(StatusCode::FORBIDDEN, "Link not valid", &format!("<p>{why}</p>"))
-}
-
 fn unavailable() -> Response {
     page(StatusCode::SERVICE_UNAVAILABLE, "Try again later", "<p>The quarantine cannot be reached right now. Please try again in a few minutes.</p>")
-}
-
-/// A page answering instead of the normal one (boxed: a response is large).
-type Refusal = Box<Response>;
-
-/// The verified link, or the page that refuses it.
-fn verified(shared: &Shared, token: &str) -> Result<Link, Refusal> {
-    let Some(key) = shared.quarantine.links() else {
-        return Err(Box::new(page(StatusCode::NOT_FOUND, "Not found", "<p>Links are not enabled here.</p>")));
-    };
-    key.verify(token, store::unix_now()).map_err(|e| Box::new(refused(e)))
-}
-
-/// The item a release link names, if it belongs to the link's user.
-async fn owned_item(shared: &Shared, link: &Link) -> Result<QuarantineItem, Refusal> {
-    match shared.quarantine.store().get_item(&link.item).await {
-        Ok(item) if item.recipient.eq_ignore_ascii_case(&link.address) => Ok(item),
-        Ok(_) | Err(StoreError::NotFound { .. }) => {
-            Err(Box::new(page(StatusCode::NOT_FOUND, "Message not found", "<p>This message is no longer in the quarantine.</p>")))
-        }
-        Err(error) => {
-            tracing::warn!(event = "web_store_error", error = %error);
-            Err(Box::new(unavailable()))
-        }
-    }
-}
-
-fn describe(item: &QuarantineItem) -> String {
-    let sender = if item.sender.is_empty() { "(no sender)" } else { &item.sender };
-    let subject = if item.subject.is_empty() { "(no subject)" } else { &item.subject };
-    let date = chrono::DateTime::from_timestamp(item.date, 0).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M UTC").to_string());
-    format!(
-        "<dl><dt>From</dt><dd>{}</dd><dt>Subject</dt><dd>{}</dd><dt>Date</dt><dd>{}</dd></dl>",
-        escape(sender),
-        escape(subject),
-        escape(&date)
-    )
-}
-
-fn no_longer_held(state: ItemState) -> Response {
-    let what = match state {
-        ItemState::Released => "This message was already released; it should be in your mailbox.",
-        _ => "This message was deleted from the quarantine.",
-    };
-    page(StatusCode::OK, "Nothing to do", &format!("<p>{what}</p>"))
-}
-
-fn button(label: &str) -> String {
-    format!("<form method=\"post\"><button type=\"submit\">{}</button></form>", escape(label))
-}
-
-/// GET: what the link would do, and a button to do it.
-async fn show(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
-    let link = match verified(&shared, &token) {
-        Ok(link) => link,
-        Err(refusal) => return *refusal,
-    };
-    match link.action {
-        LinkAction::Unsubscribe => page(
-            StatusCode::OK,
-            "Stop quarantine emails",
-            &format!("<p>Stop sending quarantine digests and virus notices to <strong>{}</strong>?</p>{}", escape(&link.address), button("Unsubscribe")),
-        ),
-        LinkAction::Release | LinkAction::ReleaseAllow => {
-            let item = match owned_item(&shared, &link).await {
-                Ok(item) => item,
-                Err(refusal) => return *refusal,
-            };
-            if item.state != ItemState::Held {
-                return no_longer_held(item.state);
-            }
-            let (title, label) = if link.action == LinkAction::Release {
-                ("Release this message?", "Release")
-            } else {
-                ("Release and always allow this sender?", "Release and allow sender")
-            };
-            page(StatusCode::OK, title, &format!("{}{}", describe(&item), button(label)))
-        }
-        LinkAction::View => view(&shared, &link).await,
-    }
-}
-
-/// Most characters of a message's text shown on its page.
-const MAX_VIEW_TEXT: usize = 100_000;
-
-/// The held message, for its own user: a header summary, the text (an HTML-only message is
-/// shown as its text, never rendered), the attachments by name and type (not served), and the
-/// release buttons.
-async fn view(shared: &Shared, link: &Link) -> Response {
-    let item = match owned_item(shared, link).await {
-        Ok(item) => item,
-        Err(refusal) => return *refusal,
-    };
-    if item.state == ItemState::Deleted {
-        return no_longer_held(item.state);
-    }
-    let contents = match shared.quarantine.open_contents(&item.id).await {
-        Ok(contents) => contents,
-        Err(error) => {
-            tracing::warn!(event = "web_view_failed", item = %item.id, error = %error);
-            return unavailable();
-        }
-    };
-    let parsed = mail_parser::MessageParser::default().parse(&contents);
-    let (text, attachments) = match &parsed {
-        Some(message) => {
-            let text = match message.body_text(0) {
-                Some(text) => text.into_owned(),
-                None => message.body_html(0).map(|html| crate::ruleset::html::render(&html).text).unwrap_or_default(),
-            };
-            let attachments: Vec<String> = message
-                .attachments()
-                .map(|part| {
-                    let name = part.attachment_name().unwrap_or("(unnamed)");
-                    let kind = part.content_type().map_or_else(String::new, |t| match t.subtype() {
-                        Some(sub) => format!("{}/{sub}", t.ctype()),
-                        None => t.ctype().to_string(),
-                    });
-                    format!("<li>{} <small>{}</small></li>", escape(name), escape(&kind))
-                })
-                .collect();
-            (text, attachments)
-        }
-        None => (String::new(), Vec::new()),
-    };
-    let shown: String = text.chars().take(MAX_VIEW_TEXT).collect();
-    let reason = crate::digest::build::reason(&item);
-    let mut body = format!("{}<p>Held because: {} (score {:.1})</p>", describe(&item), escape(&reason), item.score);
-    body.push_str(&format!("<pre style=\"white-space:pre-wrap;border:1px solid #ccc;padding:.5rem\">{}</pre>", escape_keep_lines(&shown)));
-    if !attachments.is_empty() {
-        body.push_str(&format!("<p>Attachments (not available here):</p><ul>{}</ul>", attachments.join("")));
-    }
-    if item.state == ItemState::Held
-        && let (Some(key), Some(web)) = (shared.quarantine.links(), shared.config.load().web.clone())
-    {
-        let now = store::unix_now();
-        for (action, label) in [(LinkAction::Release, "Release"), (LinkAction::ReleaseAllow, "Release and allow sender")] {
-            let url = key.url(&web, action, &link.address, &item.id, now);
-            let path = url.find("/l/").map_or(url.as_str(), |i| &url[i..]);
-            body.push_str(&format!("<form method=\"post\" action=\"{}\"><button type=\"submit\">{}</button></form>", escape(path), escape(label)));
-        }
-    }
-    page(StatusCode::OK, "Held message", &body)
 }
 
 /// [`escape`], keeping line breaks (for a `<pre>` block).
 fn escape_keep_lines(text: &str) -> String {
     text.split('\n').map(|line| escape(line.trim_end_matches('\r'))).collect::<Vec<_>>().join("\n")
-}
-
-/// POST: does what the link says.
-async fn act(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
-    let link = match verified(&shared, &token) {
-        Ok(link) => link,
-        Err(refusal) => return *refusal,
-    };
-    match link.action {
-        LinkAction::Unsubscribe => unsubscribe(&shared, &link.address).await,
-        LinkAction::Release | LinkAction::ReleaseAllow => release(&shared, &link).await,
-        LinkAction::View => page(StatusCode::METHOD_NOT_ALLOWED, "Nothing to do", "<p>This link only shows the message.</p>"),
-    }
-}
-
-async fn unsubscribe(shared: &Shared, address: &str) -> Response {
-    let store = shared.quarantine.store();
-    let result = async {
-        let mut prefs = store.get_preferences(address).await?;
-        prefs.opt_out = true;
-        store.set_preferences(address, &prefs, store::unix_now()).await
-    }
-    .await;
-    match result {
-        Ok(()) => {
-            tracing::info!(event = "unsubscribed", user = %address);
-            page(StatusCode::OK, "Unsubscribed", "<p>You will no longer get quarantine digests or virus notices.</p>")
-        }
-        Err(error) => {
-            tracing::warn!(event = "web_store_error", error = %error);
-            unavailable()
-        }
-    }
-}
-
-async fn release(shared: &Shared, link: &Link) -> Response {
-    let item = match owned_item(shared, link).await {
-        Ok(item) => item,
-        Err(refusal) => return *refusal,
-    };
-    match shared.quarantine.release(&item.id, &link.address, ReleaseVia::Link).await {
-        Ok(released) => shared.queue.submit(released.queue_id),
-        Err(crate::quarantine::QuarantineError::Store(StoreError::NotHeld { current, .. })) => return no_longer_held(current),
-        Err(error) => {
-            tracing::warn!(event = "web_release_failed", item = %item.id, error = %error);
-            return unavailable();
-        }
-    }
-    let mut note = String::new();
-    if link.action == LinkAction::ReleaseAllow && !item.sender.is_empty() {
-        match Entry::parse(&item.sender) {
-            Ok(entry) => match shared.quarantine.store().add_list_entry(&link.address, ListKind::Allow, &entry).await {
-                Ok(_) => {
-                    crate::server::read_user_lists(shared).await;
-                    note = format!("<p>Mail from {} will no longer be held for you.</p>", escape(&item.sender));
-                }
-                Err(error) => tracing::warn!(event = "web_store_error", error = %error),
-            },
-            Err(_) => note = "<p>The sender's address cannot be put on your allow list.</p>".to_string(),
-        }
-    }
-    page(StatusCode::OK, "Released", &format!("<p>The message is on its way to your mailbox.</p>{note}"))
 }
 
 #[cfg(test)]

@@ -11,11 +11,13 @@
 //!   its domain into one Maildir ([`Postfix::delivered`]). Needs root. Instances run in parallel.
 //! * [`Smtp`] is a raw client: exact bytes out, parsed replies in, TLS via [`Smtp::starttls`].
 //! * [`swaks`] runs the swaks client with a timeout.
+//! * [`browser::Browser`] is headless Chromium driven through ChromeDriver (WebDriver).
 //!
 //! Every wait has a deadline and panics with what it was waiting for; nothing can hang.
 //! The external programs come from Debian packages that `scripts/test` installs.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod clamd;
 pub mod dns;
 pub mod postgres;

@@ -89,11 +89,17 @@ impl HttpResponse {
 
 /// Sends `method path` (with `body` as a form, if any) to 127.0.0.1:`port`.
 pub fn http(port: u16, method: &str, path: &str, body: &str) -> HttpResponse {
+    http_with(port, method, path, &[], body)
+}
+
+/// [`http`] with extra request header lines (`"Cookie: a=b"`).
+pub fn http_with(port: u16, method: &str, path: &str, headers: &[&str], body: &str) -> HttpResponse {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the web listener");
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{extra}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).unwrap();
@@ -114,4 +120,32 @@ pub fn web_section(port: u16) -> String {
 pub fn link_path(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     rest.find('/').map_or_else(|| "/".to_string(), |i| rest[i..].to_string())
+}
+
+/// The URL after `label` in an email's text (a digest, a login email).
+pub fn url_after(text: &str, label: &str) -> String {
+    let start = text.find(label).unwrap_or_else(|| panic!("{label:?} in:\n{text}")) + label.len();
+    text[start..].split_whitespace().next().expect("a URL").to_string()
+}
+
+/// The text part of an email moat sent.
+pub fn text_part(data: &[u8]) -> String {
+    let parsed = mail_parser::MessageParser::default().parse(data).expect("the email parses");
+    parsed.body_text(0).expect("a text part").into_owned()
+}
+
+/// The Message Center session cookie (`moat_session=...`) a login link's page sets.
+pub fn session_from_link(web: u16, url: &str) -> String {
+    let opened = http(web, "GET", &link_path(url), "");
+    assert_eq!(opened.status, 303, "a login link opens the Message Center: {opened:?}");
+    assert_eq!(opened.header("Location").as_deref(), Some("/mc"));
+    let cookie = opened.header("Set-Cookie").expect("a session cookie");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    cookie.split(';').next().unwrap().to_string()
+}
+
+/// The CSRF token in a Message Center or admin page's forms.
+pub fn csrf_of(page: &str) -> String {
+    let start = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + "name=\"csrf\" value=\"".len();
+    page[start..].split('"').next().unwrap().to_string()
 }

@@ -1,0 +1,739 @@
+//! The user's Message Center: their quarantine (newest first, search by sender or subject,
+//! filter by category, paging), a held message shown safely, actions (release, release and
+//! allow the sender, block the sender, delete; one or many at once) and preferences (digest
+//! frequency or opt-out, spam filtering where the domain lets users choose, allow and block
+//! lists). Reached from the "Open your Message Center" link of a digest or a login email asked
+//! for on `/login`; no passwords.
+//!
+//! Guarantees: every page acts for the signed-in user only (an item of another user is "not
+//! found", whatever id is sent); no GET changes anything; every POST needs the session's CSRF
+//! token and is refused from another site; every value from mail is escaped; a message's HTML
+//! is only ever shown sanitised, in a sandboxed frame, under its own CSP (see [`super::sanitize`]);
+//! attachments are listed, never served. Pages work without script, on small screens and with
+//! a keyboard (labelled controls, a skip link).
+
+use super::session::{Session, cross_site};
+use super::{escape, escape_keep_lines, page_with, sanitize, unavailable};
+use crate::links::LinkKey;
+use crate::lists::Entry;
+use crate::session::Shared;
+use crate::store::{self, Category, DigestFrequency, ItemQuery, ItemState, ListKind, QuarantineItem, ReleaseVia, StoreError};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use mail_parser::MimeHeaders;
+use std::sync::Arc;
+
+/// Items on one page of the list.
+pub const PAGE_SIZE: u32 = 25;
+/// Most items one bulk action takes.
+pub const MAX_BULK: usize = 100;
+/// Login emails one address can ask for in [`LOGIN_WINDOW`] seconds.
+const LOGIN_EMAILS: u64 = 3;
+const LOGIN_WINDOW: u64 = 600;
+
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const STYLE: &str = "<style>main{max-width:60rem}table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem;border-bottom:1px solid #ddd;vertical-align:top}\
+nav a,nav button{margin-right:1rem}.actions button{margin:.2rem}iframe{width:100%;height:24rem;border:1px solid #ccc}\
+.skip{position:absolute;left:-999px}.skip:focus{left:1rem}\
+@media (max-width:40rem){table,tbody,tr,td{display:block}thead{display:none}tr{border-bottom:2px solid #999;margin-bottom:.5rem}td{border:0}}</style>";
+
+pub fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/login", get(login_form).post(login_send))
+        .route("/mc", get(list))
+        .route("/mc/act", post(act))
+        .route("/mc/m/{id}", get(view))
+        .route("/mc/m/{id}/html", get(html_part))
+        .route("/mc/prefs", get(preferences).post(save_preferences))
+        .route("/mc/lists", post(change_list))
+        .route("/mc/logout", post(logout))
+}
+
+/// The signed-in user's context for one request.
+struct User {
+    session: Session,
+    key: LinkKey,
+    /// The renewed session cookie.
+    cookie: HeaderValue,
+}
+
+impl User {
+    fn csrf_field(&self) -> String {
+        format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", escape(&self.session.csrf(&self.key)))
+    }
+
+    /// A Message Center page with the navigation, renewing the session cookie.
+    fn page(&self, status: StatusCode, title: &str, body: &str) -> Response {
+        let nav = format!(
+            "<a class=\"skip\" href=\"#content\">Skip to content</a><nav aria-label=\"Message Center\"><a href=\"/mc\">Quarantine</a><a href=\"/mc/prefs\">Preferences</a>\
+             <form method=\"post\" action=\"/mc/logout\" style=\"display:inline\">{}<button type=\"submit\">Sign out</button></form>\
+             <span>Signed in as {}</span></nav>{STYLE}<div id=\"content\">{body}</div>",
+            self.csrf_field(),
+            escape(&self.session.address)
+        );
+        let mut response = page_with(status, title, &nav, CSP);
+        response.headers_mut().insert(header::SET_COOKIE, self.cookie.clone());
+        response
+    }
+}
+
+/// The signed-in user, or the page to answer instead (the login page for a GET).
+fn signed_in(shared: &Shared, headers: &HeaderMap) -> Result<User, Box<Response>> {
+    let config = shared.config.load();
+    let (Some(key), Some(web)) = (shared.quarantine.links(), config.web.as_ref()) else {
+        return Err(Box::new(page_with(StatusCode::NOT_FOUND, "Not found", "<p>The Message Center is not enabled here.</p>", CSP)));
+    };
+    let now = store::unix_now();
+    match Session::from_headers(key, headers, now) {
+        Some(session) => {
+            let cookie = session.cookie(key, now, web.session_lifetime.0, web.public_url.starts_with("https:"));
+            Ok(User { session, key: key.clone(), cookie })
+        }
+        None => Err(Box::new(see_other("/login"))),
+    }
+}
+
+/// A signed-in user for a state-changing request: also checks the CSRF token and the origin.
+fn signed_in_post(shared: &Shared, headers: &HeaderMap, form: &Form) -> Result<User, Box<Response>> {
+    let user = signed_in(shared, headers)?;
+    if cross_site(headers) || !user.session.csrf_ok(&user.key, form.one("csrf")) {
+        return Err(Box::new(page_with(StatusCode::FORBIDDEN, "Request refused", "<p>This form has expired or came from another site. Go back, reload the page and try again.</p>", CSP)));
+    }
+    Ok(user)
+}
+
+fn see_other(location: &'static str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+}
+
+/// Starts a session for a verified login link and opens the Message Center.
+pub fn start_session(shared: &Shared, address: &str) -> Response {
+    let config = shared.config.load();
+    let (Some(key), Some(web)) = (shared.quarantine.links(), config.web.as_ref()) else {
+        return unavailable();
+    };
+    let now = store::unix_now();
+    let session = Session { address: address.to_ascii_lowercase(), started: now };
+    tracing::info!(event = "web_session", user = %session.address);
+    let mut response = see_other("/mc");
+    response.headers_mut().insert(header::SET_COOKIE, session.cookie(key, now, web.session_lifetime.0, web.public_url.starts_with("https:")));
+    response
+}
+
+/// A submitted form (`application/x-www-form-urlencoded`), keys in order, repeats kept.
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn parse(body: &[u8]) -> Form {
+        Form(serde_urlencoded::from_bytes(body).unwrap_or_default())
+    }
+
+    fn one(&self, name: &str) -> &str {
+        self.0.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
+    }
+
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+// ---- login ----
+
+async fn login_form() -> Response {
+    page_with(
+        StatusCode::OK,
+        "Open your Message Center",
+        "<p>Enter your email address and we will send you a link to your quarantine.</p>\
+         <form method=\"post\" action=\"/login\"><label for=\"address\">Email address</label><br>\
+         <input id=\"address\" name=\"address\" type=\"email\" autocomplete=\"email\" required size=\"30\"> \
+         <button type=\"submit\">Send me a link</button></form>",
+        CSP,
+    )
+}
+
+/// Sends a login link to the address, if it is one of our domains and has not asked too often.
+/// The answer is the same either way, so the form tells nobody which addresses exist.
+async fn login_send(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    if cross_site(&headers) {
+        return page_with(StatusCode::FORBIDDEN, "Request refused", "<p>This form came from another site.</p>", CSP);
+    }
+    let form = Form::parse(&body);
+    let address = form.one("address").trim().to_ascii_lowercase();
+    let ours = address.rsplit_once('@').is_some_and(|(local, domain)| !local.is_empty() && shared.config.load().domain(domain).is_some());
+    if ours && !address.chars().any(char::is_control) && address.len() <= 254 {
+        send_login_link(&shared, &address).await;
+    }
+    page_with(
+        StatusCode::OK,
+        "Check your mail",
+        "<p>If that address gets its mail through us, a link to its Message Center is on its way. It works for a short time only.</p>",
+        CSP,
+    )
+}
+
+async fn send_login_link(shared: &Shared, address: &str) {
+    let store = shared.quarantine.store();
+    match store.hit_rate(&format!("login:{address}"), std::time::Duration::from_secs(LOGIN_WINDOW), store::unix_now()).await {
+        Ok(hits) if hits > LOGIN_EMAILS => {
+            tracing::info!(event = "login_link", user = %address, outcome = "rate_limited");
+            return;
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(event = "login_link", user = %address, error = %error, outcome = "not sent");
+            return;
+        }
+    }
+    let config = shared.config.load_full();
+    let Some(key) = shared.quarantine.links() else { return };
+    let Some((envelope, message)) = crate::notices::login_email(&config, key, address, store::unix_now()) else { return };
+    match shared.quarantine.send_to_user(envelope, message).await {
+        Ok(id) => {
+            tracing::info!(event = "login_link", user = %address, queue_id = %id);
+            shared.queue.submit(id);
+        }
+        Err(error) => tracing::error!(event = "login_link", user = %address, error = %error, outcome = "not sent"),
+    }
+}
+
+async fn logout(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = Form::parse(&body);
+    if let Err(refusal) = signed_in_post(&shared, &headers, &form) {
+        return *refusal;
+    }
+    let mut response = page_with(StatusCode::OK, "Signed out", "<p>You are signed out. <a href=\"/login\">Sign in again</a></p>", CSP);
+    response.headers_mut().insert(header::SET_COOKIE, Session::clear());
+    response
+}
+
+// ---- the list ----
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct ListParams {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    page: u32,
+}
+
+fn category_of(text: &str) -> Option<Category> {
+    [Category::Spam, Category::Virus, Category::Policy].into_iter().find(|c| c.as_str() == text)
+}
+
+fn state_of(text: &str) -> Option<ItemState> {
+    match text {
+        "all" => None,
+        "released" => Some(ItemState::Released),
+        _ => Some(ItemState::Held),
+    }
+}
+
+fn date(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M").to_string())
+}
+
+fn or_none<'a>(text: &'a str, none: &'a str) -> &'a str {
+    if text.is_empty() { none } else { text }
+}
+
+fn select(name: &str, label: &str, current: &str, options: &[(&str, &str)]) -> String {
+    let options: String = options
+        .iter()
+        .map(|(value, text)| format!("<option value=\"{value}\"{}>{text}</option>", if *value == current { " selected" } else { "" }))
+        .collect();
+    format!("<label for=\"{name}\">{label}</label> <select id=\"{name}\" name=\"{name}\">{options}</select>")
+}
+
+async fn list(State(shared): State<Arc<Shared>>, headers: HeaderMap, Query(params): Query<ListParams>) -> Response {
+    let user = match signed_in(&shared, &headers) {
+        Ok(user) => user,
+        Err(refusal) => return *refusal,
+    };
+    let query = ItemQuery {
+        recipient: user.session.address.clone(),
+        state: state_of(&params.state),
+        category: category_of(&params.category),
+        text: params.q.chars().take(200).collect(),
+    };
+    let offset = params.page.saturating_mul(PAGE_SIZE);
+    let store = shared.quarantine.store();
+    let (items, total) = match tokio::try_join!(store.find_items(&query, PAGE_SIZE, offset), store.count_items(&query)) {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::warn!(event = "web_store_error", error = %error);
+            return unavailable();
+        }
+    };
+    let mut body = format!(
+        "<form method=\"get\" action=\"/mc\" role=\"search\"><label for=\"q\">Search sender or subject</label> \
+         <input id=\"q\" name=\"q\" value=\"{}\"> {} {} <button type=\"submit\">Search</button></form>",
+        escape(&query.text),
+        select("category", "Category", &params.category, &[("", "All"), ("spam", "Spam"), ("virus", "Virus"), ("policy", "Policy")]),
+        select("state", "Show", &params.state, &[("", "Held"), ("released", "Released"), ("all", "All")]),
+    );
+    body.push_str(&format!("<p>{total} message(s).</p>"));
+    if !items.is_empty() {
+        body.push_str(&format!("<form method=\"post\" action=\"/mc/act\">{}<table><thead><tr><th scope=\"col\">Select</th><th scope=\"col\">Date</th><th scope=\"col\">From</th><th scope=\"col\">Subject</th><th scope=\"col\">Category</th><th scope=\"col\">Score</th><th scope=\"col\">Why</th></tr></thead><tbody>", user.csrf_field()));
+        for item in &items {
+            body.push_str(&row(item));
+        }
+        body.push_str("</tbody></table>");
+        body.push_str(&action_buttons("Selected messages: "));
+        body.push_str("</form>");
+    }
+    body.push_str(&pager(&params, total));
+    user.page(StatusCode::OK, "Your quarantine", &body)
+}
+
+fn row(item: &QuarantineItem) -> String {
+    let sender = or_none(&item.sender, "(no sender)");
+    let subject = or_none(&item.subject, "(no subject)");
+    let check = if item.state == ItemState::Held {
+        format!("<input type=\"checkbox\" name=\"id\" value=\"{}\" aria-label=\"Select message from {}\">", escape(&item.id), escape(sender))
+    } else {
+        escape(item.state.as_str())
+    };
+    format!(
+        "<tr><td>{check}</td><td>{}</td><td>{}</td><td><a href=\"/mc/m/{}\">{}</a></td><td>{}</td><td>{:.1}</td><td>{}</td></tr>",
+        date(item.date),
+        escape(sender),
+        escape(&item.id),
+        escape(subject),
+        item.category.as_str(),
+        item.score,
+        escape(&crate::digest::build::reason(item)),
+    )
+}
+
+fn action_buttons(label: &str) -> String {
+    format!(
+        "<p class=\"actions\" role=\"group\" aria-label=\"{}\">{label}\
+         <button type=\"submit\" name=\"action\" value=\"release\">Release</button>\
+         <button type=\"submit\" name=\"action\" value=\"release_allow\">Release and allow sender</button>\
+         <button type=\"submit\" name=\"action\" value=\"block\">Block sender</button>\
+         <button type=\"submit\" name=\"action\" value=\"delete\">Delete</button></p>",
+        escape(label.trim_end_matches([':', ' ']))
+    )
+}
+
+fn pager(params: &ListParams, total: u64) -> String {
+    let page_link = |page: u32, text: &str| {
+        let query = serde_urlencoded::to_string([("q", params.q.as_str()), ("category", &params.category), ("state", &params.state), ("page", &page.to_string())]).unwrap_or_default();
+        format!("<a href=\"/mc?{}\">{text}</a> ", escape(&query))
+    };
+    let mut links = String::new();
+    if params.page > 0 {
+        links.push_str(&page_link(params.page - 1, "Newer"));
+    }
+    if u64::from(params.page.saturating_add(1)) * u64::from(PAGE_SIZE) < total {
+        links.push_str(&page_link(params.page + 1, "Older"));
+    }
+    if links.is_empty() { links } else { format!("<nav aria-label=\"Pages\">{links}</nav>") }
+}
+
+// ---- one message ----
+
+/// The user's own item, or the page to answer instead ("not found" for anyone else's).
+async fn own_item(shared: &Shared, user: &User, id: &str) -> Result<QuarantineItem, Box<Response>> {
+    match shared.quarantine.store().get_item(id).await {
+        Ok(item) if item.recipient.eq_ignore_ascii_case(&user.session.address) && item.state != ItemState::Deleted => Ok(item),
+        Ok(_) | Err(StoreError::NotFound { .. }) => Err(Box::new(user.page(StatusCode::NOT_FOUND, "Message not found", "<p>This message is not in your quarantine.</p>"))),
+        Err(error) => {
+            tracing::warn!(event = "web_store_error", error = %error);
+            Err(Box::new(unavailable()))
+        }
+    }
+}
+
+/// What a message shows: its text, its HTML part (raw; sanitise before use) and its attachments
+/// (name, type).
+pub struct Parts {
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub attachments: Vec<(String, String)>,
+}
+
+pub fn parts(contents: &[u8]) -> Parts {
+    let Some(message) = mail_parser::MessageParser::default().parse(contents) else {
+        return Parts { text: None, html: None, attachments: Vec::new() };
+    };
+    let html = message.html_body.first().and_then(|_| message.body_html(0)).map(|h| h.into_owned());
+    let text = message.text_body.first().and_then(|_| message.body_text(0)).map(|t| t.into_owned());
+    let attachments = message
+        .attachments()
+        .map(|part| {
+            let name = part.attachment_name().unwrap_or("(unnamed)").to_string();
+            let kind = part.content_type().map_or_else(String::new, |t| match t.subtype() {
+                Some(sub) => format!("{}/{sub}", t.ctype()),
+                None => t.ctype().to_string(),
+            });
+            (name, kind)
+        })
+        .collect();
+    Parts { text, html, attachments }
+}
+
+/// Most characters of a message's text shown.
+pub const MAX_VIEW_TEXT: usize = 100_000;
+
+async fn view(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let user = match signed_in(&shared, &headers) {
+        Ok(user) => user,
+        Err(refusal) => return *refusal,
+    };
+    let item = match own_item(&shared, &user, &id).await {
+        Ok(item) => item,
+        Err(refusal) => return *refusal,
+    };
+    let contents = match shared.quarantine.open_contents(&item.id).await {
+        Ok(contents) => contents,
+        Err(error) => {
+            tracing::warn!(event = "web_view_failed", item = %item.id, error = %error);
+            return unavailable();
+        }
+    };
+    let parts = parts(&contents);
+    let mut body = format!(
+        "<dl><dt>From</dt><dd>{}</dd><dt>To</dt><dd>{}</dd><dt>Subject</dt><dd>{}</dd><dt>Date</dt><dd>{}</dd><dt>Held because</dt><dd>{} (score {:.1}, {})</dd></dl>",
+        escape(or_none(&item.sender, "(no sender)")),
+        escape(&item.recipient),
+        escape(or_none(&item.subject, "(no subject)")),
+        date(item.date),
+        escape(&crate::digest::build::reason(&item)),
+        item.score,
+        item.category.as_str(),
+    );
+    if item.state == ItemState::Held {
+        body.push_str(&format!("<form method=\"post\" action=\"/mc/act\">{}<input type=\"hidden\" name=\"id\" value=\"{}\">{}</form>", user.csrf_field(), escape(&item.id), action_buttons("This message: ")));
+    } else {
+        body.push_str("<p>This message was released.</p>");
+    }
+    if let Some(text) = &parts.text {
+        let shown: String = text.chars().take(MAX_VIEW_TEXT).collect();
+        body.push_str(&format!("<h2>Text</h2><pre style=\"white-space:pre-wrap;border:1px solid #ccc;padding:.5rem\">{}</pre>", escape_keep_lines(&shown)));
+    }
+    if parts.html.is_some() {
+        body.push_str(&format!(
+            "<h2>HTML version</h2><p><small>Shown without images, links or scripts.</small></p><iframe sandbox=\"\" referrerpolicy=\"no-referrer\" title=\"HTML version of the message\" src=\"/mc/m/{}/html\"></iframe>",
+            escape(&item.id)
+        ));
+    }
+    if !parts.attachments.is_empty() {
+        let list: String = parts.attachments.iter().map(|(name, kind)| format!("<li>{} <small>{}</small></li>", escape(name), escape(kind))).collect();
+        body.push_str(&format!("<h2>Attachments</h2><p>Attachments cannot be opened here; release the message to get them.</p><ul>{list}</ul>"));
+    }
+    user.page(StatusCode::OK, "Held message", &body)
+}
+
+/// The sanitised HTML part, as a document of its own for the sandboxed frame.
+async fn html_part(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let user = match signed_in(&shared, &headers) {
+        Ok(user) => user,
+        Err(refusal) => return *refusal,
+    };
+    let item = match own_item(&shared, &user, &id).await {
+        Ok(item) => item,
+        Err(refusal) => return *refusal,
+    };
+    let html = match shared.quarantine.open_contents(&item.id).await {
+        Ok(contents) => parts(&contents).html.unwrap_or_default(),
+        Err(_) => return unavailable(),
+    };
+    let mut response = (StatusCode::OK, sanitize::document(&html)).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(sanitize::HTML_PART_CSP));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+// ---- actions ----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ItemAction {
+    Release,
+    ReleaseAllow,
+    Block,
+    Delete,
+}
+
+impl ItemAction {
+    fn parse(text: &str) -> Option<ItemAction> {
+        Some(match text {
+            "release" => ItemAction::Release,
+            "release_allow" => ItemAction::ReleaseAllow,
+            "block" => ItemAction::Block,
+            "delete" => ItemAction::Delete,
+            _ => return None,
+        })
+    }
+
+    fn done(self) -> &'static str {
+        match self {
+            ItemAction::Release => "released",
+            ItemAction::ReleaseAllow => "released (sender allowed)",
+            ItemAction::Block => "deleted (sender blocked)",
+            ItemAction::Delete => "deleted",
+        }
+    }
+}
+
+async fn act(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = Form::parse(&body);
+    let user = match signed_in_post(&shared, &headers, &form) {
+        Ok(user) => user,
+        Err(refusal) => return *refusal,
+    };
+    let Some(action) = ItemAction::parse(form.one("action")) else {
+        return user.page(StatusCode::BAD_REQUEST, "Nothing done", "<p>Choose an action.</p><p><a href=\"/mc\">Back to your quarantine</a></p>");
+    };
+    let ids: Vec<&str> = form.all("id").take(MAX_BULK).collect();
+    if ids.is_empty() {
+        return user.page(StatusCode::OK, "Nothing done", "<p>No message was selected.</p><p><a href=\"/mc\">Back to your quarantine</a></p>");
+    }
+    let (mut done, mut failed) = (0usize, 0usize);
+    let mut lists_changed = false;
+    for id in ids {
+        match act_on(&shared, &user, id, action).await {
+            Ok(changed) => {
+                done += 1;
+                lists_changed |= changed;
+            }
+            Err(()) => failed += 1,
+        }
+    }
+    if lists_changed {
+        crate::server::read_user_lists(&shared).await;
+    }
+    let mut text = format!("<p>{done} message(s) {}.</p>", action.done());
+    if matches!(action, ItemAction::Release | ItemAction::ReleaseAllow) && done > 0 {
+        text.push_str("<p>Released messages are on their way to your mailbox.</p>");
+    }
+    if failed > 0 {
+        text.push_str(&format!("<p>{failed} message(s) could not be changed: they are no longer held, or are not yours.</p>"));
+    }
+    text.push_str("<p><a href=\"/mc\">Back to your quarantine</a></p>");
+    user.page(StatusCode::OK, "Done", &text)
+}
+
+/// Does `action` on one of the user's held items; `Ok(true)` when their lists changed.
+async fn act_on(shared: &Shared, user: &User, id: &str, action: ItemAction) -> Result<bool, ()> {
+    let store = shared.quarantine.store();
+    let item = match store.get_item(id).await {
+        Ok(item) if item.recipient.eq_ignore_ascii_case(&user.session.address) && item.state == ItemState::Held => item,
+        _ => return Err(()),
+    };
+    let address = &user.session.address;
+    let mut lists_changed = false;
+    let list_kind = match action {
+        ItemAction::ReleaseAllow => Some(ListKind::Allow),
+        ItemAction::Block => Some(ListKind::Block),
+        _ => None,
+    };
+    if let (Some(kind), Ok(entry)) = (list_kind, Entry::parse(&item.sender)) {
+        lists_changed = store.add_list_entry(address, kind, &entry).await.is_ok();
+    }
+    match action {
+        ItemAction::Release | ItemAction::ReleaseAllow => match shared.quarantine.release(id, address, ReleaseVia::Web).await {
+            Ok(released) => shared.queue.submit(released.queue_id),
+            Err(error) => {
+                tracing::info!(event = "web_release", item = %id, error = %error, outcome = "not released");
+                return Err(());
+            }
+        },
+        ItemAction::Block | ItemAction::Delete => {
+            if let Err(error) = shared.quarantine.delete(id).await {
+                tracing::info!(event = "web_delete", item = %id, error = %error, outcome = "not deleted");
+                return Err(());
+            }
+        }
+    }
+    Ok(lists_changed)
+}
+
+// ---- preferences ----
+
+/// Whether the user's domain lets users switch their own spam filtering.
+fn may_choose_filtering(config: &crate::config::Config, address: &str) -> bool {
+    let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+    config.lists.domain.iter().find(|d| d.name.eq_ignore_ascii_case(domain)).is_none_or(|d| d.user_opt_out)
+}
+
+fn may_choose_digest(config: &crate::config::Config, address: &str) -> bool {
+    config.digest_for(address.rsplit_once('@').map_or("", |(_, d)| d)).user_choice
+}
+
+async fn preferences(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let user = match signed_in(&shared, &headers) {
+        Ok(user) => user,
+        Err(refusal) => return *refusal,
+    };
+    let prefs = match shared.quarantine.store().get_preferences(&user.session.address).await {
+        Ok(prefs) => prefs,
+        Err(error) => {
+            tracing::warn!(event = "web_store_error", error = %error);
+            return unavailable();
+        }
+    };
+    let config = shared.config.load();
+    let address = &user.session.address;
+    let mut body = format!("<h2>Quarantine emails</h2><form method=\"post\" action=\"/mc/prefs\">{}", user.csrf_field());
+    body.push_str(&format!(
+        "<p><input type=\"checkbox\" id=\"emails\" name=\"emails\" value=\"on\"{}> <label for=\"emails\">Send me quarantine digests and virus notices</label></p>",
+        if prefs.opt_out { "" } else { " checked" }
+    ));
+    if may_choose_digest(&config, address) {
+        let current = prefs.digest.map_or("", DigestFrequency::as_str);
+        body.push_str(&format!("<p>{}</p>", select("digest", "How often", current, &[("", "Default"), ("daily", "Daily"), ("weekly", "Weekly"), ("never", "Never")])));
+    }
+    if may_choose_filtering(&config, address) {
+        let current = match prefs.filtering {
+            None => "",
+            Some(true) => "on",
+            Some(false) => "off",
+        };
+        body.push_str(&format!("<p>{}</p>", select("filtering", "Spam filtering", current, &[("", "Default"), ("on", "On"), ("off", "Off (viruses are still stopped)")])));
+    }
+    body.push_str("<p><button type=\"submit\">Save preferences</button></p></form>");
+    for (kind, title, entries) in [(ListKind::Allow, "Always allow", &prefs.allow), (ListKind::Block, "Always block", &prefs.block)] {
+        body.push_str(&format!("<h2>{title}</h2><ul>"));
+        for entry in entries {
+            let shown = entry.to_string();
+            body.push_str(&format!(
+                "<li>{} <form method=\"post\" action=\"/mc/lists\" style=\"display:inline\">{}<input type=\"hidden\" name=\"op\" value=\"remove\">\
+                 <input type=\"hidden\" name=\"kind\" value=\"{}\"><input type=\"hidden\" name=\"entry\" value=\"{}\">\
+                 <button type=\"submit\" aria-label=\"Remove {} from {}\">Remove</button></form></li>",
+                escape(&shown),
+                user.csrf_field(),
+                kind.as_str(),
+                escape(&shown),
+                escape(&shown),
+                title.to_lowercase()
+            ));
+        }
+        let field = format!("add-{}", kind.as_str());
+        body.push_str(&format!(
+            "</ul><form method=\"post\" action=\"/mc/lists\">{}<input type=\"hidden\" name=\"op\" value=\"add\"><input type=\"hidden\" name=\"kind\" value=\"{}\">\
+             <label for=\"{field}\">Address or domain (e.g. friend@example.com or @example.com)</label> <input id=\"{field}\" name=\"entry\" required> \
+             <button type=\"submit\">Add</button></form>",
+            user.csrf_field(),
+            kind.as_str()
+        ));
+    }
+    user.page(StatusCode::OK, "Preferences", &body)
+}
+
+async fn save_preferences(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = Form::parse(&body);
+    let user = match signed_in_post(&shared, &headers, &form) {
+        Ok(user) => user,
+        Err(refusal) => return *refusal,
+    };
+    let store = shared.quarantine.store();
+    let address = user.session.address.clone();
+    let config = shared.config.load_full();
+    let result = async {
+        let mut prefs = store.get_preferences(&address).await?;
+        prefs.opt_out = form.one("emails") != "on";
+        if may_choose_digest(&config, &address) {
+            prefs.digest = match form.one("digest") {
+                "daily" => Some(DigestFrequency::Daily),
+                "weekly" => Some(DigestFrequency::Weekly),
+                "never" => Some(DigestFrequency::Never),
+                _ => None,
+            };
+        }
+        if may_choose_filtering(&config, &address) {
+            prefs.filtering = match form.one("filtering") {
+                "on" => Some(true),
+                "off" => Some(false),
+                _ => None,
+            };
+        }
+        store.set_preferences(&address, &prefs, store::unix_now()).await
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            crate::server::read_user_lists(&shared).await;
+            tracing::info!(event = "preferences_saved", user = %address);
+            user.page(StatusCode::OK, "Preferences saved", "<p>Your preferences are saved.</p><p><a href=\"/mc/prefs\">Back to preferences</a></p>")
+        }
+        Err(error) => {
+            tracing::warn!(event = "web_store_error", error = %error);
+            unavailable()
+        }
+    }
+}
+
+async fn change_list(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = Form::parse(&body);
+    let user = match signed_in_post(&shared, &headers, &form) {
+        Ok(user) => user,
+        Err(refusal) => return *refusal,
+    };
+    let kind = match form.one("kind") {
+        "allow" => ListKind::Allow,
+        "block" => ListKind::Block,
+        _ => return user.page(StatusCode::BAD_REQUEST, "Nothing changed", "<p>Unknown list.</p>"),
+    };
+    let entry = match Entry::parse(form.one("entry").trim()) {
+        Ok(entry) => entry,
+        Err(error) => {
+            return user.page(
+                StatusCode::BAD_REQUEST,
+                "Nothing changed",
+                &format!("<p>That entry is not valid: {}</p><p><a href=\"/mc/prefs\">Back to preferences</a></p>", escape(&error.to_string())),
+            );
+        }
+    };
+    let store = shared.quarantine.store();
+    let result = match form.one("op") {
+        "remove" => store.remove_list_entry(&user.session.address, kind, &entry).await,
+        _ => store.add_list_entry(&user.session.address, kind, &entry).await,
+    };
+    match result {
+        Ok(_) => {
+            crate::server::read_user_lists(&shared).await;
+            user.page(StatusCode::OK, "List changed", "<p>Your list is changed.</p><p><a href=\"/mc/prefs\">Back to preferences</a></p>")
+        }
+        Err(error) => {
+            tracing::warn!(event = "web_store_error", error = %error);
+            unavailable()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_keep_repeated_keys() {
+        let form = Form::parse(b"csrf=abc&id=1&id=2&action=release&entry=%40example.test");
+        assert_eq!(form.one("csrf"), "abc");
+        assert_eq!(form.all("id").collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(form.one("entry"), "@example.test");
+        assert_eq!(form.one("missing"), "");
+    }
+
+    #[test]
+    fn a_message_shows_its_text_html_and_attachment_names() {
+        let message = b"From: a@example.test\r\nSubject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: multipart/alternative; boundary=c\r\n\r\n--c\r\nContent-Type: text/plain\r\n\r\nplain words\r\n--c\r\nContent-Type: text/html\r\n\r\n<p>html words</p>\r\n--c--\r\n--b\r\nContent-Type: application/pdf; name=\"invoice.pdf\"\r\nContent-Disposition: attachment; filename=\"invoice.pdf\"\r\n\r\nJVBERi0=\r\n--b--\r\n";
+        let parts = parts(message);
+        assert!(parts.text.as_deref().is_some_and(|t| t.contains("plain words")));
+        assert!(parts.html.as_deref().is_some_and(|h| h.contains("<p>html words</p>")));
+        assert_eq!(parts.attachments, [("invoice.pdf".to_string(), "application/pdf".to_string())]);
+    }
+}

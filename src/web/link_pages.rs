@@ -1,0 +1,216 @@
+//! The pages behind the signed links in moat's emails: `GET /l/<token>` shows what the link
+//! would do with a button, `POST /l/<token>` does it (release, release and always allow the
+//! sender, unsubscribe). Mail security scanners fetch every link in an email, so a GET never
+//! acts; the POST of a `List-Unsubscribe` URL is RFC 8058's one-click unsubscribe. A login link
+//! (digest, login email) starts a Message Center session and opens it.
+//!
+//! Guarantees: a link acts only for the user and the item it was signed for (an item of another
+//! user is refused even with a valid token); a release goes through `Quarantine::release`, so it
+//! happens exactly once however often the button is pressed; the view page shows the message as
+//! text only, attachments by name.
+
+use super::{escape, escape_keep_lines, page, unavailable};
+use crate::links::{Link, LinkAction, LinkError};
+use crate::lists::Entry;
+use crate::session::Shared;
+use crate::store::{self, ItemState, ListKind, QuarantineItem, ReleaseVia, StoreError};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use std::sync::Arc;
+
+fn refused(error: LinkError) -> Response {
+    let why = match error {
+        LinkError::Expired => "This link has expired. Use a link from a more recent email.",
+        LinkError::Malformed | LinkError::BadSignature => "This link is not valid. Check that it was copied whole.",
+    };
+    page(StatusCode::FORBIDDEN, "Link not valid", &format!("<p>{why}</p>"))
+}
+
+/// A page answering instead of the normal one (boxed: a response is large).
+type Refusal = Box<Response>;
+
+/// The verified link, or the page that refuses it.
+fn verified(shared: &Shared, token: &str) -> Result<Link, Refusal> {
+    let Some(key) = shared.quarantine.links() else {
+        return Err(Box::new(page(StatusCode::NOT_FOUND, "Not found", "<p>Links are not enabled here.</p>")));
+    };
+    key.verify(token, store::unix_now()).map_err(|e| Box::new(refused(e)))
+}
+
+/// The item a release link names, if it belongs to the link's user.
+async fn owned_item(shared: &Shared, link: &Link) -> Result<QuarantineItem, Refusal> {
+    match shared.quarantine.store().get_item(&link.item).await {
+        Ok(item) if item.recipient.eq_ignore_ascii_case(&link.address) => Ok(item),
+        Ok(_) | Err(StoreError::NotFound { .. }) => {
+            Err(Box::new(page(StatusCode::NOT_FOUND, "Message not found", "<p>This message is no longer in the quarantine.</p>")))
+        }
+        Err(error) => {
+            tracing::warn!(event = "web_store_error", error = %error);
+            Err(Box::new(unavailable()))
+        }
+    }
+}
+
+fn describe(item: &QuarantineItem) -> String {
+    let sender = if item.sender.is_empty() { "(no sender)" } else { &item.sender };
+    let subject = if item.subject.is_empty() { "(no subject)" } else { &item.subject };
+    let date = chrono::DateTime::from_timestamp(item.date, 0).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M UTC").to_string());
+    format!(
+        "<dl><dt>From</dt><dd>{}</dd><dt>Subject</dt><dd>{}</dd><dt>Date</dt><dd>{}</dd></dl>",
+        escape(sender),
+        escape(subject),
+        escape(&date)
+    )
+}
+
+fn no_longer_held(state: ItemState) -> Response {
+    let what = match state {
+        ItemState::Released => "This message was already released; it should be in your mailbox.",
+        _ => "This message was deleted from the quarantine.",
+    };
+    page(StatusCode::OK, "Nothing to do", &format!("<p>{what}</p>"))
+}
+
+fn button(label: &str) -> String {
+    format!("<form method=\"post\"><button type=\"submit\">{}</button></form>", escape(label))
+}
+
+/// GET: what the link would do, and a button to do it.
+pub(super) async fn show(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
+    let link = match verified(&shared, &token) {
+        Ok(link) => link,
+        Err(refusal) => return *refusal,
+    };
+    match link.action {
+        LinkAction::Unsubscribe => page(
+            StatusCode::OK,
+            "Stop quarantine emails",
+            &format!("<p>Stop sending quarantine digests and virus notices to <strong>{}</strong>?</p>{}", escape(&link.address), button("Unsubscribe")),
+        ),
+        LinkAction::Release | LinkAction::ReleaseAllow => {
+            let item = match owned_item(&shared, &link).await {
+                Ok(item) => item,
+                Err(refusal) => return *refusal,
+            };
+            if item.state != ItemState::Held {
+                return no_longer_held(item.state);
+            }
+            let (title, label) = if link.action == LinkAction::Release {
+                ("Release this message?", "Release")
+            } else {
+                ("Release and always allow this sender?", "Release and allow sender")
+            };
+            page(StatusCode::OK, title, &format!("{}{}", describe(&item), button(label)))
+        }
+        LinkAction::View => view(&shared, &link).await,
+        LinkAction::Login => super::center::start_session(&shared, &link.address),
+        LinkAction::Session => refused(LinkError::Malformed),
+    }
+}
+
+/// The held message, for its own user: a header summary, the text (an HTML-only message is
+/// shown as its text, never rendered), the attachments by name and type (not served), and the
+/// release buttons.
+async fn view(shared: &Shared, link: &Link) -> Response {
+    let item = match owned_item(shared, link).await {
+        Ok(item) => item,
+        Err(refusal) => return *refusal,
+    };
+    if item.state == ItemState::Deleted {
+        return no_longer_held(item.state);
+    }
+    let contents = match shared.quarantine.open_contents(&item.id).await {
+        Ok(contents) => contents,
+        Err(error) => {
+            tracing::warn!(event = "web_view_failed", item = %item.id, error = %error);
+            return unavailable();
+        }
+    };
+    let parts = super::center::parts(&contents);
+    // An HTML-only message is shown as its text, never rendered, on this page.
+    let text = parts.text.or_else(|| parts.html.map(|html| crate::ruleset::html::render(&html).text)).unwrap_or_default();
+    let attachments: Vec<String> = parts.attachments.iter().map(|(name, kind)| format!("<li>{} <small>{}</small></li>", escape(name), escape(kind))).collect();
+    let shown: String = text.chars().take(super::center::MAX_VIEW_TEXT).collect();
+    let reason = crate::digest::build::reason(&item);
+    let mut body = format!("{}<p>Held because: {} (score {:.1})</p>", describe(&item), escape(&reason), item.score);
+    body.push_str(&format!("<pre style=\"white-space:pre-wrap;border:1px solid #ccc;padding:.5rem\">{}</pre>", escape_keep_lines(&shown)));
+    if !attachments.is_empty() {
+        body.push_str(&format!("<p>Attachments (not available here):</p><ul>{}</ul>", attachments.join("")));
+    }
+    if item.state == ItemState::Held
+        && let (Some(key), Some(web)) = (shared.quarantine.links(), shared.config.load().web.clone())
+    {
+        let now = store::unix_now();
+        for (action, label) in [(LinkAction::Release, "Release"), (LinkAction::ReleaseAllow, "Release and allow sender")] {
+            let url = key.url(&web, action, &link.address, &item.id, now);
+            let path = url.find("/l/").map_or(url.as_str(), |i| &url[i..]);
+            body.push_str(&format!("<form method=\"post\" action=\"{}\"><button type=\"submit\">{}</button></form>", escape(path), escape(label)));
+        }
+    }
+    page(StatusCode::OK, "Held message", &body)
+}
+
+/// POST: does what the link says.
+pub(super) async fn act(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
+    let link = match verified(&shared, &token) {
+        Ok(link) => link,
+        Err(refusal) => return *refusal,
+    };
+    match link.action {
+        LinkAction::Unsubscribe => unsubscribe(&shared, &link.address).await,
+        LinkAction::Release | LinkAction::ReleaseAllow => release(&shared, &link).await,
+        LinkAction::View | LinkAction::Login => page(StatusCode::METHOD_NOT_ALLOWED, "Nothing to do", "<p>This link only opens a page.</p>"),
+        LinkAction::Session => refused(LinkError::Malformed),
+    }
+}
+
+async fn unsubscribe(shared: &Shared, address: &str) -> Response {
+    let store = shared.quarantine.store();
+    let result = async {
+        let mut prefs = store.get_preferences(address).await?;
+        prefs.opt_out = true;
+        store.set_preferences(address, &prefs, store::unix_now()).await
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            tracing::info!(event = "unsubscribed", user = %address);
+            page(StatusCode::OK, "Unsubscribed", "<p>You will no longer get quarantine digests or virus notices.</p>")
+        }
+        Err(error) => {
+            tracing::warn!(event = "web_store_error", error = %error);
+            unavailable()
+        }
+    }
+}
+
+async fn release(shared: &Shared, link: &Link) -> Response {
+    let item = match owned_item(shared, link).await {
+        Ok(item) => item,
+        Err(refusal) => return *refusal,
+    };
+    match shared.quarantine.release(&item.id, &link.address, ReleaseVia::Link).await {
+        Ok(released) => shared.queue.submit(released.queue_id),
+        Err(crate::quarantine::QuarantineError::Store(StoreError::NotHeld { current, .. })) => return no_longer_held(current),
+        Err(error) => {
+            tracing::warn!(event = "web_release_failed", item = %item.id, error = %error);
+            return unavailable();
+        }
+    }
+    let mut note = String::new();
+    if link.action == LinkAction::ReleaseAllow && !item.sender.is_empty() {
+        match Entry::parse(&item.sender) {
+            Ok(entry) => match shared.quarantine.store().add_list_entry(&link.address, ListKind::Allow, &entry).await {
+                Ok(_) => {
+                    crate::server::read_user_lists(shared).await;
+                    note = format!("<p>Mail from {} will no longer be held for you.</p>", escape(&item.sender));
+                }
+                Err(error) => tracing::warn!(event = "web_store_error", error = %error),
+            },
+            Err(_) => note = "<p>The sender's address cannot be put on your allow list.</p>".to_string(),
+        }
+    }
+    page(StatusCode::OK, "Released", &format!("<p>The message is on its way to your mailbox.</p>{note}"))
+}
+
