@@ -269,6 +269,10 @@ fn the_admin_api_needs_the_token_shows_metadata_only_and_audits_actions() {
     assert_eq!(http(setup.admin, "POST", "/login", "token=nope").status, 401);
     let dashboard = http_with(setup.admin, "GET", "/", &[&format!("Cookie: {cookie}")], "");
     assert!(dashboard.body.contains("Rule set in force"), "{}", dashboard.body);
+    let chart = http_with(setup.admin, "GET", "/chart.svg", &[&format!("Cookie: {cookie}")], "");
+    assert_eq!(chart.header("Content-Type").as_deref(), Some("image/svg+xml"));
+    assert!(chart.body.contains("<polyline") && chart.body.contains("quarantined"), "{}", chart.body);
+    assert_eq!(http(setup.admin, "GET", "/chart.svg", "").status, 303, "the chart needs a session too");
     // A reload without the console's CSRF token does nothing.
     assert_eq!(http_with(setup.admin, "POST", "/reload", &[&format!("Cookie: {cookie}")], "").status, 403);
 
