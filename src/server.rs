@@ -108,7 +108,7 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
         verifier: RecipientVerifier::default(),
         shutdown: shutdown_rx.clone(),
     });
-    tokio::spawn({
+    let quarantine_task = tokio::spawn({
         let (queue, shutdown) = (shared.queue.clone(), shutdown_rx.clone());
         shared.quarantine.clone().run(move |id| queue.submit(id), shutdown)
     });
@@ -147,6 +147,8 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
         tracing::warn!(event = "shutdown_grace_expired", open_connections = limiter.open());
     }
     let _ = tokio::time::timeout(grace + Duration::from_secs(5), shared.queue.stopped()).await;
+    // The quarantine loop gives up the scheduler lease as it stops, so another node takes over at once.
+    let _ = tokio::time::timeout(Duration::from_secs(5), quarantine_task).await;
     Ok(())
 }
 

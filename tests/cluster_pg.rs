@@ -147,3 +147,18 @@ fn a_node_starts_and_relays_while_postgresql_is_down() {
     pg.resume();
     held_ids(&cluster.b, 1);
 }
+
+#[test]
+fn one_node_runs_the_scheduled_work_and_another_takes_over_when_it_stops() {
+    let pg = PgServer::shared();
+    let url = block_on(pg.create_database());
+    let mut cluster = cluster(&url);
+    let acquired = |node: &Moat| node.log().contains("event=\"scheduler_lease\"") && node.log().contains("outcome=\"acquired\"");
+    wait_until("one node holding the scheduler lease", DEADLINE, || (acquired(&cluster.a) || acquired(&cluster.b)).then_some(()));
+    std::thread::sleep(Duration::from_secs(11));
+    assert!(acquired(&cluster.a) ^ acquired(&cluster.b), "exactly one node runs digests and retention:\nA:\n{}\nB:\n{}", cluster.a.log(), cluster.b.log());
+    let (holder, other) = if acquired(&cluster.a) { (&mut cluster.a, &cluster.b) } else { (&mut cluster.b, &cluster.a) };
+    holder.sigterm();
+    holder.wait_exit(DEADLINE);
+    wait_until("the other node taking the lease over", DEADLINE, || acquired(other).then_some(()));
+}

@@ -92,6 +92,7 @@ both_backends!(
     digest_cursor_advances_once_per_expected_value,
     items_are_found_by_text_category_and_state_and_counted,
     admin_actions_are_audited_and_expire_with_the_retention,
+    one_holder_at_a_time_has_a_lease_until_it_expires,
 );
 
 fn item(id: &str, recipient: &str, created_at: i64) -> QuarantineItem {
@@ -544,4 +545,25 @@ async fn admin_actions_are_audited_and_expire_with_the_retention(db: Db) {
     assert_eq!(store.admin_audit(10).await.unwrap().len(), 1);
     store.purge_user("alice@example.test").await.unwrap();
     assert!(store.admin_audit(10).await.unwrap().is_empty(), "a purge removes the user's audit records");
+}
+
+async fn one_holder_at_a_time_has_a_lease_until_it_expires(db: Db) {
+    let store = db.open().await;
+    let ttl = Duration::from_secs(90);
+    assert!(store.acquire_lease("scheduler", "node-a", ttl, NOW).await.unwrap(), "a free lease is taken");
+    assert!(!store.acquire_lease("scheduler", "node-b", ttl, NOW + 10).await.unwrap(), "not while node-a's runs");
+    assert!(store.acquire_lease("scheduler", "node-a", ttl, NOW + 60).await.unwrap(), "the holder renews it");
+    assert!(!store.acquire_lease("scheduler", "node-b", ttl, NOW + 120).await.unwrap(), "renewed until NOW + 150");
+    assert!(store.acquire_lease("other", "node-b", ttl, NOW + 120).await.unwrap(), "leases are independent");
+    // node-a dies: node-b takes over once the lease has run out, and node-a cannot take it back.
+    assert!(store.acquire_lease("scheduler", "node-b", ttl, NOW + 150).await.unwrap());
+    assert!(!store.acquire_lease("scheduler", "node-a", ttl, NOW + 151).await.unwrap());
+    // Given up on shutdown: free at once.
+    store.release_lease("scheduler", "node-a").await.unwrap();
+    assert!(!store.acquire_lease("scheduler", "node-a", ttl, NOW + 152).await.unwrap(), "only the holder can give it up");
+    store.release_lease("scheduler", "node-b").await.unwrap();
+    assert!(store.acquire_lease("scheduler", "node-a", ttl, NOW + 152).await.unwrap());
+    // Two nodes asking at the same instant: exactly one wins.
+    let (a, b) = tokio::join!(store.acquire_lease("race", "node-a", ttl, NOW), store.acquire_lease("race", "node-b", ttl, NOW));
+    assert!(a.unwrap() ^ b.unwrap(), "exactly one of two concurrent takers wins");
 }

@@ -46,6 +46,10 @@ const INGEST_RETRY: Duration = Duration::from_secs(10);
 const DIGEST_CHECK: Duration = Duration::from_secs(30);
 /// How often retention runs.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+/// The scheduler lease: the node holding it runs digests and retention for the cluster, renews
+/// it at every check, and another node takes over this long after the holder stops renewing.
+pub const SCHEDULER_LEASE: Duration = Duration::from_secs(90);
+const SCHEDULER: &str = "scheduler";
 
 /// Everything the quarantine can fail with. Never carries message contents.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +97,8 @@ pub struct Quarantine {
     /// Held copies a session is still writing (it may yet undo them): ingest leaves them alone.
     in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
     wake: Notify,
+    /// This process's name as a lease holder (host, pid, random).
+    holder: String,
 }
 
 impl std::fmt::Debug for Quarantine {
@@ -135,6 +141,7 @@ impl Quarantine {
             links,
             in_flight: std::sync::Mutex::new(std::collections::HashSet::new()),
             wake: Notify::new(),
+            holder: format!("{}/{}/{}", current.hostname, std::process::id(), &store::new_item_id()?[..8]),
         })
     }
 
@@ -392,6 +399,7 @@ impl Quarantine {
         let mut settled = false;
         let mut last_sweep: Option<tokio::time::Instant> = None;
         let mut last_digests: Option<tokio::time::Instant> = None;
+        let mut leader = false;
         loop {
             if !settled {
                 match self.recover().await {
@@ -406,25 +414,51 @@ impl Quarantine {
                 Ok(done) => done.notices.into_iter().for_each(&submit),
                 Err(error) => tracing::warn!(event = "quarantine_ingest", error = %error, note = "held copies wait in the holding spool"),
             }
-            if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
-                match self.sweep(store::unix_now()).await {
-                    Ok(_) => last_sweep = Some(tokio::time::Instant::now()),
-                    Err(error) => tracing::warn!(event = "retention_sweep", error = %error),
+            if self.scheduler_turn(&mut leader).await {
+                if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
+                    match self.sweep(store::unix_now()).await {
+                        Ok(_) => last_sweep = Some(tokio::time::Instant::now()),
+                        Err(error) => tracing::warn!(event = "retention_sweep", error = %error),
+                    }
+                }
+                if last_digests.is_none_or(|at| at.elapsed() >= DIGEST_CHECK) {
+                    last_digests = Some(tokio::time::Instant::now());
+                    match crate::digest::run(&self, &crate::digest::Run::Scheduled { now: store::unix_now() }).await {
+                        Ok(sent) => sent.queue_ids.into_iter().for_each(&submit),
+                        Err(error) => tracing::warn!(event = "digest_run", error = %error, note = "retried at the next check"),
+                    }
                 }
             }
-            if last_digests.is_none_or(|at| at.elapsed() >= DIGEST_CHECK) {
-                last_digests = Some(tokio::time::Instant::now());
-                match crate::digest::run(&self, &crate::digest::Run::Scheduled { now: store::unix_now() }).await {
-                    Ok(sent) => sent.queue_ids.into_iter().for_each(&submit),
-                    Err(error) => tracing::warn!(event = "digest_run", error = %error, note = "retried at the next check"),
+            let stopping = tokio::select! {
+                _ = self.wake.notified() => false,
+                _ = tokio::time::sleep(INGEST_RETRY.min(DIGEST_CHECK)) => false,
+                _ = shutdown.wait_for(|down| *down) => true,
+            };
+            if stopping {
+                if leader {
+                    let _ = self.store.release_lease(SCHEDULER, &self.holder).await;
                 }
-            }
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(INGEST_RETRY.min(DIGEST_CHECK)) => {}
-                _ = shutdown.wait_for(|down| *down) => return,
+                return;
             }
         }
+    }
+
+    /// Whether this node runs the cluster's scheduled work now: takes or renews the scheduler
+    /// lease (logging when it changes hands). Exactly-once still rests on the store's
+    /// compare-and-set per digest; the lease keeps the other nodes from doing the same work.
+    async fn scheduler_turn(&self, leader: &mut bool) -> bool {
+        let held = match self.store.acquire_lease(SCHEDULER, &self.holder, SCHEDULER_LEASE, store::unix_now()).await {
+            Ok(held) => held,
+            Err(error) => {
+                tracing::warn!(event = "scheduler_lease", error = %error, note = "no scheduled work until the store answers");
+                false
+            }
+        };
+        if held != *leader {
+            tracing::info!(event = "scheduler_lease", holder = %self.holder, outcome = if held { "acquired" } else { "lost" });
+            *leader = held;
+        }
+        held
     }
 }
 

@@ -401,6 +401,8 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         );
         CREATE INDEX admin_audit_by_time ON admin_audit (at);",
     ),
+    // Who runs the cluster's scheduled work (digests, retention), until when.
+    (5, "CREATE TABLE lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL);"),
 ];
 
 /// The schema version this binary writes.
@@ -721,6 +723,30 @@ impl Store {
             .query(concat!("SELECT COUNT(*) FROM quarantine WHERE ", item_query_where!()), item_query_params(query), &[Ty::Int], "quarantine")
             .await?;
         Ok(rows.first().map(|r| r.int(0)).transpose()?.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+    }
+
+    /// Takes or renews the lease `name` for `holder` until `now + ttl`: `true` when `holder`
+    /// has it (it was free, expired, or already `holder`'s), `false` while another holder's
+    /// lease runs. One conditional upsert, so two nodes asking at once cannot both win.
+    pub async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration, now: UnixTime) -> Result<bool, StoreError> {
+        let counts = self
+            .transaction(
+                vec![stmt(
+                    "INSERT INTO lease (name, holder, expires_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+                     WHERE lease.expires_at <= $4 OR lease.holder = excluded.holder",
+                    vec![text(name), text(holder), int(now.saturating_add(secs(ttl))), int(now)],
+                )],
+                false,
+            )
+            .await?;
+        Ok(counts.first() == Some(&1))
+    }
+
+    /// Gives up the lease `name` if `holder` has it (so another node takes over at once).
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.transaction(vec![stmt("DELETE FROM lease WHERE name = $1 AND holder = $2", vec![text(name), text(holder)])], false).await?;
+        Ok(())
     }
 
     /// Records an admin action.
