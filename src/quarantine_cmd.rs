@@ -90,23 +90,6 @@ fn print_item(item: &QuarantineItem) {
     );
 }
 
-fn item_json(item: &QuarantineItem) -> serde_json::Value {
-    serde_json::json!({
-        "id": item.id,
-        "recipient": item.recipient,
-        "sender": item.sender,
-        "subject": item.subject,
-        "date": item.date,
-        "size": item.size,
-        "score": item.score,
-        "category": item.category.as_str(),
-        "state": item.state.as_str(),
-        "created_at": item.created_at,
-        "expires_at": item.expires_at,
-        "symbols": item.symbols,
-    })
-}
-
 pub async fn quarantine(config: &Config, command: QuarantineCommand) -> Result<(), String> {
     let open = || async { Store::open(config).await.map_err(|e| e.to_string()) };
     match command {
@@ -115,7 +98,7 @@ pub async fn quarantine(config: &Config, command: QuarantineCommand) -> Result<(
             let items = open().await?.list_items(recipient.as_deref().unwrap_or(""), state, limit, 0).await.map_err(|e| e.to_string())?;
             for item in &items {
                 if json {
-                    println!("{}", item_json(item));
+                    println!("{}", item.metadata_json());
                 } else {
                     print_item(item);
                 }
@@ -128,7 +111,7 @@ pub async fn quarantine(config: &Config, command: QuarantineCommand) -> Result<(
             let store = open().await?;
             let item = store.get_item(&id).await.map_err(|e| e.to_string())?;
             let releases = store.releases(&id).await.map_err(|e| e.to_string())?;
-            let mut value = item_json(&item);
+            let mut value = item.metadata_json();
             value["releases"] = releases
                 .iter()
                 .map(|r| serde_json::json!({"actor": r.actor, "via": r.via.as_str(), "at": r.at, "queue_id": r.ticket}))

@@ -266,6 +266,26 @@ pub struct Expired {
     pub rate_counters: u64,
 }
 
+impl QuarantineItem {
+    /// The item's metadata as JSON (the CLI's `--json` and the admin API): never its contents.
+    pub fn metadata_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "recipient": self.recipient,
+            "sender": self.sender,
+            "subject": self.subject,
+            "date": self.date,
+            "size": self.size,
+            "score": self.score,
+            "category": self.category.as_str(),
+            "state": self.state.as_str(),
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "symbols": self.symbols,
+        })
+    }
+}
+
 /// Which items [`Store::find_items`] lists.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ItemQuery {

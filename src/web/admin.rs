@@ -19,7 +19,7 @@ use super::{escape, page_with, serve_app};
 use crate::links::LinkKey;
 use crate::session::Shared;
 use crate::stats::{Counts, STATS};
-use crate::store::{self, AdminRecord, Category, ItemQuery, ItemState, QuarantineItem, ReleaseVia, StoreError};
+use crate::store::{self, AdminRecord, ItemQuery, ItemState, QuarantineItem, ReleaseVia, StoreError};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -310,55 +310,25 @@ async fn api_status(State(admin): State<AdminState>, headers: HeaderMap) -> Resp
 
 // ---- quarantine ----
 
-#[derive(Debug, Default, serde::Deserialize)]
-struct QuarantineParams {
-    #[serde(default)]
-    recipient: String,
-    #[serde(default)]
-    q: String,
-    #[serde(default)]
-    category: String,
-    #[serde(default)]
-    state: String,
-    #[serde(default)]
-    page: u32,
-}
+use super::center::ListParams as QuarantineParams;
 
-impl QuarantineParams {
-    fn query(&self) -> ItemQuery {
-        ItemQuery {
-            recipient: self.recipient.trim().to_string(),
-            state: match self.state.as_str() {
-                "held" => Some(ItemState::Held),
-                "released" => Some(ItemState::Released),
-                "deleted" => Some(ItemState::Deleted),
-                _ => None,
-            },
-            category: [Category::Spam, Category::Virus, Category::Policy].into_iter().find(|c| c.as_str() == self.category),
-            text: self.q.chars().take(200).collect(),
-        }
+/// The admin's view of the list parameters: any recipient, any state unless one is asked for.
+fn admin_query(params: &QuarantineParams) -> ItemQuery {
+    ItemQuery {
+        recipient: params.recipient.trim().to_string(),
+        state: match params.state.as_str() {
+            "held" => Some(ItemState::Held),
+            "released" => Some(ItemState::Released),
+            "deleted" => Some(ItemState::Deleted),
+            _ => None,
+        },
+        category: super::center::category_of(&params.category),
+        text: params.q.chars().take(200).collect(),
     }
 }
 
-fn item_json(item: &QuarantineItem) -> Value {
-    json!({
-        "id": item.id,
-        "recipient": item.recipient,
-        "sender": item.sender,
-        "subject": item.subject,
-        "date": item.date,
-        "size": item.size,
-        "score": item.score,
-        "symbols": item.symbols.iter().map(|s| json!({"name": s.name, "score": s.score})).collect::<Vec<_>>(),
-        "category": item.category.as_str(),
-        "state": item.state.as_str(),
-        "created_at": item.created_at,
-        "expires_at": item.expires_at,
-    })
-}
-
 async fn find(shared: &Shared, params: &QuarantineParams) -> Result<(Vec<QuarantineItem>, u64), StoreError> {
-    let query = params.query();
+    let query = admin_query(params);
     let store = shared.quarantine.store();
     tokio::try_join!(store.find_items(&query, PAGE_SIZE, params.page.saturating_mul(PAGE_SIZE)), store.count_items(&query))
 }
@@ -465,7 +435,7 @@ async fn api_quarantine(State(admin): State<AdminState>, headers: HeaderMap, Que
         return *response;
     }
     match find(&admin.shared, &params).await {
-        Ok((items, total)) => axum::Json(json!({"total": total, "page": params.page, "page_size": PAGE_SIZE, "items": items.iter().map(item_json).collect::<Vec<_>>()})).into_response(),
+        Ok((items, total)) => axum::Json(json!({"total": total, "page": params.page, "page_size": PAGE_SIZE, "items": items.iter().map(QuarantineItem::metadata_json).collect::<Vec<_>>()})).into_response(),
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"error": error.to_string()}))).into_response(),
     }
 }

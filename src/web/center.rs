@@ -213,19 +213,23 @@ async fn logout(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
 
 // ---- the list ----
 
+/// The list's query string (the Message Center's and the admin console's).
 #[derive(Debug, Default, serde::Deserialize)]
-struct ListParams {
+pub(super) struct ListParams {
+    /// Admin console only: the Message Center always lists the signed-in user's items.
     #[serde(default)]
-    q: String,
+    pub recipient: String,
     #[serde(default)]
-    category: String,
+    pub q: String,
     #[serde(default)]
-    state: String,
+    pub category: String,
     #[serde(default)]
-    page: u32,
+    pub state: String,
+    #[serde(default)]
+    pub page: u32,
 }
 
-fn category_of(text: &str) -> Option<Category> {
+pub(super) fn category_of(text: &str) -> Option<Category> {
     [Category::Spam, Category::Virus, Category::Policy].into_iter().find(|c| c.as_str() == text)
 }
 
@@ -385,21 +389,23 @@ pub fn parts(contents: &[u8]) -> Parts {
 /// Most characters of a message's text shown.
 pub const MAX_VIEW_TEXT: usize = 100_000;
 
-async fn view(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let user = match signed_in(&shared, &headers) {
-        Ok(user) => user,
-        Err(refusal) => return *refusal,
-    };
-    let item = match own_item(&shared, &user, &id).await {
-        Ok(item) => item,
-        Err(refusal) => return *refusal,
-    };
-    let contents = match shared.quarantine.open_contents(&item.id).await {
-        Ok(contents) => contents,
+/// The signed-in user, their item `id` and its contents, or the page to answer instead.
+async fn own_contents(shared: &Shared, headers: &HeaderMap, id: &str) -> Result<(User, QuarantineItem, Vec<u8>), Box<Response>> {
+    let user = signed_in(shared, headers)?;
+    let item = own_item(shared, &user, id).await?;
+    match shared.quarantine.open_contents(&item.id).await {
+        Ok(contents) => Ok((user, item, contents)),
         Err(error) => {
             tracing::warn!(event = "web_view_failed", item = %item.id, error = %error);
-            return unavailable();
+            Err(Box::new(unavailable()))
         }
+    }
+}
+
+async fn view(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let (user, item, contents) = match own_contents(&shared, &headers, &id).await {
+        Ok(found) => found,
+        Err(refusal) => return *refusal,
     };
     let parts = parts(&contents);
     let mut body = format!(
@@ -436,17 +442,9 @@ async fn view(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): P
 
 /// The sanitised HTML part, as a document of its own for the sandboxed frame.
 async fn html_part(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let user = match signed_in(&shared, &headers) {
-        Ok(user) => user,
+    let html = match own_contents(&shared, &headers, &id).await {
+        Ok((_, _, contents)) => parts(&contents).html.unwrap_or_default(),
         Err(refusal) => return *refusal,
-    };
-    let item = match own_item(&shared, &user, &id).await {
-        Ok(item) => item,
-        Err(refusal) => return *refusal,
-    };
-    let html = match shared.quarantine.open_contents(&item.id).await {
-        Ok(contents) => parts(&contents).html.unwrap_or_default(),
-        Err(_) => return unavailable(),
     };
     let mut response = (StatusCode::OK, sanitize::document(&html)).into_response();
     let h = response.headers_mut();
