@@ -109,6 +109,7 @@ impl Queue {
         let recovering = spool.clone();
         let recovery = blocking(move || recovering.recover()).await?;
         tracing::info!(
+            event = "spool_recovered",
             queued = recovery.queued.len(),
             discarded_temporary = recovery.discarded_temporary,
             corrupt = recovery.corrupt.len(),
@@ -403,7 +404,7 @@ async fn attempt(shared: Arc<Shared>, id: String, forced: bool) -> Result<Next, 
         return Ok(Next::At(state.next_attempt));
     }
     if state.expire_if_old(envelope.received_at, now, &policy) {
-        tracing::info!(queue_id = %id, sender = %envelope.sender, "message expired (max_lifetime); pending recipients failed with 4.4.7");
+        tracing::info!(event = "message_expired", queue_id = %id, sender = %envelope.sender, "message expired (max_lifetime); pending recipients failed with 4.4.7");
         save_state(&shared, &id, &state).await?;
         return finalize(&shared, &config, &envelope, origin, &state, None).await;
     }
@@ -458,7 +459,7 @@ async fn finalize(
     let spool = shared.spool.clone();
     let id = envelope.id.clone();
     blocking(move || spool.remove(&id)).await?;
-    tracing::info!(queue_id = %envelope.id, sender = %envelope.sender, "message done: every recipient final; removed from queue");
+    tracing::info!(event = "message_done", queue_id = %envelope.id, sender = %envelope.sender, "message done: every recipient final; removed from queue");
     Ok(Next::Done)
 }
 
@@ -484,7 +485,7 @@ async fn queue_dsn(
     let spool = shared.spool.clone();
     let stored = dsn_envelope.clone();
     blocking(move || spool.store_as(&stored, Origin::Dsn, &bytes, None)).await?;
-    tracing::info!(queue_id = %envelope.id, dsn_id = %dsn_envelope.id, to = %envelope.sender, "delivery status notification queued");
+    tracing::info!(event = "dsn_queued", queue_id = %envelope.id, dsn_id = %dsn_envelope.id, to = %envelope.sender, "delivery status notification queued");
     if shared.wake.try_send(dsn_envelope.id).is_err() {
         tracing::debug!("submit channel full; the DSN is picked up by the next scan");
     }
@@ -602,7 +603,7 @@ fn log_attempt(
                 .collect();
             metrics::counter!("moat_delivery_attempts_total", "outcome" => outcome).increment(1);
             tracing::info!(
-                queue_id = %envelope.id, sender = %envelope.sender, recipients = %rcpts, downstream = %peer,
+                event = "delivery", queue_id = %envelope.id, sender = %envelope.sender, recipients = %rcpts, downstream = %peer,
                 tls = tls.as_deref().unwrap_or("none"), outcome,
                 reply = %result.final_reply.as_ref().map(|r| r.to_string()).unwrap_or_default(),
                 replies = %replies.join("; "),
@@ -612,7 +613,7 @@ fn log_attempt(
         Err(error) => {
             metrics::counter!("moat_delivery_attempts_total", "outcome" => "deferred").increment(1);
             tracing::info!(
-                queue_id = %envelope.id, sender = %envelope.sender, recipients = %rcpts, downstream = %peer,
+                event = "delivery", queue_id = %envelope.id, sender = %envelope.sender, recipients = %rcpts, downstream = %peer,
                 tls = "unknown", outcome = "deferred", reply = %error.as_reply(), "delivery attempt"
             )
         }

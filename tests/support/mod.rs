@@ -1291,6 +1291,8 @@ pub struct MoatConfig {
     pub extra: String,
     /// The listener expects a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// Environment variables for the moat process (e.g. `MOAT_LOG`).
+    pub env: Vec<(String, String)>,
 }
 
 impl MoatConfig {
@@ -1315,6 +1317,7 @@ impl MoatConfig {
             auth: vec![("enabled".into(), "false".into())],
             extra: String::new(),
             proxy_protocol: false,
+            env: Vec::new(),
         }
     }
 
@@ -1356,6 +1359,12 @@ impl MoatConfig {
 
     pub fn starttls(mut self) -> Self {
         self.starttls = true;
+        self
+    }
+
+    /// Sets an environment variable for the moat process, e.g. `.env("MOAT_LOG", "trace")`.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        set(&mut self.env, key, value.to_string());
         self
     }
 
@@ -1474,6 +1483,7 @@ impl Moat {
             .arg(self.config_path())
             .current_dir(self.dir.path())
             .env("RUST_BACKTRACE", "1")
+            .envs(self.config.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
