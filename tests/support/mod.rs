@@ -1293,6 +1293,8 @@ pub struct MoatConfig {
     pub proxy_protocol: bool,
     /// Environment variables for the moat process (e.g. `MOAT_LOG`).
     pub env: Vec<(String, String)>,
+    /// `state_dir` (spool, store, keys): "state" in the test's directory, or an absolute path.
+    pub state_dir: String,
 }
 
 impl MoatConfig {
@@ -1318,6 +1320,7 @@ impl MoatConfig {
             extra: String::new(),
             proxy_protocol: false,
             env: Vec::new(),
+            state_dir: "state".into(),
         }
     }
 
@@ -1372,7 +1375,7 @@ impl MoatConfig {
     pub fn render(&self) -> String {
         let mut t = String::new();
         let _ = writeln!(t, "hostname = \"{}\"", self.hostname);
-        let _ = writeln!(t, "state_dir = \"state\"");
+        let _ = writeln!(t, "state_dir = \"{}\"", self.state_dir);
         let _ = writeln!(
             t,
             "\n[[listen]]\naddress = \"127.0.0.1:{}\"\nstarttls = {}\nproxy_protocol = {}",
@@ -1459,7 +1462,7 @@ impl Moat {
 
     /// The state directory (spool etc.).
     pub fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
+        self.dir.path().join(&self.config.state_dir)
     }
 
     /// The working directory holding config, certificate, state and log.
