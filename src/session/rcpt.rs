@@ -102,7 +102,7 @@ impl Session {
     async fn check_rcpt(&mut self, raw: &str) -> (Reply, bool) {
         let config = self.config.clone();
         let Some(Transaction { mail, recipients, .. }) = &self.tx else {
-            return (replies::bad_sequence("Need MAIL before RCPT"), true);
+            return (replies::bad_sequence("Need MAIL before RCPT"), false);
         };
         if recipients.len() >= config.limits.max_recipients {
             return (replies::too_many_recipients(), false);
