@@ -75,7 +75,7 @@ helo_checks = false
 EOF
 }
 launch_moat() { # dir port: serve $dir/moat.toml; sets MOAT_PID, or returns 1 (and MOAT_PID empty)
-    "$MOAT_BIN" serve -c "$1/moat.toml" </dev/null >"$1/moat.log" 2>&1 &
+    "$MOAT_BIN" serve -c "$1/moat.toml" </dev/null >>"$1/moat.log" 2>&1 &   # appended: a restart keeps the earlier log
     MOAT_PID=$!
     if ! wait_port "$2" 20 "$MOAT_PID"; then
         note "moat did not start; its log:"; tail -5 "$1/moat.log" >&2 || true

@@ -342,9 +342,21 @@ fn config_check(path: &Path) -> ExitCode {
     }
 }
 
+/// Libraries whose verbose logs would carry message content, held at `info` whatever `MOAT_LOG`
+/// asks for: tokio-postgres logs every statement's parameters at `debug` (a quarantined item's
+/// subject), and hickory logs every name it looks up (URI-list lookups are the domains of a
+/// message's links). moat's own events never carry a subject or a body at any level.
+const CONTENT_LOGGING_LIBRARIES: [&str; 4] = ["tokio_postgres", "hickory_proto", "hickory_net", "hickory_resolver"];
+
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MOAT_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("MOAT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for library in CONTENT_LOGGING_LIBRARIES {
+        // A directive for the same target replaces the user's, so this cap always holds.
+        if let Ok(directive) = format!("{library}=info").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
     if json {
         builder.json().flatten_event(true).init();

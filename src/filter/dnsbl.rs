@@ -168,11 +168,17 @@ struct Tally {
 }
 
 impl Tally {
-    fn record(&mut self, zone: &Zone, item: &str, answer: Answer) {
+    /// `from_message`: the item is a domain from the message (its links), which the log never
+    /// names; a client address is named.
+    fn record(&mut self, zone: &Zone, item: &str, from_message: bool, answer: Answer) {
         match answer {
             Answer::NotListed => {}
             Answer::TempError(error) => {
-                tracing::debug!(event = "dnsbl_temperror", zone = %zone.name, item, error = %error);
+                let (shown, error) = match from_message {
+                    true => ("a domain from the message", error.replace(item, "<domain>")),
+                    false => (item, error),
+                };
+                tracing::debug!(event = "dnsbl_temperror", zone = %zone.name, item = shown, error = %error);
                 if !self.failures.contains(&zone.name) {
                     self.failures.push(zone.name.clone());
                 }
@@ -240,7 +246,7 @@ impl DnsblFilter {
         });
         let mut tally = Tally::default();
         for (zone, answer) in futures_util::future::join_all(queries).await {
-            tally.record(zone, &item, answer);
+            tally.record(zone, &item, false, answer);
         }
         tally.findings()
     }
@@ -264,7 +270,7 @@ impl DnsblFilter {
             });
             let answers = futures_util::future::join_all(queries).await;
             for ((domain, zone), answer) in batch.into_iter().zip(answers) {
-                tally.record(zone, domain, answer);
+                tally.record(zone, domain, true, answer);
             }
         }
         tally.findings()

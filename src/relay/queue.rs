@@ -11,7 +11,10 @@
 //!
 //! Guarantees:
 //! - the per-recipient state is written durably (tmp, fsync, rename, fsync dir) right after
-//!   each attempt, before anything else happens to the message;
+//!   each attempt, before anything else happens to the message; when it cannot be (the disk is
+//!   full), the manager keeps it in memory, so retries never repeat a delivery already done,
+//!   and writes it at the next attempt; a message whose every recipient is delivered is removed
+//!   without writing anything, so a full disk does not hold delivered mail;
 //! - the config is read through the `ArcSwap` at every attempt, so a SIGHUP reload applies to
 //!   the next attempt (in-flight ones finish with the config they started with);
 //! - channels are bounded: [`QueueHandle::submit`] never blocks; if its channel is full the
@@ -21,7 +24,8 @@
 //!
 //! Duplicates: the only way a recipient gets a message twice is when the downstream accepted
 //! it (250 after the data) and moat died, or the attempt was abandoned or lost the connection,
-//! before the state was fsynced; the recipient is then still "pending" and is sent again. A DSN
+//! before the state was fsynced (or, on a full disk, before it could be written at all); the
+//! recipient is then still "pending" and is sent again. A DSN
 //! is keyed by the original's id, so a crash while bouncing rewrites the same DSN rather than
 //! queueing a second one.
 
@@ -82,12 +86,25 @@ struct Shared {
     /// Ids removed by an operator while an attempt was running: the attempt must not write
     /// state or bounce; the manager deletes the files when it ends.
     cancelled: Mutex<HashSet<String>>,
+    /// Delivery states the spool could not write (a full disk), newer than the files: the next
+    /// attempt starts from them, so nothing delivered is delivered again, and writes them.
+    unsaved: Mutex<HashMap<String, DeliveryState>>,
     wake: mpsc::Sender<String>,
 }
 
 impl Shared {
     fn is_cancelled(&self, id: &str) -> bool {
         self.cancelled.lock().map(|set| set.contains(id)).unwrap_or(false)
+    }
+
+    fn unsaved(&self, id: &str) -> Option<DeliveryState> {
+        self.unsaved.lock().ok().and_then(|map| map.get(id).cloned())
+    }
+
+    fn forget_unsaved(&self, id: &str) {
+        if let Ok(mut map) = self.unsaved.lock() {
+            map.remove(id);
+        }
     }
 }
 
@@ -109,6 +126,7 @@ impl Queue {
         let recovering = spool.clone();
         let recovery = blocking(move || recovering.recover()).await?;
         tracing::info!(
+            event = "spool_recovered",
             queued = recovery.queued.len(),
             discarded_temporary = recovery.discarded_temporary,
             corrupt = recovery.corrupt.len(),
@@ -123,6 +141,7 @@ impl Queue {
             spool,
             pool: Pool::new(),
             cancelled: Mutex::new(HashSet::new()),
+            unsaved: Mutex::new(HashMap::new()),
             wake: wake_tx.clone(),
         });
         let manager = Manager {
@@ -289,6 +308,7 @@ impl Manager {
                     }
                     self.due.remove(&id);
                     self.forced.remove(&id);
+                    self.shared.forget_unsaved(&id);
                     let spool = self.shared.spool.clone();
                     let target = id.clone();
                     match blocking(move || spool.remove(&target)).await {
@@ -314,6 +334,7 @@ impl Manager {
         let Some(id) = self.in_flight.remove(&task) else { return };
         let was_cancelled = self.shared.cancelled.lock().map(|mut set| set.remove(&id)).unwrap_or(false);
         if was_cancelled {
+            self.shared.forget_unsaved(&id);
             let spool = self.shared.spool.clone();
             let target = id.clone();
             if let Err(error) = blocking(move || spool.remove(&target)).await {
@@ -392,9 +413,14 @@ async fn attempt(shared: Arc<Shared>, id: String, forced: bool) -> Result<Next, 
         }
         Err(error) => return Err(error),
     };
-    let spool = shared.spool.clone();
-    let env = envelope.clone();
-    let mut state = blocking(move || spool.read_state(&env.id, &env)).await?;
+    let mut state = match shared.unsaved(&id) {
+        Some(state) => state,
+        None => {
+            let spool = shared.spool.clone();
+            let env = envelope.clone();
+            blocking(move || spool.read_state(&env.id, &env)).await?
+        }
+    };
     let now = unix_now();
     if state.is_final() {
         return finalize(&shared, &config, &envelope, origin, &state, None).await;
@@ -403,8 +429,8 @@ async fn attempt(shared: Arc<Shared>, id: String, forced: bool) -> Result<Next, 
         return Ok(Next::At(state.next_attempt));
     }
     if state.expire_if_old(envelope.received_at, now, &policy) {
-        tracing::info!(queue_id = %id, sender = %envelope.sender, "message expired (max_lifetime); pending recipients failed with 4.4.7");
-        save_state(&shared, &id, &state).await?;
+        tracing::info!(event = "message_expired", queue_id = %id, sender = %envelope.sender, "message expired (max_lifetime); pending recipients failed with 4.4.7");
+        record_state(&shared, &id, &state).await?;
         return finalize(&shared, &config, &envelope, origin, &state, None).await;
     }
     let spool = shared.spool.clone();
@@ -421,7 +447,11 @@ async fn attempt(shared: Arc<Shared>, id: String, forced: bool) -> Result<Next, 
         return Ok(Next::Done);
     }
     state.record_attempt(&outcomes, envelope.received_at, unix_now(), &policy);
-    save_state(&shared, &id, &state).await?;
+    if state.is_final() && !state.any_failed() {
+        // Delivered to everyone: removing the message records that, and needs no free space.
+        return finalize(&shared, &config, &envelope, origin, &state, None).await;
+    }
+    record_state(&shared, &id, &state).await?;
     if state.is_final() {
         finalize(&shared, &config, &envelope, origin, &state, Some(message)).await
     } else {
@@ -429,10 +459,25 @@ async fn attempt(shared: Arc<Shared>, id: String, forced: bool) -> Result<Next, 
     }
 }
 
-async fn save_state(shared: &Shared, id: &str, state: &DeliveryState) -> Result<(), QueueError> {
+/// Writes the delivery state; when the spool cannot (a full disk, an I/O error) keeps it in
+/// memory for the next attempt, which starts from it and writes it again.
+async fn record_state(shared: &Shared, id: &str, state: &DeliveryState) -> Result<(), QueueError> {
     let spool = shared.spool.clone();
-    let (id, state) = (id.to_string(), state.clone());
-    blocking(move || spool.write_state(&id, &state)).await
+    let (target, copy) = (id.to_string(), state.clone());
+    match blocking(move || spool.write_state(&target, &copy)).await {
+        Ok(()) => {
+            shared.forget_unsaved(id);
+            Ok(())
+        }
+        Err(QueueError::Spool(error)) if error.is_temporary() => {
+            tracing::warn!(event = "state_unsaved", queue_id = %id, %error, note = "kept in memory; written at the next attempt");
+            if let Ok(mut map) = shared.unsaved.lock() {
+                map.insert(id.to_string(), state.clone());
+            }
+            Ok(())
+        }
+        Err(other) => Err(other),
+    }
 }
 
 /// Every recipient is final: bounce what failed (unless the sender is null or this is itself a
@@ -458,7 +503,8 @@ async fn finalize(
     let spool = shared.spool.clone();
     let id = envelope.id.clone();
     blocking(move || spool.remove(&id)).await?;
-    tracing::info!(queue_id = %envelope.id, sender = %envelope.sender, "message done: every recipient final; removed from queue");
+    shared.forget_unsaved(&envelope.id);
+    tracing::info!(event = "message_done", queue_id = %envelope.id, sender = %envelope.sender, "message done: every recipient final; removed from queue");
     Ok(Next::Done)
 }
 
@@ -484,7 +530,7 @@ async fn queue_dsn(
     let spool = shared.spool.clone();
     let stored = dsn_envelope.clone();
     blocking(move || spool.store_as(&stored, Origin::Dsn, &bytes, None)).await?;
-    tracing::info!(queue_id = %envelope.id, dsn_id = %dsn_envelope.id, to = %envelope.sender, "delivery status notification queued");
+    tracing::info!(event = "dsn_queued", queue_id = %envelope.id, dsn_id = %dsn_envelope.id, to = %envelope.sender, "delivery status notification queued");
     if shared.wake.try_send(dsn_envelope.id).is_err() {
         tracing::debug!("submit channel full; the DSN is picked up by the next scan");
     }
@@ -602,7 +648,7 @@ fn log_attempt(
                 .collect();
             metrics::counter!("moat_delivery_attempts_total", "outcome" => outcome).increment(1);
             tracing::info!(
-                queue_id = %envelope.id, sender = %envelope.sender, recipients = %rcpts, downstream = %peer,
+                event = "delivery", queue_id = %envelope.id, sender = %envelope.sender, recipients = %rcpts, downstream = %peer,
                 tls = tls.as_deref().unwrap_or("none"), outcome,
                 reply = %result.final_reply.as_ref().map(|r| r.to_string()).unwrap_or_default(),
                 replies = %replies.join("; "),
@@ -612,7 +658,7 @@ fn log_attempt(
         Err(error) => {
             metrics::counter!("moat_delivery_attempts_total", "outcome" => "deferred").increment(1);
             tracing::info!(
-                queue_id = %envelope.id, sender = %envelope.sender, recipients = %rcpts, downstream = %peer,
+                event = "delivery", queue_id = %envelope.id, sender = %envelope.sender, recipients = %rcpts, downstream = %peer,
                 tls = "unknown", outcome = "deferred", reply = %error.as_reply(), "delivery attempt"
             )
         }

@@ -70,6 +70,13 @@ impl DnsZone {
         self
     }
 
+    /// Every name under `domain` answers REFUSED at once (a list that refuses us, a broken
+    /// zone): a lookup failure without a timeout.
+    pub fn refused(mut self, domain: &str) -> DnsZone {
+        self.args.push(format!("--server=/{domain}/#"));
+        self
+    }
+
     /// A DKIM (or ARC) public key at `<selector>._domainkey.<domain>`. `k` is "ed25519" (the
     /// raw 32-byte key) or "rsa" (SubjectPublicKeyInfo or RSAPublicKey DER).
     pub fn dkim_key(self, selector: &str, domain: &str, k: &str, public_key: &[u8]) -> DnsZone {

@@ -1293,6 +1293,10 @@ pub struct MoatConfig {
     pub extra: String,
     /// The listener expects a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// Environment variables for the moat process (e.g. `MOAT_LOG`).
+    pub env: Vec<(String, String)>,
+    /// `state_dir` (spool, store, keys): "state" in the test's directory, or an absolute path.
+    pub state_dir: String,
 }
 
 impl MoatConfig {
@@ -1317,6 +1321,8 @@ impl MoatConfig {
             auth: vec![("enabled".into(), "false".into())],
             extra: String::new(),
             proxy_protocol: false,
+            env: Vec::new(),
+            state_dir: "state".into(),
         }
     }
 
@@ -1361,11 +1367,17 @@ impl MoatConfig {
         self
     }
 
+    /// Sets an environment variable for the moat process, e.g. `.env("MOAT_LOG", "trace")`.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        set(&mut self.env, key, value.to_string());
+        self
+    }
+
     /// The TOML text (paths relative to the config file's directory).
     pub fn render(&self) -> String {
         let mut t = String::new();
         let _ = writeln!(t, "hostname = \"{}\"", self.hostname);
-        let _ = writeln!(t, "state_dir = \"state\"");
+        let _ = writeln!(t, "state_dir = \"{}\"", self.state_dir);
         let _ = writeln!(
             t,
             "\n[[listen]]\naddress = \"127.0.0.1:{}\"\nstarttls = {}\nproxy_protocol = {}",
@@ -1452,7 +1464,7 @@ impl Moat {
 
     /// The state directory (spool etc.).
     pub fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
+        self.dir.path().join(&self.config.state_dir)
     }
 
     /// The working directory holding config, certificate, state and log.
@@ -1476,6 +1488,7 @@ impl Moat {
             .arg(self.config_path())
             .current_dir(self.dir.path())
             .env("RUST_BACKTRACE", "1")
+            .envs(self.config.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
