@@ -345,8 +345,10 @@ fn config_check(path: &Path) -> ExitCode {
 /// Libraries whose verbose logs would carry message content, held at `info` whatever `MOAT_LOG`
 /// asks for: tokio-postgres logs every statement's parameters at `debug` (a quarantined item's
 /// subject), and hickory logs every name it looks up (URI-list lookups are the domains of a
-/// message's links). moat's own events never carry a subject or a body at any level.
-const CONTENT_LOGGING_LIBRARIES: [&str; 4] = ["tokio_postgres", "hickory_proto", "hickory_net", "hickory_resolver"];
+/// message's links), and html5ever (under the Message Center's HTML sanitiser) logs the text it
+/// parses. moat's own events never carry a subject or a body at any level.
+const CONTENT_LOGGING_LIBRARIES: [&str; 7] =
+    ["tokio_postgres", "hickory_proto", "hickory_net", "hickory_resolver", "html5ever", "markup5ever", "ammonia"];
 
 fn init_logging(json: bool) {
     let mut filter = tracing_subscriber::EnvFilter::try_from_env("MOAT_LOG")

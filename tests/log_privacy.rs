@@ -4,7 +4,8 @@
 //! released (command line and signed link) and listed in a digest, refused by score and by a
 //! forced rule, a virus refused and a virus held with its notice, a downstream that tempfails,
 //! a downstream that refuses (a bounce to the sender), an unknown recipient, an oversized
-//! message, a URI list that answers and one that fails. No marker may appear anywhere in moat's
+//! message, a URI list that answers and one that fails, the Message Center (searched by the
+//! subject, a message viewed with its HTML frame) and the admin API (searched by the subject). No marker may appear anywhere in moat's
 //! log (or in the commands' output on stderr), while every sender and recipient does. The same
 //! again with the quarantine on PostgreSQL, whose client library logs query parameters.
 
@@ -83,7 +84,7 @@ fn no_subject_body_or_link_reaches_the_log_on_any_path_at_trace_level() {
         .a(&format!("linkmark-{unique}.example.uribl.test"), "127.0.0.2")
         .refused("broken-uribl.test")
         .start();
-    let web = free_port();
+    let (web, admin) = (free_port(), free_port());
     let route = |port: u16| format!("{{ host = \"127.0.0.1\", port = {port}, tls = \"none\" }}");
     let moat = Moat::start(
         MoatConfig::new(sink.port)
@@ -94,7 +95,7 @@ fn no_subject_body_or_link_reaches_the_log_on_any_path_at_trace_level() {
             .append(&format!(
                 "\n[rules]\ndirs = [\"{rules}\"]\n\n[policy]\nforced = {{ LOCAL_FORCED = \"reject\" }}\n\n{dns}\n\
                  [reputation]\nuribl = [{{ zone = \"uribl.test\", symbol = \"URIBL_TEST\" }}, {{ zone = \"broken-uribl.test\", symbol = \"URIBL_BROKEN\" }}]\n\n\
-                 [clamav]\naddress = \"127.0.0.1:{clamd}\"\n{web}\n\
+                 [clamav]\naddress = \"127.0.0.1:{clamd}\"\n{web}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
                  [[domain]]\nname = \"tempfail.test\"\nroute = {tempfail}\n\n\
                  [[domain]]\nname = \"bounce.test\"\nroute = {refusing}\n\n\
                  [[domain]]\nname = \"hold.test\"\npolicy = {{ forced = {{ CLAMAV_VIRUS = \"quarantine\" }} }}\n",
@@ -138,6 +139,17 @@ fn no_subject_body_or_link_reaches_the_log_on_any_path_at_trace_level() {
     });
     let digest = mail_parser::MessageParser::default().parse(&digest.data).expect("the digest parses");
     let digest = digest.body_text(0).expect("a text part").into_owned();
+    // The Message Center from the digest: searched by the subject, kate's message viewed.
+    let cookie = format!("Cookie: {}", session_from_link(web, &url_after(&digest, "Your whole quarantine, preferences and allow/block lists: ")));
+    let kate = held.iter().find(|h| h.item.recipient == "kate@example.test").expect("kate's item");
+    let search = http_with(web, "GET", &format!("/mc?q=subjmark-{unique}"), &[&cookie], "");
+    assert!(search.body.contains(&kate.item.id), "found by its subject: {}", search.body);
+    assert_eq!(http_with(web, "GET", &format!("/mc/m/{}", kate.item.id), &[&cookie], "").status, 200);
+    assert_eq!(http_with(web, "GET", &format!("/mc/m/{}/html", kate.item.id), &[&cookie], "").status, 200);
+    // The admin API, searched by the subject.
+    let token = fs::read_to_string(moat.state_dir().join("admin.token")).expect("the admin token").trim().to_string();
+    let listed = http_with(admin, "GET", &format!("/api/v1/quarantine?q=subjmark-{unique}"), &[&format!("Authorization: Bearer {token}")], "");
+    assert!(listed.body.contains(&kate.item.id), "{}", listed.body);
     let release = digest.split("Release: ").nth(1).and_then(|r| r.split_whitespace().next()).expect("a release link");
     assert_eq!(http(web, "POST", &link_path(release), "").status, 200);
 
@@ -174,6 +186,7 @@ fn no_subject_body_or_link_reaches_the_log_on_any_path_at_trace_level() {
             "event=\"released\"",
             "via=\"link\"",
             "event=\"digest_sent\"",
+            "event=\"web_session\"",
             "event=\"rcpt_refused\"",
             "552 5.3.4",
             "event=\"dsn_queued\"",
