@@ -82,9 +82,12 @@ fn message_center_lists_views_and_acts_for_its_own_user_only() {
     let alice_marker = hold(&setup, "alice@example.test", HOSTILE_SUBJECT, true);
     let plain_marker = hold(&setup, "alice@example.test", "Quiet offer", false);
     let bob_marker = hold(&setup, "bob@example.test", "Bob's prize", false);
-    let held = setup.moat.wait_quarantined(3);
+    let block_marker = hold(&setup, "alice@example.test", "Block me", false);
+    let delete_marker = hold(&setup, "alice@example.test", "Delete me", false);
+    let held = setup.moat.wait_quarantined(5);
     let id_of = |m: &str| held.iter().find(|h| String::from_utf8_lossy(&h.contents).contains(m)).unwrap().item.id.clone();
     let (alice_html, alice_plain, bob_item) = (id_of(&alice_marker), id_of(&plain_marker), id_of(&bob_marker));
+    let (alice_block, alice_delete) = (id_of(&block_marker), id_of(&delete_marker));
 
     // A session from the digest's link; the list shows Alice's items only, escaped.
     let alice = session_from_link(setup.web, &digest_center_link(&setup, "alice@example.test"));
@@ -155,6 +158,18 @@ fn message_center_lists_views_and_acts_for_its_own_user_only() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(setup.capture.messages().len(), before + 2, "released once");
 
+    // Block the sender of one (it is deleted, the sender goes on the block list), delete another.
+    assert!(post(&setup, &alice, "/mc/act", &format!("csrf={csrf}&action=block&id={alice_block}")).body.contains("1 message(s) deleted (sender blocked)"));
+    assert_eq!(state_of(&setup, &alice_block), "deleted");
+    let blocked = setup.moat.store().get_preferences_blocking("alice@example.test").block;
+    assert_eq!(blocked.iter().map(ToString::to_string).collect::<Vec<_>>(), ["lottery@remote.example"]);
+    assert!(post(&setup, &alice, "/mc/act", &format!("csrf={csrf}&action=delete&id={alice_delete}")).body.contains("1 message(s) deleted"));
+    assert_eq!(state_of(&setup, &alice_delete), "deleted");
+    assert_eq!(get(&setup, &alice, &format!("/mc/m/{alice_delete}")).status, 404, "a deleted message cannot be viewed");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(setup.capture.messages().len(), before + 2, "blocked and deleted messages are not delivered");
+    post(&setup, &alice, "/mc/lists", &format!("csrf={csrf}&op=remove&kind=block&entry=lottery%40remote.example"));
+
     // Preferences: opt out, weekly, a block entry; then the entry removed.
     let prefs = get(&setup, &alice, "/mc/prefs");
     assert_eq!(prefs.status, 200);
@@ -178,7 +193,7 @@ fn message_center_lists_views_and_acts_for_its_own_user_only() {
     let out = post(&setup, &bob, "/mc/logout", &format!("csrf={}", csrf_of(&bob_list.body)));
     assert!(out.header("Set-Cookie").is_some_and(|c| c.contains("Max-Age=0")));
 
-    for marker in [&alice_marker, &plain_marker, &bob_marker] {
+    for marker in [&alice_marker, &plain_marker, &bob_marker, &block_marker, &delete_marker] {
         setup.moat.assert_log_lacks(&format!("You have won {marker}"));
     }
 }
@@ -247,6 +262,9 @@ fn the_admin_api_needs_the_token_shows_metadata_only_and_audits_actions() {
     assert_eq!(list["items"][0]["subject"], HOSTILE_SUBJECT);
     assert_eq!(list["items"][0]["symbols"][0]["name"], "LOCAL_PRIZE", "{list}");
     assert!(!list.to_string().contains(&spam_marker), "no message contents for admins");
+    let (status, queue) = api(&setup, "GET", "/api/v1/queue", Some(&token));
+    assert_eq!(status, 200);
+    assert!(queue["messages"].is_array(), "{queue}");
     let (_, domains) = api(&setup, "GET", "/api/v1/domains", Some(&token));
     assert_eq!(domains["domains"][0]["name"], "example.test", "{domains}");
 
@@ -259,6 +277,14 @@ fn the_admin_api_needs_the_token_shows_metadata_only_and_audits_actions() {
     assert_eq!(records.len(), 2, "{audit}");
     assert!(records.iter().any(|r| r["action"] == "release" && r["outcome"] == "done" && r["actor"] == "admin (api)" && r["recipient"] == "alice@example.test"));
     assert!(records.iter().any(|r| r["outcome"].as_str().is_some_and(|o| o.starts_with("refused"))));
+    // Delete, through the API: the item is gone from the user's view, and audited.
+    hold(&setup, "bob@example.test", "Another", false);
+    let other = setup.moat.wait_quarantined(2).into_iter().find(|h| h.item.id != item).unwrap().item.id;
+    assert_eq!(api(&setup, "POST", &format!("/api/v1/quarantine/{other}/delete"), None).0, 401);
+    assert_eq!(api(&setup, "POST", &format!("/api/v1/quarantine/{other}/delete"), Some(&token)).0, 200);
+    assert_eq!(state_of(&setup, &other), "deleted");
+    let (_, audit) = api(&setup, "GET", "/api/v1/audit", Some(&token));
+    assert!(audit["records"].as_array().unwrap().iter().any(|r| r["action"] == "delete" && r["target"] == other.as_str()), "{audit}");
 
     // The console: sign in with the token; pages show the hostile subject inert.
     let signed = http(setup.admin, "POST", "/login", &format!("token={token}"));
