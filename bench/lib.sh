@@ -1,4 +1,4 @@
-# Helpers shared by the relay benchmarks bench/relay and bench/clamav (sourced, not run).
+# Helpers shared by the relay benchmarks bench/relay, bench/clamav and bench/cluster (sourced, not run).
 #
 # The sourcing script runs from the repository root, sets T (its scratch directory, mode 755),
 # DELIVERY_DEADLINE (seconds to wait for the sink to count one run) and MOAT_BIN, and cleans up
