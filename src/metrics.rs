@@ -18,6 +18,7 @@
 //! | `moat_symbols_total` | counter | `symbol` |
 //! | `moat_tls_sessions_total` | counter | (inbound STARTTLS handshakes completed) |
 //! | `moat_spool_messages`, `moat_spool_oldest_age_seconds` | gauge | (read at scrape time) |
+//! | `moat_holding_messages`, `moat_holding_oldest_age_seconds` | gauge | held copies not yet in the quarantine store (read at scrape time; grows while the store is down or slower than the traffic) |
 //! | `moat_delivery_attempts_total` | counter | `outcome` (delivered, deferred, failed, partial) |
 //! | `moat_filter_seconds` | histogram | `filter`, `phase` |
 //! | `moat_dns_lookup_seconds` | histogram | `kind` (dnsbl) |
@@ -70,16 +71,22 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shared: Arc<
 }
 
 async fn render(State(state): State<Arc<MetricsState>>) -> String {
-    let spool = state.shared.spool.clone();
-    let gauges = tokio::task::spawn_blocking(move || spool_gauges(&spool)).await.ok().flatten();
-    if let Some((messages, oldest)) = gauges {
-        metrics::gauge!("moat_spool_messages").set(messages as f64);
-        metrics::gauge!("moat_spool_oldest_age_seconds").set(oldest as f64);
+    let (spool, holding) = (state.shared.spool.clone(), state.shared.quarantine.holding().clone());
+    let gauges = tokio::task::spawn_blocking(move || (spool_gauges(&spool), spool_gauges(&holding))).await.ok();
+    if let Some((delivery, held)) = gauges {
+        if let Some((messages, oldest)) = delivery {
+            metrics::gauge!("moat_spool_messages").set(messages as f64);
+            metrics::gauge!("moat_spool_oldest_age_seconds").set(oldest as f64);
+        }
+        if let Some((messages, oldest)) = held {
+            metrics::gauge!("moat_holding_messages").set(messages as f64);
+            metrics::gauge!("moat_holding_oldest_age_seconds").set(oldest as f64);
+        }
     }
     state.handle.render()
 }
 
-/// Messages in the delivery spool and the age of the oldest, in seconds.
+/// Messages in a spool and the age of the oldest, in seconds.
 fn spool_gauges(spool: &crate::spool::Spool) -> Option<(usize, i64)> {
     let ids = spool.list().ok()?;
     let oldest = ids

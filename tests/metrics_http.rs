@@ -48,6 +48,7 @@ fn metrics_count_real_traffic_and_name_the_rule_set_in_force() {
     assert!(connections >= 2.0, "every connection is counted by how it ended: {metrics}");
     assert!(metrics.contains("moat_filter_seconds_bucket{filter=\"rules\",phase=\"data\",le=\"0.005\"}"), "{metrics}");
     assert!(metrics.contains("moat_spool_messages"), "{metrics}");
+    assert!(value(&metrics, "moat_holding_messages").is_some_and(|n| n <= 1.0), "held copies waiting for the store: {metrics}");
     let hash = moat.log().split("event=\"rules_loaded\"").nth(1).and_then(|rest| rest.split("hash=").nth(1)).and_then(|h| h.split_whitespace().next()).map(|h| h.trim_matches('"').to_string()).expect("rules_loaded hash in the log");
     assert_eq!(value(&metrics, &format!("moat_rules_info{{hash=\"{hash}\"}}")), Some(1.0), "the rule set in force: {metrics}");
     assert!(!metrics.contains("example.test") && !metrics.contains("remote.example"), "no addresses in metrics");
