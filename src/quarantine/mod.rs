@@ -42,6 +42,8 @@ pub use ingest::{item_id, items_for};
 
 /// How often held copies are retried when the store was unreachable.
 const INGEST_RETRY: Duration = Duration::from_secs(10);
+/// Held copies moved into the store at once.
+const INGEST_PARALLEL: usize = 4;
 /// How often the digest schedule is checked.
 const DIGEST_CHECK: Duration = Duration::from_secs(30);
 /// How often retention runs.
@@ -193,34 +195,61 @@ impl Quarantine {
     /// each newly held virus. A copy that cannot be read is moved aside to the holding spool's
     /// `corrupt/`; a store error stops the run (the copies wait for the next one).
     pub async fn ingest(&self) -> Result<Ingested, QuarantineError> {
+        use futures_util::StreamExt as _;
         let holding = self.holding.clone();
         let ids = blocking(move || holding.list()).await?;
         let mut done = Ingested::default();
-        for id in ids {
-            if self.in_flight().contains(&id) {
-                continue;
-            }
-            let holding = self.holding.clone();
-            let spool_id = id.clone();
-            let loaded = blocking(move || holding.load(&spool_id)).await;
-            let (envelope, _, message) = match loaded {
-                Ok(record) => record,
-                Err(QuarantineError::Spool(SpoolError::NotFound(_))) => continue,
-                Err(QuarantineError::Spool(error)) => {
-                    tracing::error!(event = "quarantine_ingest", queue_id = %id, error = %error, note = "moved aside");
-                    let holding = self.holding.clone();
-                    blocking(move || holding.quarantine_corrupt(&id)).await?;
-                    continue;
+        let mut first_error = None;
+        // A copy's time is mostly waiting (the store's commit, the spool's fsync): a few at once.
+        let mut copies = futures_util::stream::iter(ids).map(|id| self.ingest_copy(id)).buffer_unordered(INGEST_PARALLEL);
+        while let Some(result) = copies.next().await {
+            match result {
+                Ok(Some(notices)) => {
+                    done.copies += 1;
+                    done.notices.extend(notices);
                 }
-                Err(other) => return Err(other),
-            };
-            let notices = self.ingest_one(&envelope, &message).await?;
-            let holding = self.holding.clone();
-            blocking(move || holding.remove(&id)).await?;
-            done.copies += 1;
-            done.notices.extend(notices);
+                Ok(None) => {}
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
         }
-        Ok(done)
+        match first_error {
+            // Nothing went in: the caller logs it and the copies wait in the holding spool.
+            Some(error) if done.copies == 0 => Err(error),
+            Some(error) => {
+                tracing::warn!(event = "quarantine_ingest", error = %error, ingested = done.copies, note = "the rest wait in the holding spool");
+                Ok(done)
+            }
+            None => Ok(done),
+        }
+    }
+
+    /// Moves one held copy into the store and out of the holding spool: `Some(notices)` when it
+    /// went in, `None` when there was nothing to do (a session still owns it, it is gone, or it
+    /// was corrupt and moved aside).
+    async fn ingest_copy(&self, id: String) -> Result<Option<Vec<String>>, QuarantineError> {
+        if self.in_flight().contains(&id) {
+            return Ok(None);
+        }
+        let holding = self.holding.clone();
+        let spool_id = id.clone();
+        let loaded = blocking(move || holding.load(&spool_id)).await;
+        let (envelope, _, message) = match loaded {
+            Ok(record) => record,
+            Err(QuarantineError::Spool(SpoolError::NotFound(_))) => return Ok(None),
+            Err(QuarantineError::Spool(error)) => {
+                tracing::error!(event = "quarantine_ingest", queue_id = %id, error = %error, note = "moved aside");
+                let holding = self.holding.clone();
+                blocking(move || holding.quarantine_corrupt(&id)).await?;
+                return Ok(None);
+            }
+            Err(other) => return Err(other),
+        };
+        let notices = self.ingest_one(&envelope, &message).await?;
+        let holding = self.holding.clone();
+        blocking(move || holding.remove(&id)).await?;
+        Ok(Some(notices))
     }
 
     /// Inserts the items of one held copy that are not in the store yet; returns the spool ids
