@@ -11,8 +11,9 @@
 //! reverse DNS, clamd, attachment policy), `scoring` and `verdict` (symbols × policy → action), `session` (async driver per connection), `server`
 //! (listeners, limits, signals), `tls`, `spool`, `relay`, `store` (quarantine index, encrypted contents, user preferences, greylisting;
 //! SQLite or PostgreSQL), `quarantine` (held copies into the store, exactly-once release),
-//! `digest` and `notices` (the emails moat sends users), `links` and `web` (signed links and the
-//! pages behind them), `systemd` (sd_notify).
+//! `digest` and `notices` (the emails moat sends users), `links` and `web` (signed links, the
+//! pages behind them, the Message Center and the admin console/API), `stats` (verdict counts for
+//! the console), `metrics` (Prometheus), `systemd` (sd_notify).
 pub mod config;
 pub mod digest;
 pub mod dns;
