@@ -168,6 +168,9 @@ pub struct ClamavFilter {
     stance: Stance,
 }
 
+/// The least time left for a scan to be worth starting once a slot is free.
+const MIN_SCAN_WINDOW: Duration = Duration::from_millis(50);
+
 impl ClamavFilter {
     pub fn new(config: &config::Clamav) -> ClamavFilter {
         let endpoint = match (&config.address, &config.socket) {
@@ -196,7 +199,9 @@ impl ClamavFilter {
             Err(_) => return Err(late("had no free scan slot")),
         };
         let now = Instant::now();
-        if now >= deadline {
+        // A slot that frees just before the deadline (the scan ahead timing out) leaves no time
+        // for a scan: report the wait, not a doomed scan and a second late answer.
+        if deadline.saturating_duration_since(now) < MIN_SCAN_WINDOW {
             return Err(late("had no free scan slot"));
         }
         let connect_deadline = (now + self.connect_timeout).min(deadline);
