@@ -142,7 +142,12 @@ impl LinkKey {
 
     /// The URL of a link under `web.public_url`, valid for `web.link_lifetime` from `now`.
     pub fn url(&self, web: &crate::config::Web, action: LinkAction, address: &str, item: &str, now: i64) -> String {
-        format!("{}/l/{}", web.public_url.trim_end_matches('/'), self.token(action, address, item, now, web.link_lifetime.0))
+        self.url_for(web, action, address, item, now, web.link_lifetime.0)
+    }
+
+    /// [`LinkKey::url`] valid for `lifetime` seconds (a login email's link is short-lived).
+    pub fn url_for(&self, web: &crate::config::Web, action: LinkAction, address: &str, item: &str, now: i64, lifetime: u64) -> String {
+        format!("{}/l/{}", web.public_url.trim_end_matches('/'), self.token(action, address, item, now, lifetime))
     }
 
     /// The link a token stands for, if this key signed it and it has not expired at `now`.

@@ -74,8 +74,7 @@ pub fn virus_notice(config: &Config, key: &LinkKey, item: &QuarantineItem, now: 
 pub fn login_email(config: &Config, key: &LinkKey, address: &str, now: i64) -> Option<(Envelope, Vec<u8>)> {
     let web = config.web.as_ref()?;
     let unsubscribe = unsubscribe_url(config, key, address, now)?;
-    let token = key.token(LinkAction::Login, address, "", now, web.login_link_lifetime.0);
-    let link = format!("{}/l/{token}", web.public_url.trim_end_matches('/'));
+    let link = key.url_for(web, LinkAction::Login, address, "", now, web.login_link_lifetime.0);
     let minutes = web.login_link_lifetime.0 / 60;
     let text = format!(
         "Someone (probably you) asked for a link to your quarantine Message Center.\r\n\r\n\

@@ -15,7 +15,7 @@
 //! nothing; every value is escaped; pages carry no script.
 
 use super::session::{cookie, cross_site};
-use super::{escape, page_with, serve_app};
+use super::{Form, date, escape, page_with, serve_app};
 use crate::links::LinkKey;
 use crate::session::Shared;
 use crate::stats::{Counts, STATS};
@@ -143,21 +143,13 @@ fn console_auth(admin: &Admin, headers: &HeaderMap) -> Result<i64, Refusal> {
 }
 
 /// A console POST: a session, its CSRF token, and not from another site.
-fn console_post(admin: &Admin, headers: &HeaderMap, form: &[(String, String)]) -> Result<i64, Refusal> {
+fn console_post(admin: &Admin, headers: &HeaderMap, form: &Form) -> Result<i64, Refusal> {
     let started = console_auth(admin, headers)?;
-    let csrf = field(form, "csrf");
+    let csrf = form.one("csrf");
     if cross_site(headers) || !admin.token.key.check_derived("admin-csrf", &started.to_string(), csrf) {
         return Err(Box::new(page_with(StatusCode::FORBIDDEN, "Request refused", "<p>This form has expired or came from another site.</p>", CSP)));
     }
     Ok(started)
-}
-
-fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
-    form.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
-}
-
-fn parse_form(body: &[u8]) -> Vec<(String, String)> {
-    serde_urlencoded::from_bytes(body).unwrap_or_default()
 }
 
 async fn login_form() -> Response {
@@ -172,8 +164,8 @@ async fn login_form() -> Response {
 }
 
 async fn login(State(admin): State<AdminState>, headers: HeaderMap, body: Bytes) -> Response {
-    let form = parse_form(&body);
-    if cross_site(&headers) || !admin.token.matches(field(&form, "token")) {
+    let form = Form::parse(&body);
+    if cross_site(&headers) || !admin.token.matches(form.one("token")) {
         tracing::warn!(event = "admin_login", outcome = "refused");
         return page_with(StatusCode::UNAUTHORIZED, "Sign-in refused", "<p>Wrong token. <a href=\"/login\">Try again</a></p>", CSP);
     }
@@ -218,8 +210,9 @@ fn counts_json(counts: &Counts) -> Value {
 
 async fn status(shared: &Shared) -> Value {
     let now = store::unix_now();
-    let config = shared.config.load_full();
-    let queue = tokio::task::spawn_blocking(move || crate::relay::control::list(&config).map(|q| q.len()).ok()).await.ok().flatten();
+    // The count only: listing the spool's ids, not reading every record as the queue view does.
+    let spool = shared.spool.clone();
+    let queue = tokio::task::spawn_blocking(move || spool.list().map(|ids| ids.len()).ok()).await.ok().flatten();
     let held = shared.quarantine.store().count_items(&ItemQuery { state: Some(ItemState::Held), ..ItemQuery::default() }).await.ok();
     let scorer = shared.scorer.load();
     let rules = scorer.rules_in_force();
@@ -362,7 +355,7 @@ async fn quarantine_page(State(admin): State<AdminState>, headers: HeaderMap, Qu
         let symbols: Vec<String> = item.symbols.iter().map(|s| format!("{} ({:.1})", s.name, s.score)).collect();
         body.push_str(&format!(
             "<tr><td><input type=\"checkbox\" name=\"id\" value=\"{id}\" aria-label=\"Select item {id}\"></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            chrono::DateTime::from_timestamp(item.created_at, 0).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M").to_string()),
+            date(item.created_at),
             escape(&item.recipient),
             escape(&item.sender),
             escape(&item.subject),
@@ -410,17 +403,17 @@ async fn release_or_delete(shared: &Shared, via: &str, action: &str, id: &str) -
 }
 
 async fn quarantine_act(State(admin): State<AdminState>, headers: HeaderMap, body: Bytes) -> Response {
-    let form = parse_form(&body);
+    let form = Form::parse(&body);
     if let Err(response) = console_post(&admin, &headers, &form) {
         return *response;
     }
-    let action = match field(&form, "action") {
+    let action = match form.one("action") {
         "release" => "release",
         "delete" => "delete",
         _ => return console_page("Nothing done", "<p>Choose release or delete.</p>"),
     };
     let mut lines = String::new();
-    for id in form.iter().filter(|(k, _)| k == "id").map(|(_, v)| v.as_str()).take(super::center::MAX_BULK) {
+    for id in form.all("id").take(super::center::MAX_BULK) {
         let outcome = match release_or_delete(&admin.shared, "console", action, id).await {
             Ok(_) => "done".to_string(),
             Err((_, error)) => error,
@@ -480,7 +473,7 @@ async fn queue_page(State(admin): State<AdminState>, headers: HeaderMap) -> Resp
         body.push_str(&format!(
             "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&entry.id),
-            chrono::DateTime::from_timestamp(entry.received_at, 0).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M").to_string()),
+            date(entry.received_at),
             escape(&entry.sender),
             escape(&recipients.join(", ")),
             entry.size,
@@ -606,7 +599,7 @@ async fn reload(shared: &Shared, via: &str) -> Result<(), Vec<String>> {
 }
 
 async fn reload_form(State(admin): State<AdminState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(response) = console_post(&admin, &headers, &parse_form(&body)) {
+    if let Err(response) = console_post(&admin, &headers, &Form::parse(&body)) {
         return *response;
     }
     match reload(&admin.shared, "console").await {

@@ -13,7 +13,7 @@
 //! a keyboard (labelled controls, a skip link).
 
 use super::session::{Session, cross_site};
-use super::{escape, escape_keep_lines, page_with, sanitize, unavailable};
+use super::{Form, date, escape, escape_keep_lines, page_with, sanitize, unavailable};
 use crate::links::LinkKey;
 use crate::lists::Entry;
 use crate::session::Shared;
@@ -91,7 +91,7 @@ fn signed_in(shared: &Shared, headers: &HeaderMap) -> Result<User, Box<Response>
     let now = store::unix_now();
     match Session::from_headers(key, headers, now) {
         Some(session) => {
-            let cookie = session.cookie(key, now, web.session_lifetime.0, web.public_url.starts_with("https:"));
+            let cookie = session_cookie(&session, key, web, now);
             Ok(User { session, key: key.clone(), cookie })
         }
         None => Err(Box::new(see_other("/login"))),
@@ -121,25 +121,13 @@ pub fn start_session(shared: &Shared, address: &str) -> Response {
     let session = Session { address: address.to_ascii_lowercase(), started: now };
     tracing::info!(event = "web_session", user = %session.address);
     let mut response = see_other("/mc");
-    response.headers_mut().insert(header::SET_COOKIE, session.cookie(key, now, web.session_lifetime.0, web.public_url.starts_with("https:")));
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie(&session, key, web, now));
     response
 }
 
-/// A submitted form (`application/x-www-form-urlencoded`), keys in order, repeats kept.
-struct Form(Vec<(String, String)>);
-
-impl Form {
-    fn parse(body: &[u8]) -> Form {
-        Form(serde_urlencoded::from_bytes(body).unwrap_or_default())
-    }
-
-    fn one(&self, name: &str) -> &str {
-        self.0.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
-    }
-
-    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
+/// The `Set-Cookie` value that (re)issues `session` under the `[web]` settings.
+fn session_cookie(session: &Session, key: &LinkKey, web: &crate::config::Web, now: i64) -> HeaderValue {
+    session.cookie(key, now, web.session_lifetime.0, web.public_url.starts_with("https:"))
 }
 
 // ---- login ----
@@ -239,10 +227,6 @@ fn state_of(text: &str) -> Option<ItemState> {
         "released" => Some(ItemState::Released),
         _ => Some(ItemState::Held),
     }
-}
-
-fn date(at: i64) -> String {
-    chrono::DateTime::from_timestamp(at, 0).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M").to_string())
 }
 
 fn or_none<'a>(text: &'a str, none: &'a str) -> &'a str {
@@ -366,6 +350,13 @@ pub struct Parts {
     pub attachments: Vec<(String, String)>,
 }
 
+impl Parts {
+    /// The attachments as HTML list items: name and type, escaped.
+    pub fn attachment_items(&self) -> String {
+        self.attachments.iter().map(|(name, kind)| format!("<li>{} <small>{}</small></li>", escape(name), escape(kind))).collect()
+    }
+}
+
 pub fn parts(contents: &[u8]) -> Parts {
     let Some(message) = mail_parser::MessageParser::default().parse(contents) else {
         return Parts { text: None, html: None, attachments: Vec::new() };
@@ -434,8 +425,10 @@ async fn view(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): P
         ));
     }
     if !parts.attachments.is_empty() {
-        let list: String = parts.attachments.iter().map(|(name, kind)| format!("<li>{} <small>{}</small></li>", escape(name), escape(kind))).collect();
-        body.push_str(&format!("<h2>Attachments</h2><p>Attachments cannot be opened here; release the message to get them.</p><ul>{list}</ul>"));
+        body.push_str(&format!(
+            "<h2>Attachments</h2><p>Attachments cannot be opened here; release the message to get them.</p><ul>{}</ul>",
+            parts.attachment_items()
+        ));
     }
     user.page(StatusCode::OK, "Held message", &body)
 }
@@ -716,15 +709,6 @@ async fn change_list(State(shared): State<Arc<Shared>>, headers: HeaderMap, body
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forms_keep_repeated_keys() {
-        let form = Form::parse(b"csrf=abc&id=1&id=2&action=release&entry=%40example.test");
-        assert_eq!(form.one("csrf"), "abc");
-        assert_eq!(form.all("id").collect::<Vec<_>>(), ["1", "2"]);
-        assert_eq!(form.one("entry"), "@example.test");
-        assert_eq!(form.one("missing"), "");
-    }
 
     #[test]
     fn a_message_shows_its_text_html_and_attachment_names() {

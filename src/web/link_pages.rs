@@ -129,23 +129,21 @@ async fn view(shared: &Shared, link: &Link) -> Response {
     };
     let parts = super::center::parts(&contents);
     // An HTML-only message is shown as its text, never rendered, on this page.
-    let text = parts.text.or_else(|| parts.html.map(|html| crate::ruleset::html::render(&html).text)).unwrap_or_default();
-    let attachments: Vec<String> = parts.attachments.iter().map(|(name, kind)| format!("<li>{} <small>{}</small></li>", escape(name), escape(kind))).collect();
+    let text = parts.text.clone().or_else(|| parts.html.as_deref().map(|html| crate::ruleset::html::render(html).text)).unwrap_or_default();
     let shown: String = text.chars().take(super::center::MAX_VIEW_TEXT).collect();
     let reason = crate::digest::build::reason(&item);
     let mut body = format!("{}<p>Held because: {} (score {:.1})</p>", describe(&item), escape(&reason), item.score);
     body.push_str(&format!("<pre style=\"white-space:pre-wrap;border:1px solid #ccc;padding:.5rem\">{}</pre>", escape_keep_lines(&shown)));
-    if !attachments.is_empty() {
-        body.push_str(&format!("<p>Attachments (not available here):</p><ul>{}</ul>", attachments.join("")));
+    if !parts.attachments.is_empty() {
+        body.push_str(&format!("<p>Attachments (not available here):</p><ul>{}</ul>", parts.attachment_items()));
     }
     if item.state == ItemState::Held
         && let (Some(key), Some(web)) = (shared.quarantine.links(), shared.config.load().web.clone())
     {
         let now = store::unix_now();
         for (action, label) in [(LinkAction::Release, "Release"), (LinkAction::ReleaseAllow, "Release and allow sender")] {
-            let url = key.url(&web, action, &link.address, &item.id, now);
-            let path = url.find("/l/").map_or(url.as_str(), |i| &url[i..]);
-            body.push_str(&format!("<form method=\"post\" action=\"{}\"><button type=\"submit\">{}</button></form>", escape(path), escape(label)));
+            let token = key.token(action, &link.address, &item.id, now, web.link_lifetime.0);
+            body.push_str(&format!("<form method=\"post\" action=\"/l/{}\"><button type=\"submit\">{}</button></form>", escape(&token), escape(label)));
         }
     }
     page(StatusCode::OK, "Held message", &body)

@@ -54,6 +54,30 @@ pub async fn serve_app(listener: TcpListener, app: Router, mut shutdown: tokio::
     }
 }
 
+/// A submitted form (`application/x-www-form-urlencoded`), keys in order, repeats kept.
+pub(crate) struct Form(Vec<(String, String)>);
+
+impl Form {
+    pub(crate) fn parse(body: &[u8]) -> Form {
+        Form(serde_urlencoded::from_bytes(body).unwrap_or_default())
+    }
+
+    /// The first value of `name` ("" when there is none).
+    pub(crate) fn one(&self, name: &str) -> &str {
+        self.0.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
+    }
+
+    /// Every value of `name`, in order.
+    pub(crate) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A date as pages show it (UTC, to the minute).
+fn date(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M").to_string())
+}
+
 /// Escapes text for HTML element content and double-quoted attributes.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -109,7 +133,16 @@ fn escape_keep_lines(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::escape;
+    use super::{Form, escape};
+
+    #[test]
+    fn forms_keep_repeated_keys() {
+        let form = Form::parse(b"csrf=abc&id=1&id=2&action=release&entry=%40example.test");
+        assert_eq!(form.one("csrf"), "abc");
+        assert_eq!(form.all("id").collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(form.one("entry"), "@example.test");
+        assert_eq!(form.one("missing"), "");
+    }
 
     #[test]
     fn escaping_leaves_no_markup() {
