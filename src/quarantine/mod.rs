@@ -51,7 +51,17 @@ const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// The scheduler lease: the node holding it runs digests and retention for the cluster, renews
 /// it at every check, and another node takes over this long after the holder stops renewing.
 pub const SCHEDULER_LEASE: Duration = Duration::from_secs(90);
+/// How often a node asks for (or renews) the scheduler lease: the loop also wakes for every
+/// held copy, and those wakes must not each cost a write to the store.
+const LEASE_CHECK: Duration = Duration::from_secs(10);
 const SCHEDULER: &str = "scheduler";
+
+/// What a node last learnt of the scheduler lease.
+#[derive(Default)]
+struct LeaseState {
+    leader: bool,
+    checked: Option<tokio::time::Instant>,
+}
 
 /// Everything the quarantine can fail with. Never carries message contents.
 #[derive(Debug, thiserror::Error)]
@@ -428,7 +438,7 @@ impl Quarantine {
         let mut settled = false;
         let mut last_sweep: Option<tokio::time::Instant> = None;
         let mut last_digests: Option<tokio::time::Instant> = None;
-        let mut leader = false;
+        let mut lease = LeaseState::default();
         loop {
             if !settled {
                 match self.recover().await {
@@ -443,7 +453,7 @@ impl Quarantine {
                 Ok(done) => done.notices.into_iter().for_each(&submit),
                 Err(error) => tracing::warn!(event = "quarantine_ingest", error = %error, note = "held copies wait in the holding spool"),
             }
-            if self.scheduler_turn(&mut leader).await {
+            if self.scheduler_turn(&mut lease).await {
                 if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
                     match self.sweep(store::unix_now()).await {
                         Ok(_) => last_sweep = Some(tokio::time::Instant::now()),
@@ -464,7 +474,7 @@ impl Quarantine {
                 _ = shutdown.wait_for(|down| *down) => true,
             };
             if stopping {
-                if leader {
+                if lease.leader {
                     let _ = self.store.release_lease(SCHEDULER, &self.holder).await;
                 }
                 return;
@@ -473,9 +483,14 @@ impl Quarantine {
     }
 
     /// Whether this node runs the cluster's scheduled work now: takes or renews the scheduler
-    /// lease (logging when it changes hands). Exactly-once still rests on the store's
-    /// compare-and-set per digest; the lease keeps the other nodes from doing the same work.
-    async fn scheduler_turn(&self, leader: &mut bool) -> bool {
+    /// lease at most every [`LEASE_CHECK`] (logging when it changes hands). Exactly-once still
+    /// rests on the store's compare-and-set per digest; the lease keeps the other nodes from
+    /// doing the same work.
+    async fn scheduler_turn(&self, lease: &mut LeaseState) -> bool {
+        if lease.checked.is_some_and(|at| at.elapsed() < LEASE_CHECK) {
+            return lease.leader;
+        }
+        lease.checked = Some(tokio::time::Instant::now());
         let held = match self.store.acquire_lease(SCHEDULER, &self.holder, SCHEDULER_LEASE, store::unix_now()).await {
             Ok(held) => held,
             Err(error) => {
@@ -483,9 +498,9 @@ impl Quarantine {
                 false
             }
         };
-        if held != *leader {
+        if held != lease.leader {
             tracing::info!(event = "scheduler_lease", holder = %self.holder, outcome = if held { "acquired" } else { "lost" });
-            *leader = held;
+            lease.leader = held;
         }
         held
     }
