@@ -21,6 +21,13 @@
 //! policy: `ALLOW_LIST` forces "accept", which only overrides the spam score, so an allowed
 //! sender's virus is still a virus (see `verdict::decide`).
 //!
+//! **Domains that do not let users opt out** (`user_opt_out = false`). There a user's lists
+//! cannot switch filtering off by the back door: their allow entries count only when they name
+//! one sender (an address or one exact domain; never a network or a subdomain pattern), and only
+//! after the domain's and the global lists found nothing, so they never override a domain-level
+//! or global decision. Their block entries still come first. [`Entry::restricted_allow`] tells
+//! the Message Center which entries such a user may add.
+//!
 //! **Filtering on/off.** [`Lists::filtering_enabled`] tells whether spam filtering applies to a
 //! recipient: the user's own choice when they made one and their domain allows it
 //! (`user_opt_out`, default true), else the domain's `filtering` (default true), else on.
@@ -126,6 +133,25 @@ impl Entry {
             domain_kind(trimmed, text)?
         };
         Ok(Entry { text: trimmed.to_string(), kind })
+    }
+
+    /// Whether the entry names one sender: an address or one exact domain, not a network or a
+    /// subdomain pattern.
+    pub fn names_one_sender(&self) -> bool {
+        matches!(self.kind, Kind::Address(_) | Kind::Domain { subdomains: false, .. })
+    }
+
+    /// Whether a user whose domain does not let users opt out may allow this entry; the error
+    /// says why not, in words for the user.
+    pub fn restricted_allow(&self) -> Result<(), String> {
+        if self.names_one_sender() {
+            Ok(())
+        } else {
+            Err(format!(
+                "your domain's policy lets you allow one sender address or one domain (friend@example.com or example.com), not {:?}",
+                self.text
+            ))
+        }
     }
 
     /// The entry as written.
@@ -254,14 +280,23 @@ impl ListSet {
     }
 
     fn find(&self, sender: &Sender<'_>, client_ip: Option<IpAddr>, level: Level) -> Option<ListHit> {
-        let hit = |symbol, entries: &[Entry]| {
-            entries
-                .iter()
-                .find(|e| e.matches(sender, client_ip))
-                .map(|e| ListHit { symbol, level, entry: e.text.clone() })
-        };
-        hit(BLOCK_LIST, &self.block).or_else(|| hit(ALLOW_LIST, &self.allow))
+        self.find_block(sender, client_ip, level).or_else(|| self.find_allow(sender, client_ip, level, false))
     }
+
+    fn find_block(&self, sender: &Sender<'_>, client_ip: Option<IpAddr>, level: Level) -> Option<ListHit> {
+        first_hit(BLOCK_LIST, &self.block, sender, client_ip, level)
+    }
+
+    /// The first matching allow entry; with `one_sender_only`, entries that name more than one
+    /// sender (networks, subdomain patterns) are passed over.
+    fn find_allow(&self, sender: &Sender<'_>, client_ip: Option<IpAddr>, level: Level, one_sender_only: bool) -> Option<ListHit> {
+        let entries = self.allow.iter().filter(|e| !one_sender_only || e.names_one_sender());
+        first_hit(ALLOW_LIST, entries, sender, client_ip, level)
+    }
+}
+
+fn first_hit<'e>(symbol: &'static str, entries: impl IntoIterator<Item = &'e Entry>, sender: &Sender<'_>, client_ip: Option<IpAddr>, level: Level) -> Option<ListHit> {
+    entries.into_iter().find(|e| e.matches(sender, client_ip)).map(|e| ListHit { symbol, level, entry: e.text.clone() })
 }
 
 /// Lists and filtering choice of one recipient domain.
@@ -374,6 +409,14 @@ impl Lists {
         let client_ip = client_ip.map(|ip| ip.to_canonical());
         let user = self.users.get(&recipient.to_ascii_lowercase());
         let domain = self.domains.get(&domain_of(recipient));
+        if let (Some(user), Some(domain)) = (user, domain.filter(|d| !d.user_opt_out)) {
+            return user
+                .lists
+                .find_block(&sender, client_ip, Level::User)
+                .or_else(|| domain.lists.find(&sender, client_ip, Level::Domain))
+                .or_else(|| self.global.find(&sender, client_ip, Level::Global))
+                .or_else(|| user.lists.find_allow(&sender, client_ip, Level::User, true));
+        }
         let levels = [
             (Level::User, user.map(|u| &u.lists)),
             (Level::Domain, domain.map(|d| &d.lists)),
@@ -507,6 +550,38 @@ mod tests {
         both.set_user("u@example.test", UserPolicy { lists: set(&["a@b.test"], &["192.0.2.0/24"]), filtering: None });
         assert_eq!(both.check("a@b.test", ip("192.0.2.1"), "u@example.test"), hit(BLOCK_LIST, Level::User, "192.0.2.0/24"));
         assert_eq!(both.check("a@b.test", ip("198.51.100.1"), "u@example.test"), hit(ALLOW_LIST, Level::User, "a@b.test"));
+    }
+
+    #[test]
+    fn users_of_a_domain_without_opt_out_cannot_allow_networks_nor_override_the_domain() {
+        let mut lists = Lists::new(set(&[], &["globally-bad.test"]));
+        lists.set_domain("strict.test", DomainPolicy { lists: set(&[], &["bad.test"]), user_opt_out: false, ..DomainPolicy::default() });
+        let everything = set(&["0.0.0.0/0", "::/0", ".x.test", "*.spam.test", "friend@bad.test", "globally-bad.test", "pal@ok.test", "ok2.test"], &["nope@ok.test"]);
+        lists.set_user("u@strict.test", UserPolicy { lists: everything.clone(), filtering: None });
+        lists.set_user("u@free.test", UserPolicy { lists: everything, filtering: None });
+        // The bypass that was reported: a user's 0.0.0.0/0 and ::/0 allowed every spam.
+        assert_eq!(lists.check("spammer@spam.test", ip("203.0.113.5"), "u@strict.test"), None);
+        assert_eq!(lists.check("spammer@spam.test", ip("2001:db8::5"), "u@strict.test"), None);
+        assert_eq!(lists.check("a@x.test", ip("203.0.113.5"), "u@strict.test"), None, "subdomain patterns do not count");
+        // The domain's and the global block lists win over the user's allow entries.
+        assert_eq!(lists.check("friend@bad.test", None, "u@strict.test"), hit(BLOCK_LIST, Level::Domain, "bad.test"));
+        assert_eq!(lists.check("a@globally-bad.test", None, "u@strict.test"), hit(BLOCK_LIST, Level::Global, "globally-bad.test"));
+        // One sender or one domain is still allowed, and the user's own blocks still come first.
+        assert_eq!(lists.check("pal@ok.test", ip("203.0.113.5"), "u@strict.test"), hit(ALLOW_LIST, Level::User, "pal@ok.test"));
+        assert_eq!(lists.check("x@ok2.test", None, "u@strict.test"), hit(ALLOW_LIST, Level::User, "ok2.test"));
+        assert_eq!(lists.check("nope@ok.test", None, "u@strict.test"), hit(BLOCK_LIST, Level::User, "nope@ok.test"));
+        // Where the domain lets users opt out, their lists keep their full reach.
+        assert_eq!(lists.check("spammer@spam.test", ip("203.0.113.5"), "u@free.test"), hit(ALLOW_LIST, Level::User, "0.0.0.0/0"));
+    }
+
+    #[test]
+    fn restricted_users_may_allow_one_sender_or_one_domain_only() {
+        for ok in ["friend@x.test", "x.test", "@x.test", "*@x.test"] {
+            assert!(Entry::parse(ok).unwrap().restricted_allow().is_ok(), "{ok}");
+        }
+        for refused in ["0.0.0.0/0", "::/0", "192.0.2.7", ".x.test", "*.x.test", "*@*.x.test"] {
+            assert!(Entry::parse(refused).unwrap().restricted_allow().is_err(), "{refused}");
+        }
     }
 
     #[test]

@@ -212,15 +212,117 @@ fn the_login_form_emails_a_working_link_to_our_users_only() {
     let link = url_after(&text_part(&email.data), "Open it here (the link works for 60 minutes):");
     let cookie = session_from_link(setup.web, &link);
     assert!(get(&setup, &cookie, "/mc").body.contains("Signed in as alice@example.test"));
-
-    // Another domain's address, or asking too often: the same answer, no email.
-    assert!(http(setup.web, "POST", "/login", "address=victim%40elsewhere.example").body.contains("on its way"));
-    for _ in 0..4 {
-        http(setup.web, "POST", "/login", "address=alice%40example.test");
-    }
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    assert_eq!(setup.capture.messages().len(), 3, "one email, then two more within the limit of three per ten minutes");
     assert_eq!(http_with(setup.web, "POST", "/login", &["Sec-Fetch-Site: cross-site"], "address=alice%40example.test").status, 403);
+}
+
+/// Asks for a login link for `address`; the answer never says whether one was sent.
+fn ask_login(web: u16, address: &str) {
+    let answer = http(web, "POST", "/login", &format!("address={}", address.replace('@', "%40")));
+    assert!(answer.body.contains("on its way"), "the same answer for every address: {}", answer.body);
+}
+
+/// Waits for the login log lines of `n` requests and returns their outcomes in order.
+fn login_outcomes(moat: &Moat, n: usize) -> Vec<String> {
+    wait_until("login log lines", DEADLINE, || {
+        let outcomes: Vec<String> = moat
+            .log()
+            .lines()
+            .filter(|l| l.contains("login_link") && l.contains("client_ip="))
+            .filter_map(|l| l.split("outcome=").nth(1).map(|o| o.split_whitespace().next().unwrap_or("").trim_matches('"').to_string()))
+            .collect();
+        (outcomes.len() >= n).then_some(outcomes)
+    })
+}
+
+#[test]
+fn login_links_cannot_mail_bomb_users_unknown_addresses_or_those_who_opted_out() {
+    let capture = Capture::new();
+    let web = free_port();
+    let moat = Moat::start(
+        MoatConfig::new(capture.port)
+            .append(&web_section(web))
+            .append("login_requests_per_client = 13\nlogin_emails_per_hour = 6\n"),
+    );
+    // Our user gets one; then the user opts out with the login email's own opt-out link.
+    ask_login(web, "optout@example.test");
+    let first = capture.wait_for(1, DEADLINE).remove(0);
+    let unsubscribe = url_after(&text_part(&first.data), "To stop emails about your quarantine: ");
+    assert_eq!(http(web, "POST", &link_path(&unsubscribe), "List-Unsubscribe=One-Click").status, 200);
+    assert!(moat.store().get_preferences_blocking("optout@example.test").opt_out);
+    ask_login(web, "optout@example.test");
+    // Not ours, and ours but unknown to the recipient check (the list domain knows one user).
+    ask_login(web, "victim@elsewhere.example");
+    ask_login(web, &format!("nobody@{LIST_DOMAIN}"));
+    ask_login(web, LIST_USER);
+    // One address asking again and again: three per hour.
+    for _ in 0..4 {
+        ask_login(web, "alice@example.test");
+    }
+    // Many addresses from one client: the global hourly bound (6 emails), then the client's (13 requests).
+    for n in 0..4 {
+        ask_login(web, &format!("user{n}@example.test"));
+    }
+    ask_login(web, "last@example.test");
+    let outcomes = login_outcomes(&moat, 14);
+    assert_eq!(
+        outcomes,
+        [
+            "sent", "opted_out", "not_a_recipient", "not_a_recipient", "sent", "sent", "sent", "sent", "address_rate_limited", "sent",
+            "global_rate_limited", "global_rate_limited", "global_rate_limited", "client_rate_limited"
+        ]
+    );
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let mut recipients: Vec<String> = capture.messages().into_iter().flat_map(|m| m.recipients).collect();
+    recipients.sort();
+    assert_eq!(recipients, ["alice@example.test", "alice@example.test", "alice@example.test", LIST_USER, "optout@example.test", "user0@example.test"]);
+    assert!(moat.log().contains("client_ip=127.0.0.1"), "refusals are logged with the client's address");
+}
+
+#[test]
+fn users_of_a_domain_without_opt_out_cannot_allow_everyone() {
+    let rules = temp_dir();
+    fs::write(rules.path().join("local.cf"), HOLD_RULE).unwrap();
+    let capture = Capture::new();
+    let web = free_port();
+    let moat = Moat::start(
+        MoatConfig::new(capture.port)
+            .append(&format!("\n[rules]\ndirs = [\"{}\"]\n", rules.path().display()))
+            .append(&web_section(web))
+            .append("\n[[lists.domain]]\nname = \"example.test\"\nuser_opt_out = false\n"),
+    );
+    ask_login(web, "alice@example.test");
+    let email = capture.wait_for(1, DEADLINE).remove(0);
+    let alice = session_from_link(web, &url_after(&text_part(&email.data), "Open it here (the link works for 60 minutes):"));
+    let csrf = csrf_of(&http_with(web, "GET", "/mc/prefs", &[&format!("Cookie: {alice}")], "").body);
+    let add = |entry: &str| http_with(web, "POST", "/mc/lists", &[&format!("Cookie: {alice}")], &format!("csrf={csrf}&op=add&kind=allow&entry={entry}"));
+
+    // Networks and subdomain patterns are refused with a reason in the page; nothing is stored.
+    for entry in ["0.0.0.0%2F0", "%3A%3A%2F0", "203.0.113.5", ".remote.example", "*.remote.example"] {
+        let refused = add(entry);
+        assert_eq!(refused.status, 400, "{entry}: {}", refused.body);
+        assert!(refused.body.contains("one sender address or one domain"), "{}", refused.body);
+    }
+    assert!(moat.store().get_preferences_blocking("alice@example.test").allow.is_empty());
+
+    // Entries that reached the store anyway (before this check existed) do not let spam through.
+    let store = moat.store();
+    for entry in ["0.0.0.0/0", "::/0", ".remote.example"] {
+        store.add_list_entry_blocking("alice@example.test", moat::store::ListKind::Allow, entry);
+    }
+    moat.sighup();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let spam = "From: <prize@remote.example>\r\nSubject: prize\r\n\r\nYou have won a car\r\n";
+    assert_eq!(moat.smtp_ehlo().send_mail("prize@remote.example", &["alice@example.test"], spam.as_bytes()).code, 250);
+    let held = moat.wait_quarantined(1);
+    assert!(held[0].item.symbols.iter().all(|s| s.name != "ALLOW_LIST"), "{:?}", held[0].item.symbols);
+
+    // One sender is still the user's to allow.
+    assert!(add("friend%40remote.example").body.contains("changed"));
+    let mail = "From: <friend@remote.example>\r\nSubject: hi\r\n\r\nYou have won my respect\r\n";
+    assert_eq!(moat.smtp_ehlo().send_mail("friend@remote.example", &["alice@example.test"], mail.as_bytes()).code, 250);
+    let delivered = capture.wait_for(2, DEADLINE);
+    assert!(text(&delivered[1].data).contains("my respect"));
+    moat.assert_quarantine_stays(1);
 }
 
 fn admin_token(setup: &Setup) -> String {

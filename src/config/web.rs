@@ -27,6 +27,28 @@ pub struct Web {
     /// How long the link in a "send me a login link" email works.
     #[serde(default = "default_session_lifetime")]
     pub login_link_lifetime: Seconds,
+    /// Login-link emails one address gets at most per hour.
+    #[serde(default = "default_login_per_address")]
+    pub login_emails_per_address: u64,
+    /// "Send me a link" requests one client (an IPv4 address's /24, an IPv6 address's /64) may
+    /// make per hour, whatever addresses they name.
+    #[serde(default = "default_login_per_client")]
+    pub login_requests_per_client: u64,
+    /// Login-link emails sent per hour in all (counted in the store, so for every node together).
+    #[serde(default = "default_login_per_hour")]
+    pub login_emails_per_hour: u64,
+}
+
+fn default_login_per_address() -> u64 {
+    3
+}
+
+fn default_login_per_client() -> u64 {
+    10
+}
+
+fn default_login_per_hour() -> u64 {
+    200
 }
 
 fn default_session_lifetime() -> Seconds {

@@ -37,6 +37,15 @@ pub struct RecipientVerifier {
 }
 
 impl RecipientVerifier {
+    /// Whether `RCPT TO:<address>` would pass the open-relay check and the recipient check now
+    /// (as in a session with SMTPUTF8): for moat's own emails to users, such as login links.
+    pub async fn accepts(&self, config: &Config, address: &str) -> bool {
+        let served = |d: &str| config.domain(d).is_some();
+        let Ok(mailbox) = address::check_recipient(address, true, served) else { return false };
+        let Some(domain) = config.domain(&mailbox.domain) else { return false };
+        self.validate(config, domain, &mailbox).await == Validity::Valid
+    }
+
     pub async fn validate(&self, config: &Config, domain: &Domain, mailbox: &Mailbox) -> Validity {
         let address = mailbox.address();
         let listed = || domain.recipients.iter().any(|r| r.eq_ignore_ascii_case(&address));

@@ -234,17 +234,22 @@ pub struct Triplet {
 
 impl Triplet {
     pub fn new(client: IpAddr, sender: &str, recipient: &str) -> Triplet {
-        let network = match client.to_canonical() {
-            IpAddr::V4(v4) => {
-                let [a, b, c, _] = v4.octets();
-                format!("{a}.{b}.{c}.0/24")
-            }
-            IpAddr::V6(v6) => {
-                let prefix = u128::from(v6) & (u128::MAX << 64);
-                format!("{}/64", std::net::Ipv6Addr::from(prefix))
-            }
-        };
-        Triplet { network, sender: sender.to_ascii_lowercase(), recipient: recipient.to_ascii_lowercase() }
+        Triplet { network: client_network(client), sender: sender.to_ascii_lowercase(), recipient: recipient.to_ascii_lowercase() }
+    }
+}
+
+/// The network a client counts as for greylisting and rate limits: an IPv4 address's /24, an
+/// IPv6 address's /64 (one sender's pool, one customer's prefix), e.g. `192.0.2.0/24`.
+pub fn client_network(client: IpAddr) -> String {
+    match client.to_canonical() {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & (u128::MAX << 64);
+            format!("{}/64", std::net::Ipv6Addr::from(prefix))
+        }
     }
 }
 

@@ -15,14 +15,14 @@
 //! nothing; every value is escaped; pages carry no script.
 
 use super::session::{cookie, cross_site};
-use super::{Form, date, escape, page_with, serve_app};
+use super::{ClientAddr, Form, date, escape, page_with, serve_app};
 use crate::links::LinkKey;
 use crate::session::Shared;
 use crate::stats::{Counts, STATS};
 use crate::store::{self, AdminRecord, ItemQuery, ItemState, QuarantineItem, ReleaseVia, StoreError};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -163,14 +163,14 @@ async fn login_form() -> Response {
     )
 }
 
-async fn login(State(admin): State<AdminState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn login(State(admin): State<AdminState>, ConnectInfo(client): ConnectInfo<ClientAddr>, headers: HeaderMap, body: Bytes) -> Response {
     let form = Form::parse(&body);
     if cross_site(&headers) || !admin.token.matches(form.one("token")) {
-        tracing::warn!(event = "admin_login", outcome = "refused");
+        tracing::warn!(event = "admin_login", client_ip = %client.0.ip(), outcome = "refused");
         return page_with(StatusCode::UNAUTHORIZED, "Sign-in refused", "<p>Wrong token. <a href=\"/login\">Try again</a></p>", CSP);
     }
     let now = store::unix_now();
-    tracing::info!(event = "admin_login", outcome = "accepted");
+    tracing::info!(event = "admin_login", client_ip = %client.0.ip(), outcome = "accepted");
     let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_AGE}", admin.token.session_value(now));
     let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {

@@ -31,9 +31,6 @@ use std::sync::Arc;
 pub const PAGE_SIZE: u32 = 25;
 /// Most items one bulk action takes.
 pub const MAX_BULK: usize = 100;
-/// Login emails one address can ask for in [`LOGIN_WINDOW`] seconds.
-const LOGIN_EMAILS: u64 = 3;
-const LOGIN_WINDOW: u64 = 600;
 
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -44,7 +41,7 @@ nav a,nav button{margin-right:1rem}.actions button{margin:.2rem}iframe{width:100
 
 pub fn routes() -> Router<Arc<Shared>> {
     Router::new()
-        .route("/login", get(login_form).post(login_send))
+        .route("/login", get(super::login::form).post(super::login::send))
         .route("/mc", get(list))
         .route("/mc/act", post(act))
         .route("/mc/m/{id}", get(view))
@@ -128,65 +125,6 @@ pub fn start_session(shared: &Shared, address: &str) -> Response {
 /// The `Set-Cookie` value that (re)issues `session` under the `[web]` settings.
 fn session_cookie(session: &Session, key: &LinkKey, web: &crate::config::Web, now: i64) -> HeaderValue {
     session.cookie(key, now, web.session_lifetime.0, web.public_url.starts_with("https:"))
-}
-
-// ---- login ----
-
-async fn login_form() -> Response {
-    page_with(
-        StatusCode::OK,
-        "Open your Message Center",
-        "<p>Enter your email address and we will send you a link to your quarantine.</p>\
-         <form method=\"post\" action=\"/login\"><label for=\"address\">Email address</label><br>\
-         <input id=\"address\" name=\"address\" type=\"email\" autocomplete=\"email\" required size=\"30\"> \
-         <button type=\"submit\">Send me a link</button></form>",
-        CSP,
-    )
-}
-
-/// Sends a login link to the address, if it is one of our domains and has not asked too often.
-/// The answer is the same either way, so the form tells nobody which addresses exist.
-async fn login_send(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    if cross_site(&headers) {
-        return page_with(StatusCode::FORBIDDEN, "Request refused", "<p>This form came from another site.</p>", CSP);
-    }
-    let form = Form::parse(&body);
-    let address = form.one("address").trim().to_ascii_lowercase();
-    let ours = address.rsplit_once('@').is_some_and(|(local, domain)| !local.is_empty() && shared.config.load().domain(domain).is_some());
-    if ours && !address.chars().any(char::is_control) && address.len() <= 254 {
-        send_login_link(&shared, &address).await;
-    }
-    page_with(
-        StatusCode::OK,
-        "Check your mail",
-        "<p>If that address gets its mail through us, a link to its Message Center is on its way. It works for a short time only.</p>",
-        CSP,
-    )
-}
-
-async fn send_login_link(shared: &Shared, address: &str) {
-    let store = shared.quarantine.store();
-    match store.hit_rate(&format!("login:{address}"), std::time::Duration::from_secs(LOGIN_WINDOW), store::unix_now()).await {
-        Ok(hits) if hits > LOGIN_EMAILS => {
-            tracing::info!(event = "login_link", user = %address, outcome = "rate_limited");
-            return;
-        }
-        Ok(_) => {}
-        Err(error) => {
-            tracing::warn!(event = "login_link", user = %address, error = %error, outcome = "not sent");
-            return;
-        }
-    }
-    let config = shared.config.load_full();
-    let Some(key) = shared.quarantine.links() else { return };
-    let Some((envelope, message)) = crate::notices::login_email(&config, key, address, store::unix_now()) else { return };
-    match shared.quarantine.send_to_user(envelope, message).await {
-        Ok(id) => {
-            tracing::info!(event = "login_link", user = %address, queue_id = %id);
-            shared.queue.submit(id);
-        }
-        Err(error) => tracing::error!(event = "login_link", user = %address, error = %error, outcome = "not sent"),
-    }
 }
 
 async fn logout(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -689,6 +627,15 @@ async fn change_list(State(shared): State<Arc<Shared>>, headers: HeaderMap, body
             );
         }
     };
+    let adding = form.one("op") != "remove";
+    let restricted = adding && kind == ListKind::Allow && !may_choose_filtering(&shared.config.load(), &user.session.address);
+    if let (true, Err(why)) = (restricted, entry.restricted_allow()) {
+        return user.page(
+            StatusCode::BAD_REQUEST,
+            "Nothing changed",
+            &format!("<p>That entry is not allowed: {}</p><p><a href=\"/mc/prefs\">Back to preferences</a></p>", escape(&why)),
+        );
+    }
     let store = shared.quarantine.store();
     let result = match form.one("op") {
         "remove" => store.remove_list_entry(&user.session.address, kind, &entry).await,

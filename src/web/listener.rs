@@ -1,6 +1,7 @@
 //! The web listener's sockets: every connection lives at most [`CONNECTION_DEADLINE`] (reads and
 //! writes fail after it, so a client that trickles bytes cannot hold a slot), and at most
-//! [`MAX_CONNECTIONS`] are open at once (more wait in the kernel's backlog).
+//! [`MAX_CONNECTIONS`] are open at once (more wait in the kernel's backlog). Handlers learn the
+//! client's address as [`ClientAddr`].
 
 use std::io;
 use std::net::SocketAddr;
@@ -58,6 +59,16 @@ impl AsyncWrite for Deadlined {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// The address of the client a request came from (`ConnectInfo<ClientAddr>` in a handler).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, WebListener>> for ClientAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, WebListener>) -> ClientAddr {
+        ClientAddr(*stream.remote_addr())
     }
 }
 

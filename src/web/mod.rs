@@ -11,6 +11,7 @@ pub mod admin;
 pub mod center;
 mod link_pages;
 mod listener;
+mod login;
 pub mod sanitize;
 pub mod session;
 
@@ -23,7 +24,7 @@ use axum::routing::get;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
-pub use listener::{CONNECTION_DEADLINE, MAX_CONNECTIONS};
+pub use listener::{CONNECTION_DEADLINE, ClientAddr, MAX_CONNECTIONS};
 
 /// Largest request body read (a bulk action on a page of items is about 4 KiB).
 pub const MAX_BODY: usize = 16 * 1024;
@@ -46,6 +47,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 /// Serves `app` on `listener` (deadlined, bounded connections) until `shutdown` turns true;
 /// a failure is logged as `event`.
 pub async fn serve_app(listener: TcpListener, app: Router, mut shutdown: tokio::sync::watch::Receiver<bool>, event: &'static str) {
+    let app = app.into_make_service_with_connect_info::<ClientAddr>();
     let server = axum::serve(listener::WebListener::new(listener), app).with_graceful_shutdown(async move {
         let _ = shutdown.wait_for(|down| *down).await;
     });

@@ -19,11 +19,19 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
 /// Blocking helpers on moat's store for tests.
 pub trait StoreExt {
     fn get_preferences_blocking(&self, address: &str) -> moat::store::Preferences;
+    /// Adds `entry` to a user's list directly in the store, as an older version (or another
+    /// tool) could have.
+    fn add_list_entry_blocking(&self, address: &str, kind: moat::store::ListKind, entry: &str);
 }
 
 impl StoreExt for Store {
     fn get_preferences_blocking(&self, address: &str) -> moat::store::Preferences {
         block_on(self.get_preferences(address)).expect("read preferences")
+    }
+
+    fn add_list_entry_blocking(&self, address: &str, kind: moat::store::ListKind, entry: &str) {
+        let entry = moat::lists::Entry::parse(entry).expect("a valid list entry");
+        block_on(self.add_list_entry(address, kind, &entry)).expect("add a list entry");
     }
 }
 
