@@ -5,9 +5,9 @@
 //! so a test zone or a local resolver answers authoritatively.
 
 use crate::config::Dns;
+use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::TokioResolver;
 
 #[derive(Debug, thiserror::Error)]
 #[error("DNS resolver: {0}")]

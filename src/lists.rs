@@ -194,9 +194,7 @@ fn domain_kind(pattern: &str, text: &str) -> Result<Kind, String> {
     };
     let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
     if !name.contains('.') || !config::is_domain_name(&name) {
-        return Err(format!(
-            "list entry {text:?} is not an address, a domain (x.test, .x.test, *.x.test), an IP address or a network"
-        ));
+        return Err(format!("list entry {text:?} is not an address, a domain (x.test, .x.test, *.x.test), an IP address or a network"));
     }
     Ok(Kind::Domain { name, subdomains })
 }
@@ -233,10 +231,7 @@ impl Cidr {
         };
         let cidr = Cidr { network, prefix };
         if cidr.mask(network) != network {
-            return Err(format!(
-                "list entry {text:?} has host bits set; the network is {}/{prefix}",
-                cidr.mask(network)
-            ));
+            return Err(format!("list entry {text:?} has host bits set; the network is {}/{prefix}", cidr.mask(network)));
         }
         Ok(Some(cidr))
     }
@@ -269,10 +264,7 @@ pub struct ListSet {
 
 impl ListSet {
     /// Parses entries from any source (configuration, user store).
-    pub fn parse<'a>(
-        allow: impl IntoIterator<Item = &'a str>,
-        block: impl IntoIterator<Item = &'a str>,
-    ) -> Result<ListSet, String> {
+    pub fn parse<'a>(allow: impl IntoIterator<Item = &'a str>, block: impl IntoIterator<Item = &'a str>) -> Result<ListSet, String> {
         Ok(ListSet {
             allow: allow.into_iter().map(Entry::parse).collect::<Result<_, _>>()?,
             block: block.into_iter().map(Entry::parse).collect::<Result<_, _>>()?,
@@ -295,7 +287,13 @@ impl ListSet {
     }
 }
 
-fn first_hit<'e>(symbol: &'static str, entries: impl IntoIterator<Item = &'e Entry>, sender: &Sender<'_>, client_ip: Option<IpAddr>, level: Level) -> Option<ListHit> {
+fn first_hit<'e>(
+    symbol: &'static str,
+    entries: impl IntoIterator<Item = &'e Entry>,
+    sender: &Sender<'_>,
+    client_ip: Option<IpAddr>,
+    level: Level,
+) -> Option<ListHit> {
     entries.into_iter().find(|e| e.matches(sender, client_ip)).map(|e| ListHit { symbol, level, entry: e.text.clone() })
 }
 
@@ -345,10 +343,7 @@ impl<'a> Sender<'a> {
         match sender.rsplit_once('@') {
             Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
                 let domain = domain.strip_suffix('.').unwrap_or(domain).to_ascii_lowercase();
-                Sender {
-                    address: Some(format!("{}@{domain}", local.to_ascii_lowercase())),
-                    domain: Some(domain.into()),
-                }
+                Sender { address: Some(format!("{}@{domain}", local.to_ascii_lowercase())), domain: Some(domain.into()) }
             }
             _ => Sender { address: None, domain: None },
         }
@@ -382,10 +377,7 @@ impl Lists {
         for user in &config.user {
             lists.set_user(
                 &user.address,
-                UserPolicy {
-                    lists: ListSet { allow: user.allow.clone(), block: user.block.clone() },
-                    filtering: user.filtering,
-                },
+                UserPolicy { lists: ListSet { allow: user.allow.clone(), block: user.block.clone() }, filtering: user.filtering },
             );
         }
         lists
@@ -417,11 +409,8 @@ impl Lists {
                 .or_else(|| self.global.find(&sender, client_ip, Level::Global))
                 .or_else(|| user.lists.find_allow(&sender, client_ip, Level::User, true));
         }
-        let levels = [
-            (Level::User, user.map(|u| &u.lists)),
-            (Level::Domain, domain.map(|d| &d.lists)),
-            (Level::Global, Some(&self.global)),
-        ];
+        let levels =
+            [(Level::User, user.map(|u| &u.lists)), (Level::Domain, domain.map(|d| &d.lists)), (Level::Global, Some(&self.global))];
         levels
             .into_iter()
             .filter_map(|(level, set)| set.map(|set| (level, set)))
@@ -454,7 +443,8 @@ mod tests {
     }
 
     fn lists() -> Lists {
-        let mut lists = Lists::new(set(&["friend@partner.test", ".trusted.test", "198.51.100.0/24"], &["spam.test", "192.0.2.66", "bad@partner.test"]));
+        let mut lists =
+            Lists::new(set(&["friend@partner.test", ".trusted.test", "198.51.100.0/24"], &["spam.test", "192.0.2.66", "bad@partner.test"]));
         lists.set_domain(
             "example.test",
             DomainPolicy { lists: set(&["spam.test"], &["*.partner.test", "2001:db8:bad::/48"]), ..DomainPolicy::default() },
@@ -472,10 +462,36 @@ mod tests {
 
     #[test]
     fn entries_parse_and_bad_ones_are_errors() {
-        for good in ["a@x.test", "x.test", ".x.test", "*.x.test", "*@x.test", "@x.test", "*@*.x.test", "192.0.2.1", "192.0.2.0/24", "2001:db8::/32", "::ffff:192.0.2.1", "0.0.0.0/0"] {
+        for good in [
+            "a@x.test",
+            "x.test",
+            ".x.test",
+            "*.x.test",
+            "*@x.test",
+            "@x.test",
+            "*@*.x.test",
+            "192.0.2.1",
+            "192.0.2.0/24",
+            "2001:db8::/32",
+            "::ffff:192.0.2.1",
+            "0.0.0.0/0",
+        ] {
             assert!(Entry::parse(good).is_ok(), "{good}");
         }
-        for bad in ["", "x", "a@", "a@b@", "192.0.2.1/24", "192.0.2.0/33", "300.1.1.1/8", "2001:db8::1/32", "a*b@x.test", "a@.x.test", "x_y.test", "x..test"] {
+        for bad in [
+            "",
+            "x",
+            "a@",
+            "a@b@",
+            "192.0.2.1/24",
+            "192.0.2.0/33",
+            "300.1.1.1/8",
+            "2001:db8::1/32",
+            "a*b@x.test",
+            "a@.x.test",
+            "x_y.test",
+            "x..test",
+        ] {
             assert!(Entry::parse(bad).is_err(), "{bad:?} must be rejected");
         }
         assert_eq!(Entry::parse("192.0.2.1/24").unwrap_err(), "list entry \"192.0.2.1/24\" has host bits set; the network is 192.0.2.0/24");
@@ -556,7 +572,10 @@ mod tests {
     fn users_of_a_domain_without_opt_out_cannot_allow_networks_nor_override_the_domain() {
         let mut lists = Lists::new(set(&[], &["globally-bad.test"]));
         lists.set_domain("strict.test", DomainPolicy { lists: set(&[], &["bad.test"]), user_opt_out: false, ..DomainPolicy::default() });
-        let everything = set(&["0.0.0.0/0", "::/0", ".x.test", "*.spam.test", "friend@bad.test", "globally-bad.test", "pal@ok.test", "ok2.test"], &["nope@ok.test"]);
+        let everything = set(
+            &["0.0.0.0/0", "::/0", ".x.test", "*.spam.test", "friend@bad.test", "globally-bad.test", "pal@ok.test", "ok2.test"],
+            &["nope@ok.test"],
+        );
         lists.set_user("u@strict.test", UserPolicy { lists: everything.clone(), filtering: None });
         lists.set_user("u@free.test", UserPolicy { lists: everything, filtering: None });
         // The bypass that was reported: a user's 0.0.0.0/0 and ::/0 allowed every spam.

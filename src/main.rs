@@ -269,8 +269,7 @@ fn scan(path: &Path, files: &[PathBuf], options: ScanOptions) -> ExitCode {
 /// Reads at most `limit` bytes of the message; more is an error, like the server's SIZE limit.
 fn read_message(file: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let reader: Box<dyn Read> =
-        if file == Path::new("-") { Box::new(std::io::stdin()) } else { Box::new(std::fs::File::open(file)?) };
+    let reader: Box<dyn Read> = if file == Path::new("-") { Box::new(std::io::stdin()) } else { Box::new(std::fs::File::open(file)?) };
     let mut message = Vec::new();
     reader.take(limit as u64 + 1).read_to_end(&mut message)?;
     if message.len() > limit {
@@ -351,8 +350,7 @@ const CONTENT_LOGGING_LIBRARIES: [&str; 7] =
     ["tokio_postgres", "hickory_proto", "hickory_net", "hickory_resolver", "html5ever", "markup5ever", "ammonia"];
 
 fn init_logging(json: bool) {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_env("MOAT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("MOAT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     for library in CONTENT_LOGGING_LIBRARIES {
         // A directive for the same target replaces the user's, so this cap always holds.
         if let Ok(directive) = format!("{library}=info").parse() {
@@ -398,9 +396,9 @@ fn queue(path: &Path, command: QueueCommand) -> ExitCode {
     use moat::relay::control;
     let result = match command {
         QueueCommand::List => control::list(&config).map(|entries| print_queue(&entries)),
-        QueueCommand::Flush => runtime
-            .block_on(control::flush(&config))
-            .map(|count| println!("{count} deferred message(s) scheduled for delivery now")),
+        QueueCommand::Flush => {
+            runtime.block_on(control::flush(&config)).map(|count| println!("{count} deferred message(s) scheduled for delivery now"))
+        }
         QueueCommand::Remove { ids } => runtime.block_on(control::remove(&config, &ids)).map(|removed| {
             for id in &removed {
                 println!("removed {id}");

@@ -9,15 +9,15 @@
 
 use crate::config::Config;
 use crate::filter::attachments::AttachmentFilter;
+use crate::filter::auth::AuthFilter;
 use crate::filter::clamav::ClamavFilter;
 use crate::filter::dnsbl::DnsblFilter;
 use crate::filter::rdns::RdnsFilter;
 use crate::filter::{Chain, Facts, Filter, Phase};
-use crate::filter::auth::AuthFilter;
 use crate::lists::{Lists, UserPolicy};
 use crate::ruleset::{RuleSet, filter::RulesFilter};
-use hickory_resolver::TokioResolver;
 use crate::verdict::{self, Evidence, Policy, Symbol, Verdict};
+use hickory_resolver::TokioResolver;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -163,11 +163,8 @@ impl Policies {
             }
             policy
         };
-        let by_domain = config
-            .domains
-            .iter()
-            .map(|d| (d.name.to_ascii_lowercase(), with_auth(config.policy.resolve(d.policy.as_ref()))))
-            .collect();
+        let by_domain =
+            config.domains.iter().map(|d| (d.name.to_ascii_lowercase(), with_auth(config.policy.resolve(d.policy.as_ref())))).collect();
         Policies { default: with_auth(config.policy.resolve(None)), by_domain }
     }
 
@@ -263,11 +260,7 @@ impl Scorer {
                 (None, detail) => detail,
             };
         }
-        RecipientVerdict {
-            recipient: recipient.to_string(),
-            verdict,
-            subject_prefix: self.config.policy.subject_prefix(over).to_string(),
-        }
+        RecipientVerdict { recipient: recipient.to_string(), verdict, subject_prefix: self.config.policy.subject_prefix(over).to_string() }
     }
 
     /// Logs `rules_loaded` for the rule files of this scorer. Call it once the scorer is in

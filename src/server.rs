@@ -77,7 +77,8 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
     };
     let admin = match &config.admin {
         Some(admin) => {
-            let token = crate::web::admin::AdminToken::open(&config.admin_token_file()).map_err(|e| ServeError::StateDir { path: config.admin_token_file().display().to_string(), source: e })?;
+            let token = crate::web::admin::AdminToken::open(&config.admin_token_file())
+                .map_err(|e| ServeError::StateDir { path: config.admin_token_file().display().to_string(), source: e })?;
             Some((TcpListener::bind(admin.listen).await.map_err(|source| ServeError::Bind { address: admin.listen, source })?, token))
         }
         None => None,
@@ -85,9 +86,7 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
     let config = Arc::new(ArcSwap::from_pointee(config));
     let quarantine = Arc::new(Quarantine::open(config.clone(), spool.clone()).await?);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let queue = Queue::start(config.clone(), spool.clone(), shutdown_rx.clone())
-        .await
-        .map_err(|e| ServeError::Queue(e.to_string()))?;
+    let queue = Queue::start(config.clone(), spool.clone(), shutdown_rx.clone()).await.map_err(|e| ServeError::Queue(e.to_string()))?;
     tokio::spawn({
         let (config, queue, quarantine, shutdown) = (config.clone(), queue.clone(), quarantine.clone(), shutdown_rx.clone());
         async move {
@@ -155,9 +154,8 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
 async fn bind_all(listen: &[Listener]) -> Result<Vec<(TcpListener, Listener)>, ServeError> {
     let mut bound = Vec::new();
     for settings in listen {
-        let listener = TcpListener::bind(settings.address)
-            .await
-            .map_err(|source| ServeError::Bind { address: settings.address, source })?;
+        let listener =
+            TcpListener::bind(settings.address).await.map_err(|source| ServeError::Bind { address: settings.address, source })?;
         bound.push((listener, settings.clone()));
     }
     Ok(bound)

@@ -15,8 +15,7 @@ fn corpus() -> PathBuf {
 
 fn render(raw: &[u8]) -> String {
     let policy = Policy::new(&Attachments::default());
-    let mut lines: Vec<String> =
-        check(&policy, raw).into_iter().map(|s| format!("{} {}", s.name, s.detail.unwrap_or_default())).collect();
+    let mut lines: Vec<String> = check(&policy, raw).into_iter().map(|s| format!("{} {}", s.name, s.detail.unwrap_or_default())).collect();
     lines.sort();
     lines.iter().map(|l| format!("{l}\n")).collect()
 }

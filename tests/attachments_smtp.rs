@@ -38,11 +38,19 @@ fn programs_are_refused_disk_images_held_and_documents_delivered() {
     let moat = Moat::start(MoatConfig::new(capture.port).append(&shipped_rules()));
     let id = marker("attach");
 
-    let reply = moat.smtp_ehlo().send_mail("a@remote.example", &["user@example.test"], &with_attachment(&id, "setup.exe", "application/x-msdownload", &program()));
+    let reply = moat.smtp_ehlo().send_mail(
+        "a@remote.example",
+        &["user@example.test"],
+        &with_attachment(&id, "setup.exe", "application/x-msdownload", &program()),
+    );
     assert_reply(&reply, 550, "5.7.1", "a program scores over the reject threshold");
     assert!(moat.log().contains("ATTACH_EXECUTABLE"), "{}", moat.log());
 
-    let reply = moat.smtp_ehlo().send_mail("a@remote.example", &["user@example.test"], &with_attachment(&id, "shipment.iso", "application/octet-stream", b"CD001"));
+    let reply = moat.smtp_ehlo().send_mail(
+        "a@remote.example",
+        &["user@example.test"],
+        &with_attachment(&id, "shipment.iso", "application/octet-stream", b"CD001"),
+    );
     assert_reply(&reply, 250, "2.0.0", "a disk image is accepted and held");
     let held = moat.wait_quarantined(1);
     assert!(held[0].item.symbols.iter().any(|s| s.name.starts_with("ATTACH")), "{:?}", held[0].item.symbols);
@@ -61,10 +69,18 @@ fn a_forced_action_makes_a_symbol_a_hard_reject() {
     let capture = Capture::new();
     let policy = "\n[policy]\nforced = { ATTACH_DOUBLE_EXT = \"reject\" }\n";
     let moat = Moat::start(MoatConfig::new(capture.port).append(policy));
-    let reply = moat.smtp_ehlo().send_mail("a@remote.example", &["user@example.test"], &with_attachment("x", "invoice.pdf.js", "application/octet-stream", b"x"));
+    let reply = moat.smtp_ehlo().send_mail(
+        "a@remote.example",
+        &["user@example.test"],
+        &with_attachment("x", "invoice.pdf.js", "application/octet-stream", b"x"),
+    );
     assert_reply(&reply, 550, "5.7.1", "forced reject without any rule files");
     assert!(reply.text().contains("ATTACH_DOUBLE_EXT"), "{reply}");
-    let reply = moat.smtp_ehlo().send_mail("a@remote.example", &["user@example.test"], &with_attachment("y", "notes.js", "application/octet-stream", b"x"));
+    let reply = moat.smtp_ehlo().send_mail(
+        "a@remote.example",
+        &["user@example.test"],
+        &with_attachment("y", "notes.js", "application/octet-stream", b"x"),
+    );
     assert_reply(&reply, 250, "2.0.0", "without scores a blocked extension alone decides nothing");
     capture.wait_for(1, DEADLINE);
 }

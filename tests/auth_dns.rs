@@ -314,10 +314,7 @@ async fn authentication_results_header_and_forged_copies() {
 fn sealing(dir: &Path, key: &rcgen::KeyPair, selector: &str) -> Auth {
     let key_file = dir.join(format!("{selector}.pem"));
     std::fs::write(&key_file, key.serialize_pem()).expect("write key");
-    Auth {
-        arc_seal: Some(ArcSeal { domain: "moat.test".into(), selector: selector.into(), key_file }),
-        ..Auth::default()
-    }
+    Auth { arc_seal: Some(ArcSeal { domain: "moat.test".into(), selector: selector.into(), key_file }), ..Auth::default() }
 }
 
 #[tokio::test]
@@ -332,7 +329,8 @@ async fn arc_none_then_pass_after_sealing_with_ed25519_and_rsa() {
         let found = findings(&auth, &facts(CLIENT, "mail.sender.test", "a@sender.test", original.clone())).await;
         assert!(has(&found, "ARC_NONE"), "{:?}", names(&found));
         assert_eq!(found.headers.len(), 2, "{:?}", found.headers);
-        let arc_fields: Vec<String> = moat::headers::fields(found.headers[0].as_bytes()).iter().map(|f| String::from_utf8_lossy(f.name).into_owned()).collect();
+        let arc_fields: Vec<String> =
+            moat::headers::fields(found.headers[0].as_bytes()).iter().map(|f| String::from_utf8_lossy(f.name).into_owned()).collect();
         assert_eq!(arc_fields, ["ARC-Seal", "ARC-Message-Signature", "ARC-Authentication-Results"], "{selector}");
         assert!(found.headers[0].contains("cv=none") && found.headers[0].contains("ARC-Authentication-Results: i=1; mx.moat.test;"));
         assert!(found.headers[1].starts_with("Authentication-Results: mx.moat.test;"));
@@ -431,7 +429,6 @@ async fn the_chain_runs_the_filter_in_the_data_phase_only() {
     assert_eq!(verdict.action, moat::verdict::Action::Reject, "{}", verdict.reason);
 }
 
-
 /// `moat scan` without `--ip`: no SPF, the rest as usual (so DMARC can only pass on DKIM).
 /// Messages that are not messages and an empty HELO give "none" results, never a panic, and
 /// need no DNS (that resolver answers nothing).
@@ -526,7 +523,8 @@ async fn a_senders_slow_dns_cannot_hide_the_from_domains_dmarc_failure() {
     let keys = Keys::new();
     let dns = zone(&keys);
     let proxy = DroppingProxy::start(dns.port, "slow");
-    let config = moat::config::Dns { nameservers: vec![proxy.address], timeout: moat::config::Seconds(10), attempts: 1, ..Default::default() };
+    let config =
+        moat::config::Dns { nameservers: vec![proxy.address], timeout: moat::config::Seconds(10), attempts: 1, ..Default::default() };
     let auth = Auth { timeout: moat::config::Seconds(1), ..Auth::default() };
     let auth = AuthFilter::new(&auth, HOSTNAME, moat::dns::resolver(&config).expect("resolver")).expect("filter");
 

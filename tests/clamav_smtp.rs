@@ -105,7 +105,10 @@ fn crc32(data: &[u8]) -> u32 {
 fn assert_refused_as_virus(moat: &Moat, capture: &Capture, message: &[u8], what: &str) {
     let reply = moat.smtp_ehlo().send_mail("a@remote.example", &["user@example.test"], message);
     assert_reply(&reply, 550, "5.7.1", what);
-    assert!(reply.text().contains("contains a virus") && reply.text().contains(".UNOFFICIAL"), "{what}: the reply names the virus: {reply}");
+    assert!(
+        reply.text().contains("contains a virus") && reply.text().contains(".UNOFFICIAL"),
+        "{what}: the reply names the virus: {reply}"
+    );
     std::thread::sleep(Duration::from_millis(200));
     assert!(capture.messages().is_empty(), "{what}: an infected message was delivered");
 }
@@ -292,7 +295,9 @@ fn moat_scan_shows_antivirus_and_attachment_symbols() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report = text(&out.stdout);
     assert!(report.contains("user@example.test: reject"), "{report}");
-    for needle in ["CLAMAV_VIRUS", "Test.EICAR.Pattern.UNOFFICIAL", "ATTACH_BLOCKED_EXT", "invoice.pdf.exe in docs.zip", "ATTACH_DOUBLE_EXT"] {
+    for needle in
+        ["CLAMAV_VIRUS", "Test.EICAR.Pattern.UNOFFICIAL", "ATTACH_BLOCKED_EXT", "invoice.pdf.exe in docs.zip", "ATTACH_DOUBLE_EXT"]
+    {
         assert!(report.contains(needle), "{needle} missing from:\n{report}");
     }
 }
@@ -328,7 +333,8 @@ fn a_domain_that_quarantines_viruses_files_them_as_virus_and_notifies_the_recipi
     assert!(body.contains("Test.EICAR.Pattern.UNOFFICIAL"), "names the virus: {body}");
     assert!(!body.contains("secret body") && !text(&notice.data).contains("secret body"), "nothing of the infected message's contents");
     assert!(!text(&notice.data).contains(clamd::eicar().as_str()), "the virus itself is not in the notice");
-    let unsubscribe = parsed.header_raw("List-Unsubscribe").expect("List-Unsubscribe").trim().trim_start_matches('<').trim_end_matches('>').to_string();
+    let unsubscribe =
+        parsed.header_raw("List-Unsubscribe").expect("List-Unsubscribe").trim().trim_start_matches('<').trim_end_matches('>').to_string();
     assert_eq!(parsed.header_raw("List-Unsubscribe-Post").map(str::trim), Some("List-Unsubscribe=One-Click"));
 
     let page = http(web, "GET", &link_path(&unsubscribe), "");

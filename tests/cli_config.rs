@@ -18,13 +18,7 @@ fn config_check_accepts_a_good_file() {
     let file = dir.path().join("moat.toml");
     std::fs::write(&file, good_config()).unwrap();
     let out = moat_cli(&["config", "check", file.to_str().unwrap()], dir.path());
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "config check on a good file:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "config check on a good file:\n{}{}", text(&out.stdout), text(&out.stderr));
 }
 
 /// A config with three independent mistakes on known lines.
@@ -51,22 +45,12 @@ fn config_check_reports_every_error_with_its_location_and_exits_78() {
     let name = file.to_str().unwrap();
     let out = moat_cli(&["config", "check", name], dir.path());
     let output = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    assert_eq!(
-        out.status.code(),
-        Some(EX_CONFIG),
-        "exit status for a bad config:\n{output}"
-    );
+    assert_eq!(out.status.code(), Some(EX_CONFIG), "exit status for a bad config:\n{output}");
     for line in lines {
         let location = format!("{name}:{line}:");
-        assert!(
-            output.contains(&location),
-            "expected an error at {location}\n--- config:\n{config}\n--- output:\n{output}"
-        );
+        assert!(output.contains(&location), "expected an error at {location}\n--- config:\n{config}\n--- output:\n{output}");
     }
-    assert!(
-        output.contains("hostnme") && output.contains("recipient_chek"),
-        "errors name the keys:\n{output}"
-    );
+    assert!(output.contains("hostnme") && output.contains("recipient_chek"), "errors name the keys:\n{output}");
 }
 
 #[test]
@@ -86,17 +70,11 @@ fn serve_with_a_bad_config_exits_78_without_listening() {
     let (config, _) = bad_config();
     std::fs::write(&file, &config).unwrap();
     let out = run_with_deadline(
-        std::process::Command::new(moat_binary())
-            .args(["serve", "-c", file.to_str().unwrap()])
-            .current_dir(dir.path()),
+        std::process::Command::new(moat_binary()).args(["serve", "-c", file.to_str().unwrap()]).current_dir(dir.path()),
         Duration::from_secs(20),
     );
     let output = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    assert_eq!(
-        out.status.code(),
-        Some(EX_CONFIG),
-        "moat serve on a bad config:\n{output}"
-    );
+    assert_eq!(out.status.code(), Some(EX_CONFIG), "moat serve on a bad config:\n{output}");
     assert!(output.contains("hostnme"), "{output}");
 }
 

@@ -139,7 +139,8 @@ fn a_node_starts_and_relays_while_postgresql_is_down() {
     pg.halt();
     let cluster = cluster(&url);
     let a = &cluster.a;
-    let clean = a.smtp_ehlo().send_mail("friend@remote.example", &["dan@example.test"], b"Subject: hi\r\n\r\nstarted without the database\r\n");
+    let clean =
+        a.smtp_ehlo().send_mail("friend@remote.example", &["dan@example.test"], b"Subject: hi\r\n\r\nstarted without the database\r\n");
     assert_eq!(clean.code, 250, "{clean}");
     assert!(text(&cluster.capture.wait_for(1, DEADLINE)[0].data).contains("started without the database"));
     let held = a.smtp_ehlo().send_mail("lottery@remote.example", &["dan@example.test"], &prize("offline"));
@@ -156,7 +157,12 @@ fn one_node_runs_the_scheduled_work_and_another_takes_over_when_it_stops() {
     let acquired = |node: &Moat| node.log().contains("event=\"scheduler_lease\"") && node.log().contains("outcome=\"acquired\"");
     wait_until("one node holding the scheduler lease", DEADLINE, || (acquired(&cluster.a) || acquired(&cluster.b)).then_some(()));
     std::thread::sleep(Duration::from_secs(11));
-    assert!(acquired(&cluster.a) ^ acquired(&cluster.b), "exactly one node runs digests and retention:\nA:\n{}\nB:\n{}", cluster.a.log(), cluster.b.log());
+    assert!(
+        acquired(&cluster.a) ^ acquired(&cluster.b),
+        "exactly one node runs digests and retention:\nA:\n{}\nB:\n{}",
+        cluster.a.log(),
+        cluster.b.log()
+    );
     let (holder, other) = if acquired(&cluster.a) { (&mut cluster.a, &cluster.b) } else { (&mut cluster.b, &cluster.a) };
     holder.sigterm();
     holder.wait_exit(DEADLINE);

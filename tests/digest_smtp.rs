@@ -19,9 +19,7 @@ fn spam_held_then_listed_in_a_digest_whose_link_releases_the_original_once() {
     let capture = Capture::new();
     let web = free_port();
     let moat = Moat::start(
-        MoatConfig::new(capture.port)
-            .append(&format!("\n[rules]\ndirs = [\"{}\"]\n", rules.path().display()))
-            .append(&web_section(web)),
+        MoatConfig::new(capture.port).append(&format!("\n[rules]\ndirs = [\"{}\"]\n", rules.path().display())).append(&web_section(web)),
     );
     let config = moat.config_path().to_str().unwrap().to_string();
     let id = marker("digest");

@@ -37,11 +37,7 @@ fn relayed_message_is_byte_for_byte_plus_one_received_header() {
     let mut smtp = moat.smtp_ehlo();
     let id = marker("exact");
     let message = tricky_message(&id);
-    assert_eq!(
-        smtp.cmd("MAIL FROM:<sender@remote.example> BODY=8BITMIME")
-            .code,
-        250
-    );
+    assert_eq!(smtp.cmd("MAIL FROM:<sender@remote.example> BODY=8BITMIME").code, 250);
     assert_eq!(smtp.cmd("RCPT TO:<user@example.test>").code, 250);
     assert_eq!(smtp.cmd("DATA").code, 354);
     smtp.send(&dot_stuff(&message));
@@ -51,18 +47,9 @@ fn relayed_message_is_byte_for_byte_plus_one_received_header() {
     assert_eq!(mails[0].sender, "sender@remote.example");
     assert_eq!(mails[0].recipients, ["user@example.test"]);
     let received = assert_one_received_then(&mails[0].data, &message);
-    assert!(
-        received.contains(MOAT_HOSTNAME),
-        "our Received header names us: {received}"
-    );
-    assert!(
-        received.contains("127.0.0.1"),
-        "our Received header names the client IP: {received}"
-    );
-    assert!(
-        received.contains("client.example.org"),
-        "our Received header names the HELO: {received}"
-    );
+    assert!(received.contains(MOAT_HOSTNAME), "our Received header names us: {received}");
+    assert!(received.contains("127.0.0.1"), "our Received header names the client IP: {received}");
+    assert!(received.contains("client.example.org"), "our Received header names the HELO: {received}");
 }
 
 #[test]
@@ -78,12 +65,7 @@ fn empty_message_and_header_only_message_are_relayed_exactly() {
     assert_reply(&smtp.reply(), 250, "2.0.0", "empty message");
     // Headers only, no body separator.
     let headers_only = b"Subject: no body\r\n";
-    assert_reply(
-        &smtp.send_mail("a@remote.example", &["user@example.test"], headers_only),
-        250,
-        "2.0.0",
-        "headers only",
-    );
+    assert_reply(&smtp.send_mail("a@remote.example", &["user@example.test"], headers_only), 250, "2.0.0", "headers only");
     let mails = capture.wait_for(2, DEADLINE);
     let empty = mails.iter().find(|m| !m.contains("no body")).unwrap();
     assert_one_received_then(&empty.data, b"");
@@ -102,10 +84,7 @@ fn one_mebibyte_message_is_relayed_exactly() {
         // Base64-like lines with some dots at line starts.
         n = n.wrapping_mul(1_103_515_245).wrapping_add(12345);
         let line: String = (0..76)
-            .map(|i| {
-                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/."
-                    [((n >> (i % 24)) as usize + i) % 65] as char
-            })
+            .map(|i| b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/."[((n >> (i % 24)) as usize + i) % 65] as char)
             .collect();
         message.extend_from_slice(line.as_bytes());
         message.extend_from_slice(b"\r\n");
@@ -121,30 +100,14 @@ fn every_recipient_is_delivered_once() {
     let capture = Capture::new();
     let moat = Moat::start(MoatConfig::new(capture.port));
     let mut smtp = moat.smtp_ehlo();
-    let reply = smtp.send_mail(
-        "a@remote.example",
-        &["one@example.test", "two@example.test", LIST_USER],
-        &simple_message("multi"),
-    );
+    let reply = smtp.send_mail("a@remote.example", &["one@example.test", "two@example.test", LIST_USER], &simple_message("multi"));
     assert_reply(&reply, 250, "2.0.0", "queued");
     let mails = capture.wait_for(1, DEADLINE);
     std::thread::sleep(Duration::from_millis(500));
-    let all: Vec<String> = capture
-        .messages()
-        .iter()
-        .flat_map(|m| m.recipients.clone())
-        .collect();
+    let all: Vec<String> = capture.messages().iter().flat_map(|m| m.recipients.clone()).collect();
     let mut all_sorted = all.clone();
     all_sorted.sort();
-    assert_eq!(
-        all_sorted,
-        [
-            "known@list.example.test",
-            "one@example.test",
-            "two@example.test"
-        ],
-        "each recipient once: {mails:?}"
-    );
+    assert_eq!(all_sorted, ["known@list.example.test", "one@example.test", "two@example.test"], "each recipient once: {mails:?}");
 }
 
 #[test]
@@ -153,9 +116,8 @@ fn swaks_through_moat_into_smtp_sink() {
     let moat = Moat::start(MoatConfig::new(sink.port));
     let dir = temp_dir();
     let id = marker("swaks");
-    let message = format!(
-        "From: <sender@remote.example>\r\nTo: <user@example.test>\r\nSubject: {id}\r\n\r\nhello from swaks\r\n.dot line\r\n"
-    );
+    let message =
+        format!("From: <sender@remote.example>\r\nTo: <user@example.test>\r\nSubject: {id}\r\n\r\nhello from swaks\r\n.dot line\r\n");
     let file = dir.path().join("message.eml");
     // swaks sends the file, then CRLF "." CRLF: a final line break in the file would become an
     // extra empty line, so the file leaves it out.
@@ -174,12 +136,7 @@ fn swaks_through_moat_into_smtp_sink() {
         "--data",
         file.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "swaks failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert!(out.status.success(), "swaks failed:\n{}{}", text(&out.stdout), text(&out.stderr));
     let mails = sink.wait_for(1, DEADLINE);
     assert_eq!(mails[0].sender, "sender@remote.example");
     assert_eq!(mails[0].recipients, ["user@example.test"]);
@@ -201,30 +158,13 @@ fn swaks_through_moat_into_a_real_postfix_maildir() {
     // extra empty line, so the file leaves it out.
     std::fs::write(&file, message.strip_suffix("\r\n").unwrap()).unwrap();
     let server = format!("127.0.0.1:{}", moat.port);
-    let out = swaks(&[
-        "-s",
-        &server,
-        "-f",
-        "sender@remote.example",
-        "-t",
-        "user@example.test",
-        "--data",
-        file.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "swaks failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    let out = swaks(&["-s", &server, "-f", "sender@remote.example", "-t", "user@example.test", "--data", file.to_str().unwrap()]);
+    assert!(out.status.success(), "swaks failed:\n{}{}", text(&out.stdout), text(&out.stderr));
     let delivered = postfix.wait_delivered(1, DEADLINE);
     let stored = strip_postfix_headers(&delivered[0]);
     assert_one_received_then(stored, &crlf_to_lf(message.as_bytes()));
     let maillog = postfix.maillog();
-    assert!(
-        maillog.contains("status=sent"),
-        "Postfix delivered it:\n{maillog}"
-    );
+    assert!(maillog.contains("status=sent"), "Postfix delivered it:\n{maillog}");
 }
 
 #[test]
@@ -233,19 +173,9 @@ fn logs_have_envelope_metadata_but_never_subject_or_body() {
     let moat = Moat::start(MoatConfig::new(capture.port));
     let mut smtp = moat.smtp_ehlo();
     let id = marker("private");
-    let reply = smtp.send_mail(
-        "sender@remote.example",
-        &["user@example.test"],
-        &simple_message(&id),
-    );
+    let reply = smtp.send_mail("sender@remote.example", &["user@example.test"], &simple_message(&id));
     assert_reply(&reply, 250, "2.0.0", "queued");
-    let queue_id = reply
-        .text()
-        .rsplit("queued as ")
-        .next()
-        .unwrap()
-        .trim()
-        .to_string();
+    let queue_id = reply.text().rsplit("queued as ").next().unwrap().trim().to_string();
     // A refused message must not leak either.
     assert_eq!(smtp.cmd("MAIL FROM:<sender@remote.example>").code, 250);
     assert_eq!(smtp.cmd("RCPT TO:<user@example.test>").code, 250);
@@ -259,26 +189,10 @@ fn logs_have_envelope_metadata_but_never_subject_or_body() {
         let log = moat.log();
         log.contains("CAP1").then_some(log)
     });
-    for secret in [
-        format!("subject-{id}"),
-        format!("body-{id}"),
-        format!("refused-{id}"),
-        format!("refused-body-{id}"),
-    ] {
-        assert!(
-            !log.contains(&secret),
-            "the log contains {secret:?}:\n{log}"
-        );
+    for secret in [format!("subject-{id}"), format!("body-{id}"), format!("refused-{id}"), format!("refused-body-{id}")] {
+        assert!(!log.contains(&secret), "the log contains {secret:?}:\n{log}");
     }
-    for expected in [
-        "sender@remote.example",
-        "user@example.test",
-        "127.0.0.1",
-        queue_id.as_str(),
-    ] {
-        assert!(
-            log.contains(expected),
-            "the log should mention {expected:?}:\n{log}"
-        );
+    for expected in ["sender@remote.example", "user@example.test", "127.0.0.1", queue_id.as_str()] {
+        assert!(log.contains(expected), "the log should mention {expected:?}:\n{log}");
     }
 }

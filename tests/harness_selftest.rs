@@ -11,26 +11,16 @@ fn sink_records_envelope_and_message_with_lf_endings() {
     let sink = Sink::new();
     let (mut smtp, _) = Smtp::open_ehlo(sink.port);
     let message = b"Subject: hi\r\n\r\n.leading dot\r\nline two\r\n";
-    let reply = smtp.send_mail(
-        "a@remote.example",
-        &["b@example.test", "c@example.test"],
-        message,
-    );
+    let reply = smtp.send_mail("a@remote.example", &["b@example.test", "c@example.test"], message);
     assert_eq!(reply.code, 250, "{reply}");
     let reply = smtp.send_mail("", &["d@example.test"], b"x\r\n");
     assert_eq!(reply.code, 250, "{reply}");
     let mails = sink.wait_for(2, DEADLINE);
     assert_eq!(mails.len(), 2);
-    let first = mails
-        .iter()
-        .find(|m| m.sender == "a@remote.example")
-        .expect("first message");
+    let first = mails.iter().find(|m| m.sender == "a@remote.example").expect("first message");
     assert_eq!(first.recipients, ["b@example.test", "c@example.test"]);
     assert_eq!(text(&first.data), text(&crlf_to_lf(message)));
-    let second = mails
-        .iter()
-        .find(|m| m.sender.is_empty())
-        .expect("null-sender message");
+    let second = mails.iter().find(|m| m.sender.is_empty()).expect("null-sender message");
     assert_eq!(second.data, b"x\n");
 }
 
@@ -38,17 +28,10 @@ fn sink_records_envelope_and_message_with_lf_endings() {
 fn sink_stops_and_starts_again_on_the_same_port() {
     let mut sink = Sink::new();
     sink.stop();
-    assert!(
-        !port_accepts(sink.port),
-        "a stopped sink must refuse connections"
-    );
+    assert!(!port_accepts(sink.port), "a stopped sink must refuse connections");
     sink.start();
     let (mut smtp, _) = Smtp::open_ehlo(sink.port);
-    assert_eq!(
-        smtp.send_mail("a@remote.example", &["b@example.test"], b"x\r\n")
-            .code,
-        250
-    );
+    assert_eq!(smtp.send_mail("a@remote.example", &["b@example.test"], b"x\r\n").code, 250);
     assert_eq!(sink.wait_for(1, DEADLINE).len(), 1);
 }
 
@@ -64,13 +47,8 @@ fn sink_can_refuse_recipients_temporarily() {
 fn capture_keeps_exact_bytes_and_undoes_dot_stuffing() {
     let capture = Capture::new();
     let (mut smtp, _) = Smtp::open_ehlo(capture.port);
-    let message =
-        b"Subject: x\r\n\r\n.dot\r\n..two dots\r\ntrailing space \r\n\xc3\xa9t\xc3\xa9\r\n\r\n";
-    assert_eq!(
-        smtp.send_mail("a@remote.example", &["b@example.test"], message)
-            .code,
-        250
-    );
+    let message = b"Subject: x\r\n\r\n.dot\r\n..two dots\r\ntrailing space \r\n\xc3\xa9t\xc3\xa9\r\n\r\n";
+    assert_eq!(smtp.send_mail("a@remote.example", &["b@example.test"], message).code, 250);
     let mails = capture.wait_for(1, DEADLINE);
     assert_eq!(mails[0].data, message);
     assert_eq!(mails[0].recipients, ["b@example.test"]);
@@ -81,10 +59,7 @@ fn smtp_client_parses_multiline_replies_and_sees_close() {
     let sink = Sink::new();
     let (mut smtp, ehlo) = Smtp::open_ehlo(sink.port);
     assert!(ehlo.lines.len() > 2, "{ehlo}");
-    assert!(
-        ehlo.keywords().contains(&"PIPELINING".to_string()),
-        "{ehlo}"
-    );
+    assert!(ehlo.keywords().contains(&"PIPELINING".to_string()), "{ehlo}");
     let quit = smtp.cmd("QUIT");
     assert_eq!(quit.code, 221);
     assert!(smtp.closed_within(Duration::from_secs(5)));
@@ -94,22 +69,8 @@ fn smtp_client_parses_multiline_replies_and_sees_close() {
 fn swaks_talks_to_the_sink() {
     let sink = Sink::new();
     let server = format!("127.0.0.1:{}", sink.port);
-    let out = swaks(&[
-        "-s",
-        &server,
-        "-f",
-        "a@remote.example",
-        "-t",
-        "b@example.test",
-        "--body",
-        "swaks-body",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    let out = swaks(&["-s", &server, "-f", "a@remote.example", "-t", "b@example.test", "--body", "swaks-body"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
     let mails = sink.wait_for(1, DEADLINE);
     assert!(mails[0].contains("swaks-body"));
 }
@@ -121,21 +82,14 @@ fn private_postfix_instances_run_in_parallel_and_deliver_to_a_maildir() {
     for (i, postfix) in [&a, &b].iter().enumerate() {
         let (mut smtp, _) = Smtp::open_ehlo(postfix.port);
         let message = format!("Subject: parallel {i}\r\n\r\nbody {i}\r\n");
-        let reply = smtp.send_mail(
-            "a@remote.example",
-            &["user@example.test"],
-            message.as_bytes(),
-        );
+        let reply = smtp.send_mail("a@remote.example", &["user@example.test"], message.as_bytes());
         assert_eq!(reply.code, 250, "{reply}");
         // Postfix refuses to relay for other domains.
         assert_eq!(smtp.cmd("MAIL FROM:<a@remote.example>").code, 250);
         assert_eq!(smtp.cmd("RCPT TO:<x@elsewhere.test>").code, 554);
         let delivered = postfix.wait_delivered(1, DEADLINE);
         assert_eq!(delivered.len(), 1);
-        assert_eq!(
-            text(strip_postfix_headers(&delivered[0])),
-            text(&crlf_to_lf(message.as_bytes()))
-        );
+        assert_eq!(text(strip_postfix_headers(&delivered[0])), text(&crlf_to_lf(message.as_bytes())));
     }
 }
 
@@ -156,10 +110,7 @@ async fn dns_zone_answers_records_and_nxdomain_through_moats_resolver() {
         .a("2.0.0.127.zen.test", "127.0.0.2")
         .ptr("192.0.2.9", "mail.sender.test")
         .start();
-    let config = moat::config::Dns {
-        nameservers: vec![format!("127.0.0.1:{}", dns.port).parse().unwrap()],
-        ..Default::default()
-    };
+    let config = moat::config::Dns { nameservers: vec![format!("127.0.0.1:{}", dns.port).parse().unwrap()], ..Default::default() };
     let resolver = moat::dns::resolver(&config).expect("resolver");
     let txt = resolver.txt_lookup("sender.test.").await.expect("TXT answer");
     let text: Vec<String> = txt.answers().iter().map(|r| r.data.to_string()).collect();

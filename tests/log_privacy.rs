@@ -140,7 +140,8 @@ fn no_subject_body_or_link_reaches_the_log_on_any_path_at_trace_level() {
     let digest = mail_parser::MessageParser::default().parse(&digest.data).expect("the digest parses");
     let digest = digest.body_text(0).expect("a text part").into_owned();
     // The Message Center from the digest: searched by the subject, kate's message viewed.
-    let cookie = format!("Cookie: {}", session_from_link(web, &url_after(&digest, "Your whole quarantine, preferences and allow/block lists: ")));
+    let cookie =
+        format!("Cookie: {}", session_from_link(web, &url_after(&digest, "Your whole quarantine, preferences and allow/block lists: ")));
     let kate = held.iter().find(|h| h.item.recipient == "kate@example.test").expect("kate's item");
     let search = http_with(web, "GET", &format!("/mc?q=subjmark-{unique}"), &[&cookie], "");
     assert!(search.body.contains(&kate.item.id), "found by its subject: {}", search.body);
@@ -148,7 +149,8 @@ fn no_subject_body_or_link_reaches_the_log_on_any_path_at_trace_level() {
     assert_eq!(http_with(web, "GET", &format!("/mc/m/{}/html", kate.item.id), &[&cookie], "").status, 200);
     // The admin API, searched by the subject.
     let token = fs::read_to_string(moat.state_dir().join("admin.token")).expect("the admin token").trim().to_string();
-    let listed = http_with(admin, "GET", &format!("/api/v1/quarantine?q=subjmark-{unique}"), &[&format!("Authorization: Bearer {token}")], "");
+    let listed =
+        http_with(admin, "GET", &format!("/api/v1/quarantine?q=subjmark-{unique}"), &[&format!("Authorization: Bearer {token}")], "");
     assert!(listed.body.contains(&kate.item.id), "{}", listed.body);
     let release = digest.split("Release: ").nth(1).and_then(|r| r.split_whitespace().next()).expect("a release link");
     assert_eq!(http(web, "POST", &link_path(release), "").status, 200);
@@ -164,7 +166,9 @@ fn no_subject_body_or_link_reaches_the_log_on_any_path_at_trace_level() {
     assert_eq!(dsn.recipients, ["bounced@remote.example"]);
     let log = wait_until("the tempfailing downstream's deferral in the log", Duration::from_secs(30), || {
         let log = moat.log();
-        log.lines().any(|l| l.contains("event=\"delivery\"") && l.contains("heidi@tempfail.test") && l.contains("outcome=\"deferred\"")).then_some(log)
+        log.lines()
+            .any(|l| l.contains("event=\"delivery\"") && l.contains("heidi@tempfail.test") && l.contains("outcome=\"deferred\""))
+            .then_some(log)
     });
 
     // Every path was taken and logged with its envelope.

@@ -44,12 +44,23 @@ fn metrics_count_real_traffic_and_name_the_rule_set_in_force() {
     assert_eq!(value(&metrics, "moat_verdicts_total{action=\"quarantine\"}"), Some(1.0));
     assert_eq!(value(&metrics, "moat_symbols_total{symbol=\"LOCAL_PRIZE\"}"), Some(1.0));
     assert_eq!(value(&metrics, "moat_quarantined_total{category=\"spam\"}"), Some(1.0));
-    let connections: f64 = metrics.lines().filter(|l| l.starts_with("moat_connections_total{")).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum();
+    let connections: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("moat_connections_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
     assert!(connections >= 2.0, "every connection is counted by how it ended: {metrics}");
     assert!(metrics.contains("moat_filter_seconds_bucket{filter=\"rules\",phase=\"data\",le=\"0.005\"}"), "{metrics}");
     assert!(metrics.contains("moat_spool_messages"), "{metrics}");
     assert!(value(&metrics, "moat_holding_messages").is_some_and(|n| n <= 1.0), "held copies waiting for the store: {metrics}");
-    let hash = moat.log().split("event=\"rules_loaded\"").nth(1).and_then(|rest| rest.split("hash=").nth(1)).and_then(|h| h.split_whitespace().next()).map(|h| h.trim_matches('"').to_string()).expect("rules_loaded hash in the log");
+    let hash = moat
+        .log()
+        .split("event=\"rules_loaded\"")
+        .nth(1)
+        .and_then(|rest| rest.split("hash=").nth(1))
+        .and_then(|h| h.split_whitespace().next())
+        .map(|h| h.trim_matches('"').to_string())
+        .expect("rules_loaded hash in the log");
     assert_eq!(value(&metrics, &format!("moat_rules_info{{hash=\"{hash}\"}}")), Some(1.0), "the rule set in force: {metrics}");
     assert!(!metrics.contains("example.test") && !metrics.contains("remote.example"), "no addresses in metrics");
 }
@@ -57,7 +68,8 @@ fn metrics_count_real_traffic_and_name_the_rule_set_in_force() {
 #[test]
 fn the_grafana_dashboard_only_uses_documented_metrics() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dashboard: serde_json::Value = serde_json::from_str(&fs::read_to_string(root.join("grafana/moat.json")).unwrap()).expect("valid JSON");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(root.join("grafana/moat.json")).unwrap()).expect("valid JSON");
     let documented = fs::read_to_string(root.join("src/metrics.rs")).unwrap();
     let mut used = Vec::new();
     for panel in dashboard["panels"].as_array().expect("panels") {

@@ -63,7 +63,10 @@ fn spam_is_held_encrypted_listed_without_contents_and_released_exactly_once() {
     let on_disk = store_files(&moat);
     assert!(!on_disk.is_empty());
     assert!(!text(&on_disk).contains(&format!("You have won {id}")), "contents are encrypted at rest");
-    assert!(moat::spool::Spool::open(&moat.state_dir().join("quarantine")).unwrap().list().unwrap().is_empty(), "the holding spool is emptied");
+    assert!(
+        moat::spool::Spool::open(&moat.state_dir().join("quarantine")).unwrap().list().unwrap().is_empty(),
+        "the holding spool is emptied"
+    );
     std::thread::sleep(Duration::from_millis(300));
     assert!(capture.messages().is_empty(), "held mail is not delivered");
 
@@ -172,7 +175,8 @@ fn a_forced_quarantine_is_filed_as_policy() {
 fn greylisting_defers_a_new_triplet_until_the_delay_has_passed_but_not_allow_listed_senders() {
     let capture = Capture::new();
     let moat = Moat::start(
-        MoatConfig::new(capture.port).append("\n[greylist]\nenabled = true\ndelay = \"2s\"\n[lists]\nallow = [\"friend@partner.example\"]\n"),
+        MoatConfig::new(capture.port)
+            .append("\n[greylist]\nenabled = true\ndelay = \"2s\"\n[lists]\nallow = [\"friend@partner.example\"]\n"),
     );
     let mut smtp = moat.smtp_ehlo();
     assert_reply(&smtp.cmd("MAIL FROM:<new@remote.example>"), 250, "2.1.0", "sender");

@@ -37,7 +37,12 @@ async fn flush_retries_deferred_mail_now_and_remove_drops_it_without_a_bounce() 
     let port = free_port();
     let config = config(&dir.path().join("state"), port, SLOW_RETRY);
     let harness = Harness::start(dir, config.clone()).await;
-    let server = tokio::spawn(control::serve(harness.config.clone(), harness.queue.clone(), harness.quarantine.clone(), harness.shutdown.subscribe()));
+    let server = tokio::spawn(control::serve(
+        harness.config.clone(),
+        harness.queue.clone(),
+        harness.quarantine.clone(),
+        harness.shutdown.subscribe(),
+    ));
     wait_socket(&config).await;
 
     let keep = harness.send("a@sender.test", &["r@good.test"], b"Subject: keep\r\n\r\nx\r\n");

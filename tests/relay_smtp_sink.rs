@@ -178,10 +178,7 @@ async fn recipient_probes_report_accept_reject_and_tempfail() {
     let answer = probe_recipient(&route(ok.port), &config, "user@good.test").await.unwrap();
     assert_eq!(answer, ProbeAnswer::Accepted);
     let answer = probe_recipient(&route(hard.port), &config, "user@good.test").await.unwrap();
-    assert_eq!(
-        answer,
-        ProbeAnswer::Rejected { code: 500, enhanced: Some([5, 3, 0]), text: "Error: command failed".into() }
-    );
+    assert_eq!(answer, ProbeAnswer::Rejected { code: 500, enhanced: Some([5, 3, 0]), text: "Error: command failed".into() });
     let answer = probe_recipient(&route(soft.port), &config, "user@good.test").await.unwrap();
     assert!(matches!(answer, ProbeAnswer::Temporary { code: 450, .. }), "{answer:?}");
     assert!(ok.dumps().is_empty(), "a probe never sends DATA");

@@ -92,8 +92,15 @@ fn ham_scores_low_and_spam_scores_high() {
     assert!(total("newsletter_ham.eml") < 1.0);
     assert!(total("ham_reply_thread.eml") < 0.0, "ham signs score negative");
     for spam in [
-        "spam_lottery.eml", "phish_html.eml", "pharma_obfu.eml", "attach_exe.eml", "sextortion.eml",
-        "lottery_base64.eml", "phish_qp_alternative.eml", "pharma_html_entities.eml", "bulk_mailer_missing.eml",
+        "spam_lottery.eml",
+        "phish_html.eml",
+        "pharma_obfu.eml",
+        "attach_exe.eml",
+        "sextortion.eml",
+        "lottery_base64.eml",
+        "phish_qp_alternative.eml",
+        "pharma_html_entities.eml",
+        "bulk_mailer_missing.eml",
     ] {
         assert!(total(spam) >= 5.0, "{spam} scored only {}", total(spam));
     }
@@ -121,14 +128,39 @@ fn shipped_rules_alone_load_with_descriptions_for_every_scored_rule() {
 fn other_filters_symbols_are_scored_by_the_shipped_rules() {
     let (rules, report) = RuleSet::load(&[root().join("rules")]).expect("shipped rules load");
     let expected = [
-        ("SPF_PASS", -0.1), ("SPF_FAIL", 2.0), ("SPF_SOFTFAIL", 1.0), ("SPF_NEUTRAL", 0.2), ("SPF_NONE", 0.5),
-        ("SPF_TEMPERROR", 0.0), ("SPF_PERMERROR", 0.5), ("SPF_HELO_FAIL", 1.0), ("DKIM_VALID", -0.1),
-        ("DKIM_INVALID", 1.0), ("DKIM_NONE", 0.1), ("DMARC_PASS", -0.2), ("DMARC_FAIL", 2.0),
-        ("DMARC_POLICY_REJECT", 4.0), ("DMARC_POLICY_QUARANTINE", 3.0), ("DMARC_NONE", 0.1), ("ARC_VALID", -0.1),
-        ("ARC_INVALID", 0.5), ("AUTH_TEMPERROR", 0.0), ("CLAMAV_VIRUS", 100.0), ("CLAMAV_FAIL", 0.0),
-        ("RCVD_IN_DNSBL", 3.0), ("RCVD_IN_DNSWL", -2.0), ("URIBL_BLOCK", 4.0), ("DBL_SENDER", 3.0),
-        ("RDNS_NONE", 1.0), ("RDNS_MISMATCH", 0.5), ("HELO_BARE_IP", 1.5), ("HELO_NOT_FQDN", 1.0),
-        ("HELO_IS_OURS", 3.0), ("PREGREET", 5.0), ("ALLOW_LIST", -100.0), ("BLOCK_LIST", 100.0),
+        ("SPF_PASS", -0.1),
+        ("SPF_FAIL", 2.0),
+        ("SPF_SOFTFAIL", 1.0),
+        ("SPF_NEUTRAL", 0.2),
+        ("SPF_NONE", 0.5),
+        ("SPF_TEMPERROR", 0.0),
+        ("SPF_PERMERROR", 0.5),
+        ("SPF_HELO_FAIL", 1.0),
+        ("DKIM_VALID", -0.1),
+        ("DKIM_INVALID", 1.0),
+        ("DKIM_NONE", 0.1),
+        ("DMARC_PASS", -0.2),
+        ("DMARC_FAIL", 2.0),
+        ("DMARC_POLICY_REJECT", 4.0),
+        ("DMARC_POLICY_QUARANTINE", 3.0),
+        ("DMARC_NONE", 0.1),
+        ("ARC_VALID", -0.1),
+        ("ARC_INVALID", 0.5),
+        ("AUTH_TEMPERROR", 0.0),
+        ("CLAMAV_VIRUS", 100.0),
+        ("CLAMAV_FAIL", 0.0),
+        ("RCVD_IN_DNSBL", 3.0),
+        ("RCVD_IN_DNSWL", -2.0),
+        ("URIBL_BLOCK", 4.0),
+        ("DBL_SENDER", 3.0),
+        ("RDNS_NONE", 1.0),
+        ("RDNS_MISMATCH", 0.5),
+        ("HELO_BARE_IP", 1.5),
+        ("HELO_NOT_FQDN", 1.0),
+        ("HELO_IS_OURS", 3.0),
+        ("PREGREET", 5.0),
+        ("ALLOW_LIST", -100.0),
+        ("BLOCK_LIST", 100.0),
     ];
     for (name, score) in expected {
         assert_eq!(rules.score(name), Some(score), "{name}");
@@ -154,8 +186,7 @@ fn perl_only_regexes_are_skipped_with_file_line_and_reason() {
     let dir = corpus().join("unsupported");
     let (rules, report) = RuleSet::load(std::slice::from_ref(&dir)).expect("a skipped rule is not an error");
     let file = dir.join("10_perl_only.cf");
-    let at: Vec<(usize, &str, &str)> =
-        report.skipped.iter().map(|s| (s.line, s.rule.as_str(), s.kind.as_str())).collect();
+    let at: Vec<(usize, &str, &str)> = report.skipped.iter().map(|s| (s.line, s.rule.as_str(), s.kind.as_str())).collect();
     assert_eq!(at, [(2, "PERL_CODE_BLOCK", "body"), (5, "PERL_CASE_MOD", "header")]);
     assert!(report.skipped.iter().all(|s| s.file == file));
     assert!(report.skipped[0].reason.contains("code block"), "{}", report.skipped[0]);

@@ -15,9 +15,8 @@ const STOCK: &str = "/usr/share/spamassassin";
 
 fn stock_dir() -> PathBuf {
     let dir = std::env::var_os("MOAT_SA_RULES").map_or_else(|| PathBuf::from(STOCK), PathBuf::from);
-    let has_cf = std::fs::read_dir(&dir)
-        .map(|d| d.filter_map(Result::ok).any(|e| e.path().extension().is_some_and(|x| x == "cf")))
-        .unwrap_or(false);
+    let has_cf =
+        std::fs::read_dir(&dir).map(|d| d.filter_map(Result::ok).any(|e| e.path().extension().is_some_and(|x| x == "cf"))).unwrap_or(false);
     assert!(
         has_cf,
         "SpamAssassin's stock rules are not in {} — install them with \
@@ -98,11 +97,7 @@ fn stock_rules_evaluate_corpus_without_panic() {
 #[test]
 fn rules_check_cli_accepts_the_stock_rules() {
     let dir = stock_dir();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args(["rules", "check"])
-        .arg(&dir)
-        .output()
-        .expect("run moat");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_moat")).args(["rules", "check"]).arg(&dir).output().expect("run moat");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("loaded ") && stdout.contains("  body "), "{stdout}");
@@ -120,11 +115,7 @@ fn rules_check_cli_accepts_the_stock_rules() {
 fn rules_check_cli_reports_errors_with_file_line_and_exits_65() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("10_bad.cf"), "body OK /fine/\nbody BROKEN /(unclosed/\nmeta M OK && MISSING\n").expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args(["rules", "check"])
-        .arg(dir.path())
-        .output()
-        .expect("run moat");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_moat")).args(["rules", "check"]).arg(dir.path()).output().expect("run moat");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(65), "{stderr}");
     let file = dir.path().join("10_bad.cf");

@@ -103,12 +103,7 @@ async fn run(path: &Path, case: &Case) -> Result<(), String> {
     }
     let dns = zone.start();
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
-    let text = format!(
-        "{BASE}\n[rules]\ndirs = [\"{}\"]\nwatch = \"0s\"\n\n{}\n{}\n",
-        rules.display(),
-        dns.config_section(),
-        case.config
-    );
+    let text = format!("{BASE}\n[rules]\ndirs = [\"{}\"]\nwatch = \"0s\"\n\n{}\n{}\n", rules.display(), dns.config_section(), case.config);
     let config = moat::config::load_str("case.toml", &text, Path::new("."))
         .map_err(|e| format!("config: {}", e.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))?;
     let scorer = moat::scoring::build(std::sync::Arc::new(config)).map_err(|e| format!("filters: {e}"))?;
@@ -134,21 +129,14 @@ async fn run(path: &Path, case: &Case) -> Result<(), String> {
             }
         }
         match case.expect.actions.get(&r.recipient) {
-            Some(action) if action != r.action.as_str() => problems.push(format!(
-                "{}: action {} ({}), expected {action}; symbols {names:?}",
-                r.recipient,
-                r.action.as_str(),
-                r.reason
-            )),
+            Some(action) if action != r.action.as_str() => {
+                problems.push(format!("{}: action {} ({}), expected {action}; symbols {names:?}", r.recipient, r.action.as_str(), r.reason))
+            }
             None => problems.push(format!("{}: no expected action in the case", r.recipient)),
             _ => {}
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("{} ({}):\n  {}", path.display(), case.description, problems.join("\n  ")))
-    }
+    if problems.is_empty() { Ok(()) } else { Err(format!("{} ({}):\n  {}", path.display(), case.description, problems.join("\n  "))) }
 }
 
 #[tokio::test]

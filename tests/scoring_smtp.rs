@@ -165,8 +165,7 @@ fn a_client_on_a_dns_blocklist_is_refused_at_rcpt_unless_allow_listed() {
 fn block_listed_senders_are_refused_at_rcpt_and_allow_listed_spam_is_delivered_plain() {
     let rules = rules_dir("body LOCAL_FRAUD /wire the money/i\nscore LOCAL_FRAUD 25\n");
     let capture = Capture::new();
-    let config = with_rules(capture.port, rules.path())
-        .append("\n[lists]\nblock = [\"spammer.test\"]\nallow = [\"boss@partner.test\"]\n");
+    let config = with_rules(capture.port, rules.path()).append("\n[lists]\nblock = [\"spammer.test\"]\nallow = [\"boss@partner.test\"]\n");
     let moat = Moat::start(config);
     let mut smtp = moat.smtp_ehlo();
     assert_eq!(smtp.cmd("MAIL FROM:<anyone@spammer.test>").code, 250);
@@ -278,10 +277,7 @@ fn connect_as(moat: &Moat, ip: &str, helo: &str) -> Smtp {
 
 #[test]
 fn authentication_results_are_added_forgeries_removed_and_dmarc_reject_is_honoured() {
-    let dns = DnsZone::new()
-        .txt("remote.test", "v=spf1 ip4:192.0.2.10 -all")
-        .txt("_dmarc.remote.test", "v=DMARC1; p=reject")
-        .start();
+    let dns = DnsZone::new().txt("remote.test", "v=spf1 ip4:192.0.2.10 -all").txt("_dmarc.remote.test", "v=DMARC1; p=reject").start();
     let capture = Capture::new();
     let config = MoatConfig::new(capture.port)
         .proxy_protocol()
@@ -347,7 +343,6 @@ fn moat_scan_with_jobs_reports_every_file_in_order() {
     assert!(text(&three.stderr).contains("missing.eml"), "{}", text(&three.stderr));
     let order: Vec<&str> = report.lines().filter(|l| l.starts_with("== ")).collect();
     assert_eq!(order, ["== a.eml", "== b.eml", "== d.eml"], "{report}");
-    let tagged: Vec<bool> =
-        report.split("== ").skip(1).map(|r| r.contains("LOCAL_PILLS")).collect();
+    let tagged: Vec<bool> = report.split("== ").skip(1).map(|r| r.contains("LOCAL_PILLS")).collect();
     assert_eq!(tagged, [true, false, true], "{report}");
 }

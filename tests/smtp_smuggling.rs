@@ -50,33 +50,13 @@ fn smuggle(fake_end: &str) {
     smtp.timeout = DEADLINE;
     smtp.send(b".\r\nQUIT\r\n");
     assert_reply(&smtp.reply(), 250, "2.0.0", "the real end of data");
-    assert_reply(
-        &smtp.reply(),
-        221,
-        "2.0.0",
-        "QUIT right after: no reply for a smuggled command",
-    );
+    assert_reply(&smtp.reply(), 221, "2.0.0", "QUIT right after: no reply for a smuggled command");
     let mails = capture.wait_for(1, DEADLINE);
     std::thread::sleep(Duration::from_millis(1000));
     let mails_later = capture.messages();
-    assert_eq!(
-        mails_later.len(),
-        1,
-        "exactly one message downstream, got {}: {mails:?}",
-        mails_later.len()
-    );
-    assert_eq!(
-        capture
-            .transactions
-            .load(std::sync::atomic::Ordering::SeqCst),
-        1,
-        "one MAIL downstream"
-    );
-    assert_eq!(
-        mails_later[0].recipients,
-        ["user@example.test"],
-        "the smuggled recipient must not appear"
-    );
+    assert_eq!(mails_later.len(), 1, "exactly one message downstream, got {}: {mails:?}", mails_later.len());
+    assert_eq!(capture.transactions.load(std::sync::atomic::Ordering::SeqCst), 1, "one MAIL downstream");
+    assert_eq!(mails_later[0].recipients, ["user@example.test"], "the smuggled recipient must not appear");
     assert_eq!(mails_later[0].sender, "a@remote.example");
     assert_one_received_then(&mails_later[0].data, &normalized(body.as_bytes()));
 }
@@ -119,21 +99,11 @@ fn dot_stuffed_lines_stay_lines_downstream() {
     let moat = Moat::start(MoatConfig::new(capture.port));
     let mut smtp = moat.smtp_ehlo();
     let message = b"Subject: dots\r\n\r\n.\r\n..\r\n.MAIL FROM:<x@evil.test>\r\nend\r\n";
-    assert_reply(
-        &smtp.send_mail("a@remote.example", &["user@example.test"], message),
-        250,
-        "2.0.0",
-        "queued",
-    );
+    assert_reply(&smtp.send_mail("a@remote.example", &["user@example.test"], message), 250, "2.0.0", "queued");
     let mails = capture.wait_for(1, DEADLINE);
     assert_one_received_then(&mails[0].data, message);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        capture
-            .transactions
-            .load(std::sync::atomic::Ordering::SeqCst),
-        1
-    );
+    assert_eq!(capture.transactions.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
 #[test]
@@ -147,8 +117,5 @@ fn bare_lf_at_the_end_of_the_body_is_normalized() {
     smtp.send(b"Subject: lf\n\nunix line ends\nlast line\r\n.\r\n");
     assert_reply(&smtp.reply(), 250, "2.0.0", "queued");
     let mails = capture.wait_for(1, DEADLINE);
-    assert_one_received_then(
-        &mails[0].data,
-        b"Subject: lf\r\n\r\nunix line ends\r\nlast line\r\n",
-    );
+    assert_one_received_then(&mails[0].data, b"Subject: lf\r\n\r\nunix line ends\r\nlast line\r\n");
 }

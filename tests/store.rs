@@ -8,8 +8,8 @@ mod support;
 use moat::lists::{Entry, Lists};
 use moat::store::vault::{Sealed, Vault, VaultError};
 use moat::store::{
-    AdminRecord, Category, DigestFrequency, Greylist, ItemQuery, ItemState, ListKind, Preferences, QuarantineItem, ReleaseVia, Store, StoreError,
-    Triplet, latest_version,
+    AdminRecord, Category, DigestFrequency, Greylist, ItemQuery, ItemState, ListKind, Preferences, QuarantineItem, ReleaseVia, Store,
+    StoreError, Triplet, latest_version,
 };
 use moat::verdict::Symbol;
 use std::net::IpAddr;
@@ -193,7 +193,8 @@ async fn release_happens_exactly_once_under_concurrent_releasers(db: Db) {
         let records = one.releases(&id).await.unwrap();
         assert_eq!(records.len(), 1, "round {round}: one audit record: {records:?}");
         let winner_is_first = results[0].is_ok();
-        let (actor, via, at) = if winner_is_first { ("alice@example.test", ReleaseVia::Link, NOW + 1) } else { ("admin", ReleaseVia::Admin, NOW + 2) };
+        let (actor, via, at) =
+            if winner_is_first { ("alice@example.test", ReleaseVia::Link, NOW + 1) } else { ("admin", ReleaseVia::Admin, NOW + 2) };
         assert_eq!((records[0].actor.as_str(), records[0].via, records[0].at), (actor, via, at));
         assert_eq!(records[0].recipient, "alice@example.test");
     }
@@ -481,10 +482,7 @@ async fn postgres_store_reconnects_after_its_connections_are_killed() {
     let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("admin connection");
     let task = tokio::spawn(connection);
     let killed = admin
-        .query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            &[],
-        )
+        .query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()", &[])
         .await
         .expect("terminate backends");
     assert!(killed.len() >= moat::store::postgres::CONNECTIONS, "the store's connections were killed: {}", killed.len());
@@ -511,7 +509,12 @@ async fn items_are_found_by_text_category_and_state_and_counted(db: Db) {
     store.release("a1", "alice@example.test", ReleaseVia::Web, NOW, None).await.unwrap();
     let find = |query: ItemQuery| {
         let store = store.clone();
-        async move { (store.find_items(&query, 10, 0).await.unwrap().into_iter().map(|i| i.id).collect::<Vec<_>>(), store.count_items(&query).await.unwrap()) }
+        async move {
+            (
+                store.find_items(&query, 10, 0).await.unwrap().into_iter().map(|i| i.id).collect::<Vec<_>>(),
+                store.count_items(&query).await.unwrap(),
+            )
+        }
     };
     let alice = || ItemQuery { recipient: "Alice@Example.test".into(), ..ItemQuery::default() };
     assert_eq!(find(alice()).await, (vec!["o1".to_string(), "v1".into(), "a1".into()], 3), "newest first, recipient case-insensitive");

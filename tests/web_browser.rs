@@ -24,7 +24,9 @@ fn start() -> Setup {
     fs::write(rules.path().join("local.cf"), HOLD_RULE).unwrap();
     let capture = Capture::new();
     let web = free_port();
-    let moat = Moat::start(MoatConfig::new(capture.port).append(&format!("\n[rules]\ndirs = [\"{}\"]\n", rules.path().display())).append(&web_section(web)));
+    let moat = Moat::start(
+        MoatConfig::new(capture.port).append(&format!("\n[rules]\ndirs = [\"{}\"]\n", rules.path().display())).append(&web_section(web)),
+    );
     Setup { moat, capture, _rules: rules }
 }
 
@@ -130,7 +132,8 @@ fn on_a_phone_sized_screen_the_list_fits_and_works_with_the_keyboard() {
     assert_eq!(unlabelled, serde_json::json!([]), "every control has an accessible name");
 
     // Keyboard only: Tab to the message's checkbox, Space, Tab to Release, Enter.
-    let active = |b: &Browser| b.script("const e = document.activeElement; return [e.tagName, e.type || '', e.value || '', e.textContent];");
+    let active =
+        |b: &Browser| b.script("const e = document.activeElement; return [e.tagName, e.type || '', e.value || '', e.textContent];");
     browser.keys("\u{E004}");
     assert_eq!(active(&browser)[3], "Skip to content", "the first stop skips the navigation");
     let mut presses = 0;

@@ -159,7 +159,11 @@ fn message_center_lists_views_and_acts_for_its_own_user_only() {
     assert_eq!(setup.capture.messages().len(), before + 2, "released once");
 
     // Block the sender of one (it is deleted, the sender goes on the block list), delete another.
-    assert!(post(&setup, &alice, "/mc/act", &format!("csrf={csrf}&action=block&id={alice_block}")).body.contains("1 message(s) deleted (sender blocked)"));
+    assert!(
+        post(&setup, &alice, "/mc/act", &format!("csrf={csrf}&action=block&id={alice_block}"))
+            .body
+            .contains("1 message(s) deleted (sender blocked)")
+    );
     assert_eq!(state_of(&setup, &alice_block), "deleted");
     let blocked = setup.moat.store().get_preferences_blocking("alice@example.test").block;
     assert_eq!(blocked.iter().map(ToString::to_string).collect::<Vec<_>>(), ["lottery@remote.example"]);
@@ -239,9 +243,7 @@ fn login_links_cannot_mail_bomb_users_unknown_addresses_or_those_who_opted_out()
     let capture = Capture::new();
     let web = free_port();
     let moat = Moat::start(
-        MoatConfig::new(capture.port)
-            .append(&web_section(web))
-            .append("login_requests_per_client = 13\nlogin_emails_per_hour = 6\n"),
+        MoatConfig::new(capture.port).append(&web_section(web)).append("login_requests_per_client = 13\nlogin_emails_per_hour = 6\n"),
     );
     // Our user gets one; then the user opts out with the login email's own opt-out link.
     ask_login(web, "optout@example.test");
@@ -267,14 +269,29 @@ fn login_links_cannot_mail_bomb_users_unknown_addresses_or_those_who_opted_out()
     assert_eq!(
         outcomes,
         [
-            "sent", "opted_out", "not_a_recipient", "not_a_recipient", "sent", "sent", "sent", "sent", "address_rate_limited", "sent",
-            "global_rate_limited", "global_rate_limited", "global_rate_limited", "client_rate_limited"
+            "sent",
+            "opted_out",
+            "not_a_recipient",
+            "not_a_recipient",
+            "sent",
+            "sent",
+            "sent",
+            "sent",
+            "address_rate_limited",
+            "sent",
+            "global_rate_limited",
+            "global_rate_limited",
+            "global_rate_limited",
+            "client_rate_limited"
         ]
     );
     std::thread::sleep(std::time::Duration::from_millis(800));
     let mut recipients: Vec<String> = capture.messages().into_iter().flat_map(|m| m.recipients).collect();
     recipients.sort();
-    assert_eq!(recipients, ["alice@example.test", "alice@example.test", "alice@example.test", LIST_USER, "optout@example.test", "user0@example.test"]);
+    assert_eq!(
+        recipients,
+        ["alice@example.test", "alice@example.test", "alice@example.test", LIST_USER, "optout@example.test", "user0@example.test"]
+    );
     assert!(moat.log().contains("client_ip=127.0.0.1"), "refusals are logged with the client's address");
 }
 
@@ -294,7 +311,9 @@ fn users_of_a_domain_without_opt_out_cannot_allow_everyone() {
     let email = capture.wait_for(1, DEADLINE).remove(0);
     let alice = session_from_link(web, &url_after(&text_part(&email.data), "Open it here (the link works for 60 minutes):"));
     let csrf = csrf_of(&http_with(web, "GET", "/mc/prefs", &[&format!("Cookie: {alice}")], "").body);
-    let add = |entry: &str| http_with(web, "POST", "/mc/lists", &[&format!("Cookie: {alice}")], &format!("csrf={csrf}&op=add&kind=allow&entry={entry}"));
+    let add = |entry: &str| {
+        http_with(web, "POST", "/mc/lists", &[&format!("Cookie: {alice}")], &format!("csrf={csrf}&op=add&kind=allow&entry={entry}"))
+    };
 
     // Networks and subdomain patterns are refused with a reason in the page; nothing is stored.
     for entry in ["0.0.0.0%2F0", "%3A%3A%2F0", "203.0.113.5", ".remote.example", "*.remote.example"] {
@@ -377,7 +396,10 @@ fn the_admin_api_needs_the_token_shows_metadata_only_and_audits_actions() {
     let (_, audit) = api(&setup, "GET", "/api/v1/audit", Some(&token));
     let records = audit["records"].as_array().unwrap();
     assert_eq!(records.len(), 2, "{audit}");
-    assert!(records.iter().any(|r| r["action"] == "release" && r["outcome"] == "done" && r["actor"] == "admin (api)" && r["recipient"] == "alice@example.test"));
+    assert!(records.iter().any(|r| r["action"] == "release"
+        && r["outcome"] == "done"
+        && r["actor"] == "admin (api)"
+        && r["recipient"] == "alice@example.test"));
     assert!(records.iter().any(|r| r["outcome"].as_str().is_some_and(|o| o.starts_with("refused"))));
     // Delete, through the API: the item is gone from the user's view, and audited.
     hold(&setup, "bob@example.test", "Another", false);

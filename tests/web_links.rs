@@ -25,9 +25,8 @@ fn setup() -> Setup {
     fs::write(rules.path().join("local.cf"), HOLD_RULE).unwrap();
     let capture = Capture::new();
     let web = free_port();
-    let config = MoatConfig::new(capture.port)
-        .append(&format!("\n[rules]\ndirs = [\"{}\"]\n", rules.path().display()))
-        .append(&web_section(web));
+    let config =
+        MoatConfig::new(capture.port).append(&format!("\n[rules]\ndirs = [\"{}\"]\n", rules.path().display())).append(&web_section(web));
     let moat = Moat::start(config);
     Setup { _rules: rules, capture, moat, web }
 }
@@ -83,7 +82,8 @@ fn release_and_allow_puts_the_sender_on_the_users_allow_list() {
     let done = http(setup.web, "POST", &path, "");
     assert!(done.body.contains("will no longer be held"), "{}", done.body);
     setup.capture.wait_for(1, DEADLINE);
-    let reply = setup.moat.smtp_ehlo().send_mail("lottery@remote.example", &["bob@example.test"], b"Subject: again\r\n\r\nYou have won\r\n");
+    let reply =
+        setup.moat.smtp_ehlo().send_mail("lottery@remote.example", &["bob@example.test"], b"Subject: again\r\n\r\nYou have won\r\n");
     assert_eq!(reply.code, 250, "{reply}");
     let mails = setup.capture.wait_for(2, DEADLINE);
     assert!(text(&mails[1].data).contains("Subject: again"), "the allowed sender's next message is delivered, not held");
@@ -103,9 +103,19 @@ fn tampered_expired_and_other_users_links_are_refused() {
     let swapped = link(moat, LinkAction::Release, "carol@example.test", &ids[1], unix_now() + 3600);
     let foreign = format!(
         "/l/{}",
-        LinkKey::from_bytes([9; 32]).sign(&Link { action: LinkAction::Release, address: "carol@example.test".into(), item: ids[0].clone(), expires: unix_now() + 3600 })
+        LinkKey::from_bytes([9; 32]).sign(&Link {
+            action: LinkAction::Release,
+            address: "carol@example.test".into(),
+            item: ids[0].clone(),
+            expires: unix_now() + 3600
+        })
     );
-    for (path, status, what) in [(&tampered, 403, "tampered"), (&expired, 403, "expired"), (&swapped, 404, "another user's item"), (&foreign, 403, "signed with another key")] {
+    for (path, status, what) in [
+        (&tampered, 403, "tampered"),
+        (&expired, 403, "expired"),
+        (&swapped, 404, "another user's item"),
+        (&foreign, 403, "signed with another key"),
+    ] {
         assert_eq!(http(setup.web, "POST", path, "").status, status, "{what}");
         assert_eq!(http(setup.web, "GET", path, "").status, status, "{what}");
     }
@@ -138,7 +148,11 @@ fn the_view_link_shows_the_users_own_message_as_inert_text_with_attachments_list
     let page = http(setup.web, "GET", &link(&setup.moat, LinkAction::View, "fay@example.test", &fay, unix_now() + 3600), "");
     assert_eq!(page.status, 200, "{page:?}");
     assert!(page.body.contains("You have won"), "{}", page.body);
-    assert!(!page.body.contains("<script") && !page.body.contains("<img") && !page.body.contains("tracker.example/p.gif\""), "{}", page.body);
+    assert!(
+        !page.body.contains("<script") && !page.body.contains("<img") && !page.body.contains("tracker.example/p.gif\""),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("prize.pdf") && page.body.contains("application/pdf"), "attachments are listed: {}", page.body);
     assert!(page.body.contains("Release and allow sender"), "with the release buttons");
     let other = http(setup.web, "GET", &link(&setup.moat, LinkAction::View, "gus@example.test", &fay, unix_now() + 3600), "");

@@ -9,8 +9,15 @@ use moat::config::Attachments;
 use moat::filter::attachments::{Policy, base64_prefix, check, zip_entries};
 
 const NAMES: &[&str] = &[
-    "ATTACH_BLOCKED_EXT", "ATTACH_DOUBLE_EXT", "ATTACH_BLOCKED_TYPE", "ATTACH_EXECUTABLE", "ARCHIVE_ENCRYPTED",
-    "ARCHIVE_UNREADABLE", "MIME_MALFORMED", "MIME_TOO_DEEP", "MIME_TOO_MANY_PARTS",
+    "ATTACH_BLOCKED_EXT",
+    "ATTACH_DOUBLE_EXT",
+    "ATTACH_BLOCKED_TYPE",
+    "ATTACH_EXECUTABLE",
+    "ARCHIVE_ENCRYPTED",
+    "ARCHIVE_UNREADABLE",
+    "MIME_MALFORMED",
+    "MIME_TOO_DEEP",
+    "MIME_TOO_MANY_PARTS",
 ];
 
 fuzz_target!(|input: &[u8]| {

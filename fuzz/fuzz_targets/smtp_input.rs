@@ -31,7 +31,10 @@ enum Mode {
     Command,
     /// The body and every byte it consumed, as the client sent them.
     Data(Body, Vec<u8>),
-    Chunk { remaining: usize, last: bool },
+    Chunk {
+        remaining: usize,
+        last: bool,
+    },
 }
 
 struct Session {

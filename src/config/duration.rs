@@ -40,14 +40,12 @@ impl<'de> Deserialize<'de> for Seconds {
                 f.write_str("a duration such as \"30s\", \"5m\", \"2h\", \"1d\" or a number of seconds")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Seconds, E> {
-                u64::try_from(v)
-                    .map(Seconds)
-                    .map_err(|_| E::custom("a duration cannot be negative"))
+                u64::try_from(v).map(Seconds).map_err(|_| E::custom("a duration cannot be negative"))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Seconds, E> {
-                parse_seconds(v).map(Seconds).ok_or_else(|| {
-                    E::custom(format!("invalid duration {v:?}: use e.g. \"30s\", \"5m\", \"2h\", \"1d\""))
-                })
+                parse_seconds(v)
+                    .map(Seconds)
+                    .ok_or_else(|| E::custom(format!("invalid duration {v:?}: use e.g. \"30s\", \"5m\", \"2h\", \"1d\"")))
             }
         }
         deserializer.deserialize_any(Visitor)

@@ -14,9 +14,9 @@ mod web;
 pub use deferral::{Greylist, RateLimits};
 pub use digest::{Digest, DigestOverride, Frequency};
 pub use duration::Seconds;
-pub use web::{Admin, Metrics, Notices, Web};
 pub use policy::{PolicyConfig, PolicyOverride, check_thresholds};
 pub use validate::{ConfigError, is_domain_name, load, load_str};
+pub use web::{Admin, Metrics, Notices, Web};
 
 use crate::lists::Entry;
 use crate::verdict::{Action, Stance};
@@ -169,10 +169,9 @@ pub struct Attachments {
 /// The extensions blocked by default: programs, scripts, installers, shortcuts and disk images
 /// that run (or mount and run) when opened on Windows, plus Java archives.
 pub const DEFAULT_BLOCKED_EXTENSIONS: &[&str] = &[
-    "ade", "adp", "app", "appx", "bat", "cab", "chm", "cmd", "com", "cpl", "dll", "exe", "gadget", "hta", "img", "inf",
-    "ins", "iso", "isp", "jar", "js", "jse", "lnk", "mde", "msc", "msi", "msix", "msp", "mst", "pif", "ps1", "ps1xml",
-    "psc1", "psm1", "reg", "scf", "scr", "sct", "shb", "shs", "url", "vb", "vbe", "vbs", "vhd", "vhdx", "ws", "wsc",
-    "wsf", "wsh", "xll",
+    "ade", "adp", "app", "appx", "bat", "cab", "chm", "cmd", "com", "cpl", "dll", "exe", "gadget", "hta", "img", "inf", "ins", "iso",
+    "isp", "jar", "js", "jse", "lnk", "mde", "msc", "msi", "msix", "msp", "mst", "pif", "ps1", "ps1xml", "psc1", "psm1", "reg", "scf",
+    "scr", "sct", "shb", "shs", "url", "vb", "vbe", "vbs", "vhd", "vhdx", "ws", "wsc", "wsf", "wsh", "xll",
 ];
 
 /// The MIME types blocked by default: executables and installers.
@@ -423,10 +422,7 @@ impl Auth {
             DmarcReject::Quarantine => Action::Quarantine,
             DmarcReject::Score => return Vec::new(),
         };
-        vec![
-            ("DMARC_POLICY_REJECT".to_string(), reject),
-            ("DMARC_POLICY_QUARANTINE".to_string(), Action::Quarantine),
-        ]
+        vec![("DMARC_POLICY_REJECT".to_string(), reject), ("DMARC_POLICY_QUARANTINE".to_string(), Action::Quarantine)]
     }
 }
 
@@ -709,9 +705,7 @@ impl Config {
 
     /// The downstream route for a recipient domain we relay for.
     pub fn route_for(&self, domain: &str) -> &Route {
-        self.domain(domain)
-            .and_then(|d| d.route.as_ref())
-            .unwrap_or(&self.downstream)
+        self.domain(domain).and_then(|d| d.route.as_ref()).unwrap_or(&self.downstream)
     }
 
     /// The rule directories to load, in order, keeping only those that exist after the first:

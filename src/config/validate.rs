@@ -6,9 +6,8 @@
 //! exist) run only on a file that parsed, and are reported against the key they concern.
 
 use super::{
-    Attachments, Auth, Clamav, Config, Delivery, Dns, Domain, DomainLists, Limits, ListZone, Listener, Lists, PolicyConfig,
-    RecipientCheck, Reputation, Route, Rules, StoreBackend, StoreConfig, Timeouts, TlsFiles, TlsPolicy, UserLists,
-    check_thresholds,
+    Attachments, Auth, Clamav, Config, Delivery, Dns, Domain, DomainLists, Limits, ListZone, Listener, Lists, PolicyConfig, RecipientCheck,
+    Reputation, Route, Rules, StoreBackend, StoreConfig, Timeouts, TlsFiles, TlsPolicy, UserLists, check_thresholds,
 };
 use crate::lists::Entry;
 use serde::Deserialize;
@@ -42,9 +41,8 @@ impl fmt::Display for ConfigError {
 /// Reads and validates `path`. Either the whole configuration or every error found.
 pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![ConfigError { file: name.clone(), line: 0, column: 0, message: format!("cannot read: {e}") }]
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![ConfigError { file: name.clone(), line: 0, column: 0, message: format!("cannot read: {e}") }])?;
     let base = path.parent().unwrap_or(Path::new("."));
     load_str(&name, &text, base)
 }
@@ -117,9 +115,31 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "hostname", "state_dir", "listen", "tls", "limits", "timeouts", "downstream", "domain", "delivery", "dns", "reputation",
-    "lists", "policy", "auth", "rules", "clamav", "attachments", "store",
-    "greylist", "rate_limits", "web", "notices", "digest", "metrics", "admin",
+    "hostname",
+    "state_dir",
+    "listen",
+    "tls",
+    "limits",
+    "timeouts",
+    "downstream",
+    "domain",
+    "delivery",
+    "dns",
+    "reputation",
+    "lists",
+    "policy",
+    "auth",
+    "rules",
+    "clamav",
+    "attachments",
+    "store",
+    "greylist",
+    "rate_limits",
+    "web",
+    "notices",
+    "digest",
+    "metrics",
+    "admin",
 ];
 
 /// Deserializes every section and every array entry separately so that all errors surface.
@@ -151,10 +171,7 @@ fn check_sections(report: &mut Report<'_>, document: &DeTable<'_>) {
             "domain" => each_entry::<Domain>(report, value, "domain"),
             "reputation" => check_reputation(report, value),
             "lists" => check_lists(report, value),
-            other => report.at(
-                Some(key.span()),
-                format!("unknown key `{other}`, expected one of {}", TOP_LEVEL_KEYS.join(", ")),
-            ),
+            other => report.at(Some(key.span()), format!("unknown key `{other}`, expected one of {}", TOP_LEVEL_KEYS.join(", "))),
         }
     }
     for required in ["hostname", "downstream"] {
@@ -339,9 +356,7 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
             report.at(span.clone(), format!("domain {}: recipient_check needs a `recipients` list", domain.name));
         }
         for address in &domain.recipients {
-            let in_domain = address
-                .rsplit_once('@')
-                .is_some_and(|(local, d)| !local.is_empty() && d.eq_ignore_ascii_case(&domain.name));
+            let in_domain = address.rsplit_once('@').is_some_and(|(local, d)| !local.is_empty() && d.eq_ignore_ascii_case(&domain.name));
             if !in_domain {
                 report.at(span.clone(), format!("domain {}: recipient {address:?} is not an address in this domain", domain.name));
             }
@@ -370,7 +385,10 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
         report.at(limits_span.clone(), "limits.max_line_length must be at least 512 (RFC 5321 §4.5.3.1.4)");
     }
     if l.max_recipients < 1 || l.max_message_size < 1024 || l.max_connections < 1 || l.max_connections_per_ip < 1 {
-        report.at(limits_span, "limits: max_recipients, max_connections and max_connections_per_ip must be at least 1, max_message_size at least 1024");
+        report.at(
+            limits_span,
+            "limits: max_recipients, max_connections and max_connections_per_ip must be at least 1, max_message_size at least 1024",
+        );
     }
     let d = &config.delivery;
     let delivery_span = span_of(document, "delivery", None);
@@ -391,10 +409,9 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
         let span = span_of(document, "rules", None);
         match rules.dirs.first() {
             None => report.at(span, "rules.dirs is empty: list at least the shipped rule directory"),
-            Some(first) if !first.is_dir() => report.at(
-                span,
-                format!("rules.dirs: the first directory {} (the shipped rules) does not exist", first.display()),
-            ),
+            Some(first) if !first.is_dir() => {
+                report.at(span, format!("rules.dirs: the first directory {} (the shipped rules) does not exist", first.display()))
+            }
             Some(_) => {}
         }
     }
@@ -448,7 +465,9 @@ const MAX_CLAMAV_DEADLINE: u64 = 25;
 fn check_clamav(report: &mut Report<'_>, clamav: &Clamav, span: Option<Range<usize>>) {
     match (&clamav.address, &clamav.socket) {
         (Some(_), Some(_)) => report.at(span.clone(), "clamav: set either `address` or `socket`, not both"),
-        (None, None) => report.at(span.clone(), "clamav: set `address` (e.g. \"127.0.0.1:3310\") or `socket` (e.g. \"/run/clamav/clamd.ctl\")"),
+        (None, None) => {
+            report.at(span.clone(), "clamav: set `address` (e.g. \"127.0.0.1:3310\") or `socket` (e.g. \"/run/clamav/clamd.ctl\")")
+        }
         _ => {}
     }
     if clamav.connect_timeout.0 < 1 || clamav.scan_timeout.0 < 1 {
@@ -467,9 +486,13 @@ fn check_clamav(report: &mut Report<'_>, clamav: &Clamav, span: Option<Range<usi
 
 fn check_attachments(report: &mut Report<'_>, attachments: &Attachments, span: Option<Range<usize>>) {
     for extension in &attachments.blocked_extensions {
-        let ok = !extension.is_empty() && extension.len() <= 32 && extension.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let ok =
+            !extension.is_empty() && extension.len() <= 32 && extension.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !ok {
-            report.at(span.clone(), format!("attachments.blocked_extensions: {extension:?} is not an extension (letters and digits, without the dot)"));
+            report.at(
+                span.clone(),
+                format!("attachments.blocked_extensions: {extension:?} is not an extension (letters and digits, without the dot)"),
+            );
         }
     }
     for mime in &attachments.blocked_types {
@@ -478,7 +501,10 @@ fn check_attachments(report: &mut Report<'_>, attachments: &Attachments, span: O
             token(t) && (s == "*" || token(s))
         });
         if !ok {
-            report.at(span.clone(), format!("attachments.blocked_types: {mime:?} is not a MIME type such as \"application/x-msdownload\" or \"application/*\""));
+            report.at(
+                span.clone(),
+                format!("attachments.blocked_types: {mime:?} is not a MIME type such as \"application/x-msdownload\" or \"application/*\""),
+            );
         }
     }
     if attachments.max_depth < 1 || attachments.max_parts < 1 {
@@ -524,7 +550,8 @@ fn check_reputation_semantics(report: &mut Report<'_>, config: &Config, document
             }
             for symbol in std::iter::once(&zone.symbol).chain(zone.codes.values()) {
                 if !is_symbol_name(symbol) {
-                    report.at(span.clone(), format!("reputation.{key} {name}: symbol {symbol:?} must be SCREAMING_SNAKE_CASE (A-Z, 0-9, _)"));
+                    report
+                        .at(span.clone(), format!("reputation.{key} {name}: symbol {symbol:?} must be SCREAMING_SNAKE_CASE (A-Z, 0-9, _)"));
                 }
             }
             for code in zone.codes.keys() {
@@ -536,7 +563,10 @@ fn check_reputation_semantics(report: &mut Report<'_>, config: &Config, document
         }
     }
     if r.max_uri_domains > MAX_URI_DOMAINS {
-        report.at(span_at(document, &["reputation", "max_uri_domains"], None), format!("reputation.max_uri_domains must be at most {MAX_URI_DOMAINS}"));
+        report.at(
+            span_at(document, &["reputation", "max_uri_domains"], None),
+            format!("reputation.max_uri_domains must be at most {MAX_URI_DOMAINS}"),
+        );
     }
 }
 
@@ -664,7 +694,10 @@ name = "example.test"
         let config = check(&format!("{GOOD}[clamav]\nsocket = \"run/clamd.ctl\"\nfailure = \"fail_open\"\n[attachments]\nblocked_extensions = [\"exe\"]\nblocked_types = [\"application/*\"]\nmax_parts = 50\n")).unwrap();
         let clamav = config.clamav.unwrap();
         assert_eq!(clamav.socket.as_deref(), Some(Path::new("/etc/moat/run/clamd.ctl")));
-        assert_eq!((clamav.failure, clamav.scan_timeout, clamav.max_concurrent), (crate::verdict::Stance::FailOpen, super::super::Seconds(20), 8));
+        assert_eq!(
+            (clamav.failure, clamav.scan_timeout, clamav.max_concurrent),
+            (crate::verdict::Stance::FailOpen, super::super::Seconds(20), 8)
+        );
         assert_eq!(config.attachments.blocked_extensions, ["exe"]);
         assert_eq!((config.attachments.max_parts, config.attachments.max_depth), (50, 10));
         let clamav = check(&format!("{GOOD}[clamav]\naddress = \"127.0.0.1:3310\"\n")).unwrap().clamav.unwrap();
@@ -673,7 +706,8 @@ name = "example.test"
 
     #[test]
     fn clamav_and_attachments_errors_are_all_reported() {
-        let errors = check(&format!("{GOOD}[clamav]\nadress = \"127.0.0.1:3310\"\nfailure = \"maybe\"\n[attachments]\nmax_part = 3\n")).unwrap_err();
+        let errors =
+            check(&format!("{GOOD}[clamav]\nadress = \"127.0.0.1:3310\"\nfailure = \"maybe\"\n[attachments]\nmax_part = 3\n")).unwrap_err();
         let all = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
         assert!(all.contains("adress") && all.contains("max_part"), "{all}");
         assert!(errors.iter().all(|e| e.line > 0), "{all}");
@@ -705,7 +739,9 @@ name = "example.test"
 
     #[test]
     fn semantic_errors_are_all_reported() {
-        let text = GOOD.replace("starttls = false", "starttls = true").replace("name = \"example.test\"", "name = \"bad_name.\"\nrecipient_check = \"list\"");
+        let text = GOOD
+            .replace("starttls = false", "starttls = true")
+            .replace("name = \"example.test\"", "name = \"bad_name.\"\nrecipient_check = \"list\"");
         let errors = check(&text).unwrap_err();
         let all = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
         assert!(all.contains("STARTTLS"), "{all}");

@@ -121,7 +121,10 @@ fn html_part(address: &str, rows: &[Row], retention_days: u64, center: &str, uns
         }
         html.push_str("</table>");
     }
-    html.push_str(&format!("<p><a href=\"{}\">Open your Message Center</a> (your whole quarantine, preferences and allow/block lists)</p>", escape(center)));
+    html.push_str(&format!(
+        "<p><a href=\"{}\">Open your Message Center</a> (your whole quarantine, preferences and allow/block lists)</p>",
+        escape(center)
+    ));
     html.push_str(&format!(
         "<p style=\"font-size:.9em\">Opening a link shows a page with a button; nothing is released until you press it. \
          <a href=\"{}\">Stop these digests</a>.</p></body></html>",

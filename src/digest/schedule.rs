@@ -96,7 +96,9 @@ mod tests {
 
     #[test]
     fn bad_schedules_and_zones_are_explained() {
-        let bad = |cron: &str, zone: &str| Schedule::of(&Digest { schedule: cron.into(), timezone: zone.into(), ..Digest::default() }).unwrap_err();
+        let bad = |cron: &str, zone: &str| {
+            Schedule::of(&Digest { schedule: cron.into(), timezone: zone.into(), ..Digest::default() }).unwrap_err()
+        };
         assert!(bad("0 8 * *", "UTC").contains("five fields"));
         assert!(bad("0 25 * * *", "UTC").contains("schedule"));
         assert!(bad("0 8 * * *", "Mars/Olympus").contains("IANA"));

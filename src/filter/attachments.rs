@@ -42,8 +42,8 @@ pub const MIME_TOO_MANY_PARTS: &str = "MIME_TOO_MANY_PARTS";
 
 /// Extensions that make a following blocked extension a disguise (`report.pdf.exe`).
 const DECOY_EXTENSIONS: &[&str] = &[
-    "pdf", "doc", "docx", "docm", "xls", "xlsx", "xlsm", "ppt", "pptx", "odt", "ods", "rtf", "txt", "csv", "jpg", "jpeg",
-    "png", "gif", "bmp", "tif", "tiff", "htm", "html", "zip", "rar", "7z", "mp3", "mp4", "avi", "mov", "wav", "eml", "xml",
+    "pdf", "doc", "docx", "docm", "xls", "xlsx", "xlsm", "ppt", "pptx", "odt", "ods", "rtf", "txt", "csv", "jpg", "jpeg", "png", "gif",
+    "bmp", "tif", "tiff", "htm", "html", "zip", "rar", "7z", "mp3", "mp4", "avi", "mov", "wav", "eml", "xml",
 ];
 /// Entries read from one zip's central directory.
 const MAX_ZIP_ENTRIES: usize = 1000;
@@ -97,9 +97,7 @@ impl Policy {
         let extensions = extensions(name);
         let Some(last) = extensions.last() else { return (false, false) };
         let blocked = self.blocked_extensions.contains(last);
-        let double = blocked
-            && extensions.len() >= 2
-            && DECOY_EXTENSIONS.contains(&extensions[extensions.len() - 2].as_str());
+        let double = blocked && extensions.len() >= 2 && DECOY_EXTENSIONS.contains(&extensions[extensions.len() - 2].as_str());
         (blocked, double)
     }
 }
@@ -129,7 +127,9 @@ fn shown(name: &str) -> String {
     let mut out = String::new();
     for c in name.chars().take(MAX_NAME) {
         match c {
-            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => out.push_str(&format!("<U+{:04X}>", u32::from(c))),
+            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+                out.push_str(&format!("<U+{:04X}>", u32::from(c)))
+            }
             c if c.is_control() => out.push('?'),
             c => out.push(c),
         }
@@ -350,9 +350,9 @@ impl Walker<'_, '_> {
             self.tally.add(ATTACH_EXECUTABLE, label.clone());
         }
         let zip_named = names.iter().any(|n| extensions(n).last().is_some_and(|e| e == "zip"));
-        let zip_typed = part.content_type().is_some_and(|ct| {
-            ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("zip") || s.eq_ignore_ascii_case("x-zip-compressed"))
-        });
+        let zip_typed = part
+            .content_type()
+            .is_some_and(|ct| ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("zip") || s.eq_ignore_ascii_case("x-zip-compressed")));
         if self.policy.scan_archives && (is_zip(&content) || zip_named || zip_typed) {
             self.zip(&content, &label, 1);
         }
@@ -486,10 +486,7 @@ pub fn zip_entries(data: &[u8]) -> Result<Vec<ZipEntry>, &'static str> {
     const LOCAL: &[u8] = b"PK\x03\x04";
     // The end record is 22 bytes plus a comment of at most 65535.
     let from = data.len().saturating_sub(22 + 65535);
-    let eocd = (from..data.len().saturating_sub(21))
-        .rev()
-        .find(|&i| data[i..].starts_with(EOCD))
-        .ok_or("no end of central directory")?;
+    let eocd = (from..data.len().saturating_sub(21)).rev().find(|&i| data[i..].starts_with(EOCD)).ok_or("no end of central directory")?;
     let total = u16_at(data, eocd + 10).ok_or("truncated")?;
     let size = u32_at(data, eocd + 12).ok_or("truncated")?;
     let offset = u32_at(data, eocd + 16).ok_or("truncated")?;
@@ -722,7 +719,10 @@ mod tests {
         pe[..2].copy_from_slice(b"MZ");
         pe[0x3c] = 0x80;
         pe[0x80..0x84].copy_from_slice(b"PE\0\0");
-        let message = with_attachment("Content-Type: text/plain; name=\"notes.txt\"\r\nContent-Disposition: attachment; filename=\"notes.txt\"\r\n", &pe);
+        let message = with_attachment(
+            "Content-Type: text/plain; name=\"notes.txt\"\r\nContent-Disposition: attachment; filename=\"notes.txt\"\r\n",
+            &pe,
+        );
         let symbols = check(&policy(), &message);
         assert_eq!(names(&symbols), [ATTACH_EXECUTABLE], "{symbols:?}");
         assert_eq!(detail(&symbols, ATTACH_EXECUTABLE), "notes.txt");
@@ -754,7 +754,12 @@ mod tests {
 
     #[test]
     fn archive_entries_are_bounded_per_message_not_only_per_archive() {
-        let inner = zip(&(0..1000).map(|i| (format!("f{i}.txt"), b"x".as_slice(), false)).collect::<Vec<_>>().iter().map(|(n, d, e)| (n.as_str(), *d, *e)).collect::<Vec<_>>());
+        let inner = zip(&(0..1000)
+            .map(|i| (format!("f{i}.txt"), b"x".as_slice(), false))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|(n, d, e)| (n.as_str(), *d, *e))
+            .collect::<Vec<_>>());
         // One stored inner zip, and a central directory listing it 1000 times.
         let mut outer = zip(&[("a.zip", &inner, false)]);
         let eocd = outer.len() - 22;

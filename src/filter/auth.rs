@@ -43,8 +43,8 @@ use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::dmarc::{Dmarc, Policy};
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
-    ArcOutput, AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcOutput,
-    DmarcResult, MessageAuthenticator, SpfOutput, SpfResult,
+    ArcOutput, AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcOutput, DmarcResult, MessageAuthenticator,
+    SpfOutput, SpfResult,
 };
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
@@ -101,9 +101,9 @@ pub fn load_seal_key(path: &Path) -> Result<SealKey, AuthError> {
                 .map(SealKey::Rsa)
                 .map_err(|e| failed(format!("neither an Ed25519 nor an RSA key: {e}")))
         }
-        PrivateKeyDer::Pkcs1(pkcs1) => RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(pkcs1))
-            .map(SealKey::Rsa)
-            .map_err(|e| failed(format!("bad RSA key: {e}"))),
+        PrivateKeyDer::Pkcs1(pkcs1) => {
+            RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(pkcs1)).map(SealKey::Rsa).map_err(|e| failed(format!("bad RSA key: {e}")))
+        }
         _ => Err(failed("unsupported key type (use Ed25519 or RSA)".to_string())),
     }
 }
@@ -200,10 +200,9 @@ impl AuthFilter {
         let spf_helo = async {
             match (ip, helo_domain) {
                 (Some(ip), Some(helo)) => Some(
-                    self.within(
-                        self.authenticator.verify_spf(SpfParameters::verify_ehlo(ip, helo, &self.hostname)),
-                        || SpfOutput::new(helo.to_string()).with_result(SpfResult::TempError),
-                    )
+                    self.within(self.authenticator.verify_spf(SpfParameters::verify_ehlo(ip, helo, &self.hostname)), || {
+                        SpfOutput::new(helo.to_string()).with_result(SpfResult::TempError)
+                    })
                     .await,
                 ),
                 _ => None,
@@ -212,10 +211,9 @@ impl AuthFilter {
         let spf_mail = async {
             match (ip, mail_from.as_deref()) {
                 (Some(ip), Some(from)) if is_checkable_domain(mail_from_domain) => Some(
-                    self.within(
-                        self.authenticator.verify_spf(SpfParameters::verify_mail_from(ip, helo, &self.hostname, from)),
-                        || SpfOutput::new(mail_from_domain.to_string()).with_result(SpfResult::TempError),
-                    )
+                    self.within(self.authenticator.verify_spf(SpfParameters::verify_mail_from(ip, helo, &self.hostname, from)), || {
+                        SpfOutput::new(mail_from_domain.to_string()).with_result(SpfResult::TempError)
+                    })
                     .await,
                 ),
                 (Some(_), _) => Some(SpfOutput::default()),
@@ -261,10 +259,9 @@ impl AuthFilter {
                 let spf = spf_mail.as_ref().unwrap_or(&no_spf);
                 let from_domain = message.from.first().and_then(|f| f.rsplit_once('@')).map(|(_, d)| d).unwrap_or("");
                 Some(
-                    self.within(
-                        self.authenticator.verify_dmarc(DmarcParameters::new(message, dkim, mail_from_domain, spf)),
-                        || DmarcOutput::new(from_domain.to_lowercase()).with_dkim_result(DmarcResult::TempError(timed_out())),
-                    )
+                    self.within(self.authenticator.verify_dmarc(DmarcParameters::new(message, dkim, mail_from_domain, spf)), || {
+                        DmarcOutput::new(from_domain.to_lowercase()).with_dkim_result(DmarcResult::TempError(timed_out()))
+                    })
                     .await,
                 )
             }
@@ -287,11 +284,7 @@ impl AuthFilter {
         report.arc(arc.as_ref());
 
         if !report.temperrors.is_empty() && self.dns_failure == Stance::FailClosed {
-            return Err(Failure {
-                symbol: "AUTH_TEMPERROR".to_string(),
-                stance: Stance::FailClosed,
-                detail: report.temperrors.join("; "),
-            });
+            return Err(Failure { symbol: "AUTH_TEMPERROR".to_string(), stance: Stance::FailClosed, detail: report.temperrors.join("; ") });
         }
 
         // Authentication-Results, built by mail-auth; methods it cannot express are added here.
@@ -499,9 +492,7 @@ impl Report {
             DkimResult::Pass => self.add("ARC_VALID".to_string(), format!("i={}", arc.sets().len())),
             DkimResult::None => self.add("ARC_NONE".to_string(), String::new()),
             DkimResult::TempError(e) => self.add("ARC_TEMPERROR".to_string(), e.to_string()),
-            DkimResult::Fail(e) | DkimResult::Neutral(e) | DkimResult::PermError(e) => {
-                self.add("ARC_INVALID".to_string(), e.to_string())
-            }
+            DkimResult::Fail(e) | DkimResult::Neutral(e) | DkimResult::PermError(e) => self.add("ARC_INVALID".to_string(), e.to_string()),
         }
     }
 }
@@ -621,10 +612,7 @@ fn claimed_authserv_id(value: &[u8]) -> Option<String> {
         }
         return None;
     }
-    let end = rest
-        .iter()
-        .position(|b| matches!(b, b';' | b'(' | b' ' | b'\t' | b'\r' | b'\n'))
-        .unwrap_or(rest.len());
+    let end = rest.iter().position(|b| matches!(b, b';' | b'(' | b' ' | b'\t' | b'\r' | b'\n')).unwrap_or(rest.len());
     let id = &rest[..end];
     (!id.is_empty()).then(|| String::from_utf8_lossy(id).into_owned())
 }

@@ -110,11 +110,7 @@ pub fn is_public(ip: IpAddr) -> bool {
         }
         IpAddr::V6(v6) => {
             let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
+            !(v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80)
         }
     }
 }
@@ -255,15 +251,13 @@ impl DnsblFilter {
     /// A zone that failed (timeout, SERVFAIL) is not asked again for this message, so a dead
     /// resolver costs one round of timeouts, not one per batch.
     pub async fn check_domains(&self, domains: &[String]) -> Findings {
-        let pairs: Vec<(&String, &Zone)> =
-            domains.iter().flat_map(|d| self.uri_zones.iter().map(move |zone| (d, zone))).collect();
+        let pairs: Vec<(&String, &Zone)> = domains.iter().flat_map(|d| self.uri_zones.iter().map(move |zone| (d, zone))).collect();
         let mut tally = Tally::default();
         let mut remaining = pairs.as_slice();
         while !remaining.is_empty() {
             let (batch, rest) = remaining.split_at(remaining.len().min(URI_CONCURRENCY));
             remaining = rest;
-            let batch: Vec<&(&String, &Zone)> =
-                batch.iter().filter(|(_, zone)| !tally.failures.contains(&zone.name)).collect();
+            let batch: Vec<&(&String, &Zone)> = batch.iter().filter(|(_, zone)| !tally.failures.contains(&zone.name)).collect();
             let queries = batch.iter().map(|(domain, zone)| {
                 let name = format!("{domain}.{}.", zone.name);
                 async move { query(&self.resolver, &name).await }
@@ -341,15 +335,25 @@ mod tests {
     fn query_labels() {
         assert_eq!(reversed(ip("192.0.2.1")), "1.2.0.192");
         assert_eq!(reversed(ip("::ffff:192.0.2.1")), "1.2.0.192");
-        assert_eq!(
-            reversed(ip("2001:db8::1")),
-            "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2"
-        );
+        assert_eq!(reversed(ip("2001:db8::1")), "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2");
     }
 
     #[test]
     fn private_addresses_are_never_looked_up() {
-        for private in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.1.1", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1", "224.0.0.1"] {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "224.0.0.1",
+        ] {
             assert!(!is_public(ip(private)), "{private}");
         }
         for public in ["192.0.2.1", "198.51.100.7", "203.0.113.1", "8.8.8.8", "2001:db8::1", "100.128.0.1"] {

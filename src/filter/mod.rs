@@ -156,7 +156,8 @@ impl Chain {
         let failed = |detail: String| Failure { symbol: symbol.to_string(), stance, detail };
         let started = std::time::Instant::now();
         let result = tokio::time::timeout(self.deadline, AssertUnwindSafe(future).catch_unwind()).await;
-        metrics::histogram!("moat_filter_seconds", "filter" => filter.name(), "phase" => phase.as_str()).record(started.elapsed().as_secs_f64());
+        metrics::histogram!("moat_filter_seconds", "filter" => filter.name(), "phase" => phase.as_str())
+            .record(started.elapsed().as_secs_f64());
         match result {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_panic)) => {

@@ -33,8 +33,26 @@ pub const MAX_PTR_NAMES: usize = 10;
 /// Words that, as a label or part of a label of the host part of a PTR name (e.g. `dsl-…`,
 /// `ppp123`, `….dynamic.isp.net`), mark a dynamic or consumer address pool.
 const DYNAMIC_WORDS: &[&str] = &[
-    "dyn", "dynamic", "dynip", "dhcp", "dial", "dialup", "dialin", "ppp", "pppoe", "pool", "dsl", "adsl",
-    "vdsl", "xdsl", "cable", "cpe", "broadband", "customer", "residential", "unassigned",
+    "dyn",
+    "dynamic",
+    "dynip",
+    "dhcp",
+    "dial",
+    "dialup",
+    "dialin",
+    "ppp",
+    "pppoe",
+    "pool",
+    "dsl",
+    "adsl",
+    "vdsl",
+    "xdsl",
+    "cable",
+    "cpe",
+    "broadband",
+    "customer",
+    "residential",
+    "unassigned",
 ];
 
 /// Whether a PTR name looks like a dynamic pool: below its registrable domain it contains one
@@ -61,11 +79,8 @@ pub fn looks_dynamic(name: &str, ip: IpAddr) -> bool {
     let IpAddr::V4(v4) = ip.to_canonical() else { return false };
     let octets: Vec<Option<u64>> = v4.octets().iter().map(|o| Some(u64::from(*o))).collect();
     let reversed: Vec<Option<u64>> = octets.iter().rev().copied().collect();
-    let numbers: Vec<Option<u64>> = host_part
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|run| !run.is_empty())
-        .map(|run| run.parse().ok())
-        .collect();
+    let numbers: Vec<Option<u64>> =
+        host_part.split(|c: char| !c.is_ascii_digit()).filter(|run| !run.is_empty()).map(|run| run.parse().ok()).collect();
     let decimal = numbers.windows(4).any(|w| w == octets.as_slice() || w == reversed.as_slice());
     let [a, b, c, d] = v4.octets();
     decimal || host_part.contains(&format!("{a:02x}{b:02x}{c:02x}{d:02x}"))
@@ -89,13 +104,7 @@ impl RdnsFilter {
     /// `hostname` is ours (`Config::hostname`), `relay_domains` the `[[domain]]` names.
     pub fn new(config: &config::Reputation, hostname: &str, relay_domains: &[String], resolver: TokioResolver) -> RdnsFilter {
         let ours = std::iter::once(hostname).chain(relay_domains.iter().map(String::as_str)).map(normalise).collect();
-        RdnsFilter {
-            resolver,
-            rdns: config.rdns,
-            helo_checks: config.helo_checks,
-            helo_nxdomain: config.helo_nxdomain,
-            ours,
-        }
+        RdnsFilter { resolver, rdns: config.rdns, helo_checks: config.helo_checks, helo_nxdomain: config.helo_nxdomain, ours }
     }
 
     /// Forward-confirmed reverse DNS of `ip` (the connect phase).
@@ -171,16 +180,21 @@ impl RdnsFilter {
         let symbol = |name: &str, detail: String| Findings::from(vec![Symbol::with_detail(name, detail)]);
         if let Some(literal) = helo.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
             let address = match literal.get(..5) {
-                Some(tag) if tag.eq_ignore_ascii_case("ipv6:") => literal.get(5..).and_then(|a| a.parse::<std::net::Ipv6Addr>().ok()).map(IpAddr::V6),
+                Some(tag) if tag.eq_ignore_ascii_case("ipv6:") => {
+                    literal.get(5..).and_then(|a| a.parse::<std::net::Ipv6Addr>().ok()).map(IpAddr::V6)
+                }
                 _ => literal.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4),
             };
             return match (address, client_ip) {
                 (Some(claimed), Some(client)) if claimed.to_canonical() == client.to_canonical() => Findings::default(),
                 (Some(_), None) => Findings::default(),
-                _ => symbol("HELO_MISMATCH_IP", match client_ip {
-                    Some(client) => format!("{helo} from {client}"),
-                    None => helo.to_string(),
-                }),
+                _ => symbol(
+                    "HELO_MISMATCH_IP",
+                    match client_ip {
+                        Some(client) => format!("{helo} from {client}"),
+                        None => helo.to_string(),
+                    },
+                ),
             };
         }
         if helo.parse::<IpAddr>().is_ok() {
@@ -264,7 +278,15 @@ mod tests {
         ] {
             assert!(looks_dynamic(dynamic, client), "{dynamic}");
         }
-        for fixed in ["mail.sender.test", "mx1.isp.test", "dsl.test", "smtp.cable-company.test", "192-0-2-9.isp.test", "poolside.isp.test", "isp.test"] {
+        for fixed in [
+            "mail.sender.test",
+            "mx1.isp.test",
+            "dsl.test",
+            "smtp.cable-company.test",
+            "192-0-2-9.isp.test",
+            "poolside.isp.test",
+            "isp.test",
+        ] {
             assert!(!looks_dynamic(fixed, client), "{fixed}");
         }
     }

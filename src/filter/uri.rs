@@ -20,16 +20,13 @@ pub const MAX_NESTING: usize = 4;
 /// domain under a suffix missing here is reduced to its last two labels (`co.xx`), which a URI
 /// list simply does not list, so the cost is a missed hit, never a false one.
 const TWO_LEVEL_SUFFIXES: &[&str] = &[
-    "ac.uk", "co.uk", "gov.uk", "ltd.uk", "me.uk", "net.uk", "nhs.uk", "org.uk", "plc.uk", "sch.uk",
-    "com.au", "net.au", "org.au", "edu.au", "gov.au", "asn.au", "id.au",
-    "co.nz", "net.nz", "org.nz", "ac.nz", "govt.nz",
-    "co.jp", "ne.jp", "or.jp", "ac.jp", "go.jp", "ad.jp", "gr.jp",
-    "co.kr", "or.kr", "ne.kr", "co.in", "net.in", "org.in", "firm.in", "gen.in", "ind.in",
-    "co.za", "org.za", "net.za", "web.za", "co.il", "org.il", "net.il", "ac.il",
-    "com.br", "net.br", "org.br", "com.ar", "com.mx", "com.co", "com.pe", "com.ve", "com.uy",
-    "com.cn", "net.cn", "org.cn", "gov.cn", "com.hk", "com.tw", "com.sg", "com.my", "com.ph",
-    "com.vn", "com.pk", "com.bd", "com.tr", "com.ua", "com.ru", "com.pl", "com.eg", "com.sa",
-    "com.ng", "co.id", "or.id", "co.th", "in.th", "co.ke", "co.tz", "co.ug", "com.gh",
+    "ac.uk", "co.uk", "gov.uk", "ltd.uk", "me.uk", "net.uk", "nhs.uk", "org.uk", "plc.uk", "sch.uk", "com.au", "net.au", "org.au",
+    "edu.au", "gov.au", "asn.au", "id.au", "co.nz", "net.nz", "org.nz", "ac.nz", "govt.nz", "co.jp", "ne.jp", "or.jp", "ac.jp", "go.jp",
+    "ad.jp", "gr.jp", "co.kr", "or.kr", "ne.kr", "co.in", "net.in", "org.in", "firm.in", "gen.in", "ind.in", "co.za", "org.za", "net.za",
+    "web.za", "co.il", "org.il", "net.il", "ac.il", "com.br", "net.br", "org.br", "com.ar", "com.mx", "com.co", "com.pe", "com.ve",
+    "com.uy", "com.cn", "net.cn", "org.cn", "gov.cn", "com.hk", "com.tw", "com.sg", "com.my", "com.ph", "com.vn", "com.pk", "com.bd",
+    "com.tr", "com.ua", "com.ru", "com.pl", "com.eg", "com.sa", "com.ng", "co.id", "or.id", "co.th", "in.th", "co.ke", "co.tz", "co.ug",
+    "com.gh",
 ];
 
 /// The registrable domain of a host name ("mail.example.co.uk" → "example.co.uk",
@@ -39,9 +36,9 @@ const TWO_LEVEL_SUFFIXES: &[&str] = &[
 pub fn registrable_domain(host: &str) -> Option<String> {
     let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
     let plausible = host.len() <= 253
-        && host.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
+        && host
+            .split('.')
+            .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     let labels: Vec<&str> = host.split('.').collect();
     let top = labels.last()?;
     if !plausible || labels.len() < 2 || top.bytes().all(|b| b.is_ascii_digit()) {
@@ -221,7 +218,14 @@ mod tests {
 
     #[test]
     fn garbage_does_not_panic() {
-        for input in [&b""[..], b"http://", b"www.", b"=//", b"\xff\xfe http://\xff.test", b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n"] {
+        for input in [
+            &b""[..],
+            b"http://",
+            b"www.",
+            b"=//",
+            b"\xff\xfe http://\xff.test",
+            b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n",
+        ] {
             let _ = message_domains(input, 20);
         }
     }

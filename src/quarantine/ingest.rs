@@ -26,13 +26,7 @@ pub fn item_id(queue_id: &str, recipient: &str) -> String {
 /// The items a held copy becomes, created at `now` and kept for `retention`.
 pub fn items_for(envelope: &Envelope, message: &[u8], now: UnixTime, retention: Duration) -> Vec<QuarantineItem> {
     let headers = mail_parser::MessageParser::default().parse_headers(message);
-    let subject: String = headers
-        .as_ref()
-        .and_then(|m| m.subject())
-        .unwrap_or_default()
-        .chars()
-        .take(MAX_SUBJECT)
-        .collect();
+    let subject: String = headers.as_ref().and_then(|m| m.subject()).unwrap_or_default().chars().take(MAX_SUBJECT).collect();
     let date = headers.as_ref().and_then(|m| m.date()).map_or(envelope.received_at, |d| d.to_timestamp());
     let (category, score, symbols) = match &envelope.hold {
         Some(hold) => (hold.category, hold.score, hold.symbols.clone()),
@@ -83,11 +77,8 @@ mod tests {
 
     #[test]
     fn one_item_per_recipient_with_decoded_subject_date_and_the_verdict() {
-        let hold = Hold {
-            category: Category::Virus,
-            score: 100.0,
-            symbols: vec![Symbol::with_detail("CLAMAV_VIRUS", "Eicar-Test-Signature")],
-        };
+        let hold =
+            Hold { category: Category::Virus, score: 100.0, symbols: vec![Symbol::with_detail("CLAMAV_VIRUS", "Eicar-Test-Signature")] };
         let message = b"Subject: =?utf-8?q?Caf=C3=A9_<b>menu</b>?=\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000\r\n\r\nbody\r\n";
         let items = items_for(&envelope(Some(hold)), message, 1_800_000_000, Duration::from_secs(30 * 86400));
         assert_eq!(items.len(), 2);

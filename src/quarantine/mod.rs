@@ -131,9 +131,8 @@ impl Quarantine {
         let current = config.load_full();
         let store = Store::open(&current).await?;
         let key_file = current.vault_key_file();
-        let vault = tokio::task::spawn_blocking(move || Vault::open(&key_file))
-            .await
-            .map_err(|e| QuarantineError::Task(e.to_string()))??;
+        let vault =
+            tokio::task::spawn_blocking(move || Vault::open(&key_file)).await.map_err(|e| QuarantineError::Task(e.to_string()))??;
         let (holding_dir, staging_dir) = (current.quarantine_dir(), current.release_staging_dir());
         let (holding, staging) = blocking(move || Ok((Spool::open(&holding_dir)?, Spool::open(&staging_dir)?))).await?;
         let links = match current.web {
@@ -301,7 +300,9 @@ impl Quarantine {
         match self.store.get_preferences(&item.recipient).await {
             Ok(prefs) if prefs.opt_out => return None,
             Ok(_) => {}
-            Err(error) => tracing::warn!(event = "virus_notice", item = %item.id, error = %error, note = "preferences unreadable; notice sent"),
+            Err(error) => {
+                tracing::warn!(event = "virus_notice", item = %item.id, error = %error, note = "preferences unreadable; notice sent")
+            }
         }
         let (envelope, message) = notices::virus_notice(&config, key, item, store::unix_now())?;
         match self.send_to_user(envelope, message).await {
@@ -336,9 +337,13 @@ impl Quarantine {
         }
         let message = self.open_contents(id).await?;
         let envelope = release_envelope(&item, &message);
-        let gate = |ticket: String| async move { self.store.release(id, actor, via, store::unix_now(), Some(&ticket)).await.map(|()| true) };
+        let gate =
+            |ticket: String| async move { self.store.release(id, actor, via, store::unix_now(), Some(&ticket)).await.map(|()| true) };
         // The gate either wins (true) or fails (lost race: NotHeld), so a won send always has an id.
-        let queue_id = self.send_once(envelope, message, gate).await?.ok_or_else(|| QuarantineError::Task("release gate lost without an error".into()))?;
+        let queue_id = self
+            .send_once(envelope, message, gate)
+            .await?
+            .ok_or_else(|| QuarantineError::Task("release gate lost without an error".into()))?;
         metrics::counter!("moat_releases_total", "via" => via.as_str()).increment(1);
         tracing::info!(event = "released", item = %id, recipient = %item.recipient, actor, via = via.as_str(), queue_id = %queue_id);
         Ok(Released { item: id.to_string(), recipient: item.recipient, queue_id })
@@ -427,7 +432,12 @@ impl Quarantine {
     pub async fn sweep(&self, now: store::UnixTime) -> Result<store::Expired, QuarantineError> {
         let config = self.config.load();
         let expired = self.store.expire(now, config.store.retention.duration(), config.greylist_lifetime()).await?;
-        tracing::info!(event = "retention_sweep", items = expired.items, audit_records = expired.audit_records, greylist = expired.greylist);
+        tracing::info!(
+            event = "retention_sweep",
+            items = expired.items,
+            audit_records = expired.audit_records,
+            greylist = expired.greylist
+        );
         Ok(expired)
     }
 

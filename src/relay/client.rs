@@ -183,15 +183,7 @@ impl Connection {
 
     /// Reads the greeting and says EHLO over an already open stream (no TLS).
     pub async fn handshake(io: Box<dyn Io>, peer: String, settings: ClientSettings) -> Result<Connection, ClientError> {
-        let mut conn = Connection {
-            io,
-            buf: Vec::new(),
-            peer,
-            caps: Capabilities::default(),
-            tls: None,
-            settings,
-            messages: 0,
-        };
+        let mut conn = Connection { io, buf: Vec::new(), peer, caps: Capabilities::default(), tls: None, settings, messages: 0 };
         let greeting = conn.read_reply("greeting").await?;
         if greeting.code != 220 {
             return Err(conn.unexpected("greeting", greeting));
@@ -382,8 +374,11 @@ impl Connection {
         if !reply.is_positive() {
             return Err(self.unexpected("MAIL", reply));
         }
-        let path = wire::smtp_path(rcpt)
-            .ok_or_else(|| ClientError::Protocol { peer: self.peer.clone(), step: "RCPT", detail: "invalid address".into() })?;
+        let path = wire::smtp_path(rcpt).ok_or_else(|| ClientError::Protocol {
+            peer: self.peer.clone(),
+            step: "RCPT",
+            detail: "invalid address".into(),
+        })?;
         let answer = self.command(&format!("RCPT TO:{path}"), "RCPT").await?;
         let _ = self.reset().await;
         Ok(answer)
@@ -454,20 +449,13 @@ impl Connection {
 
 fn finish(outcomes: Vec<Option<Outcome>>, default: Option<Outcome>, final_reply: Option<Reply>) -> TransactionResult {
     let fallback = Outcome::Deferred(Reply::new(451, Some([4, 3, 0]), "no reply for this recipient"));
-    let outcomes = outcomes
-        .into_iter()
-        .map(|o| o.or_else(|| default.clone()).unwrap_or_else(|| fallback.clone()))
-        .collect();
+    let outcomes = outcomes.into_iter().map(|o| o.or_else(|| default.clone()).unwrap_or_else(|| fallback.clone())).collect();
     TransactionResult { outcomes, final_reply }
 }
 
 /// "host:port" of a route.
 pub fn peer_of(route: &Route) -> String {
-    if route.host.contains(':') {
-        format!("[{}]:{}", route.host, route.port)
-    } else {
-        format!("{}:{}", route.host, route.port)
-    }
+    if route.host.contains(':') { format!("[{}]:{}", route.host, route.port) } else { format!("{}:{}", route.host, route.port) }
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@
 use super::queue::{QueueError, QueueHandle};
 use crate::config::Config;
 use crate::quarantine::Quarantine;
-use crate::store::ReleaseVia;
 use crate::spool::{DeliveryState, Origin, RecipientState, Spool, SpoolError};
+use crate::store::ReleaseVia;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -267,8 +267,7 @@ async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
         std::fs::create_dir_all(dir).map_err(|source| ControlError::Io { path: name.clone(), source })?;
     }
     let listener = UnixListener::bind(path).map_err(|source| ControlError::Io { path: name.clone(), source })?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|source| ControlError::Io { path: name, source })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| ControlError::Io { path: name, source })?;
     Ok(listener)
 }
 

@@ -42,13 +42,7 @@ pub fn dsn_envelope(original: &Envelope, hostname: &str, now: i64) -> Envelope {
 
 /// Builds the DSN message for the failed recipients of `original`, or `None` when no DSN is
 /// due (null sender, or no failure).
-pub fn build_dsn(
-    hostname: &str,
-    original: &Envelope,
-    state: &DeliveryState,
-    message: &[u8],
-    now: DateTime<Utc>,
-) -> Option<Vec<u8>> {
+pub fn build_dsn(hostname: &str, original: &Envelope, state: &DeliveryState, message: &[u8], now: DateTime<Utc>) -> Option<Vec<u8>> {
     if original.sender.is_empty() || !state.any_failed() {
         return None;
     }
@@ -103,12 +97,7 @@ fn write_human_part(out: &mut String, hostname: &str, original: &Envelope, state
 }
 
 fn write_status_part(out: &mut String, hostname: &str, original: &Envelope, state: &DeliveryState) {
-    let _ = write!(
-        out,
-        "Reporting-MTA: dns; {}\r\nArrival-Date: {}\r\n",
-        ascii(hostname),
-        rfc2822(original.received_at)
-    );
+    let _ = write!(out, "Reporting-MTA: dns; {}\r\nArrival-Date: {}\r\n", ascii(hostname), rfc2822(original.received_at));
     for rcpt in state.recipients.iter().filter(|r| r.status == Status::Failed) {
         let address_type = if rcpt.address.is_ascii() { "rfc822" } else { "utf-8" };
         let _ = write!(out, "\r\nFinal-Recipient: {address_type}; {}\r\nAction: failed\r\n", ascii(&rcpt.address));

@@ -65,8 +65,7 @@ impl Pool {
         let Ok(mut idle) = self.idle.lock() else { return Vec::new() };
         let mut out = Vec::new();
         for list in idle.values_mut() {
-            let (live, expired): (Vec<Idle>, Vec<Idle>) =
-                list.drain(..).partition(|i| i.since.elapsed() < idle_timeout);
+            let (live, expired): (Vec<Idle>, Vec<Idle>) = list.drain(..).partition(|i| i.since.elapsed() < idle_timeout);
             *list = live;
             out.extend(expired.into_iter().map(|i| i.conn));
         }

@@ -260,8 +260,7 @@ impl Manager {
             return;
         }
         let now = unix_now();
-        let mut ready: Vec<(i64, String)> =
-            self.due.iter().filter(|(_, at)| **at <= now).map(|(id, at)| (*at, id.clone())).collect();
+        let mut ready: Vec<(i64, String)> = self.due.iter().filter(|(_, at)| **at <= now).map(|(id, at)| (*at, id.clone())).collect();
         ready.sort();
         for (_, id) in ready.into_iter().take(free) {
             self.due.remove(&id);
@@ -621,12 +620,7 @@ async fn obtain(shared: &Shared, config: &Config, route: &Route, key: &str) -> R
 }
 
 /// The one log line per delivery attempt: envelope metadata and the downstream's replies.
-fn log_attempt(
-    envelope: &Envelope,
-    recipients: &[String],
-    peer: &str,
-    result: &Result<(TransactionResult, Option<String>), ClientError>,
-) {
+fn log_attempt(envelope: &Envelope, recipients: &[String], peer: &str, result: &Result<(TransactionResult, Option<String>), ClientError>) {
     let rcpts = recipients.join(",");
     match result {
         Ok((result, tls)) => {
@@ -675,8 +669,6 @@ fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, SpoolError> + Send + 'static,
-) -> Result<T, QueueError> {
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, SpoolError> + Send + 'static) -> Result<T, QueueError> {
     tokio::task::spawn_blocking(work).await.map_err(|e| QueueError::Task(e.to_string()))?.map_err(QueueError::from)
 }

@@ -43,8 +43,7 @@ pub fn client_config(route: &Route) -> Result<Option<(Arc<ClientConfig>, ServerN
         TlsPolicy::None => Ok(None),
         TlsPolicy::Opportunistic => {
             // Any syntactically valid name will do, since nothing is verified.
-            let name = ServerName::try_from(route.host.clone())
-                .unwrap_or(ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+            let name = ServerName::try_from(route.host.clone()).unwrap_or(ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
             Ok(Some((opportunistic()?, name)))
         }
         TlsPolicy::Required => {
@@ -105,19 +104,11 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
     static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
     ROOTS.get_or_init(|| {
         let candidates = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from).into_iter().chain(
-            [
-                "/etc/ssl/certs/ca-certificates.crt",
-                "/etc/pki/tls/certs/ca-bundle.crt",
-                "/etc/ssl/ca-bundle.pem",
-                "/etc/ssl/cert.pem",
-            ]
-            .into_iter()
-            .map(std::path::PathBuf::from),
+            ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/ca-bundle.pem", "/etc/ssl/cert.pem"]
+                .into_iter()
+                .map(std::path::PathBuf::from),
         );
-        candidates
-            .filter_map(|path| read_pem_certificates(&path).ok())
-            .next()
-            .unwrap_or_default()
+        candidates.filter_map(|path| read_pem_certificates(&path).ok()).next().unwrap_or_default()
     })
 }
 

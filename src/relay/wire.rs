@@ -7,9 +7,7 @@
 
 use crate::spool::Reply;
 use smtp_proto::response::parser::ResponseReceiver;
-use smtp_proto::{
-    EXT_8BIT_MIME, EXT_CHUNKING, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS, EhloResponse,
-};
+use smtp_proto::{EXT_8BIT_MIME, EXT_CHUNKING, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS, EhloResponse};
 
 /// Largest complete reply (all lines) we accept from a downstream server.
 pub const MAX_REPLY_BYTES: usize = 16 * 1024;

@@ -62,29 +62,15 @@ pub struct Origin {
 
 impl Origin {
     pub fn error(&self, message: impl Into<String>) -> RuleError {
-        RuleError {
-            file: self.file.to_path_buf(),
-            line: self.line,
-            message: message.into(),
-        }
+        RuleError { file: self.file.to_path_buf(), line: self.line, message: message.into() }
     }
 
     pub fn skipped(&self, kind: &str, rule: &str, reason: impl Into<String>) -> Skipped {
-        Skipped {
-            file: self.file.to_path_buf(),
-            line: self.line,
-            kind: kind.to_string(),
-            rule: rule.to_string(),
-            reason: reason.into(),
-        }
+        Skipped { file: self.file.to_path_buf(), line: self.line, kind: kind.to_string(), rule: rule.to_string(), reason: reason.into() }
     }
 
     pub fn warning(&self, message: impl Into<String>) -> Warning {
-        Warning {
-            file: self.file.to_path_buf(),
-            line: self.line,
-            message: message.into(),
-        }
+        Warning { file: self.file.to_path_buf(), line: self.line, message: message.into() }
     }
 }
 
@@ -145,28 +131,106 @@ pub struct Config {
 
 /// Directives that are valid SpamAssassin but have no effect in moat (counted, not reported).
 const IGNORED: &[&str] = &[
-    "loadplugin", "tryplugin", "lang", "priority", "reuse", "require_version", "report",
-    "report_contact", "report_safe", "clear_report_template", "unsafe_report", "add_header",
-    "remove_header", "clear_headers", "required_score", "required_hits", "util_rb_tld",
-    "util_rb_2tld", "util_rb_3tld", "redirector_pattern", "freemail_domains", "freemail_whitelist", "freemail_welcomelist", "whitelist_from_rcvd",
-    "def_whitelist_from_rcvd", "welcomelist_from_rcvd", "def_welcomelist_from_rcvd",
-    "whitelist_auth", "def_whitelist_auth", "welcomelist_auth", "def_welcomelist_auth",
-    "blacklist_from", "blocklist_from", "whitelist_from", "welcomelist_from",
-    "whitelist_subject", "blacklist_subject", "welcomelist_subject", "blocklist_subject",
-    "enlist_uri_host", "delist_uri_host", "blacklist_uri_host", "blocklist_uri_host",
-    "whitelist_uri_host", "welcomelist_uri_host", "adsp_override", "bayes_ignore_header",
-    "bayes_stopword", "bayes_stopwords", "dns_query_restriction", "util_rb_tld_inc",
-    "shortcircuit", "dcc_path", "pyzor_path", "razor_config", "spf_timeout", "dkim_timeout",
-    "hashbl_acl", "hashbl_ignore", "uri_block_cc", "uri_block_cidr", "uri_block_cont",
-    "uri_block_domain", "uri_block_isp", "ok_languages", "ok_locales", "normalize_charset",
-    "body_part_scan_size", "rawbody_part_scan_size", "url_shortener", "url_shortener_get",
-    "trusted_networks", "internal_networks", "msa_networks", "clear_trusted_networks",
-    "clear_internal_networks", "envelope_sender_header", "use_bayes", "use_auto_whitelist",
-    "use_txrep", "txrep_factor", "auto_whitelist_factor", "use_razor2", "use_pyzor", "use_dcc",
-    "skip_rbl_checks", "dns_available", "dns_server", "uridnsbl_skip_domain",
-    "uridnsbl_max_domains", "hashbl_email_domain_alias", "hashbl_email_regex",
-    "hashbl_email_welcomelist", "hashbl_email_whitelist", "dmarc_save_reports",
-    "parse_dkim_uris", "uri_block_cont", "report_charset", "describe_rule", "test",
+    "loadplugin",
+    "tryplugin",
+    "lang",
+    "priority",
+    "reuse",
+    "require_version",
+    "report",
+    "report_contact",
+    "report_safe",
+    "clear_report_template",
+    "unsafe_report",
+    "add_header",
+    "remove_header",
+    "clear_headers",
+    "required_score",
+    "required_hits",
+    "util_rb_tld",
+    "util_rb_2tld",
+    "util_rb_3tld",
+    "redirector_pattern",
+    "freemail_domains",
+    "freemail_whitelist",
+    "freemail_welcomelist",
+    "whitelist_from_rcvd",
+    "def_whitelist_from_rcvd",
+    "welcomelist_from_rcvd",
+    "def_welcomelist_from_rcvd",
+    "whitelist_auth",
+    "def_whitelist_auth",
+    "welcomelist_auth",
+    "def_welcomelist_auth",
+    "blacklist_from",
+    "blocklist_from",
+    "whitelist_from",
+    "welcomelist_from",
+    "whitelist_subject",
+    "blacklist_subject",
+    "welcomelist_subject",
+    "blocklist_subject",
+    "enlist_uri_host",
+    "delist_uri_host",
+    "blacklist_uri_host",
+    "blocklist_uri_host",
+    "whitelist_uri_host",
+    "welcomelist_uri_host",
+    "adsp_override",
+    "bayes_ignore_header",
+    "bayes_stopword",
+    "bayes_stopwords",
+    "dns_query_restriction",
+    "util_rb_tld_inc",
+    "shortcircuit",
+    "dcc_path",
+    "pyzor_path",
+    "razor_config",
+    "spf_timeout",
+    "dkim_timeout",
+    "hashbl_acl",
+    "hashbl_ignore",
+    "uri_block_cc",
+    "uri_block_cidr",
+    "uri_block_cont",
+    "uri_block_domain",
+    "uri_block_isp",
+    "ok_languages",
+    "ok_locales",
+    "normalize_charset",
+    "body_part_scan_size",
+    "rawbody_part_scan_size",
+    "url_shortener",
+    "url_shortener_get",
+    "trusted_networks",
+    "internal_networks",
+    "msa_networks",
+    "clear_trusted_networks",
+    "clear_internal_networks",
+    "envelope_sender_header",
+    "use_bayes",
+    "use_auto_whitelist",
+    "use_txrep",
+    "txrep_factor",
+    "auto_whitelist_factor",
+    "use_razor2",
+    "use_pyzor",
+    "use_dcc",
+    "skip_rbl_checks",
+    "dns_available",
+    "dns_server",
+    "uridnsbl_skip_domain",
+    "uridnsbl_max_domains",
+    "hashbl_email_domain_alias",
+    "hashbl_email_regex",
+    "hashbl_email_welcomelist",
+    "hashbl_email_whitelist",
+    "dmarc_save_reports",
+    "parse_dkim_uris",
+    "uri_block_cont",
+    "report_charset",
+    "describe_rule",
+    "test",
 ];
 
 /// Plugin directives that define a rule moat cannot run (the rule exists for metas, never hits).
@@ -221,11 +285,7 @@ impl Config {
             let entries = match std::fs::read_dir(dir) {
                 Ok(e) => e,
                 Err(e) => {
-                    cfg.errors.push(RuleError {
-                        file: dir.clone(),
-                        line: 0,
-                        message: format!("cannot read rule directory: {e}"),
-                    });
+                    cfg.errors.push(RuleError { file: dir.clone(), line: 0, message: format!("cannot read rule directory: {e}") });
                     continue;
                 }
             };
@@ -237,18 +297,11 @@ impl Config {
             for f in files {
                 match std::fs::read(&f) {
                     Ok(bytes) => {
-                        let label = format!(
-                            "{n}/{}",
-                            f.file_name().map(|s| s.to_string_lossy()).unwrap_or_default()
-                        );
+                        let label = format!("{n}/{}", f.file_name().map(|s| s.to_string_lossy()).unwrap_or_default());
                         cfg.read_file(&f, &bytes);
                         cfg.files.push((label, bytes));
                     }
-                    Err(e) => cfg.errors.push(RuleError {
-                        file: f.clone(),
-                        line: 0,
-                        message: format!("cannot read rule file: {e}"),
-                    }),
+                    Err(e) => cfg.errors.push(RuleError { file: f.clone(), line: 0, message: format!("cannot read rule file: {e}") }),
                 }
             }
         }
@@ -274,17 +327,15 @@ impl Config {
             }
             if stack.iter().all(|f| f.active) {
                 self.directive(&directive, rest, origin);
-            } else if Kind::from_directive(&directive).is_some()
-                || PLUGIN_RULES.iter().any(|(n, _)| *n == directive)
-            {
+            } else if Kind::from_directive(&directive).is_some() || PLUGIN_RULES.iter().any(|(n, _)| *n == directive) {
                 let (name, _) = split_word(rest);
                 self.inactive_names.insert(name.to_string());
             }
         }
         if let Some(f) = stack.last() {
-            self.errors.push(Origin { file: file.clone(), line: f.line }.error(
-                "`if`/`ifplugin` is not closed by `endif` before the end of the file",
-            ));
+            self.errors.push(
+                Origin { file: file.clone(), line: f.line }.error("`if`/`ifplugin` is not closed by `endif` before the end of the file"),
+            );
         }
     }
 
@@ -293,20 +344,14 @@ impl Config {
         let parent = stack.iter().all(|f| f.active);
         match d {
             "if" | "ifplugin" => {
-                let expr = if d == "ifplugin" {
-                    format!("plugin({})", rest.trim())
-                } else {
-                    rest.to_string()
-                };
+                let expr = if d == "ifplugin" { format!("plugin({})", rest.trim()) } else { rest.to_string() };
                 let value = if parent {
                     let cx = CondContext { compat: &self.compat };
                     match cx.eval(&expr) {
                         Ok(v) => v,
                         Err(e) => {
-                            self.warnings.push(o.warning(format!(
-                                "cannot evaluate condition `{}` ({e}); treating it as false",
-                                rest.trim()
-                            )));
+                            self.warnings
+                                .push(o.warning(format!("cannot evaluate condition `{}` ({e}); treating it as false", rest.trim())));
                             false
                         }
                     }
@@ -404,8 +449,7 @@ impl Config {
             self.errors.push(o.error(format!("{} rule {name}: missing definition", kind.as_str())));
             return;
         }
-        let is_eval = text.starts_with("eval:")
-            || (kind == Kind::Header && split_word(text).1.trim_start().starts_with("eval:"));
+        let is_eval = text.starts_with("eval:") || (kind == Kind::Header && split_word(text).1.trim_start().starts_with("eval:"));
         if kind != Kind::Meta && is_eval {
             self.skipped.push(o.skipped(kind.as_str(), name, "eval: rule (needs SpamAssassin plugin code)"));
             self.make_inert(name, o);
@@ -422,10 +466,7 @@ impl Config {
         };
         let nums: Vec<&str> = words.collect();
         if nums.len() != 1 && nums.len() != 4 {
-            self.errors.push(o.error(format!(
-                "score {name}: expected 1 or 4 numbers, got {}",
-                nums.len()
-            )));
+            self.errors.push(o.error(format!("score {name}: expected 1 or 4 numbers, got {}", nums.len())));
             return;
         }
         // The first score is SpamAssassin's set 0 (no network tests, no Bayes): moat's rule
@@ -480,8 +521,7 @@ struct Frame {
 /// Valid rule name: `[A-Za-z_][A-Za-z0-9_]*`.
 pub fn valid_name(s: &str) -> bool {
     let mut c = s.chars();
-    matches!(c.next(), Some(f) if f.is_ascii_alphabetic() || f == '_')
-        && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    matches!(c.next(), Some(f) if f.is_ascii_alphabetic() || f == '_') && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Removes a `#` comment (one not preceded by a backslash) and turns `\#` into `#`.

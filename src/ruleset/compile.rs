@@ -214,16 +214,9 @@ impl Builder<'_> {
             self.skip_net(def, "tflags net: network test (moat's DNS filters do network checks)".into());
             return;
         }
-        let text = if self.cfg.replace_rules.contains(&def.name) {
-            replace::expand(&def.text, self.cfg)
-        } else {
-            def.text.clone()
-        };
-        let result = if matches!(def.kind, Kind::Header | Kind::MimeHeader) {
-            self.header_rule(def, &text)
-        } else {
-            self.text_rule(def, &text)
-        };
+        let text = if self.cfg.replace_rules.contains(&def.name) { replace::expand(&def.text, self.cfg) } else { def.text.clone() };
+        let result =
+            if matches!(def.kind, Kind::Header | Kind::MimeHeader) { self.header_rule(def, &text) } else { self.text_rule(def, &text) };
         match result {
             Ok(()) => {}
             Err(TranslateError::Unsupported(r)) => self.skip(def, format!("unsupported regex construct: {r}")),
@@ -268,12 +261,8 @@ impl Builder<'_> {
         }
         let (matcher, superset) = self.matcher(def, &lit.body, lit.flags)?;
         let lits = literals::required(&superset);
-        let rule = TextRule {
-            id: self.ids[&def.name],
-            matcher,
-            max: self.max_hits(&def.name),
-            nosubject: self.tflags(&def.name).nosubject,
-        };
+        let rule =
+            TextRule { id: self.ids[&def.name], matcher, max: self.max_hits(&def.name), nosubject: self.tflags(&def.name).nosubject };
         self.text.entry(def.kind).or_default().push((rule, lits, superset));
         Ok(())
     }
@@ -344,9 +333,7 @@ impl Builder<'_> {
         let runnable = &self.runnable;
         let names = &self.names;
         let mut resolve = |n: &str| ids.get(n).copied().ok_or_else(|| format!("undefined rule {n}"));
-        let mut glob = |g: &str| -> Vec<usize> {
-            (0..names.len()).filter(|&i| runnable[i] && meta::glob_match(g, &names[i])).collect()
-        };
+        let mut glob = |g: &str| -> Vec<usize> { (0..names.len()).filter(|&i| runnable[i] && meta::glob_match(g, &names[i])).collect() };
         match meta::parse(&def.text, &mut resolve, &mut glob) {
             Ok(expr) => {
                 let id = self.ids[&def.name];
@@ -421,13 +408,9 @@ impl Builder<'_> {
             };
             descriptions[i] = self.cfg.describes.get(name).cloned();
         }
-        let reportable: Vec<bool> =
-            (0..n).map(|i| self.runnable[i] && !self.names[i].starts_with("__") && scores[i] != 0.0).collect();
-        let metas: Vec<(usize, Expr)> = order
-            .into_iter()
-            .filter(|&k| self.runnable[self.metas[k].0])
-            .map(|k| (self.metas[k].0, self.metas[k].1.clone()))
-            .collect();
+        let reportable: Vec<bool> = (0..n).map(|i| self.runnable[i] && !self.names[i].starts_with("__") && scores[i] != 0.0).collect();
+        let metas: Vec<(usize, Expr)> =
+            order.into_iter().filter(|&k| self.runnable[self.metas[k].0]).map(|k| (self.metas[k].0, self.metas[k].1.clone())).collect();
         let needed = needed(&reportable, &metas, n);
         let mut kinds: BTreeMap<Kind, usize> = BTreeMap::new();
         for def in &self.cfg.rules {
@@ -442,20 +425,10 @@ impl Builder<'_> {
         }
         let index: HashMap<String, usize> = self.names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
         // Scores and descriptions for names without a rule: symbols of other moat filters.
-        let unruled_scores: HashMap<String, f64> = self
-            .cfg
-            .scores
-            .iter()
-            .filter(|(n, _)| !index.contains_key(*n))
-            .map(|(n, (s, _))| (n.clone(), *s))
-            .collect();
-        let unruled_descriptions: HashMap<String, String> = self
-            .cfg
-            .describes
-            .iter()
-            .filter(|(n, _)| !index.contains_key(*n))
-            .map(|(n, d)| (n.clone(), d.clone()))
-            .collect();
+        let unruled_scores: HashMap<String, f64> =
+            self.cfg.scores.iter().filter(|(n, _)| !index.contains_key(*n)).map(|(n, (s, _))| (n.clone(), *s)).collect();
+        let unruled_descriptions: HashMap<String, String> =
+            self.cfg.describes.iter().filter(|(n, _)| !index.contains_key(*n)).map(|(n, d)| (n.clone(), d.clone())).collect();
         let mut groups: HashMap<Kind, TextGroup> = HashMap::new();
         for (kind, rules) in std::mem::take(&mut self.text) {
             let (group, pre) = build_group(rules);
@@ -545,10 +518,7 @@ fn build_group(rules: Vec<PendingText>) -> (TextGroup, usize) {
             .ok();
     }
     if !patterns.is_empty() {
-        let built = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .build(&patterns);
+        let built = AhoCorasickBuilder::new().ascii_case_insensitive(true).match_kind(MatchKind::Standard).build(&patterns);
         match built {
             Ok(ac) => g.ac = Some(ac),
             Err(_) => {
@@ -563,11 +533,7 @@ fn build_group(rules: Vec<PendingText>) -> (TextGroup, usize) {
 }
 
 fn plain(pattern: &str) -> Result<regex::bytes::Regex, String> {
-    regex::bytes::RegexBuilder::new(pattern)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(DFA_SIZE_LIMIT)
-        .build()
-        .map_err(|e| e.to_string())
+    regex::bytes::RegexBuilder::new(pattern).size_limit(REGEX_SIZE_LIMIT).dfa_size_limit(DFA_SIZE_LIMIT).build().map_err(|e| e.to_string())
 }
 
 fn first_line(s: &str) -> String {

@@ -15,8 +15,7 @@ pub const SA_VERSION: f64 = 4.000001;
 pub const PERL_VERSION: f64 = 5.036000;
 
 /// Plugins whose rule syntax moat implements; `ifplugin` of these is true.
-pub const EMULATED_PLUGINS: &[&str] =
-    &["Mail::SpamAssassin::Plugin::ReplaceTags", "Mail::SpamAssassin::Plugin::MIMEHeader"];
+pub const EMULATED_PLUGINS: &[&str] = &["Mail::SpamAssassin::Plugin::ReplaceTags", "Mail::SpamAssassin::Plugin::MIMEHeader"];
 
 /// Plugins loaded by SpamAssassin 4's default `v*.pre` files. `ifplugin` of these is true; the
 /// `eval:` rules inside are skipped with a reason by the reader.
@@ -51,12 +50,7 @@ pub const SA_DEFAULT_PLUGINS: &[&str] = &[
 ];
 
 /// `can(Mail::SpamAssassin::Conf::…)` features that are true here.
-const FEATURES: &[&str] = &[
-    "feature_bug6558_free",
-    "perl_min_version_5010000",
-    "feature_registryboundaries",
-    "feature_yesno_takes_args",
-];
+const FEATURES: &[&str] = &["feature_bug6558_free", "perl_min_version_5010000", "feature_registryboundaries", "feature_yesno_takes_args"];
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
@@ -142,8 +136,7 @@ impl CondContext<'_> {
     fn can(&self, name: &str) -> bool {
         match name.rsplit_once("::") {
             Some(("Mail::SpamAssassin::Conf", f)) => {
-                FEATURES.contains(&f)
-                    || f.strip_prefix("compat_").is_some_and(|c| self.compat.iter().any(|e| e == c))
+                FEATURES.contains(&f) || f.strip_prefix("compat_").is_some_and(|c| self.compat.iter().any(|e| e == c))
             }
             // `Plugin::X::has_…` methods: no emulated plugin has any.
             _ => false,

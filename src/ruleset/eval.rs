@@ -6,9 +6,9 @@
 //! are not run. Work is bounded by the message view's limits and, for backtracking regexes, by
 //! the backtrack limit. Never panics.
 
+use super::RuleHit;
 use super::compile::{Compiled, TextGroup};
 use super::message::ParsedMessage;
-use super::RuleHit;
 
 impl Compiled {
     pub fn evaluate(&self, msg: &ParsedMessage) -> Vec<RuleHit> {
@@ -17,11 +17,7 @@ impl Compiled {
             .iter()
             .enumerate()
             .filter(|(i, v)| **v != 0.0 && self.reportable[*i])
-            .map(|(i, _)| RuleHit {
-                name: self.names[i].clone(),
-                score: self.scores[i],
-                description: self.descriptions[i].clone(),
-            })
+            .map(|(i, _)| RuleHit { name: self.names[i].clone(), score: self.scores[i], description: self.descriptions[i].clone() })
             .collect()
     }
 

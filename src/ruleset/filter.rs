@@ -65,13 +65,11 @@ impl Filter for RulesFilter {
             };
             let rules = Arc::clone(&self.rules);
             let sender = facts.sender.clone();
-            let symbols = tokio::task::spawn_blocking(move || scan(&rules, &message, sender.as_deref()))
-                .await
-                .map_err(|e| Failure {
-                    symbol: "RULES_FAIL".to_string(),
-                    stance: Stance::FailOpen,
-                    detail: format!("rule evaluation failed: {e}"),
-                })?;
+            let symbols = tokio::task::spawn_blocking(move || scan(&rules, &message, sender.as_deref())).await.map_err(|e| Failure {
+                symbol: "RULES_FAIL".to_string(),
+                stance: Stance::FailOpen,
+                detail: format!("rule evaluation failed: {e}"),
+            })?;
             Ok(Findings { symbols, headers: Vec::new() })
         })
     }

@@ -29,13 +29,7 @@ pub enum Modifier {
 #[derive(Debug, Clone, PartialEq)]
 pub enum HeaderSpec {
     Exists(String),
-    Match {
-        key: HeaderKey,
-        negate: bool,
-        body: String,
-        flags: String,
-        if_unset: Option<String>,
-    },
+    Match { key: HeaderKey, negate: bool, body: String, flags: String, if_unset: Option<String> },
 }
 
 /// Pseudo-headers with their own meaning; all other names are real header fields.
@@ -59,20 +53,12 @@ pub fn parse(text: &str) -> Result<HeaderSpec, TranslateError> {
     } else if let Some(r) = rest.strip_prefix("!~") {
         (true, r)
     } else {
-        return Err(TranslateError::Syntax(format!(
-            "expected `=~` or `!~` after header name {field:?}"
-        )));
+        return Err(TranslateError::Syntax(format!("expected `=~` or `!~` after header name {field:?}")));
     };
     let key = parse_key(field)?;
     let lit = perlre::split_literal(rest)?;
     let if_unset = parse_if_unset(lit.rest)?;
-    Ok(HeaderSpec::Match {
-        key,
-        negate,
-        body: lit.body,
-        flags: lit.flags.to_string(),
-        if_unset,
-    })
+    Ok(HeaderSpec::Match { key, negate, body: lit.body, flags: lit.flags.to_string(), if_unset })
 }
 
 fn parse_key(field: &str) -> Result<HeaderKey, TranslateError> {

@@ -13,10 +13,44 @@ pub struct Rendered {
 }
 
 const BLOCK: &[&str] = &[
-    "p", "div", "tr", "li", "ul", "ol", "table", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6",
-    "hr", "pre", "dd", "dt", "dl", "form", "center", "address", "section", "article", "header",
-    "footer", "title", "tbody", "thead", "tfoot", "body", "html", "head", "nav", "aside", "main",
-    "figure", "caption",
+    "p",
+    "div",
+    "tr",
+    "li",
+    "ul",
+    "ol",
+    "table",
+    "blockquote",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "pre",
+    "dd",
+    "dt",
+    "dl",
+    "form",
+    "center",
+    "address",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "title",
+    "tbody",
+    "thead",
+    "tfoot",
+    "body",
+    "html",
+    "head",
+    "nav",
+    "aside",
+    "main",
+    "figure",
+    "caption",
 ];
 const SKIP_CONTENT: &[&str] = &["script", "style", "noscript", "template"];
 const LINK_ATTRS: &[&str] = &["href", "src", "action", "background", "data", "poster", "cite"];
@@ -290,9 +324,11 @@ mod tests {
 
     #[test]
     fn strips_tags_and_decodes_entities() {
-        let r = render("<html><head><style>p{color:red}</style><script>var x='<p>';</script></head>\
+        let r = render(
+            "<html><head><style>p{color:red}</style><script>var x='<p>';</script></head>\
             <body><p>Hello&nbsp;<b>World</b> &amp; &#65;&#x42;</p><!-- hidden --><div>Next</div>\
-            line<br>break</body></html>");
+            line<br>break</body></html>",
+        );
         assert!(r.text.contains("Hello\u{A0}World & AB"), "{:?}", r.text);
         assert!(!r.text.contains("color") && !r.text.contains("var x") && !r.text.contains("hidden"));
         assert!(r.text.contains("\n\nNext"));
@@ -301,8 +337,10 @@ mod tests {
 
     #[test]
     fn collects_links() {
-        let r = render("<a href=\"http://x.test/?a=1&amp;b=2\">t</a><img src='http://i.test/p.gif' alt=\"Buy\">\
-            <form action=http://f.test/post><a HREF = \"mailto:x@y.test\">m</a>");
+        let r = render(
+            "<a href=\"http://x.test/?a=1&amp;b=2\">t</a><img src='http://i.test/p.gif' alt=\"Buy\">\
+            <form action=http://f.test/post><a HREF = \"mailto:x@y.test\">m</a>",
+        );
         assert_eq!(r.links, ["http://x.test/?a=1&b=2", "http://i.test/p.gif", "http://f.test/post", "mailto:x@y.test"]);
         assert!(r.text.contains("Buy"));
     }

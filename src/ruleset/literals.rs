@@ -17,18 +17,9 @@ const MAX_DEPTH: usize = 64;
 /// The literal set for `pattern` (a Rust regex in the syntax produced by `perlre`), lower-cased,
 /// or None if no useful set exists.
 pub fn required(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    let hir = regex_syntax::ParserBuilder::new()
-        .utf8(false)
-        .unicode(false)
-        .build()
-        .parse(pattern)
-        .ok()?;
+    let hir = regex_syntax::ParserBuilder::new().utf8(false).unicode(false).build().parse(pattern).ok()?;
     let set = req(&hir, 0)?;
-    if set.iter().all(|l| l.len() >= MIN_LEN) && !set.is_empty() {
-        Some(set)
-    } else {
-        None
-    }
+    if set.iter().all(|l| l.len() >= MIN_LEN) && !set.is_empty() { Some(set) } else { None }
 }
 
 /// Score of a set: the shortest literal in it (longer is more selective), fewer alts better.
@@ -52,9 +43,7 @@ fn single_byte(hir: &Hir) -> Option<u8> {
             let bytes: Vec<u8> = r.iter().flat_map(|r| r.start()..=r.end()).take(3).collect();
             match bytes.as_slice() {
                 [b] => Some(b.to_ascii_lowercase()),
-                [a, b] if a.is_ascii_alphabetic() && a.eq_ignore_ascii_case(b) => {
-                    Some(a.to_ascii_lowercase())
-                }
+                [a, b] if a.is_ascii_alphabetic() && a.eq_ignore_ascii_case(b) => Some(a.to_ascii_lowercase()),
                 _ => None,
             }
         }
@@ -62,9 +51,7 @@ fn single_byte(hir: &Hir) -> Option<u8> {
             let chars: Vec<char> = c.ranges().iter().flat_map(|r| r.start()..=r.end()).take(3).collect();
             match chars.as_slice() {
                 [a] if a.is_ascii() => Some((*a as u8).to_ascii_lowercase()),
-                [a, b] if a.is_ascii_alphabetic() && a.eq_ignore_ascii_case(b) => {
-                    Some((*a as u8).to_ascii_lowercase())
-                }
+                [a, b] if a.is_ascii_alphabetic() && a.eq_ignore_ascii_case(b) => Some((*a as u8).to_ascii_lowercase()),
                 _ => None,
             }
         }

@@ -276,17 +276,13 @@ impl ParsedMessage {
                 };
             }
             "MESSAGEID" => {
-                let ids: Vec<String> = ["message-id", "resent-message-id", "x-message-id"]
-                    .iter()
-                    .filter_map(|n| self.header_value(n, modifier))
-                    .collect();
+                let ids: Vec<String> =
+                    ["message-id", "resent-message-id", "x-message-id"].iter().filter_map(|n| self.header_value(n, modifier)).collect();
                 return if ids.is_empty() { None } else { Some(ids.join("\n")) };
             }
             "EnvelopeFrom" => {
                 let v = self.envelope_from.clone().or_else(|| {
-                    ["x-envelope-from", "envelope-sender", "return-path"]
-                        .iter()
-                        .find_map(|n| self.header_value(n, Modifier::Decoded))
+                    ["x-envelope-from", "envelope-sender", "return-path"].iter().find_map(|n| self.header_value(n, Modifier::Decoded))
                 })?;
                 return Some(apply(v, modifier));
             }

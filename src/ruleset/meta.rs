@@ -289,11 +289,9 @@ mod tests {
     const NAMES: &[&str] = &["A", "B", "C", "__X_1", "__X_2"];
 
     fn p(s: &str) -> Result<Expr, String> {
-        parse(
-            s,
-            &mut |n| NAMES.iter().position(|x| *x == n).ok_or(format!("undefined rule {n}")),
-            &mut |g| (0..NAMES.len()).filter(|i| glob_match(g, NAMES[*i])).collect(),
-        )
+        parse(s, &mut |n| NAMES.iter().position(|x| *x == n).ok_or(format!("undefined rule {n}")), &mut |g| {
+            (0..NAMES.len()).filter(|i| glob_match(g, NAMES[*i])).collect()
+        })
     }
 
     fn ev(s: &str, vals: [f64; 5]) -> f64 {

@@ -69,10 +69,7 @@ impl std::fmt::Display for TranslateError {
 pub fn split_literal(s: &str) -> Result<Literal<'_>, TranslateError> {
     let s = s.trim_start();
     let (open, start) = if let Some(rest) = s.strip_prefix('m') {
-        let c = rest
-            .chars()
-            .next()
-            .ok_or_else(|| TranslateError::Syntax("`m` without a delimiter".into()))?;
+        let c = rest.chars().next().ok_or_else(|| TranslateError::Syntax("`m` without a delimiter".into()))?;
         if c.is_alphanumeric() || c.is_whitespace() || c == '_' {
             return Err(TranslateError::Syntax(format!("invalid delimiter {c:?} after `m`")));
         }
@@ -80,9 +77,7 @@ pub fn split_literal(s: &str) -> Result<Literal<'_>, TranslateError> {
     } else if s.starts_with('/') {
         ('/', 1)
     } else {
-        return Err(TranslateError::Syntax(
-            "expected a regex like /…/ or m{…}".into(),
-        ));
+        return Err(TranslateError::Syntax("expected a regex like /…/ or m{…}".into()));
     };
     let close = match open {
         '{' => '}',
@@ -93,14 +88,8 @@ pub fn split_literal(s: &str) -> Result<Literal<'_>, TranslateError> {
     };
     let (body, end) = scan_delimited(&s[start..], open, close)?;
     let after = &s[start + end..];
-    let flag_len = after
-        .find(|c: char| !c.is_ascii_alphabetic())
-        .unwrap_or(after.len());
-    Ok(Literal {
-        body,
-        flags: &after[..flag_len],
-        rest: &after[flag_len..],
-    })
+    let flag_len = after.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(after.len());
+    Ok(Literal { body, flags: &after[..flag_len], rest: &after[flag_len..] })
 }
 
 /// Finds the closing delimiter; returns the body (with `\<delim>` unescaped) and the index just
@@ -141,9 +130,7 @@ fn scan_delimited(s: &str, open: char, close: char) -> Result<(String, usize), T
         }
         body.push(c);
     }
-    Err(TranslateError::Syntax(format!(
-        "regex is not terminated (missing closing {close:?})"
-    )))
+    Err(TranslateError::Syntax(format!("regex is not terminated (missing closing {close:?})")))
 }
 
 /// Translates a Perl pattern body with Perl modifier letters.
@@ -158,9 +145,7 @@ pub fn translate(body: &str, flags: &str) -> Result<Translated, TranslateError> 
             }
             'x' | 'o' | 'g' | 'a' | 'u' | 'l' | 'd' | 'n' | 'p' => {}
             'e' | 'r' | 'c' => {
-                return Err(TranslateError::Syntax(format!(
-                    "modifier /{f} is not allowed in a match"
-                )));
+                return Err(TranslateError::Syntax(format!("modifier /{f} is not allowed in a match")));
             }
             other => {
                 return Err(TranslateError::Syntax(format!("unknown modifier /{other}")));
@@ -191,11 +176,7 @@ pub fn translate(body: &str, flags: &str) -> Result<Translated, TranslateError> 
         // fancy-regex runs in BytesMode::Ascii, where `-u` is implied.
         Engine::Fancy => format!("{}{}", prefix(false), full.out),
     };
-    Ok(Translated {
-        pattern,
-        engine,
-        superset,
-    })
+    Ok(Translated { pattern, engine, superset })
 }
 
 struct Output {
@@ -277,10 +258,7 @@ impl<'a> Translator<'a> {
         if self.xstack.len() != 1 {
             return Err(TranslateError::Syntax("unbalanced parentheses: missing `)`".into()));
         }
-        Ok(Output {
-            out: self.out,
-            fancy: self.fancy,
-        })
+        Ok(Output { out: self.out, fancy: self.fancy })
     }
 
     fn skip_comment(&mut self) {
@@ -350,11 +328,7 @@ impl<'a> Translator<'a> {
             self.emit("\\{");
             return;
         }
-        let inner = if inner.starts_with(',') {
-            format!("0{inner}")
-        } else {
-            inner
-        };
+        let inner = if inner.starts_with(',') { format!("0{inner}") } else { inner };
         self.pos += rest[..end].chars().count() + 1;
         self.emit(&format!("{{{inner}}}"));
         self.quantifier_suffix();
@@ -450,13 +424,9 @@ impl<'a> Translator<'a> {
                 self.backref(&format!("\\k<{name}>"));
                 Ok(())
             }
-            (Some('{'), _) | (Some('?'), Some('{')) => {
-                Err(TranslateError::Unsupported("Perl code block (?{…})".into()))
-            }
+            (Some('{'), _) | (Some('?'), Some('{')) => Err(TranslateError::Unsupported("Perl code block (?{…})".into())),
             (Some('('), _) => Err(TranslateError::Unsupported("conditional group (?(…)…)".into())),
-            (Some('R'), _) | (Some('&'), _) | (Some('P'), Some('>')) => {
-                Err(TranslateError::Unsupported("recursion (?R)/(?&name)".into()))
-            }
+            (Some('R'), _) | (Some('&'), _) | (Some('P'), Some('>')) => Err(TranslateError::Unsupported("recursion (?R)/(?&name)".into())),
             (Some(c), _) if c.is_ascii_digit() || c == '+' || c == '-' && c2.is_some_and(|d| d.is_ascii_digit()) => {
                 Err(TranslateError::Unsupported("recursion (?N)".into()))
             }
@@ -522,7 +492,11 @@ impl<'a> Translator<'a> {
                 }
                 '-' => negate = true,
                 'i' | 'm' | 's' => {
-                    if negate { off.push(c) } else { on.push(c) }
+                    if negate {
+                        off.push(c)
+                    } else {
+                        on.push(c)
+                    }
                 }
                 'x' => newx = !negate,
                 'a' | 'u' | 'l' | 'd' | 'n' | 'p' | 'o' => {}
@@ -534,11 +508,7 @@ impl<'a> Translator<'a> {
                         flags.push_str(&off);
                     }
                     if c == ':' {
-                        let text = if flags.is_empty() {
-                            "(?:".to_string()
-                        } else {
-                            format!("(?{flags}:")
-                        };
+                        let text = if flags.is_empty() { "(?:".to_string() } else { format!("(?{flags}:") };
                         self.open(&text, newx);
                     } else {
                         if !flags.is_empty() {
@@ -551,9 +521,7 @@ impl<'a> Translator<'a> {
                     return Ok(());
                 }
                 other => {
-                    return Err(TranslateError::Syntax(format!(
-                        "unknown group syntax (?{other}"
-                    )));
+                    return Err(TranslateError::Syntax(format!("unknown group syntax (?{other}")));
                 }
             }
         }
@@ -595,9 +563,7 @@ impl<'a> Translator<'a> {
             }
             'Z' => self.emit("(?:\\n?\\z)"),
             'l' | 'u' | 'L' | 'U' | 'X' | 'C' => {
-                return Err(TranslateError::Unsupported(format!(
-                    "escape \\{c} (case modification / grapheme)"
-                )));
+                return Err(TranslateError::Unsupported(format!("escape \\{c} (case modification / grapheme)")));
             }
             'N' if self.peek(0) != Some('{') => self.emit("[^\\n]"),
             'p' | 'P' => {
@@ -878,9 +844,7 @@ impl<'a> Translator<'a> {
             'x' => {
                 let v = self.hex()?;
                 if v > 0xFF {
-                    return Err(TranslateError::Unsupported(
-                        "code point above \\xFF inside a class (rules match bytes)".into(),
-                    ));
+                    return Err(TranslateError::Unsupported("code point above \\xFF inside a class (rules match bytes)".into()));
                 }
                 let _ = write!(s, "\\x{v:02X}");
             }
@@ -1025,10 +989,7 @@ mod tests {
     fn unsupported_constructs() {
         for re in [r"/(?{ 1 })/", r"/(?(1)a|b)/", r"/(?R)/", r"/\Ufoo/", r"/(*FAIL)/"] {
             let lit = split_literal(re).unwrap();
-            assert!(
-                matches!(translate(&lit.body, lit.flags), Err(TranslateError::Unsupported(_))),
-                "{re}"
-            );
+            assert!(matches!(translate(&lit.body, lit.flags), Err(TranslateError::Unsupported(_))), "{re}");
         }
         assert!(matches!(translate("a(b", ""), Err(TranslateError::Syntax(_))));
         assert!(matches!(translate("ab", "q"), Err(TranslateError::Syntax(_))));

@@ -42,10 +42,7 @@ pub fn from_text(text: &str, out: &mut Vec<String>) {
 }
 
 fn next_scheme(lower: &str, from: usize) -> Option<(usize, &'static str)> {
-    SCHEMES
-        .iter()
-        .filter_map(|s| lower[from..].find(s).map(|p| (from + p, *s)))
-        .min_by_key(|(p, _)| *p)
+    SCHEMES.iter().filter_map(|s| lower[from..].find(s).map(|p| (from + p, *s))).min_by_key(|(p, _)| *p)
 }
 
 fn is_uri_byte(c: u8) -> bool {
@@ -59,9 +56,8 @@ pub fn from_link(link: &str, out: &mut Vec<String>) {
     }
     let l: String = link.chars().filter(|c| !c.is_whitespace()).take(MAX_URI_LEN).collect();
     let lower = l.to_ascii_lowercase();
-    let has_scheme = lower
-        .split_once(':')
-        .is_some_and(|(s, _)| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)));
+    let has_scheme =
+        lower.split_once(':').is_some_and(|(s, _)| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)));
     let absolute = has_scheme || lower.starts_with("//") || lower.starts_with("www.");
     if absolute && !lower.starts_with("javascript:") && !lower.starts_with("cid:") && !lower.starts_with("data:") {
         out.push(l);

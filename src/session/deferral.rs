@@ -67,9 +67,6 @@ impl Session {
             return true;
         }
         let dnswl = &self.config.reputation.dnswl;
-        evidence
-            .symbols
-            .iter()
-            .any(|s| dnswl.iter().any(|zone| zone.symbol == s.name || zone.codes.values().any(|name| *name == s.name)))
+        evidence.symbols.iter().any(|s| dnswl.iter().any(|zone| zone.symbol == s.name || zone.codes.values().any(|name| *name == s.name)))
     }
 }

@@ -16,9 +16,9 @@ use super::{Session, Transaction};
 use crate::filter::Phase;
 use crate::filter::auth::strip_forged_results;
 use crate::headers;
+use crate::quarantine;
 use crate::scoring::RecipientVerdict;
 use crate::smtp::reply::{Reply, replies};
-use crate::quarantine;
 use crate::spool::{Envelope, Hold, Spool, SpoolError};
 use crate::store::Category;
 use crate::verdict::{self, Action, Outcome, Verdict};
@@ -109,7 +109,14 @@ impl Session {
         (replies::queued(&id), if ids.is_empty() { "-".into() } else { ids })
     }
 
-    async fn store_group(&self, tx: &Transaction, id: String, cleaned: &[u8], filter_fields: &[String], group: &Group) -> Result<Stored, Reply> {
+    async fn store_group(
+        &self,
+        tx: &Transaction,
+        id: String,
+        cleaned: &[u8],
+        filter_fields: &[String],
+        group: &Group,
+    ) -> Result<Stored, Reply> {
         let envelope = Envelope {
             id: id.clone(),
             received_at: chrono::Utc::now().timestamp(),
@@ -214,7 +221,13 @@ fn group(verdicts: &[RecipientVerdict], dispositions: &[Action]) -> Vec<Group> {
     }
     groups
         .into_iter()
-        .map(|((action, spam_fields, subject_prefix, _), (hold, recipients))| Group { action, hold, spam_fields, subject_prefix, recipients })
+        .map(|((action, spam_fields, subject_prefix, _), (hold, recipients))| Group {
+            action,
+            hold,
+            spam_fields,
+            subject_prefix,
+            recipients,
+        })
         .collect()
 }
 
@@ -328,7 +341,8 @@ mod tests {
             verdict: verdict(6.0, &["X"], action),
             subject_prefix: prefix.into(),
         };
-        let verdicts = [rv("a@x", Action::Tag, ""), rv("b@x", Action::Tag, ""), rv("c@y", Action::Tag, "[S] "), rv("d@z", Action::Quarantine, "")];
+        let verdicts =
+            [rv("a@x", Action::Tag, ""), rv("b@x", Action::Tag, ""), rv("c@y", Action::Tag, "[S] "), rv("d@z", Action::Quarantine, "")];
         let groups = group(&verdicts, &[Action::Tag, Action::Tag, Action::Tag, Action::Quarantine]);
         let shape: Vec<(Action, Vec<String>)> = groups.iter().map(|g| (g.action, g.recipients.clone())).collect();
         assert_eq!(

@@ -78,7 +78,11 @@ enum Mode {
     Data(Body),
     /// A BDAT chunk: `remaining` bytes still to come; `last` if it ends the message; `refusal`
     /// when the chunk is read only to be thrown away, answered with that reply.
-    Chunk { remaining: usize, last: bool, refusal: Option<Reply> },
+    Chunk {
+        remaining: usize,
+        last: bool,
+        refusal: Option<Reply>,
+    },
 }
 
 /// How a connection ended, for the connection log line.

@@ -6,12 +6,12 @@
 //! not at all.
 
 use super::{Session, Transaction};
-use crate::filter::{Facts, Phase};
-use crate::verdict::{Action, Evidence};
 use crate::config::{Config, Domain, RecipientCheck};
+use crate::filter::{Facts, Phase};
 use crate::relay::{self, ProbeAnswer};
 use crate::smtp::address::{self, Mailbox, RcptProblem};
 use crate::smtp::reply::{Reply, replies};
+use crate::verdict::{Action, Evidence};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -51,7 +51,13 @@ impl RecipientVerifier {
         let listed = || domain.recipients.iter().any(|r| r.eq_ignore_ascii_case(&address));
         match domain.recipient_check {
             RecipientCheck::Any => Validity::Valid,
-            RecipientCheck::List => if listed() { Validity::Valid } else { Validity::Unknown },
+            RecipientCheck::List => {
+                if listed() {
+                    Validity::Valid
+                } else {
+                    Validity::Unknown
+                }
+            }
             RecipientCheck::ListThenCallout if listed() => Validity::Valid,
             RecipientCheck::Callout | RecipientCheck::ListThenCallout => self.callout(config, domain, &address).await,
         }

@@ -109,11 +109,7 @@ impl From<Fault> for SenderProblem {
 ///
 /// `served` is asked about the lower-cased domain and says whether we relay for it. `""` (from `<>`
 /// or a bare `<postmaster>`) is [`RcptProblem::Syntax`].
-pub fn check_recipient(
-    raw: &str,
-    smtputf8: bool,
-    served: impl Fn(&str) -> bool,
-) -> Result<Mailbox, RcptProblem> {
+pub fn check_recipient(raw: &str, smtputf8: bool, served: impl Fn(&str) -> bool) -> Result<Mailbox, RcptProblem> {
     let mailbox = split_checked(raw, smtputf8)?;
     if mailbox.local.contains(['%', '!', '@']) {
         return Err(RcptProblem::NotLocal);
@@ -147,10 +143,7 @@ fn split_checked(raw: &str, smtputf8: bool) -> Result<Mailbox, Fault> {
         return Err(Fault::Syntax);
     }
     let domain = check_domain(domain)?;
-    Ok(Mailbox {
-        local: local.to_owned(),
-        domain,
-    })
+    Ok(Mailbox { local: local.to_owned(), domain })
 }
 
 /// Characters that may appear anywhere in an address we accept: printable ASCII including space (a
@@ -168,11 +161,7 @@ fn check_domain(domain: &str) -> Result<String, Fault> {
     if domain.len() > MAX_DOMAIN_LEN {
         return Err(Fault::Syntax);
     }
-    let lower = if domain.is_ascii() {
-        domain.to_ascii_lowercase()
-    } else {
-        domain.to_lowercase()
-    };
+    let lower = if domain.is_ascii() { domain.to_ascii_lowercase() } else { domain.to_lowercase() };
     if lower.len() > MAX_DOMAIN_LEN || lower.contains(' ') {
         return Err(Fault::Syntax);
     }
@@ -197,15 +186,9 @@ fn check_domain(domain: &str) -> Result<String, Fault> {
 /// IDNA full stops (`。 ． ｡`) are refused, since an IDNA-aware downstream would read them as dots.
 fn is_dns_label(label: &str) -> bool {
     let ok_char = |c: char| {
-        c.is_ascii_lowercase()
-            || c.is_ascii_digit()
-            || c == '-'
-            || (!c.is_ascii() && !matches!(c, '\u{3002}' | '\u{FF0E}' | '\u{FF61}'))
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (!c.is_ascii() && !matches!(c, '\u{3002}' | '\u{FF0E}' | '\u{FF61}'))
     };
-    (1..=MAX_LABEL_LEN).contains(&label.chars().count())
-        && !label.starts_with('-')
-        && !label.ends_with('-')
-        && label.chars().all(ok_char)
+    (1..=MAX_LABEL_LEN).contains(&label.chars().count()) && !label.starts_with('-') && !label.ends_with('-') && label.chars().all(ok_char)
 }
 
 /// RFC 5321 `atext` plus, for SMTPUTF8, any non-ASCII character (RFC 6531 §3.3).
@@ -215,9 +198,7 @@ fn is_atext(c: char) -> bool {
 
 /// `true` when `local` can be sent as is: dot-separated non-empty runs of atext.
 fn is_dot_atom(local: &str) -> bool {
-    local
-        .split('.')
-        .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+    local.split('.').all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
 }
 
 /// The local part as it must appear on the wire: itself when a dot-atom, otherwise a quoted string.
@@ -254,10 +235,7 @@ mod tests {
     }
 
     fn mb(local: &str, domain: &str) -> Mailbox {
-        Mailbox {
-            local: local.into(),
-            domain: domain.into(),
-        }
+        Mailbox { local: local.into(), domain: domain.into() }
     }
 
     /// What smtp-proto's parser hands the session for `RCPT TO:<path>`: `Ok(address)` or the error text.
@@ -312,10 +290,7 @@ mod tests {
         assert_eq!(proto_rcpt(b"<\"a\tb\"@c>"), ok("a\tb@c"));
         assert_eq!(proto_rcpt(b"<\"a\0b\"@c>"), ok("a\0b@c"));
         // Quotes work in the domain too, hiding an '@' from its count.
-        assert_eq!(
-            proto_rcpt(b"<a@\"evil.test@served.test\">"),
-            ok("a@evil.test@served.test")
-        );
+        assert_eq!(proto_rcpt(b"<a@\"evil.test@served.test\">"), ok("a@evil.test@served.test"));
         assert!(proto_rcpt(b"<\"\"@c>").is_err());
     }
 
@@ -366,14 +341,8 @@ mod tests {
 
     #[test]
     fn valid_recipient_is_lower_cased_in_the_domain_only() {
-        assert_eq!(
-            rcpt("User.Name+tag@Example.TEST"),
-            Ok(mb("User.Name+tag", "example.test"))
-        );
-        assert_eq!(
-            rcpt("a@served.test").map(|m| m.address()),
-            ok_addr("a@served.test")
-        );
+        assert_eq!(rcpt("User.Name+tag@Example.TEST"), Ok(mb("User.Name+tag", "example.test")));
+        assert_eq!(rcpt("a@served.test").map(|m| m.address()), ok_addr("a@served.test"));
     }
 
     fn ok_addr(s: &str) -> Result<String, RcptProblem> {
@@ -406,7 +375,8 @@ mod tests {
 
     #[test]
     fn domains_that_are_not_dns_names_are_bad_syntax() {
-        for raw in ["a@", "a@.example.test", "a@example..test", "a@-example.test", "a@example-.test", "a@exa_mple.test", "a@exa#mple.test"] {
+        for raw in ["a@", "a@.example.test", "a@example..test", "a@-example.test", "a@example-.test", "a@exa_mple.test", "a@exa#mple.test"]
+        {
             assert_eq!(rcpt(raw), Err(RcptProblem::Syntax), "{raw}");
         }
     }
@@ -415,11 +385,7 @@ mod tests {
     fn idna_full_stops_are_not_local() {
         for dot in ['\u{3002}', '\u{FF0E}', '\u{FF61}'] {
             let raw = format!("a@example{dot}test");
-            assert_eq!(
-                check_recipient(&raw, true, |_| true),
-                Err(RcptProblem::NotLocal),
-                "{raw}"
-            );
+            assert_eq!(check_recipient(&raw, true, |_| true), Err(RcptProblem::NotLocal), "{raw}");
         }
     }
 
@@ -444,27 +410,15 @@ mod tests {
     fn lengths() {
         let local64 = "a".repeat(64);
         assert!(rcpt(&format!("{local64}@example.test")).is_ok());
-        assert_eq!(
-            rcpt(&format!("{local64}b@example.test")),
-            Err(RcptProblem::Syntax)
-        );
+        assert_eq!(rcpt(&format!("{local64}b@example.test")), Err(RcptProblem::Syntax));
         // The limit applies to the quoted form: 62 characters plus a space need quotes (65 octets).
         let spaced = format!("{} b", "a".repeat(61));
-        assert_eq!(
-            rcpt(&format!("{spaced}@example.test")),
-            Err(RcptProblem::Syntax)
-        );
+        assert_eq!(rcpt(&format!("{spaced}@example.test")), Err(RcptProblem::Syntax));
         let long_domain = format!("{}.test", vec!["a".repeat(63); 4].join("."));
         assert!(long_domain.len() > 255);
-        assert_eq!(
-            check_recipient(&format!("a@{long_domain}"), false, |_| true),
-            Err(RcptProblem::Syntax)
-        );
+        assert_eq!(check_recipient(&format!("a@{long_domain}"), false, |_| true), Err(RcptProblem::Syntax));
         let long_label = format!("{}.test", "a".repeat(64));
-        assert_eq!(
-            check_recipient(&format!("a@{long_label}"), false, |_| true),
-            Err(RcptProblem::Syntax)
-        );
+        assert_eq!(check_recipient(&format!("a@{long_label}"), false, |_| true), Err(RcptProblem::Syntax));
         let ok_label = format!("{}.test", "a".repeat(63));
         assert!(check_recipient(&format!("a@{ok_label}"), false, |_| true).is_ok());
     }
@@ -477,39 +431,18 @@ mod tests {
         assert_eq!(rcpt_utf8("ü@Example.test"), Ok(mb("ü", "example.test")));
         assert_eq!(rcpt_utf8("Ü@BÜCHER.test"), Ok(mb("Ü", "bücher.test")));
         assert_eq!(rcpt_utf8("a@\u{FFFD}.test"), Err(RcptProblem::Syntax));
-        assert_eq!(
-            rcpt_utf8("a\u{2028}b@example.test"),
-            Err(RcptProblem::Syntax)
-        );
+        assert_eq!(rcpt_utf8("a\u{2028}b@example.test"), Err(RcptProblem::Syntax));
         assert_eq!(rcpt_utf8("a\u{85}b@example.test"), Err(RcptProblem::Syntax));
     }
 
     #[test]
     fn quoted_local_parts_are_requoted() {
-        assert_eq!(
-            rcpt("john doe@example.test").map(|m| m.address()),
-            ok_addr("\"john doe\"@example.test")
-        );
-        assert_eq!(
-            rcpt("a\"b@example.test").map(|m| m.address()),
-            ok_addr("\"a\\\"b\"@example.test")
-        );
-        assert_eq!(
-            rcpt("a\\b@example.test").map(|m| m.address()),
-            ok_addr("\"a\\\\b\"@example.test")
-        );
-        assert_eq!(
-            rcpt("a.@example.test").map(|m| m.address()),
-            ok_addr("\"a.\"@example.test")
-        );
-        assert_eq!(
-            rcpt("a>b@example.test").map(|m| m.address()),
-            ok_addr("\"a>b\"@example.test")
-        );
-        assert_eq!(
-            rcpt("o'brien@example.test").map(|m| m.to_string()),
-            ok_addr("o'brien@example.test")
-        );
+        assert_eq!(rcpt("john doe@example.test").map(|m| m.address()), ok_addr("\"john doe\"@example.test"));
+        assert_eq!(rcpt("a\"b@example.test").map(|m| m.address()), ok_addr("\"a\\\"b\"@example.test"));
+        assert_eq!(rcpt("a\\b@example.test").map(|m| m.address()), ok_addr("\"a\\\\b\"@example.test"));
+        assert_eq!(rcpt("a.@example.test").map(|m| m.address()), ok_addr("\"a.\"@example.test"));
+        assert_eq!(rcpt("a>b@example.test").map(|m| m.address()), ok_addr("\"a>b\"@example.test"));
+        assert_eq!(rcpt("o'brien@example.test").map(|m| m.to_string()), ok_addr("o'brien@example.test"));
     }
 
     #[test]
@@ -518,10 +451,7 @@ mod tests {
             Ok(raw) => rcpt(&raw).map(|m| m.address()),
             Err(_) => Err(RcptProblem::Syntax),
         };
-        assert_eq!(
-            check(b"<@relay.test:a@example.test>"),
-            ok_addr("a@example.test")
-        );
+        assert_eq!(check(b"<@relay.test:a@example.test>"), ok_addr("a@example.test"));
         assert_eq!(check(b"<\"a%b\"@example.test>"), Err(RcptProblem::NotLocal));
         assert_eq!(check(b"<a@example.test.>"), Err(RcptProblem::NotLocal));
         assert_eq!(check(b"<postmaster>"), Err(RcptProblem::Syntax));
@@ -533,35 +463,17 @@ mod tests {
     #[test]
     fn sender_null_and_valid() {
         assert_eq!(check_sender("", false), Ok(None));
-        assert_eq!(
-            check_sender("Bounce+x=y@Lists.Example.ORG", false),
-            Ok(Some(mb("Bounce+x=y", "lists.example.org")))
-        );
+        assert_eq!(check_sender("Bounce+x=y@Lists.Example.ORG", false), Ok(Some(mb("Bounce+x=y", "lists.example.org"))));
         // Routing characters are no threat in a reverse path.
         assert!(check_sender("a%b@example.org", false).is_ok());
     }
 
     #[test]
     fn sender_problems() {
-        for raw in [
-            "nodomain",
-            "@example.org",
-            "a@",
-            "a@example.org.",
-            "a@[192.0.2.1]",
-            "a@exa_mple.org",
-            "a\0@example.org",
-        ] {
-            assert_eq!(
-                check_sender(raw, false),
-                Err(SenderProblem::Syntax),
-                "{raw:?}"
-            );
+        for raw in ["nodomain", "@example.org", "a@", "a@example.org.", "a@[192.0.2.1]", "a@exa_mple.org", "a\0@example.org"] {
+            assert_eq!(check_sender(raw, false), Err(SenderProblem::Syntax), "{raw:?}");
         }
-        assert_eq!(
-            check_sender("ü@example.org", false),
-            Err(SenderProblem::NeedsSmtpUtf8)
-        );
+        assert_eq!(check_sender("ü@example.org", false), Err(SenderProblem::NeedsSmtpUtf8));
         assert!(check_sender("ü@example.org", true).is_ok());
     }
 

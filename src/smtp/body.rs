@@ -50,15 +50,7 @@ pub struct Body {
 
 impl Body {
     pub fn new(framing: Framing, max_size: usize) -> Body {
-        Body {
-            framing,
-            state: State::LineStart { clean: true },
-            max_size,
-            data: Vec::new(),
-            seen: 0,
-            too_big: false,
-            has_nul: false,
-        }
+        Body { framing, state: State::LineStart { clean: true }, max_size, data: Vec::new(), seen: 0, too_big: false, has_nul: false }
     }
 
     /// Feeds bytes; returns how many were used. For DATA, fewer than `input.len()` are used only

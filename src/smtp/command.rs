@@ -15,7 +15,10 @@ pub enum Command {
     Mail(MailCommand),
     Rcpt(String),
     Data,
-    Bdat { size: usize, last: bool },
+    Bdat {
+        size: usize,
+        last: bool,
+    },
     Rset,
     Noop,
     Quit,
@@ -143,11 +146,11 @@ mod tests {
     #[test]
     fn parses_mail_with_offered_parameters() {
         let cmd = parse(b"MAIL FROM:<a@b.test> SIZE=1000 BODY=8BITMIME SMTPUTF8\r\n").unwrap();
+        assert_eq!(cmd, Command::Mail(MailCommand { sender: "a@b.test".into(), declared_size: 1000, body_8bit: true, smtputf8: true }));
         assert_eq!(
-            cmd,
-            Command::Mail(MailCommand { sender: "a@b.test".into(), declared_size: 1000, body_8bit: true, smtputf8: true })
+            parse(b"MAIL FROM:<>\r\n").unwrap(),
+            Command::Mail(MailCommand { sender: String::new(), declared_size: 0, body_8bit: false, smtputf8: false })
         );
-        assert_eq!(parse(b"MAIL FROM:<>\r\n").unwrap(), Command::Mail(MailCommand { sender: String::new(), declared_size: 0, body_8bit: false, smtputf8: false }));
     }
 
     #[test]

@@ -47,10 +47,7 @@ pub struct ProxyHeader {
 }
 
 impl ProxyHeader {
-    const NONE: ProxyHeader = ProxyHeader {
-        source: None,
-        destination: None,
-    };
+    const NONE: ProxyHeader = ProxyHeader { source: None, destination: None };
 }
 
 /// Why the start of a connection is not an acceptable PROXY header.
@@ -130,10 +127,7 @@ fn parse_v1_line(line: &[u8]) -> Result<ProxyHeader, ProxyError> {
     if fields.next().is_some() {
         return Err(ProxyError::InvalidV1("trailing fields"));
     }
-    Ok(ProxyHeader {
-        source: Some(SocketAddr::new(src_ip, src_port)),
-        destination: Some(SocketAddr::new(dst_ip, dst_port)),
-    })
+    Ok(ProxyHeader { source: Some(SocketAddr::new(src_ip, src_port)), destination: Some(SocketAddr::new(dst_ip, dst_port)) })
 }
 
 fn v1_family(word: &[u8]) -> Result<Family, ProxyError> {
@@ -155,15 +149,11 @@ fn v1_ip(family: Family, text: &[u8]) -> Result<IpAddr, ProxyError> {
 
 /// A decimal port: 1 to 5 digits, no sign, no leading zero (except `0` itself), at most 65535.
 fn v1_port(text: &[u8]) -> Result<u16, ProxyError> {
-    let well_formed = (1..=5).contains(&text.len())
-        && text.iter().all(u8::is_ascii_digit)
-        && (text.len() == 1 || text[0] != b'0');
+    let well_formed = (1..=5).contains(&text.len()) && text.iter().all(u8::is_ascii_digit) && (text.len() == 1 || text[0] != b'0');
     if !well_formed {
         return Err(ProxyError::InvalidV1("port"));
     }
-    let value = text
-        .iter()
-        .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'));
+    let value = text.iter().fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'));
     u16::try_from(value).map_err(|_| ProxyError::InvalidV1("port"))
 }
 
@@ -171,15 +161,9 @@ fn v1_port(text: &[u8]) -> Result<u16, ProxyError> {
 /// is valid and the field being typed is a prefix of something valid.
 fn check_v1_prefix(partial: &[u8]) -> Result<(), ProxyError> {
     if partial.len() < V1_PREFIX.len() {
-        return if V1_PREFIX.starts_with(partial) {
-            Ok(())
-        } else {
-            Err(ProxyError::NotProxy)
-        };
+        return if V1_PREFIX.starts_with(partial) { Ok(()) } else { Err(ProxyError::NotProxy) };
     }
-    let rest = partial
-        .strip_prefix(V1_PREFIX)
-        .ok_or(ProxyError::NotProxy)?;
+    let rest = partial.strip_prefix(V1_PREFIX).ok_or(ProxyError::NotProxy)?;
     if rest.starts_with(b"UNKNOWN") {
         return match rest.get(7) {
             None | Some(b' ') => Ok(()),
@@ -216,27 +200,14 @@ fn check_v1_done_fields(done: &[&[u8]]) -> Result<(), ProxyError> {
 /// The last, unfinished field must be a prefix of a valid one.
 fn check_v1_typing_field(done: &[&[u8]], typing: &[u8]) -> Result<(), ProxyError> {
     let ok = match done.first() {
-        None => [&b"TCP4"[..], b"TCP6", b"UNKNOWN"]
-            .iter()
-            .any(|w| w.starts_with(typing)),
+        None => [&b"TCP4"[..], b"TCP6", b"UNKNOWN"].iter().any(|w| w.starts_with(typing)),
         Some(word) if done.len() < 3 => match v1_family(word)? {
-            Family::Tcp4 => {
-                typing.len() <= 15 && typing.iter().all(|&b| b.is_ascii_digit() || b == b'.')
-            }
-            Family::Tcp6 => {
-                typing.len() <= 45
-                    && typing
-                        .iter()
-                        .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-            }
+            Family::Tcp4 => typing.len() <= 15 && typing.iter().all(|&b| b.is_ascii_digit() || b == b'.'),
+            Family::Tcp6 => typing.len() <= 45 && typing.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.'),
         },
         Some(_) => typing.is_empty() || v1_port(typing).is_ok(),
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(ProxyError::InvalidV1("unexpected byte"))
-    }
+    if ok { Ok(()) } else { Err(ProxyError::InvalidV1("unexpected byte")) }
 }
 
 // ---------------------------------------------------------------- v2 ----
@@ -377,9 +348,7 @@ fn check_tlvs(mut tlvs: &[u8]) -> Result<(), ProxyError> {
             return Err(ProxyError::InvalidV2("truncated TLV header"));
         };
         let end = 3 + usize::from(u16::from_be_bytes([hi, lo]));
-        tlvs = tlvs
-            .get(end..)
-            .ok_or(ProxyError::InvalidV2("TLV longer than the header"))?;
+        tlvs = tlvs.get(end..).ok_or(ProxyError::InvalidV2("TLV longer than the header"))?;
     }
     Ok(())
 }
@@ -393,10 +362,7 @@ mod tests {
     }
 
     fn both(src: &str, dst: &str) -> ProxyHeader {
-        ProxyHeader {
-            source: sa(src),
-            destination: sa(dst),
-        }
+        ProxyHeader { source: sa(src), destination: sa(dst) }
     }
 
     /// Every strict prefix of a valid header asks for more bytes.
@@ -411,23 +377,14 @@ mod tests {
     #[test]
     fn v1_tcp4() {
         let h = b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 25\r\n";
-        assert_eq!(
-            parse(h),
-            Ok(Some((both("192.0.2.1:56324", "198.51.100.2:25"), h.len())))
-        );
+        assert_eq!(parse(h), Ok(Some((both("192.0.2.1:56324", "198.51.100.2:25"), h.len()))));
         assert_prefixes_need_more(h);
     }
 
     #[test]
     fn v1_tcp6() {
         let h = b"PROXY TCP6 2001:db8::1 2001:db8::2 65535 0\r\n";
-        assert_eq!(
-            parse(h),
-            Ok(Some((
-                both("[2001:db8::1]:65535", "[2001:db8::2]:0"),
-                h.len()
-            )))
-        );
+        assert_eq!(parse(h), Ok(Some((both("[2001:db8::1]:65535", "[2001:db8::2]:0"), h.len()))));
         assert_prefixes_need_more(h);
         let mapped = b"PROXY TCP6 ::ffff:192.0.2.1 ::1 1 2\r\n";
         assert!(matches!(parse(mapped), Ok(Some(_))));
@@ -557,20 +514,14 @@ mod tests {
     #[test]
     fn v2_ipv4() {
         let h = v2(0x21, 0x11, &inet_body());
-        assert_eq!(
-            parse(&h),
-            Ok(Some((both("192.0.2.1:56324", "198.51.100.2:25"), 28)))
-        );
+        assert_eq!(parse(&h), Ok(Some((both("192.0.2.1:56324", "198.51.100.2:25"), 28))));
         assert_prefixes_need_more(&h);
     }
 
     #[test]
     fn v2_ipv6() {
         let h = v2(0x21, 0x21, &inet6_body());
-        assert_eq!(
-            parse(&h),
-            Ok(Some((both("[2001:db8::1]:56324", "[2001:db8::2]:25"), 52)))
-        );
+        assert_eq!(parse(&h), Ok(Some((both("[2001:db8::1]:56324", "[2001:db8::2]:25"), 52))));
         assert_prefixes_need_more(&h);
     }
 
@@ -583,10 +534,7 @@ mod tests {
         let local = v2(0x20, 0x11, &[1, 2, 3]);
         assert_eq!(parse(&local), Ok(Some((ProxyHeader::NONE, 19))));
         let unix = v2(0x21, 0x31, &[0u8; V2_UNIX_LEN]);
-        assert_eq!(
-            parse(&unix),
-            Ok(Some((ProxyHeader::NONE, 16 + V2_UNIX_LEN)))
-        );
+        assert_eq!(parse(&unix), Ok(Some((ProxyHeader::NONE, 16 + V2_UNIX_LEN))));
         let unspec = v2(0x21, 0x00, &[]);
         assert_eq!(parse(&unspec), Ok(Some((ProxyHeader::NONE, 16))));
         let unspec = v2(0x21, 0x00, &[9, 9]);
@@ -600,10 +548,7 @@ mod tests {
         body.extend_from_slice(&[0x04, 0x00, 0x00]); // NOOP, empty
         body.extend_from_slice(&[0xEA, 0x00, 0x03, 1, 2, 3]); // AWS
         let h = v2(0x21, 0x11, &body);
-        assert_eq!(
-            parse(&h),
-            Ok(Some((both("192.0.2.1:56324", "198.51.100.2:25"), h.len())))
-        );
+        assert_eq!(parse(&h), Ok(Some((both("192.0.2.1:56324", "198.51.100.2:25"), h.len()))));
         assert_prefixes_need_more(&h);
     }
 
@@ -637,14 +582,8 @@ mod tests {
 
     #[test]
     fn v2_malformed() {
-        assert_eq!(
-            parse(&v2(0x11, 0x11, &inet_body())),
-            Err(ProxyError::InvalidV2("version"))
-        );
-        assert_eq!(
-            parse(&v2(0x22, 0x11, &inet_body())),
-            Err(ProxyError::InvalidV2("command"))
-        );
+        assert_eq!(parse(&v2(0x11, 0x11, &inet_body())), Err(ProxyError::InvalidV2("version")));
+        assert_eq!(parse(&v2(0x22, 0x11, &inet_body())), Err(ProxyError::InvalidV2("command")));
         assert!(parse(&v2(0x21, 0x12, &inet_body())).is_err());
         assert!(parse(&v2(0x21, 0x10, &inet_body())).is_err());
         assert!(parse(&v2(0x21, 0x41, &inet_body())).is_err());

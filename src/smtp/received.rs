@@ -122,11 +122,7 @@ fn from_clause(info: &ReceivedInfo) -> Vec<String> {
     let helo = clean(info.helo, MAX_HELO, is_helo_char);
     let literal = address_literal(info.client_ip);
     match info.client_name {
-        Some(name) => vec![
-            format!("from {helo}"),
-            format!("({}", clean(name, MAX_HOST, is_host_char)),
-            format!("{literal})"),
-        ],
+        Some(name) => vec![format!("from {helo}"), format!("({}", clean(name, MAX_HOST, is_host_char)), format!("{literal})")],
         None => vec![format!("from {helo}"), format!("({literal})")],
     }
 }
@@ -150,12 +146,8 @@ fn tls_clause(tls: &str) -> Vec<String> {
 
 /// `by host (moat) with PROTO id X`; the id is left out when empty.
 fn by_clause(info: &ReceivedInfo) -> Vec<String> {
-    let mut words = vec![
-        format!("by {}", clean(info.by, MAX_HOST, is_host_char)),
-        "(moat)".into(),
-        "with".into(),
-        info.protocol.as_str().into(),
-    ];
+    let mut words =
+        vec![format!("by {}", clean(info.by, MAX_HOST, is_host_char)), "(moat)".into(), "with".into(), info.protocol.as_str().into()];
     if !info.id.is_empty() {
         words.push(format!("id {}", clean(info.id, MAX_ID, is_host_char)));
     }
@@ -180,16 +172,8 @@ fn address_literal(ip: IpAddr) -> String {
 
 /// Keeps up to `max` characters, replacing any that `allowed` refuses with `?`; empty becomes `unknown`.
 fn clean(text: &str, max: usize, allowed: fn(char) -> bool) -> String {
-    let out: String = text
-        .chars()
-        .take(max)
-        .map(|c| if allowed(c) { c } else { '?' })
-        .collect();
-    if out.is_empty() {
-        "unknown".into()
-    } else {
-        out
-    }
+    let out: String = text.chars().take(max).map(|c| if allowed(c) { c } else { '?' }).collect();
+    if out.is_empty() { "unknown".into() } else { out }
 }
 
 /// Characters of a domain or an address literal (`[IPv6:…]`).
@@ -204,11 +188,7 @@ fn is_host_char(c: char) -> bool {
 
 /// Characters safe inside a comment: printable ASCII other than parentheses and backslash.
 fn comment_char(c: char) -> char {
-    if c.is_ascii_graphic() && !matches!(c, '(' | ')' | '\\') {
-        c
-    } else {
-        '?'
-    }
+    if c.is_ascii_graphic() && !matches!(c, '(' | ')' | '\\') { c } else { '?' }
 }
 
 /// The recipient as checked by the address module, bounded. Controls, line breaks and angle
@@ -219,11 +199,8 @@ fn clean_recipient(rcpt: &str) -> String {
         if out.len() + c.len_utf8() > MAX_RCPT {
             break;
         }
-        let safe = if c.is_ascii() {
-            c == ' ' || (c.is_ascii_graphic() && c != '<' && c != '>')
-        } else {
-            !c.is_control() && !c.is_whitespace()
-        };
+        let safe =
+            if c.is_ascii() { c == ' ' || (c.is_ascii_graphic() && c != '<' && c != '>') } else { !c.is_control() && !c.is_whitespace() };
         out.push(if safe { c } else { '?' });
     }
     out
@@ -291,10 +268,7 @@ mod tests {
                 assert!(line.starts_with('\t'), "continuation without tab: {line:?}");
             }
         }
-        assert!(
-            !h.chars()
-                .any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t'))
-        );
+        assert!(!h.chars().any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t')));
     }
 
     #[test]
@@ -334,37 +308,26 @@ mod tests {
     fn ipv6_client() {
         let info = ReceivedInfo {
             helo: "[IPv6:2001:db8::25]",
-            client_ip: "2001:db8::25"
-                .parse()
-                .unwrap_or(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            client_ip: "2001:db8::25".parse().unwrap_or(IpAddr::V6(Ipv6Addr::LOCALHOST)),
             client_name: None,
             protocol: Protocol::Utf8Smtps,
             ..typical()
         };
         let h = received_header(&info);
-        assert!(
-            h.starts_with("Received: from [IPv6:2001:db8::25] ([IPv6:2001:db8::25])\r\n"),
-            "{h}"
-        );
+        assert!(h.starts_with("Received: from [IPv6:2001:db8::25] ([IPv6:2001:db8::25])\r\n"), "{h}");
         assert!(h.contains("with UTF8SMTPS id"));
         assert_well_formed(&h, MAX_LINE);
     }
 
     #[test]
     fn ipv4_mapped_client_is_written_as_ipv4() {
-        let info = ReceivedInfo {
-            client_ip: IpAddr::V6(Ipv4Addr::new(192, 0, 2, 9).to_ipv6_mapped()),
-            ..typical()
-        };
+        let info = ReceivedInfo { client_ip: IpAddr::V6(Ipv4Addr::new(192, 0, 2, 9).to_ipv6_mapped()), ..typical() };
         assert!(received_header(&info).contains("[192.0.2.9])"));
     }
 
     #[test]
     fn hostile_helo_cannot_inject_a_header() {
-        let info = ReceivedInfo {
-            helo: "x\r\nBcc: evil@example.net",
-            ..typical()
-        };
+        let info = ReceivedInfo { helo: "x\r\nBcc: evil@example.net", ..typical() };
         let h = received_header(&info);
         assert!(h.starts_with("Received: from x??Bcc:?evil?example.net (mail.example.org"));
         assert!(!h.contains("\r\nBcc"));
@@ -394,10 +357,7 @@ mod tests {
 
     #[test]
     fn quoted_recipient_keeps_its_quotes() {
-        let info = ReceivedInfo {
-            for_recipient: Some("\"john doe\"@example.test"),
-            ..typical()
-        };
+        let info = ReceivedInfo { for_recipient: Some("\"john doe\"@example.test"), ..typical() };
         assert!(received_header(&info).contains("\tfor <\"john doe\"@example.test>; "));
     }
 
@@ -405,34 +365,17 @@ mod tests {
     fn long_names_fold_and_are_bounded() {
         let helo = "h".repeat(1000);
         let name = format!("{}.example", "n".repeat(60));
-        let info = ReceivedInfo {
-            helo: &helo,
-            client_name: Some(&name),
-            ..typical()
-        };
+        let info = ReceivedInfo { helo: &helo, client_name: Some(&name), ..typical() };
         let h = received_header(&info);
-        assert!(
-            h.contains(&format!("from {}\r\n", "h".repeat(MAX_HELO))),
-            "{h}"
-        );
-        assert!(
-            h.contains(&format!("\t({name}\r\n\t[192.0.2.1])\r\n")),
-            "{h}"
-        );
+        assert!(h.contains(&format!("from {}\r\n", "h".repeat(MAX_HELO))), "{h}");
+        assert!(h.contains(&format!("\t({name}\r\n\t[192.0.2.1])\r\n")), "{h}");
         // The 128-character HELO itself cannot be folded; everything stays under RFC 5322's 998.
         assert_well_formed(&h, 998);
     }
 
     #[test]
     fn empty_fields_do_not_leave_gaps() {
-        let info = ReceivedInfo {
-            helo: "",
-            client_name: Some(""),
-            by: "",
-            tls: Some(""),
-            id: "",
-            ..typical()
-        };
+        let info = ReceivedInfo { helo: "", client_name: Some(""), by: "", tls: Some(""), id: "", ..typical() };
         let h = received_header(&info);
         assert_well_formed(&h, MAX_LINE);
         assert!(h.starts_with("Received: from unknown (unknown [192.0.2.1])\r\n\t(using TLS)\r\n"));

@@ -101,11 +101,7 @@ pub enum SpoolError {
 impl SpoolError {
     fn io(path: &Path, source: io::Error) -> SpoolError {
         let full = matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT));
-        if full {
-            SpoolError::DiskFull { path: path.to_path_buf() }
-        } else {
-            SpoolError::Io { path: path.to_path_buf(), source }
-        }
+        if full { SpoolError::DiskFull { path: path.to_path_buf() } } else { SpoolError::Io { path: path.to_path_buf(), source } }
     }
 
     /// True when retrying later may help (I/O trouble) rather than never (corrupt data).
@@ -198,13 +194,7 @@ impl Spool {
 
     /// Stores a message with its origin and, optionally, an initial state (written first, so a
     /// crash in between leaves only an orphan state that recovery deletes).
-    pub fn store_as(
-        &self,
-        envelope: &Envelope,
-        origin: Origin,
-        message: &[u8],
-        state: Option<&DeliveryState>,
-    ) -> Result<(), SpoolError> {
+    pub fn store_as(&self, envelope: &Envelope, origin: Origin, message: &[u8], state: Option<&DeliveryState>) -> Result<(), SpoolError> {
         let id = Spool::checked(&envelope.id)?;
         let record = record::encode_record(envelope, origin, message)?;
         if let Some(state) = state {
@@ -271,8 +261,7 @@ impl Spool {
             Err(e) => return Err(SpoolError::io(&path, e)),
         };
         let decoded = record::decode_full(&bytes)?;
-        let (envelope, origin, start) =
-            (decoded.envelope, decoded.origin, bytes.len() - decoded.body.len());
+        let (envelope, origin, start) = (decoded.envelope, decoded.origin, bytes.len() - decoded.body.len());
         let mut bytes = bytes;
         bytes.drain(..start);
         Ok((envelope, origin, bytes))
@@ -392,17 +381,11 @@ impl Spool {
 }
 
 fn state_matches(state: &DeliveryState, envelope: &Envelope) -> bool {
-    state.recipients.len() == envelope.recipients.len()
-        && state.recipients.iter().zip(&envelope.recipients).all(|(s, e)| &s.address == e)
+    state.recipients.len() == envelope.recipients.len() && state.recipients.iter().zip(&envelope.recipients).all(|(s, e)| &s.address == e)
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .map_err(|e| SpoolError::io(path, e))?;
+    let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(path).map_err(|e| SpoolError::io(path, e))?;
     file.write_all(bytes).map_err(|e| SpoolError::io(path, e))?;
     file.sync_all().map_err(|e| SpoolError::io(path, e))
 }

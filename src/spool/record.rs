@@ -61,8 +61,7 @@ pub struct Decoded<'a> {
 
 /// Serializes a record for `envelope` and `body`.
 pub fn encode_record(envelope: &Envelope, origin: Origin, body: &[u8]) -> Result<Vec<u8>, SpoolError> {
-    let header = serde_json::to_vec(&HeaderRef { envelope, origin })
-        .map_err(|e| SpoolError::Encode(e.to_string()))?;
+    let header = serde_json::to_vec(&HeaderRef { envelope, origin }).map_err(|e| SpoolError::Encode(e.to_string()))?;
     let header_len = u32::try_from(header.len())
         .ok()
         .filter(|len| (*len as usize) <= MAX_HEADER_LEN)
@@ -90,10 +89,7 @@ pub fn decode_full(bytes: &[u8]) -> Result<Decoded<'_>, SpoolError> {
     };
     let body_len = u64::from_be_bytes(*len_bytes);
     if body.len() as u64 != body_len {
-        return Err(SpoolError::Corrupt(format!(
-            "body is {} bytes, the record says {body_len}",
-            body.len()
-        )));
+        return Err(SpoolError::Corrupt(format!("body is {} bytes, the record says {body_len}", body.len())));
     }
     Ok(Decoded { envelope: header.envelope, origin: header.origin, body })
 }
@@ -137,8 +133,7 @@ fn split_header(bytes: &[u8]) -> Result<(Header, &[u8]), SpoolError> {
         return Err(SpoolError::Corrupt("truncated inside the header".into()));
     }
     let (json, rest) = rest.split_at(header_len);
-    let header: Header =
-        serde_json::from_slice(json).map_err(|e| SpoolError::Corrupt(format!("bad header: {e}")))?;
+    let header: Header = serde_json::from_slice(json).map_err(|e| SpoolError::Corrupt(format!("bad header: {e}")))?;
     Ok((header, rest))
 }
 

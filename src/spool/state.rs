@@ -165,13 +165,7 @@ impl DeliveryState {
     /// Records one attempt. `outcomes` pairs a recipient index with what happened to it and the
     /// server that said so; indexes out of range or of final recipients are ignored. Then
     /// expires the message if it is older than the lifetime, or schedules the next attempt.
-    pub fn record_attempt(
-        &mut self,
-        outcomes: &[(usize, Outcome, Option<String>)],
-        received_at: i64,
-        now: i64,
-        policy: &RetryPolicy,
-    ) {
+    pub fn record_attempt(&mut self, outcomes: &[(usize, Outcome, Option<String>)], received_at: i64, now: i64, policy: &RetryPolicy) {
         self.attempts = self.attempts.saturating_add(1);
         self.first_attempt.get_or_insert(now);
         self.last_attempt = Some(now);
@@ -212,11 +206,7 @@ impl DeliveryState {
         for rcpt in self.recipients.iter_mut().filter(|r| r.status == Status::Pending) {
             let last = rcpt.reply.as_ref().map(|r| format!(" (last reply: {r})")).unwrap_or_default();
             rcpt.status = Status::Failed;
-            rcpt.reply = Some(Reply::new(
-                451,
-                Some([4, 4, 7]),
-                format!("delivery time expired: message was queued too long{last}"),
-            ));
+            rcpt.reply = Some(Reply::new(451, Some([4, 4, 7]), format!("delivery time expired: message was queued too long{last}")));
             rcpt.finished_at = Some(now);
         }
         true
@@ -249,10 +239,7 @@ mod tests {
     fn mixed_outcomes_keep_replies_and_schedule_a_retry() {
         let mut s = state();
         s.record_attempt(
-            &[
-                (0, Outcome::Delivered(reply(250)), Some("mx:25".into())),
-                (1, Outcome::Deferred(reply(451)), Some("mx:25".into())),
-            ],
+            &[(0, Outcome::Delivered(reply(250)), Some("mx:25".into())), (1, Outcome::Deferred(reply(451)), Some("mx:25".into()))],
             1000,
             1000,
             &POLICY,

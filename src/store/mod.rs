@@ -343,7 +343,7 @@ pub struct Purged {
 pub const MIGRATIONS: &[(i64, &str)] = &[
     (
         1,
-    "CREATE TABLE quarantine (
+        "CREATE TABLE quarantine (
         id TEXT PRIMARY KEY,
         recipient TEXT NOT NULL,
         sender TEXT NOT NULL,
@@ -544,24 +544,12 @@ impl fmt::Debug for Store {
     }
 }
 
-const ITEM_COLUMNS: &[Ty] = &[
-    Ty::Text,
-    Ty::Text,
-    Ty::Text,
-    Ty::Text,
-    Ty::Int,
-    Ty::Int,
-    Ty::Real,
-    Ty::Text,
-    Ty::Text,
-    Ty::Text,
-    Ty::Int,
-    Ty::Int,
-];
+const ITEM_COLUMNS: &[Ty] =
+    &[Ty::Text, Ty::Text, Ty::Text, Ty::Text, Ty::Int, Ty::Int, Ty::Real, Ty::Text, Ty::Text, Ty::Text, Ty::Int, Ty::Int];
 
 fn item_from_row(row: &Row) -> Result<QuarantineItem, StoreError> {
-    let symbols = serde_json::from_str(&row.text(7)?)
-        .map_err(|e| StoreError::Corrupt { table: "quarantine", detail: format!("symbols: {e}") })?;
+    let symbols =
+        serde_json::from_str(&row.text(7)?).map_err(|e| StoreError::Corrupt { table: "quarantine", detail: format!("symbols: {e}") })?;
     Ok(QuarantineItem {
         id: row.text(0)?,
         recipient: row.text(1)?,
@@ -745,7 +733,12 @@ impl Store {
     /// How many items `query` selects.
     pub async fn count_items(&self, query: &ItemQuery) -> Result<u64, StoreError> {
         let rows = self
-            .query(concat!("SELECT COUNT(*) FROM quarantine WHERE ", item_query_where!()), item_query_params(query), &[Ty::Int], "quarantine")
+            .query(
+                concat!("SELECT COUNT(*) FROM quarantine WHERE ", item_query_where!()),
+                item_query_params(query),
+                &[Ty::Int],
+                "quarantine",
+            )
             .await?;
         Ok(rows.first().map(|r| r.int(0)).transpose()?.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
     }
@@ -806,7 +799,14 @@ impl Store {
             .await?;
         rows.iter()
             .map(|r| {
-                Ok(AdminRecord { at: r.int(0)?, actor: r.text(1)?, action: r.text(2)?, target: r.text(3)?, recipient: r.text(4)?, outcome: r.text(5)? })
+                Ok(AdminRecord {
+                    at: r.int(0)?,
+                    actor: r.text(1)?,
+                    action: r.text(2)?,
+                    target: r.text(3)?,
+                    recipient: r.text(4)?,
+                    outcome: r.text(5)?,
+                })
             })
             .collect()
     }
@@ -859,10 +859,8 @@ impl Store {
     /// `Deleted` also drops the contents. Prefer [`Store::release`] for releases: it records
     /// the audit record in the same transaction.
     pub async fn set_state(&self, id: &str, state: ItemState) -> Result<(), StoreError> {
-        let mut stmts = vec![stmt(
-            "UPDATE quarantine SET state = $2 WHERE id = $1 AND state = 'held'",
-            vec![text(id), text(state.as_str())],
-        )];
+        let mut stmts =
+            vec![stmt("UPDATE quarantine SET state = $2 WHERE id = $1 AND state = 'held'", vec![text(id), text(state.as_str())])];
         match state {
             ItemState::Held => return Err(StoreError::BackToHeld),
             ItemState::Deleted => stmts.push(stmt("DELETE FROM quarantine_blob WHERE id = $1", vec![text(id)])),
@@ -1064,7 +1062,12 @@ impl Store {
             users.entry(row.text(0)?).or_default().filtering = row.opt_bool(1)?;
         }
         let rows = self
-            .query("SELECT address, kind, entry FROM user_list ORDER BY address, kind, entry", vec![], &[Ty::Text, Ty::Text, Ty::Text], "user_list")
+            .query(
+                "SELECT address, kind, entry FROM user_list ORDER BY address, kind, entry",
+                vec![],
+                &[Ty::Text, Ty::Text, Ty::Text],
+                "user_list",
+            )
             .await?;
         for row in &rows {
             let policy = users.entry(row.text(0)?).or_default();
@@ -1099,7 +1102,13 @@ impl Store {
     /// Moves the user's cursor from `expected` (what [`Store::digest_cursor`] returned) to `to`,
     /// only if nobody moved it meanwhile: `true` means this caller owns the digest for the
     /// period; `false` means another run (or node) already did it.
-    pub async fn advance_digest_cursor(&self, address: &str, expected: Option<UnixTime>, to: UnixTime, ticket: Option<&str>) -> Result<bool, StoreError> {
+    pub async fn advance_digest_cursor(
+        &self,
+        address: &str,
+        expected: Option<UnixTime>,
+        to: UnixTime,
+        ticket: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let address = lower(address);
         let ticket = Val::Text(ticket.map(str::to_string));
         let n = match expected {
@@ -1134,7 +1143,13 @@ impl Store {
     /// Greylisting: a triplet seen for the first time (or not seen for `lifetime`) is deferred;
     /// once `delay` has passed since its first attempt it passes, and keeps passing while it is
     /// seen at least once per `lifetime`. One atomic upsert, so nodes sharing a database agree.
-    pub async fn check_greylist(&self, triplet: &Triplet, delay: Duration, lifetime: Duration, now: UnixTime) -> Result<Greylist, StoreError> {
+    pub async fn check_greylist(
+        &self,
+        triplet: &Triplet,
+        delay: Duration,
+        lifetime: Duration,
+        now: UnixTime,
+    ) -> Result<Greylist, StoreError> {
         let delay = secs(delay);
         let rows = self
             .query(

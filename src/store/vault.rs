@@ -215,10 +215,7 @@ impl Vault {
     /// Decrypts the blob of item `item`; any change to the blob, its key id or the item id is
     /// [`VaultError::Tampered`].
     pub fn open_sealed(&self, item: &str, sealed: &Sealed) -> Result<Vec<u8>, VaultError> {
-        let cipher = self
-            .keys
-            .get(&sealed.key_id)
-            .ok_or_else(|| VaultError::UnknownKey { key_id: sealed.key_id.clone() })?;
+        let cipher = self.keys.get(&sealed.key_id).ok_or_else(|| VaultError::UnknownKey { key_id: sealed.key_id.clone() })?;
         let tampered = || VaultError::Tampered { item: item.to_string() };
         if sealed.bytes.len() < NONCE_LEN + TAG_LEN {
             return Err(tampered());
@@ -260,8 +257,10 @@ mod tests {
         assert_eq!(a.bytes.len(), 24 + message.len() + 16);
         assert!(!a.bytes.windows(9).any(|w| w == b"plaintext"), "no plaintext in the blob");
         assert_eq!(vault.open_sealed("item", &a).unwrap(), message);
-        assert_eq!(vault.open_sealed("item", &Sealed { key_id: a.key_id.clone(), bytes: vec![] }).unwrap_err().to_string(),
-            "sealed blob of item item failed authentication (tampered, truncated or wrong item)");
+        assert_eq!(
+            vault.open_sealed("item", &Sealed { key_id: a.key_id.clone(), bytes: vec![] }).unwrap_err().to_string(),
+            "sealed blob of item item failed authentication (tampered, truncated or wrong item)"
+        );
     }
 
     #[test]

@@ -148,11 +148,8 @@ pub struct Verdict {
 /// Scores symbols and decides. `score_of` gives a symbol's configured score (0 when unknown);
 /// a symbol that already carries a non-zero score (a rule hit) keeps it.
 pub fn decide(evidence: &Evidence, score_of: impl Fn(&str) -> f64, policy: &Policy) -> Verdict {
-    let mut symbols: Vec<Symbol> = evidence
-        .symbols
-        .iter()
-        .map(|s| Symbol { score: if s.score != 0.0 { s.score } else { score_of(&s.name) }, ..s.clone() })
-        .collect();
+    let mut symbols: Vec<Symbol> =
+        evidence.symbols.iter().map(|s| Symbol { score: if s.score != 0.0 { s.score } else { score_of(&s.name) }, ..s.clone() }).collect();
     for failure in &evidence.failures {
         symbols.push(Symbol { name: failure.symbol.clone(), score: score_of(&failure.symbol), detail: Some(failure.detail.clone()) });
     }

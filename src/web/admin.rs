@@ -34,7 +34,8 @@ use tokio::net::TcpListener;
 const COOKIE: &str = "moat_admin";
 const SESSION_AGE: i64 = 12 * 3600;
 const PAGE_SIZE: u32 = 50;
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 const STYLE: &str = "<style>main{max-width:72rem}table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.25rem;border-bottom:1px solid #ddd;vertical-align:top}nav a{margin-right:1rem}svg{max-width:100%}</style>";
 
 /// The admin token and the key its sessions are signed with.
@@ -82,7 +83,8 @@ impl AdminToken {
     fn session(&self, headers: &HeaderMap, now: i64) -> Option<i64> {
         let (started, mac) = cookie(headers, COOKIE)?.split_once('.')?;
         let started: i64 = started.parse().ok()?;
-        (started <= now && now - started <= SESSION_AGE && self.key.check_derived("admin-session", &started.to_string(), mac)).then_some(started)
+        (started <= now && now - started <= SESSION_AGE && self.key.check_derived("admin-session", &started.to_string(), mac))
+            .then_some(started)
     }
 
     fn csrf(&self, started: i64) -> String {
@@ -133,13 +135,23 @@ fn api_auth(admin: &Admin, headers: &HeaderMap) -> Result<(), Refusal> {
     let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match bearer {
         Some(token) if admin.token.matches(token.trim()) => Ok(()),
-        _ => Err(Box::new((StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], axum::Json(json!({"error": "missing or wrong admin token"}))).into_response())),
+        _ => Err(Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                axum::Json(json!({"error": "missing or wrong admin token"})),
+            )
+                .into_response(),
+        )),
     }
 }
 
 /// The console session's start, or the login page.
 fn console_auth(admin: &Admin, headers: &HeaderMap) -> Result<i64, Refusal> {
-    admin.token.session(headers, store::unix_now()).ok_or_else(|| Box::new((StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response()))
+    admin
+        .token
+        .session(headers, store::unix_now())
+        .ok_or_else(|| Box::new((StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response()))
 }
 
 /// A console POST: a session, its CSRF token, and not from another site.
@@ -147,7 +159,12 @@ fn console_post(admin: &Admin, headers: &HeaderMap, form: &Form) -> Result<i64, 
     let started = console_auth(admin, headers)?;
     let csrf = form.one("csrf");
     if cross_site(headers) || !admin.token.key.check_derived("admin-csrf", &started.to_string(), csrf) {
-        return Err(Box::new(page_with(StatusCode::FORBIDDEN, "Request refused", "<p>This form has expired or came from another site.</p>", CSP)));
+        return Err(Box::new(page_with(
+            StatusCode::FORBIDDEN,
+            "Request refused",
+            "<p>This form has expired or came from another site.</p>",
+            CSP,
+        )));
     }
     Ok(started)
 }
@@ -248,7 +265,14 @@ async fn dashboard(State(admin): State<AdminState>, headers: HeaderMap) -> Respo
         status["quarantine_held"].as_u64().map_or_else(|| "?".into(), |n| n.to_string()),
     );
     body.push_str("<h2>Verdicts on this node</h2><table><thead><tr><th></th><th scope=\"col\">Last hour</th><th scope=\"col\">Last 24 hours</th></tr></thead><tbody>");
-    for (name, key) in [("Accepted", "accepted"), ("Tagged", "tagged"), ("Quarantined", "quarantined"), ("Rejected", "rejected"), ("Tempfailed", "tempfailed"), ("Viruses", "viruses")] {
+    for (name, key) in [
+        ("Accepted", "accepted"),
+        ("Tagged", "tagged"),
+        ("Quarantined", "quarantined"),
+        ("Rejected", "rejected"),
+        ("Tempfailed", "tempfailed"),
+        ("Viruses", "viruses"),
+    ] {
         body.push_str(&row(name, key));
     }
     body.push_str("</tbody></table><h2>Last 24 hours</h2><img src=\"/chart.svg\" alt=\"Verdicts per hour over the last 24 hours\" width=\"720\" height=\"200\">");
@@ -279,19 +303,26 @@ async fn chart(State(admin): State<AdminState>, headers: HeaderMap) -> Response 
     let series = STATS.series(store::unix_now(), 60, 24);
     let (width, height) = (720.0, 200.0);
     let max = series.iter().map(Counts::total).max().unwrap_or(0).max(1) as f64;
-    let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"10\">");
-    svg.push_str(&format!("<rect width=\"{width}\" height=\"{height}\" fill=\"#fff\" stroke=\"#ccc\"/><text x=\"4\" y=\"12\">max {max}/h</text>"));
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"10\">"
+    );
+    svg.push_str(&format!(
+        "<rect width=\"{width}\" height=\"{height}\" fill=\"#fff\" stroke=\"#ccc\"/><text x=\"4\" y=\"12\">max {max}/h</text>"
+    ));
     for (i, (colour, name, value)) in CHART_LINES.iter().enumerate() {
         let points: Vec<String> = series
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("{:.1},{:.1}", 10.0 + i as f64 * (width - 20.0) / 23.0, height - 10.0 - value(c) as f64 * (height - 30.0) / max))
+            .map(|(i, c)| {
+                format!("{:.1},{:.1}", 10.0 + i as f64 * (width - 20.0) / 23.0, height - 10.0 - value(c) as f64 * (height - 30.0) / max)
+            })
             .collect();
         svg.push_str(&format!("<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>", points.join(" ")));
         svg.push_str(&format!("<text x=\"{}\" y=\"24\" fill=\"{colour}\">{name}</text>", 80 + i * 80));
     }
     svg.push_str("</svg>");
-    ([(header::CONTENT_TYPE, "image/svg+xml"), (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'")], svg).into_response()
+    ([(header::CONTENT_TYPE, "image/svg+xml"), (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'")], svg)
+        .into_response()
 }
 
 async fn api_status(State(admin): State<AdminState>, headers: HeaderMap) -> Response {
@@ -368,7 +399,14 @@ async fn quarantine_page(State(admin): State<AdminState>, headers: HeaderMap, Qu
     }
     body.push_str("</tbody></table><p><button type=\"submit\" name=\"action\" value=\"release\">Release selected</button> <button type=\"submit\" name=\"action\" value=\"delete\">Delete selected</button></p></form>");
     if u64::from(params.page.saturating_add(1)) * u64::from(PAGE_SIZE) < total {
-        let next = serde_urlencoded::to_string([("recipient", params.recipient.as_str()), ("q", &params.q), ("category", &params.category), ("state", &params.state), ("page", &(params.page + 1).to_string())]).unwrap_or_default();
+        let next = serde_urlencoded::to_string([
+            ("recipient", params.recipient.as_str()),
+            ("q", &params.q),
+            ("category", &params.category),
+            ("state", &params.state),
+            ("page", &(params.page + 1).to_string()),
+        ])
+        .unwrap_or_default();
         body.push_str(&format!("<p><a href=\"/quarantine?{}\">Older</a></p>", escape(&next)));
     }
     console_page("Quarantine", &body)
@@ -467,7 +505,10 @@ async fn queue_page(State(admin): State<AdminState>, headers: HeaderMap) -> Resp
         Ok(entries) => entries,
         Err(error) => return console_page("Queue", &format!("<p>The spool cannot be read: {}</p>", escape(&error))),
     };
-    let mut body = format!("<p>{} message(s) waiting for delivery.</p><table><thead><tr><th scope=\"col\">Queue id</th><th scope=\"col\">Received</th><th scope=\"col\">Sender</th><th scope=\"col\">Recipients</th><th scope=\"col\">Size</th><th scope=\"col\">Attempts</th></tr></thead><tbody>", entries.len());
+    let mut body = format!(
+        "<p>{} message(s) waiting for delivery.</p><table><thead><tr><th scope=\"col\">Queue id</th><th scope=\"col\">Received</th><th scope=\"col\">Sender</th><th scope=\"col\">Recipients</th><th scope=\"col\">Size</th><th scope=\"col\">Attempts</th></tr></thead><tbody>",
+        entries.len()
+    );
     for entry in &entries {
         let recipients: Vec<String> = entry.recipients.iter().map(|r| r.address.clone()).collect();
         body.push_str(&format!(
@@ -525,7 +566,10 @@ async fn domains_page(State(admin): State<AdminState>, headers: HeaderMap) -> Re
         "<p>Policy comes from the configuration file; change it there and reload.</p><table><thead><tr><th scope=\"col\">Domain</th><th scope=\"col\">Tag at</th><th scope=\"col\">Quarantine at</th><th scope=\"col\">Reject at</th><th scope=\"col\">Forced actions</th><th scope=\"col\">Digest</th><th scope=\"col\">Downstream</th></tr></thead><tbody>",
     );
     for domain in domains(&config) {
-        let forced: Vec<String> = domain["forced"].as_object().map(|m| m.iter().map(|(k, v)| format!("{k} → {}", v.as_str().unwrap_or(""))).collect()).unwrap_or_default();
+        let forced: Vec<String> = domain["forced"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| format!("{k} → {}", v.as_str().unwrap_or(""))).collect())
+            .unwrap_or_default();
         body.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({})</td><td>{}</td></tr>",
             escape(domain["name"].as_str().unwrap_or("")),
@@ -561,7 +605,9 @@ async fn audit_page(State(admin): State<AdminState>, headers: HeaderMap) -> Resp
         Ok(records) => records,
         Err(error) => return console_page("Audit", &format!("<p>The store cannot be read: {}</p>", escape(&error.to_string()))),
     };
-    let mut body = String::from("<table><thead><tr><th scope=\"col\">Time</th><th scope=\"col\">Who</th><th scope=\"col\">Action</th><th scope=\"col\">On</th><th scope=\"col\">Recipient</th><th scope=\"col\">Outcome</th></tr></thead><tbody>");
+    let mut body = String::from(
+        "<table><thead><tr><th scope=\"col\">Time</th><th scope=\"col\">Who</th><th scope=\"col\">Action</th><th scope=\"col\">On</th><th scope=\"col\">Recipient</th><th scope=\"col\">Outcome</th></tr></thead><tbody>",
+    );
     for r in &records {
         body.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
@@ -609,7 +655,12 @@ async fn reload_form(State(admin): State<AdminState>, headers: HeaderMap, body: 
         }
         Err(errors) => {
             let list: String = errors.iter().map(|e| format!("<li>{}</li>", escape(e))).collect();
-            console_page("Reload refused", &format!("<p>Nothing was changed; the running configuration stays in force. Fix these and reload again:</p><ul>{list}</ul>"))
+            console_page(
+                "Reload refused",
+                &format!(
+                    "<p>Nothing was changed; the running configuration stays in force. Fix these and reload again:</p><ul>{list}</ul>"
+                ),
+            )
         }
     }
 }
@@ -619,7 +670,10 @@ async fn api_reload(State(admin): State<AdminState>, headers: HeaderMap) -> Resp
         return *response;
     }
     match reload(&admin.shared, "api").await {
-        Ok(()) => axum::Json(json!({"applied": true, "rules_hash": admin.shared.scorer.load().rules_in_force().map(|(h, _)| h.to_string())})).into_response(),
+        Ok(()) => {
+            axum::Json(json!({"applied": true, "rules_hash": admin.shared.scorer.load().rules_in_force().map(|(h, _)| h.to_string())}))
+                .into_response()
+        }
         Err(errors) => (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"applied": false, "errors": errors}))).into_response(),
     }
 }

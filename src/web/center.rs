@@ -32,7 +32,8 @@ pub const PAGE_SIZE: u32 = 25;
 /// Most items one bulk action takes.
 pub const MAX_BULK: usize = 100;
 
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const STYLE: &str = "<style>main{max-width:60rem}table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem;border-bottom:1px solid #ddd;vertical-align:top}\
 nav a,nav button{margin-right:1rem}.actions button{margin:.2rem}iframe{width:100%;height:24rem;border:1px solid #ccc}\
@@ -99,7 +100,12 @@ fn signed_in(shared: &Shared, headers: &HeaderMap) -> Result<User, Box<Response>
 fn signed_in_post(shared: &Shared, headers: &HeaderMap, form: &Form) -> Result<User, Box<Response>> {
     let user = signed_in(shared, headers)?;
     if cross_site(headers) || !user.session.csrf_ok(&user.key, form.one("csrf")) {
-        return Err(Box::new(page_with(StatusCode::FORBIDDEN, "Request refused", "<p>This form has expired or came from another site. Go back, reload the page and try again.</p>", CSP)));
+        return Err(Box::new(page_with(
+            StatusCode::FORBIDDEN,
+            "Request refused",
+            "<p>This form has expired or came from another site. Go back, reload the page and try again.</p>",
+            CSP,
+        )));
     }
     Ok(user)
 }
@@ -224,7 +230,11 @@ fn row(item: &QuarantineItem) -> String {
     let sender = or_none(&item.sender, "(no sender)");
     let subject = or_none(&item.subject, "(no subject)");
     let check = if item.state == ItemState::Held {
-        format!("<input type=\"checkbox\" name=\"id\" value=\"{}\" aria-label=\"Select message from {}\">", escape(&item.id), escape(sender))
+        format!(
+            "<input type=\"checkbox\" name=\"id\" value=\"{}\" aria-label=\"Select message from {}\">",
+            escape(&item.id),
+            escape(sender)
+        )
     } else {
         escape(item.state.as_str())
     };
@@ -253,7 +263,13 @@ fn action_buttons(label: &str) -> String {
 
 fn pager(params: &ListParams, total: u64) -> String {
     let page_link = |page: u32, text: &str| {
-        let query = serde_urlencoded::to_string([("q", params.q.as_str()), ("category", &params.category), ("state", &params.state), ("page", &page.to_string())]).unwrap_or_default();
+        let query = serde_urlencoded::to_string([
+            ("q", params.q.as_str()),
+            ("category", &params.category),
+            ("state", &params.state),
+            ("page", &page.to_string()),
+        ])
+        .unwrap_or_default();
         format!("<a href=\"/mc?{}\">{text}</a> ", escape(&query))
     };
     let mut links = String::new();
@@ -272,7 +288,9 @@ fn pager(params: &ListParams, total: u64) -> String {
 async fn own_item(shared: &Shared, user: &User, id: &str) -> Result<QuarantineItem, Box<Response>> {
     match shared.quarantine.store().get_item(id).await {
         Ok(item) if item.recipient.eq_ignore_ascii_case(&user.session.address) && item.state != ItemState::Deleted => Ok(item),
-        Ok(_) | Err(StoreError::NotFound { .. }) => Err(Box::new(user.page(StatusCode::NOT_FOUND, "Message not found", "<p>This message is not in your quarantine.</p>"))),
+        Ok(_) | Err(StoreError::NotFound { .. }) => {
+            Err(Box::new(user.page(StatusCode::NOT_FOUND, "Message not found", "<p>This message is not in your quarantine.</p>")))
+        }
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
             Err(Box::new(unavailable()))
@@ -348,13 +366,21 @@ async fn view(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): P
         item.category.as_str(),
     );
     if item.state == ItemState::Held {
-        body.push_str(&format!("<form method=\"post\" action=\"/mc/act\">{}<input type=\"hidden\" name=\"id\" value=\"{}\">{}</form>", user.csrf_field(), escape(&item.id), action_buttons("This message: ")));
+        body.push_str(&format!(
+            "<form method=\"post\" action=\"/mc/act\">{}<input type=\"hidden\" name=\"id\" value=\"{}\">{}</form>",
+            user.csrf_field(),
+            escape(&item.id),
+            action_buttons("This message: ")
+        ));
     } else {
         body.push_str("<p>This message was released.</p>");
     }
     if let Some(text) = &parts.text {
         let shown: String = text.chars().take(MAX_VIEW_TEXT).collect();
-        body.push_str(&format!("<h2>Text</h2><pre style=\"white-space:pre-wrap;border:1px solid #ccc;padding:.5rem\">{}</pre>", escape_keep_lines(&shown)));
+        body.push_str(&format!(
+            "<h2>Text</h2><pre style=\"white-space:pre-wrap;border:1px solid #ccc;padding:.5rem\">{}</pre>",
+            escape_keep_lines(&shown)
+        ));
     }
     if parts.html.is_some() {
         body.push_str(&format!(
@@ -425,11 +451,19 @@ async fn act(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes)
         Err(refusal) => return *refusal,
     };
     let Some(action) = ItemAction::parse(form.one("action")) else {
-        return user.page(StatusCode::BAD_REQUEST, "Nothing done", "<p>Choose an action.</p><p><a href=\"/mc\">Back to your quarantine</a></p>");
+        return user.page(
+            StatusCode::BAD_REQUEST,
+            "Nothing done",
+            "<p>Choose an action.</p><p><a href=\"/mc\">Back to your quarantine</a></p>",
+        );
     };
     let ids: Vec<&str> = form.all("id").take(MAX_BULK).collect();
     if ids.is_empty() {
-        return user.page(StatusCode::OK, "Nothing done", "<p>No message was selected.</p><p><a href=\"/mc\">Back to your quarantine</a></p>");
+        return user.page(
+            StatusCode::OK,
+            "Nothing done",
+            "<p>No message was selected.</p><p><a href=\"/mc\">Back to your quarantine</a></p>",
+        );
     }
     let (mut done, mut failed) = (0usize, 0usize);
     let mut lists_changed = false;
@@ -524,7 +558,10 @@ async fn preferences(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> R
     ));
     if may_choose_digest(&config, address) {
         let current = prefs.digest.map_or("", DigestFrequency::as_str);
-        body.push_str(&format!("<p>{}</p>", select("digest", "How often", current, &[("", "Default"), ("daily", "Daily"), ("weekly", "Weekly"), ("never", "Never")])));
+        body.push_str(&format!(
+            "<p>{}</p>",
+            select("digest", "How often", current, &[("", "Default"), ("daily", "Daily"), ("weekly", "Weekly"), ("never", "Never")])
+        ));
     }
     if may_choose_filtering(&config, address) {
         let current = match prefs.filtering {
@@ -532,7 +569,10 @@ async fn preferences(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> R
             Some(true) => "on",
             Some(false) => "off",
         };
-        body.push_str(&format!("<p>{}</p>", select("filtering", "Spam filtering", current, &[("", "Default"), ("on", "On"), ("off", "Off (viruses are still stopped)")])));
+        body.push_str(&format!(
+            "<p>{}</p>",
+            select("filtering", "Spam filtering", current, &[("", "Default"), ("on", "On"), ("off", "Off (viruses are still stopped)")])
+        ));
     }
     body.push_str("<p><button type=\"submit\">Save preferences</button></p></form>");
     for (kind, title, entries) in [(ListKind::Allow, "Always allow", &prefs.allow), (ListKind::Block, "Always block", &prefs.block)] {
@@ -597,7 +637,11 @@ async fn save_preferences(State(shared): State<Arc<Shared>>, headers: HeaderMap,
         Ok(()) => {
             crate::server::read_user_lists(&shared).await;
             tracing::info!(event = "preferences_saved", user = %address);
-            user.page(StatusCode::OK, "Preferences saved", "<p>Your preferences are saved.</p><p><a href=\"/mc/prefs\">Back to preferences</a></p>")
+            user.page(
+                StatusCode::OK,
+                "Preferences saved",
+                "<p>Your preferences are saved.</p><p><a href=\"/mc/prefs\">Back to preferences</a></p>",
+            )
         }
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
@@ -623,7 +667,10 @@ async fn change_list(State(shared): State<Arc<Shared>>, headers: HeaderMap, body
             return user.page(
                 StatusCode::BAD_REQUEST,
                 "Nothing changed",
-                &format!("<p>That entry is not valid: {}</p><p><a href=\"/mc/prefs\">Back to preferences</a></p>", escape(&error.to_string())),
+                &format!(
+                    "<p>That entry is not valid: {}</p><p><a href=\"/mc/prefs\">Back to preferences</a></p>",
+                    escape(&error.to_string())
+                ),
             );
         }
     };

@@ -86,7 +86,11 @@ pub(super) async fn show(State(shared): State<Arc<Shared>>, Path(token): Path<St
         LinkAction::Unsubscribe => page(
             StatusCode::OK,
             "Stop quarantine emails",
-            &format!("<p>Stop sending quarantine digests and virus notices to <strong>{}</strong>?</p>{}", escape(&link.address), button("Unsubscribe")),
+            &format!(
+                "<p>Stop sending quarantine digests and virus notices to <strong>{}</strong>?</p>{}",
+                escape(&link.address),
+                button("Unsubscribe")
+            ),
         ),
         LinkAction::Release | LinkAction::ReleaseAllow => {
             let item = match owned_item(&shared, &link).await {
@@ -143,7 +147,11 @@ async fn view(shared: &Shared, link: &Link) -> Response {
         let now = store::unix_now();
         for (action, label) in [(LinkAction::Release, "Release"), (LinkAction::ReleaseAllow, "Release and allow sender")] {
             let token = key.token(action, &link.address, &item.id, now, web.link_lifetime.0);
-            body.push_str(&format!("<form method=\"post\" action=\"/l/{}\"><button type=\"submit\">{}</button></form>", escape(&token), escape(label)));
+            body.push_str(&format!(
+                "<form method=\"post\" action=\"/l/{}\"><button type=\"submit\">{}</button></form>",
+                escape(&token),
+                escape(label)
+            ));
         }
     }
     page(StatusCode::OK, "Held message", &body)
@@ -158,7 +166,9 @@ pub(super) async fn act(State(shared): State<Arc<Shared>>, Path(token): Path<Str
     match link.action {
         LinkAction::Unsubscribe => unsubscribe(&shared, &link.address).await,
         LinkAction::Release | LinkAction::ReleaseAllow => release(&shared, &link).await,
-        LinkAction::View | LinkAction::Login => page(StatusCode::METHOD_NOT_ALLOWED, "Nothing to do", "<p>This link only opens a page.</p>"),
+        LinkAction::View | LinkAction::Login => {
+            page(StatusCode::METHOD_NOT_ALLOWED, "Nothing to do", "<p>This link only opens a page.</p>")
+        }
         LinkAction::Session => refused(LinkError::Malformed),
     }
 }
@@ -211,4 +221,3 @@ async fn release(shared: &Shared, link: &Link) -> Response {
     }
     page(StatusCode::OK, "Released", &format!("<p>The message is on its way to your mailbox.</p>{note}"))
 }
-

@@ -8,8 +8,8 @@
 //! drive recipient callouts either), emails per address (`login_emails_per_address`) and emails
 //! in all (`login_emails_per_hour`). The answer page is the same whatever happened.
 
-use super::{ClientAddr, Form, page};
 use super::session::cross_site;
+use super::{ClientAddr, Form, page};
 use crate::session::Shared;
 use crate::store::{self, Store};
 use axum::body::Bytes;
@@ -38,7 +38,12 @@ pub(super) async fn form() -> Response {
 
 /// Sends a login link when every check passes (see the module docs); answers the same page
 /// either way, so the form tells nobody which addresses exist or were refused.
-pub(super) async fn send(State(shared): State<Arc<Shared>>, ConnectInfo(client): ConnectInfo<ClientAddr>, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn send(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(client): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if cross_site(&headers) {
         return page(StatusCode::FORBIDDEN, "Request refused", "<p>This form came from another site.</p>");
     }

@@ -125,7 +125,11 @@ fn page_with(status: StatusCode, title: &str, body: &str, csp: &'static str) -> 
 }
 
 fn unavailable() -> Response {
-    page(StatusCode::SERVICE_UNAVAILABLE, "Try again later", "<p>The quarantine cannot be reached right now. Please try again in a few minutes.</p>")
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again later",
+        "<p>The quarantine cannot be reached right now. Please try again in a few minutes.</p>",
+    )
 }
 
 /// [`escape`], keeping line breaks (for a `<pre>` block).

@@ -21,7 +21,8 @@ pub fn sanitize(html: &str) -> String {
 
 /// The Content-Security-Policy of the sanitised document: sandboxed (no script, no forms, no
 /// same-origin access), nothing loaded from anywhere, framed only by the Message Center.
-pub const HTML_PART_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; sandbox; frame-ancestors 'self'; base-uri 'none'; form-action 'none'";
+pub const HTML_PART_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; sandbox; frame-ancestors 'self'; base-uri 'none'; form-action 'none'";
 
 /// The sanitised HTML part as a whole document.
 pub fn document(html: &str) -> String {
@@ -44,7 +45,25 @@ mod tests {
             <style>body{background:url(https://evil.example/x)}</style><svg onload="alert(3)"></svg>
             <div style="background:url(https://evil.example/y)">styled</div><!-- comment -->"#;
         let clean = sanitize(hostile).to_ascii_lowercase();
-        for banned in ["<script", "alert(1)", "onclick", "<img", "tracker", "<a ", "href", "javascript", "<iframe", "<form", "<input", "<style", "url(", "<svg", "onload", "style=", "comment"] {
+        for banned in [
+            "<script",
+            "alert(1)",
+            "onclick",
+            "<img",
+            "tracker",
+            "<a ",
+            "href",
+            "javascript",
+            "<iframe",
+            "<form",
+            "<input",
+            "<style",
+            "url(",
+            "<svg",
+            "onload",
+            "style=",
+            "comment",
+        ] {
             assert!(!clean.contains(banned), "{banned} survived: {clean}");
         }
         for kept in ["<p>hi <b>there</b></p>", "click", "styled"] {

@@ -41,12 +41,7 @@ impl Sink {
         let address = format!("127.0.0.1:{port}");
         args.push(&address);
         args.push("100");
-        let child = Command::new(SMTP_SINK)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("cannot start smtp-sink");
+        let child = Command::new(SMTP_SINK).args(&args).stdin(Stdio::null()).stdout(Stdio::null()).spawn().expect("cannot start smtp-sink");
         let sink = Sink { child, port, dir: dir.to_path_buf() };
         let deadline = Instant::now() + Duration::from_secs(5);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -58,9 +53,8 @@ impl Sink {
 
     /// The dumped transactions so far (smtp-sink writes LF line ends and un-stuffs dots).
     pub fn dumps(&self) -> Vec<String> {
-        let mut names: Vec<_> = std::fs::read_dir(&self.dir)
-            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-            .unwrap_or_default();
+        let mut names: Vec<_> =
+            std::fs::read_dir(&self.dir).map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default();
         names.sort();
         names.iter().filter_map(|p| std::fs::read(p).ok()).map(|b| String::from_utf8_lossy(&b).into_owned()).collect()
     }

@@ -84,7 +84,8 @@ impl Browser {
             raw.extend_from_slice(&chunk[..n]);
             if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-                let length = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(0);
+                let length =
+                    head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(0);
                 break (end + 4, length);
             }
         };
@@ -117,7 +118,10 @@ impl Browser {
     /// The elements matching a CSS selector.
     pub fn find_all(&self, css: &str) -> Vec<Element> {
         let found = self.call("POST", "/elements", Some(json!({"using": "css selector", "value": css})));
-        found.as_array().map(|a| a.iter().filter_map(|e| e[ELEMENT_KEY].as_str().map(|id| Element(id.to_string()))).collect()).unwrap_or_default()
+        found
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e[ELEMENT_KEY].as_str().map(|id| Element(id.to_string()))).collect())
+            .unwrap_or_default()
     }
 
     /// The one element matching a CSS selector (panics if there is none).
@@ -148,7 +152,9 @@ impl Browser {
 
     /// Waits until the page (after a click that navigates) has `title`.
     pub fn wait_title(&self, title: &str) {
-        wait_until(&format!("a page titled {title:?}"), DEADLINE, || (self.try_call("GET", "/title", None).as_str() == Some(title)).then_some(()));
+        wait_until(&format!("a page titled {title:?}"), DEADLINE, || {
+            (self.try_call("GET", "/title", None).as_str() == Some(title)).then_some(())
+        });
     }
 
     /// Waits until the page's visible text contains `needle`; returns that text.
@@ -180,7 +186,10 @@ impl Browser {
 
     /// Presses keys on the focused element (`\u{E004}` is Tab, `\u{E007}` Enter).
     pub fn keys(&self, keys: &str) {
-        let actions: Vec<Value> = keys.chars().flat_map(|k| [json!({"type": "keyDown", "value": k.to_string()}), json!({"type": "keyUp", "value": k.to_string()})]).collect();
+        let actions: Vec<Value> = keys
+            .chars()
+            .flat_map(|k| [json!({"type": "keyDown", "value": k.to_string()}), json!({"type": "keyUp", "value": k.to_string()})])
+            .collect();
         self.call("POST", "/actions", Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})));
     }
 }

@@ -10,7 +10,7 @@
 //! `StreamMaxLength` [`STREAM_MAX`]. [`Clamd::start`] waits until it answers PING; it is
 //! killed on Drop.
 
-use super::{free_port, require_program, temp_dir, ChildGuard, DEADLINE};
+use super::{ChildGuard, DEADLINE, free_port, require_program, temp_dir};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -56,10 +56,7 @@ impl Clamd {
             hex(CUSTOM_MARKER.as_bytes())
         );
         std::fs::write(db.join("moat-test.ndb"), ndb).expect("write ndb");
-        let md5 = super::run_with_deadline(
-            Command::new(require_program("md5sum")).arg(write_temp(&dir, "hashed", HASHED_FILE)),
-            DEADLINE,
-        );
+        let md5 = super::run_with_deadline(Command::new(require_program("md5sum")).arg(write_temp(&dir, "hashed", HASHED_FILE)), DEADLINE);
         let md5 = String::from_utf8_lossy(&md5.stdout).split_whitespace().next().unwrap_or_default().to_string();
         assert_eq!(md5.len(), 32, "md5sum output");
         std::fs::write(db.join("moat-test.hdb"), format!("{md5}:{}:Moat.Test.Hash\n", HASHED_FILE.len())).expect("write hdb");

@@ -18,7 +18,7 @@
 //! // moat config: [dns] nameservers = ["127.0.0.1:<dns.port>"]
 //! ```
 
-use super::{free_port, require_program, ChildGuard, DEADLINE};
+use super::{ChildGuard, DEADLINE, free_port, require_program};
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -65,10 +65,7 @@ pub fn free_port() -> u16 {
 /// A temporary directory that other users (postfix) can traverse; removed on Drop.
 pub fn temp_dir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::Builder::new()
-        .prefix("moat-test-")
-        .tempdir()
-        .expect("create temp dir");
+    let dir = tempfile::Builder::new().prefix("moat-test-").tempdir().expect("create temp dir");
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
     dir
 }
@@ -96,32 +93,19 @@ pub fn port_accepts(port: u16) -> bool {
 pub fn is_root() -> bool {
     fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
         .unwrap_or(false)
 }
 
 /// The path of an external program, or a panic telling how to get it.
 pub fn require_program(name: &str) -> PathBuf {
-    for dir in [
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-        "/usr/local/bin",
-        "/usr/local/sbin",
-    ] {
+    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/bin", "/usr/local/sbin"] {
         let path = Path::new(dir).join(name);
         if path.is_file() {
             return path;
         }
     }
-    panic!(
-        "`{name}` is not installed: run scripts/test, which installs the Debian packages the tests need"
-    );
+    panic!("`{name}` is not installed: run scripts/test, which installs the Debian packages the tests need");
 }
 
 /// Runs a command to completion, killing it after `deadline`. Stdin is closed.
@@ -156,21 +140,14 @@ pub fn run_with_deadline(command: &mut Command, deadline: Duration) -> Output {
         }
         thread::sleep(Duration::from_millis(10));
     };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
+    Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
 }
 
 /// Runs swaks with `args` (a `--timeout 15` is added) and returns its output; killed after 30 s.
 /// swaks prints the whole conversation on stdout (`<-` lines are the server's replies).
 pub fn swaks(args: &[&str]) -> Output {
     let swaks = require_program("swaks");
-    run_with_deadline(
-        Command::new(swaks).args(["--timeout", "15"]).args(args),
-        Duration::from_secs(30),
-    )
+    run_with_deadline(Command::new(swaks).args(["--timeout", "15"]).args(args), Duration::from_secs(30))
 }
 
 /// Replaces every CRLF with LF (smtp-sink and Postfix's Maildir store LF line endings).
@@ -233,10 +210,7 @@ impl Drop for ChildGuard {
 
 fn signal(pid: u32, name: &str) {
     // The shell's built-in kill: /bin/kill (procps) is missing on minimal Debian images.
-    let status = Command::new("sh")
-        .args(["-c", &format!("kill -{name} {pid}")])
-        .status()
-        .expect("run kill");
+    let status = Command::new("sh").args(["-c", &format!("kill -{name} {pid}")]).status().expect("run kill");
     assert!(status.success(), "kill -{name} {pid} failed");
 }
 
@@ -258,9 +232,7 @@ pub struct Mail {
 impl Mail {
     /// True if the message contains `needle`.
     pub fn contains(&self, needle: &str) -> bool {
-        self.data
-            .windows(needle.len().max(1))
-            .any(|w| w == needle.as_bytes())
+        self.data.windows(needle.len().max(1)).any(|w| w == needle.as_bytes())
     }
 }
 
@@ -293,12 +265,8 @@ impl Sink {
     /// A sink with extra smtp-sink options, e.g. `["-r", "RCPT"]` (4xx for every RCPT),
     /// `["-f", "."]` (5xx after the data), `["-Q", "MAIL"]` (421 and close).
     pub fn with_args(args: &[&str]) -> Sink {
-        let mut sink = Sink {
-            port: free_port(),
-            dir: temp_dir(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-            child: ChildGuard(None),
-        };
+        let mut sink =
+            Sink { port: free_port(), dir: temp_dir(), args: args.iter().map(|s| s.to_string()).collect(), child: ChildGuard(None) };
         sink.start();
         sink
     }
@@ -306,12 +274,7 @@ impl Sink {
     /// A sink port that nothing listens on yet (the "downstream is down" case); [`Sink::start`]
     /// brings it up later on the same port.
     pub fn stopped() -> Sink {
-        Sink {
-            port: free_port(),
-            dir: temp_dir(),
-            args: Vec::new(),
-            child: ChildGuard(None),
-        }
+        Sink { port: free_port(), dir: temp_dir(), args: Vec::new(), child: ChildGuard(None) }
     }
 
     /// (Re)starts smtp-sink on the same port. Messages dumped before are kept.
@@ -337,9 +300,7 @@ impl Sink {
         let child = command.spawn().expect("start smtp-sink");
         self.child = ChildGuard(Some(child));
         let port = self.port;
-        wait_until(&format!("smtp-sink on port {port}"), DEADLINE, || {
-            port_accepts(port).then_some(())
-        });
+        wait_until(&format!("smtp-sink on port {port}"), DEADLINE, || port_accepts(port).then_some(()));
     }
 
     /// Restarts smtp-sink on the same port with other options (e.g. `&[]` to stop refusing).
@@ -360,40 +321,26 @@ impl Sink {
         let mut files: Vec<(std::time::SystemTime, PathBuf)> = match fs::read_dir(&dump) {
             Ok(entries) => entries
                 .filter_map(|e| e.ok())
-                .map(|e| {
-                    (
-                        e.metadata()
-                            .and_then(|m| m.modified())
-                            .unwrap_or(std::time::UNIX_EPOCH),
-                        e.path(),
-                    )
-                })
+                .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
                 .collect(),
             Err(_) => Vec::new(),
         };
         files.sort();
-        files
-            .iter()
-            .filter_map(|(_, path)| fs::read(path).ok().and_then(|d| parse_sink_dump(&d)))
-            .collect()
+        files.iter().filter_map(|(_, path)| fs::read(path).ok().and_then(|d| parse_sink_dump(&d))).collect()
     }
 
     /// Waits until at least `n` transactions arrived (and the dump files stopped growing).
     pub fn wait_for(&self, n: usize, deadline: Duration) -> Vec<Mail> {
         let port = self.port;
-        wait_until(
-            &format!("{n} message(s) at smtp-sink port {port}"),
-            deadline,
-            || {
-                let first = self.messages();
-                if first.len() < n {
-                    return None;
-                }
-                thread::sleep(Duration::from_millis(100));
-                let second = self.messages();
-                (first == second).then_some(second)
-            },
-        )
+        wait_until(&format!("{n} message(s) at smtp-sink port {port}"), deadline, || {
+            let first = self.messages();
+            if first.len() < n {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(100));
+            let second = self.messages();
+            (first == second).then_some(second)
+        })
     }
 }
 
@@ -427,11 +374,7 @@ pub fn parse_sink_dump(dump: &[u8]) -> Option<Mail> {
     let (_, rest) = split_first_header(&dump[pos..]);
     // The message is followed by one empty line.
     let data = rest.strip_suffix(b"\n")?.to_vec();
-    Some(Mail {
-        sender: sender?,
-        recipients,
-        data,
-    })
+    Some(Mail { sender: sender?, recipients, data })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -475,13 +418,7 @@ impl Capture {
                 }
             })
         };
-        Capture {
-            port,
-            mails,
-            stop,
-            thread: Some(thread),
-            transactions,
-        }
+        Capture { port, mails, stop, thread: Some(thread), transactions }
     }
 
     pub fn messages(&self) -> Vec<Mail> {
@@ -490,14 +427,10 @@ impl Capture {
 
     /// Waits until at least `n` messages arrived.
     pub fn wait_for(&self, n: usize, deadline: Duration) -> Vec<Mail> {
-        wait_until(
-            &format!("{n} message(s) at the capture server"),
-            deadline,
-            || {
-                let mails = self.messages();
-                (mails.len() >= n).then_some(mails)
-            },
-        )
+        wait_until(&format!("{n} message(s) at the capture server"), deadline, || {
+            let mails = self.messages();
+            (mails.len() >= n).then_some(mails)
+        })
     }
 }
 
@@ -516,11 +449,7 @@ impl Drop for Capture {
     }
 }
 
-fn capture_session(
-    stream: TcpStream,
-    mails: &Mutex<Vec<Mail>>,
-    transactions: &AtomicUsize,
-) -> io::Result<()> {
+fn capture_session(stream: TcpStream, mails: &Mutex<Vec<Mail>>, transactions: &AtomicUsize) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
@@ -534,11 +463,7 @@ fn capture_session(
             return Ok(());
         }
         let command = String::from_utf8_lossy(&line).trim_end().to_string();
-        let verb = command
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_ascii_uppercase();
+        let verb = command.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
         let reply: &[u8] = match verb.as_str() {
             "EHLO" => b"250-capture.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 ENHANCEDSTATUSCODES\r\n",
             "HELO" | "NOOP" => b"250 2.0.0 Ok\r\n",
@@ -589,19 +514,12 @@ fn read_dot_data(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
     loop {
         line.clear();
         if reader.read_until(b'\n', &mut line)? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "EOF inside DATA",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "EOF inside DATA"));
         }
         if at_line_start && line == b".\r\n" {
             return Ok(data);
         }
-        let body = if at_line_start && line.first() == Some(&b'.') {
-            &line[1..]
-        } else {
-            &line[..]
-        };
+        let body = if at_line_start && line.first() == Some(&b'.') { &line[1..] } else { &line[..] };
         data.extend_from_slice(body);
         at_line_start = line.ends_with(b"\r\n");
     }
@@ -634,10 +552,7 @@ impl Postfix {
     }
 
     fn start_with_mailboxes(domain: &str, mailbox_map: &str) -> Postfix {
-        assert!(
-            is_root(),
-            "the private Postfix instance needs root (run the tests as root or via sudo scripts/test)"
-        );
+        assert!(is_root(), "the private Postfix instance needs root (run the tests as root or via sudo scripts/test)");
         let postconf = require_program("postconf");
         let postfix = require_program("postfix");
         let dir = temp_dir();
@@ -647,30 +562,16 @@ impl Postfix {
         for sub in ["etc", "spool", "data", "mail"] {
             fs::create_dir_all(base.join(sub)).unwrap();
         }
-        let chown = Command::new("chown")
-            .args(["postfix:postfix"])
-            .arg(base.join("data"))
-            .arg(base.join("mail"))
-            .status()
-            .expect("chown");
-        assert!(
-            chown.success(),
-            "chown postfix:postfix failed (is the postfix user there?)"
-        );
-        let master = [
-            "/etc/postfix/master.cf",
-            "/usr/share/postfix/master.cf.dist",
-        ]
-        .into_iter()
-        .find(|p| Path::new(p).is_file())
-        .expect("no master.cf template: is postfix installed?");
+        let chown = Command::new("chown").args(["postfix:postfix"]).arg(base.join("data")).arg(base.join("mail")).status().expect("chown");
+        assert!(chown.success(), "chown postfix:postfix failed (is the postfix user there?)");
+        let master = ["/etc/postfix/master.cf", "/usr/share/postfix/master.cf.dist"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())
+            .expect("no master.cf template: is postfix installed?");
         fs::copy(master, etc.join("master.cf")).unwrap();
         fs::write(etc.join("main.cf"), "").unwrap();
         let id = |flag: &str| {
-            let out = run_with_deadline(
-                Command::new("id").args([flag, "postfix"]),
-                Duration::from_secs(5),
-            );
+            let out = run_with_deadline(Command::new("id").args([flag, "postfix"]), Duration::from_secs(5));
             text(&out.stdout).trim().to_string()
         };
         let (uid, gid) = (id("-u"), id("-g"));
@@ -700,32 +601,13 @@ impl Postfix {
             // Keep messages as received: no header rewriting or added Date/Message-ID.
             "local_header_rewrite_clients=".into(),
         ];
+        let out = run_with_deadline(Command::new(&postconf).arg("-c").arg(&etc).arg("-e").args(&settings), DEADLINE);
+        assert!(out.status.success(), "postconf -e failed: {}", text(&out.stderr));
         let out = run_with_deadline(
-            Command::new(&postconf)
-                .arg("-c")
-                .arg(&etc)
-                .arg("-e")
-                .args(&settings),
+            Command::new(&postconf).arg("-c").arg(&etc).arg("-M").arg(format!("smtp/inet=127.0.0.1:{port} inet n - n - - smtpd")),
             DEADLINE,
         );
-        assert!(
-            out.status.success(),
-            "postconf -e failed: {}",
-            text(&out.stderr)
-        );
-        let out = run_with_deadline(
-            Command::new(&postconf)
-                .arg("-c")
-                .arg(&etc)
-                .arg("-M")
-                .arg(format!("smtp/inet=127.0.0.1:{port} inet n - n - - smtpd")),
-            DEADLINE,
-        );
-        assert!(
-            out.status.success(),
-            "postconf -M failed: {}",
-            text(&out.stderr)
-        );
+        assert!(out.status.success(), "postconf -M failed: {}", text(&out.stderr));
         let log = fs::File::create(base.join("start-fg.out")).unwrap();
         let child = Command::new(&postfix)
             .arg("-c")
@@ -736,19 +618,11 @@ impl Postfix {
             .stderr(log)
             .spawn()
             .expect("start postfix");
-        let instance = Postfix {
-            port,
-            dir,
-            child: ChildGuard(Some(child)),
-        };
+        let instance = Postfix { port, dir, child: ChildGuard(Some(child)) };
         let start = Instant::now();
         while !port_accepts(port) {
             if start.elapsed() > DEADLINE {
-                panic!(
-                    "private postfix did not listen on {port}: {}\n{}",
-                    instance.output(),
-                    instance.maillog()
-                );
+                panic!("private postfix did not listen on {port}: {}\n{}", instance.output(), instance.maillog());
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -771,10 +645,7 @@ impl Postfix {
         for sub in ["new", "cur"] {
             if let Ok(entries) = fs::read_dir(self.dir.path().join("mail/inbox").join(sub)) {
                 for entry in entries.flatten() {
-                    let modified = entry
-                        .metadata()
-                        .and_then(|m| m.modified())
-                        .unwrap_or(std::time::UNIX_EPOCH);
+                    let modified = entry.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
                     files.push((modified, entry.path()));
                 }
             }
@@ -792,10 +663,7 @@ impl Postfix {
                 return delivered;
             }
             if start.elapsed() > deadline {
-                panic!(
-                    "timed out waiting for {n} message(s) in the Postfix Maildir; maillog:\n{}",
-                    self.maillog()
-                );
+                panic!("timed out waiting for {n} message(s) in the Postfix Maildir; maillog:\n{}", self.maillog());
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -812,10 +680,7 @@ impl Postfix {
     /// Stops the instance (its port then refuses connections); its Maildir stays readable.
     pub fn stop(&mut self) {
         let etc = self.dir.path().join("etc");
-        if let Some(postfix) = ["/usr/sbin/postfix", "/usr/bin/postfix"]
-            .iter()
-            .find(|p| Path::new(p).is_file())
-        {
+        if let Some(postfix) = ["/usr/sbin/postfix", "/usr/bin/postfix"].iter().find(|p| Path::new(p).is_file()) {
             let _ = Command::new(postfix)
                 .arg("-c")
                 .arg(&etc)
@@ -837,9 +702,7 @@ impl Postfix {
         }
         let pid_file = fs::read_to_string(self.dir.path().join("spool/pid/master.pid"));
         if let Some(pid) = pid_file.ok().and_then(|p| p.trim().parse::<u32>().ok()) {
-            let _ = Command::new("sh")
-                .args(["-c", &format!("kill -KILL {pid}")])
-                .status();
+            let _ = Command::new("sh").args(["-c", &format!("kill -KILL {pid}")]).status();
         }
         self.child.kill();
     }
@@ -876,11 +739,7 @@ impl Reply {
     pub fn enhanced(&self) -> Option<&str> {
         let first = self.lines.last()?.split_whitespace().next()?;
         let parts: Vec<&str> = first.split('.').collect();
-        (parts.len() == 3
-            && parts
-                .iter()
-                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
-        .then_some(first)
+        (parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))).then_some(first)
     }
 
     /// True if the code is `code` and the enhanced code is `enhanced`.
@@ -895,16 +754,7 @@ impl Reply {
 
     /// EHLO keywords (upper-cased first word of each line after the first).
     pub fn keywords(&self) -> Vec<String> {
-        self.lines
-            .iter()
-            .skip(1)
-            .map(|l| {
-                l.split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .to_ascii_uppercase()
-            })
-            .collect()
+        self.lines.iter().skip(1).map(|l| l.split_whitespace().next().unwrap_or("").to_ascii_uppercase()).collect()
     }
 }
 
@@ -921,10 +771,7 @@ impl std::fmt::Display for Reply {
 /// Asserts that `reply` has `code` and `enhanced` code, showing the reply and `context` otherwise.
 #[track_caller]
 pub fn assert_reply(reply: &Reply, code: u16, enhanced: &str, context: &str) {
-    assert!(
-        reply.is(code, enhanced),
-        "{context}: expected {code} {enhanced}, got:\n{reply}"
-    );
+    assert!(reply.is(code, enhanced), "{context}: expected {code} {enhanced}, got:\n{reply}");
 }
 
 /// Why no reply could be read.
@@ -994,29 +841,17 @@ pub struct Smtp {
 impl Smtp {
     /// Connects to 127.0.0.1:`port` without reading anything.
     pub fn connect(port: u16) -> Smtp {
-        let stream =
-            TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5))
-                .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+        let stream = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
         stream.set_nodelay(true).unwrap();
-        Smtp {
-            stream: Stream::Plain(stream),
-            buf: Vec::new(),
-            timeout: DEADLINE,
-            transcript: String::new(),
-        }
+        Smtp { stream: Stream::Plain(stream), buf: Vec::new(), timeout: DEADLINE, transcript: String::new() }
     }
 
     /// Connects to 127.0.0.1:`port`, or the error (e.g. connection refused).
     pub fn try_connect(port: u16) -> io::Result<Smtp> {
-        let stream =
-            TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5))?;
+        let stream = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5))?;
         stream.set_nodelay(true)?;
-        Ok(Smtp {
-            stream: Stream::Plain(stream),
-            buf: Vec::new(),
-            timeout: DEADLINE,
-            transcript: String::new(),
-        })
+        Ok(Smtp { stream: Stream::Plain(stream), buf: Vec::new(), timeout: DEADLINE, transcript: String::new() })
     }
 
     /// Connects and reads the greeting, which must be 220.
@@ -1039,18 +874,13 @@ impl Smtp {
     pub fn send(&mut self, bytes: &[u8]) {
         let _ = write!(self.transcript, "C: {}", text(bytes).escape_debug());
         self.transcript.push('\n');
-        self.stream
-            .write_all(bytes)
-            .unwrap_or_else(|e| panic!("send failed: {e}\ntranscript:\n{}", self.transcript));
+        self.stream.write_all(bytes).unwrap_or_else(|e| panic!("send failed: {e}\ntranscript:\n{}", self.transcript));
         self.stream.flush().unwrap();
     }
 
     /// Sends bytes, ignoring errors (for peers that may already have closed).
     pub fn send_lossy(&mut self, bytes: &[u8]) -> bool {
-        self.stream
-            .write_all(bytes)
-            .and_then(|_| self.stream.flush())
-            .is_ok()
+        self.stream.write_all(bytes).and_then(|_| self.stream.flush()).is_ok()
     }
 
     /// Sends `line` + CRLF and reads one reply.
@@ -1085,19 +915,12 @@ impl Smtp {
             if let Stream::Gone = self.stream {
                 return Err(ReadError::Closed(self.buf.clone()));
             }
-            self.stream
-                .tcp()
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .unwrap();
+            self.stream.tcp().set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
             let mut chunk = [0u8; 65536];
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(ReadError::Closed(self.buf.clone())),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Err(ReadError::Closed(self.buf.clone())),
             }
@@ -1111,15 +934,10 @@ impl Smtp {
         let mut pos = 0;
         loop {
             let end = pos + self.buf[pos..].iter().position(|&b| b == b'\n')?;
-            let line = String::from_utf8_lossy(&self.buf[pos..end])
-                .trim_end_matches('\r')
-                .to_string();
+            let line = String::from_utf8_lossy(&self.buf[pos..end]).trim_end_matches('\r').to_string();
             pos = end + 1;
             let bytes = line.as_bytes();
-            if bytes.len() < 3
-                || !bytes[..3].iter().all(u8::is_ascii_digit)
-                || !matches!(bytes.get(3), None | Some(b' ') | Some(b'-'))
-            {
+            if bytes.len() < 3 || !bytes[..3].iter().all(u8::is_ascii_digit) || !matches!(bytes.get(3), None | Some(b' ') | Some(b'-')) {
                 let garbage = self.buf.clone();
                 self.buf.clear();
                 return Some(Err(ReadError::Garbage(garbage)));
@@ -1151,13 +969,7 @@ impl Smtp {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return true,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {}
                 Err(_) => return true,
             }
         }
@@ -1177,33 +989,21 @@ impl Smtp {
     /// and checking the name `server_name`. Unread plaintext bytes are an error: a server must
     /// not send anything after its 220.
     pub fn starttls(&mut self, ca_der: &[u8], server_name: &str) {
-        assert!(
-            self.buf.is_empty(),
-            "plaintext after the STARTTLS reply: {:?}",
-            text(&self.buf)
-        );
+        assert!(self.buf.is_empty(), "plaintext after the STARTTLS reply: {:?}", text(&self.buf));
         let tcp = match std::mem::replace(&mut self.stream, Stream::Gone) {
             Stream::Plain(tcp) => tcp,
             _ => panic!("STARTTLS on a connection that is not plain"),
         };
         let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(rustls::pki_types::CertificateDer::from(ca_der.to_vec()))
-            .expect("add test CA");
-        let config = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name =
-            rustls::pki_types::ServerName::try_from(server_name.to_string()).expect("server name");
+        roots.add(rustls::pki_types::CertificateDer::from(ca_der.to_vec())).expect("add test CA");
+        let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).expect("server name");
         let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("TLS client");
         let mut tls = rustls::StreamOwned::new(conn, tcp);
         tls.sock.set_read_timeout(Some(self.timeout)).unwrap();
         while tls.conn.is_handshaking() {
             if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
-                panic!(
-                    "TLS handshake failed: {e}\ntranscript:\n{}",
-                    self.transcript
-                );
+                panic!("TLS handshake failed: {e}\ntranscript:\n{}", self.transcript);
             }
         }
         self.transcript.push_str("-- TLS handshake done --\n");
@@ -1260,8 +1060,7 @@ pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
 /// A self-signed certificate for [`MOAT_HOSTNAME`], written as cert.pem and key.pem into `dir`.
 /// Returns the certificate in DER for a client to trust.
 pub fn write_test_certificate(dir: &Path) -> Vec<u8> {
-    let certified = rcgen::generate_simple_self_signed(vec![MOAT_HOSTNAME.to_string()])
-        .expect("generate certificate");
+    let certified = rcgen::generate_simple_self_signed(vec![MOAT_HOSTNAME.to_string()]).expect("generate certificate");
     fs::write(dir.join("cert.pem"), certified.cert.pem()).unwrap();
     fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem()).unwrap();
     certified.cert.der().to_vec()
@@ -1386,12 +1185,8 @@ impl MoatConfig {
         if self.starttls {
             let _ = writeln!(t, "\n[tls]\ncertificate = \"cert.pem\"\nkey = \"key.pem\"");
         }
-        for (section, keys) in [
-            ("limits", &self.limits),
-            ("timeouts", &self.timeouts),
-            ("delivery", &self.delivery),
-            ("auth", &self.auth),
-        ] {
+        for (section, keys) in [("limits", &self.limits), ("timeouts", &self.timeouts), ("delivery", &self.delivery), ("auth", &self.auth)]
+        {
             if !keys.is_empty() {
                 let _ = writeln!(t, "\n[{section}]");
                 for (k, v) in keys {
@@ -1399,19 +1194,9 @@ impl MoatConfig {
                 }
             }
         }
-        let _ = writeln!(
-            t,
-            "\n[downstream]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"",
-            self.downstream_port
-        );
-        let _ = writeln!(
-            t,
-            "\n[[domain]]\nname = \"{DOMAIN}\"\nrecipient_check = \"any\""
-        );
-        let _ = writeln!(
-            t,
-            "\n[[domain]]\nname = \"{LIST_DOMAIN}\"\nrecipient_check = \"list\"\nrecipients = [\"{LIST_USER}\"]"
-        );
+        let _ = writeln!(t, "\n[downstream]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"", self.downstream_port);
+        let _ = writeln!(t, "\n[[domain]]\nname = \"{DOMAIN}\"\nrecipient_check = \"any\"");
+        let _ = writeln!(t, "\n[[domain]]\nname = \"{LIST_DOMAIN}\"\nrecipient_check = \"list\"\nrecipients = [\"{LIST_USER}\"]");
         t.push_str(&self.extra);
         t
     }
@@ -1446,13 +1231,7 @@ impl Moat {
         let dir = temp_dir();
         let certificate = config.starttls.then(|| write_test_certificate(dir.path()));
         fs::write(dir.path().join("moat.toml"), config.render()).unwrap();
-        let mut moat = Moat {
-            port: config.port,
-            config,
-            dir,
-            child: ChildGuard(None),
-            certificate,
-        };
+        let mut moat = Moat { port: config.port, config, dir, child: ChildGuard(None), certificate };
         moat.spawn();
         moat
     }
@@ -1477,11 +1256,7 @@ impl Moat {
     }
 
     fn spawn(&mut self) {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .unwrap();
+        let log = fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
         let child = Command::new(moat_binary())
             .arg("serve")
             .arg("-c")
@@ -1499,21 +1274,14 @@ impl Moat {
         loop {
             if let Some(Ok(Some(status))) = self.child.0.as_mut().map(|c| c.try_wait()) {
                 self.child.0 = None;
-                panic!(
-                    "moat binary did not start: `moat serve` exited with {status} before listening; log:\n{}",
-                    self.log()
-                );
+                panic!("moat binary did not start: `moat serve` exited with {status} before listening; log:\n{}", self.log());
             }
             if port_accepts(self.port) {
                 self.settle();
                 return;
             }
             if start.elapsed() > DEADLINE {
-                panic!(
-                    "moat binary did not start: no SMTP listener on port {} after {DEADLINE:?}; log:\n{}",
-                    self.port,
-                    self.log()
-                );
+                panic!("moat binary did not start: no SMTP listener on port {} after {DEADLINE:?}; log:\n{}", self.port, self.log());
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -1525,18 +1293,11 @@ impl Moat {
         if self.config.proxy_protocol {
             return; // no greeting comes without a PROXY header
         }
-        let Ok(stream) =
-            TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_secs(2))
-        else {
+        let Ok(stream) = TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_secs(2)) else {
             return;
         };
         stream.set_nodelay(true).unwrap();
-        let mut smtp = Smtp {
-            stream: Stream::Plain(stream),
-            buf: Vec::new(),
-            timeout: Duration::from_secs(5),
-            transcript: String::new(),
-        };
+        let mut smtp = Smtp { stream: Stream::Plain(stream), buf: Vec::new(), timeout: Duration::from_secs(5), transcript: String::new() };
         if smtp.try_reply().is_ok() && smtp.send_lossy(b"QUIT\r\n") {
             let _ = smtp.try_reply();
         }
@@ -1546,8 +1307,7 @@ impl Moat {
 
     /// moat's peak resident memory so far (VmHWM), in KiB.
     pub fn peak_memory_kib(&self) -> u64 {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("read /proc/PID/status");
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("read /proc/PID/status");
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -1587,10 +1347,7 @@ impl Moat {
                 return status;
             }
             if start.elapsed() > deadline {
-                panic!(
-                    "moat did not exit within {deadline:?}; log:\n{}",
-                    self.log()
-                );
+                panic!("moat did not exit within {deadline:?}; log:\n{}", self.log());
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -1625,31 +1382,20 @@ impl Moat {
 
     /// Runs the moat binary with other arguments (e.g. `queue list -c FILE`), with a deadline.
     pub fn cli(&self, args: &[&str]) -> Output {
-        run_with_deadline(
-            Command::new(moat_binary())
-                .args(args)
-                .current_dir(self.dir.path()),
-            DEADLINE,
-        )
+        run_with_deadline(Command::new(moat_binary()).args(args).current_dir(self.dir.path()), DEADLINE)
     }
 
     /// Panics if the log contains `needle` (e.g. a subject or body marker).
     #[track_caller]
     pub fn assert_log_lacks(&self, needle: &str) {
         let log = self.log();
-        assert!(
-            !log.contains(needle),
-            "moat's log contains {needle:?}:\n{log}"
-        );
+        assert!(!log.contains(needle), "moat's log contains {needle:?}:\n{log}");
     }
 }
 
 /// Runs the moat binary with `args` (no server), with a deadline.
 pub fn moat_cli(args: &[&str], cwd: &Path) -> Output {
-    run_with_deadline(
-        Command::new(moat_binary()).args(args).current_dir(cwd),
-        DEADLINE,
-    )
+    run_with_deadline(Command::new(moat_binary()).args(args).current_dir(cwd), DEADLINE)
 }
 
 /// A simple CRLF message with a unique marker in the subject and the body.
@@ -1663,15 +1409,8 @@ pub fn simple_message(marker: &str) -> Vec<u8> {
 /// A per-test unique marker string.
 pub fn marker(tag: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{tag}-{}-{}-{nanos:x}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{tag}-{}-{}-{nanos:x}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
 }
 
 /// Asserts that `got` (as a downstream stored it) is exactly one `Received:` header followed by
@@ -1679,11 +1418,7 @@ pub fn marker(tag: &str) -> String {
 #[track_caller]
 pub fn assert_one_received_then(got: &[u8], sent: &[u8]) -> String {
     let (received, rest) = split_first_header(got);
-    assert!(
-        received.starts_with(b"Received:"),
-        "the relayed message does not start with a Received header:\n{}",
-        text(got)
-    );
+    assert!(received.starts_with(b"Received:"), "the relayed message does not start with a Received header:\n{}", text(got));
     if rest != sent {
         let common = rest.iter().zip(sent).take_while(|(a, b)| a == b).count();
         panic!(

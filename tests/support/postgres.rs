@@ -37,9 +37,7 @@ fn bin_dir() -> PathBuf {
         .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
         .filter(|p| p.join("initdb").is_file() && p.join("postgres").is_file())
         .collect();
-    dirs.sort_by_key(|p| {
-        p.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0)
-    });
+    dirs.sort_by_key(|p| p.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0));
     dirs.pop().expect("no /usr/lib/postgresql/<version>/bin with initdb and postgres")
 }
 

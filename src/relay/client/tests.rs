@@ -4,20 +4,12 @@ use super::*;
 use tokio::io::{AsyncBufReadExt, BufReader, DuplexStream};
 
 fn settings(ms: u64) -> ClientSettings {
-    ClientSettings {
-        hostname: "moat.test".into(),
-        connect_timeout: Duration::from_millis(ms),
-        reply_timeout: Duration::from_millis(ms),
-    }
+    ClientSettings { hostname: "moat.test".into(), connect_timeout: Duration::from_millis(ms), reply_timeout: Duration::from_millis(ms) }
 }
 
 /// A fake server: answers each command line through `answer`, records every byte it got.
 /// DATA content is collected raw until CRLF.CRLF.
-async fn fake_server(
-    io: DuplexStream,
-    ehlo: &'static str,
-    answer: impl Fn(&str) -> Option<&'static str> + Send + 'static,
-) -> Vec<u8> {
+async fn fake_server(io: DuplexStream, ehlo: &'static str, answer: impl Fn(&str) -> Option<&'static str> + Send + 'static) -> Vec<u8> {
     let (read, mut write) = tokio::io::split(io);
     let mut reader = BufReader::new(read);
     let mut seen = Vec::new();
@@ -63,19 +55,15 @@ fn request<'a>(recipients: &'a [String], message: &'a [u8]) -> MessageRequest<'a
 #[tokio::test]
 async fn pipelined_transaction_keeps_each_reply_and_sends_the_body_exactly() {
     let (client, server) = tokio::io::duplex(1 << 16);
-    let server = tokio::spawn(fake_server(
-        server,
-        "250-fake\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 1000000\r\n",
-        |line| {
-            Some(match line {
-                l if l.starts_with("MAIL") => "250 2.1.0 Ok\r\n",
-                "RCPT TO:<bad@x.test>" => "550 5.1.1 <bad@x.test>: Recipient address rejected\r\n",
-                "RCPT TO:<later@x.test>" => "451 4.3.0 try later\r\n",
-                l if l.starts_with("RCPT") => "250 2.1.5 Ok\r\n",
-                _ => "500 what\r\n",
-            })
-        },
-    ));
+    let server = tokio::spawn(fake_server(server, "250-fake\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 1000000\r\n", |line| {
+        Some(match line {
+            l if l.starts_with("MAIL") => "250 2.1.0 Ok\r\n",
+            "RCPT TO:<bad@x.test>" => "550 5.1.1 <bad@x.test>: Recipient address rejected\r\n",
+            "RCPT TO:<later@x.test>" => "451 4.3.0 try later\r\n",
+            l if l.starts_with("RCPT") => "250 2.1.5 Ok\r\n",
+            _ => "500 what\r\n",
+        })
+    }));
     let mut conn = Connection::handshake(Box::new(client), "fake:25".into(), settings(2000)).await.unwrap();
     assert!(conn.capabilities().pipelining);
     let rcpts: Vec<String> = vec!["good@x.test".into(), "bad@x.test".into(), "later@x.test".into()];
