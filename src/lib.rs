@@ -14,7 +14,9 @@
 //! `digest` and `notices` (the emails moat sends users), `links` and `web` (signed links, the
 //! pages behind them, the Message Center and the admin console/API), `stats` (verdict counts for
 //! the console), `metrics` (Prometheus), `systemd` (sd_notify).
+pub mod app;
 pub mod config;
+pub mod control;
 pub mod digest;
 pub mod dns;
 pub mod filter;
@@ -27,6 +29,7 @@ pub mod quarantine;
 pub mod relay;
 pub mod ruleset;
 pub mod scan;
+pub mod scheduler;
 pub mod scoring;
 pub mod server;
 pub mod session;

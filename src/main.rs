@@ -393,7 +393,7 @@ fn queue(path: &Path, command: QueueCommand) -> ExitCode {
         Ok(both) => both,
         Err(code) => return code,
     };
-    use moat::relay::control;
+    use moat::control;
     let result = match command {
         QueueCommand::List => control::list(&config).map(|entries| print_queue(&entries)),
         QueueCommand::Flush => {
@@ -419,7 +419,7 @@ fn queue(path: &Path, command: QueueCommand) -> ExitCode {
 }
 
 /// mailq-style listing: one block per message, one line per recipient with its last reply.
-fn print_queue(entries: &[moat::relay::control::QueueEntry]) {
+fn print_queue(entries: &[moat::control::QueueEntry]) {
     let now = chrono::Utc::now().timestamp();
     for entry in entries {
         let sender = if entry.sender.is_empty() { "<>" } else { entry.sender.as_str() };

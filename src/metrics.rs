@@ -1,6 +1,6 @@
-//! Prometheus metrics and health endpoints on their own listener (`[metrics] listen`, meant for
-//! the operator's network only): `GET /metrics` (text exposition format), `/healthz` (the process
-//! answers) and `/readyz` (the store answers too).
+//! Prometheus metrics: recording only (a leaf every module may record into). The operator's
+//! HTTP endpoint that renders them (`[metrics] listen`: `/metrics`, `/healthz`, `/readyz`) lives
+//! in `web::operator`.
 //!
 //! Every metric is recorded through the `metrics` crate facade, so recording is a cheap no-op
 //! until [`install`] has set the Prometheus recorder (tests and short-lived commands never do).
@@ -29,14 +29,7 @@
 //! | `moat_releases_total` | counter | `via` |
 //! | `moat_digests_sent_total`, `moat_virus_notices_total` | counter | |
 
-use crate::session::Shared;
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::sync::Arc;
-use tokio::net::TcpListener;
 
 /// Histogram buckets (seconds) for every `_seconds` histogram: 1 ms to 30 s.
 pub const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -50,56 +43,6 @@ pub fn install() -> Option<PrometheusHandle> {
             tracing::warn!(event = "metrics", error = %error, note = "metrics not recorded");
             None
         }
-    }
-}
-
-struct MetricsState {
-    handle: PrometheusHandle,
-    shared: Arc<Shared>,
-}
-
-/// Serves `/metrics`, `/healthz` and `/readyz` until shutdown.
-pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shared: Arc<Shared>) {
-    let shutdown = shared.shutdown.clone();
-    let state = Arc::new(MetricsState { handle, shared });
-    let app = Router::new()
-        .route("/metrics", get(render))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .with_state(state);
-    crate::web::serve_app(listener, app, shutdown, "metrics_listener").await;
-}
-
-async fn render(State(state): State<Arc<MetricsState>>) -> String {
-    let (spool, holding) = (state.shared.spool.clone(), state.shared.quarantine.holding().clone());
-    let gauges = tokio::task::spawn_blocking(move || (spool_gauges(&spool), spool_gauges(&holding))).await.ok();
-    if let Some((delivery, held)) = gauges {
-        if let Some((messages, oldest)) = delivery {
-            metrics::gauge!("moat_spool_messages").set(messages as f64);
-            metrics::gauge!("moat_spool_oldest_age_seconds").set(oldest as f64);
-        }
-        if let Some((messages, oldest)) = held {
-            metrics::gauge!("moat_holding_messages").set(messages as f64);
-            metrics::gauge!("moat_holding_oldest_age_seconds").set(oldest as f64);
-        }
-    }
-    state.handle.render()
-}
-
-/// Messages in a spool and the age of the oldest, in seconds.
-fn spool_gauges(spool: &crate::spool::Spool) -> Option<(usize, i64)> {
-    let ids = spool.list().ok()?;
-    let oldest = ids
-        .first()
-        .and_then(|id| spool.load_envelope(id).ok())
-        .map_or(0, |(envelope, _, _)| (crate::store::unix_now() - envelope.received_at).max(0));
-    Some((ids.len(), oldest))
-}
-
-async fn ready(State(state): State<Arc<MetricsState>>) -> (StatusCode, &'static str) {
-    match state.shared.quarantine.store().schema_version().await {
-        Ok(_) => (StatusCode::OK, "ready\n"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n"),
     }
 }
 

@@ -3,7 +3,7 @@
 //! message contents — only the recipient sees those, through their own signed link.
 
 use moat::config::Config;
-use moat::relay::control::{self, ReleaseOutcome};
+use moat::control::{self, ReleaseOutcome};
 use moat::store::{ItemState, QuarantineItem, Store};
 
 #[derive(clap::Subcommand)]

@@ -10,11 +10,13 @@
 //! - SIGTERM stops accepting, lets sessions finish within `shutdown_grace`, then returns; the
 //!   spool keeps every message that was acknowledged.
 
-use crate::config::{self, Config, Listener};
+use crate::app::{self, App};
+use crate::config::{Config, Listener};
 use crate::quarantine::Quarantine;
 use crate::relay::Queue;
+use crate::relay::RecipientVerifier;
 use crate::scoring;
-use crate::session::{Conn, ListenerInfo, RecipientVerifier, Session, Shared};
+use crate::session::{Conn, ListenerInfo, Session};
 use crate::smtp::proxy;
 use crate::smtp::reply::replies;
 use crate::spool::Spool;
@@ -90,12 +92,12 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
     tokio::spawn({
         let (config, queue, quarantine, shutdown) = (config.clone(), queue.clone(), quarantine.clone(), shutdown_rx.clone());
         async move {
-            if let Err(error) = crate::relay::control::serve(config, queue, quarantine, shutdown).await {
+            if let Err(error) = crate::control::serve(config, queue, quarantine, shutdown).await {
                 tracing::error!(event = "control_socket", error = %error);
             }
         }
     });
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(App {
         config: config.clone(),
         config_path: path.clone(),
         tls: Arc::new(ArcSwap::from_pointee(acceptor)),
@@ -111,6 +113,10 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
         let (queue, shutdown) = (shared.queue.clone(), shutdown_rx.clone());
         shared.quarantine.clone().run(move |id| queue.submit(id), shutdown)
     });
+    let scheduler_task = tokio::spawn({
+        let (queue, shutdown) = (shared.queue.clone(), shutdown_rx.clone());
+        crate::scheduler::run(shared.quarantine.clone(), move |id| queue.submit(id), shutdown)
+    });
     let limiter = Arc::new(Limiter::default());
     for (listener, settings) in listeners {
         tracing::info!(event = "listening", address = %settings.address, starttls = settings.starttls, proxy_protocol = settings.proxy_protocol);
@@ -118,7 +124,7 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
     }
     if let (Some(listener), Some(handle)) = (metrics, metrics_handle) {
         tracing::info!(event = "listening", address = %listener.local_addr().map_or_else(|_| String::new(), |a| a.to_string()), metrics = true);
-        tokio::spawn(crate::metrics::serve(listener, handle, shared.clone()));
+        tokio::spawn(crate::web::operator::serve(listener, handle, shared.clone()));
     }
     if let Some(web) = web {
         tracing::info!(event = "listening", address = %shared.config.load().web.as_ref().map_or_else(String::new, |w| w.listen.to_string()), web = true);
@@ -128,8 +134,8 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
         tracing::info!(event = "listening", address = %listener.local_addr().map_or_else(|_| String::new(), |a| a.to_string()), admin = true);
         tokio::spawn(crate::web::admin::serve(listener, token, shared.clone()));
     }
-    tokio::spawn(watch_rules(shared.clone()));
-    tokio::spawn(refresh_user_lists(shared.clone()));
+    tokio::spawn(app::watch_rules(shared.clone()));
+    tokio::spawn(app::refresh_user_lists(shared.clone()));
     crate::systemd::notify("READY=1");
     wait_for_signals(&path, &shared).await?;
     crate::systemd::notify("STOPPING=1");
@@ -146,8 +152,8 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
         tracing::warn!(event = "shutdown_grace_expired", open_connections = limiter.open());
     }
     let _ = tokio::time::timeout(grace + Duration::from_secs(5), shared.queue.stopped()).await;
-    // The quarantine loop gives up the scheduler lease as it stops, so another node takes over at once.
-    let _ = tokio::time::timeout(Duration::from_secs(5), quarantine_task).await;
+    // The scheduler gives up its lease as it stops, so another node takes over at once.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async { tokio::join!(quarantine_task, scheduler_task) }).await;
     Ok(())
 }
 
@@ -161,140 +167,20 @@ async fn bind_all(listen: &[Listener]) -> Result<Vec<(TcpListener, Listener)>, S
     Ok(bound)
 }
 
-async fn wait_for_signals(path: &std::path::Path, shared: &Shared) -> Result<(), ServeError> {
+async fn wait_for_signals(path: &std::path::Path, shared: &App) -> Result<(), ServeError> {
     let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
     loop {
         tokio::select! {
-            _ = hup.recv() => { let _ = reload(path, shared).await; }
+            _ = hup.recv() => { let _ = app::reload(path, shared).await; }
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
         }
     }
 }
 
-/// The configuration, certificate and filters from `path`, or every error.
-fn load_everything(path: &std::path::Path) -> Result<(Config, Option<tokio_rustls::TlsAcceptor>, scoring::Scorer), Vec<String>> {
-    let new = config::load(path).map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    let acceptor = new.tls.as_ref().map(tls::acceptor).transpose().map_err(|e| vec![e.to_string()])?;
-    let scorer = scoring::build(Arc::new(new.clone())).map_err(|e| e.0)?;
-    Ok((new, acceptor, scorer))
-}
-
-/// Loads the configuration, certificate and filters anew; applies all or nothing. Returns the
-/// errors (with file and line) when nothing was applied.
-pub async fn reload(path: &std::path::Path, shared: &Shared) -> Result<(), Vec<String>> {
-    crate::systemd::notify("RELOADING=1");
-    let owned = path.to_path_buf();
-    // Loading rule files compiles thousands of regexes: keep it off the async workers.
-    let loaded = tokio::task::spawn_blocking(move || load_everything(&owned)).await;
-    let result = loaded.unwrap_or_else(|_| Err(vec!["loading failed internally".to_string()]));
-    match result {
-        Ok((new, acceptor, scorer)) => {
-            let old = shared.config.load();
-            if old.listen.iter().map(|l| l.address).ne(new.listen.iter().map(|l| l.address)) {
-                tracing::warn!(event = "reload", note = "listener addresses change only on restart");
-            }
-            shared.tls.store(Arc::new(acceptor));
-            put_in_force(shared, scorer);
-            read_user_lists(shared).await;
-            shared.config.store(Arc::new(new));
-            shared.scorer.load().log_rules_in_force();
-            metrics::counter!("moat_rule_reloads_total", "outcome" => "applied").increment(1);
-            tracing::info!(event = "reload", outcome = "applied");
-            crate::systemd::notify("READY=1");
-            Ok(())
-        }
-        Err(errors) => {
-            for error in &errors {
-                tracing::error!(event = "reload", outcome = "refused", error = %error);
-            }
-            metrics::counter!("moat_rule_reloads_total", "outcome" => "refused").increment(1);
-            tracing::error!(event = "reload", outcome = "refused", note = "the running configuration stays in force");
-            crate::systemd::notify("READY=1");
-            Err(errors)
-        }
-    }
-}
-
-/// Reloads the filters when a rule file changes (checked every `rules.watch`), keeping the
-/// running set when the new files have any error. The configuration itself changes only on SIGHUP.
-async fn watch_rules(shared: Arc<Shared>) {
-    let mut shutdown = shared.shutdown.clone();
-    let mut last = scoring::rules_fingerprint(&shared.config.load());
-    loop {
-        let every = shared.config.load().rules_watch();
-        let pause = if every.is_zero() { Duration::from_secs(5) } else { every };
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = shutdown.wait_for(|down| *down) => return,
-        }
-        let config = shared.config.load_full();
-        if config.rules_watch().is_zero() {
-            continue;
-        }
-        let now = scoring::rules_fingerprint(&config);
-        if now == last {
-            continue;
-        }
-        last = now;
-        tracing::info!(event = "rules_changed");
-        match tokio::task::spawn_blocking(move || scoring::build(config)).await {
-            Ok(Ok(scorer)) => {
-                put_in_force(&shared, scorer);
-                shared.scorer.load().log_rules_in_force();
-                metrics::counter!("moat_rule_reloads_total", "outcome" => "applied").increment(1);
-            }
-            Ok(Err(errors)) => {
-                for error in &errors.0 {
-                    tracing::error!(event = "reload", outcome = "refused", error = %error);
-                }
-                metrics::counter!("moat_rule_reloads_total", "outcome" => "refused").increment(1);
-                tracing::error!(event = "reload", outcome = "refused", note = "the running rules stay in force");
-            }
-            Err(_) => tracing::error!(event = "reload", outcome = "refused", note = "loading the rules failed internally"),
-        }
-    }
-}
-
-/// Reads the users' lists from the store and, when they changed, puts them in force.
-pub(crate) async fn read_user_lists(shared: &Shared) {
-    match shared.quarantine.store().user_policies().await {
-        Ok(users) if users != **shared.user_policies.load() => {
-            tracing::info!(event = "user_lists_loaded", users = users.len());
-            shared.user_policies.store(Arc::new(users));
-            let users = shared.user_policies.load();
-            shared.scorer.rcu(|current| current.with_user_policies(&users));
-        }
-        Ok(_) => {}
-        Err(error) => tracing::warn!(event = "user_lists_unavailable", error = %error, note = "the last lists read stay in force"),
-    }
-}
-
-/// Makes `scorer` the one new sessions use, with the users' lists from the store.
-fn put_in_force(shared: &Shared, scorer: scoring::Scorer) {
-    shared.scorer.store(Arc::new(scorer.with_user_policies(&shared.user_policies.load())));
-}
-
-/// How often the users' lists are read from the store (a change made on another node, or
-/// through the web interface, takes effect within this).
-const USER_LISTS_REFRESH: Duration = Duration::from_secs(15);
-
-/// Keeps the scorer's user lists in step with the store. When the store cannot be read, the
-/// last lists read stay in force.
-async fn refresh_user_lists(shared: Arc<Shared>) {
-    let mut shutdown = shared.shutdown.clone();
-    loop {
-        read_user_lists(&shared).await;
-        tokio::select! {
-            _ = tokio::time::sleep(USER_LISTS_REFRESH) => {}
-            _ = shutdown.wait_for(|down| *down) => return,
-        }
-    }
-}
-
-async fn accept_loop(listener: TcpListener, settings: Listener, shared: Arc<Shared>, limiter: Arc<Limiter>) {
+async fn accept_loop(listener: TcpListener, settings: Listener, shared: Arc<App>, limiter: Arc<Limiter>) {
     let mut shutdown = shared.shutdown.clone();
     loop {
         let accepted = tokio::select! {
@@ -316,7 +202,7 @@ async fn accept_loop(listener: TcpListener, settings: Listener, shared: Arc<Shar
 }
 
 /// PROXY header, connection limits, then the session.
-async fn admit(mut stream: TcpStream, peer: SocketAddr, settings: Listener, shared: Arc<Shared>, limiter: Arc<Limiter>) {
+async fn admit(mut stream: TcpStream, peer: SocketAddr, settings: Listener, shared: Arc<App>, limiter: Arc<Limiter>) {
     let (peer, input) = if settings.proxy_protocol {
         match read_proxy_header(&mut stream).await {
             Some((source, rest)) => (source.unwrap_or(peer), rest),

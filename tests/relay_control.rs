@@ -2,7 +2,7 @@
 
 mod relay_support;
 
-use moat::relay::control::{self, ControlError};
+use moat::control::{self, ControlError};
 use moat::spool::{DeliveryState, Outcome, Reply, Spool, Status};
 use relay_support::*;
 use std::time::{Duration, Instant};

@@ -109,7 +109,7 @@ async fn deferred_while_the_downstream_is_down_then_delivered_when_it_comes_back
     // The first attempt fails to connect: the recipient stays pending with a 4.4.1 reply.
     let deadline = std::time::Instant::now() + WAIT;
     let entry = loop {
-        let entries = moat::relay::control::list(&config).unwrap();
+        let entries = moat::control::list(&config).unwrap();
         if let Some(entry) = entries.into_iter().find(|e| e.id == id && e.attempts >= 1) {
             break entry;
         }

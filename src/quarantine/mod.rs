@@ -44,24 +44,6 @@ pub use ingest::{item_id, items_for};
 const INGEST_RETRY: Duration = Duration::from_secs(10);
 /// Held copies moved into the store at once.
 const INGEST_PARALLEL: usize = 4;
-/// How often the digest schedule is checked.
-const DIGEST_CHECK: Duration = Duration::from_secs(30);
-/// How often retention runs.
-const SWEEP_EVERY: Duration = Duration::from_secs(3600);
-/// The scheduler lease: the node holding it runs digests and retention for the cluster, renews
-/// it at every check, and another node takes over this long after the holder stops renewing.
-pub const SCHEDULER_LEASE: Duration = Duration::from_secs(90);
-/// How often a node asks for (or renews) the scheduler lease: the loop also wakes for every
-/// held copy, and those wakes must not each cost a write to the store.
-const LEASE_CHECK: Duration = Duration::from_secs(10);
-const SCHEDULER: &str = "scheduler";
-
-/// What a node last learnt of the scheduler lease.
-#[derive(Default)]
-struct LeaseState {
-    leader: bool,
-    checked: Option<tokio::time::Instant>,
-}
 
 /// Everything the quarantine can fail with. Never carries message contents.
 #[derive(Debug, thiserror::Error)]
@@ -109,8 +91,6 @@ pub struct Quarantine {
     /// Held copies a session is still writing (it may yet undo them): ingest leaves them alone.
     in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
     wake: Notify,
-    /// This process's name as a lease holder (host, pid, random).
-    holder: String,
 }
 
 impl std::fmt::Debug for Quarantine {
@@ -152,7 +132,6 @@ impl Quarantine {
             links,
             in_flight: std::sync::Mutex::new(std::collections::HashSet::new()),
             wake: Notify::new(),
-            holder: format!("{}/{}/{}", current.hostname, std::process::id(), &store::new_item_id()?[..8]),
         })
     }
 
@@ -441,14 +420,11 @@ impl Quarantine {
         Ok(expired)
     }
 
-    /// The background work of a running server until shutdown: settle staged releases, then
-    /// ingest whenever a session holds a copy (and every [`INGEST_RETRY`] while copies wait), and
-    /// sweep every [`SWEEP_EVERY`]. `submit` hands released copies to the delivery queue.
+    /// The quarantine's background work in a running server until shutdown: settle staged
+    /// releases, then ingest whenever a session holds a copy (and every [`INGEST_RETRY`] while
+    /// copies wait). `submit` hands released copies and notices to the delivery queue.
     pub async fn run(self: Arc<Self>, submit: impl Fn(String) + Send + 'static, mut shutdown: watch::Receiver<bool>) {
         let mut settled = false;
-        let mut last_sweep: Option<tokio::time::Instant> = None;
-        let mut last_digests: Option<tokio::time::Instant> = None;
-        let mut lease = LeaseState::default();
         loop {
             if !settled {
                 match self.recover().await {
@@ -463,56 +439,12 @@ impl Quarantine {
                 Ok(done) => done.notices.into_iter().for_each(&submit),
                 Err(error) => tracing::warn!(event = "quarantine_ingest", error = %error, note = "held copies wait in the holding spool"),
             }
-            if self.scheduler_turn(&mut lease).await {
-                if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
-                    match self.sweep(store::unix_now()).await {
-                        Ok(_) => last_sweep = Some(tokio::time::Instant::now()),
-                        Err(error) => tracing::warn!(event = "retention_sweep", error = %error),
-                    }
-                }
-                if last_digests.is_none_or(|at| at.elapsed() >= DIGEST_CHECK) {
-                    last_digests = Some(tokio::time::Instant::now());
-                    match crate::digest::run(&self, &crate::digest::Run::Scheduled { now: store::unix_now() }).await {
-                        Ok(sent) => sent.queue_ids.into_iter().for_each(&submit),
-                        Err(error) => tracing::warn!(event = "digest_run", error = %error, note = "retried at the next check"),
-                    }
-                }
-            }
-            let stopping = tokio::select! {
-                _ = self.wake.notified() => false,
-                _ = tokio::time::sleep(INGEST_RETRY.min(DIGEST_CHECK)) => false,
-                _ = shutdown.wait_for(|down| *down) => true,
-            };
-            if stopping {
-                if lease.leader {
-                    let _ = self.store.release_lease(SCHEDULER, &self.holder).await;
-                }
-                return;
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(INGEST_RETRY) => {}
+                _ = shutdown.wait_for(|down| *down) => return,
             }
         }
-    }
-
-    /// Whether this node runs the cluster's scheduled work now: takes or renews the scheduler
-    /// lease at most every [`LEASE_CHECK`] (logging when it changes hands). Exactly-once still
-    /// rests on the store's compare-and-set per digest; the lease keeps the other nodes from
-    /// doing the same work.
-    async fn scheduler_turn(&self, lease: &mut LeaseState) -> bool {
-        if lease.checked.is_some_and(|at| at.elapsed() < LEASE_CHECK) {
-            return lease.leader;
-        }
-        lease.checked = Some(tokio::time::Instant::now());
-        let held = match self.store.acquire_lease(SCHEDULER, &self.holder, SCHEDULER_LEASE, store::unix_now()).await {
-            Ok(held) => held,
-            Err(error) => {
-                tracing::warn!(event = "scheduler_lease", error = %error, note = "no scheduled work until the store answers");
-                false
-            }
-        };
-        if held != lease.leader {
-            tracing::info!(event = "scheduler_lease", holder = %self.holder, outcome = if held { "acquired" } else { "lost" });
-            lease.leader = held;
-        }
-        held
     }
 }
 

@@ -5,24 +5,24 @@
 //! - [`client`]: our own SMTP client (STARTTLS per policy, pipelining, byte-exact DATA).
 //! - [`pool`]: idle downstream connections cached per route for reuse.
 //! - [`dsn`]: building delivery status notifications (pure).
-//! - [`control`]: the `moat queue` commands and the control socket that serves them.
 //! - [`wire`], [`tls`]: sans-IO protocol helpers and TLS client configurations.
-//! - [`probe_recipient`]: recipient verification ("callout") for the RCPT phase.
+//! - [`probe_recipient`]: recipient verification ("callout") for the RCPT phase, and
+//!   [`recipients`]: the per-domain recipient check that uses it, with its cache.
 //!
 //! Guarantees: every network step has a deadline and a size bound; every channel is bounded;
 //! logs and errors carry envelope metadata and server replies only, never subject or body.
 
 pub mod client;
-pub mod control;
 pub mod dsn;
 pub mod pool;
 pub mod queue;
+pub mod recipients;
 pub mod tls;
 pub mod wire;
 
 pub use client::{ClientError, ClientSettings, Connection};
-pub use control::QueueEntry;
 pub use queue::{Queue, QueueError, QueueHandle};
+pub use recipients::{RecipientVerifier, Validity};
 
 use crate::config::{Config, Route};
 

@@ -117,7 +117,7 @@ enum Next {
 impl Queue {
     /// Recovers the spool and starts the manager. Call before accepting SMTP connections.
     /// `shutdown` turning `true` stops it (see the module doc). The control socket is not
-    /// started here: run [`super::control::serve`] with the returned handle.
+    /// started here: run [`crate::control::serve`] with the returned handle.
     pub async fn start(
         config: Arc<ArcSwap<Config>>,
         spool: Arc<Spool>,

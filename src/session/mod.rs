@@ -19,47 +19,21 @@ mod disposition;
 mod rcpt;
 
 pub use conn::Conn;
-pub use rcpt::RecipientVerifier;
 
+use crate::app::App;
 use crate::config::Config;
 use crate::filter::{Facts, Phase};
-use crate::quarantine::Quarantine;
-use crate::relay::QueueHandle;
 use crate::scoring::Scorer;
 use crate::smtp::address::{self, Mailbox};
 use crate::smtp::body::{Body, Framing};
 use crate::smtp::command::{self, Command, MailCommand};
 use crate::smtp::line::{Line, LineFramer};
 use crate::smtp::reply::{Reply, replies};
-use crate::spool::Spool;
 use crate::verdict::{Evidence, Symbol};
-use arc_swap::ArcSwap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
-
-/// What every session shares with the server.
-pub struct Shared {
-    pub config: Arc<ArcSwap<Config>>,
-    /// The configuration file (read again on reload).
-    pub config_path: std::path::PathBuf,
-    pub tls: Arc<ArcSwap<Option<TlsAcceptor>>>,
-    pub spool: Arc<Spool>,
-    /// The quarantine: held copies go to its holding spool, then into the store.
-    pub quarantine: Arc<Quarantine>,
-    pub queue: QueueHandle,
-    /// The filters, scores and policy; swapped whole on reload.
-    pub scorer: Arc<ArcSwap<Scorer>>,
-    /// The users' own lists and filtering choices as last read from the store; every scorer
-    /// put in force carries them.
-    pub user_policies: ArcSwap<Vec<(String, crate::lists::UserPolicy)>>,
-    pub verifier: RecipientVerifier,
-    /// Becomes true when the server is shutting down.
-    pub shutdown: watch::Receiver<bool>,
-}
 
 /// The mail transaction in progress (between MAIL and the end of data).
 #[derive(Debug)]
@@ -126,7 +100,7 @@ pub struct ListenerInfo {
 }
 
 pub struct Session {
-    shared: Arc<Shared>,
+    shared: Arc<App>,
     listener: ListenerInfo,
     config: Arc<Config>,
     scorer: Arc<Scorer>,
@@ -152,7 +126,7 @@ pub struct Session {
 
 impl Session {
     /// `input` holds bytes already read (after a PROXY header).
-    pub fn new(shared: Arc<Shared>, listener: ListenerInfo, peer: SocketAddr, conn: Conn, input: Vec<u8>) -> Session {
+    pub fn new(shared: Arc<App>, listener: ListenerInfo, peer: SocketAddr, conn: Conn, input: Vec<u8>) -> Session {
         let config = shared.config.load_full();
         let framer = LineFramer::new(config.limits.max_line_length);
         let scorer = shared.scorer.load_full();

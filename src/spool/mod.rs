@@ -21,9 +21,11 @@
 //!
 //! Every function here does blocking file I/O; call it from `spawn_blocking` in async code.
 
+mod listing;
 pub mod record;
 pub mod state;
 
+pub use listing::{QueueEntry, list_queue};
 pub use record::{Origin, decode_record};
 pub use state::{DeliveryState, Outcome, RecipientState, Reply, RetryPolicy, Status};
 

@@ -16,8 +16,8 @@
 
 use super::session::{cookie, cross_site};
 use super::{ClientAddr, Form, date, escape, page_with, serve_app};
+use crate::app::App;
 use crate::links::LinkKey;
-use crate::session::Shared;
 use crate::stats::{Counts, STATS};
 use crate::store::{self, AdminRecord, ItemQuery, ItemState, QuarantineItem, ReleaseVia, StoreError};
 use axum::Router;
@@ -93,14 +93,14 @@ impl AdminToken {
 }
 
 struct Admin {
-    shared: Arc<Shared>,
+    shared: Arc<App>,
     token: AdminToken,
 }
 
 type AdminState = Arc<Admin>;
 
 /// Serves the admin listener until the server shuts down.
-pub async fn serve(listener: TcpListener, token: AdminToken, shared: Arc<Shared>) {
+pub async fn serve(listener: TcpListener, token: AdminToken, shared: Arc<App>) {
     let shutdown = shared.shutdown.clone();
     let state = Arc::new(Admin { shared, token });
     let app = Router::new()
@@ -204,7 +204,7 @@ fn console_page(title: &str, body: &str) -> Response {
     page_with(StatusCode::OK, title, &nav, CSP)
 }
 
-async fn audit(shared: &Shared, actor: &str, action: &str, target: &str, recipient: &str, outcome: &str) {
+async fn audit(shared: &App, actor: &str, action: &str, target: &str, recipient: &str, outcome: &str) {
     let record = AdminRecord {
         at: store::unix_now(),
         actor: actor.to_string(),
@@ -225,7 +225,7 @@ fn counts_json(counts: &Counts) -> Value {
     serde_json::to_value(counts).unwrap_or(Value::Null)
 }
 
-async fn status(shared: &Shared) -> Value {
+async fn status(shared: &App) -> Value {
     let now = store::unix_now();
     // The count only: listing the spool's ids, not reading every record as the queue view does.
     let spool = shared.spool.clone();
@@ -351,7 +351,7 @@ fn admin_query(params: &QuarantineParams) -> ItemQuery {
     }
 }
 
-async fn find(shared: &Shared, params: &QuarantineParams) -> Result<(Vec<QuarantineItem>, u64), StoreError> {
+async fn find(shared: &App, params: &QuarantineParams) -> Result<(Vec<QuarantineItem>, u64), StoreError> {
     let query = admin_query(params);
     let store = shared.quarantine.store();
     tokio::try_join!(store.find_items(&query, PAGE_SIZE, params.page.saturating_mul(PAGE_SIZE)), store.count_items(&query))
@@ -413,7 +413,7 @@ async fn quarantine_page(State(admin): State<AdminState>, headers: HeaderMap, Qu
 }
 
 /// Releases or deletes one item as the admin; the outcome, as recorded in the audit log.
-async fn release_or_delete(shared: &Shared, via: &str, action: &str, id: &str) -> Result<String, (StatusCode, String)> {
+async fn release_or_delete(shared: &App, via: &str, action: &str, id: &str) -> Result<String, (StatusCode, String)> {
     let actor = format!("admin ({via})");
     let item = match shared.quarantine.store().get_item(id).await {
         Ok(item) => item,
@@ -492,9 +492,11 @@ async fn api_delete(State(admin): State<AdminState>, headers: HeaderMap, Path(id
 
 // ---- queue, domains, audit, reload ----
 
-async fn queue_entries(shared: &Shared) -> Result<Vec<crate::relay::control::QueueEntry>, String> {
+async fn queue_entries(shared: &App) -> Result<Vec<crate::spool::QueueEntry>, String> {
     let config = shared.config.load_full();
-    tokio::task::spawn_blocking(move || crate::relay::control::list(&config).map_err(|e| e.to_string())).await.map_err(|e| e.to_string())?
+    tokio::task::spawn_blocking(move || crate::spool::list_queue(&config.spool_dir()).map_err(|e| e.to_string()))
+        .await
+        .map_err(|e| e.to_string())?
 }
 
 async fn queue_page(State(admin): State<AdminState>, headers: HeaderMap) -> Response {
@@ -593,7 +595,7 @@ async fn api_domains(State(admin): State<AdminState>, headers: HeaderMap) -> Res
     axum::Json(json!({"domains": domains(&admin.shared.config.load())})).into_response()
 }
 
-async fn audit_records(shared: &Shared) -> Result<Vec<AdminRecord>, StoreError> {
+async fn audit_records(shared: &App) -> Result<Vec<AdminRecord>, StoreError> {
     shared.quarantine.store().admin_audit(200).await
 }
 
@@ -634,8 +636,8 @@ async fn api_audit(State(admin): State<AdminState>, headers: HeaderMap) -> Respo
 }
 
 /// Reloads the configuration and rules; the errors (file:line) when nothing was applied.
-async fn reload(shared: &Shared, via: &str) -> Result<(), Vec<String>> {
-    let result = crate::server::reload(&shared.config_path, shared).await;
+async fn reload(shared: &App, via: &str) -> Result<(), Vec<String>> {
+    let result = crate::app::reload(&shared.config_path, shared).await;
     let outcome = match &result {
         Ok(()) => "applied".to_string(),
         Err(errors) => format!("refused: {} error(s)", errors.len()),

@@ -14,9 +14,9 @@
 
 use super::session::{Session, cross_site};
 use super::{Form, date, escape, escape_keep_lines, page_with, sanitize, unavailable};
+use crate::app::App;
 use crate::links::LinkKey;
 use crate::lists::Entry;
-use crate::session::Shared;
 use crate::store::{self, Category, DigestFrequency, ItemQuery, ItemState, ListKind, QuarantineItem, ReleaseVia, StoreError};
 use axum::Router;
 use axum::body::Bytes;
@@ -40,7 +40,7 @@ nav a,nav button{margin-right:1rem}.actions button{margin:.2rem}iframe{width:100
 .skip{position:absolute;left:-999px}.skip:focus{left:1rem}\
 @media (max-width:40rem){table,tbody,tr,td{display:block}thead{display:none}tr{border-bottom:2px solid #999;margin-bottom:.5rem}td{border:0}}</style>";
 
-pub fn routes() -> Router<Arc<Shared>> {
+pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/login", get(super::login::form).post(super::login::send))
         .route("/mc", get(list))
@@ -81,7 +81,7 @@ impl User {
 }
 
 /// The signed-in user, or the page to answer instead (the login page for a GET).
-fn signed_in(shared: &Shared, headers: &HeaderMap) -> Result<User, Box<Response>> {
+fn signed_in(shared: &App, headers: &HeaderMap) -> Result<User, Box<Response>> {
     let config = shared.config.load();
     let (Some(key), Some(web)) = (shared.quarantine.links(), config.web.as_ref()) else {
         return Err(Box::new(page_with(StatusCode::NOT_FOUND, "Not found", "<p>The Message Center is not enabled here.</p>", CSP)));
@@ -97,7 +97,7 @@ fn signed_in(shared: &Shared, headers: &HeaderMap) -> Result<User, Box<Response>
 }
 
 /// A signed-in user for a state-changing request: also checks the CSRF token and the origin.
-fn signed_in_post(shared: &Shared, headers: &HeaderMap, form: &Form) -> Result<User, Box<Response>> {
+fn signed_in_post(shared: &App, headers: &HeaderMap, form: &Form) -> Result<User, Box<Response>> {
     let user = signed_in(shared, headers)?;
     if cross_site(headers) || !user.session.csrf_ok(&user.key, form.one("csrf")) {
         return Err(Box::new(page_with(
@@ -115,7 +115,7 @@ fn see_other(location: &'static str) -> Response {
 }
 
 /// Starts a session for a verified login link and opens the Message Center.
-pub fn start_session(shared: &Shared, address: &str) -> Response {
+pub fn start_session(shared: &App, address: &str) -> Response {
     let config = shared.config.load();
     let (Some(key), Some(web)) = (shared.quarantine.links(), config.web.as_ref()) else {
         return unavailable();
@@ -133,7 +133,7 @@ fn session_cookie(session: &Session, key: &LinkKey, web: &crate::config::Web, no
     session.cookie(key, now, web.session_lifetime.0, web.public_url.starts_with("https:"))
 }
 
-async fn logout(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn logout(State(shared): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = Form::parse(&body);
     if let Err(refusal) = signed_in_post(&shared, &headers, &form) {
         return *refusal;
@@ -185,7 +185,7 @@ fn select(name: &str, label: &str, current: &str, options: &[(&str, &str)]) -> S
     format!("<label for=\"{name}\">{label}</label> <select id=\"{name}\" name=\"{name}\">{options}</select>")
 }
 
-async fn list(State(shared): State<Arc<Shared>>, headers: HeaderMap, Query(params): Query<ListParams>) -> Response {
+async fn list(State(shared): State<Arc<App>>, headers: HeaderMap, Query(params): Query<ListParams>) -> Response {
     let user = match signed_in(&shared, &headers) {
         Ok(user) => user,
         Err(refusal) => return *refusal,
@@ -285,7 +285,7 @@ fn pager(params: &ListParams, total: u64) -> String {
 // ---- one message ----
 
 /// The user's own item, or the page to answer instead ("not found" for anyone else's).
-async fn own_item(shared: &Shared, user: &User, id: &str) -> Result<QuarantineItem, Box<Response>> {
+async fn own_item(shared: &App, user: &User, id: &str) -> Result<QuarantineItem, Box<Response>> {
     match shared.quarantine.store().get_item(id).await {
         Ok(item) if item.recipient.eq_ignore_ascii_case(&user.session.address) && item.state != ItemState::Deleted => Ok(item),
         Ok(_) | Err(StoreError::NotFound { .. }) => {
@@ -337,7 +337,7 @@ pub fn parts(contents: &[u8]) -> Parts {
 pub const MAX_VIEW_TEXT: usize = 100_000;
 
 /// The signed-in user, their item `id` and its contents, or the page to answer instead.
-async fn own_contents(shared: &Shared, headers: &HeaderMap, id: &str) -> Result<(User, QuarantineItem, Vec<u8>), Box<Response>> {
+async fn own_contents(shared: &App, headers: &HeaderMap, id: &str) -> Result<(User, QuarantineItem, Vec<u8>), Box<Response>> {
     let user = signed_in(shared, headers)?;
     let item = own_item(shared, &user, id).await?;
     match shared.quarantine.open_contents(&item.id).await {
@@ -349,7 +349,7 @@ async fn own_contents(shared: &Shared, headers: &HeaderMap, id: &str) -> Result<
     }
 }
 
-async fn view(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn view(State(shared): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let (user, item, contents) = match own_contents(&shared, &headers, &id).await {
         Ok(found) => found,
         Err(refusal) => return *refusal,
@@ -398,7 +398,7 @@ async fn view(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): P
 }
 
 /// The sanitised HTML part, as a document of its own for the sandboxed frame.
-async fn html_part(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn html_part(State(shared): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let html = match own_contents(&shared, &headers, &id).await {
         Ok((_, _, contents)) => parts(&contents).html.unwrap_or_default(),
         Err(refusal) => return *refusal,
@@ -444,7 +444,7 @@ impl ItemAction {
     }
 }
 
-async fn act(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn act(State(shared): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = Form::parse(&body);
     let user = match signed_in_post(&shared, &headers, &form) {
         Ok(user) => user,
@@ -477,7 +477,7 @@ async fn act(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes)
         }
     }
     if lists_changed {
-        crate::server::read_user_lists(&shared).await;
+        crate::app::read_user_lists(&shared).await;
     }
     let mut text = format!("<p>{done} message(s) {}.</p>", action.done());
     if matches!(action, ItemAction::Release | ItemAction::ReleaseAllow) && done > 0 {
@@ -491,7 +491,7 @@ async fn act(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes)
 }
 
 /// Does `action` on one of the user's held items; `Ok(true)` when their lists changed.
-async fn act_on(shared: &Shared, user: &User, id: &str, action: ItemAction) -> Result<bool, ()> {
+async fn act_on(shared: &App, user: &User, id: &str, action: ItemAction) -> Result<bool, ()> {
     let store = shared.quarantine.store();
     let item = match store.get_item(id).await {
         Ok(item) if item.recipient.eq_ignore_ascii_case(&user.session.address) && item.state == ItemState::Held => item,
@@ -537,7 +537,7 @@ fn may_choose_digest(config: &crate::config::Config, address: &str) -> bool {
     config.digest_for(address.rsplit_once('@').map_or("", |(_, d)| d)).user_choice
 }
 
-async fn preferences(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+async fn preferences(State(shared): State<Arc<App>>, headers: HeaderMap) -> Response {
     let user = match signed_in(&shared, &headers) {
         Ok(user) => user,
         Err(refusal) => return *refusal,
@@ -603,7 +603,7 @@ async fn preferences(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> R
     user.page(StatusCode::OK, "Preferences", &body)
 }
 
-async fn save_preferences(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn save_preferences(State(shared): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = Form::parse(&body);
     let user = match signed_in_post(&shared, &headers, &form) {
         Ok(user) => user,
@@ -635,7 +635,7 @@ async fn save_preferences(State(shared): State<Arc<Shared>>, headers: HeaderMap,
     .await;
     match result {
         Ok(()) => {
-            crate::server::read_user_lists(&shared).await;
+            crate::app::read_user_lists(&shared).await;
             tracing::info!(event = "preferences_saved", user = %address);
             user.page(
                 StatusCode::OK,
@@ -650,7 +650,7 @@ async fn save_preferences(State(shared): State<Arc<Shared>>, headers: HeaderMap,
     }
 }
 
-async fn change_list(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn change_list(State(shared): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = Form::parse(&body);
     let user = match signed_in_post(&shared, &headers, &form) {
         Ok(user) => user,
@@ -690,7 +690,7 @@ async fn change_list(State(shared): State<Arc<Shared>>, headers: HeaderMap, body
     };
     match result {
         Ok(_) => {
-            crate::server::read_user_lists(&shared).await;
+            crate::app::read_user_lists(&shared).await;
             user.page(StatusCode::OK, "List changed", "<p>Your list is changed.</p><p><a href=\"/mc/prefs\">Back to preferences</a></p>")
         }
         Err(error) => {

@@ -10,9 +10,9 @@
 //! text only, attachments by name.
 
 use super::{escape, escape_keep_lines, page, unavailable};
+use crate::app::App;
 use crate::links::{Link, LinkAction, LinkError};
 use crate::lists::Entry;
-use crate::session::Shared;
 use crate::store::{self, ItemState, ListKind, QuarantineItem, ReleaseVia, StoreError};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -31,7 +31,7 @@ fn refused(error: LinkError) -> Response {
 type Refusal = Box<Response>;
 
 /// The verified link, or the page that refuses it.
-fn verified(shared: &Shared, token: &str) -> Result<Link, Refusal> {
+fn verified(shared: &App, token: &str) -> Result<Link, Refusal> {
     let Some(key) = shared.quarantine.links() else {
         return Err(Box::new(page(StatusCode::NOT_FOUND, "Not found", "<p>Links are not enabled here.</p>")));
     };
@@ -39,7 +39,7 @@ fn verified(shared: &Shared, token: &str) -> Result<Link, Refusal> {
 }
 
 /// The item a release link names, if it belongs to the link's user.
-async fn owned_item(shared: &Shared, link: &Link) -> Result<QuarantineItem, Refusal> {
+async fn owned_item(shared: &App, link: &Link) -> Result<QuarantineItem, Refusal> {
     match shared.quarantine.store().get_item(&link.item).await {
         Ok(item) if item.recipient.eq_ignore_ascii_case(&link.address) => Ok(item),
         Ok(_) | Err(StoreError::NotFound { .. }) => {
@@ -77,7 +77,7 @@ fn button(label: &str) -> String {
 }
 
 /// GET: what the link would do, and a button to do it.
-pub(super) async fn show(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
+pub(super) async fn show(State(shared): State<Arc<App>>, Path(token): Path<String>) -> Response {
     let link = match verified(&shared, &token) {
         Ok(link) => link,
         Err(refusal) => return *refusal,
@@ -116,7 +116,7 @@ pub(super) async fn show(State(shared): State<Arc<Shared>>, Path(token): Path<St
 /// The held message, for its own user: a header summary, the text (an HTML-only message is
 /// shown as its text, never rendered), the attachments by name and type (not served), and the
 /// release buttons.
-async fn view(shared: &Shared, link: &Link) -> Response {
+async fn view(shared: &App, link: &Link) -> Response {
     let item = match owned_item(shared, link).await {
         Ok(item) => item,
         Err(refusal) => return *refusal,
@@ -158,7 +158,7 @@ async fn view(shared: &Shared, link: &Link) -> Response {
 }
 
 /// POST: does what the link says.
-pub(super) async fn act(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
+pub(super) async fn act(State(shared): State<Arc<App>>, Path(token): Path<String>) -> Response {
     let link = match verified(&shared, &token) {
         Ok(link) => link,
         Err(refusal) => return *refusal,
@@ -173,7 +173,7 @@ pub(super) async fn act(State(shared): State<Arc<Shared>>, Path(token): Path<Str
     }
 }
 
-async fn unsubscribe(shared: &Shared, address: &str) -> Response {
+async fn unsubscribe(shared: &App, address: &str) -> Response {
     let store = shared.quarantine.store();
     let result = async {
         let mut prefs = store.get_preferences(address).await?;
@@ -193,7 +193,7 @@ async fn unsubscribe(shared: &Shared, address: &str) -> Response {
     }
 }
 
-async fn release(shared: &Shared, link: &Link) -> Response {
+async fn release(shared: &App, link: &Link) -> Response {
     let item = match owned_item(shared, link).await {
         Ok(item) => item,
         Err(refusal) => return *refusal,
@@ -211,7 +211,7 @@ async fn release(shared: &Shared, link: &Link) -> Response {
         match Entry::parse(&item.sender) {
             Ok(entry) => match shared.quarantine.store().add_list_entry(&link.address, ListKind::Allow, &entry).await {
                 Ok(_) => {
-                    crate::server::read_user_lists(shared).await;
+                    crate::app::read_user_lists(shared).await;
                     note = format!("<p>Mail from {} will no longer be held for you.</p>", escape(&item.sender));
                 }
                 Err(error) => tracing::warn!(event = "web_store_error", error = %error),

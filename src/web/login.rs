@@ -10,7 +10,7 @@
 
 use super::session::cross_site;
 use super::{ClientAddr, Form, page};
-use crate::session::Shared;
+use crate::app::App;
 use crate::store::{self, Store};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
@@ -39,7 +39,7 @@ pub(super) async fn form() -> Response {
 /// Sends a login link when every check passes (see the module docs); answers the same page
 /// either way, so the form tells nobody which addresses exist or were refused.
 pub(super) async fn send(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<App>>,
     ConnectInfo(client): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     body: Bytes,
@@ -62,7 +62,7 @@ pub(super) async fn send(
 
 /// Whether a login email may go to `address` for this request; the error is the reason not,
 /// as logged.
-async fn may_send(shared: &Shared, client: IpAddr, address: &str) -> Result<(), &'static str> {
+async fn may_send(shared: &App, client: IpAddr, address: &str) -> Result<(), &'static str> {
     let config = shared.config.load_full();
     let web = config.web.as_ref().ok_or("no_web")?;
     let store = shared.quarantine.store();
@@ -93,7 +93,7 @@ async fn within(store: &Store, key: &str, limit: u64, over: &'static str) -> Res
     }
 }
 
-async fn send_link(shared: &Shared, address: &str) -> &'static str {
+async fn send_link(shared: &App, address: &str) -> &'static str {
     let config = shared.config.load_full();
     let Some(key) = shared.quarantine.links() else { return "no_web" };
     let Some((envelope, message)) = crate::notices::login_email(&config, key, address, store::unix_now()) else { return "no_web" };

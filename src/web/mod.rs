@@ -1,6 +1,7 @@
 //! The users' web listener (`[web]`): the pages behind the signed links in moat's emails
 //! ([`link_pages`]), the Message Center ([`center`]) and its sessions ([`session`]); the admin
-//! console and API ([`admin`], on its own listener); the shared page frame and escaping.
+//! console and API ([`admin`], on its own listener); the operator's `/metrics` listener
+//! ([`operator`]); the shared page frame and escaping.
 //!
 //! Guarantees: every page is static HTML built from escaped values, under a
 //! Content-Security-Policy that allows no script and no remote content, with forms only to this
@@ -12,10 +13,11 @@ pub mod center;
 mod link_pages;
 mod listener;
 mod login;
+pub mod operator;
 pub mod sanitize;
 pub mod session;
 
-use crate::session::Shared;
+use crate::app::App;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -32,7 +34,7 @@ pub const MAX_BODY: usize = 16 * 1024;
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Serves the web listener until the server shuts down.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+pub async fn serve(listener: TcpListener, shared: Arc<App>) {
     let shutdown = shared.shutdown.clone();
     let app = Router::new()
         .route("/l/{token}", get(link_pages::show).post(link_pages::act))

@@ -1,6 +1,6 @@
-//! `moat queue`: list, flush and remove spooled messages (like mailq / postqueue), and the
-//! control socket (`<state_dir>/control.sock`) through which a running server carries out
-//! flush, remove and quarantine release.
+//! The control socket between the CLI and a running server (`<state_dir>/control.sock`), and the
+//! commands that use it: `moat queue` (list, flush and remove spooled messages, like mailq /
+//! postqueue), quarantine release and `moat digest run --now`.
 //!
 //! Protocol: one JSON request line (`{"op":"flush"}`, `{"op":"remove","ids":[...]}` or
 //! `{"op":"release","id":"...","actor":"..."}`, `{"op":"digest","user":null}`), one JSON answer line
@@ -12,10 +12,11 @@
 //! are bounded in size ([`MAX_REQUEST`]) and time ([`IO_TIMEOUT`]), connections in number
 //! ([`MAX_CLIENTS`]).
 
-use super::queue::{QueueError, QueueHandle};
 use crate::config::Config;
 use crate::quarantine::Quarantine;
-use crate::spool::{DeliveryState, Origin, RecipientState, Spool, SpoolError};
+use crate::relay::{QueueError, QueueHandle};
+pub use crate::spool::QueueEntry;
+use crate::spool::{Spool, SpoolError};
 use crate::store::ReleaseVia;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -52,24 +53,6 @@ pub enum ControlError {
     Queue(#[from] QueueError),
 }
 
-/// One queued message, as `moat queue list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct QueueEntry {
-    pub id: String,
-    /// Unix seconds when it was accepted.
-    pub received_at: i64,
-    pub sender: String,
-    /// Message size in bytes.
-    pub size: u64,
-    /// True for a delivery status notification moat generated.
-    pub dsn: bool,
-    pub attempts: u32,
-    /// Unix seconds of the next attempt (0: as soon as possible).
-    pub next_attempt: i64,
-    /// Each recipient with its status and the last reply.
-    pub recipients: Vec<RecipientState>,
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 enum Request {
@@ -92,31 +75,7 @@ struct Answer {
 
 /// Lists the queue by reading the spool (no server needed). Corrupt records are skipped.
 pub fn list(config: &Config) -> Result<Vec<QueueEntry>, ControlError> {
-    let dir = config.spool_dir();
-    if !dir.join("queue").is_dir() {
-        return Ok(Vec::new());
-    }
-    let spool = Spool::open(&dir)?;
-    let mut entries = Vec::new();
-    for id in spool.list()? {
-        let (envelope, origin, size) = match spool.load_envelope(&id) {
-            Ok(found) => found,
-            Err(SpoolError::NotFound(_) | SpoolError::Corrupt(_)) => continue,
-            Err(error) => return Err(error.into()),
-        };
-        let state: DeliveryState = spool.read_state(&id, &envelope)?;
-        entries.push(QueueEntry {
-            id,
-            received_at: envelope.received_at,
-            sender: envelope.sender,
-            size,
-            dsn: origin == Origin::Dsn,
-            attempts: state.attempts,
-            next_attempt: state.next_attempt,
-            recipients: state.recipients,
-        });
-    }
-    Ok(entries)
+    Ok(crate::spool::list_queue(&config.spool_dir())?)
 }
 
 /// Asks the running server to retry every deferred message now. Returns how many.
