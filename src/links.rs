@@ -95,8 +95,8 @@ impl std::fmt::Debug for LinkKey {
 
 impl LinkKey {
     /// The key in `path`, created if missing.
-    pub fn open(path: &Path) -> Result<LinkKey, crate::store::vault::VaultError> {
-        Ok(LinkKey { key: crate::store::vault::secret_key(path)? })
+    pub fn open(path: &Path) -> Result<LinkKey, crate::keys::KeyError> {
+        Ok(LinkKey { key: crate::keys::secret_key(path)? })
     }
 
     pub fn from_bytes(key: [u8; 32]) -> LinkKey {

@@ -33,12 +33,11 @@
 //! (`user_opt_out`, default true), else the domain's `filtering` (default true), else on.
 //!
 //! **Sources.** [`Lists`] is a plain value. Today it is built from the configuration
-//! ([`Lists::from_config`]); the user store will build one from configuration plus its rows
+//! (`config::Lists::build`); the user store will build one from configuration plus its rows
 //! ([`Lists::set_user`]) and swap it in atomically when the rows change. Entries are parsed once,
 //! when the value is built: a bad entry in the configuration is a config error with file:line.
 
-use crate::config;
-use crate::verdict::Symbol;
+use crate::smtp::address::is_domain_name;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -83,9 +82,9 @@ pub struct ListHit {
 }
 
 impl ListHit {
-    /// The hit as evidence, e.g. `BLOCK_LIST` with detail `domain list: .x.test`.
-    pub fn to_symbol(&self) -> Symbol {
-        Symbol::with_detail(self.symbol, format!("{} list: {}", self.level, self.entry))
+    /// The detail its symbol carries as evidence, e.g. `domain list: .x.test`.
+    pub fn detail(&self) -> String {
+        format!("{} list: {}", self.level, self.entry)
     }
 }
 
@@ -193,7 +192,7 @@ fn domain_kind(pattern: &str, text: &str) -> Result<Kind, String> {
         None => (pattern, false),
     };
     let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
-    if !name.contains('.') || !config::is_domain_name(&name) {
+    if !name.contains('.') || !is_domain_name(&name) {
         return Err(format!("list entry {text:?} is not an address, a domain (x.test, .x.test, *.x.test), an IP address or a network"));
     }
     Ok(Kind::Domain { name, subdomains })
@@ -359,28 +358,6 @@ impl Lists {
     /// No lists at all: nothing matches, filtering is on for everyone.
     pub fn new(global: ListSet) -> Lists {
         Lists { global, ..Lists::default() }
-    }
-
-    /// The lists of the configuration (entries were parsed and checked when it was loaded).
-    pub fn from_config(config: &config::Lists) -> Lists {
-        let mut lists = Lists::new(ListSet { allow: config.allow.clone(), block: config.block.clone() });
-        for domain in &config.domain {
-            lists.set_domain(
-                &domain.name,
-                DomainPolicy {
-                    lists: ListSet { allow: domain.allow.clone(), block: domain.block.clone() },
-                    filtering: domain.filtering,
-                    user_opt_out: domain.user_opt_out,
-                },
-            );
-        }
-        for user in &config.user {
-            lists.set_user(
-                &user.address,
-                UserPolicy { lists: ListSet { allow: user.allow.clone(), block: user.block.clone() }, filtering: user.filtering },
-            );
-        }
-        lists
     }
 
     /// Sets (replaces) the policy of a recipient domain.
@@ -625,9 +602,8 @@ mod tests {
     }
 
     #[test]
-    fn hit_becomes_a_symbol_with_level_and_entry() {
-        let symbol = ListHit { symbol: BLOCK_LIST, level: Level::Domain, entry: ".x.test".into() }.to_symbol();
-        assert_eq!(symbol.name, "BLOCK_LIST");
-        assert_eq!(symbol.detail.as_deref(), Some("domain list: .x.test"));
+    fn a_hit_says_its_level_and_entry() {
+        let hit = ListHit { symbol: BLOCK_LIST, level: Level::Domain, entry: ".x.test".into() };
+        assert_eq!(hit.detail(), "domain list: .x.test");
     }
 }

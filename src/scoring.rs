@@ -13,9 +13,10 @@ use crate::filter::auth::AuthFilter;
 use crate::filter::clamav::ClamavFilter;
 use crate::filter::dnsbl::DnsblFilter;
 use crate::filter::rdns::RdnsFilter;
+use crate::filter::rules::RulesFilter;
 use crate::filter::{Chain, Facts, Filter, Phase};
 use crate::lists::{Lists, UserPolicy};
-use crate::ruleset::{RuleSet, filter::RulesFilter};
+use crate::ruleset::RuleSet;
 use crate::verdict::{self, Evidence, Policy, Symbol, Verdict};
 use hickory_resolver::TokioResolver;
 use std::collections::HashMap;
@@ -92,7 +93,7 @@ pub fn build(config: Arc<Config>) -> Result<Scorer, BuildErrors> {
     if !errors.is_empty() {
         return Err(BuildErrors(errors));
     }
-    let lists = Lists::from_config(&config.lists);
+    let lists = config.lists.build();
     let mut scorer = Scorer::new(Chain::new(filters, FILTER_DEADLINE), scores, config).with_lists(lists);
     scorer.rules = rules_in_use;
     Ok(scorer)
@@ -163,9 +164,12 @@ impl Policies {
             }
             policy
         };
-        let by_domain =
-            config.domains.iter().map(|d| (d.name.to_ascii_lowercase(), with_auth(config.policy.resolve(d.policy.as_ref())))).collect();
-        Policies { default: with_auth(config.policy.resolve(None)), by_domain }
+        let by_domain = config
+            .domains
+            .iter()
+            .map(|d| (d.name.to_ascii_lowercase(), with_auth(crate::verdict::Policy::resolve(&config.policy, d.policy.as_ref()))))
+            .collect();
+        Policies { default: with_auth(crate::verdict::Policy::resolve(&config.policy, None)), by_domain }
     }
 
     fn for_domain(&self, domain: Option<&str>) -> &Policy {
@@ -211,7 +215,7 @@ impl Scorer {
     /// The same scorer with the configuration's lists plus these users' own lists and
     /// filtering choices (from the store; they replace `[[lists.user]]` entries of the same address).
     pub fn with_user_policies(&self, users: &[(String, UserPolicy)]) -> Scorer {
-        let mut lists = Lists::from_config(&self.config.lists);
+        let mut lists = self.config.lists.build();
         for (address, policy) in users {
             lists.set_user(address, policy.clone());
         }
@@ -246,7 +250,7 @@ impl Scorer {
         let evidence = match listed {
             Some(hit) => {
                 own = evidence.clone();
-                own.add(hit.to_symbol());
+                own.add(Symbol::with_detail(hit.symbol, hit.detail()));
                 &own
             }
             None => evidence,
@@ -304,7 +308,7 @@ mod tests {
             "[[domain]]\nname = \"strict.test\"\npolicy = { tag_at = 2.0, quarantine_at = 4.0, subject_prefix = \"[SPAM] \" }\n[[domain]]\nname = \"lax.test\"\n[[domain]]\nname = \"plain.test\"\n[[lists.domain]]\nname = \"lax.test\"\nfiltering = false\n",
         );
         let scores = FixedScores([("SPF_FAIL".to_string(), (6.0, "SPF fails".to_string()))].into());
-        let lists = Lists::from_config(&config.lists);
+        let lists = config.lists.build();
         let scorer = Scorer::new(Chain::new(Vec::new(), FILTER_DEADLINE), Arc::new(scores), config).with_lists(lists);
         let evidence = Evidence { symbols: vec![Symbol::new("SPF_FAIL")], ..Default::default() };
         let facts = Facts::default();

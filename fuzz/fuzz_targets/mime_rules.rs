@@ -1,7 +1,7 @@
 //! Messages from the outside through MIME parsing and a fixed rule set, the way the DATA phase
 //! scores them: moat's shipped rules (`rules/*.cf`) plus a few rules of every type and header
 //! modifier, compiled once; each input is a raw message, scored by
-//! `moat::ruleset::filter::scan` (what `RulesFilter` runs) and by `evaluate_all`, and its
+//! `moat::filter::rules::scan` (what `RulesFilter` runs) and by `evaluate_all`, and its
 //! link domains are extracted as the URI-list filter does.
 //!
 //! Invariants checked: nothing panics; reported hits are never `__` rules, have a non-zero
@@ -67,7 +67,7 @@ fn rules() -> &'static RuleSet {
 
 fuzz_target!(|message: &[u8]| {
     let rules = rules();
-    let symbols = moat::ruleset::filter::scan(rules, message, Some("bounce+x@example.test"));
+    let symbols = moat::filter::rules::scan(rules, message, Some("bounce+x@example.test"));
     let mut reported = HashSet::new();
     for symbol in &symbols {
         assert!(!symbol.name.starts_with("__"), "{}", symbol.name);

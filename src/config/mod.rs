@@ -8,18 +8,18 @@ mod deferral;
 mod digest;
 mod duration;
 mod policy;
+pub mod schedule;
 mod validate;
 mod web;
 
 pub use deferral::{Greylist, RateLimits};
 pub use digest::{Digest, DigestOverride, Frequency};
 pub use duration::Seconds;
-pub use policy::{PolicyConfig, PolicyOverride, check_thresholds};
-pub use validate::{ConfigError, is_domain_name, load, load_str};
+pub use policy::{Action, PolicyConfig, PolicyOverride, Stance, check_thresholds};
+pub use validate::{ConfigError, load, load_str};
 pub use web::{Admin, Metrics, Notices, Web};
 
 use crate::lists::Entry;
-use crate::verdict::{Action, Stance};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -345,6 +345,32 @@ pub struct Lists {
     pub domain: Vec<DomainLists>,
     /// Lists for one recipient: `[[lists.user]]`.
     pub user: Vec<UserLists>,
+}
+
+impl Lists {
+    /// The allow/block lists these sections describe (entries were parsed and checked when the
+    /// configuration was loaded).
+    pub fn build(&self) -> crate::lists::Lists {
+        use crate::lists::{DomainPolicy, ListSet, UserPolicy};
+        let mut lists = crate::lists::Lists::new(ListSet { allow: self.allow.clone(), block: self.block.clone() });
+        for domain in &self.domain {
+            lists.set_domain(
+                &domain.name,
+                DomainPolicy {
+                    lists: ListSet { allow: domain.allow.clone(), block: domain.block.clone() },
+                    filtering: domain.filtering,
+                    user_opt_out: domain.user_opt_out,
+                },
+            );
+        }
+        for user in &self.user {
+            lists.set_user(
+                &user.address,
+                UserPolicy { lists: ListSet { allow: user.allow.clone(), block: user.block.clone() }, filtering: user.filtering },
+            );
+        }
+        lists
+    }
 }
 
 /// `[[lists.domain]]`: lists and filtering for the recipients of one relay domain.

@@ -3,9 +3,49 @@
 //! Resolution for one recipient: the domain's override for each key it sets, else the global
 //! value. Forced actions merge: the domain's entries add to (and replace) the global ones.
 
-use crate::verdict::{Action, Policy};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+
+/// What happens to a message for one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Deliver unchanged (but for our Received and Authentication-Results headers).
+    Accept,
+    /// Deliver with X-Spam-* headers (and optionally a subject prefix).
+    Tag,
+    /// Hold in the quarantine; the user can release it.
+    Quarantine,
+    /// Accept and drop silently. Only ever by explicit policy (e.g. a block list set to discard).
+    Discard,
+    /// 5xx at the end of DATA (or earlier where the evidence is known earlier).
+    Reject,
+    /// 4xx: the sender retries later.
+    Tempfail,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Accept => "accept",
+            Action::Tag => "tag",
+            Action::Quarantine => "quarantine",
+            Action::Discard => "discard",
+            Action::Reject => "reject",
+            Action::Tempfail => "tempfail",
+        }
+    }
+}
+
+/// How a filter failure (DNS timeout, clamd down) is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stance {
+    /// Carry on; the failure shows as a symbol (e.g. `CLAMAV_FAIL`).
+    FailOpen,
+    /// Answer 4xx so the sender retries.
+    FailClosed,
+}
 
 /// Global scoring policy.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -30,11 +70,10 @@ pub struct PolicyConfig {
 
 impl Default for PolicyConfig {
     fn default() -> Self {
-        let defaults = Policy::default();
         PolicyConfig {
-            tag_at: defaults.tag_at,
-            quarantine_at: defaults.quarantine_at,
-            reject_at: defaults.reject_at,
+            tag_at: 5.0,
+            quarantine_at: 10.0,
+            reject_at: 20.0,
             subject_prefix: String::new(),
             forced: BTreeMap::new(),
             early_reject: true,
@@ -55,34 +94,21 @@ pub struct PolicyOverride {
 }
 
 impl PolicyConfig {
-    /// The verdict policy for a recipient of a domain with `over` (if any). Whether filtering
-    /// is on for the recipient is the lists' business (`[[lists.domain]]`, `[[lists.user]]`).
-    pub fn resolve(&self, over: Option<&PolicyOverride>) -> Policy {
-        let over = over.cloned().unwrap_or_default();
-        let mut forced = builtin_forced();
-        forced.extend(self.forced.clone());
-        forced.extend(over.forced);
-        Policy {
-            tag_at: over.tag_at.unwrap_or(self.tag_at),
-            quarantine_at: over.quarantine_at.unwrap_or(self.quarantine_at),
-            reject_at: over.reject_at.unwrap_or(self.reject_at),
-            forced,
-            filtering: true,
-        }
+    /// The thresholds (tag, quarantine, reject) for a recipient of a domain with `over` (if
+    /// any): the domain's value for each it sets, else the global one. The whole policy is
+    /// `verdict::Policy::resolve`.
+    pub fn thresholds(&self, over: Option<&PolicyOverride>) -> (f64, f64, f64) {
+        (
+            over.and_then(|o| o.tag_at).unwrap_or(self.tag_at),
+            over.and_then(|o| o.quarantine_at).unwrap_or(self.quarantine_at),
+            over.and_then(|o| o.reject_at).unwrap_or(self.reject_at),
+        )
     }
 
     /// The subject prefix for a recipient of a domain with `over`.
     pub fn subject_prefix<'a>(&'a self, over: Option<&'a PolicyOverride>) -> &'a str {
         over.and_then(|o| o.subject_prefix.as_deref()).unwrap_or(&self.subject_prefix)
     }
-}
-
-/// Forced actions that hold unless the configuration says otherwise.
-fn builtin_forced() -> BTreeMap<String, Action> {
-    [("ALLOW_LIST", Action::Accept), ("BLOCK_LIST", Action::Reject), ("CLAMAV_VIRUS", Action::Reject)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
 }
 
 /// Thresholds must rise: tag ≤ quarantine ≤ reject. Returns the problem, if any.
@@ -99,18 +125,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn domain_override_wins_key_by_key_and_forced_actions_merge() {
-        let global = PolicyConfig { forced: [("RCVD_IN_X".to_string(), Action::Reject)].into(), ..Default::default() };
-        let over = PolicyOverride {
-            quarantine_at: Some(6.0),
-            forced: [("DMARC_POLICY_REJECT".to_string(), Action::Reject)].into(),
-            ..Default::default()
-        };
-        let policy = global.resolve(Some(&over));
-        assert_eq!((policy.tag_at, policy.quarantine_at, policy.reject_at), (5.0, 6.0, 20.0));
-        assert_eq!(policy.forced.get("DMARC_POLICY_REJECT"), Some(&Action::Reject));
-        assert_eq!(policy.forced.get("CLAMAV_VIRUS"), Some(&Action::Reject), "built-in entries stay");
-        assert_eq!(policy.forced.get("RCVD_IN_X"), Some(&Action::Reject), "global entries stay");
+    fn domain_thresholds_override_the_global_ones_key_by_key() {
+        let over = PolicyOverride { quarantine_at: Some(6.0), ..Default::default() };
+        assert_eq!(PolicyConfig::default().thresholds(Some(&over)), (5.0, 6.0, 20.0));
+        assert_eq!(PolicyConfig::default().thresholds(None), (5.0, 10.0, 20.0));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use super::{
     Reputation, Route, Rules, StoreBackend, StoreConfig, Timeouts, TlsFiles, TlsPolicy, UserLists, check_thresholds,
 };
 use crate::lists::Entry;
+use crate::smtp::address::is_domain_name;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -364,18 +365,18 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
         if !matches!(domain.unknown_user_code, 450 | 550) {
             report.at(span.clone(), format!("domain {}: unknown_user_code must be 450 or 550", domain.name));
         }
-        let effective = config.policy.resolve(domain.policy.as_ref());
-        if let Some(problem) = check_thresholds(effective.tag_at, effective.quarantine_at, effective.reject_at) {
+        let (tag_at, quarantine_at, reject_at) = config.policy.thresholds(domain.policy.as_ref());
+        if let Some(problem) = check_thresholds(tag_at, quarantine_at, reject_at) {
             report.at(span.clone(), format!("domain {}: policy {problem}", domain.name));
         }
-        if let Some(problem) = crate::digest::Schedule::of(&config.digest_for(&domain.name)).err() {
+        if let Some(problem) = super::schedule::Schedule::of(&config.digest_for(&domain.name)).err() {
             report.at(span.clone(), format!("domain {}: digest {problem}", domain.name));
         }
         if let Some(route) = &domain.route {
             check_route(report, route, span);
         }
     }
-    if let Some(problem) = crate::digest::Schedule::of(&config.digest).err() {
+    if let Some(problem) = super::schedule::Schedule::of(&config.digest).err() {
         report.at(span_of(document, "digest", None), format!("digest: {problem}"));
     }
     check_route(report, &config.downstream, span_of(document, "downstream", None));
@@ -619,7 +620,7 @@ fn check_auth(report: &mut Report<'_>, auth: &Auth, span: Option<Range<usize>>) 
         if !is_domain_name(&seal.selector) {
             report.at(span.clone(), format!("auth.arc_seal.selector {:?} is not a valid selector", seal.selector));
         }
-        if let Err(error) = crate::filter::auth::load_seal_key(&seal.key_file) {
+        if let Err(error) = crate::keys::load_seal_key(&seal.key_file) {
             report.at(span, error.to_string());
         }
     }
@@ -640,19 +641,6 @@ fn check_route(report: &mut Report<'_>, route: &Route, span: Option<Range<usize>
     {
         report.at(span, format!("ca_file {} does not exist", ca.display()));
     }
-}
-
-/// A plausible DNS name: labels of letters, digits and hyphens, no trailing dot.
-pub fn is_domain_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 #[cfg(test)]
@@ -696,12 +684,12 @@ name = "example.test"
         assert_eq!(clamav.socket.as_deref(), Some(Path::new("/etc/moat/run/clamd.ctl")));
         assert_eq!(
             (clamav.failure, clamav.scan_timeout, clamav.max_concurrent),
-            (crate::verdict::Stance::FailOpen, super::super::Seconds(20), 8)
+            (crate::config::Stance::FailOpen, super::super::Seconds(20), 8)
         );
         assert_eq!(config.attachments.blocked_extensions, ["exe"]);
         assert_eq!((config.attachments.max_parts, config.attachments.max_depth), (50, 10));
         let clamav = check(&format!("{GOOD}[clamav]\naddress = \"127.0.0.1:3310\"\n")).unwrap().clamav.unwrap();
-        assert_eq!(clamav.failure, crate::verdict::Stance::FailClosed, "fail closed by default");
+        assert_eq!(clamav.failure, crate::config::Stance::FailClosed, "fail closed by default");
     }
 
     #[test]
@@ -775,7 +763,7 @@ name = "example.test"
     #[test]
     fn auth_defaults_and_forced_actions() {
         use crate::config::DmarcReject;
-        use crate::verdict::{Action, Stance};
+        use crate::config::{Action, Stance};
         let config = check(GOOD).unwrap();
         assert!(config.auth.enabled);
         assert_eq!(config.auth.authserv_id("mx.example.test"), "mx.example.test");
@@ -871,7 +859,7 @@ filtering = false
         assert_eq!(config.lists.domain[0].allow[0].as_str(), "*.partner.test");
         assert!(config.lists.domain[0].filtering && !config.lists.domain[0].user_opt_out);
         assert_eq!(config.lists.user[0].filtering, Some(false));
-        let lists = crate::lists::Lists::from_config(&config.lists);
+        let lists = config.lists.build();
         let hit = lists.check("x@a.partner.test", None, "bob@example.test").unwrap();
         assert_eq!((hit.symbol, hit.level), ("ALLOW_LIST", crate::lists::Level::Domain));
         assert!(lists.filtering_enabled("alice@example.test"), "the domain does not allow opting out");

@@ -7,11 +7,11 @@
 //! `List-Unsubscribe` / `List-Unsubscribe-Post` headers.
 
 use crate::config::{Config, Web};
+use crate::html::escape;
 use crate::links::{LinkAction, LinkKey};
 use crate::notices::{ToUser, shown};
 use crate::spool::{Envelope, Spool, Staged};
 use crate::store::QuarantineItem;
-use crate::web::escape;
 
 /// Up to three reasons, from the highest-scoring positive symbols' descriptions.
 pub fn reason(item: &QuarantineItem) -> String {

@@ -13,12 +13,11 @@
 //! through moat's own delivery spool to the user's mailbox at the downstream.
 
 pub mod build;
-pub mod schedule;
 
 use crate::config::Frequency;
+use crate::config::schedule::{Schedule, is_due};
 use crate::quarantine::{Quarantine, QuarantineError};
 use crate::store::{self, Store};
-pub use schedule::{Schedule, is_due};
 
 /// Which digests a run sends.
 #[derive(Debug, Clone, PartialEq, Eq)]

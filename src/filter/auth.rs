@@ -31,6 +31,7 @@
 
 use crate::config::Auth;
 use crate::filter::{Facts, Filter, FilterFuture, Findings, Outcome};
+use crate::keys::{SealKey, load_seal_key};
 use crate::verdict::{Failure, Stance, Symbol};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::rr::RData;
@@ -46,11 +47,8 @@ use mail_auth::{
     ArcOutput, AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcOutput, DmarcResult, MessageAuthenticator,
     SpfOutput, SpfResult,
 };
-use rustls_pki_types::PrivateKeyDer;
-use rustls_pki_types::pem::PemObject;
 use std::borrow::Cow;
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// DKIM signatures verified per message (the first ones, top down); the rest are ignored.
@@ -77,35 +75,8 @@ const SEALED_HEADERS: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// The ARC sealing key could not be read or is not a usable key.
-    #[error("ARC sealing key {path}: {reason}")]
-    Key { path: PathBuf, reason: String },
-}
-
-/// A private key for ARC sealing.
-pub enum SealKey {
-    Ed25519(Ed25519Key),
-    Rsa(RsaKey<Sha256>),
-}
-
-/// Reads a PEM private key: Ed25519 (PKCS#8) or RSA (PKCS#1 or PKCS#8).
-pub fn load_seal_key(path: &Path) -> Result<SealKey, AuthError> {
-    let failed = |reason: String| AuthError::Key { path: path.to_path_buf(), reason };
-    let pem = std::fs::read(path).map_err(|e| failed(format!("cannot read: {e}")))?;
-    let der = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| failed(format!("no PEM private key: {e}")))?;
-    match der {
-        PrivateKeyDer::Pkcs8(pkcs8) => {
-            if let Ok(key) = Ed25519Key::from_pkcs8_maybe_unchecked_der(pkcs8.secret_pkcs8_der()) {
-                return Ok(SealKey::Ed25519(key));
-            }
-            RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(pkcs8))
-                .map(SealKey::Rsa)
-                .map_err(|e| failed(format!("neither an Ed25519 nor an RSA key: {e}")))
-        }
-        PrivateKeyDer::Pkcs1(pkcs1) => {
-            RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(pkcs1)).map(SealKey::Rsa).map_err(|e| failed(format!("bad RSA key: {e}")))
-        }
-        _ => Err(failed("unsupported key type (use Ed25519 or RSA)".to_string())),
-    }
+    #[error("ARC sealing key {0}")]
+    Key(#[from] crate::keys::KeyError),
 }
 
 enum Sealer {

@@ -13,6 +13,7 @@ pub mod attachments;
 pub mod clamav;
 pub mod dnsbl;
 pub mod rdns;
+pub mod rules;
 pub mod uri;
 
 use crate::verdict::{Evidence, Failure, Stance, Symbol};

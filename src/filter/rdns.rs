@@ -204,7 +204,7 @@ impl RdnsFilter {
         if self.ours.contains(&name) {
             return symbol("HELO_IS_OURS", name);
         }
-        if !name.contains('.') || !config::is_domain_name(&name) {
+        if !name.contains('.') || !crate::smtp::address::is_domain_name(&name) {
             return symbol("HELO_NOT_FQDN", helo.to_string());
         }
         if self.helo_nxdomain {

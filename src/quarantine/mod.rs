@@ -52,6 +52,8 @@ pub enum QuarantineError {
     Store(#[from] StoreError),
     #[error("vault: {0}")]
     Vault(#[from] VaultError),
+    #[error("{0}")]
+    Key(#[from] crate::keys::KeyError),
     #[error("spool: {0}")]
     Spool(#[from] SpoolError),
     #[error("quarantine task failed: {0}")]

@@ -23,7 +23,7 @@
 //! evaluated in dependency order, and only rules that can influence a reported result run. It
 //! reports rules with a non-zero score whose names do not start with `__`.
 //! [`ParsedMessage::parse`] bounds the view of huge messages (see `message`).
-//! [`RulesFilter`] runs a set as the DATA-phase filter, on the blocking pool.
+//! `filter::rules::RulesFilter` runs a set as the DATA-phase filter, on the blocking pool.
 //!
 //! Module map: `cf` (file reader, conditionals via `cond`), `perlre` (regex translation),
 //! `replace` (ReplaceTags), `header` (header rule specs), `meta` (expressions), `literals`
@@ -34,7 +34,6 @@ mod cf;
 mod compile;
 mod cond;
 mod eval;
-pub mod filter;
 mod header;
 pub mod html;
 mod literals;
@@ -48,7 +47,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use cf::Kind;
-pub use filter::RulesFilter;
 pub use header::Modifier;
 pub use message::{MessageStats, ParsedMessage};
 

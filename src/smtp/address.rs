@@ -218,6 +218,19 @@ fn render_local(local: &str) -> String {
     out
 }
 
+/// A plausible DNS name: labels of letters, digits and hyphens, no trailing dot.
+pub fn is_domain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,7 +28,7 @@ pub fn list_queue(dir: &Path) -> Result<Vec<QueueEntry>, SpoolError> {
     if !dir.join("queue").is_dir() {
         return Ok(Vec::new());
     }
-    let spool = Spool::open(&dir)?;
+    let spool = Spool::open(dir)?;
     let mut entries = Vec::new();
     for id in spool.list()? {
         let (envelope, origin, size) = match spool.load_envelope(&id) {

@@ -15,15 +15,15 @@
 //!   a backup of the database is a consistent backup of the quarantine.
 //! * Contents and keys never reach a log or an error message.
 
+use crate::keys::{KeyError, random, secret_key, sync_dir, write_new_private};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-const KEY_LEN: usize = 32;
+const KEY_LEN: usize = crate::keys::SECRET_LEN;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 
@@ -40,6 +40,16 @@ pub enum VaultError {
     Tampered { item: String },
     #[error("cannot get random bytes: {0}")]
     Random(String),
+}
+
+impl From<KeyError> for VaultError {
+    fn from(error: KeyError) -> VaultError {
+        match error {
+            KeyError::Io { path, source } => VaultError::Io { path, source },
+            KeyError::BadLength { path } | KeyError::Unusable { path, .. } => VaultError::BadKey { path },
+            KeyError::Random(reason) => VaultError::Random(reason),
+        }
+    }
 }
 
 /// A sealed (encrypted and authenticated) message and the id of its key.
@@ -89,12 +99,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VaultError + '_ {
     move |source| VaultError::Io { path: path.to_path_buf(), source }
 }
 
-fn random<const N: usize>() -> Result<[u8; N], VaultError> {
-    let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).map_err(|e| VaultError::Random(e.to_string()))?;
-    Ok(bytes)
-}
-
 fn read_key(path: &Path) -> Result<Key, VaultError> {
     let bytes = std::fs::read(path).map_err(io(path))?;
     if bytes.len() != KEY_LEN {
@@ -106,40 +110,6 @@ fn read_key(path: &Path) -> Result<Key, VaultError> {
 
 /// Writes `bytes` to a new file `path` (mode 0600), fsynced, then fsyncs the directory.
 /// Fails if `path` exists, so two processes never both create a key.
-fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io(&tmp))?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io(&tmp))?;
-    drop(file);
-    // A hard link fails if the target exists: creation is atomic and never overwrites a key.
-    let linked = std::fs::hard_link(&tmp, path).map_err(io(path));
-    let _ = std::fs::remove_file(&tmp);
-    linked?;
-    sync_dir(path)
-}
-
-fn sync_dir(path: &Path) -> Result<(), VaultError> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
-}
-
-/// The 32 secret bytes in `path`, created (random, mode 0600, with its directory) when the file
-/// is missing. For keys other than the vault's own, e.g. the link-signing key.
-pub fn secret_key(path: &Path) -> Result<[u8; KEY_LEN], VaultError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-    }
-    if !path.exists() {
-        match write_new_private(path, &random::<KEY_LEN>()?) {
-            Err(VaultError::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {}
-            other => other?,
-        }
-    }
-    let bytes = std::fs::read(path).map_err(io(path))?;
-    bytes.try_into().map_err(|_| VaultError::BadKey { path: path.to_path_buf() })
-}
-
 impl Vault {
     /// Opens the vault: the key file (created with 32 random bytes and mode 0600 if missing,
     /// with its directory) and every `*.key` in its keyring directory.
@@ -176,7 +146,7 @@ impl Vault {
         std::fs::create_dir_all(&ring).map_err(io(&ring))?;
         let retired = ring.join(format!("{}.key", key_id(&old)));
         match write_new_private(&retired, &old) {
-            Err(VaultError::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(KeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {}
             other => other?,
         }
         // The new key replaces the old one by rename, so the key file is never missing or partial.
@@ -184,7 +154,7 @@ impl Vault {
         let _ = std::fs::remove_file(&fresh);
         write_new_private(&fresh, &random::<KEY_LEN>()?)?;
         std::fs::rename(&fresh, key_file).map_err(io(key_file))?;
-        sync_dir(key_file)
+        Ok(sync_dir(key_file)?)
     }
 
     /// The id of the key new blobs are sealed with.

@@ -12,38 +12,9 @@
 //! - `combine` never loses mail for anyone: when recipients disagree, the message is accepted
 //!   and a recipient who wanted a reject gets it quarantined instead.
 
+pub use crate::config::{Action, Stance};
+use crate::config::{PolicyConfig, PolicyOverride};
 use std::collections::BTreeMap;
-
-/// What happens to a message for one recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    /// Deliver unchanged (but for our Received and Authentication-Results headers).
-    Accept,
-    /// Deliver with X-Spam-* headers (and optionally a subject prefix).
-    Tag,
-    /// Hold in the quarantine; the user can release it.
-    Quarantine,
-    /// Accept and drop silently. Only ever by explicit policy (e.g. a block list set to discard).
-    Discard,
-    /// 5xx at the end of DATA (or earlier where the evidence is known earlier).
-    Reject,
-    /// 4xx: the sender retries later.
-    Tempfail,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Accept => "accept",
-            Action::Tag => "tag",
-            Action::Quarantine => "quarantine",
-            Action::Discard => "discard",
-            Action::Reject => "reject",
-            Action::Tempfail => "tempfail",
-        }
-    }
-}
 
 /// A named piece of evidence from a filter, e.g. `SPF_FAIL` or a rule name.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -67,16 +38,6 @@ impl Symbol {
     pub fn scored(name: impl Into<String>, score: f64) -> Symbol {
         Symbol { name: name.into(), score, detail: None }
     }
-}
-
-/// How a filter failure (DNS timeout, clamd down) is treated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stance {
-    /// Carry on; the failure shows as a symbol (e.g. `CLAMAV_FAIL`).
-    FailOpen,
-    /// Answer 4xx so the sender retries.
-    FailClosed,
 }
 
 /// A filter that could not give an answer.
@@ -128,8 +89,31 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { tag_at: 5.0, quarantine_at: 10.0, reject_at: 20.0, forced: BTreeMap::new(), filtering: true }
+        let (tag_at, quarantine_at, reject_at) = PolicyConfig::default().thresholds(None);
+        Policy { tag_at, quarantine_at, reject_at, forced: BTreeMap::new(), filtering: true }
     }
+}
+
+impl Policy {
+    /// The policy for a recipient of a domain with `over` (if any): the domain's value for each
+    /// key it sets, else the global one; forced actions merge (built-in, then global, then the
+    /// domain's, each able to replace the one before). Whether filtering is on for the recipient
+    /// is the lists' business (`[[lists.domain]]`, `[[lists.user]]`).
+    pub fn resolve(config: &PolicyConfig, over: Option<&PolicyOverride>) -> Policy {
+        let (tag_at, quarantine_at, reject_at) = config.thresholds(over);
+        let mut forced = builtin_forced();
+        forced.extend(config.forced.clone());
+        forced.extend(over.map(|o| o.forced.clone()).unwrap_or_default());
+        Policy { tag_at, quarantine_at, reject_at, forced, filtering: true }
+    }
+}
+
+/// Forced actions that hold unless the configuration says otherwise.
+fn builtin_forced() -> BTreeMap<String, Action> {
+    [("ALLOW_LIST", Action::Accept), ("BLOCK_LIST", Action::Reject), ("CLAMAV_VIRUS", Action::Reject)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }
 
 /// The decision with its explanation.
@@ -242,6 +226,21 @@ pub fn combine(actions: &[Action]) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn domain_override_wins_key_by_key_and_forced_actions_merge() {
+        let global = crate::config::PolicyConfig { forced: [("RCVD_IN_X".to_string(), Action::Reject)].into(), ..Default::default() };
+        let over = crate::config::PolicyOverride {
+            quarantine_at: Some(6.0),
+            forced: [("DMARC_POLICY_REJECT".to_string(), Action::Reject)].into(),
+            ..Default::default()
+        };
+        let policy = Policy::resolve(&global, Some(&over));
+        assert_eq!((policy.tag_at, policy.quarantine_at, policy.reject_at), (5.0, 6.0, 20.0));
+        assert_eq!(policy.forced.get("DMARC_POLICY_REJECT"), Some(&Action::Reject));
+        assert_eq!(policy.forced.get("CLAMAV_VIRUS"), Some(&Action::Reject), "built-in entries stay");
+        assert_eq!(policy.forced.get("RCVD_IN_X"), Some(&Action::Reject), "global entries stay");
+    }
 
     fn scores(name: &str) -> f64 {
         match name {

@@ -542,7 +542,7 @@ fn domains(config: &crate::config::Config) -> Vec<Value> {
         .domains
         .iter()
         .map(|domain| {
-            let policy = config.policy.resolve(domain.policy.as_ref());
+            let policy = crate::verdict::Policy::resolve(&config.policy, domain.policy.as_ref());
             let digest = config.digest_for(&domain.name);
             let route = domain.route.as_ref().unwrap_or(&config.downstream);
             json!({

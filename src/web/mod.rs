@@ -18,6 +18,7 @@ pub mod sanitize;
 pub mod session;
 
 use crate::app::App;
+pub use crate::html::{escape, escape_keep_lines};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -82,23 +83,6 @@ fn date(at: i64) -> String {
     chrono::DateTime::from_timestamp(at, 0).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M").to_string())
 }
 
-/// Escapes text for HTML element content and double-quoted attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// A whole page under the links' CSP: `body` is trusted HTML built from escaped values.
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     page_with(status, title, body, CSP)
@@ -106,17 +90,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
 
 /// A whole page under `csp`: `body` is trusted HTML built from escaped values.
 fn page_with(status: StatusCode, title: &str, body: &str, csp: &'static str) -> Response {
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"referrer\" content=\"no-referrer\"><title>{}</title>\
-         <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}\
-         dt{{font-weight:bold}}button{{font-size:1rem;padding:.5rem 1rem}}</style></head>\
-         <body><main><h1>{}</h1>{body}</main></body></html>\n",
-        escape(title),
-        escape(title)
-    );
-    let mut response = (status, html).into_response();
+    let mut response = (status, crate::html::page(title, body)).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
@@ -134,14 +108,9 @@ fn unavailable() -> Response {
     )
 }
 
-/// [`escape`], keeping line breaks (for a `<pre>` block).
-fn escape_keep_lines(text: &str) -> String {
-    text.split('\n').map(|line| escape(line.trim_end_matches('\r'))).collect::<Vec<_>>().join("\n")
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{Form, escape};
+    use super::Form;
 
     #[test]
     fn forms_keep_repeated_keys() {
@@ -150,11 +119,5 @@ mod tests {
         assert_eq!(form.all("id").collect::<Vec<_>>(), ["1", "2"]);
         assert_eq!(form.one("entry"), "@example.test");
         assert_eq!(form.one("missing"), "");
-    }
-
-    #[test]
-    fn escaping_leaves_no_markup() {
-        assert_eq!(escape("<script>alert('x')</script> & \"q\""), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;");
-        assert_eq!(escape("a\r\nb"), "a  b");
     }
 }

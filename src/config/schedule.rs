@@ -5,7 +5,7 @@
 //! digest for the latest tick, covering everything since the last one, and a clock jump back
 //! finds the cursor already at or past the tick and sends nothing.
 
-use crate::config::{Digest, Frequency};
+use super::{Digest, Frequency};
 use chrono::TimeZone;
 use croner::Cron;
 use std::str::FromStr;

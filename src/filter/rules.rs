@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::filter::{Facts, Filter, FilterFuture, Findings};
 use crate::verdict::{Failure, Stance, Symbol};
 
-use super::{ParsedMessage, RuleSet};
+use crate::ruleset::{ParsedMessage, RuleSet};
 
 /// Runs a [`RuleSet`] over each message.
 #[derive(Debug, Clone)]
