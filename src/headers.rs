@@ -1,8 +1,16 @@
-//! Header-section surgery on raw messages: find fields, drop fields, prepend fields.
+//! The one header-field parser, and header-section surgery on raw messages: find fields, drop
+//! fields, prepend fields. The rule engine, the forged-header removal, the quarantine and the
+//! digests all see the same fields.
+//!
+//! What a field is: a first line `NAME WSP* ":" VALUE` plus every continuation line that starts
+//! with a space or tab. NAME is printable ASCII without spaces (RFC 5322 `ftext`); the white
+//! space some senders put before the colon (the obsolete syntax of RFC 5322 §4.5.8, e.g.
+//! `Subject :`) is accepted and is not part of the name, so `X-Spam-Flag : YES` is the field
+//! `X-Spam-Flag` everywhere (a forged one is removed, a rule on it matches). Any other line in
+//! the header section is not a field and is skipped with its continuation lines.
 //!
 //! Guarantees: everything outside the removed fields is kept byte for byte (the body, the order
-//! and folding of the other fields, odd line endings); a field is a first line plus every
-//! continuation line that starts with a space or tab; a message without a header/body separator
+//! and folding of the other fields, odd line endings); a message without a header/body separator
 //! is all header. Nothing here allocates more than one copy of the message.
 
 use std::borrow::Cow;
@@ -69,7 +77,7 @@ pub fn fields(message: &[u8]) -> Vec<Field<'_>> {
             end = line_end(message, end);
         }
         if let Some(colon) = line.iter().position(|b| *b == b':') {
-            let name = &line[..colon];
+            let name = trim_blanks_end(&line[..colon]);
             if !name.is_empty() && name.iter().all(|b| b.is_ascii_graphic()) {
                 let value = trim_line_ending(&message[at + colon + 1..end]);
                 out.push(Field { name, value, start: at, end });
@@ -112,6 +120,13 @@ pub fn first_value(message: &[u8], name: &str) -> Option<String> {
     fields(message).into_iter().find(|f| f.is(name)).map(|f| f.text())
 }
 
+fn trim_blanks_end(mut bytes: &[u8]) -> &[u8] {
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
+}
+
 fn line_end(data: &[u8], from: usize) -> usize {
     memchr_newline(&data[from..]).map_or(data.len(), |i| from + i + 1)
 }
@@ -139,6 +154,21 @@ mod tests {
         assert_eq!(f[0].value, b" from a\r\n\tby b");
         assert_eq!(f[0].text(), "from a\tby b");
         assert_eq!(f[3].text(), "Yes, score=99");
+    }
+
+    #[test]
+    fn a_blank_before_the_colon_is_obsolete_syntax_not_part_of_the_name() {
+        let message =
+            b"Subject :  hi\r\nX-Spam-Flag\t: YES\r\nBad Name: x\r\n\tcontinued\r\n: empty\r\nCaf\xc3\xa9: x\r\nTo: a\r\n\r\nbody";
+        let found: Vec<(String, String)> =
+            fields(message).iter().map(|f| (String::from_utf8_lossy(f.name).into_owned(), f.text())).collect();
+        assert_eq!(
+            found,
+            [("Subject".into(), "hi".into()), ("X-Spam-Flag".into(), "YES".into()), ("To".into(), "a".into())],
+            "names with spaces inside, empty or non-ASCII names are not fields"
+        );
+        let cleaned = remove_fields(message, |f| f.is("X-Spam-Flag"));
+        assert!(!cleaned.windows(11).any(|w| w == b"X-Spam-Flag"), "a forged field in the obsolete form is removed too");
     }
 
     #[test]

@@ -120,36 +120,15 @@ impl ParsedMessage {
         self
     }
 
-    /// Top-level header fields, split by hand so raw values are exact even when the MIME
-    /// parser would reinterpret them.
+    /// Top-level header fields, from the raw bytes (so raw values are exact even when the MIME
+    /// parser would reinterpret them) by the one header-field parser, [`crate::headers::fields`].
     fn read_headers(&mut self, raw: &[u8]) {
         let end = crate::headers::header_section_end(raw);
-        let block = &raw[..end];
-        self.header_block = String::from_utf8_lossy(block).into_owned();
-        let block = std::mem::take(&mut self.header_block);
-        let mut current: Option<(String, String)> = None;
-        for line in block.split_inclusive('\n') {
-            let folded = line.starts_with([' ', '\t']);
-            if folded {
-                if let Some((_, v)) = current.as_mut() {
-                    v.push_str(line);
-                }
-                continue;
-            }
-            if let Some((n, v)) = current.take() {
-                self.push_field(n, v);
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                let name = name.trim_end();
-                if !name.is_empty() && !name.contains(' ') {
-                    current = Some((name.to_string(), value.to_string()));
-                }
-            }
+        self.header_block = String::from_utf8_lossy(&raw[..end]).into_owned();
+        for field in crate::headers::fields(raw) {
+            let name = String::from_utf8_lossy(field.name).into_owned();
+            self.push_field(name, String::from_utf8_lossy(field.value).into_owned());
         }
-        if let Some((n, v)) = current.take() {
-            self.push_field(n, v);
-        }
-        self.header_block = block;
     }
 
     fn push_field(&mut self, name: String, value: String) {
@@ -542,6 +521,13 @@ MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b\"\r\n\r\n
         assert!(lines.contains(&"Bye".to_string()));
         assert_eq!(m.body_lines(true)[0], "First line same paragraph");
         assert!(m.rawbody_chunks().iter().any(|c| c.contains("<a href=")));
+    }
+
+    #[test]
+    fn rules_see_fields_in_the_obsolete_name_colon_form_as_the_field() {
+        let m = ParsedMessage::parse(b"Subject :  win big\r\nX-Mailer\t: bulk\r\n\r\nbody\r\n");
+        assert_eq!(m.header_value("Subject", Modifier::Decoded).as_deref(), Some("win big"));
+        assert!(m.has_header("X-Mailer"));
     }
 
     #[test]
