@@ -5,10 +5,11 @@
 //! message to the `spool` (fsynced) before answering 250. The `relay` queue then delivers it to
 //! the downstream server, retrying with backoff, and sends a DSN when it must give up.
 //!
-//! Module map: `config` (typed TOML, validate-all), `smtp` (framing, commands, bodies, replies,
-//! addresses, PROXY protocol, Received), `ruleset` (SpamAssassin-compatible rule files:
+//! Module map: `config` (typed TOML, validate-all), `smtp` (the sans-IO core: `smtp::machine`,
+//! the protocol state machine, over framing, commands, bodies, replies, addresses, PROXY
+//! protocol, Received), `ruleset` (SpamAssassin-compatible rule files:
 //! parse, compile, evaluate against a parsed message), `filter` (the filter chain: auth, DNS lists,
-//! reverse DNS, clamd, attachment policy), `scoring` and `verdict` (symbols × policy → action), `session` (async driver per connection), `server`
+//! reverse DNS, clamd, attachment policy), `scoring` and `verdict` (symbols × policy → action), `session` (the async driver of `smtp::machine`, one per connection: I/O, deadlines, filters, spool), `server`
 //! (listeners, limits, signals), `tls`, `spool`, `relay`, `store` (quarantine index, encrypted contents, user preferences, greylisting;
 //! SQLite or PostgreSQL), `quarantine` (held copies into the store, exactly-once release),
 //! `digest` and `notices` (the emails moat sends users), `links` and `web` (signed links, the

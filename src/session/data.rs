@@ -1,44 +1,37 @@
-//! End of data: checks the finished body, hands it to `disposition` (filters, verdicts,
-//! durable storage), logs one line.
+//! End of data: hands a message the machine finished to `disposition` (filters, verdicts,
+//! durable storage), logs one line. A message the machine refused itself (over the size limit,
+//! NUL bytes) is logged the same way.
 //!
 //! Guarantees: `250` is returned only after every copy was stored (message and directory
 //! fsynced); a spool failure is a 4xx (452 when the disk is full), so the sender keeps the
 //! message. The message log line holds envelope metadata only.
 
-use super::Session;
-use crate::smtp::body::Body;
+use super::{Session, Transaction};
+use crate::smtp::machine::Message;
 use crate::smtp::received::{Protocol, ReceivedInfo, received_header};
-use crate::smtp::reply::{Reply, replies};
+use crate::smtp::reply::Reply;
 use crate::spool::Envelope;
+use crate::verdict::Evidence;
 
 impl Session {
-    /// Consumes the transaction; the reply ends it whatever happens.
-    pub(super) async fn finish_message(&mut self, body: Body) -> Reply {
-        let Some(tx) = self.tx.take() else {
-            return replies::bad_sequence("Need MAIL before DATA");
-        };
-        self.bdat = None;
-        let size = body.size();
-        let recipients: Vec<String> = tx.recipients.iter().map(|m| m.address()).collect();
-        let refusal = if body.too_big() {
-            Some(replies::size_exceeded())
-        } else if body.has_nul() {
-            Some(replies::nul_in_message())
-        } else {
-            None
-        };
-        if let Some(reply) = refusal {
-            self.log_message("-", &tx.mail.sender, &recipients, size, &reply);
-            return reply;
-        }
-        let (reply, id) = self.dispose(&tx, body.finish()).await;
+    /// A complete message from the machine: filters, verdicts, storage; the reply ends the
+    /// transaction whatever happens.
+    pub(super) async fn finish_message(&mut self, message: Message<Evidence>) {
+        let Message { transaction: tx, size, content } = message;
+        let recipients = recipient_list(&tx);
+        let (reply, id) = self.dispose(&tx, content).await;
         self.log_message(&id, &tx.mail.sender, &recipients, size, &reply);
-        reply
+        self.machine.answer_message(reply);
+    }
+
+    /// A message the machine refused itself (too big, NUL bytes): logged like the others.
+    pub(super) fn message_refused(&self, tx: &Transaction, size: usize, reply: &Reply) {
+        self.log_message("-", &tx.mail.sender, &recipient_list(tx), size, reply);
     }
 
     pub(super) fn received(&self, envelope: &Envelope) -> String {
         let tls = envelope.tls.as_deref();
-        let protocol = match (envelope.smtputf8, self.esmtp, tls.is_some()) {
+        let protocol = match (envelope.smtputf8, self.machine.esmtp(), tls.is_some()) {
             (true, _, true) => Protocol::Utf8Smtps,
             (true, _, false) => Protocol::Utf8Smtp,
             (false, true, true) => Protocol::Esmtps,
@@ -70,7 +63,7 @@ impl Session {
             event = "message",
             queue_id = id,
             client_ip = %self.peer,
-            helo = self.helo.as_deref().unwrap_or(""),
+            helo = self.machine.helo().unwrap_or(""),
             sender,
             recipients = recipients.join(","),
             size,
@@ -79,4 +72,8 @@ impl Session {
             reply = reply.summary(),
         );
     }
+}
+
+fn recipient_list(tx: &Transaction) -> Vec<String> {
+    tx.recipients.iter().map(|r| r.mailbox.address()).collect()
 }

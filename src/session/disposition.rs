@@ -61,7 +61,7 @@ impl Session {
             .map(|(i, rcpt)| {
                 let mut evidence = self.evidence_so_far(Some(tx), Some(i));
                 evidence.extend(&data);
-                scorer.verdict(&evidence, &facts, &rcpt.address())
+                scorer.verdict(&evidence, &facts, &rcpt.mailbox.address())
             })
             .collect();
         let actions: Vec<Action> = verdicts.iter().map(|v| v.verdict.action).collect();
@@ -97,7 +97,6 @@ impl Session {
                 }
             }
         }
-        self.messages += 1;
         for done in stored.iter().filter(|s| !s.held) {
             self.shared.queue.submit(done.id.clone());
         }
@@ -121,7 +120,7 @@ impl Session {
             id: id.clone(),
             received_at: chrono::Utc::now().timestamp(),
             client_ip: self.peer,
-            helo: self.helo.clone().unwrap_or_default(),
+            helo: self.machine.helo().unwrap_or_default().to_string(),
             sender: tx.mail.sender.clone(),
             recipients: group.recipients.clone(),
             smtputf8: tx.mail.smtputf8,

@@ -7,35 +7,42 @@
 use super::{Session, Transaction};
 use crate::filter::{Facts, Phase};
 use crate::relay::Validity;
-use crate::smtp::address::{self, RcptProblem};
+use crate::smtp::address::{self, Mailbox, RcptProblem};
+use crate::smtp::machine::Answer;
 use crate::smtp::reply::{Reply, replies};
 use crate::verdict::{Action, Evidence};
 
 impl Session {
-    pub(super) async fn rcpt(&mut self, raw: &str) -> Reply {
-        let sender = self.tx.as_ref().map(|tx| tx.mail.sender.clone());
-        let (reply, logged) = self.check_rcpt(raw).await;
-        if let (Some(sender), false) = (sender, logged || reply.is_positive()) {
-            tracing::info!(
-                event = "rcpt_refused",
-                client_ip = %self.peer,
-                sender,
-                recipient = raw,
-                reply = reply.summary(),
-            );
+    /// RCPT, after the machine's checks (a transaction is open, under the recipient limit).
+    pub(super) async fn rcpt(&mut self, raw: &str) {
+        let sender = self.machine.transaction().map(|tx| tx.mail.sender.clone());
+        let (answer, logged) = self.check_rcpt(raw).await;
+        if let (Some(sender), Answer::Reply(reply), false) = (sender, &answer, logged)
+            && !reply.is_positive()
+        {
+            self.log_rcpt_refused(&sender, raw, reply);
         }
-        reply
+        self.machine.answer_rcpt(answer);
     }
 
-    /// The reply to `RCPT TO:<raw>`, and whether a refusal was already logged (with its verdict).
-    async fn check_rcpt(&mut self, raw: &str) -> (Reply, bool) {
+    /// A refused recipient, for the log.
+    pub(super) fn log_rcpt_refused(&self, sender: &str, recipient: &str, reply: &Reply) {
+        tracing::info!(
+            event = "rcpt_refused",
+            client_ip = %self.peer,
+            sender,
+            recipient,
+            reply = reply.summary(),
+        );
+    }
+
+    /// The answer to `RCPT TO:<raw>`, and whether a refusal was already logged (with its verdict).
+    async fn check_rcpt(&self, raw: &str) -> (Answer<(Mailbox, Evidence)>, bool) {
+        let answer = |reply: Reply| (Answer::Reply(reply), false);
         let config = self.config.clone();
-        let Some(Transaction { mail, recipients, .. }) = &self.tx else {
-            return (replies::bad_sequence("Need MAIL before RCPT"), false);
+        let Some(Transaction { mail, recipients, .. }) = self.machine.transaction() else {
+            return answer(replies::bad_sequence("Need MAIL before RCPT"));
         };
-        if recipients.len() >= config.limits.max_recipients {
-            return (replies::too_many_recipients(), false);
-        }
         // RFC 5321 §4.5.1: <postmaster> without a domain must be accepted.
         let postmaster;
         let raw = match (raw == "postmaster", config.domains.first()) {
@@ -48,39 +55,35 @@ impl Session {
         let served = |d: &str| config.domain(d).is_some();
         let mailbox = match address::check_recipient(raw, mail.smtputf8, served) {
             Ok(mailbox) => mailbox,
-            Err(RcptProblem::Syntax) => return (replies::bad_recipient(), false),
-            Err(RcptProblem::NotLocal) => return (replies::relay_denied(), false),
-            Err(RcptProblem::NeedsSmtpUtf8) => return (replies::needs_smtputf8(), false),
+            Err(RcptProblem::Syntax) => return answer(replies::bad_recipient()),
+            Err(RcptProblem::NotLocal) => return answer(replies::relay_denied()),
+            Err(RcptProblem::NeedsSmtpUtf8) => return answer(replies::needs_smtputf8()),
         };
         let Some(domain) = config.domain(&mailbox.domain) else {
-            return (replies::relay_denied(), false);
+            return answer(replies::relay_denied());
         };
         match self.shared.verifier.validate(&config, domain, &mailbox).await {
             Validity::Valid => {}
-            Validity::Unknown => return (replies::unknown_user(domain.unknown_user_code), false),
-            Validity::Unverifiable => return (replies::recipient_unverified(), false),
+            Validity::Unknown => return answer(replies::unknown_user(domain.unknown_user_code)),
+            Validity::Unverifiable => return answer(replies::recipient_unverified()),
         }
         let address = mailbox.address();
-        if recipients.iter().any(|r| r.address().eq_ignore_ascii_case(&address)) {
-            return (replies::recipient_ok(), false);
+        if recipients.iter().any(|r| r.mailbox.address().eq_ignore_ascii_case(&address)) {
+            return answer(replies::recipient_ok());
         }
         let scorer = self.scorer.clone();
         let mut facts = self.facts();
         facts.rcpt = Some(address.clone());
         let evidence = scorer.run(Phase::Rcpt, &facts).await;
         if let Some(refusal) = self.early_verdict(&evidence, &facts, &address) {
-            return (refusal, true);
+            return (Answer::Reply(refusal), true);
         }
-        let mut so_far = self.evidence_so_far(self.tx.as_ref(), None);
+        let mut so_far = self.evidence_so_far(self.machine.transaction(), None);
         so_far.extend(&evidence);
         if let Some(wait) = self.greylisted(facts.sender.as_deref().unwrap_or(""), &address, &so_far).await {
-            return (wait, true);
+            return (Answer::Reply(wait), true);
         }
-        if let Some(tx) = &mut self.tx {
-            tx.recipients.push(mailbox);
-            tx.rcpt_evidence.push(evidence);
-        }
-        (replies::recipient_ok(), false)
+        (Answer::Accept((mailbox, evidence)), false)
     }
 
     /// With `early_reject`, refuses a recipient whose verdict is already a reject (or a
@@ -89,7 +92,7 @@ impl Session {
         if !self.config.policy.early_reject {
             return None;
         }
-        let mut evidence = self.evidence_so_far(self.tx.as_ref(), None);
+        let mut evidence = self.evidence_so_far(self.machine.transaction(), None);
         evidence.extend(rcpt_evidence);
         let decided = self.scorer.verdict(&evidence, facts, address);
         let reply = match decided.verdict.action {
