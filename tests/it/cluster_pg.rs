@@ -4,12 +4,10 @@
 //! of the run loses nothing — clean mail keeps flowing, held mail waits in the node's holding
 //! spool and reaches the shared quarantine when PostgreSQL is back.
 
-mod support;
-
+use crate::support::postgres::PgServer;
+use crate::support::*;
 use std::fs;
 use std::time::Duration;
-use support::postgres::PgServer;
-use support::*;
 
 const HOLD_RULE: &str = "body LOCAL_PRIZE /you have won/i\nscore LOCAL_PRIZE 12\n";
 

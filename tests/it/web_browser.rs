@@ -4,11 +4,9 @@
 //! downstream receives the original), changes preferences and opts out; on a phone-sized screen
 //! the page fits, and the list can be worked with the keyboard alone.
 
-mod support;
-
+use crate::support::browser::Browser;
+use crate::support::*;
 use std::fs;
-use support::browser::Browser;
-use support::*;
 
 const HOLD_RULE: &str = "body LOCAL_PRIZE /you have won/i\nscore LOCAL_PRIZE 12\ndescribe LOCAL_PRIZE Claims you won a prize\n";
 const HOSTILE_SUBJECT: &str = "<img src=x onerror=\"document.title='pwned'\"><script>alert('subject')</script>";

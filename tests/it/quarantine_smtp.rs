@@ -5,12 +5,10 @@
 //! delete and `moat user purge` remove it; greylisting and rate limits defer with their state in
 //! the store, and users' own block lists from the store are honoured.
 
-mod support;
-
+use crate::support::*;
 use moat::store::{Category, ItemState, ListKind};
 use std::fs;
 use std::time::Duration;
-use support::*;
 
 const HOLD_RULE: &str = "body LOCAL_PRIZE /you have won/i\nscore LOCAL_PRIZE 12\ndescribe LOCAL_PRIZE Claims a prize\n";
 

@@ -1,10 +1,8 @@
 //! `moat queue` list/flush/remove, and restarts over an existing spool, with a real smtp-sink.
 
-mod relay_support;
-
+use crate::relay_support::*;
 use moat::relay::control::{self, ControlError};
 use moat::spool::{DeliveryState, Outcome, Reply, Spool, Status};
-use relay_support::*;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(15);

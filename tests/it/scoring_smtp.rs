@@ -3,13 +3,11 @@
 //! it: X-Spam headers on tagged mail, forged ones removed, held copies, 5xx at DATA or at RCPT,
 //! per-recipient splits, allow/block lists, pregreeting clients, and rule reloads.
 
-mod support;
-
+use crate::support::dns::DnsZone;
+use crate::support::*;
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
-use support::dns::DnsZone;
-use support::*;
 
 /// A rule directory with one file, `local.cf`.
 fn rules_dir(text: &str) -> tempfile::TempDir {

@@ -4,8 +4,8 @@
 //! The filter is built through the library API (the session does not run the chain yet). The
 //! client address is from TEST-NET (192.0.2.0/24): hickory answers 127/8 reverse lookups itself.
 
-mod support;
-
+use crate::support;
+use crate::support::dns::{Dns, DnsZone, base64};
 use mail_auth::common::crypto::Ed25519Key;
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
@@ -19,7 +19,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use support::dns::{Dns, DnsZone, base64};
 
 const HOSTNAME: &str = "mx.moat.test";
 const CLIENT: &str = "192.0.2.10";

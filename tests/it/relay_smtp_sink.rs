@@ -1,8 +1,6 @@
 //! The queue delivering into a real Postfix smtp-sink on loopback.
 
-mod relay_support;
-
-use relay_support::*;
+use crate::relay_support::*;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(15);

@@ -2,10 +2,8 @@
 //! mailboxes) at RCPT time, refuses unknown users there instead of bouncing later, caches what
 //! it learnt, and answers 450 when the downstream cannot be asked.
 
-mod support;
-
+use crate::support::*;
 use std::time::Duration;
-use support::*;
 
 const DOWNSTREAM_DOMAIN: &str = "downstream.test";
 

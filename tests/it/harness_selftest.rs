@@ -1,10 +1,9 @@
 //! Checks of the test harness itself against the real peers (no moat involved), so that a
 //! failing acceptance test points at moat and not at the harness.
 
-mod support;
-
+use crate::support;
+use crate::support::*;
 use std::time::Duration;
-use support::*;
 
 #[test]
 fn sink_records_envelope_and_message_with_lf_endings() {

@@ -2,10 +2,8 @@
 //! the client sent plus one Received header; real clients (swaks) and a real Postfix; logs carry
 //! envelope metadata only.
 
-mod support;
-
+use crate::support::*;
 use std::time::Duration;
-use support::*;
 
 /// A message that exercises what a transparent relay tends to break: folded headers, 8-bit
 /// text, a 998-byte line, lines starting with dots, trailing white space, tabs, an empty line at

@@ -3,13 +3,11 @@
 //! exactly once, "release and allow" also puts the sender on the user's allow list, and a
 //! tampered, expired or other user's link is refused. Hostile subjects and senders render inert.
 
-mod support;
-
+use crate::support::*;
 use moat::links::{Link, LinkAction, LinkKey};
 use moat::store::{ItemState, unix_now};
 use std::fs;
 use std::time::Duration;
-use support::*;
 
 const HOLD_RULE: &str = "body LOCAL_PRIZE /you have won/i\nscore LOCAL_PRIZE 12\n";
 

@@ -2,15 +2,14 @@
 //! loopback serving a `test.` zone). Clients use TEST-NET addresses: hickory answers reverse
 //! lookups of 127.0.0.0/8 itself, and moat never looks up loopback or private clients.
 
-mod support;
-
+use crate::support;
+use crate::support::dns::{Dns, DnsZone};
 use moat::config::{self, ListZone, Reputation, Seconds};
 use moat::filter::dnsbl::DnsblFilter;
 use moat::filter::{Facts, Filter, Findings};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::dns::{Dns, DnsZone};
 
 /// The nibble name of 2001:db8::1.
 const V6_NIBBLES: &str = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2";

@@ -4,12 +4,10 @@
 //! server (dnsmasq) serving the case's records — through the same `Scorer` and phase order as
 //! the server (`moat::scan`), with the shipped rules in `rules/`.
 
-mod support;
-
+use crate::support::dns::DnsZone;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use support::dns::DnsZone;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -9,14 +9,12 @@
 //! log (or in the commands' output on stderr), while every sender and recipient does. The same
 //! again with the quarantine on PostgreSQL, whose client library logs query parameters.
 
-mod support;
-
+use crate::support::clamd::{self, Clamd};
+use crate::support::dns::DnsZone;
+use crate::support::postgres::PgServer;
+use crate::support::*;
 use std::fs;
 use std::time::Duration;
-use support::clamd::{self, Clamd};
-use support::dns::DnsZone;
-use support::postgres::PgServer;
-use support::*;
 
 /// The words every marker starts with; none of them may appear in a log, in any case.
 const MARKER_WORDS: [&str; 3] = ["subjmark", "bodymark", "linkmark"];

@@ -2,11 +2,9 @@
 //! stopped gracefully, reloaded with good and broken configs; the queue CLI; bounces.
 //! The rule throughout: a message that got 250 is delivered, exactly once.
 
-mod support;
-
+use crate::support::*;
 use std::collections::HashMap;
 use std::time::Duration;
-use support::*;
 
 /// Sends `n` messages on one connection, each with a unique marker; returns the markers and the
 /// queue ids from the 250 replies.

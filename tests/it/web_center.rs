@@ -6,10 +6,8 @@
 //! admin API refuses requests without the token, admin actions are audited and a broken rule
 //! file is reported with file:line and not applied.
 
-mod support;
-
+use crate::support::*;
 use std::fs;
-use support::*;
 
 const HOLD_RULE: &str = "body LOCAL_PRIZE /you have won/i\nscore LOCAL_PRIZE 12\ndescribe LOCAL_PRIZE Claims you won a prize\n";
 const HOSTILE_SUBJECT: &str = "<script>alert('subject')</script><img src=x onerror=alert(1)>";

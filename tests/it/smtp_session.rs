@@ -1,10 +1,8 @@
 //! The inbound SMTP dialogue, black-box against `moat serve`: greeting, EHLO, the simple
 //! commands, sequencing errors and pipelining, with the basic and enhanced codes a client sees.
 
-mod support;
-
+use crate::support::*;
 use std::time::Duration;
-use support::*;
 
 fn moat() -> (Sink, Moat) {
     let sink = Sink::new();

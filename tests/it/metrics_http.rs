@@ -3,10 +3,8 @@
 //! action, symbols, filter latency histograms with buckets, deliveries, the quarantine and the
 //! hash of the rule set in force (the one the log names) — and no mail addresses.
 
-mod support;
-
+use crate::support::*;
 use std::fs;
-use support::*;
 
 const RULES: &str = "body LOCAL_PRIZE /you have won/i\nscore LOCAL_PRIZE 12\nbody LOCAL_OFFER /cheap/i\nscore LOCAL_OFFER 6\n";
 

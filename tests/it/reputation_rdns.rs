@@ -2,13 +2,12 @@
 //! server (dnsmasq on loopback). Clients use TEST-NET addresses, whose reverse zone dnsmasq holds.
 //! Note: dnsmasq's `--host-record` (`DnsZone::a`) also creates the matching PTR record.
 
-mod support;
-
+use crate::support;
+use crate::support::dns::{Dns, DnsZone};
 use moat::config::{self, Reputation, Seconds};
 use moat::filter::rdns::RdnsFilter;
 use moat::filter::{Facts, Filter, Findings};
 use std::net::IpAddr;
-use support::dns::{Dns, DnsZone};
 
 const HOSTNAME: &str = "mx.example.test";
 

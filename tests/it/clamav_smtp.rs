@@ -5,13 +5,12 @@
 //! 451 when failing closed, delivered with `CLAMAV_FAIL` when failing open — never "clean"
 //! and never "virus".
 
-mod support;
-
+use crate::support;
+use crate::support::clamd::{self, Clamd};
+use crate::support::*;
 use std::io::Read;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
-use support::clamd::{self, Clamd};
-use support::*;
 
 fn moat_with(downstream: u16, section: &str) -> Moat {
     Moat::start(MoatConfig::new(downstream).append(section))

@@ -8,15 +8,13 @@
 //! The timings under these faults are measured by `bench/faults`; these tests keep its
 //! invariants.
 
-mod support;
-
+use crate::support::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use support::*;
 
 /// What one message's sender saw.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,10 +1,8 @@
 //! Never an open relay: only recipients in the configured domains are accepted, whatever the
 //! address tricks, and recipient validation refuses unknown users at RCPT time.
 
-mod support;
-
+use crate::support::*;
 use std::time::Duration;
-use support::*;
 
 /// Recipient addresses that must not be accepted, and why.
 const TRICKS: &[(&str, &str)] = &[

@@ -2,10 +2,8 @@
 //! or v2 binary), shows in the log and the Received header, and a connection without a valid
 //! header is dropped before any SMTP.
 
-mod support;
-
+use crate::support::*;
 use std::time::Duration;
-use support::*;
 
 fn relay_one(smtp: &mut Smtp, marker: &str) {
     let ehlo = smtp.cmd("EHLO client.example.org");

@@ -1,10 +1,8 @@
 //! `moat config check` and start-up with a bad configuration: every error at once, each with
 //! FILE:LINE:COL, and exit status 78 (EX_CONFIG) so that systemd does not restart-loop.
 
-mod support;
-
+use crate::support::*;
 use std::time::Duration;
-use support::*;
 
 const EX_CONFIG: i32 = 78;
 

@@ -1,10 +1,8 @@
 //! STARTTLS: offered when [tls] is set, a real TLS session afterwards, and no command injection
 //! (anything pipelined after STARTTLS in plaintext is discarded).
 
-mod support;
-
+use crate::support::*;
 use std::time::Duration;
-use support::*;
 
 fn tls_moat() -> (Sink, Moat) {
     let sink = Sink::new();

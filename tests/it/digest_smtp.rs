@@ -4,11 +4,9 @@
 //! (GET) releases nothing, the button (POST) delivers the original held copy byte for byte, a
 //! second press and a second digest run do nothing, and `moat digest preview` prints the email.
 
-mod support;
-
+use crate::support::*;
 use std::fs;
 use std::time::Duration;
-use support::*;
 
 const HOLD_RULE: &str = "body LOCAL_PRIZE /you have won/i\nscore LOCAL_PRIZE 12\ndescribe LOCAL_PRIZE Claims you won a prize\n";
 

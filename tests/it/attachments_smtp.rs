@@ -2,11 +2,10 @@
 //! program is refused at DATA, a blocked disk image is held in the quarantine, a plain PDF is
 //! delivered untouched, and `[policy] forced` turns a symbol into a hard action.
 
-mod support;
-
+use crate::support;
+use crate::support::*;
 use std::path::Path;
 use std::time::Duration;
-use support::*;
 
 fn shipped_rules() -> String {
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");

@@ -2,10 +2,8 @@
 //! (so a bare-LF dot line becomes a dot-stuffed line downstream and can neither end nor split
 //! the message there), and a MAIL FROM hidden in the body never becomes a second message.
 
-mod support;
-
+use crate::support::*;
 use std::time::Duration;
-use support::*;
 
 /// What moat must relay for a body it received: bare LF and bare CR each become CRLF.
 fn normalized(data: &[u8]) -> Vec<u8> {

@@ -2,10 +2,8 @@
 //! connections. Over a bound a client gets the right reply (and a clean close where the reply
 //! table says so); moat keeps serving others.
 
-mod support;
-
+use crate::support::*;
 use std::time::Duration;
-use support::*;
 
 #[test]
 fn size_announced_and_too_big_size_parameter_refused_at_mail() {

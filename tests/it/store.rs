@@ -3,8 +3,7 @@
 //! see `support/postgres.rs`). Time is passed in, so expiry, greylisting and rate windows are
 //! tested without sleeping.
 
-mod support;
-
+use crate::support::postgres::PgServer;
 use moat::lists::{Entry, Lists};
 use moat::store::vault::{Sealed, Vault, VaultError};
 use moat::store::{
@@ -15,7 +14,6 @@ use moat::verdict::Symbol;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use support::postgres::PgServer;
 
 /// A fixed "now" for the tests: 2026-11-23 00:00:00 UTC.
 const NOW: i64 = 1_795_392_000;
