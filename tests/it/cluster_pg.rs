@@ -37,10 +37,6 @@ fn cluster(url: &str) -> Cluster {
     Cluster { _shared: shared, capture, a, b }
 }
 
-fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
-}
-
 fn config(moat: &Moat) -> String {
     moat.config_path().to_str().unwrap().to_string()
 }

@@ -7,7 +7,6 @@
 //! must not change process-wide state (environment, working directory, signal handlers) and
 //! takes its peers, ports and directories from [`support`], never fixed ones.
 
-mod relay_support;
 mod support;
 
 mod attachments_corpus;

@@ -1,6 +1,7 @@
 //! `moat queue` list/flush/remove, and restarts over an existing spool, with a real smtp-sink.
 
-use crate::relay_support::*;
+use crate::support::relay::*;
+use crate::support::*;
 use moat::relay::control::{self, ControlError};
 use moat::spool::{DeliveryState, Outcome, Reply, Spool, Status};
 use std::time::{Duration, Instant};
@@ -32,7 +33,8 @@ async fn wait_socket(config: &moat::config::Config) {
 #[tokio::test]
 async fn flush_retries_deferred_mail_now_and_remove_drops_it_without_a_bounce() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let mut sink = Sink::stopped();
+    let port = sink.port;
     let config = config(&dir.path().join("state"), port, SLOW_RETRY);
     let harness = Harness::start(dir, config.clone()).await;
     let server = tokio::spawn(control::serve(
@@ -55,7 +57,7 @@ async fn flush_retries_deferred_mail_now_and_remove_drops_it_without_a_bounce() 
     let listed: Vec<String> = control::list(&config).unwrap().into_iter().map(|e| e.id).collect();
     assert_eq!(listed, vec![keep.clone()]);
 
-    let sink = Sink::start(port, &harness.dir.path().join("sink"), &[]);
+    sink.start();
     assert_eq!(control::flush(&config).await.unwrap(), 1);
     assert!(harness.wait_empty(WAIT).await, "flush did not deliver");
     let dumps = sink.wait_for_dumps(1, WAIT).await;
@@ -83,7 +85,7 @@ async fn without_a_server_remove_works_on_the_files_and_flush_says_not_running()
 #[tokio::test]
 async fn a_restart_resumes_the_spool_and_respects_recipients_already_final() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(free_port(), &dir.path().join("sink"), &[]);
+    let sink = Sink::new();
     let config = config(&dir.path().join("state"), sink.port, "");
     // What a crashed moat left behind: a message with one recipient delivered, one pending,
     // plus a half-written temporary file.
@@ -114,7 +116,8 @@ async fn a_restart_resumes_the_spool_and_respects_recipients_already_final() {
 #[tokio::test]
 async fn shutdown_keeps_deferred_mail_for_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let mut sink = Sink::stopped();
+    let port = sink.port;
     let config = config(&dir.path().join("state"), port, "");
     let harness = Harness::start(dir, config.clone()).await;
     let id = harness.send("a@sender.test", &["r@good.test"], b"Subject: later\r\n\r\nx\r\n");
@@ -122,7 +125,7 @@ async fn shutdown_keeps_deferred_mail_for_the_next_start() {
     let dir = harness.stop().await;
     assert_eq!(control::list(&config).unwrap().len(), 1, "still spooled after shutdown");
 
-    let sink = Sink::start(port, &dir.path().join("sink"), &[]);
+    sink.start();
     let harness = Harness::start(dir, config).await;
     assert!(harness.wait_empty(WAIT).await);
     assert_eq!(sink.wait_for_dumps(1, WAIT).await.len(), 1);

@@ -1,6 +1,7 @@
 //! The queue delivering into a real Postfix smtp-sink on loopback.
 
-use crate::relay_support::*;
+use crate::support::relay::*;
+use crate::support::*;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -17,7 +18,7 @@ last line\r\n";
 #[tokio::test]
 async fn delivered_message_is_byte_exact_including_dot_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(free_port(), &dir.path().join("sink"), &[]);
+    let sink = Sink::new();
     let config = config(&dir.path().join("state"), sink.port, "");
     let harness = Harness::start(dir, config).await;
     harness.send("a@sender.test", &["r@good.test", "s@good.test"], TRICKY);
@@ -28,16 +29,16 @@ async fn delivered_message_is_byte_exact_including_dot_lines() {
     assert!(dump.contains("X-Helo-Args: moat.test\n"), "{dump}");
     assert!(dump.contains("X-Mail-Args: <a@sender.test>\n"), "{dump}");
     assert!(dump.contains("X-Rcpt-Args: <r@good.test>\nX-Rcpt-Args: <s@good.test>\n"), "{dump}");
-    assert_eq!(dumped_message(dump), lf(TRICKY));
+    assert_eq!(text(&parse_sink_dump(dump.as_bytes()).unwrap().data), text(&crlf_to_lf(TRICKY)));
     harness.stop().await;
 }
 
 #[tokio::test]
 async fn one_recipient_refused_another_delivered_and_the_sender_gets_a_dsn() {
     let dir = tempfile::tempdir().unwrap();
-    let good = Sink::start(free_port(), &dir.path().join("good"), &[]);
-    let bad = Sink::start(free_port(), &dir.path().join("bad"), &["-f", "RCPT"]);
-    let dsn = Sink::start(free_port(), &dir.path().join("dsn"), &[]);
+    let good = Sink::new();
+    let bad = Sink::with_args(&["-f", "RCPT"]);
+    let dsn = Sink::new();
     let extra = format!(
         "[[domain]]\nname = \"good.test\"\n[[domain]]\nname = \"bad.test\"\nroute = {{ host = \"127.0.0.1\", port = {}, tls = \"none\" }}\n\
          [delivery]\nretry_initial = \"1s\"\nretry_max = \"2s\"\nconnect_timeout = \"2s\"\nreply_timeout = \"5s\"\n\
@@ -79,8 +80,8 @@ async fn one_recipient_refused_another_delivered_and_the_sender_gets_a_dsn() {
 #[tokio::test]
 async fn no_dsn_for_the_null_sender() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = Sink::start(free_port(), &dir.path().join("bad"), &["-f", "RCPT"]);
-    let dsn = Sink::start(free_port(), &dir.path().join("dsn"), &[]);
+    let bad = Sink::with_args(&["-f", "RCPT"]);
+    let dsn = Sink::new();
     let extra = format!(
         "[delivery]\nretry_initial = \"1s\"\nretry_max = \"2s\"\n\
          dsn_route = {{ host = \"127.0.0.1\", port = {}, tls = \"none\" }}\n",
@@ -98,7 +99,8 @@ async fn no_dsn_for_the_null_sender() {
 #[tokio::test]
 async fn deferred_while_the_downstream_is_down_then_delivered_when_it_comes_back() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let mut sink = Sink::stopped();
+    let port = sink.port;
     let state = tempfile::tempdir().unwrap();
     let config = config(state.path(), port, "");
     let harness = Harness::start(dir, config.clone()).await;
@@ -118,18 +120,18 @@ async fn deferred_while_the_downstream_is_down_then_delivered_when_it_comes_back
     let reply = entry.recipients[0].reply.clone().unwrap();
     assert_eq!(reply.status(), "4.4.1", "{reply}");
 
-    let sink = Sink::start(port, &harness.dir.path().join("sink"), &[]);
+    sink.start();
     assert!(harness.wait_empty(WAIT).await, "not delivered after the downstream came back");
     let dumps = sink.wait_for_dumps(1, WAIT).await;
     assert_eq!(dumps.len(), 1);
-    assert_eq!(dumped_message(&dumps[0]), lf(TRICKY));
+    assert_eq!(text(&parse_sink_dump(dumps[0].as_bytes()).unwrap().data), text(&crlf_to_lf(TRICKY)));
     harness.stop().await;
 }
 
 #[tokio::test]
 async fn consecutive_messages_reuse_one_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(free_port(), &dir.path().join("sink"), &[]);
+    let sink = Sink::new();
     let counter = Counter::start(sink.port).await;
     let extra = "[delivery]\nconcurrency = 1\nidle_timeout = \"30s\"\nmax_messages_per_connection = 100\n";
     let state = tempfile::tempdir().unwrap();
@@ -149,7 +151,7 @@ async fn consecutive_messages_reuse_one_connection() {
 #[tokio::test]
 async fn connections_are_not_reused_beyond_max_messages_per_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(free_port(), &dir.path().join("sink"), &[]);
+    let sink = Sink::new();
     let counter = Counter::start(sink.port).await;
     let extra = "[delivery]\nconcurrency = 1\nidle_timeout = \"30s\"\nmax_messages_per_connection = 2\n";
     let state = tempfile::tempdir().unwrap();
@@ -167,9 +169,9 @@ async fn connections_are_not_reused_beyond_max_messages_per_connection() {
 async fn recipient_probes_report_accept_reject_and_tempfail() {
     use moat::relay::{ProbeAnswer, probe_recipient};
     let dir = tempfile::tempdir().unwrap();
-    let ok = Sink::start(free_port(), &dir.path().join("ok"), &[]);
-    let hard = Sink::start(free_port(), &dir.path().join("hard"), &["-f", "RCPT"]);
-    let soft = Sink::start(free_port(), &dir.path().join("soft"), &["-r", "RCPT"]);
+    let ok = Sink::new();
+    let hard = Sink::with_args(&["-f", "RCPT"]);
+    let soft = Sink::with_args(&["-r", "RCPT"]);
     let config = config(&dir.path().join("state"), ok.port, "");
     let route = |port| moat::config::Route { port, ..config.downstream.clone() };
 
@@ -188,7 +190,7 @@ async fn recipient_probes_report_accept_reject_and_tempfail() {
 #[tokio::test]
 async fn a_message_past_max_lifetime_fails_with_4_4_7_and_bounces() {
     let dir = tempfile::tempdir().unwrap();
-    let dsn = Sink::start(free_port(), &dir.path().join("dsn"), &[]);
+    let dsn = Sink::new();
     let extra = format!(
         "[delivery]\nretry_initial = \"1s\"\nretry_max = \"1s\"\nmax_lifetime = \"1s\"\nconnect_timeout = \"2s\"\n\
          dsn_route = {{ host = \"127.0.0.1\", port = {}, tls = \"none\" }}\n",
@@ -210,7 +212,7 @@ async fn a_message_past_max_lifetime_fails_with_4_4_7_and_bounces() {
 #[tokio::test]
 async fn a_reloaded_configuration_applies_to_the_next_attempt() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(free_port(), &dir.path().join("sink"), &[]);
+    let sink = Sink::new();
     let dead = config(&dir.path().join("state"), free_port(), "");
     let live = config(&dir.path().join("state"), sink.port, "");
     let harness = Harness::start(dir, dead).await;

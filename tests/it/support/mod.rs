@@ -1,6 +1,6 @@
 //! The integration-test harness: real peers on loopback, every one of them stopped on Drop.
 //!
-//! Use it from a test file with `mod support;` and `use support::*;`.
+//! Use it from a test module with `use crate::support::*;`.
 //!
 //! * [`Moat`] runs the `moat` binary (`moat serve -c <file>`) on a config written from [`MoatConfig`].
 //! * [`Sink`] is Postfix's `smtp-sink` dumping every transaction to files ([`Sink::messages`]).
@@ -12,16 +12,21 @@
 //! * [`Smtp`] is a raw client: exact bytes out, parsed replies in, TLS via [`Smtp::starttls`].
 //! * [`swaks`] runs the swaks client with a timeout.
 //! * [`browser::Browser`] is headless Chromium driven through ChromeDriver (WebDriver).
+//! * [`clamd::Clamd`] is a real clamd with a private signature database; [`dns::DnsZone`] a
+//!   dnsmasq serving a test zone; [`postgres::PgServer`] a private PostgreSQL server.
+//! * [`quarantine`] opens a running moat's store and quarantine beside it.
+//! * [`relay::Harness`] is moat's delivery queue run in the test process over a temporary spool
+//!   (for async relay tests); its downstream is a [`Sink`] too.
 //!
 //! Every wait has a deadline and panics with what it was waiting for; nothing can hang.
 //! The external programs come from Debian packages that `scripts/test` installs.
-#![allow(dead_code)]
 
 pub mod browser;
 pub mod clamd;
 pub mod dns;
 pub mod postgres;
 pub mod quarantine;
+pub mod relay;
 #[allow(unused_imports)]
 pub use quarantine::*;
 
@@ -82,6 +87,12 @@ pub fn wait_until<T>(what: &str, deadline: Duration, mut probe: impl FnMut() -> 
         }
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Runs `future` to completion on a runtime of its own, for blocking tests that call async
+/// library code (moat's store, the quarantine).
+pub fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(future)
 }
 
 /// True once something accepts TCP connections on 127.0.0.1:`port`.
@@ -315,8 +326,9 @@ impl Sink {
         self.child.kill();
     }
 
-    /// Every completed transaction so far, oldest first.
-    pub fn messages(&self) -> Vec<Mail> {
+    /// The dump files so far, oldest first, as smtp-sink wrote them (a transaction still being
+    /// written included).
+    fn dump_files(&self) -> Vec<Vec<u8>> {
         let dump = self.dir.path().join("dump");
         let mut files: Vec<(std::time::SystemTime, PathBuf)> = match fs::read_dir(&dump) {
             Ok(entries) => entries
@@ -326,7 +338,20 @@ impl Sink {
             Err(_) => Vec::new(),
         };
         files.sort();
-        files.iter().filter_map(|(_, path)| fs::read(path).ok().and_then(|d| parse_sink_dump(&d))).collect()
+        files.iter().filter_map(|(_, path)| fs::read(path).ok()).collect()
+    }
+
+    /// Every completed transaction so far, oldest first.
+    pub fn messages(&self) -> Vec<Mail> {
+        self.dump_files().iter().filter_map(|d| parse_sink_dump(d)).collect()
+    }
+
+    /// Every dump file so far as text, oldest first: smtp-sink's `X-Client-Addr`, `X-Helo-Args`,
+    /// `X-Mail-Args` and `X-Rcpt-Args` records, its Received header, then the message (LF
+    /// endings). For tests that check what a client said (HELO, MAIL and RCPT parameters);
+    /// [`parse_sink_dump`] takes one apart.
+    pub fn dumps(&self) -> Vec<String> {
+        self.dump_files().iter().map(|d| text(d)).collect()
     }
 
     /// Waits until at least `n` transactions arrived (and the dump files stopped growing).
@@ -341,6 +366,27 @@ impl Sink {
             let second = self.messages();
             (first == second).then_some(second)
         })
+    }
+
+    /// [`Sink::wait_for`] for async tests whose code under test runs on the test's own runtime
+    /// (a blocking wait would stop it): waits without blocking until at least `n` dump files
+    /// exist and stopped growing, and returns them as [`Sink::dumps`] does.
+    pub async fn wait_for_dumps(&self, n: usize, deadline: Duration) -> Vec<String> {
+        let start = Instant::now();
+        loop {
+            let first = self.dumps();
+            if first.len() >= n {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let second = self.dumps();
+                if first == second {
+                    return second;
+                }
+            }
+            if start.elapsed() > deadline {
+                panic!("timed out after {deadline:?} waiting for {n} message(s) at smtp-sink port {}", self.port);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -774,8 +820,9 @@ pub fn assert_reply(reply: &Reply, code: u16, enhanced: &str, context: &str) {
     assert!(reply.is(code, enhanced), "{context}: expected {code} {enhanced}, got:\n{reply}");
 }
 
-/// Why no reply could be read.
+/// Why no reply could be read (the bytes received so far show in a panic message's `{:?}`).
 #[derive(Debug)]
+#[allow(dead_code)]
 pub enum ReadError {
     /// The server closed the connection (or reset it) before a complete reply.
     Closed(Vec<u8>),
@@ -1244,11 +1291,6 @@ impl Moat {
     /// The state directory (spool etc.).
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join(&self.config.state_dir)
-    }
-
-    /// The working directory holding config, certificate, state and log.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 
     fn log_path(&self) -> PathBuf {

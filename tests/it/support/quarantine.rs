@@ -1,7 +1,7 @@
 //! The quarantine as a test sees it: moat's own store (SQLite in its state directory) and key,
 //! opened directly.
 
-use super::{DEADLINE, Moat, wait_until};
+use super::{DEADLINE, Moat, block_on, wait_until};
 use moat::store::vault::Vault;
 use moat::store::{QuarantineItem, Store};
 use std::time::Duration;
@@ -10,10 +10,6 @@ use std::time::Duration;
 pub struct Held {
     pub item: QuarantineItem,
     pub contents: Vec<u8>,
-}
-
-fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(future)
 }
 
 /// Blocking helpers on moat's store for tests.

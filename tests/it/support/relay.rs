@@ -1,94 +1,21 @@
-//! Helpers for the relay integration tests: a real Postfix smtp-sink on a free loopback port
-//! (killed on drop), a connection-counting TCP forwarder, and a running queue over a temporary
-//! spool.
-#![allow(dead_code)]
+//! moat's delivery queue run in the test process, for the relay tests that need the spool in
+//! their hands: [`Harness`] is the library's [`Queue`] (and quarantine) over a spool in a
+//! temporary directory, on a [`config`] with quick retries; [`store`] spools a message as an SMTP
+//! session would; [`Counter`] is a loopback TCP forwarder that counts the connections it
+//! carries. The downstream is the harness's [`Sink`](super::Sink). Everything here is async:
+//! the queue runs on the test's own runtime, so wait with `.await`
+//! ([`Sink::wait_for_dumps`](super::Sink::wait_for_dumps)), never with a blocking call.
 
 use arc_swap::ArcSwap;
 use moat::config::Config;
 use moat::relay::{Queue, QueueHandle};
 use moat::spool::{Envelope, Spool};
-use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-
-pub const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
-
-/// A free loopback port (bound then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
-}
-
-/// A running smtp-sink that dumps every message into its own directory.
-pub struct Sink {
-    child: Child,
-    pub port: u16,
-    pub dir: PathBuf,
-}
-
-impl Sink {
-    /// Starts `smtp-sink -u root -d <dir>/%M. [extra] 127.0.0.1:<port> 100` and waits until it
-    /// accepts connections.
-    pub fn start(port: u16, dir: &Path, extra: &[&str]) -> Sink {
-        assert!(Path::new(SMTP_SINK).exists(), "{SMTP_SINK} is missing: install Debian's postfix package");
-        std::fs::create_dir_all(dir).unwrap();
-        let template = format!("{}/%M.", dir.display());
-        let mut args = vec!["-u", "root", "-d", &template];
-        args.extend_from_slice(extra);
-        let address = format!("127.0.0.1:{port}");
-        args.push(&address);
-        args.push("100");
-        let child = Command::new(SMTP_SINK).args(&args).stdin(Stdio::null()).stdout(Stdio::null()).spawn().expect("cannot start smtp-sink");
-        let sink = Sink { child, port, dir: dir.to_path_buf() };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "smtp-sink did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        sink
-    }
-
-    /// The dumped transactions so far (smtp-sink writes LF line ends and un-stuffs dots).
-    pub fn dumps(&self) -> Vec<String> {
-        let mut names: Vec<_> =
-            std::fs::read_dir(&self.dir).map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default();
-        names.sort();
-        names.iter().filter_map(|p| std::fs::read(p).ok()).map(|b| String::from_utf8_lossy(&b).into_owned()).collect()
-    }
-
-    /// Waits until at least `count` dumps exist.
-    pub async fn wait_for_dumps(&self, count: usize, within: Duration) -> Vec<String> {
-        let deadline = Instant::now() + within;
-        loop {
-            let dumps = self.dumps();
-            if dumps.len() >= count || Instant::now() > deadline {
-                return dumps;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The message part of a dump: what follows smtp-sink's own 3-line Received header, without
-/// the empty line smtp-sink appends.
-pub fn dumped_message(dump: &str) -> &str {
-    let received = dump.find("Received: from ").expect("no Received header in dump");
-    let mut rest = &dump[received..];
-    for _ in 0..3 {
-        rest = &rest[rest.find('\n').expect("short Received header") + 1..];
-    }
-    rest.strip_suffix('\n').unwrap_or(rest)
-}
 
 /// A loopback TCP forwarder that counts the connections it carries to `target`.
 pub struct Counter {
@@ -127,7 +54,8 @@ impl Drop for Counter {
     }
 }
 
-/// A configuration for tests: tiny retry intervals, short deadlines. `extra` is appended.
+/// A configuration for tests: tiny retry intervals, short deadlines. `extra` is appended. Its
+/// listener address is never bound: only the queue runs, not an SMTP server.
 pub fn config(state_dir: &Path, downstream_port: u16, extra: &str) -> Config {
     let domain = if extra.contains("[[domain]]") { "" } else { "[[domain]]\nname = \"good.test\"\n" };
     let extra = format!("{domain}{extra}");
@@ -218,9 +146,4 @@ pub fn store(spool: &Spool, sender: &str, recipients: &[&str], message: &[u8]) -
     };
     spool.store(&envelope, message).unwrap();
     id
-}
-
-/// `text` with CRLF turned into LF (as smtp-sink dumps it).
-pub fn lf(text: &[u8]) -> String {
-    String::from_utf8_lossy(text).replace("\r\n", "\n")
 }
