@@ -700,12 +700,15 @@ impl Postfix {
         files.iter().filter_map(|(_, p)| fs::read(p).ok()).collect()
     }
 
-    /// Waits until at least `n` messages are in the Maildir.
+    /// Waits until at least `n` messages are in the Maildir and Postfix has logged their
+    /// delivery (`status=sent`): its delivery agent writes the file first and logs afterwards,
+    /// through postlogd, so a test reading [`Postfix::maillog`] right after the file appeared
+    /// could miss the line.
     pub fn wait_delivered(&self, n: usize, deadline: Duration) -> Vec<Vec<u8>> {
         let start = Instant::now();
         loop {
             let delivered = self.delivered();
-            if delivered.len() >= n {
+            if delivered.len() >= n && self.maillog().matches("status=sent").count() >= n {
                 return delivered;
             }
             if start.elapsed() > deadline {
