@@ -78,8 +78,10 @@ fn try_send(port: u16, marker: &str, padding: usize) -> Seen {
 }
 
 /// Runs `senders` threads sending one message per connection until `stop`, while `faults` runs
-/// on this thread; returns every marker with what its sender saw.
+/// on this thread; returns every marker with what its sender saw. It holds [`load_lock`]
+/// meanwhile: one load at a time in the test process.
 fn under_load(port: u16, senders: usize, faults: impl FnOnce(&AtomicBool)) -> Vec<(String, Seen)> {
+    let _load = load_lock();
     let stop = AtomicBool::new(false);
     let sent = Mutex::new(Vec::new());
     std::thread::scope(|scope| {

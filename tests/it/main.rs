@@ -1,11 +1,15 @@
-//! The integration tests: one test binary (`cargo test --test it`), one module per area, and one
-//! harness ([`support`]) that starts real peers on loopback.
+//! The integration tests: one test binary (`cargo test --test it`), a module per area, and one
+//! harness, [`support`], that runs moat and real peers on loopback.
 //!
-//! A test's name is `module::function` (e.g. `smtp_session::pipelined_commands_...`), so a
-//! filter such as `scripts/test smtp_` selects a whole area. Every test runs on a thread of this
-//! one process under `cargo test` (and in a process of its own under `cargo nextest`), so a test
-//! must not change process-wide state (environment, working directory, signal handlers) and
-//! takes its peers, ports and directories from [`support`], never fixed ones.
+//! A test is named `module::function` (e.g. `smtp_session::greeting_names_the_host`), so a filter
+//! such as `scripts/test smtp_` selects whole areas. Under `cargo test` every test runs on a
+//! thread of this one process (under `cargo nextest`, in a process of its own), so a test leaves
+//! process-wide state alone: no `std::env::set_var` or `set_current_dir` (a child gets its own
+//! with `Command::current_dir` and `Command::env`), no signal handlers, no fixed port that
+//! something binds (ports come from [`support::free_port`] or a peer the harness started), no
+//! system-wide service (a private [`support::Postfix`], never the system's). Shared on purpose:
+//! [`support::postgres::PgServer::shared`] (one server, a database per test) and
+//! [`support::load_lock`], held by the tests that load the machine and judge throughput.
 
 mod support;
 

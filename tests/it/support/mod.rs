@@ -95,6 +95,17 @@ pub fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(future)
 }
 
+/// Held by a test while it loads the machine and then judges throughput (`faults_load`'s
+/// senders): all tests share one process under `cargo test`, and two such tests at once (both
+/// start together, their names being neighbours) would each measure the other. Other tests may
+/// run meanwhile, as they did beside them before. Under nextest, where every test has a process
+/// of its own, the lock serialises nothing.
+pub fn load_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOAD: Mutex<()> = Mutex::new(());
+    // A test that panicked while holding it leaves nothing to repair.
+    LOAD.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// True once something accepts TCP connections on 127.0.0.1:`port`.
 pub fn port_accepts(port: u16) -> bool {
     TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
