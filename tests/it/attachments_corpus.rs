@@ -3,7 +3,7 @@
 //! `SYMBOL detail` per line, sorted) must equal `NAME.symbols` exactly.
 //!
 //! The expectations were written by hand with the messages. After a deliberate change, run
-//! `MOAT_BLESS=1 cargo test --test attachments_corpus` and review the diff of the `.symbols` files.
+//! `MOAT_BLESS=1 cargo test --test it attachments_corpus` and review the diff of the `.symbols` files.
 
 use moat::config::Attachments;
 use moat::filter::attachments::{Policy, check};

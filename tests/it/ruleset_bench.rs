@@ -1,7 +1,7 @@
 //! Rule-engine throughput (a benchmark, not a timed test): SpamAssassin's stock rules over ~56
 //! varied messages (the rules corpus, each also padded to about 2, 16 and 64 KiB of extra
 //! text), parse + evaluate, single thread. Run in release:
-//! `cargo test --release --test ruleset_bench -- --ignored --nocapture` (or `bench/rules.sh`,
+//! `cargo test --release --test it ruleset_bench -- --ignored --nocapture` (or `bench/rules.sh`,
 //! which also times SpamAssassin on the same messages). With `MOAT_BENCH_MBOX=FILE` it writes
 //! the messages as an mbox for other scanners.
 

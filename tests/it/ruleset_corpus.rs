@@ -4,7 +4,7 @@
 //! (header, body, rawbody, uri, full, mimeheader, meta), tflags, ReplaceTags and local overrides
 //! of scores, descriptions and new rules.
 //!
-//! To regenerate after a deliberate rule change: `MOAT_BLESS=1 cargo test --test ruleset_corpus`
+//! To regenerate after a deliberate rule change: `MOAT_BLESS=1 cargo test --test it ruleset_corpus`
 //! and review the diff of the `.hits` files.
 
 use std::path::{Path, PathBuf};
