@@ -65,6 +65,23 @@ fn smtp_client_parses_multiline_replies_and_sees_close() {
 }
 
 #[test]
+fn smtp_dialogue_checks_every_reply_in_order() {
+    let capture = Capture::new();
+    let (mut smtp, _) = Smtp::open_ehlo(capture.port);
+    let replies = smtp.expect(&[("MAIL FROM:<a@remote.example>", 250), ("DATA", 503)]);
+    assert_eq!(replies.iter().map(|r| r.code).collect::<Vec<_>>(), [250, 503]);
+    smtp.expect_enhanced(&[("RCPT TO:<b@example.test>", 250, "2.1.5"), ("FROB", 500, "5.5.2"), ("RSET", 250, "2.0.0")]);
+}
+
+#[test]
+#[should_panic(expected = "RCPT TO:<b@example.test>: expected 550 5.7.1, got:\n250 2.1.5 Ok")]
+fn smtp_dialogue_names_the_command_whose_reply_differs() {
+    let capture = Capture::new();
+    let (mut smtp, _) = Smtp::open_ehlo(capture.port);
+    smtp.expect_enhanced(&[("MAIL FROM:<a@remote.example>", 250, "2.1.0"), ("RCPT TO:<b@example.test>", 550, "5.7.1")]);
+}
+
+#[test]
 fn swaks_talks_to_the_sink() {
     let sink = Sink::new();
     let server = format!("127.0.0.1:{}", sink.port);

@@ -49,14 +49,16 @@ fn helo_is_accepted_too() {
 fn vrfy_help_noop_rset_quit() {
     let (_sink, moat) = moat();
     let mut smtp = moat.smtp_ehlo();
-    assert_reply(&smtp.cmd("VRFY user@example.test"), 252, "2.5.0", "VRFY");
-    assert_reply(&smtp.cmd("HELP"), 214, "2.0.0", "HELP");
-    assert_reply(&smtp.cmd("NOOP"), 250, "2.0.0", "NOOP");
-    assert_reply(&smtp.cmd("MAIL FROM:<a@remote.example>"), 250, "2.1.0", "MAIL");
-    assert_reply(&smtp.cmd("RSET"), 250, "2.0.0", "RSET");
-    // RSET ended the transaction: RCPT now needs a new MAIL.
-    assert_reply(&smtp.cmd("RCPT TO:<user@example.test>"), 503, "5.5.1", "RCPT after RSET");
-    assert_reply(&smtp.cmd("QUIT"), 221, "2.0.0", "QUIT");
+    smtp.expect_enhanced(&[
+        ("VRFY user@example.test", 252, "2.5.0"),
+        ("HELP", 214, "2.0.0"),
+        ("NOOP", 250, "2.0.0"),
+        ("MAIL FROM:<a@remote.example>", 250, "2.1.0"),
+        ("RSET", 250, "2.0.0"),
+        // RSET ended the transaction: RCPT now needs a new MAIL.
+        ("RCPT TO:<user@example.test>", 503, "5.5.1"),
+        ("QUIT", 221, "2.0.0"),
+    ]);
     assert!(smtp.closed_within(Duration::from_secs(5)), "QUIT must close the connection");
 }
 
@@ -74,10 +76,12 @@ fn unknown_and_unimplemented_commands() {
 fn commands_out_of_sequence_get_503() {
     let (_sink, moat) = moat();
     let mut smtp = moat.smtp_ehlo();
-    assert_reply(&smtp.cmd("RCPT TO:<user@example.test>"), 503, "5.5.1", "RCPT before MAIL");
-    assert_reply(&smtp.cmd("DATA"), 503, "5.5.1", "DATA before MAIL");
-    assert_reply(&smtp.cmd("MAIL FROM:<a@remote.example>"), 250, "2.1.0", "MAIL");
-    assert_reply(&smtp.cmd("MAIL FROM:<b@remote.example>"), 503, "5.5.1", "nested MAIL");
+    smtp.expect_enhanced(&[
+        ("RCPT TO:<user@example.test>", 503, "5.5.1"),
+        ("DATA", 503, "5.5.1"),
+        ("MAIL FROM:<a@remote.example>", 250, "2.1.0"),
+        ("MAIL FROM:<b@remote.example>", 503, "5.5.1"),
+    ]);
     // A BDAT chunk is read (and dropped) even when the command is refused (RFC 3030).
     smtp.send(b"BDAT 5 LAST\r\nhello");
     // No RCPT yet: 503 (Postfix: "need RCPT command") or 554 ("no valid recipients").
@@ -90,10 +94,12 @@ fn commands_out_of_sequence_get_503() {
 fn data_without_any_accepted_recipient_gets_554() {
     let (sink, moat) = moat();
     let mut smtp = moat.smtp_ehlo();
-    assert_reply(&smtp.cmd("MAIL FROM:<a@remote.example>"), 250, "2.1.0", "MAIL");
-    assert_reply(&smtp.cmd("RCPT TO:<user@elsewhere.test>"), 550, "5.7.1", "foreign RCPT");
-    assert_reply(&smtp.cmd("DATA"), 554, "5.5.1", "DATA with no valid recipient");
-    assert_reply(&smtp.cmd("QUIT"), 221, "2.0.0", "QUIT");
+    smtp.expect_enhanced(&[
+        ("MAIL FROM:<a@remote.example>", 250, "2.1.0"),
+        ("RCPT TO:<user@elsewhere.test>", 550, "5.7.1"),
+        ("DATA", 554, "5.5.1"),
+        ("QUIT", 221, "2.0.0"),
+    ]);
     std::thread::sleep(Duration::from_millis(500));
     assert!(sink.messages().is_empty(), "nothing may be relayed");
 }

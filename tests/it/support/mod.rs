@@ -9,7 +9,8 @@
 //!   un-dot-stuffing), for byte-for-byte comparisons that smtp-sink cannot make.
 //! * [`Postfix`] is a private Postfix instance (`postfix -c <dir>`) delivering every recipient of
 //!   its domain into one Maildir ([`Postfix::delivered`]). Needs root. Instances run in parallel.
-//! * [`Smtp`] is a raw client: exact bytes out, parsed replies in, TLS via [`Smtp::starttls`].
+//! * [`Smtp`] is a raw client: exact bytes out, parsed replies in, TLS via [`Smtp::starttls`];
+//!   [`Smtp::expect`] runs a dialogue of commands and the reply codes they must get.
 //! * [`swaks`] runs the swaks client with a timeout.
 //! * [`browser::Browser`] is headless Chromium driven through ChromeDriver (WebDriver).
 //! * [`clamd::Clamd`] is a real clamd with a private signature database; [`dns::DnsZone`] a
@@ -1077,6 +1078,36 @@ impl Smtp {
             Stream::Tls(s) => s.conn.protocol_version(),
             _ => None,
         }
+    }
+
+    /// A dialogue: sends each command (CRLF added), one at a time, and checks its reply's code.
+    /// Returns the replies.
+    ///
+    /// ```ignore
+    /// smtp.expect(&[("MAIL FROM:<a@remote.example>", 250), ("RCPT TO:<c@elsewhere.test>", 550)]);
+    /// ```
+    #[track_caller]
+    pub fn expect(&mut self, dialogue: &[(&str, u16)]) -> Vec<Reply> {
+        let mut replies = Vec::new();
+        for &(command, code) in dialogue {
+            let reply = self.cmd(command);
+            assert_eq!(reply.code, code, "{command}: expected {code}, got:\n{reply}transcript:\n{}", self.transcript);
+            replies.push(reply);
+        }
+        replies
+    }
+
+    /// [`Smtp::expect`] that checks each reply's enhanced status code too:
+    /// `smtp.expect_enhanced(&[("RCPT TO:<c@elsewhere.test>", 550, "5.7.1")])`.
+    #[track_caller]
+    pub fn expect_enhanced(&mut self, dialogue: &[(&str, u16, &str)]) -> Vec<Reply> {
+        let mut replies = Vec::new();
+        for &(command, code, enhanced) in dialogue {
+            let reply = self.cmd(command);
+            assert!(reply.is(code, enhanced), "{command}: expected {code} {enhanced}, got:\n{reply}transcript:\n{}", self.transcript);
+            replies.push(reply);
+        }
+        replies
     }
 
     /// Sends a whole transaction (MAIL, RCPTs, DATA, `message` dot-stuffed, ".") one command at a
