@@ -6,7 +6,7 @@ set -eu
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-MOAT_BENCH_MBOX="$tmp/all.mbox" cargo test --release --test ruleset_bench -- --ignored --nocapture 2>&1 | grep -E "loaded|messages/s"
+MOAT_BENCH_MBOX="$tmp/all.mbox" cargo test --release --test it ruleset_bench -- --ignored --nocapture 2>&1 | grep -E "loaded|messages/s"
 awk 'BEGIN{n=0} /^From bench@localhost /{n++} n<=1' "$tmp/all.mbox" > "$tmp/one.mbox"
 count=$(grep -c '^From bench@localhost ' "$tmp/all.mbox")
 t() { s=$(date +%s.%N); spamassassin -L -t --mbox < "$1" > /dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc; }

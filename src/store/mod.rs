@@ -7,7 +7,7 @@
 //! database). Every operation is written once, here, as SQL both databases run unchanged
 //! (`$1` placeholders, `ON CONFLICT … DO UPDATE`, `RETURNING`); the backends only execute
 //! statements ([`sqlite`], [`postgres`]). So behaviour is the same by construction, and the test
-//! suite (`tests/store.rs`) runs the same cases against both.
+//! suite (`tests/it/store.rs`) runs the same cases against both.
 //!
 //! **Migrations** are numbered ([`MIGRATIONS`]) and the missing ones applied on [`Store::open`] in one
 //! transaction, recording each version in `schema_version`; opening an up-to-date database

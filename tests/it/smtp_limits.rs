@@ -1,0 +1,223 @@
+//! Bounded everything: message size, recipients, line length, NUL bytes, errors, idle time and
+//! connections. Over a bound a client gets the right reply (and a clean close where the reply
+//! table says so); moat keeps serving others.
+
+use crate::support::*;
+use std::time::Duration;
+
+#[test]
+fn size_announced_and_too_big_size_parameter_refused_at_mail() {
+    let sink = Sink::new();
+    let moat = Moat::start(MoatConfig::new(sink.port).limit("max_message_size", 10_000));
+    let (mut smtp, ehlo) = Smtp::open_ehlo(moat.port);
+    assert!(ehlo.lines.iter().any(|l| l.eq_ignore_ascii_case("SIZE 10000")), "EHLO must announce SIZE 10000:\n{ehlo}");
+    assert_reply(&smtp.cmd("MAIL FROM:<a@remote.example> SIZE=20000"), 552, "5.3.4", "SIZE over the limit");
+    assert_reply(&smtp.cmd("MAIL FROM:<a@remote.example> SIZE=9000"), 250, "2.1.0", "SIZE under the limit");
+}
+
+#[test]
+fn message_too_big_while_streaming_is_refused_and_not_relayed() {
+    let sink = Sink::new();
+    let moat = Moat::start(MoatConfig::new(sink.port).limit("max_message_size", 10_000));
+    let mut smtp = moat.smtp_ehlo();
+    let line = "x".repeat(76) + "\r\n";
+    let big = format!("Subject: big\r\n\r\n{}", line.repeat(300));
+    assert!(big.len() > 20_000);
+    smtp.expect(&[("MAIL FROM:<a@remote.example>", 250), ("RCPT TO:<user@example.test>", 250), ("DATA", 354)]);
+    // moat may answer early and close; a failed write is fine, a missing 552 is not.
+    smtp.send_lossy(big.as_bytes());
+    smtp.send_lossy(b".\r\n");
+    assert_reply(&smtp.reply(), 552, "5.3.4", "message over max_message_size");
+    // A new connection still works, and the big message never reaches the downstream.
+    let mut again = moat.smtp_ehlo();
+    assert_reply(
+        &again.send_mail("a@remote.example", &["user@example.test"], b"Subject: small\r\n\r\nsmall\r\n"),
+        250,
+        "2.0.0",
+        "small message",
+    );
+    let mails = sink.wait_for(1, DEADLINE);
+    std::thread::sleep(Duration::from_millis(500));
+    let mails_later = sink.messages();
+    assert_eq!(mails_later.len(), 1, "only the small message is relayed: {mails:?}");
+    assert!(mails_later[0].contains("small"));
+}
+
+#[test]
+fn too_big_bdat_is_refused() {
+    let sink = Sink::new();
+    let moat = Moat::start(MoatConfig::new(sink.port).limit("max_message_size", 10_000));
+    let mut smtp = moat.smtp_ehlo();
+    assert_eq!(smtp.cmd("MAIL FROM:<a@remote.example>").code, 250);
+    assert_eq!(smtp.cmd("RCPT TO:<user@example.test>").code, 250);
+    let chunk = vec![b'y'; 20_000];
+    smtp.send(b"BDAT 20000 LAST\r\n");
+    smtp.send_lossy(&chunk);
+    assert_reply(&smtp.reply(), 552, "5.3.4", "BDAT over max_message_size");
+}
+
+#[test]
+fn recipients_over_the_limit_get_452_and_the_rest_is_delivered() {
+    let sink = Sink::new();
+    let moat = Moat::start(MoatConfig::new(sink.port).limit("max_recipients", 3));
+    let mut smtp = moat.smtp_ehlo();
+    assert_eq!(smtp.cmd("MAIL FROM:<a@remote.example>").code, 250);
+    for i in 1..=3 {
+        assert_reply(&smtp.cmd(&format!("RCPT TO:<u{i}@example.test>")), 250, "2.1.5", "RCPT within the limit");
+    }
+    assert_reply(&smtp.cmd("RCPT TO:<u4@example.test>"), 452, "4.5.3", "fourth RCPT");
+    assert_eq!(smtp.cmd("DATA").code, 354);
+    smtp.send(b"Subject: many\r\n\r\nmany\r\n.\r\n");
+    assert_reply(&smtp.reply(), 250, "2.0.0", "queued");
+    let mails = sink.wait_for(1, DEADLINE);
+    let mut rcpts = mails[0].recipients.clone();
+    rcpts.sort();
+    assert_eq!(rcpts, ["u1@example.test", "u2@example.test", "u3@example.test"]);
+}
+
+#[test]
+fn overlong_command_line_gets_500_and_moat_survives() {
+    let sink = Sink::new();
+    let moat = Moat::start(MoatConfig::new(sink.port).limit("max_line_length", 1000));
+    let mut smtp = moat.smtp_ehlo();
+    let long = format!("NOOP {}\r\n", "a".repeat(100_000));
+    smtp.send_lossy(long.as_bytes());
+    let reply = smtp.reply();
+    assert_reply(&reply, 500, "5.5.2", "overlong command line");
+    // Other clients are unaffected.
+    let mut other = moat.smtp_ehlo();
+    assert_reply(&other.cmd("NOOP"), 250, "2.0.0", "another connection");
+}
+
+#[test]
+fn a_huge_line_does_not_grow_memory_and_the_session_resyncs() {
+    // 64 MiB without a line end: moat must drop it as it comes (bounded memory), answer 500 once
+    // the line ends (or right away), and then read the next command normally.
+    let sink = Sink::new();
+    let moat = Moat::start(MoatConfig::new(sink.port).limit("max_line_length", 1000));
+    let mut smtp = moat.smtp_ehlo();
+    let before = moat.peak_memory_kib();
+    let chunk = vec![b'b'; 1 << 20];
+    for _ in 0..64 {
+        if !smtp.send_lossy(&chunk) {
+            break;
+        }
+    }
+    let after = moat.peak_memory_kib();
+    assert!(after < before + 16 * 1024, "moat's peak memory grew from {before} KiB to {after} KiB while a client sent a 64 MiB line");
+    smtp.send_lossy(b"\r\n");
+    assert_reply(&smtp.reply(), 500, "5.5.2", "64 MiB line");
+    assert_reply(&smtp.cmd("NOOP"), 250, "2.0.0", "the next command after the long line");
+}
+
+#[test]
+fn nul_byte_in_a_command_is_refused() {
+    let sink = Sink::new();
+    let moat = Moat::start(MoatConfig::new(sink.port));
+    let mut smtp = moat.smtp_ehlo();
+    smtp.send(b"MAIL FROM:<a\0b@remote.example>\r\n");
+    let reply = smtp.reply();
+    assert!(reply.code >= 500 && reply.code < 600, "NUL in MAIL must be refused: {reply}");
+    let mut other = moat.smtp_ehlo();
+    assert_reply(&other.cmd("NOOP"), 250, "2.0.0", "moat still serves");
+}
+
+#[test]
+fn nul_byte_in_the_message_is_refused_and_not_relayed() {
+    let sink = Sink::new();
+    let moat = Moat::start(MoatConfig::new(sink.port));
+    let mut smtp = moat.smtp_ehlo();
+    smtp.expect(&[("MAIL FROM:<a@remote.example>", 250), ("RCPT TO:<user@example.test>", 250), ("DATA", 354)]);
+    smtp.send(b"Subject: nul\r\n\r\nbefore\0after\r\n.\r\n");
+    assert_reply(&smtp.reply(), 554, "5.6.0", "NUL in DATA");
+    // The session goes on: the next transaction works.
+    let reply = smtp.send_mail("a@remote.example", &["user@example.test"], b"Subject: clean\r\n\r\nclean\r\n");
+    assert_reply(&reply, 250, "2.0.0", "next message");
+    let mails = sink.wait_for(1, DEADLINE);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sink.messages().len(), 1, "only the clean message: {mails:?}");
+    assert!(sink.messages()[0].contains("clean"));
+}
+
+#[test]
+fn too_many_errors_get_421_and_a_close() {
+    let sink = Sink::new();
+    let moat = Moat::start(MoatConfig::new(sink.port).limit("max_errors", 3));
+    let mut smtp = moat.smtp_ehlo();
+    let mut replies = Vec::new();
+    for _ in 0..10 {
+        if !smtp.send_lossy(b"BOGUS\r\n") {
+            break;
+        }
+        match smtp.try_reply() {
+            Ok(reply) => {
+                let last = reply.code == 421;
+                replies.push(reply);
+                if last {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let last = replies.last().expect("some replies");
+    assert_reply(last, 421, "4.7.0", "after max_errors errors");
+    assert!(replies.len() <= 4, "421 must come by the 4th error, got {} replies", replies.len());
+    assert!(smtp.closed_within(Duration::from_secs(5)), "moat must close after 421");
+}
+
+#[test]
+fn idle_client_gets_421_and_a_close() {
+    let sink = Sink::new();
+    let moat = Moat::start(MoatConfig::new(sink.port).timeout("command", "2s"));
+    let mut smtp = moat.smtp_ehlo();
+    smtp.timeout = Duration::from_secs(10);
+    let reply = smtp.reply();
+    assert_reply(&reply, 421, "4.4.2", "idle past the command timeout");
+    assert!(smtp.closed_within(Duration::from_secs(5)));
+}
+
+#[test]
+fn stalled_data_gets_421_and_nothing_is_relayed() {
+    let sink = Sink::new();
+    let moat = Moat::start(MoatConfig::new(sink.port).timeout("data_block", "2s"));
+    let mut smtp = moat.smtp_ehlo();
+    smtp.expect(&[("MAIL FROM:<a@remote.example>", 250), ("RCPT TO:<user@example.test>", 250), ("DATA", 354)]);
+    smtp.send(b"Subject: half\r\n\r\nhalf a mess");
+    smtp.timeout = Duration::from_secs(10);
+    assert_reply(&smtp.reply(), 421, "4.4.2", "stalled DATA");
+    assert!(smtp.closed_within(Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(sink.messages().is_empty(), "a half message must not be relayed");
+}
+
+#[test]
+fn connections_per_ip_are_limited() {
+    let sink = Sink::new();
+    let moat = Moat::start(MoatConfig::new(sink.port).limit("max_connections_per_ip", 3));
+    let mut open: Vec<Smtp> = (0..3).map(|_| moat.smtp()).collect();
+    let mut fourth = Smtp::connect(moat.port);
+    assert_reply(&fourth.reply(), 421, "4.7.0", "fourth connection from one IP");
+    assert!(fourth.closed_within(Duration::from_secs(5)), "moat must close the refused connection");
+    // The admitted ones still work; after one leaves, a new one is admitted.
+    assert_reply(&open[0].cmd("NOOP"), 250, "2.0.0", "an admitted connection");
+    let mut leaving = open.pop().unwrap();
+    assert_eq!(leaving.cmd("QUIT").code, 221);
+    assert!(leaving.closed_within(Duration::from_secs(5)));
+    let greeting = wait_until("a connection slot to free up", Duration::from_secs(5), || {
+        let mut again = Smtp::connect(moat.port);
+        let reply = again.reply();
+        (reply.code == 220).then_some(reply)
+    });
+    assert_eq!(greeting.code, 220);
+}
+
+#[test]
+fn connections_in_total_are_limited() {
+    let sink = Sink::new();
+    let moat = Moat::start(MoatConfig::new(sink.port).limit("max_connections", 2));
+    let _open: Vec<Smtp> = (0..2).map(|_| moat.smtp()).collect();
+    let mut third = Smtp::connect(moat.port);
+    assert_reply(&third.reply(), 421, "4.7.0", "third connection in total");
+    assert!(third.closed_within(Duration::from_secs(5)));
+}
