@@ -16,6 +16,7 @@
 //! pages behind them, the Message Center and the admin console/API), `stats` (verdict counts for
 //! the console), `metrics` (Prometheus), `systemd` (sd_notify).
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod digest;

@@ -40,10 +40,6 @@ pub fn shown(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
-fn date(at: i64) -> String {
-    chrono::DateTime::from_timestamp(at, 0).map_or_else(|| at.to_string(), |t| t.format("%a, %d %b %Y %H:%M UTC").to_string())
-}
-
 /// The notice for `item` (spool envelope and message), or `None` when there is no `[web]`
 /// section to serve its opt-out link.
 pub fn virus_notice(config: &Config, key: &LinkKey, item: &QuarantineItem, now: i64) -> Option<(Envelope, Vec<u8>)> {
@@ -60,8 +56,8 @@ pub fn virus_notice(config: &Config, key: &LinkKey, item: &QuarantineItem, now: 
          It is kept in quarantine until {} and then deleted; you need not do anything.\r\n\
          If you think this is a mistake, ask your mail administrator and quote reference {}.\r\n\r\n\
          To stop these emails: {unsubscribe}\r\n",
-        date(item.date),
-        date(item.expires_at),
+        crate::clock::day_minute_utc(item.date),
+        crate::clock::day_minute_utc(item.expires_at),
         item.id,
     );
     let outgoing = ToUser { config, address: &item.recipient, unsubscribe: &unsubscribe, now };

@@ -6,6 +6,7 @@
 //! both; no images, no remote content, no tracking; an opt-out link in the body and RFC 8058
 //! `List-Unsubscribe` / `List-Unsubscribe-Post` headers.
 
+use crate::clock::minute_utc as date;
 use crate::config::{Config, Web};
 use crate::html::escape;
 use crate::links::{LinkAction, LinkKey};
@@ -28,10 +29,6 @@ pub fn reason(item: &QuarantineItem) -> String {
         })
         .collect();
     if reasons.is_empty() { "held by policy".into() } else { reasons.join("; ") }
-}
-
-fn date(at: i64) -> String {
-    chrono::DateTime::from_timestamp(at, 0).map_or_else(|| at.to_string(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
 }
 
 struct Row {

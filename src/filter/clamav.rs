@@ -60,7 +60,7 @@ impl std::fmt::Display for Endpoint {
 
 /// What clamd said about a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum ScanResult {
     Clean,
     /// The signature name, e.g. `Eicar-Test-Signature` or `Test.EICAR.UNOFFICIAL`.
     Virus(String),
@@ -81,7 +81,7 @@ impl std::fmt::Display for ScanError {
 ///
 /// `stream: OK` → clean; `stream: <Name> FOUND` (one word, printable) → virus; anything else
 /// (an `… ERROR` reply, a size-limit message, an empty or unknown reply) → error.
-pub fn parse_reply(reply: &[u8]) -> Result<Verdict, ScanError> {
+pub fn parse_reply(reply: &[u8]) -> Result<ScanResult, ScanError> {
     let end = reply.iter().position(|&b| b == 0).unwrap_or(reply.len());
     let text = std::str::from_utf8(&reply[..end]).map_err(|_| ScanError("clamd replied with non-UTF-8 bytes".into()))?;
     let text = text.trim_end_matches(['\r', '\n']);
@@ -90,12 +90,12 @@ pub fn parse_reply(reply: &[u8]) -> Result<Verdict, ScanError> {
         return Err(ScanError(format!("clamd error: {shown}")));
     };
     if rest == "OK" {
-        return Ok(Verdict::Clean);
+        return Ok(ScanResult::Clean);
     }
     if let Some(name) = rest.strip_suffix(" FOUND") {
         let plausible = !name.is_empty() && name.len() <= 256 && name.bytes().all(|b| b.is_ascii_graphic());
         if plausible {
-            return Ok(Verdict::Virus(name.to_string()));
+            return Ok(ScanResult::Virus(name.to_string()));
         }
     }
     Err(ScanError(format!("clamd error: {shown}")))
@@ -103,7 +103,7 @@ pub fn parse_reply(reply: &[u8]) -> Result<Verdict, ScanError> {
 
 /// Sends `message` with INSTREAM over `stream` and reads the reply. No deadline of its own:
 /// the caller bounds it.
-pub async fn instream<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, message: &[u8]) -> Result<Verdict, ScanError> {
+pub async fn instream<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, message: &[u8]) -> Result<ScanResult, ScanError> {
     let sent = send(stream, message).await;
     match sent {
         Ok(()) => {
@@ -190,7 +190,7 @@ impl ClamavFilter {
 
     /// Scans one message: a verdict, or why there is none. Never longer than
     /// `scan_timeout` (+ `connect_timeout` while connecting).
-    pub async fn scan(&self, message: &[u8]) -> Result<Verdict, ScanError> {
+    pub async fn scan(&self, message: &[u8]) -> Result<ScanResult, ScanError> {
         let deadline = Instant::now() + self.scan_timeout;
         let late = |what: &str| ScanError(format!("clamd at {} {what} within {:?}", self.endpoint, self.scan_timeout));
         let _slot = match tokio::time::timeout_at(deadline, self.slots.acquire()).await {
@@ -228,10 +228,10 @@ impl ClamavFilter {
     }
 
     /// Turns a scan result into the filter's answer.
-    fn outcome(&self, result: Result<Verdict, ScanError>) -> super::Outcome {
+    fn outcome(&self, result: Result<ScanResult, ScanError>) -> super::Outcome {
         match result {
-            Ok(Verdict::Clean) => Ok(Findings::default()),
-            Ok(Verdict::Virus(name)) => {
+            Ok(ScanResult::Clean) => Ok(Findings::default()),
+            Ok(ScanResult::Virus(name)) => {
                 tracing::info!(event = "virus_found", signature = %name);
                 Ok(vec![Symbol::with_detail(CLAMAV_VIRUS, name)].into())
             }
@@ -264,8 +264,8 @@ impl Filter for ClamavFilter {
             let started = std::time::Instant::now();
             let result = self.scan(message).await;
             let outcome = match &result {
-                Ok(Verdict::Clean) => "clean",
-                Ok(Verdict::Virus(_)) => "virus",
+                Ok(ScanResult::Clean) => "clean",
+                Ok(ScanResult::Virus(_)) => "virus",
                 Err(_) => "failure",
             };
             metrics::histogram!("moat_clamd_scan_seconds", "outcome" => outcome).record(started.elapsed().as_secs_f64());
@@ -281,10 +281,10 @@ mod tests {
 
     #[test]
     fn replies_are_parsed_exactly() {
-        assert_eq!(parse_reply(b"stream: OK\0"), Ok(Verdict::Clean));
-        assert_eq!(parse_reply(b"stream: OK\n"), Ok(Verdict::Clean));
-        assert_eq!(parse_reply(b"stream: Eicar-Test-Signature FOUND\0"), Ok(Verdict::Virus("Eicar-Test-Signature".into())));
-        assert_eq!(parse_reply(b"stream: Test.EICAR.UNOFFICIAL FOUND\0"), Ok(Verdict::Virus("Test.EICAR.UNOFFICIAL".into())));
+        assert_eq!(parse_reply(b"stream: OK\0"), Ok(ScanResult::Clean));
+        assert_eq!(parse_reply(b"stream: OK\n"), Ok(ScanResult::Clean));
+        assert_eq!(parse_reply(b"stream: Eicar-Test-Signature FOUND\0"), Ok(ScanResult::Virus("Eicar-Test-Signature".into())));
+        assert_eq!(parse_reply(b"stream: Test.EICAR.UNOFFICIAL FOUND\0"), Ok(ScanResult::Virus("Test.EICAR.UNOFFICIAL".into())));
         for bad in [
             &b"INSTREAM size limit exceeded. ERROR\0"[..],
             b"stream: Can't allocate memory ERROR\0",
@@ -333,7 +333,7 @@ mod tests {
         let (mut client, server) = duplex(8192);
         let server = tokio::spawn(fake_clamd(server, b"stream: Fake.Sig FOUND\0"));
         let verdict = instream(&mut client, &message).await;
-        assert_eq!(verdict, Ok(Verdict::Virus("Fake.Sig".into())));
+        assert_eq!(verdict, Ok(ScanResult::Virus("Fake.Sig".into())));
         assert_eq!(server.await.expect("server"), message);
     }
 

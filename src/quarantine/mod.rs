@@ -26,6 +26,7 @@
 
 mod ingest;
 
+use crate::clock::blocking;
 use crate::config::Config;
 use crate::links::LinkKey;
 use crate::notices;
@@ -101,10 +102,6 @@ impl std::fmt::Debug for Quarantine {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, SpoolError> + Send + 'static) -> Result<T, QuarantineError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| QuarantineError::Task(e.to_string()))?.map_err(QuarantineError::from)
-}
-
 impl Quarantine {
     /// Opens the store (running its migrations), the vault (creating the key on first use) and
     /// the holding and staging spools under the state directory. `delivery` is the spool
@@ -116,7 +113,7 @@ impl Quarantine {
         let vault =
             tokio::task::spawn_blocking(move || Vault::open(&key_file)).await.map_err(|e| QuarantineError::Task(e.to_string()))??;
         let (holding_dir, staging_dir) = (current.quarantine_dir(), current.release_staging_dir());
-        let (holding, staging) = blocking(move || Ok((Spool::open(&holding_dir)?, Spool::open(&staging_dir)?))).await?;
+        let (holding, staging) = blocking(move || Ok::<_, SpoolError>((Spool::open(&holding_dir)?, Spool::open(&staging_dir)?))).await?;
         let links = match current.web {
             Some(_) => {
                 let path = current.link_key_file();
@@ -227,14 +224,14 @@ impl Quarantine {
         let loaded = blocking(move || holding.load(&spool_id)).await;
         let (envelope, _, message) = match loaded {
             Ok(record) => record,
-            Err(QuarantineError::Spool(SpoolError::NotFound(_))) => return Ok(None),
-            Err(QuarantineError::Spool(error)) => {
+            Err(SpoolError::NotFound(_)) => return Ok(None),
+            Err(error @ SpoolError::Task(_)) => return Err(error.into()),
+            Err(error) => {
                 tracing::error!(event = "quarantine_ingest", queue_id = %id, error = %error, note = "moved aside");
                 let holding = self.holding.clone();
                 blocking(move || holding.quarantine_corrupt(&id)).await?;
                 return Ok(None);
             }
-            Err(other) => return Err(other),
         };
         let notices = self.ingest_one(&envelope, &message).await?;
         let holding = self.holding.clone();
@@ -355,7 +352,7 @@ impl Quarantine {
     /// Moves a staged release copy into the delivery spool.
     async fn activate(&self, queue_id: &str) -> Result<(), QuarantineError> {
         let (staging, delivery, id) = (self.staging.clone(), self.delivery.clone(), queue_id.to_string());
-        blocking(move || delivery.adopt(&staging, &id)).await
+        Ok(blocking(move || delivery.adopt(&staging, &id)).await?)
     }
 
     /// The contents of item `id`, opened. Only for the item's own user (the web view behind

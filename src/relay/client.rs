@@ -19,7 +19,7 @@
 use super::tls::{self, TlsSetupError};
 use super::wire::{self, Capabilities};
 use crate::config::{Config, Route, TlsPolicy};
-use crate::spool::{Outcome, Reply};
+use crate::spool::{DeliveryOutcome, DownstreamReply};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use std::io;
@@ -58,7 +58,7 @@ impl ClientSettings {
 }
 
 /// Why a connection or a transaction could not go on. Everything here is temporary from the
-/// queue's point of view (the recipients are deferred), except what [`Outcome`]s report.
+/// queue's point of view (the recipients are deferred), except what [`DeliveryOutcome`]s report.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot connect to {peer}: {source}")]
@@ -72,7 +72,7 @@ pub enum ClientError {
     #[error("protocol error from {peer} during {step}: {detail}")]
     Protocol { peer: String, step: &'static str, detail: String },
     #[error("{peer} answered {step} with {reply}")]
-    Reply { peer: String, step: &'static str, reply: Reply },
+    Replied { peer: String, step: &'static str, reply: DownstreamReply },
     #[error("TLS required but {peer} does not offer STARTTLS")]
     TlsNotOffered { peer: String },
     #[error("TLS with {peer} failed: {detail}")]
@@ -86,9 +86,9 @@ pub enum ClientError {
 impl ClientError {
     /// The reply to record for the recipients this error deferred: the server's own reply when
     /// there was one, otherwise a 4xx with an enhanced code naming the kind of trouble.
-    pub fn as_reply(&self) -> Reply {
+    pub fn as_reply(&self) -> DownstreamReply {
         let enhanced = match self {
-            ClientError::Reply { reply, .. } => return reply.clone(),
+            ClientError::Replied { reply, .. } => return reply.clone(),
             ClientError::Connect { .. } | ClientError::Closed { .. } | ClientError::Io { .. } => [4, 4, 1],
             ClientError::Timeout { .. } => [4, 4, 2],
             ClientError::Protocol { .. } => [4, 5, 0],
@@ -96,7 +96,7 @@ impl ClientError {
             ClientError::InvalidSender => [5, 1, 7],
         };
         let code = if enhanced[0] == 5 { 553 } else { 451 };
-        Reply::new(code, Some(enhanced), self.to_string())
+        DownstreamReply::new(code, Some(enhanced), self.to_string())
     }
 }
 
@@ -116,9 +116,9 @@ pub struct MessageRequest<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransactionResult {
     /// One per recipient, in order: delivered/failed/deferred with the exact reply.
-    pub outcomes: Vec<Outcome>,
+    pub outcomes: Vec<DeliveryOutcome>,
     /// The reply to the end of data, when the transaction got that far.
-    pub final_reply: Option<Reply>,
+    pub final_reply: Option<DownstreamReply>,
 }
 
 /// An open SMTP connection to a downstream server, greeted and EHLO'd (and TLS'd if so).
@@ -139,13 +139,13 @@ impl std::fmt::Debug for Connection {
 }
 
 /// 2xx → delivered, 5xx → failed, anything else → deferred.
-pub fn classify(reply: &Reply) -> Outcome {
-    if reply.is_positive() {
-        Outcome::Delivered(reply.clone())
+pub fn classify(reply: &DownstreamReply) -> DeliveryOutcome {
+    if reply.is_success() {
+        DeliveryOutcome::Delivered(reply.clone())
     } else if reply.is_permanent() {
-        Outcome::Failed(reply.clone())
+        DeliveryOutcome::Failed(reply.clone())
     } else {
-        Outcome::Deferred(reply.clone())
+        DeliveryOutcome::Deferred(reply.clone())
     }
 }
 
@@ -211,8 +211,8 @@ impl Connection {
         self.messages
     }
 
-    fn unexpected(&self, step: &'static str, reply: Reply) -> ClientError {
-        ClientError::Reply { peer: self.peer.clone(), step, reply }
+    fn unexpected(&self, step: &'static str, reply: DownstreamReply) -> ClientError {
+        ClientError::Replied { peer: self.peer.clone(), step, reply }
     }
 
     async fn ehlo(&mut self) -> Result<(), ClientError> {
@@ -273,19 +273,20 @@ impl Connection {
         let mail = self.mail_command(&from, request);
         let paths: Vec<Option<String>> = request.recipients.iter().map(|r| wire::smtp_path(r)).collect();
         let (mail_reply, mut rcpt_replies) = self.envelope(&mail, &paths).await?;
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; paths.len()];
+        let mut outcomes: Vec<Option<DeliveryOutcome>> = vec![None; paths.len()];
         for (i, path) in paths.iter().enumerate() {
             if path.is_none() {
-                outcomes[i] = Some(Outcome::Failed(Reply::new(553, Some([5, 1, 3]), "recipient address cannot be sent in SMTP")));
+                outcomes[i] =
+                    Some(DeliveryOutcome::Failed(DownstreamReply::new(553, Some([5, 1, 3]), "recipient address cannot be sent in SMTP")));
             }
         }
-        if !mail_reply.is_positive() {
+        if !mail_reply.is_success() {
             let outcome = classify(&mail_reply);
             return Ok(finish(outcomes, Some(outcome), None));
         }
         let mut accepted = Vec::new();
         for (i, reply) in rcpt_replies.drain(..) {
-            if reply.is_positive() {
+            if reply.is_success() {
                 accepted.push(i);
             } else {
                 outcomes[i] = Some(classify(&reply));
@@ -325,7 +326,11 @@ impl Connection {
 
     /// MAIL and the RCPTs: in one write when the server offers PIPELINING, else one by one
     /// (stopping after a refused MAIL). Returns the MAIL reply and (index, reply) per RCPT sent.
-    async fn envelope(&mut self, mail: &str, paths: &[Option<String>]) -> Result<(Reply, Vec<(usize, Reply)>), ClientError> {
+    async fn envelope(
+        &mut self,
+        mail: &str,
+        paths: &[Option<String>],
+    ) -> Result<(DownstreamReply, Vec<(usize, DownstreamReply)>), ClientError> {
         let rcpts: Vec<(usize, String)> =
             paths.iter().enumerate().filter_map(|(i, p)| p.as_ref().map(|p| (i, format!("RCPT TO:{p}\r\n")))).collect();
         let mut replies = Vec::with_capacity(rcpts.len());
@@ -340,7 +345,7 @@ impl Connection {
             return Ok((mail_reply, replies));
         }
         let mail_reply = self.command(mail, "MAIL").await?;
-        if mail_reply.is_positive() {
+        if mail_reply.is_success() {
             for (i, line) in &rcpts {
                 self.write(line.as_bytes(), "RCPT").await?;
                 replies.push((*i, self.read_reply("RCPT").await?));
@@ -369,9 +374,9 @@ impl Connection {
     }
 
     /// A recipient probe: MAIL FROM:<>, RCPT TO:<rcpt>, RSET. Returns the RCPT reply.
-    pub async fn probe(&mut self, rcpt: &str) -> Result<Reply, ClientError> {
+    pub async fn probe(&mut self, rcpt: &str) -> Result<DownstreamReply, ClientError> {
         let reply = self.command("MAIL FROM:<>", "MAIL").await?;
-        if !reply.is_positive() {
+        if !reply.is_success() {
             return Err(self.unexpected("MAIL", reply));
         }
         let path = wire::smtp_path(rcpt).ok_or_else(|| ClientError::Protocol {
@@ -395,7 +400,7 @@ impl Connection {
         .await;
     }
 
-    async fn command(&mut self, line: &str, step: &'static str) -> Result<Reply, ClientError> {
+    async fn command(&mut self, line: &str, step: &'static str) -> Result<DownstreamReply, ClientError> {
         self.write(format!("{line}\r\n").as_bytes(), step).await?;
         self.read_reply(step).await
     }
@@ -414,12 +419,12 @@ impl Connection {
         }
     }
 
-    async fn read_reply(&mut self, step: &'static str) -> Result<Reply, ClientError> {
+    async fn read_reply(&mut self, step: &'static str) -> Result<DownstreamReply, ClientError> {
         let raw = self.read_raw_reply(step).await?;
         self.parse(&raw, step)
     }
 
-    fn parse(&self, raw: &[u8], step: &'static str) -> Result<Reply, ClientError> {
+    fn parse(&self, raw: &[u8], step: &'static str) -> Result<DownstreamReply, ClientError> {
         wire::parse_reply(raw).map_err(|e| ClientError::Protocol { peer: self.peer.clone(), step, detail: e.to_string() })
     }
 
@@ -447,8 +452,12 @@ impl Connection {
     }
 }
 
-fn finish(outcomes: Vec<Option<Outcome>>, default: Option<Outcome>, final_reply: Option<Reply>) -> TransactionResult {
-    let fallback = Outcome::Deferred(Reply::new(451, Some([4, 3, 0]), "no reply for this recipient"));
+fn finish(
+    outcomes: Vec<Option<DeliveryOutcome>>,
+    default: Option<DeliveryOutcome>,
+    final_reply: Option<DownstreamReply>,
+) -> TransactionResult {
+    let fallback = DeliveryOutcome::Deferred(DownstreamReply::new(451, Some([4, 3, 0]), "no reply for this recipient"));
     let outcomes = outcomes.into_iter().map(|o| o.or_else(|| default.clone()).unwrap_or_else(|| fallback.clone())).collect();
     TransactionResult { outcomes, final_reply }
 }

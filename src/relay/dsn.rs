@@ -165,7 +165,7 @@ fn cut(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::{Outcome, Reply, RetryPolicy};
+    use crate::spool::{DeliveryOutcome, DownstreamReply, RetryPolicy};
 
     fn original(sender: &str) -> Envelope {
         Envelope {
@@ -187,8 +187,12 @@ mod tests {
         let mut state = DeliveryState::new(&["ok@x.test".into(), "gone@x.test".into()]);
         state.record_attempt(
             &[
-                (0, Outcome::Delivered(Reply::new(250, Some([2, 0, 0]), "Ok")), Some("mx.x.test:25".into())),
-                (1, Outcome::Failed(Reply::new(550, Some([5, 1, 1]), "<gone@x.test>: no such user")), Some("mx.x.test:25".into())),
+                (0, DeliveryOutcome::Delivered(DownstreamReply::new(250, Some([2, 0, 0]), "Ok")), Some("mx.x.test:25".into())),
+                (
+                    1,
+                    DeliveryOutcome::Failed(DownstreamReply::new(550, Some([5, 1, 1]), "<gone@x.test>: no such user")),
+                    Some("mx.x.test:25".into()),
+                ),
             ],
             1_700_000_000,
             1_700_000_060,
@@ -245,7 +249,7 @@ mod tests {
     fn expired_recipients_report_4_4_7() {
         let mut state = DeliveryState::new(&["slow@x.test".into()]);
         state.record_attempt(
-            &[(0, Outcome::Deferred(Reply::new(421, None, "busy")), None)],
+            &[(0, DeliveryOutcome::Deferred(DownstreamReply::new(421, None, "busy")), None)],
             0,
             100,
             &RetryPolicy { initial: 1, max: 1, max_lifetime: 50 },

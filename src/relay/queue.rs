@@ -32,8 +32,9 @@
 use super::client::{self, ClientError, ClientSettings, Connection, MessageRequest, TransactionResult};
 use super::dsn;
 use super::pool::{self, Pool};
+use crate::clock::{blocking, unix_now};
 use crate::config::{Config, Route};
-use crate::spool::{DeliveryState, Envelope, Origin, Outcome, RetryPolicy, Spool, SpoolError};
+use crate::spool::{DeliveryOutcome, DeliveryState, Envelope, Origin, RetryPolicy, Spool, SpoolError};
 use arc_swap::ArcSwap;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -403,14 +404,14 @@ async fn attempt(shared: Arc<Shared>, id: String, forced: bool) -> Result<Next, 
     let target = id.clone();
     let (envelope, origin, _) = match blocking(move || spool.load_envelope(&target)).await {
         Ok(found) => found,
-        Err(QueueError::Spool(SpoolError::NotFound(_))) => return Ok(Next::Done),
-        Err(QueueError::Spool(SpoolError::Corrupt(reason))) => {
+        Err(SpoolError::NotFound(_)) => return Ok(Next::Done),
+        Err(SpoolError::Corrupt(reason)) => {
             tracing::error!(queue_id = %id, %reason, "corrupt spool record moved to corrupt/");
             let spool = shared.spool.clone();
             blocking(move || spool.quarantine_corrupt(&id)).await?;
             return Ok(Next::Done);
         }
-        Err(error) => return Err(error),
+        Err(error) => return Err(error.into()),
     };
     let mut state = match shared.unsaved(&id) {
         Some(state) => state,
@@ -435,7 +436,7 @@ async fn attempt(shared: Arc<Shared>, id: String, forced: bool) -> Result<Next, 
     let spool = shared.spool.clone();
     let target = id.clone();
     let (_, _, message) = match blocking(move || spool.load(&target)).await {
-        Err(QueueError::Spool(SpoolError::NotFound(_))) => return Ok(Next::Done),
+        Err(SpoolError::NotFound(_)) => return Ok(Next::Done),
         other => other?,
     };
     let mut outcomes = Vec::new();
@@ -468,14 +469,14 @@ async fn record_state(shared: &Shared, id: &str, state: &DeliveryState) -> Resul
             shared.forget_unsaved(id);
             Ok(())
         }
-        Err(QueueError::Spool(error)) if error.is_temporary() => {
+        Err(error) if error.is_temporary() => {
             tracing::warn!(event = "state_unsaved", queue_id = %id, %error, note = "kept in memory; written at the next attempt");
             if let Ok(mut map) = shared.unsaved.lock() {
                 map.insert(id.to_string(), state.clone());
             }
             Ok(())
         }
-        Err(other) => Err(other),
+        Err(other) => Err(other.into()),
     }
 }
 
@@ -566,7 +567,7 @@ async fn deliver_group(
     envelope: &Envelope,
     message: &[u8],
     indexes: &[usize],
-) -> Vec<(usize, Outcome, Option<String>)> {
+) -> Vec<(usize, DeliveryOutcome, Option<String>)> {
     let recipients: Vec<String> = indexes.iter().filter_map(|i| envelope.recipients.get(*i).cloned()).collect();
     let peer = client::peer_of(route);
     let request = MessageRequest {
@@ -582,8 +583,8 @@ async fn deliver_group(
         Ok((result, _)) => indexes.iter().copied().zip(result.outcomes).map(|(i, o)| (i, o, Some(peer.clone()))).collect(),
         Err(error) => {
             let reply = error.as_reply();
-            let remote = matches!(error, ClientError::Reply { .. }).then(|| peer.clone());
-            indexes.iter().map(|i| (*i, Outcome::Deferred(reply.clone()), remote.clone())).collect()
+            let remote = matches!(error, ClientError::Replied { .. }).then(|| peer.clone());
+            indexes.iter().map(|i| (*i, DeliveryOutcome::Deferred(reply.clone()), remote.clone())).collect()
         }
     }
 }
@@ -624,9 +625,9 @@ fn log_attempt(envelope: &Envelope, recipients: &[String], peer: &str, result: &
     let rcpts = recipients.join(",");
     match result {
         Ok((result, tls)) => {
-            let count = |f: fn(&Outcome) -> bool| result.outcomes.iter().filter(|o| f(o)).count();
-            let delivered = count(|o| matches!(o, Outcome::Delivered(_)));
-            let failed = count(|o| matches!(o, Outcome::Failed(_)));
+            let count = |f: fn(&DeliveryOutcome) -> bool| result.outcomes.iter().filter(|o| f(o)).count();
+            let delivered = count(|o| matches!(o, DeliveryOutcome::Delivered(_)));
+            let failed = count(|o| matches!(o, DeliveryOutcome::Failed(_)));
             let outcome = match (delivered, failed) {
                 (d, _) if d == recipients.len() => "delivered",
                 (_, f) if f == recipients.len() => "failed",
@@ -637,7 +638,9 @@ fn log_attempt(envelope: &Envelope, recipients: &[String], peer: &str, result: &
                 .iter()
                 .zip(&result.outcomes)
                 .map(|(r, o)| match o {
-                    Outcome::Delivered(reply) | Outcome::Failed(reply) | Outcome::Deferred(reply) => format!("<{r}> {reply}"),
+                    DeliveryOutcome::Delivered(reply) | DeliveryOutcome::Failed(reply) | DeliveryOutcome::Deferred(reply) => {
+                        format!("<{r}> {reply}")
+                    }
                 })
                 .collect();
             metrics::counter!("moat_delivery_attempts_total", "outcome" => outcome).increment(1);
@@ -663,12 +666,4 @@ fn log_attempt(envelope: &Envelope, recipients: &[String], peer: &str, result: &
 pub fn retry_policy(config: &Config) -> RetryPolicy {
     let d = &config.delivery;
     RetryPolicy { initial: d.retry_initial.0, max: d.retry_max.0, max_lifetime: d.max_lifetime.0 }
-}
-
-fn unix_now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, SpoolError> + Send + 'static) -> Result<T, QueueError> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| QueueError::Task(e.to_string()))?.map_err(QueueError::from)
 }

@@ -5,7 +5,7 @@
 //! never larger than [`MAX_REPLY_BYTES`]; [`stuff_segment`] changes a message only by doubling
 //! a '.' at the start of a line, so the receiving server's un-stuffing restores it exactly.
 
-use crate::spool::Reply;
+use crate::spool::DownstreamReply;
 use smtp_proto::response::parser::ResponseReceiver;
 use smtp_proto::{EXT_8BIT_MIME, EXT_CHUNKING, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS, EhloResponse};
 
@@ -42,14 +42,14 @@ pub fn reply_end(buf: &[u8]) -> Result<Option<usize>, WireError> {
 }
 
 /// Parses one complete reply (as delimited by [`reply_end`]).
-pub fn parse_reply(raw: &[u8]) -> Result<Reply, WireError> {
+pub fn parse_reply(raw: &[u8]) -> Result<DownstreamReply, WireError> {
     let mut receiver = ResponseReceiver::default();
     let response = receiver.parse(&mut raw.iter()).map_err(|_| WireError::Malformed)?;
     if !(200..600).contains(&response.code) && !(100..200).contains(&response.code) {
         return Err(WireError::Malformed);
     }
     let enhanced = (response.esc != [0, 0, 0]).then_some(response.esc);
-    Ok(Reply { code: response.code, enhanced, text: response.message })
+    Ok(DownstreamReply { code: response.code, enhanced, text: response.message })
 }
 
 /// What a server announced in its EHLO reply (the parts the relay uses).

@@ -21,7 +21,7 @@ use crate::scoring::RecipientVerdict;
 use crate::smtp::reply::{Reply, replies};
 use crate::spool::{Envelope, Hold, Spool, SpoolError};
 use crate::store::Category;
-use crate::verdict::{self, Action, Outcome, Verdict};
+use crate::verdict::{self, Action, MessageOutcome, Verdict};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -68,9 +68,9 @@ impl Session {
         let outcome = verdict::combine(&actions);
         self.log_verdicts(&verdicts, &outcome);
         match outcome {
-            Outcome::Reject => (rejection(&verdicts[0].verdict), "-".into()),
-            Outcome::Tempfail => (replies::filter_tempfail(), "-".into()),
-            Outcome::Accept(dispositions) => {
+            MessageOutcome::Reject => (rejection(&verdicts[0].verdict), "-".into()),
+            MessageOutcome::Tempfail => (replies::filter_tempfail(), "-".into()),
+            MessageOutcome::Accept(dispositions) => {
                 let groups = group(&verdicts, &dispositions);
                 self.store_groups(tx, &message, &data.headers, groups).await
             }
@@ -164,12 +164,12 @@ impl Session {
         }
     }
 
-    fn log_verdicts(&self, verdicts: &[RecipientVerdict], outcome: &Outcome) {
+    fn log_verdicts(&self, verdicts: &[RecipientVerdict], outcome: &MessageOutcome) {
         for (i, v) in verdicts.iter().enumerate() {
             let action = match outcome {
-                Outcome::Accept(actions) => actions[i],
-                Outcome::Reject => Action::Reject,
-                Outcome::Tempfail => Action::Tempfail,
+                MessageOutcome::Accept(actions) => actions[i],
+                MessageOutcome::Reject => Action::Reject,
+                MessageOutcome::Tempfail => Action::Tempfail,
             };
             metrics::counter!("moat_verdicts_total", "action" => action.as_str()).increment(1);
             let virus = v.verdict.symbols.iter().any(|s| s.name == crate::filter::clamav::CLAMAV_VIRUS);

@@ -27,7 +27,7 @@ pub mod state;
 
 pub use listing::{QueueEntry, list_queue};
 pub use record::{Origin, decode_record};
-pub use state::{DeliveryState, Outcome, RecipientState, Reply, RetryPolicy, Status};
+pub use state::{DeliveryOutcome, DeliveryState, DownstreamReply, RecipientState, RetryPolicy, Status};
 
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
@@ -98,6 +98,15 @@ pub enum SpoolError {
     Corrupt(String),
     #[error("cannot encode spool record: {0}")]
     Encode(String),
+    /// Spool work on the blocking pool panicked (a bug).
+    #[error("spool task failed: {0}")]
+    Task(String),
+}
+
+impl From<crate::clock::TaskFailed> for SpoolError {
+    fn from(failed: crate::clock::TaskFailed) -> SpoolError {
+        SpoolError::Task(failed.0)
+    }
 }
 
 impl SpoolError {

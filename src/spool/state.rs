@@ -13,7 +13,7 @@ use std::fmt;
 
 /// A reply from the downstream server (or one moat made up, e.g. for an expired message).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reply {
+pub struct DownstreamReply {
     pub code: u16,
     /// Enhanced status code (RFC 3463), when the server sent one.
     pub enhanced: Option<[u8; 3]>,
@@ -21,9 +21,9 @@ pub struct Reply {
     pub text: String,
 }
 
-impl Reply {
-    pub fn new(code: u16, enhanced: Option<[u8; 3]>, text: impl Into<String>) -> Reply {
-        Reply { code, enhanced, text: text.into() }
+impl DownstreamReply {
+    pub fn new(code: u16, enhanced: Option<[u8; 3]>, text: impl Into<String>) -> DownstreamReply {
+        DownstreamReply { code, enhanced, text: text.into() }
     }
 
     /// The enhanced code as "x.y.z", or one derived from the basic code's class.
@@ -34,7 +34,7 @@ impl Reply {
         }
     }
 
-    pub fn is_positive(&self) -> bool {
+    pub fn is_success(&self) -> bool {
         (200..300).contains(&self.code)
     }
 
@@ -43,7 +43,7 @@ impl Reply {
     }
 }
 
-impl fmt::Display for Reply {
+impl fmt::Display for DownstreamReply {
     /// One line: "550 5.1.1 text" with lines of multi-line replies joined by "; ".
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.code)?;
@@ -78,7 +78,7 @@ pub struct RecipientState {
     pub address: String,
     pub status: Status,
     /// The last reply concerning this recipient (final for delivered/failed).
-    pub reply: Option<Reply>,
+    pub reply: Option<DownstreamReply>,
     /// "host:port" of the server that gave `reply`, when it came from a server.
     pub remote: Option<String>,
     /// Unix seconds when the status became final.
@@ -87,13 +87,13 @@ pub struct RecipientState {
 
 /// What one attempt did for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum DeliveryOutcome {
     /// 2xx: the downstream took responsibility.
-    Delivered(Reply),
+    Delivered(DownstreamReply),
     /// 5xx: never going to work.
-    Failed(Reply),
+    Failed(DownstreamReply),
     /// 4xx, a connection error or a timeout: try again later.
-    Deferred(Reply),
+    Deferred(DownstreamReply),
 }
 
 /// How retries are spaced and when the queue gives up (all in seconds).
@@ -165,7 +165,13 @@ impl DeliveryState {
     /// Records one attempt. `outcomes` pairs a recipient index with what happened to it and the
     /// server that said so; indexes out of range or of final recipients are ignored. Then
     /// expires the message if it is older than the lifetime, or schedules the next attempt.
-    pub fn record_attempt(&mut self, outcomes: &[(usize, Outcome, Option<String>)], received_at: i64, now: i64, policy: &RetryPolicy) {
+    pub fn record_attempt(
+        &mut self,
+        outcomes: &[(usize, DeliveryOutcome, Option<String>)],
+        received_at: i64,
+        now: i64,
+        policy: &RetryPolicy,
+    ) {
         self.attempts = self.attempts.saturating_add(1);
         self.first_attempt.get_or_insert(now);
         self.last_attempt = Some(now);
@@ -175,9 +181,9 @@ impl DeliveryState {
                 continue;
             }
             let (status, reply) = match outcome {
-                Outcome::Delivered(reply) => (Status::Delivered, reply),
-                Outcome::Failed(reply) => (Status::Failed, reply),
-                Outcome::Deferred(reply) => (Status::Pending, reply),
+                DeliveryOutcome::Delivered(reply) => (Status::Delivered, reply),
+                DeliveryOutcome::Failed(reply) => (Status::Failed, reply),
+                DeliveryOutcome::Deferred(reply) => (Status::Pending, reply),
             };
             rcpt.status = status;
             rcpt.reply = Some(reply.clone());
@@ -206,7 +212,8 @@ impl DeliveryState {
         for rcpt in self.recipients.iter_mut().filter(|r| r.status == Status::Pending) {
             let last = rcpt.reply.as_ref().map(|r| format!(" (last reply: {r})")).unwrap_or_default();
             rcpt.status = Status::Failed;
-            rcpt.reply = Some(Reply::new(451, Some([4, 4, 7]), format!("delivery time expired: message was queued too long{last}")));
+            rcpt.reply =
+                Some(DownstreamReply::new(451, Some([4, 4, 7]), format!("delivery time expired: message was queued too long{last}")));
             rcpt.finished_at = Some(now);
         }
         true
@@ -223,8 +230,8 @@ mod tests {
         DeliveryState::new(&["a@x.test".into(), "b@x.test".into()])
     }
 
-    fn reply(code: u16) -> Reply {
-        Reply::new(code, Some([(code / 100) as u8, 0, 0]), "text")
+    fn reply(code: u16) -> DownstreamReply {
+        DownstreamReply::new(code, Some([(code / 100) as u8, 0, 0]), "text")
     }
 
     #[test]
@@ -239,7 +246,10 @@ mod tests {
     fn mixed_outcomes_keep_replies_and_schedule_a_retry() {
         let mut s = state();
         s.record_attempt(
-            &[(0, Outcome::Delivered(reply(250)), Some("mx:25".into())), (1, Outcome::Deferred(reply(451)), Some("mx:25".into()))],
+            &[
+                (0, DeliveryOutcome::Delivered(reply(250)), Some("mx:25".into())),
+                (1, DeliveryOutcome::Deferred(reply(451)), Some("mx:25".into())),
+            ],
             1000,
             1000,
             &POLICY,
@@ -251,7 +261,7 @@ mod tests {
         assert_eq!(s.next_attempt, 1060);
         assert_eq!(s.first_attempt, Some(1000));
 
-        s.record_attempt(&[(1, Outcome::Deferred(reply(451)), None)], 1000, 1060, &POLICY);
+        s.record_attempt(&[(1, DeliveryOutcome::Deferred(reply(451)), None)], 1000, 1060, &POLICY);
         assert_eq!(s.next_attempt, 1060 + 120);
         assert_eq!(s.attempts, 2);
         assert_eq!(s.first_attempt, Some(1000));
@@ -260,8 +270,13 @@ mod tests {
     #[test]
     fn final_recipients_never_change_again() {
         let mut s = state();
-        s.record_attempt(&[(0, Outcome::Failed(reply(550)), None)], 0, 10, &POLICY);
-        s.record_attempt(&[(0, Outcome::Delivered(reply(250)), None), (9, Outcome::Delivered(reply(250)), None)], 0, 20, &POLICY);
+        s.record_attempt(&[(0, DeliveryOutcome::Failed(reply(550)), None)], 0, 10, &POLICY);
+        s.record_attempt(
+            &[(0, DeliveryOutcome::Delivered(reply(250)), None), (9, DeliveryOutcome::Delivered(reply(250)), None)],
+            0,
+            20,
+            &POLICY,
+        );
         assert_eq!(s.recipients[0].status, Status::Failed);
         assert_eq!(s.recipients[0].reply, Some(reply(550)));
         assert!(s.any_failed());
@@ -272,7 +287,10 @@ mod tests {
     fn expired_messages_fail_with_4_4_7_and_keep_the_last_reply() {
         let mut s = state();
         s.record_attempt(
-            &[(0, Outcome::Delivered(reply(250)), None), (1, Outcome::Deferred(Reply::new(421, None, "busy")), None)],
+            &[
+                (0, DeliveryOutcome::Delivered(reply(250)), None),
+                (1, DeliveryOutcome::Deferred(DownstreamReply::new(421, None, "busy")), None),
+            ],
             0,
             86400,
             &POLICY,
@@ -286,8 +304,8 @@ mod tests {
 
     #[test]
     fn reply_display_is_one_line() {
-        let r = Reply::new(550, Some([5, 1, 1]), "no such user\nreally\r");
+        let r = DownstreamReply::new(550, Some([5, 1, 1]), "no such user\nreally\r");
         assert_eq!(r.to_string(), "550 5.1.1 no such user; really ");
-        assert_eq!(Reply::new(421, None, "x").status(), "4.0.0");
+        assert_eq!(DownstreamReply::new(421, None, "x").status(), "4.0.0");
     }
 }

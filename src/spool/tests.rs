@@ -88,7 +88,7 @@ fn state_defaults_to_all_pending_and_round_trips() {
     let mut state = spool.read_state(&id, &env).unwrap();
     assert_eq!(state.pending(), vec![0, 1]);
     state.record_attempt(
-        &[(0, Outcome::Delivered(Reply::new(250, Some([2, 0, 0]), "ok")), Some("mx:25".into()))],
+        &[(0, DeliveryOutcome::Delivered(DownstreamReply::new(250, Some([2, 0, 0]), "ok")), Some("mx:25".into()))],
         env.received_at,
         env.received_at + 1,
         &RetryPolicy { initial: 1, max: 10, max_lifetime: 100 },
@@ -121,8 +121,8 @@ fn recovery_discards_temporaries_moves_corrupt_aside_and_keeps_states() {
     let mut state = DeliveryState::new(&env.recipients);
     state.record_attempt(
         &[
-            (0, Outcome::Delivered(Reply::new(250, None, "ok")), None),
-            (1, Outcome::Failed(Reply::new(550, Some([5, 1, 1]), "no such user")), None),
+            (0, DeliveryOutcome::Delivered(DownstreamReply::new(250, None, "ok")), None),
+            (1, DeliveryOutcome::Failed(DownstreamReply::new(550, Some([5, 1, 1]), "no such user")), None),
         ],
         env.received_at,
         env.received_at,

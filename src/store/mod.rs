@@ -50,11 +50,7 @@ use vault::Sealed;
 /// Unix seconds.
 pub type UnixTime = i64;
 
-/// The wall clock in Unix seconds.
-pub fn unix_now() -> UnixTime {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_secs()).unwrap_or(i64::MAX)
-}
+pub use crate::clock::unix_now;
 
 /// A new random quarantine item id (32 hex digits).
 pub fn new_item_id() -> Result<String, StoreError> {
@@ -92,6 +88,12 @@ pub enum StoreError {
     /// The blocking task running an SQLite operation panicked or was cancelled.
     #[error("store task failed: {0}")]
     Task(String),
+}
+
+impl From<crate::clock::TaskFailed> for StoreError {
+    fn from(failed: crate::clock::TaskFailed) -> StoreError {
+        StoreError::Task(failed.0)
+    }
 }
 
 /// Why an item is held.

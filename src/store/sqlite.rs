@@ -7,6 +7,7 @@
 //! Statements are those of `store/mod.rs`; `$N` placeholders become SQLite's `?N`.
 
 use super::{MIGRATIONS, Row, Stmt, StoreError, Ty, Val, latest_version};
+use crate::clock::blocking;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, TransactionBehavior, params_from_iter};
 use std::path::Path;
@@ -17,10 +18,6 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct Sqlite {
     conn: Arc<Mutex<Connection>>,
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Task(e.to_string()))?
 }
 
 /// `$12` → `?12` (parameters keep their numbers).

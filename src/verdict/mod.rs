@@ -189,7 +189,7 @@ fn round2(x: f64) -> f64 {
 
 /// What the session does with one message that has several recipients.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum MessageOutcome {
     /// Every recipient's verdict is reject: 5xx.
     Reject,
     /// Every recipient's verdict is tempfail (or tempfail and reject): 4xx.
@@ -199,20 +199,20 @@ pub enum Outcome {
 }
 
 /// Combines per-recipient actions into one SMTP answer without losing mail for anyone.
-pub fn combine(actions: &[Action]) -> Outcome {
+pub fn combine(actions: &[Action]) -> MessageOutcome {
     if actions.is_empty() {
-        return Outcome::Tempfail;
+        return MessageOutcome::Tempfail;
     }
     if actions.iter().all(|a| *a == Action::Reject) {
-        return Outcome::Reject;
+        return MessageOutcome::Reject;
     }
     if actions.iter().all(|a| matches!(a, Action::Reject | Action::Tempfail)) {
-        return Outcome::Tempfail;
+        return MessageOutcome::Tempfail;
     }
     // Mixed: one DATA reply serves all recipients. Accept, and keep the mail held for those who
     // wanted it refused; a tempfail recipient's copy is held too rather than asking the sender to
     // resend to everyone.
-    Outcome::Accept(
+    MessageOutcome::Accept(
         actions
             .iter()
             .map(|a| match a {
@@ -306,9 +306,9 @@ mod tests {
     #[test]
     fn combine_never_loses_mail() {
         use Action::*;
-        assert_eq!(combine(&[Reject, Reject]), Outcome::Reject);
-        assert_eq!(combine(&[Tempfail, Reject]), Outcome::Tempfail);
-        assert_eq!(combine(&[Tag, Quarantine]), Outcome::Accept(vec![Tag, Quarantine]));
-        assert_eq!(combine(&[Accept, Reject, Tempfail]), Outcome::Accept(vec![Accept, Quarantine, Quarantine]));
+        assert_eq!(combine(&[Reject, Reject]), MessageOutcome::Reject);
+        assert_eq!(combine(&[Tempfail, Reject]), MessageOutcome::Tempfail);
+        assert_eq!(combine(&[Tag, Quarantine]), MessageOutcome::Accept(vec![Tag, Quarantine]));
+        assert_eq!(combine(&[Accept, Reject, Tempfail]), MessageOutcome::Accept(vec![Accept, Quarantine, Quarantine]));
     }
 }

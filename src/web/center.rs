@@ -12,7 +12,7 @@
 //! attachments are listed, never served. Pages work without script, on small screens and with
 //! a keyboard (labelled controls, a skip link).
 
-use super::session::{Session, cross_site};
+use super::session::{WebSession, cross_site};
 use super::{Form, date, escape, escape_keep_lines, page_with, sanitize, unavailable};
 use crate::app::App;
 use crate::links::LinkKey;
@@ -54,7 +54,7 @@ pub fn routes() -> Router<Arc<App>> {
 
 /// The signed-in user's context for one request.
 struct User {
-    session: Session,
+    session: WebSession,
     key: LinkKey,
     /// The renewed session cookie.
     cookie: HeaderValue,
@@ -87,7 +87,7 @@ fn signed_in(shared: &App, headers: &HeaderMap) -> Result<User, Box<Response>> {
         return Err(Box::new(page_with(StatusCode::NOT_FOUND, "Not found", "<p>The Message Center is not enabled here.</p>", CSP)));
     };
     let now = store::unix_now();
-    match Session::from_headers(key, headers, now) {
+    match WebSession::from_headers(key, headers, now) {
         Some(session) => {
             let cookie = session_cookie(&session, key, web, now);
             Ok(User { session, key: key.clone(), cookie })
@@ -121,7 +121,7 @@ pub fn start_session(shared: &App, address: &str) -> Response {
         return unavailable();
     };
     let now = store::unix_now();
-    let session = Session { address: address.to_ascii_lowercase(), started: now };
+    let session = WebSession { address: address.to_ascii_lowercase(), started: now };
     tracing::info!(event = "web_session", user = %session.address);
     let mut response = see_other("/mc");
     response.headers_mut().insert(header::SET_COOKIE, session_cookie(&session, key, web, now));
@@ -129,7 +129,7 @@ pub fn start_session(shared: &App, address: &str) -> Response {
 }
 
 /// The `Set-Cookie` value that (re)issues `session` under the `[web]` settings.
-fn session_cookie(session: &Session, key: &LinkKey, web: &crate::config::Web, now: i64) -> HeaderValue {
+fn session_cookie(session: &WebSession, key: &LinkKey, web: &crate::config::Web, now: i64) -> HeaderValue {
     session.cookie(key, now, web.session_lifetime.0, web.public_url.starts_with("https:"))
 }
 
@@ -139,7 +139,7 @@ async fn logout(State(shared): State<Arc<App>>, headers: HeaderMap, body: Bytes)
         return *refusal;
     }
     let mut response = page_with(StatusCode::OK, "Signed out", "<p>You are signed out. <a href=\"/login\">Sign in again</a></p>", CSP);
-    response.headers_mut().insert(header::SET_COOKIE, Session::clear());
+    response.headers_mut().insert(header::SET_COOKIE, WebSession::clear());
     response
 }
 

@@ -18,6 +18,7 @@ pub mod sanitize;
 pub mod session;
 
 use crate::app::App;
+use crate::clock::minute_utc as date;
 pub use crate::html::{escape, escape_keep_lines};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -76,11 +77,6 @@ impl Form {
     pub(crate) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
     }
-}
-
-/// A date as pages show it (UTC, to the minute).
-fn date(at: i64) -> String {
-    chrono::DateTime::from_timestamp(at, 0).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M").to_string())
 }
 
 /// A whole page under the links' CSP: `body` is trusted HTML built from escaped values.

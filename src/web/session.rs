@@ -1,6 +1,6 @@
 //! Message Center sessions and CSRF protection, without server-side state (so any node of a
 //! cluster serves any request): the session cookie holds a signed token for one user (action
-//! `Session`, item = when the session started), renewed on each page for `session_lifetime`;
+//! `WebSession`, item = when the session started), renewed on each page for `session_lifetime`;
 //! a session never outlives [`MAX_SESSION_AGE`]. Every form carries a CSRF token derived from
 //! the user and the session's start with the link key, so a page on another site cannot post
 //! for the user; cross-site requests (`Sec-Fetch-Site: cross-site`, or an `Origin` that is not
@@ -19,25 +19,25 @@ pub const MAX_SESSION_AGE: i64 = 12 * 3600;
 
 /// A signed-in user.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
+pub struct WebSession {
     /// The user's address (lower case).
     pub address: String,
     /// When the session started (Unix seconds).
     pub started: i64,
 }
 
-impl Session {
+impl WebSession {
     /// The session in the request's cookie, if it is valid at `now`.
-    pub fn from_headers(key: &LinkKey, headers: &HeaderMap, now: i64) -> Option<Session> {
+    pub fn from_headers(key: &LinkKey, headers: &HeaderMap, now: i64) -> Option<WebSession> {
         let token = cookie(headers, COOKIE)?;
         let link = key.verify(token, now).ok()?;
-        Session::from_link(&link, now)
+        WebSession::from_link(&link, now)
     }
 
-    fn from_link(link: &Link, now: i64) -> Option<Session> {
+    fn from_link(link: &Link, now: i64) -> Option<WebSession> {
         let started: i64 = link.item.parse().ok()?;
         let fresh = link.action == LinkAction::Session && started <= now && now - started <= MAX_SESSION_AGE;
-        fresh.then(|| Session { address: link.address.clone(), started })
+        fresh.then(|| WebSession { address: link.address.clone(), started })
     }
 
     /// The `Set-Cookie` value that (re)issues this session for `lifetime` seconds from `now`.
@@ -106,15 +106,15 @@ mod tests {
     #[test]
     fn a_session_cookie_round_trips_and_expires() {
         let key = LinkKey::from_bytes([3; 32]);
-        let session = Session { address: "alice@example.test".into(), started: 1_000 };
+        let session = WebSession { address: "alice@example.test".into(), started: 1_000 };
         let set = session.cookie(&key, 1_000, 3600, true);
         let set = set.to_str().unwrap();
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Secure"), "{set}");
         let value = set.split(';').next().unwrap();
         let request = headers(&[("cookie", &format!("other=1; {value}"))]);
-        assert_eq!(Session::from_headers(&key, &request, 2_000), Some(session.clone()));
-        assert_eq!(Session::from_headers(&key, &request, 1_000 + 3601), None, "expired");
-        assert_eq!(Session::from_headers(&LinkKey::from_bytes([4; 32]), &request, 2_000), None, "another key");
+        assert_eq!(WebSession::from_headers(&key, &request, 2_000), Some(session.clone()));
+        assert_eq!(WebSession::from_headers(&key, &request, 1_000 + 3601), None, "expired");
+        assert_eq!(WebSession::from_headers(&LinkKey::from_bytes([4; 32]), &request, 2_000), None, "another key");
         // Renewal cannot stretch a session past its maximum age.
         let late = session.cookie(&key, 1_000 + MAX_SESSION_AGE - 10, 3600, false);
         assert!(late.to_str().unwrap().contains("Max-Age=10"), "{late:?}");
@@ -124,14 +124,14 @@ mod tests {
     fn a_link_token_is_not_a_session() {
         let key = LinkKey::from_bytes([3; 32]);
         let token = key.token(LinkAction::Login, "alice@example.test", "1000", 1_000, 3600);
-        assert_eq!(Session::from_headers(&key, &headers(&[("cookie", &format!("{COOKIE}={token}"))]), 1_500), None);
+        assert_eq!(WebSession::from_headers(&key, &headers(&[("cookie", &format!("{COOKIE}={token}"))]), 1_500), None);
     }
 
     #[test]
     fn csrf_tokens_belong_to_one_session() {
         let key = LinkKey::from_bytes([3; 32]);
-        let alice = Session { address: "alice@example.test".into(), started: 1_000 };
-        let bob = Session { address: "bob@example.test".into(), started: 1_000 };
+        let alice = WebSession { address: "alice@example.test".into(), started: 1_000 };
+        let bob = WebSession { address: "bob@example.test".into(), started: 1_000 };
         assert!(alice.csrf_ok(&key, &alice.csrf(&key)));
         assert!(!alice.csrf_ok(&key, &bob.csrf(&key)));
         assert!(!alice.csrf_ok(&key, ""));

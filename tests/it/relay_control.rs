@@ -3,7 +3,7 @@
 use crate::support::relay::*;
 use crate::support::*;
 use moat::control::{self, ControlError};
-use moat::spool::{DeliveryState, Outcome, Reply, Spool, Status};
+use moat::spool::{DeliveryOutcome, DeliveryState, DownstreamReply, Spool, Status};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -94,7 +94,7 @@ async fn a_restart_resumes_the_spool_and_respects_recipients_already_final() {
     let (envelope, _, _) = spool.load(&id).unwrap();
     let mut state = DeliveryState::new(&envelope.recipients);
     state.record_attempt(
-        &[(0, Outcome::Delivered(Reply::new(250, Some([2, 0, 0]), "Ok")), None)],
+        &[(0, DeliveryOutcome::Delivered(DownstreamReply::new(250, Some([2, 0, 0]), "Ok")), None)],
         envelope.received_at,
         envelope.received_at,
         &moat::relay::queue::retry_policy(&config),

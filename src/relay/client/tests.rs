@@ -69,13 +69,13 @@ async fn pipelined_transaction_keeps_each_reply_and_sends_the_body_exactly() {
     let rcpts: Vec<String> = vec!["good@x.test".into(), "bad@x.test".into(), "later@x.test".into()];
     let body = b"Subject: t\r\n\r\n.starts with a dot\r\n.\r\nend\r\n";
     let result = conn.send_message(&request(&rcpts, body)).await.unwrap();
-    let queued = Reply::new(250, Some([2, 0, 0]), "Ok: queued as ABC");
+    let queued = DownstreamReply::new(250, Some([2, 0, 0]), "Ok: queued as ABC");
     assert_eq!(
         result.outcomes,
         vec![
-            Outcome::Delivered(queued.clone()),
-            Outcome::Failed(Reply::new(550, Some([5, 1, 1]), "<bad@x.test>: Recipient address rejected")),
-            Outcome::Deferred(Reply::new(451, Some([4, 3, 0]), "try later")),
+            DeliveryOutcome::Delivered(queued.clone()),
+            DeliveryOutcome::Failed(DownstreamReply::new(550, Some([5, 1, 1]), "<bad@x.test>: Recipient address rejected")),
+            DeliveryOutcome::Deferred(DownstreamReply::new(451, Some([4, 3, 0]), "try later")),
         ]
     );
     assert_eq!(result.final_reply, Some(queued));
@@ -95,8 +95,8 @@ async fn refused_mail_fails_every_recipient_without_sending_rcpt() {
     let mut conn = Connection::handshake(Box::new(client), "fake:25".into(), settings(2000)).await.unwrap();
     let rcpts: Vec<String> = vec!["a@x.test".into(), "b@x.test".into()];
     let result = conn.send_message(&request(&rcpts, b"x\r\n")).await.unwrap();
-    let refused = Reply::new(553, Some([5, 7, 1]), "sender refused");
-    assert_eq!(result.outcomes, vec![Outcome::Failed(refused.clone()), Outcome::Failed(refused)]);
+    let refused = DownstreamReply::new(553, Some([5, 7, 1]), "sender refused");
+    assert_eq!(result.outcomes, vec![DeliveryOutcome::Failed(refused.clone()), DeliveryOutcome::Failed(refused)]);
     assert_eq!(result.final_reply, None);
     conn.reset().await.unwrap();
     conn.quit().await;
@@ -151,7 +151,7 @@ async fn a_4xx_greeting_is_an_error_carrying_the_reply() {
         tokio::time::sleep(Duration::from_secs(5)).await;
     });
     let error = Connection::handshake(Box::new(client), "fake:25".into(), settings(2000)).await.unwrap_err();
-    assert_eq!(error.as_reply(), Reply::new(421, Some([4, 3, 2]), "too busy"));
+    assert_eq!(error.as_reply(), DownstreamReply::new(421, Some([4, 3, 2]), "too busy"));
 }
 
 mod starttls {

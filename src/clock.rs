@@ -1,0 +1,57 @@
+//! Time and blocking work, written once: the Unix clock, the date formats moat shows people, and
+//! running file or database work on tokio's blocking pool.
+//!
+//! Guarantees: [`blocking`] never lets a panic in the work take down the caller; it becomes the
+//! caller's error type through `From<TaskFailed>`.
+
+/// Seconds since the Unix epoch (UTC).
+pub fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A time to the minute with its zone, as lists and pages show it: `2026-12-04 06:30 UTC`.
+pub fn minute_utc(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0).map_or_else(|| at.to_string(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+}
+
+/// A time with its weekday, as a sentence in an email shows it: `Fri, 04 Dec 2026 06:30 UTC`.
+pub fn day_minute_utc(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0).map_or_else(|| at.to_string(), |t| t.format("%a, %d %b %Y %H:%M UTC").to_string())
+}
+
+/// Work on the blocking pool that panicked or was cancelled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskFailed(pub String);
+
+/// Runs `work` on tokio's blocking pool (file and database work that must not stall the async
+/// workers); a panic in it becomes `E::from(TaskFailed)`.
+pub async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<TaskFailed> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| Err(E::from(TaskFailed(e.to_string()))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_carry_their_zone() {
+        assert_eq!(minute_utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(day_minute_utc(86400 * 3), "Sun, 04 Jan 1970 00:00 UTC");
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_blocking_work_is_an_error() {
+        let result: Result<(), String> = blocking(|| panic!("boom")).await;
+        assert!(result.is_err());
+    }
+
+    impl From<TaskFailed> for String {
+        fn from(failed: TaskFailed) -> String {
+            failed.0
+        }
+    }
+}
