@@ -5,16 +5,29 @@
 //! message to the `spool` (fsynced) before answering 250. The `relay` queue then delivers it to
 //! the downstream server, retrying with backoff, and sends a DSN when it must give up.
 //!
-//! Module map: `config` (typed TOML, validate-all), `smtp` (the sans-IO core: `smtp::machine`,
-//! the protocol state machine, over framing, commands, bodies, replies, addresses, PROXY
-//! protocol, Received), `ruleset` (SpamAssassin-compatible rule files:
-//! parse, compile, evaluate against a parsed message), `filter` (the filter chain: auth, DNS lists,
-//! reverse DNS, clamd, attachment policy), `scoring` and `verdict` (symbols × policy → action), `session` (the async driver of `smtp::machine`, one per connection: I/O, deadlines, filters, spool), `server`
-//! (listeners, limits, signals), `tls`, `spool`, `relay`, `store` (quarantine index, encrypted contents, user preferences, greylisting;
-//! SQLite or PostgreSQL), `quarantine` (held copies into the store, exactly-once release),
-//! `digest` and `notices` (the emails moat sends users), `links` and `web` (signed links, the
-//! pages behind them, the Message Center and the admin console/API), `stats` (verdict counts for
-//! the console), `metrics` (Prometheus), `systemd` (sd_notify).
+//! Module map, by layer (top first; a module imports only from its own layer or below, which
+//! `layers` checks in a test; where a lower layer must call up it takes a trait or a channel):
+//!
+//! - **top**: `server` (listeners, limits, signals, start and drain), `scheduler` (the
+//!   cluster's periodic work under a lease: digests, retention), `control` (the socket between
+//!   the CLI and a running server), `scan` (`moat scan`); the binary's `main`.
+//! - **front services**: `session` (the async driver of `smtp::machine`, one per connection:
+//!   I/O, deadlines, filters, spool), `web` (signed-link pages, the Message Center, the admin
+//!   console and API, the operator's `/metrics`).
+//! - **application**: `app` (what every service of a node shares, and reload).
+//! - **back services**: `relay` (downstream delivery, retries, DSNs, recipient callouts),
+//!   `quarantine` (held copies into the store, exactly-once release), `digest` and `notices`
+//!   (the emails moat sends users).
+//! - **storage**: `spool` (the durable queue on disk), `store` (SQLite or PostgreSQL: quarantine
+//!   index and encrypted contents, preferences, lists, greylisting, rates, leases, audit).
+//! - **message**: `filter` (the filter chain: auth, DNS lists, reverse DNS, clamd, attachments,
+//!   rules), `ruleset` (SpamAssassin-syntax rule files), `scoring` (filters + scores + policy as
+//!   one value), `verdict` (symbols × policy → action, pure), `stats` (verdict counts).
+//! - **leaves**: `config` (typed TOML, validate-all), `smtp` (the sans-IO core: the protocol
+//!   state machine, framing, commands, bodies, replies, addresses, PROXY protocol, Received),
+//!   `headers` (the one header-field parser), `html` (escaping, the page shell), `lists`
+//!   (allow/block lists), `links` (signed link tokens), `keys` (key files), `clock` (time, dates,
+//!   blocking work), `metrics` (recording), `dns`, `tls`, `systemd` (sd_notify).
 pub mod app;
 pub mod clock;
 pub mod config;
