@@ -21,6 +21,11 @@ struct Setup {
 }
 
 fn start() -> Setup {
+    start_with("", "")
+}
+
+/// [`start`] with more `[web]` keys and more configuration after the `[admin]` section.
+fn start_with(web_keys: &str, extra: &str) -> Setup {
     let rules = temp_dir();
     fs::write(rules.path().join("local.cf"), HOLD_RULE).unwrap();
     let capture = Capture::new();
@@ -29,7 +34,9 @@ fn start() -> Setup {
         MoatConfig::new(capture.port)
             .append(&format!("\n[rules]\ndirs = [\"{}\"]\n", rules.path().display()))
             .append(&web_section(web))
-            .append(&format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n")),
+            .append(web_keys)
+            .append(&format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n"))
+            .append(extra),
     );
     Setup { moat, capture, web, admin, rules }
 }
@@ -238,11 +245,7 @@ fn login_outcomes(moat: &Moat, n: usize) -> Vec<String> {
 
 #[test]
 fn login_links_cannot_mail_bomb_users_unknown_addresses_or_those_who_opted_out() {
-    let capture = Capture::new();
-    let web = free_port();
-    let moat = Moat::start(
-        MoatConfig::new(capture.port).append(&web_section(web)).append("login_requests_per_client = 13\nlogin_emails_per_hour = 6\n"),
-    );
+    let Setup { moat, capture, web, rules: _rules, .. } = start_with("login_requests_per_client = 13\nlogin_emails_per_hour = 6\n", "");
     // Our user gets one; then the user opts out with the login email's own opt-out link.
     ask_login(web, "optout@example.test");
     let first = capture.wait_for(1, DEADLINE).remove(0);
@@ -295,16 +298,8 @@ fn login_links_cannot_mail_bomb_users_unknown_addresses_or_those_who_opted_out()
 
 #[test]
 fn users_of_a_domain_without_opt_out_cannot_allow_everyone() {
-    let rules = temp_dir();
-    fs::write(rules.path().join("local.cf"), HOLD_RULE).unwrap();
-    let capture = Capture::new();
-    let web = free_port();
-    let moat = Moat::start(
-        MoatConfig::new(capture.port)
-            .append(&format!("\n[rules]\ndirs = [\"{}\"]\n", rules.path().display()))
-            .append(&web_section(web))
-            .append("\n[[lists.domain]]\nname = \"example.test\"\nuser_opt_out = false\n"),
-    );
+    let Setup { moat, capture, web, rules: _rules, .. } =
+        start_with("", "\n[[lists.domain]]\nname = \"example.test\"\nuser_opt_out = false\n");
     ask_login(web, "alice@example.test");
     let email = capture.wait_for(1, DEADLINE).remove(0);
     let alice = session_from_link(web, &url_after(&text_part(&email.data), "Open it here (the link works for 60 minutes):"));
