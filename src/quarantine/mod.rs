@@ -414,7 +414,8 @@ impl Quarantine {
             event = "retention_sweep",
             items = expired.items,
             audit_records = expired.audit_records,
-            greylist = expired.greylist
+            greylist = expired.greylist,
+            classifier_lessons = expired.lessons
         );
         Ok(expired)
     }

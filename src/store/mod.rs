@@ -27,17 +27,24 @@
 //!   transaction. Contents are sealed by [`vault::Vault`] before they reach the store: the store
 //!   never sees plaintext and never logs contents.
 //! * [`Store::expire`] deletes every item past its `expires_at` with its contents, and audit
-//!   records older than the retention; [`Store::purge_user`] deletes everything held about one
-//!   address (items, contents, audit records, preferences, lists, digest cursor, greylist rows).
+//!   records and classifier lessons older than the retention; [`Store::purge_user`] deletes
+//!   everything held about one address (items, contents, audit records, preferences, lists,
+//!   digest cursor, greylist rows) and takes its name off the lessons it taught.
+//! * The classifier's model is replaced only by compare-and-set on its version
+//!   ([`Store::save_model`]), so two nodes learning at once never lose each other's lessons: the
+//!   loser reloads and applies its lesson again.
 //!
 //! **Release flow for the integrator:** read the contents ([`Store::get_content`]) and open
 //! them with the vault, then [`Store::release`] (the exactly-once gate), then spool the message.
 //! A release that loses the race gets `NotHeld` and must not spool. Contents stay until expiry
 //! after a release; [`Store::set_state`] to `Deleted` drops them at once.
 
+mod classifier;
 pub mod postgres;
 pub mod sqlite;
 pub mod vault;
+
+pub use classifier::{Lesson, StoredModel};
 
 use crate::lists::{Entry, ListSet, Lists, UserPolicy};
 use crate::verdict::Symbol;
@@ -271,6 +278,8 @@ pub struct Expired {
     pub audit_records: u64,
     pub greylist: u64,
     pub rate_counters: u64,
+    /// Classifier lessons past the retention (the model keeps what it learnt; they can no longer be forgotten one by one).
+    pub lessons: u64,
 }
 
 impl QuarantineItem {
@@ -430,6 +439,28 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     ),
     // Who runs the cluster's scheduled work (digests, retention), until when.
     (5, "CREATE TABLE lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL);"),
+    // The classifier: its model (hashed features and weights only, versioned for compare-and-set
+    // by every node), and one row per message taught (a digest of the content, the label, who
+    // taught it and its hashed features, so it can be forgotten without the message).
+    (
+        6,
+        "CREATE TABLE classifier_model (
+            name TEXT PRIMARY KEY,
+            version BIGINT NOT NULL,
+            data BYTEA NOT NULL,
+            updated_at BIGINT NOT NULL
+        );
+        CREATE TABLE classifier_lesson (
+            digest TEXT PRIMARY KEY,
+            spam BOOLEAN NOT NULL,
+            taught_by TEXT NOT NULL,
+            via TEXT NOT NULL,
+            at BIGINT NOT NULL,
+            features BYTEA NOT NULL
+        );
+        CREATE INDEX classifier_lesson_by_teacher ON classifier_lesson (taught_by, at);
+        CREATE INDEX classifier_lesson_by_time ON classifier_lesson (at);",
+    ),
 ];
 
 /// The schema version this binary writes.
@@ -943,12 +974,13 @@ impl Store {
                     stmt("DELETE FROM greylist WHERE last_seen < $1", vec![int(now.saturating_sub(secs(greylist_lifetime)))]),
                     stmt("DELETE FROM rate_counter WHERE window_start + window_secs <= $1", vec![int(now)]),
                     stmt("DELETE FROM admin_audit WHERE at < $1", vec![int(now.saturating_sub(secs(retention)))]),
+                    stmt("DELETE FROM classifier_lesson WHERE at < $1", vec![int(now.saturating_sub(secs(retention)))]),
                 ],
                 false,
             )
             .await?;
         let at = |i: usize| counts.get(i).copied().unwrap_or(0);
-        Ok(Expired { items: at(1), audit_records: at(2) + at(5), greylist: at(3), rate_counters: at(4) })
+        Ok(Expired { items: at(1), audit_records: at(2) + at(5), greylist: at(3), rate_counters: at(4), lessons: at(6) })
     }
 
     /// Removes everything held about `address` (`moat user purge`): its quarantined items and
@@ -967,6 +999,7 @@ impl Store {
                     stmt("DELETE FROM digest_cursor WHERE address = $1", a()),
                     stmt("DELETE FROM greylist WHERE recipient = $1 OR sender = $1", a()),
                     stmt("DELETE FROM admin_audit WHERE recipient = $1", a()),
+                    stmt("UPDATE classifier_lesson SET taught_by = '' WHERE taught_by = $1", a()),
                 ],
                 false,
             )

@@ -91,6 +91,8 @@ both_backends!(
     items_are_found_by_text_category_and_state_and_counted,
     admin_actions_are_audited_and_expire_with_the_retention,
     one_holder_at_a_time_has_a_lease_until_it_expires,
+    the_classifier_model_is_replaced_only_by_compare_and_set,
+    lessons_are_kept_found_by_teacher_forgotten_and_expire,
 );
 
 fn item(id: &str, recipient: &str, created_at: i64) -> QuarantineItem {
@@ -567,4 +569,60 @@ async fn one_holder_at_a_time_has_a_lease_until_it_expires(db: Db) {
     // Two nodes asking at the same instant: exactly one wins.
     let (a, b) = tokio::join!(store.acquire_lease("race", "node-a", ttl, NOW), store.acquire_lease("race", "node-b", ttl, NOW));
     assert!(a.unwrap() ^ b.unwrap(), "exactly one of two concurrent takers wins");
+}
+
+async fn the_classifier_model_is_replaced_only_by_compare_and_set(db: Db) {
+    let store = db.open().await;
+    assert_eq!(store.load_model().await.unwrap(), None);
+    assert_eq!(store.model_version().await.unwrap(), 0);
+    assert!(store.save_model(0, b"first", NOW).await.unwrap(), "the first model is saved");
+    assert!(!store.save_model(0, b"lost", NOW).await.unwrap(), "a second first save loses");
+    let read = store.load_model().await.unwrap().expect("a model");
+    assert_eq!((read.version, read.data.as_slice()), (1, &b"first"[..]));
+    // Two nodes learning from the same version: exactly one save wins; the other must reload.
+    let (a, b) = tokio::join!(store.save_model(1, b"node-a", NOW + 1), store.save_model(1, b"node-b", NOW + 1));
+    assert!(a.unwrap() ^ b.unwrap(), "exactly one of two concurrent saves wins");
+    assert_eq!(store.model_version().await.unwrap(), 2);
+    let winner = store.load_model().await.unwrap().unwrap();
+    assert!(winner.data == b"node-a" || winner.data == b"node-b");
+    assert!(store.save_model(2, b"third", NOW + 2).await.unwrap(), "the loser's retry on the new version is saved");
+    assert_eq!(store.load_model().await.unwrap().unwrap(), moat::store::StoredModel { version: 3, data: b"third".to_vec() });
+}
+
+async fn lessons_are_kept_found_by_teacher_forgotten_and_expire(db: Db) {
+    use moat::store::Lesson;
+    let store = db.open().await;
+    let lesson = |digest: &str, spam: bool, by: &str, at: i64| Lesson {
+        digest: digest.into(),
+        spam,
+        taught_by: by.into(),
+        via: "release".into(),
+        at,
+        features: vec![1, 2, 3, 4],
+    };
+    store.put_lesson(&lesson("d1", true, "Alice@Example.test", NOW)).await.unwrap();
+    store.put_lesson(&lesson("d2", false, "alice@example.test", NOW + 10)).await.unwrap();
+    store.put_lesson(&lesson("d3", true, "bob@example.test", NOW + 20)).await.unwrap();
+    assert_eq!(
+        store.get_lesson("d1").await.unwrap(),
+        Some(lesson("d1", true, "alice@example.test", NOW)),
+        "teachers are stored lower-cased"
+    );
+    // Relabelled: the same message's row moves to the new label.
+    store.put_lesson(&lesson("d1", false, "carol@example.test", NOW + 30)).await.unwrap();
+    assert!(!store.get_lesson("d1").await.unwrap().unwrap().spam);
+    let alices: Vec<String> = store.lessons_by("ALICE@example.test").await.unwrap().into_iter().map(|l| l.digest).collect();
+    assert_eq!(alices, ["d2"]);
+    assert_eq!(store.lessons_since("carol@example.test", NOW).await.unwrap(), 1);
+    assert_eq!(store.lessons_since("carol@example.test", NOW + 31).await.unwrap(), 0);
+    assert!(store.delete_lesson("d2").await.unwrap());
+    assert!(!store.delete_lesson("d2").await.unwrap(), "forgetting twice finds nothing the second time");
+    // Purging a user takes their name off what they taught; the lesson stays (the model learnt it).
+    store.purge_user("bob@example.test").await.unwrap();
+    assert_eq!(store.get_lesson("d3").await.unwrap().unwrap().taught_by, "");
+    assert!(store.lessons_by("bob@example.test").await.unwrap().is_empty());
+    // Lessons expire with the retention.
+    let expired = store.expire(NOW + 30 + 86_400, Duration::from_secs(86_400), Duration::from_secs(86_400)).await.unwrap();
+    assert_eq!(expired.lessons, 1, "d3 is older than the retention, d1 (relabelled at NOW + 30) is not");
+    assert!(store.get_lesson("d3").await.unwrap().is_none() && store.get_lesson("d1").await.unwrap().is_some());
 }
