@@ -461,6 +461,9 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         CREATE INDEX classifier_lesson_by_teacher ON classifier_lesson (taught_by, at);
         CREATE INDEX classifier_lesson_by_time ON classifier_lesson (at);",
     ),
+    // Message Center sessions are stateless signed cookies; signing out records the time before
+    // which the user's sessions no longer count, so a copied cookie dies with the sign-out.
+    (7, "CREATE TABLE web_session_revocation (address TEXT PRIMARY KEY, revoked_before BIGINT NOT NULL);"),
 ];
 
 /// The schema version this binary writes.
@@ -800,6 +803,33 @@ impl Store {
         Ok(())
     }
 
+    /// Ends every Message Center session of `address` that started before `before` (sign-out).
+    pub async fn revoke_sessions(&self, address: &str, before: UnixTime) -> Result<(), StoreError> {
+        self.transaction(
+            vec![stmt(
+                "INSERT INTO web_session_revocation (address, revoked_before) VALUES ($1, $2)
+                 ON CONFLICT (address) DO UPDATE SET revoked_before = excluded.revoked_before",
+                vec![text(lower(address)), int(before)],
+            )],
+            false,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Sessions of `address` that started before this time no longer count (0: none revoked).
+    pub async fn sessions_revoked_before(&self, address: &str) -> Result<UnixTime, StoreError> {
+        let rows = self
+            .query(
+                "SELECT revoked_before FROM web_session_revocation WHERE address = $1",
+                vec![text(lower(address))],
+                &[Ty::Int],
+                "web_session_revocation",
+            )
+            .await?;
+        rows.first().map_or(Ok(0), |row| row.int(0))
+    }
+
     /// Records an admin action.
     pub async fn audit_admin(&self, record: &AdminRecord) -> Result<(), StoreError> {
         self.transaction(
@@ -1000,6 +1030,7 @@ impl Store {
                     stmt("DELETE FROM greylist WHERE recipient = $1 OR sender = $1", a()),
                     stmt("DELETE FROM admin_audit WHERE recipient = $1", a()),
                     stmt("UPDATE classifier_lesson SET taught_by = '' WHERE taught_by = $1", a()),
+                    stmt("DELETE FROM web_session_revocation WHERE address = $1", a()),
                 ],
                 false,
             )

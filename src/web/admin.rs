@@ -122,8 +122,15 @@ pub async fn serve(listener: TcpListener, token: AdminToken, shared: Arc<App>) {
         .route("/api/v1/audit", get(api_audit))
         .route("/api/v1/reload", post(api_reload))
         .layer(DefaultBodyLimit::max(super::MAX_BODY))
+        .layer(axum::middleware::map_response(no_store))
         .with_state(state);
     serve_app(listener, app, shutdown, "admin_listener").await;
+}
+
+/// Nothing the admin listener answers (status, metadata, the audit log) belongs in a cache.
+async fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 // ---- authentication ----
@@ -354,7 +361,7 @@ fn admin_query(params: &QuarantineParams) -> ItemQuery {
 async fn find(shared: &App, params: &QuarantineParams) -> Result<(Vec<QuarantineItem>, u64), StoreError> {
     let query = admin_query(params);
     let store = shared.quarantine.store();
-    tokio::try_join!(store.find_items(&query, PAGE_SIZE, params.page.saturating_mul(PAGE_SIZE)), store.count_items(&query))
+    tokio::try_join!(store.find_items(&query, PAGE_SIZE, params.offset()), store.count_items(&query))
 }
 
 async fn quarantine_page(State(admin): State<AdminState>, headers: HeaderMap, Query(params): Query<QuarantineParams>) -> Response {
@@ -398,13 +405,13 @@ async fn quarantine_page(State(admin): State<AdminState>, headers: HeaderMap, Qu
         ));
     }
     body.push_str("</tbody></table><p><button type=\"submit\" name=\"action\" value=\"release\">Release selected</button> <button type=\"submit\" name=\"action\" value=\"delete\">Delete selected</button></p></form>");
-    if u64::from(params.page.saturating_add(1)) * u64::from(PAGE_SIZE) < total {
+    if params.more_after(total) {
         let next = serde_urlencoded::to_string([
             ("recipient", params.recipient.as_str()),
             ("q", &params.q),
             ("category", &params.category),
             ("state", &params.state),
-            ("page", &(params.page + 1).to_string()),
+            ("page", &(params.page_number() + 1).to_string()),
         ])
         .unwrap_or_default();
         body.push_str(&format!("<p><a href=\"/quarantine?{}\">Older</a></p>", escape(&next)));
@@ -466,7 +473,7 @@ async fn api_quarantine(State(admin): State<AdminState>, headers: HeaderMap, Que
         return *response;
     }
     match find(&admin.shared, &params).await {
-        Ok((items, total)) => axum::Json(json!({"total": total, "page": params.page, "page_size": PAGE_SIZE, "items": items.iter().map(QuarantineItem::metadata_json).collect::<Vec<_>>()})).into_response(),
+        Ok((items, total)) => axum::Json(json!({"total": total, "page": params.page_number(), "page_size": PAGE_SIZE, "items": items.iter().map(QuarantineItem::metadata_json).collect::<Vec<_>>()})).into_response(),
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"error": error.to_string()}))).into_response(),
     }
 }

@@ -81,24 +81,36 @@ impl User {
 }
 
 /// The signed-in user, or the page to answer instead (the login page for a GET).
-fn signed_in(shared: &App, headers: &HeaderMap) -> Result<User, Box<Response>> {
-    let config = shared.config.load();
+/// A session signed out of (on any device) no longer counts, however valid its cookie.
+async fn signed_in(shared: &App, headers: &HeaderMap) -> Result<User, Box<Response>> {
+    let config = shared.config.load_full();
     let (Some(key), Some(web)) = (shared.quarantine.links(), config.web.as_ref()) else {
         return Err(Box::new(page_with(StatusCode::NOT_FOUND, "Not found", "<p>The Message Center is not enabled here.</p>", CSP)));
     };
     let now = store::unix_now();
-    match WebSession::from_headers(key, headers, now) {
-        Some(session) => {
+    let Some(session) = WebSession::from_headers(key, headers, now) else {
+        return Err(Box::new(see_other("/login")));
+    };
+    match shared.quarantine.store().sessions_revoked_before(&session.address).await {
+        Ok(before) if session.started < before => {
+            let mut response = see_other("/login");
+            response.headers_mut().insert(header::SET_COOKIE, WebSession::clear());
+            Err(Box::new(response))
+        }
+        Ok(_) => {
             let cookie = session_cookie(&session, key, web, now);
             Ok(User { session, key: key.clone(), cookie })
         }
-        None => Err(Box::new(see_other("/login"))),
+        Err(error) => {
+            tracing::warn!(event = "web_store_error", error = %error);
+            Err(Box::new(unavailable()))
+        }
     }
 }
 
 /// A signed-in user for a state-changing request: also checks the CSRF token and the origin.
-fn signed_in_post(shared: &App, headers: &HeaderMap, form: &Form) -> Result<User, Box<Response>> {
-    let user = signed_in(shared, headers)?;
+async fn signed_in_post(shared: &App, headers: &HeaderMap, form: &Form) -> Result<User, Box<Response>> {
+    let user = signed_in(shared, headers).await?;
     if cross_site(headers) || !user.session.csrf_ok(&user.key, form.one("csrf")) {
         return Err(Box::new(page_with(
             StatusCode::FORBIDDEN,
@@ -135,9 +147,16 @@ fn session_cookie(session: &WebSession, key: &LinkKey, web: &crate::config::Web,
 
 async fn logout(State(shared): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = Form::parse(&body);
-    if let Err(refusal) = signed_in_post(&shared, &headers, &form) {
-        return *refusal;
+    let user = match signed_in_post(&shared, &headers, &form).await {
+        Ok(user) => user,
+        Err(refusal) => return *refusal,
+    };
+    // Every session of this user that started up to now ends, on this device and any other.
+    if let Err(error) = shared.quarantine.store().revoke_sessions(&user.session.address, store::unix_now() + 1).await {
+        tracing::warn!(event = "web_store_error", error = %error);
+        return unavailable();
     }
+    tracing::info!(event = "web_signed_out", user = %user.session.address);
     let mut response = page_with(StatusCode::OK, "Signed out", "<p>You are signed out. <a href=\"/login\">Sign in again</a></p>", CSP);
     response.headers_mut().insert(header::SET_COOKIE, WebSession::clear());
     response
@@ -157,8 +176,26 @@ pub(super) struct ListParams {
     pub category: String,
     #[serde(default)]
     pub state: String,
+    /// The page, counted from 1 (0 or missing: the first).
     #[serde(default)]
     pub page: u32,
+}
+
+impl ListParams {
+    /// The page asked for, counted from 1.
+    pub fn page_number(&self) -> u32 {
+        self.page.max(1)
+    }
+
+    /// The number of items before this page.
+    pub fn offset(&self) -> u32 {
+        (self.page_number() - 1).saturating_mul(PAGE_SIZE)
+    }
+
+    /// Whether there are items after this page, of `total`.
+    pub fn more_after(&self, total: u64) -> bool {
+        u64::from(self.page_number()) * u64::from(PAGE_SIZE) < total
+    }
 }
 
 pub(super) fn category_of(text: &str) -> Option<Category> {
@@ -186,7 +223,7 @@ fn select(name: &str, label: &str, current: &str, options: &[(&str, &str)]) -> S
 }
 
 async fn list(State(shared): State<Arc<App>>, headers: HeaderMap, Query(params): Query<ListParams>) -> Response {
-    let user = match signed_in(&shared, &headers) {
+    let user = match signed_in(&shared, &headers).await {
         Ok(user) => user,
         Err(refusal) => return *refusal,
     };
@@ -196,7 +233,7 @@ async fn list(State(shared): State<Arc<App>>, headers: HeaderMap, Query(params):
         category: category_of(&params.category),
         text: params.q.chars().take(200).collect(),
     };
-    let offset = params.page.saturating_mul(PAGE_SIZE);
+    let offset = params.offset();
     let store = shared.quarantine.store();
     let (items, total) = match tokio::try_join!(store.find_items(&query, PAGE_SIZE, offset), store.count_items(&query)) {
         Ok(found) => found,
@@ -273,11 +310,12 @@ fn pager(params: &ListParams, total: u64) -> String {
         format!("<a href=\"/mc?{}\">{text}</a> ", escape(&query))
     };
     let mut links = String::new();
-    if params.page > 0 {
-        links.push_str(&page_link(params.page - 1, "Newer"));
+    let page = params.page_number();
+    if page > 1 {
+        links.push_str(&page_link(page - 1, "Newer"));
     }
-    if u64::from(params.page.saturating_add(1)) * u64::from(PAGE_SIZE) < total {
-        links.push_str(&page_link(params.page + 1, "Older"));
+    if params.more_after(total) {
+        links.push_str(&page_link(page + 1, "Older"));
     }
     if links.is_empty() { links } else { format!("<nav aria-label=\"Pages\">{links}</nav>") }
 }
@@ -338,7 +376,7 @@ pub const MAX_VIEW_TEXT: usize = 100_000;
 
 /// The signed-in user, their item `id` and its contents, or the page to answer instead.
 async fn own_contents(shared: &App, headers: &HeaderMap, id: &str) -> Result<(User, QuarantineItem, Vec<u8>), Box<Response>> {
-    let user = signed_in(shared, headers)?;
+    let user = signed_in(shared, headers).await?;
     let item = own_item(shared, &user, id).await?;
     match shared.quarantine.open_contents(&item.id).await {
         Ok(contents) => Ok((user, item, contents)),
@@ -446,7 +484,7 @@ impl ItemAction {
 
 async fn act(State(shared): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = Form::parse(&body);
-    let user = match signed_in_post(&shared, &headers, &form) {
+    let user = match signed_in_post(&shared, &headers, &form).await {
         Ok(user) => user,
         Err(refusal) => return *refusal,
     };
@@ -538,7 +576,7 @@ fn may_choose_digest(config: &crate::config::Config, address: &str) -> bool {
 }
 
 async fn preferences(State(shared): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let user = match signed_in(&shared, &headers) {
+    let user = match signed_in(&shared, &headers).await {
         Ok(user) => user,
         Err(refusal) => return *refusal,
     };
@@ -605,7 +643,7 @@ async fn preferences(State(shared): State<Arc<App>>, headers: HeaderMap) -> Resp
 
 async fn save_preferences(State(shared): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = Form::parse(&body);
-    let user = match signed_in_post(&shared, &headers, &form) {
+    let user = match signed_in_post(&shared, &headers, &form).await {
         Ok(user) => user,
         Err(refusal) => return *refusal,
     };
@@ -652,7 +690,7 @@ async fn save_preferences(State(shared): State<Arc<App>>, headers: HeaderMap, bo
 
 async fn change_list(State(shared): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = Form::parse(&body);
-    let user = match signed_in_post(&shared, &headers, &form) {
+    let user = match signed_in_post(&shared, &headers, &form).await {
         Ok(user) => user,
         Err(refusal) => return *refusal,
     };

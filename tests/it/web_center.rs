@@ -201,6 +201,10 @@ fn message_center_lists_views_and_acts_for_its_own_user_only() {
     // Signing out ends the session in the browser.
     let out = post(&setup, &bob, "/mc/logout", &format!("csrf={}", csrf_of(&bob_list.body)));
     assert!(out.header("Set-Cookie").is_some_and(|c| c.contains("Max-Age=0")));
+    // ... and on the server: the old cookie, kept or copied, no longer opens anything.
+    let after = get(&setup, &bob, "/mc");
+    assert_eq!((after.status, after.header("Location").as_deref()), (303, Some("/login")), "a signed-out session is refused");
+    assert_eq!(post(&setup, &bob, "/mc/act", &format!("csrf={}&action=release&id={bob_item}", csrf_of(&bob_list.body))).status, 303);
 
     for marker in [&alice_marker, &plain_marker, &bob_marker, &block_marker, &delete_marker] {
         setup.moat.assert_log_lacks(&format!("You have won {marker}"));
@@ -372,7 +376,13 @@ fn the_admin_api_needs_the_token_shows_metadata_only_and_audits_actions() {
 
     let (status, list) = api(&setup, "GET", "/api/v1/quarantine?recipient=alice%40example.test", Some(&token));
     assert_eq!(status, 200);
-    assert_eq!(list["total"], 1);
+    assert_eq!((list["total"].as_u64(), list["page"].as_u64()), (Some(1), Some(1)), "pages count from 1: {list}");
+    let (_, first_page) = api(&setup, "GET", "/api/v1/quarantine?recipient=alice%40example.test&page=1", Some(&token));
+    assert_eq!(first_page["items"], list["items"], "page=1 is the first page");
+    let (_, second_page) = api(&setup, "GET", "/api/v1/quarantine?recipient=alice%40example.test&page=2", Some(&token));
+    assert_eq!(second_page["items"].as_array().map(Vec::len), Some(0));
+    let raw = http_with(setup.admin, "GET", "/api/v1/status", &[&format!("Authorization: Bearer {token}")], "");
+    assert_eq!(raw.header("Cache-Control").as_deref(), Some("no-store"), "admin API answers are never cached");
     assert_eq!(list["items"][0]["subject"], HOSTILE_SUBJECT);
     assert_eq!(list["items"][0]["symbols"][0]["name"], "LOCAL_PRIZE", "{list}");
     assert!(!list.to_string().contains(&spam_marker), "no message contents for admins");
