@@ -93,6 +93,7 @@ both_backends!(
     one_holder_at_a_time_has_a_lease_until_it_expires,
     the_classifier_model_is_replaced_only_by_compare_and_set,
     lessons_are_kept_found_by_teacher_forgotten_and_expire,
+    signing_out_records_when_sessions_stop_counting,
 );
 
 fn item(id: &str, recipient: &str, created_at: i64) -> QuarantineItem {
@@ -625,4 +626,15 @@ async fn lessons_are_kept_found_by_teacher_forgotten_and_expire(db: Db) {
     let expired = store.expire(NOW + 30 + 86_400, Duration::from_secs(86_400), Duration::from_secs(86_400)).await.unwrap();
     assert_eq!(expired.lessons, 1, "d3 is older than the retention, d1 (relabelled at NOW + 30) is not");
     assert!(store.get_lesson("d3").await.unwrap().is_none() && store.get_lesson("d1").await.unwrap().is_some());
+}
+
+async fn signing_out_records_when_sessions_stop_counting(db: Db) {
+    let store = db.open().await;
+    assert_eq!(store.sessions_revoked_before("alice@example.test").await.unwrap(), 0, "nothing revoked yet");
+    store.revoke_sessions("Alice@Example.test", NOW).await.unwrap();
+    store.revoke_sessions("alice@example.test", NOW + 60).await.unwrap();
+    assert_eq!(store.sessions_revoked_before("ALICE@example.test").await.unwrap(), NOW + 60, "the latest sign-out counts");
+    assert_eq!(store.sessions_revoked_before("bob@example.test").await.unwrap(), 0, "other users are untouched");
+    store.purge_user("alice@example.test").await.unwrap();
+    assert_eq!(store.sessions_revoked_before("alice@example.test").await.unwrap(), 0, "purged with the user");
 }
