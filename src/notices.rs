@@ -35,9 +35,10 @@ pub fn unsubscribe_url(config: &Config, key: &LinkKey, address: &str, now: i64) 
     Some(key.url(config.web.as_ref()?, LinkAction::Unsubscribe, address, "", now))
 }
 
-/// Text shown in an email: control characters (a forged CR/LF, escape sequences) become spaces.
+/// Text from mail shown in an email (see [`crate::html::shown`]): never a forged line break, a
+/// disguising control character, or more than [`crate::html::LIST_TEXT`] characters.
 pub fn shown(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    crate::html::shown(text, crate::html::LIST_TEXT)
 }
 
 /// The notice for `item` (spool envelope and message), or `None` when there is no `[web]`

@@ -9,6 +9,11 @@
 use crate::clock::minute_utc as date;
 use crate::config::{Config, Web};
 use crate::html::escape;
+
+/// A value already made [`shown`], escaped and isolated for the HTML part.
+fn bdi(text: &str) -> String {
+    format!("<bdi>{}</bdi>", escape(text))
+}
 use crate::links::{LinkAction, LinkKey};
 use crate::notices::{ToUser, shown};
 use crate::spool::{Envelope, Spool, Staged};
@@ -104,11 +109,12 @@ fn html_part(address: &str, rows: &[Row], retention_days: u64, center: &str, uns
         ));
         for row in rows {
             html.push_str(&format!(
-                "<tr style=\"border-top:1px solid #ccc\"><td>{}</td><td>{}</td><td>{}</td><td>{:.1}: {}</td>\
+                "<tr style=\"border-top:1px solid #ccc\"><td style=\"white-space:nowrap\">{}</td><td style=\"overflow-wrap:anywhere;word-break:break-word\">{}</td>\
+                 <td style=\"overflow-wrap:anywhere;word-break:break-word\">{}</td><td>{:.1}: {}</td>\
                  <td><a href=\"{}\">View</a><br><a href=\"{}\">Release</a><br><a href=\"{}\">Release and allow sender</a></td></tr>",
                 escape(&row.date),
-                escape(&row.sender),
-                escape(&row.subject),
+                bdi(&row.sender),
+                bdi(&row.subject),
                 row.score,
                 escape(&row.reason),
                 escape(&row.view),

@@ -17,6 +17,7 @@
 use super::session::{cookie, cross_site};
 use super::{ClientAddr, Form, date, escape, page_with, serve_app};
 use crate::app::App;
+use crate::html::{LIST_TEXT, mail_value};
 use crate::links::LinkKey;
 use crate::stats::{Counts, STATS};
 use crate::store::{self, AdminRecord, ItemQuery, ItemState, QuarantineItem, ReleaseVia, StoreError};
@@ -395,8 +396,8 @@ async fn quarantine_page(State(admin): State<AdminState>, headers: HeaderMap, Qu
             "<tr><td><input type=\"checkbox\" name=\"id\" value=\"{id}\" aria-label=\"Select item {id}\"></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             date(item.created_at),
             escape(&item.recipient),
-            escape(&item.sender),
-            escape(&item.subject),
+            mail_value(&item.sender, LIST_TEXT),
+            mail_value(&item.subject, LIST_TEXT),
             item.score,
             escape(&symbols.join(", ")),
             item.category.as_str(),

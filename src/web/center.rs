@@ -15,6 +15,7 @@
 use super::session::{WebSession, cross_site};
 use super::{Form, date, escape, escape_keep_lines, page_with, sanitize, unavailable};
 use crate::app::App;
+use crate::html::{LIST_TEXT, mail_value, shown};
 use crate::links::LinkKey;
 use crate::lists::Entry;
 use crate::store::{self, Category, DigestFrequency, ItemQuery, ItemState, ListKind, QuarantineItem, ReleaseVia, StoreError};
@@ -35,7 +36,7 @@ pub const MAX_BULK: usize = 100;
 const CSP: &str =
     "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-const STYLE: &str = "<style>main{max-width:60rem}table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem;border-bottom:1px solid #ddd;vertical-align:top}\
+const STYLE: &str = "<style>main{max-width:60rem}table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem;border-bottom:1px solid #ddd;vertical-align:top;overflow-wrap:anywhere}dd{overflow-wrap:anywhere}\
 nav a,nav button{margin-right:1rem}.actions button{margin:.2rem}iframe{width:100%;height:24rem;border:1px solid #ccc}\
 .skip{position:absolute;left:-999px}.skip:focus{left:1rem}\
 @media (max-width:40rem){table,tbody,tr,td{display:block}thead{display:none}tr{border-bottom:2px solid #999;margin-bottom:.5rem}td{border:0}}</style>";
@@ -270,7 +271,7 @@ fn row(item: &QuarantineItem) -> String {
         format!(
             "<input type=\"checkbox\" name=\"id\" value=\"{}\" aria-label=\"Select message from {}\">",
             escape(&item.id),
-            escape(sender)
+            escape(&shown(sender, LIST_TEXT))
         )
     } else {
         escape(item.state.as_str())
@@ -278,9 +279,9 @@ fn row(item: &QuarantineItem) -> String {
     format!(
         "<tr><td>{check}</td><td>{}</td><td>{}</td><td><a href=\"/mc/m/{}\">{}</a></td><td>{}</td><td>{:.1}</td><td>{}</td></tr>",
         date(item.date),
-        escape(sender),
+        mail_value(sender, LIST_TEXT),
         escape(&item.id),
-        escape(subject),
+        mail_value(subject, LIST_TEXT),
         item.category.as_str(),
         item.score,
         escape(&crate::digest::build::reason(item)),
@@ -395,9 +396,9 @@ async fn view(State(shared): State<Arc<App>>, headers: HeaderMap, Path(id): Path
     let parts = parts(&contents);
     let mut body = format!(
         "<dl><dt>From</dt><dd>{}</dd><dt>To</dt><dd>{}</dd><dt>Subject</dt><dd>{}</dd><dt>Date</dt><dd>{}</dd><dt>Held because</dt><dd>{} (score {:.1}, {})</dd></dl>",
-        escape(or_none(&item.sender, "(no sender)")),
+        mail_value(or_none(&item.sender, "(no sender)"), usize::MAX),
         escape(&item.recipient),
-        escape(or_none(&item.subject, "(no subject)")),
+        mail_value(or_none(&item.subject, "(no subject)"), usize::MAX),
         date(item.date),
         escape(&crate::digest::build::reason(&item)),
         item.score,

@@ -55,11 +55,11 @@ async fn owned_item(shared: &App, link: &Link) -> Result<QuarantineItem, Refusal
 fn describe(item: &QuarantineItem) -> String {
     let sender = if item.sender.is_empty() { "(no sender)" } else { &item.sender };
     let subject = if item.subject.is_empty() { "(no subject)" } else { &item.subject };
-    let date = chrono::DateTime::from_timestamp(item.date, 0).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M UTC").to_string());
+    let date = crate::clock::minute_utc(item.date);
     format!(
-        "<dl><dt>From</dt><dd>{}</dd><dt>Subject</dt><dd>{}</dd><dt>Date</dt><dd>{}</dd></dl>",
-        escape(sender),
-        escape(subject),
+        "<dl><dt>From</dt><dd style=\"overflow-wrap:anywhere\">{}</dd><dt>Subject</dt><dd style=\"overflow-wrap:anywhere\">{}</dd><dt>Date</dt><dd>{}</dd></dl>",
+        crate::html::mail_value(sender, usize::MAX),
+        crate::html::mail_value(subject, usize::MAX),
         escape(&date)
     )
 }

@@ -7,6 +7,7 @@
 //! file is reported with file:line and not applied.
 
 use crate::support::*;
+use moat::html::LIST_TEXT;
 use std::fs;
 
 const HOLD_RULE: &str = "body LOCAL_PRIZE /you have won/i\nscore LOCAL_PRIZE 12\ndescribe LOCAL_PRIZE Claims you won a prize\n";
@@ -339,6 +340,26 @@ fn users_of_a_domain_without_opt_out_cannot_allow_everyone() {
     let delivered = capture.wait_for(2, DEADLINE);
     assert!(text(&delivered[1].data).contains("my respect"));
     moat.assert_quarantine_stays(1);
+}
+
+#[test]
+fn deceptive_and_overlong_subjects_are_shown_as_what_they_are() {
+    let setup = start();
+    hold(&setup, "alice@example.test", "Invoice \u{202E}gnp.exe", false);
+    let long = format!("Win{}", "x".repeat(600));
+    hold(&setup, "alice@example.test", &long, false);
+    setup.moat.wait_quarantined(2);
+    let digest_link = digest_center_link(&setup, "alice@example.test");
+    let digest = setup.capture.messages().into_iter().last().expect("the digest");
+    let digest_text = text_part(&digest.data);
+    assert!(digest_text.contains("Invoice [U+202E]gnp.exe"), "the override is visible in the digest: {digest_text}");
+    assert!(!digest_text.contains('\u{202E}'));
+    assert!(!digest_text.contains(&"x".repeat(200)), "a 600-character subject is cut in the digest");
+    let alice = session_from_link(setup.web, &digest_link);
+    let list = get(&setup, &alice, "/mc");
+    assert!(list.body.contains("<bdi>Invoice [U+202E]gnp.exe</bdi>"), "{}", list.body);
+    assert!(!list.body.contains('\u{202E}'), "no live override in the Message Center");
+    assert!(list.body.contains(&format!("Win{}…", "x".repeat(LIST_TEXT - 3))), "long subjects end in an ellipsis in the list");
 }
 
 fn admin_token(setup: &Setup) -> String {
