@@ -74,9 +74,11 @@ fn time(at: i64) -> String {
 }
 
 /// One line per item; control characters in sender or subject are shown escaped, so a
-/// crafted subject cannot rewrite the operator's terminal.
-fn print_item(item: &QuarantineItem) {
+/// crafted subject cannot rewrite the operator's terminal. The subject only where the domain's
+/// `admin_sees_subjects` allows it.
+fn print_item(item: &QuarantineItem, with_subject: bool) {
     let sender = if item.sender.is_empty() { "<>".to_string() } else { item.sender.escape_debug().to_string() };
+    let subject = if with_subject { item.subject.escape_debug().to_string() } else { "(subject hidden)".to_string() };
     println!(
         "{}  {}  {:<6}  {:<8}  {:>6.2}  {}  {}  {}",
         item.id,
@@ -86,7 +88,7 @@ fn print_item(item: &QuarantineItem) {
         item.score,
         item.recipient,
         sender,
-        item.subject.escape_debug()
+        subject
     );
 }
 
@@ -98,9 +100,9 @@ pub async fn quarantine(config: &Config, command: QuarantineCommand) -> Result<(
             let items = open().await?.list_items(recipient.as_deref().unwrap_or(""), state, limit, 0).await.map_err(|e| e.to_string())?;
             for item in &items {
                 if json {
-                    println!("{}", item.metadata_json());
+                    println!("{}", item.metadata_json(config.admin_sees_subject(&item.recipient)));
                 } else {
-                    print_item(item);
+                    print_item(item, config.admin_sees_subject(&item.recipient));
                 }
             }
             if !json {
@@ -111,7 +113,7 @@ pub async fn quarantine(config: &Config, command: QuarantineCommand) -> Result<(
             let store = open().await?;
             let item = store.get_item(&id).await.map_err(|e| e.to_string())?;
             let releases = store.releases(&id).await.map_err(|e| e.to_string())?;
-            let mut value = item.metadata_json();
+            let mut value = item.metadata_json(config.admin_sees_subject(&item.recipient));
             value["releases"] = releases
                 .iter()
                 .map(|r| serde_json::json!({"actor": r.actor, "via": r.via.as_str(), "at": r.at, "queue_id": r.ticket}))

@@ -673,6 +673,12 @@ pub struct Domain {
     pub policy: Option<PolicyOverride>,
     /// This domain's own digest schedule (over `[digest]`).
     pub digest: Option<DigestOverride>,
+    /// Whether admin views (console, API, `moat quarantine`) show the subjects of this domain's
+    /// held mail and the details of their symbols. Both can quote the message, so by default
+    /// admins see sender, recipient, date, size, score, symbol names and category only; users
+    /// always see their own.
+    #[serde(default)]
+    pub admin_sees_subjects: bool,
 }
 
 fn default_callout_ttl() -> Seconds {
@@ -730,6 +736,13 @@ impl Config {
     }
 
     /// The downstream route for a recipient domain we relay for.
+    /// Whether admins may see the subject of mail held for `recipient` (its domain's
+    /// `admin_sees_subjects`).
+    pub fn admin_sees_subject(&self, recipient: &str) -> bool {
+        let domain = recipient.rsplit_once('@').map_or("", |(_, d)| d);
+        self.domain(domain).is_some_and(|d| d.admin_sees_subjects)
+    }
+
     pub fn route_for(&self, domain: &str) -> &Route {
         self.domain(domain).and_then(|d| d.route.as_ref()).unwrap_or(&self.downstream)
     }

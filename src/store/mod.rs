@@ -284,12 +284,22 @@ pub struct Expired {
 
 impl QuarantineItem {
     /// The item's metadata as JSON (the CLI's `--json` and the admin API): never its contents.
-    pub fn metadata_json(&self) -> serde_json::Value {
-        serde_json::json!({
+    /// With `with_content` (the domain's `admin_sees_subjects`) also its subject and the
+    /// symbols' details, which can quote the message (a listed link's host, a file name);
+    /// without, symbols by name and score only.
+    pub fn metadata_json(&self, with_content: bool) -> serde_json::Value {
+        let symbols: Vec<serde_json::Value> = self
+            .symbols
+            .iter()
+            .map(|s| {
+                let detail = if with_content { s.detail.as_deref() } else { None };
+                serde_json::json!({"name": s.name, "score": s.score, "detail": detail})
+            })
+            .collect();
+        let mut value = serde_json::json!({
             "id": self.id,
             "recipient": self.recipient,
             "sender": self.sender,
-            "subject": self.subject,
             "date": self.date,
             "size": self.size,
             "score": self.score,
@@ -297,8 +307,12 @@ impl QuarantineItem {
             "state": self.state.as_str(),
             "created_at": self.created_at,
             "expires_at": self.expires_at,
-            "symbols": self.symbols,
-        })
+            "symbols": symbols,
+        });
+        if with_content {
+            value["subject"] = serde_json::Value::from(self.subject.as_str());
+        }
+        value
     }
 }
 
@@ -309,8 +323,12 @@ pub struct ItemQuery {
     pub recipient: String,
     pub state: Option<ItemState>,
     pub category: Option<Category>,
-    /// Items whose sender or subject contains this text (case-insensitive; "" for all).
+    /// Items whose sender (or subject, with `search_subjects`) contains this text
+    /// (case-insensitive; "" for all).
     pub text: String,
+    /// Whether `text` also matches subjects: for the user's own Message Center, never for admins
+    /// (a subject is content).
+    pub search_subjects: bool,
 }
 
 /// One admin action, as recorded in the audit log.
@@ -606,11 +624,11 @@ fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
-/// The `WHERE` clause of an [`ItemQuery`], parameters `$1`..`$4` ([`item_query_params`]).
+/// The `WHERE` clause of an [`ItemQuery`], parameters `$1`..`$5` ([`item_query_params`]).
 macro_rules! item_query_where {
     () => {
         "($1 = '' OR recipient = $1) AND ($2 = '' OR state = $2) AND ($3 = '' OR category = $3)
-     AND ($4 = '' OR lower(sender) LIKE $4 ESCAPE '\\' OR lower(subject) LIKE $4 ESCAPE '\\')"
+     AND ($4 = '' OR lower(sender) LIKE $4 ESCAPE '\\' OR ($5 AND lower(subject) LIKE $4 ESCAPE '\\'))"
     };
 }
 
@@ -620,6 +638,7 @@ fn item_query_params(query: &ItemQuery) -> Vec<Val> {
         text(query.state.map_or("", ItemState::as_str)),
         text(query.category.map_or("", Category::as_str)),
         text(if query.text.is_empty() { String::new() } else { contains_pattern(&query.text) }),
+        Val::Bool(Some(query.search_subjects)),
     ]
 }
 
@@ -756,7 +775,7 @@ impl Store {
                     "SELECT id, recipient, sender, subject, msg_date, size, score, symbols, category, state, created_at, expires_at
                      FROM quarantine WHERE ",
                     item_query_where!(),
-                    " ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6"
+                    " ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7"
                 ),
                 params,
                 ITEM_COLUMNS,

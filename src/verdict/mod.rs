@@ -22,7 +22,10 @@ pub struct Symbol {
     pub name: String,
     /// Score from the score table (or the rule file); filled in by `decide`.
     pub score: f64,
-    /// Free text for logs and `moat scan` (e.g. the virus name); never message content.
+    /// Free text for `moat scan`, the quarantine record and the message's owner (e.g. the virus
+    /// name, a rule's description). It can quote the message (a listed link's host, a file
+    /// name), so logs carry symbol names only and admins see details only where the domain's
+    /// `admin_sees_subjects` allows.
     pub detail: Option<String>,
 }
 

@@ -356,6 +356,7 @@ fn admin_query(params: &QuarantineParams) -> ItemQuery {
         },
         category: super::center::category_of(&params.category),
         text: params.q.chars().take(200).collect(),
+        search_subjects: false,
     }
 }
 
@@ -377,7 +378,7 @@ async fn quarantine_page(State(admin): State<AdminState>, headers: HeaderMap, Qu
     let mut body = format!(
         "<form method=\"get\" action=\"/quarantine\" role=\"search\">\
          <label for=\"recipient\">Recipient</label> <input id=\"recipient\" name=\"recipient\" value=\"{}\"> \
-         <label for=\"q\">Sender or subject</label> <input id=\"q\" name=\"q\" value=\"{}\"> \
+         <label for=\"q\">Sender</label> <input id=\"q\" name=\"q\" value=\"{}\"> \
          <label for=\"category\">Category</label> <input id=\"category\" name=\"category\" value=\"{}\" size=\"6\"> \
          <label for=\"state\">State</label> <input id=\"state\" name=\"state\" value=\"{}\" size=\"8\"> <button type=\"submit\">Search</button></form>\
          <p>{total} item(s). Contents are not shown here: only the recipient can read a message.</p>",
@@ -390,14 +391,17 @@ async fn quarantine_page(State(admin): State<AdminState>, headers: HeaderMap, Qu
         "<form method=\"post\" action=\"/quarantine/act\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><table><thead><tr><th scope=\"col\">Select</th><th scope=\"col\">Date</th><th scope=\"col\">Recipient</th><th scope=\"col\">Sender</th><th scope=\"col\">Subject</th><th scope=\"col\">Score</th><th scope=\"col\">Symbols</th><th scope=\"col\">Category</th><th scope=\"col\">State</th></tr></thead><tbody>",
         admin.token.csrf(started)
     ));
+    let config = admin.shared.config.load();
     for item in &items {
         let symbols: Vec<String> = item.symbols.iter().map(|s| format!("{} ({:.1})", s.name, s.score)).collect();
+        let subject =
+            if config.admin_sees_subject(&item.recipient) { mail_value(&item.subject, LIST_TEXT) } else { "<i>(hidden)</i>".to_string() };
         body.push_str(&format!(
             "<tr><td><input type=\"checkbox\" name=\"id\" value=\"{id}\" aria-label=\"Select item {id}\"></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             date(item.created_at),
             escape(&item.recipient),
             mail_value(&item.sender, LIST_TEXT),
-            mail_value(&item.subject, LIST_TEXT),
+            subject,
             item.score,
             escape(&symbols.join(", ")),
             item.category.as_str(),
@@ -474,7 +478,11 @@ async fn api_quarantine(State(admin): State<AdminState>, headers: HeaderMap, Que
         return *response;
     }
     match find(&admin.shared, &params).await {
-        Ok((items, total)) => axum::Json(json!({"total": total, "page": params.page_number(), "page_size": PAGE_SIZE, "items": items.iter().map(QuarantineItem::metadata_json).collect::<Vec<_>>()})).into_response(),
+        Ok((items, total)) => {
+            let config = admin.shared.config.load();
+            let items: Vec<_> = items.iter().map(|item| item.metadata_json(config.admin_sees_subject(&item.recipient))).collect();
+            axum::Json(json!({"total": total, "page": params.page_number(), "page_size": PAGE_SIZE, "items": items})).into_response()
+        }
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"error": error.to_string()}))).into_response(),
     }
 }

@@ -233,6 +233,7 @@ async fn list(State(shared): State<Arc<App>>, headers: HeaderMap, Query(params):
         state: state_of(&params.state),
         category: category_of(&params.category),
         text: params.q.chars().take(200).collect(),
+        search_subjects: true,
     };
     let offset = params.offset();
     let store = shared.quarantine.store();

@@ -517,13 +517,14 @@ async fn items_are_found_by_text_category_and_state_and_counted(db: Db) {
             )
         }
     };
-    let alice = || ItemQuery { recipient: "Alice@Example.test".into(), ..ItemQuery::default() };
+    let alice = || ItemQuery { recipient: "Alice@Example.test".into(), search_subjects: true, ..ItemQuery::default() };
     assert_eq!(find(alice()).await, (vec!["o1".to_string(), "v1".into(), "a1".into()], 3), "newest first, recipient case-insensitive");
     assert_eq!(find(ItemQuery { state: Some(ItemState::Held), ..alice() }).await.1, 2);
     assert_eq!(find(ItemQuery { category: Some(Category::Virus), ..alice() }).await.0, ["v1"]);
     // Text matches sender or subject, case-insensitively; % and _ are literal characters.
     assert_eq!(find(ItemQuery { text: "INVOICE".into(), ..alice() }).await.1, 2);
     assert_eq!(find(ItemQuery { text: "100%_".into(), ..alice() }).await.0, ["v1"]);
+    assert_eq!(find(ItemQuery { text: "INVOICE".into(), search_subjects: false, ..alice() }).await.1, 0, "admins search senders only");
     assert_eq!(find(ItemQuery { text: "spammer-b1".into(), ..ItemQuery::default() }).await.0, ["b1"]);
     assert_eq!(find(ItemQuery::default()).await.1, 4, "every recipient's");
     assert_eq!(store.find_items(&alice(), 1, 1).await.unwrap()[0].id, "v1", "paging");

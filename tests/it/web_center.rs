@@ -375,7 +375,7 @@ fn api(setup: &Setup, method: &str, path: &str, token: Option<&str>) -> (u16, se
 
 #[test]
 fn the_admin_api_needs_the_token_shows_metadata_only_and_audits_actions() {
-    let setup = start();
+    let setup = start_with("", "\n[[domain]]\nname = \"open.test\"\nrecipient_check = \"any\"\nadmin_sees_subjects = true\n");
     let spam_marker = hold(&setup, "alice@example.test", HOSTILE_SUBJECT, true);
     let item = setup.moat.wait_quarantined(1).remove(0).item.id;
     let token = admin_token(&setup);
@@ -404,7 +404,7 @@ fn the_admin_api_needs_the_token_shows_metadata_only_and_audits_actions() {
     assert_eq!(second_page["items"].as_array().map(Vec::len), Some(0));
     let raw = http_with(setup.admin, "GET", "/api/v1/status", &[&format!("Authorization: Bearer {token}")], "");
     assert_eq!(raw.header("Cache-Control").as_deref(), Some("no-store"), "admin API answers are never cached");
-    assert_eq!(list["items"][0]["subject"], HOSTILE_SUBJECT);
+    assert!(list["items"][0].get("subject").is_none(), "admins see no subject unless the domain allows it: {list}");
     assert_eq!(list["items"][0]["symbols"][0]["name"], "LOCAL_PRIZE", "{list}");
     assert!(!list.to_string().contains(&spam_marker), "no message contents for admins");
     let (status, queue) = api(&setup, "GET", "/api/v1/queue", Some(&token));
@@ -434,12 +434,23 @@ fn the_admin_api_needs_the_token_shows_metadata_only_and_audits_actions() {
     let (_, audit) = api(&setup, "GET", "/api/v1/audit", Some(&token));
     assert!(audit["records"].as_array().unwrap().iter().any(|r| r["action"] == "delete" && r["target"] == other.as_str()), "{audit}");
 
-    // The console: sign in with the token; pages show the hostile subject inert.
+    // A domain whose policy lets admins see subjects: its subjects are shown, the others' not.
+    hold(&setup, "carol@open.test", HOSTILE_SUBJECT, false);
+    let open_item = setup.moat.wait_quarantined(3).into_iter().find(|h| h.item.recipient == "carol@open.test").unwrap().item.id;
+    let (_, open_list) = api(&setup, "GET", "/api/v1/quarantine?recipient=carol%40open.test", Some(&token));
+    assert_eq!(
+        (open_list["items"][0]["id"].as_str(), open_list["items"][0]["subject"].as_str()),
+        (Some(open_item.as_str()), Some(HOSTILE_SUBJECT))
+    );
+
+    // The console: sign in with the token; pages show the allowed hostile subject inert, hide the others.
     let signed = http(setup.admin, "POST", "/login", &format!("token={token}"));
     assert_eq!(signed.status, 303);
     let cookie = signed.header("Set-Cookie").unwrap().split(';').next().unwrap().to_string();
     let page = http_with(setup.admin, "GET", "/quarantine", &[&format!("Cookie: {cookie}")], "");
     assert!(page.body.contains("&lt;script&gt;") && !page.body.contains("<script") && !page.body.contains(&spam_marker), "{}", page.body);
+    assert_eq!(page.body.matches("&lt;script&gt;").count(), 1, "only open.test's subject is shown: {}", page.body);
+    assert!(page.body.contains("(hidden)"), "{}", page.body);
     assert_eq!(http(setup.admin, "POST", "/login", "token=nope").status, 401);
     let dashboard = http_with(setup.admin, "GET", "/", &[&format!("Cookie: {cookie}")], "");
     assert!(dashboard.body.contains("Rule set in force"), "{}", dashboard.body);
