@@ -41,6 +41,7 @@ pub mod keys;
 pub mod layers;
 pub mod links;
 pub mod lists;
+pub mod mailbox;
 pub mod metrics;
 pub mod notices;
 pub mod quarantine;
