@@ -1033,8 +1033,9 @@ impl Store {
     }
 
     /// Removes everything held about `address` (`moat user purge`): its quarantined items and
-    /// their contents, release records, preferences, lists, digest cursor, and greylist rows
-    /// where it is the sender or the recipient.
+    /// their contents, release records, preferences, lists, digest cursor, sign-out time, rate
+    /// counters named after it (login links, as a sender), and greylist rows where it is the
+    /// sender or the recipient; its name comes off the classifier lessons it taught.
     pub async fn purge_user(&self, address: &str) -> Result<Purged, StoreError> {
         let a = || vec![text(lower(address))];
         let counts = self
@@ -1050,6 +1051,7 @@ impl Store {
                     stmt("DELETE FROM admin_audit WHERE recipient = $1", a()),
                     stmt("UPDATE classifier_lesson SET taught_by = '' WHERE taught_by = $1", a()),
                     stmt("DELETE FROM web_session_revocation WHERE address = $1", a()),
+                    stmt("DELETE FROM rate_counter WHERE name = 'login:' || $1 OR name = 'from:' || $1", a()),
                 ],
                 false,
             )

@@ -620,8 +620,14 @@ async fn lessons_are_kept_found_by_teacher_forgotten_and_expire(db: Db) {
     assert!(store.delete_lesson("d2").await.unwrap());
     assert!(!store.delete_lesson("d2").await.unwrap(), "forgetting twice finds nothing the second time");
     // Purging a user takes their name off what they taught; the lesson stays (the model learnt it).
+    store.hit_rate("login:bob@example.test", Duration::from_secs(3600), NOW).await.unwrap();
+    store.hit_rate("from:bob@example.test", Duration::from_secs(3600), NOW).await.unwrap();
+    store.hit_rate("login:carol@example.test", Duration::from_secs(3600), NOW).await.unwrap();
     store.purge_user("bob@example.test").await.unwrap();
     assert_eq!(store.get_lesson("d3").await.unwrap().unwrap().taught_by, "");
+    assert_eq!(store.hit_rate("login:bob@example.test", Duration::from_secs(3600), NOW).await.unwrap(), 1, "bob's counters are gone");
+    assert_eq!(store.hit_rate("from:bob@example.test", Duration::from_secs(3600), NOW).await.unwrap(), 1);
+    assert_eq!(store.hit_rate("login:carol@example.test", Duration::from_secs(3600), NOW).await.unwrap(), 2, "carol's stay");
     assert!(store.lessons_by("bob@example.test").await.unwrap().is_empty());
     // Lessons expire with the retention.
     let expired = store.expire(NOW + 30 + 86_400, Duration::from_secs(86_400), Duration::from_secs(86_400)).await.unwrap();
