@@ -98,6 +98,13 @@ enum Command {
         #[command(subcommand)]
         command: quarantine_cmd::UserCommand,
     },
+    /// Customer domains: remove what moat holds about one that leaves.
+    Domain {
+        #[arg(short, long, global = true, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: quarantine_cmd::DomainCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -146,6 +153,9 @@ fn main() -> ExitCode {
         }
         Command::User { config, command } => {
             with_store_config(&config, "user", |config| async move { quarantine_cmd::user(&config, command).await })
+        }
+        Command::Domain { config, command } => {
+            with_store_config(&config, "domain", |config| async move { quarantine_cmd::domain(&config, command).await })
         }
         Command::Scan { config, files, from, rcpt, ip, helo, json, jobs } => {
             scan(&config, &files, ScanOptions { from, rcpt, ip, helo, json, jobs: usize::from(jobs) })

@@ -1,9 +1,10 @@
-//! `moat quarantine …` and `moat user purge`: the operator's view of the quarantine. Metadata
+//! `moat quarantine …`, `moat user purge` and `moat domain purge`: the operator's view of the quarantine. Metadata
 //! only (envelope, subject, score, symbols, state, audit records): these commands never print
 //! message contents — only the recipient sees those, through their own signed link.
 
 use moat::config::Config;
 use moat::control::{self, ReleaseOutcome};
+use moat::spool::Spool;
 use moat::store::{ItemState, QuarantineItem, Store};
 
 #[derive(clap::Subcommand)]
@@ -58,6 +59,28 @@ pub enum UserCommand {
     /// Remove everything held about ADDRESS: quarantined items and their contents, release
     /// records, preferences, allow/block lists, digest cursor, greylist rows.
     Purge { address: String },
+}
+
+#[derive(clap::Subcommand)]
+pub enum DomainCommand {
+    /// Remove everything held about the users of DOMAIN (a customer domain that leaves):
+    /// quarantined items and contents, held copies not yet stored, preferences, lists, digest
+    /// cursors, greylist rows, rate counters, audit records about them, and their names on
+    /// what they taught the classifier. Queued mail for the domain is listed (and dropped with
+    /// --drop-queued). The purge itself is audited by domain name, time and actor only.
+    Purge {
+        domain: String,
+        /// Purge although the domain is still in the configuration (mail for it keeps coming).
+        #[arg(long)]
+        force: bool,
+        /// Also remove queued mail addressed only to the domain (through the running server
+        /// when one answers).
+        #[arg(long)]
+        drop_queued: bool,
+        /// Who asks, for the audit record.
+        #[arg(long, default_value = "root")]
+        actor: String,
+    },
 }
 
 fn state_of(text: &str) -> Result<ItemState, String> {
@@ -169,6 +192,47 @@ pub async fn digest(config: &Config, command: DigestCommand) -> Result<(), Strin
                 None => return Err("digests need a [web] section for their links".into()),
             }
         }
+    }
+    Ok(())
+}
+
+pub async fn domain(config: &Config, command: DomainCommand) -> Result<(), String> {
+    let DomainCommand::Purge { domain, force, drop_queued, actor } = command;
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    if config.domain(&domain).is_some() && !force {
+        return Err(format!("{domain} is still a [[domain]] of the configuration: remove it first (and reload), or use --force"));
+    }
+    let in_domain = |address: &str| address.rsplit_once('@').is_some_and(|(_, d)| d.trim_end_matches('.').eq_ignore_ascii_case(&domain));
+    // Held copies not yet in the store would otherwise be stored after the purge.
+    let holding = Spool::open(&config.quarantine_dir()).map_err(|e| e.to_string())?;
+    let mut held_copies = 0;
+    for id in holding.list().map_err(|e| e.to_string())? {
+        let Ok((envelope, _, _)) = holding.load_envelope(&id) else { continue };
+        if envelope.recipients.iter().all(|r| in_domain(r)) && holding.remove(&id).map_err(|e| e.to_string())? {
+            held_copies += 1;
+        }
+    }
+    let queued: Vec<_> = control::list(config)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|entry| entry.recipients.iter().any(|r| in_domain(&r.address)))
+        .collect();
+    let store = Store::open(config).await.map_err(|e| e.to_string())?;
+    let purged = store.purge_domain(&domain, &actor, moat::store::unix_now()).await.map_err(|e| e.to_string())?;
+    println!(
+        "purged {domain}: {} quarantined item(s), {held_copies} held copie(s) not yet stored, {} other record(s)",
+        purged.items, purged.other_rows
+    );
+    let only_theirs: Vec<String> =
+        queued.iter().filter(|e| e.recipients.iter().all(|r| in_domain(&r.address))).map(|e| e.id.clone()).collect();
+    for entry in &queued {
+        println!("queued for {domain}: {} from <{}>, {} recipient(s)", entry.id, entry.sender.escape_debug(), entry.recipients.len());
+    }
+    if drop_queued && !only_theirs.is_empty() {
+        let removed = control::remove(config, &only_theirs).await.map_err(|e| e.to_string())?;
+        println!("dropped {} queued message(s)", removed.len());
+    } else if !queued.is_empty() {
+        println!("{} queued message(s) for {domain} left in the queue (--drop-queued removes those for it alone)", queued.len());
     }
     Ok(())
 }

@@ -348,15 +348,19 @@ pub struct AdminRecord {
 
 /// A `LIKE` pattern matching `text` anywhere (with `\` as the escape character).
 fn contains_pattern(text: &str) -> String {
-    let mut pattern = String::from("%");
+    format!("%{}%", like_literal(text))
+}
+
+/// `text` lower-cased with `LIKE`'s wildcards (and the escape character) escaped.
+fn like_literal(text: &str) -> String {
+    let mut literal = String::new();
     for c in text.to_lowercase().chars() {
         if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
+            literal.push('\\');
         }
-        pattern.push(c);
+        literal.push(c);
     }
-    pattern.push('%');
-    pattern
+    literal
 }
 
 /// What [`Store::purge_user`] removed.
@@ -1057,6 +1061,42 @@ impl Store {
             )
             .await?;
         Ok(Purged { items: counts.get(1).copied().unwrap_or(0), other_rows: counts.iter().skip(2).sum() })
+    }
+
+    /// Removes everything held about the users of `domain` (`moat domain purge`, when a customer
+    /// domain leaves): as [`Store::purge_user`] for every address in it, and it records the purge
+    /// itself in the admin audit by domain name, time and `actor` only.
+    pub async fn purge_domain(&self, domain: &str, actor: &str, now: UnixTime) -> Result<Purged, StoreError> {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let users = || vec![text(format!("%@{}", like_literal(&domain)))];
+        let counters = || vec![text(format!("login:%@{}", like_literal(&domain))), text(format!("from:%@{}", like_literal(&domain)))];
+        let counts = self
+            .transaction(
+                vec![
+                    stmt(
+                        "DELETE FROM quarantine_blob WHERE id IN (SELECT id FROM quarantine WHERE recipient LIKE $1 ESCAPE '\\')",
+                        users(),
+                    ),
+                    stmt("DELETE FROM quarantine WHERE recipient LIKE $1 ESCAPE '\\'", users()),
+                    stmt("DELETE FROM release_audit WHERE recipient LIKE $1 ESCAPE '\\'", users()),
+                    stmt("DELETE FROM user_prefs WHERE address LIKE $1 ESCAPE '\\'", users()),
+                    stmt("DELETE FROM user_list WHERE address LIKE $1 ESCAPE '\\'", users()),
+                    stmt("DELETE FROM digest_cursor WHERE address LIKE $1 ESCAPE '\\'", users()),
+                    stmt("DELETE FROM greylist WHERE recipient LIKE $1 ESCAPE '\\' OR sender LIKE $1 ESCAPE '\\'", users()),
+                    stmt("DELETE FROM admin_audit WHERE recipient LIKE $1 ESCAPE '\\'", users()),
+                    stmt("DELETE FROM web_session_revocation WHERE address LIKE $1 ESCAPE '\\'", users()),
+                    stmt("DELETE FROM rate_counter WHERE name LIKE $1 ESCAPE '\\' OR name LIKE $2 ESCAPE '\\'", counters()),
+                    stmt("UPDATE classifier_lesson SET taught_by = '' WHERE taught_by LIKE $1 ESCAPE '\\'", users()),
+                    stmt(
+                        "INSERT INTO admin_audit (at, actor, action, target, recipient, outcome) VALUES ($1, $2, 'domain_purge', $3, '', 'done')",
+                        vec![int(now), text(actor), text(&domain)],
+                    ),
+                ],
+                false,
+            )
+            .await?;
+        let other_rows = counts.iter().skip(2).take(counts.len().saturating_sub(3)).sum();
+        Ok(Purged { items: counts.get(1).copied().unwrap_or(0), other_rows })
     }
 
     // ---- users ------------------------------------------------------------------------------

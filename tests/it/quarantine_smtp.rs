@@ -156,6 +156,41 @@ fn delete_and_user_purge_remove_items_and_their_contents() {
 }
 
 #[test]
+fn a_leaving_domain_is_purged_whole_and_its_queued_mail_listed_and_dropped() {
+    let rules = temp_dir();
+    let capture = Capture::new();
+    let dead = free_port();
+    let moat = Moat::start(config(capture.port, &rules).append(&format!(
+        "\n[[domain]]\nname = \"leaving.test\"\nrecipient_check = \"any\"\nroute = {{ host = \"127.0.0.1\", port = {dead}, tls = \"none\" }}\n"
+    )));
+    let id = marker("domain");
+    let reply = moat.smtp_ehlo().send_mail("lottery@remote.example", &["gus@leaving.test", "erin@example.test"], &prize(&id));
+    assert_eq!(reply.code, 250, "{reply}");
+    moat.wait_quarantined(2);
+    // Clean mail for the leaving domain waits in the queue: its downstream does not answer.
+    let clean = b"From: <friend@remote.example>\r\nSubject: hello\r\n\r\nnothing to see\r\n";
+    assert_eq!(moat.smtp_ehlo().send_mail("friend@remote.example", &["hana@leaving.test"], clean).code, 250);
+    let config = moat.config_path().to_str().unwrap().to_string();
+    let queued = wait_until("the queued message", DEADLINE, || {
+        let listing = stdout(&moat.cli(&["queue", "list", "-c", &config]));
+        listing.contains("hana@leaving.test").then_some(listing)
+    });
+
+    let refused = moat.cli(&["domain", "purge", "leaving.test", "-c", &config]);
+    assert!(!refused.status.success() && text(&refused.stderr).contains("still a [[domain]]"), "{}", text(&refused.stderr));
+    assert_eq!(moat.quarantine().len(), 2, "nothing purged while the domain is configured");
+
+    let purged = stdout(&moat.cli(&["domain", "purge", "Leaving.test", "--force", "--drop-queued", "-c", &config]));
+    assert!(purged.contains("purged leaving.test: 1 quarantined item(s)"), "{purged}");
+    assert!(purged.contains("queued for leaving.test") && purged.contains("dropped 1 queued message(s)"), "{purged}\n{queued}");
+    let left: Vec<String> = moat.quarantine().into_iter().map(|h| h.item.recipient).collect();
+    assert_eq!(left, ["erin@example.test"], "only the leaving domain's data is gone");
+    let listing = stdout(&moat.cli(&["queue", "list", "-c", &config]));
+    assert!(!listing.contains("hana@leaving.test"), "{listing}");
+    moat.assert_log_lacks(&format!("You have won {id}"));
+}
+
+#[test]
 fn a_forced_quarantine_is_filed_as_policy() {
     let rules = temp_dir();
     let capture = Capture::new();

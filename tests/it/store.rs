@@ -94,6 +94,7 @@ both_backends!(
     the_classifier_model_is_replaced_only_by_compare_and_set,
     lessons_are_kept_found_by_teacher_forgotten_and_expire,
     signing_out_records_when_sessions_stop_counting,
+    purging_a_domain_removes_its_users_and_nothing_else,
 );
 
 fn item(id: &str, recipient: &str, created_at: i64) -> QuarantineItem {
@@ -644,4 +645,51 @@ async fn signing_out_records_when_sessions_stop_counting(db: Db) {
     assert_eq!(store.sessions_revoked_before("bob@example.test").await.unwrap(), 0, "other users are untouched");
     store.purge_user("alice@example.test").await.unwrap();
     assert_eq!(store.sessions_revoked_before("alice@example.test").await.unwrap(), 0, "purged with the user");
+}
+
+async fn purging_a_domain_removes_its_users_and_nothing_else(db: Db) {
+    let store = db.open().await;
+    let vault = db.vault();
+    let users = ["alice@leaving.test", "BOB@Leaving.test", "carol@sub.leaving.test", "dave@staying.test"];
+    for (n, rcpt) in users.iter().enumerate() {
+        insert(&store, &vault, &item(&format!("i{n}"), rcpt, NOW)).await;
+        store.set_preferences(rcpt, &Preferences { opt_out: true, ..Preferences::default() }, NOW).await.unwrap();
+        store.revoke_sessions(rcpt, NOW).await.unwrap();
+        store.hit_rate(&format!("login:{}", rcpt.to_ascii_lowercase()), Duration::from_secs(3600), NOW).await.unwrap();
+    }
+    store.release("i0", "alice@leaving.test", ReleaseVia::Link, NOW, None).await.unwrap();
+    store
+        .put_lesson(&moat::store::Lesson {
+            digest: "d".into(),
+            spam: true,
+            taught_by: "bob@leaving.test".into(),
+            via: "report".into(),
+            at: NOW,
+            features: vec![1],
+        })
+        .await
+        .unwrap();
+
+    let purged = store.purge_domain("Leaving.test.", "root", NOW + 1).await.unwrap();
+    assert_eq!(purged.items, 2, "{purged:?}");
+    for (id, rcpt) in [("i0", "alice@leaving.test"), ("i1", "bob@leaving.test")] {
+        assert!(matches!(store.get_content(id).await, Err(StoreError::NotFound { .. })), "{id}");
+        assert!(store.releases(id).await.unwrap().is_empty());
+        assert_eq!(store.get_preferences(rcpt).await.unwrap(), Preferences::default());
+        assert_eq!(store.sessions_revoked_before(rcpt).await.unwrap(), 0);
+        assert_eq!(store.hit_rate(&format!("login:{rcpt}"), Duration::from_secs(3600), NOW).await.unwrap(), 1, "counter gone");
+    }
+    assert_eq!(store.get_lesson("d").await.unwrap().unwrap().taught_by, "", "the teacher's name is gone, the lesson stays");
+    // A subdomain is another customer, and other domains are untouched.
+    for (id, rcpt) in [("i2", "carol@sub.leaving.test"), ("i3", "dave@staying.test")] {
+        assert!(store.get_content(id).await.is_ok(), "{id}");
+        assert!(store.get_preferences(rcpt).await.unwrap().opt_out);
+    }
+    // The purge itself is recorded by domain, time and actor only.
+    let audit = store.admin_audit(10).await.unwrap();
+    let record = audit.iter().find(|r| r.action == "domain_purge").expect("the purge is audited");
+    assert_eq!(
+        (record.actor.as_str(), record.target.as_str(), record.recipient.as_str(), record.at),
+        ("root", "leaving.test", "", NOW + 1)
+    );
 }
