@@ -9,13 +9,14 @@
 //! the protocol state machine, over framing, commands, bodies, replies, addresses, PROXY
 //! protocol, Received), `ruleset` (SpamAssassin-compatible rule files:
 //! parse, compile, evaluate against a parsed message), `filter` (the filter chain: auth, DNS lists,
-//! reverse DNS, clamd, attachment policy), `scoring` and `verdict` (symbols × policy → action), `session` (the async driver of `smtp::machine`, one per connection: I/O, deadlines, filters, spool), `server`
+//! reverse DNS, clamd, attachment policy), `classifier` (the statistical spam classifier: tokenizer and model, pure), `scoring` and `verdict` (symbols × policy → action), `session` (the async driver of `smtp::machine`, one per connection: I/O, deadlines, filters, spool), `server`
 //! (listeners, limits, signals), `tls`, `spool`, `relay`, `store` (quarantine index, encrypted contents, user preferences, greylisting;
 //! SQLite or PostgreSQL), `quarantine` (held copies into the store, exactly-once release),
 //! `digest` and `notices` (the emails moat sends users), `links` and `web` (signed links, the
 //! pages behind them, the Message Center and the admin console/API), `stats` (verdict counts for
 //! the console), `metrics` (Prometheus), `systemd` (sd_notify).
 pub mod app;
+pub mod classifier;
 pub mod config;
 pub mod control;
 pub mod digest;
