@@ -3,7 +3,7 @@
 //!
 //! The split is fixed and shared with the peers' bench: a message's key is its path relative to
 //! DIR; the first byte of SHA-256(key) modulo 4 puts it in train (0, 1), tune (2) or test (3).
-//! The model learns the train part once, in a deterministic shuffle (seeded, so every run
+//! The model learns the train part once each message, in a deterministic shuffle (seeded, so every run
 //! learns in the same order), then scores the chosen part and writes `key<TAB>spam|ham<TAB>p`
 //! per message. With `--online` it instead runs the TREC-style online test over the whole
 //! corpus in order of the Date header: classify each message, then learn its true label.
@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
-use moat::classifier::{Label, Method, Model, Settings, tokens};
+use moat::classifier::{Label, Model, Settings};
 use sha2::{Digest, Sha256};
 
 #[derive(Parser)]
@@ -32,13 +32,6 @@ struct Args {
     /// Where to write the scores (key, label, probability per line).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// logistic or bayes.
-    #[arg(long, default_value = "logistic")]
-    method: String,
-    #[arg(long)]
-    rate: Option<f32>,
-    #[arg(long)]
-    margin: Option<f32>,
     #[arg(long)]
     bits: Option<u8>,
     #[arg(long)]
@@ -47,19 +40,8 @@ struct Args {
     robs: Option<f32>,
     #[arg(long)]
     robx: Option<f32>,
-    /// Bytes of text made into character 4-grams (0: none).
-    #[arg(long)]
-    ngram_bytes: Option<usize>,
-    #[arg(long)]
-    no_bigrams: bool,
-    /// Only the selected header tokens, not the words of every field.
-    #[arg(long)]
-    selected_headers: bool,
-    /// Passes over the training part.
-    #[arg(long, default_value_t = 1)]
-    passes: usize,
-    /// The hold (quarantine) threshold on the spam probability.
-    #[arg(long, default_value_t = 0.9)]
+    /// The hold (quarantine) threshold: messages scored above it are held.
+    #[arg(long, default_value_t = 0.5)]
     hold: f64,
     /// Run the online (TREC-style) test instead.
     #[arg(long)]
@@ -115,17 +97,6 @@ impl Rng {
 
 fn settings(args: &Args) -> Settings {
     let mut s = Settings::default();
-    s.method = match args.method.as_str() {
-        "logistic" | "lr" => Method::Logistic,
-        "bayes" => Method::Bayes,
-        other => panic!("unknown method {other}"),
-    };
-    if let Some(v) = args.rate {
-        s.learning_rate = v;
-    }
-    if let Some(v) = args.margin {
-        s.train_margin = v;
-    }
     if let Some(v) = args.bits {
         s.table_bits = v;
     }
@@ -138,17 +109,6 @@ fn settings(args: &Args) -> Settings {
     if let Some(v) = args.robx {
         s.robx = v;
     }
-    let mut t = tokens::Settings::default();
-    if let Some(v) = args.ngram_bytes {
-        t.char_ngram_bytes = v;
-    }
-    if args.no_bigrams {
-        t.bigrams = false;
-    }
-    if args.selected_headers {
-        t.all_headers = false;
-    }
-    s.tokens = t;
     s
 }
 
@@ -186,7 +146,7 @@ fn spam_caught_at(scores: &[(f64, Label)], ham_fraction: f64) -> f64 {
 
 fn held(scores: &[(f64, Label)], label: Label, threshold: f64) -> (usize, usize) {
     let of: Vec<f64> = scores.iter().filter(|s| s.1 == label).map(|s| s.0).collect();
-    (of.iter().filter(|s| **s >= threshold).count(), of.len())
+    (of.iter().filter(|s| **s > threshold).count(), of.len())
 }
 
 fn main() {
@@ -207,11 +167,9 @@ fn main() {
     let mut model = Model::with_seed(settings, 0x6d6f_6174);
     let tokenizer = model.tokenizer();
     let started = Instant::now();
-    for _ in 0..args.passes {
-        for m in &train {
-            let f = tokenizer.features(&m.raw);
-            model.learn(&f, m.label);
-        }
+    for m in &train {
+        let f = tokenizer.features(&m.raw);
+        model.learn(&f, m.label);
     }
     let learn_secs = started.elapsed().as_secs_f64();
     let started = Instant::now();
@@ -231,7 +189,7 @@ fn main() {
     let (ham_held, hams) = held(&scores, Label::Ham, args.hold);
     let (spam_held, spams) = held(&scores, Label::Spam, args.hold);
     let bytes = model.to_bytes().len();
-    println!("method {:?} settings {:?}", settings.method, settings);
+    println!("{settings:?}");
     println!(
         "trained on {} (spam {}, ham {}), scored {} part: {} spam, {} ham",
         train.len(),
@@ -242,7 +200,7 @@ fn main() {
         hams
     );
     println!(
-        "hold at p >= {}: ham held {:.2} % ({ham_held}), spam held {:.2} % ({spam_held})",
+        "hold at p > {}: ham held {:.2} % ({ham_held}), spam held {:.2} % ({spam_held})",
         args.hold,
         100.0 * ham_held as f64 / hams as f64,
         100.0 * spam_held as f64 / spams as f64
@@ -252,7 +210,7 @@ fn main() {
     println!("1-ROCA: {:.4} %", one_minus_roca(&scores));
     println!(
         "learning: {:.0} msg/s; classifying: {:.3} ms/msg; model {} MiB in memory, {} KiB as bytes",
-        (train.len() * args.passes) as f64 / learn_secs,
+        train.len() as f64 / learn_secs,
         1000.0 * score_secs / scored.len() as f64,
         model.memory() >> 20,
         bytes >> 10

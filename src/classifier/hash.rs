@@ -11,7 +11,7 @@ const K2: u64 = 0xC2B2_AE3D_27D4_EB4F;
 
 /// The final avalanche (the 64-bit finaliser of MurmurHash3's design, constants of SplitMix64).
 #[inline]
-pub fn mix(mut h: u64) -> u64 {
+fn mix(mut h: u64) -> u64 {
     h ^= h >> 30;
     h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     h ^= h >> 27;
@@ -38,13 +38,6 @@ pub fn hash(seed: u64, tag: u8, bytes: &[u8]) -> u64 {
     mix(h)
 }
 
-/// Combines two feature hashes and a small number (the distance of an orthogonal sparse bigram)
-/// into a new feature; order matters.
-#[inline]
-pub fn combine(a: u64, b: u64, n: u64) -> u64 {
-    mix(a.wrapping_mul(K1) ^ b.rotate_left(17) ^ n.wrapping_mul(K2))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +50,5 @@ mod tests {
         assert_ne!(h, hash(1, 2, b"viagra"));
         assert_ne!(h, hash(1, 1, b"viagrA"));
         assert_ne!(hash(1, 1, b""), hash(1, 1, b"\0"));
-        assert_ne!(combine(h, 5, 1), combine(5, h, 1));
     }
 }

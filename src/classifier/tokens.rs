@@ -6,13 +6,15 @@
 //! attributes and its link hosts become tokens of their own. The features, each tagged with
 //! its source so a word in the Subject differs from the same word in the body:
 //!
-//! - body words (subject included) and their orthogonal sparse bigrams (each word paired with
-//!   each of the [`OSB_WINDOW`] words before it, the distance part of the feature);
-//! - character 4-grams of the first [`Settings::char_ngram_bytes`] bytes of the decoded text;
+//! - body words, lower-cased (the Subject's words count twice: as body words and under
+//!   their own tag);
 //! - header tokens: From display-name words, sender address and domain, Reply-To domain,
 //!   Message-ID domain, Received hosts and IPs, X-Mailer/User-Agent, Content-Type and charset
-//!   per part, the MIME structure, attachment types and extensions, URL hosts; and (when
-//!   [`Settings::all_headers`]) the words of every other header field, prefixed by its name.
+//!   per part, the MIME structure, attachment types and extensions, URL hosts; the name of
+//!   every top-level field, and the words of every other field prefixed by its name.
+//!
+//! Orthogonal sparse bigrams and character 4-grams were tried and lost with the chosen model
+//! (bench/results/classifier.md), so they are not extracted.
 //!
 //! Features are 64-bit hashes under the model's seed ([`super::hash`]); no text leaves this
 //! module. Work is bounded whatever the input: only the first [`MAX_PARSE`] bytes are parsed,
@@ -22,7 +24,7 @@
 
 use mail_parser::{Address, HeaderValue, Host, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
-use super::hash::{combine, hash, mix};
+use super::hash::hash;
 
 /// Bytes of the raw message handed to the MIME parser.
 pub const MAX_PARSE: usize = 1024 * 1024;
@@ -40,8 +42,6 @@ pub const MAX_HEADER_FIELDS: usize = 200;
 pub const MAX_FIELD_TEXT: usize = 2048;
 /// Features kept per message (later ones are dropped and [`Features::truncated`] is set).
 pub const MAX_FEATURES: usize = 40_000;
-/// Words looked back for orthogonal sparse bigrams.
-pub const OSB_WINDOW: usize = 4;
 /// Longest word (in bytes) that is a token; longer runs are one "long word" token by length.
 const MAX_WORD: usize = 40;
 /// Received fields read for host tokens.
@@ -52,7 +52,6 @@ const MAX_URLS: usize = 200;
 // One tag per source of tokens (part of every feature's hash).
 const BODY: u8 = 1;
 const SUBJECT: u8 = 2;
-const CHAR4: u8 = 3;
 const FROM_NAME: u8 = 4;
 const FROM_ADDR: u8 = 5;
 const FROM_DOMAIN: u8 = 6;
@@ -73,24 +72,6 @@ const HEADER_WORD: u8 = 20;
 const LONG_WORD: u8 = 21;
 const LIMIT: u8 = 22;
 const ENCODING: u8 = 23;
-
-/// Which features to extract. The defaults are the ones chosen by measurement
-/// (bench/results/classifier.md); the others exist for the evaluation tool's comparisons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
-    /// Orthogonal sparse bigrams of body words.
-    pub bigrams: bool,
-    /// Bytes of decoded text (from the start) made into character 4-grams; 0 for none.
-    pub char_ngram_bytes: usize,
-    /// Words of every header field (name-prefixed), not only the selected ones.
-    pub all_headers: bool,
-}
-
-impl Default for Settings {
-    fn default() -> Settings {
-        Settings { bigrams: true, char_ngram_bytes: 3000, all_headers: true }
-    }
-}
 
 /// A message's features: distinct 64-bit hashes, sorted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -126,18 +107,17 @@ impl Features {
 #[derive(Debug, Clone)]
 pub struct Tokenizer {
     seed: u64,
-    settings: Settings,
 }
 
 impl Tokenizer {
-    pub fn new(seed: u64, settings: Settings) -> Tokenizer {
-        Tokenizer { seed, settings }
+    pub fn new(seed: u64) -> Tokenizer {
+        Tokenizer { seed }
     }
 
     /// The features of a raw message (CRLF or LF line endings). Bounded, never panics.
     pub fn features(&self, raw: &[u8]) -> Features {
         let cut = raw.len().min(MAX_PARSE);
-        let mut sink = Sink::new(self.seed, self.settings);
+        let mut sink = Sink::new(self.seed);
         if cut < raw.len() {
             sink.limit(b"parse");
         }
@@ -157,34 +137,24 @@ impl Tokenizer {
 /// Collects features while walking one message.
 struct Sink {
     seed: u64,
-    settings: Settings,
     out: Vec<u64>,
     truncated: bool,
     parts: usize,
     text_total: usize,
     urls: usize,
-    /// Lower-cased, whitespace-collapsed start of the decoded text, for character 4-grams.
-    ngram_text: Vec<u8>,
-    /// Hashes of the last body words, for bigrams.
-    window: [u64; OSB_WINDOW],
-    window_len: usize,
     mime: Vec<u8>,
     word: String,
 }
 
 impl Sink {
-    fn new(seed: u64, settings: Settings) -> Sink {
+    fn new(seed: u64) -> Sink {
         Sink {
             seed,
-            settings,
             out: Vec::with_capacity(4096),
             truncated: false,
             parts: 0,
             text_total: 0,
             urls: 0,
-            ngram_text: Vec::with_capacity(settings.char_ngram_bytes),
-            window: [0; OSB_WINDOW],
-            window_len: 0,
             mime: Vec::new(),
             word: String::new(),
         }
@@ -213,12 +183,6 @@ impl Sink {
             let mime = std::mem::take(&mut self.mime);
             self.token(MIME, &mime);
         }
-        let ngrams = std::mem::take(&mut self.ngram_text);
-        let base = self.seed ^ (u64::from(CHAR4) << 56);
-        for w in ngrams.windows(4) {
-            let v = u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
-            self.push(mix(base ^ v.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
-        }
         let truncated = self.truncated;
         let mut features = Features::from_hashes(self.out);
         features.truncated = truncated;
@@ -229,7 +193,7 @@ impl Sink {
         self.headers(message.root_part(), true);
         if let Some(subject) = message.subject() {
             let subject = cut(subject, MAX_FIELD_TEXT);
-            self.words(SUBJECT, subject, false);
+            self.words(SUBJECT, subject);
             self.text(subject);
         }
         for (i, part) in message.parts.iter().enumerate() {
@@ -299,14 +263,12 @@ impl Sink {
             if !root {
                 continue;
             }
-            if self.settings.all_headers {
-                self.token(HEADER_NAME, name.as_bytes());
-            }
+            self.token(HEADER_NAME, name.as_bytes());
             match (&header.value, name.as_str()) {
                 (HeaderValue::Address(address), "from") => {
                     for addr in address_iter(address).take(4) {
                         if let Some(display) = &addr.name {
-                            self.words(FROM_NAME, cut(display, MAX_FIELD_TEXT), false);
+                            self.words(FROM_NAME, cut(display, MAX_FIELD_TEXT));
                         }
                         if let Some(a) = &addr.address {
                             let a = a.to_ascii_lowercase();
@@ -347,15 +309,15 @@ impl Sink {
                 (HeaderValue::Text(t), "x-mailer" | "user-agent") => {
                     let t = cut(t, MAX_FIELD_TEXT);
                     self.token(MAILER, t.trim().as_bytes());
-                    self.words(MAILER, t, false);
+                    self.words(MAILER, t);
                 }
                 _ => {}
             }
-            if self.settings.all_headers && name != "subject" {
+            if name != "subject" {
                 let prefix = hash(self.seed, HEADER_WORD, name.as_bytes());
                 let mut text = String::new();
                 value_text(&header.value, &mut text);
-                self.words_with(prefix, cut(&text, MAX_FIELD_TEXT), false);
+                self.words_with(prefix, cut(&text, MAX_FIELD_TEXT));
             }
         }
     }
@@ -375,7 +337,7 @@ impl Sink {
         }
     }
 
-    /// Decoded body text: words, bigrams, URL hosts, and the start kept for 4-grams.
+    /// Decoded body text: words and URL hosts.
     fn text(&mut self, text: &str) {
         if self.text_total >= MAX_TEXT {
             self.limit(b"text");
@@ -387,31 +349,8 @@ impl Sink {
             self.truncated = true;
         }
         self.text_total += text.len();
-        self.keep_for_ngrams(text);
         self.urls_in(text);
-        self.words(BODY, text, self.settings.bigrams);
-    }
-
-    fn keep_for_ngrams(&mut self, text: &str) {
-        let want = self.settings.char_ngram_bytes;
-        let mut space = self.ngram_text.last().is_none_or(|b| *b == b' ');
-        for &b in text.as_bytes() {
-            if self.ngram_text.len() >= want {
-                return;
-            }
-            if b.is_ascii_whitespace() {
-                if !space {
-                    self.ngram_text.push(b' ');
-                    space = true;
-                }
-            } else {
-                self.ngram_text.push(b.to_ascii_lowercase());
-                space = false;
-            }
-        }
-        if !space && self.ngram_text.len() < want {
-            self.ngram_text.push(b' ');
-        }
+        self.words(BODY, text);
     }
 
     fn html(&mut self, html: &str) {
@@ -489,13 +428,13 @@ impl Sink {
         }
     }
 
-    fn words(&mut self, tag: u8, text: &str, bigrams: bool) {
+    fn words(&mut self, tag: u8, text: &str) {
         let prefix = hash(self.seed, tag, b"");
-        self.words_with(prefix, text, bigrams);
+        self.words_with(prefix, text);
     }
 
-    /// Word tokens of `text` under `prefix`; with `bigrams`, also orthogonal sparse bigrams.
-    fn words_with(&mut self, prefix: u64, text: &str, bigrams: bool) {
+    /// Word tokens of `text` under `prefix`.
+    fn words_with(&mut self, prefix: u64, text: &str) {
         let mut word = std::mem::take(&mut self.word);
         for raw in text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '\'' | '-' | '.' | '$' | '!' | '_' | '%' | '@'))) {
             let w = raw.trim_matches(|c: char| matches!(c, '\'' | '-' | '.' | '_'));
@@ -510,18 +449,6 @@ impl Sink {
                 hash(prefix, 0, word.as_bytes())
             };
             self.push(h);
-            if bigrams {
-                for d in 0..self.window_len {
-                    let prev = self.window[(self.window_len - 1 - d) % OSB_WINDOW];
-                    self.push(combine(prev, h, d as u64));
-                }
-                if self.window_len < OSB_WINDOW {
-                    self.window_len += 1;
-                } else {
-                    self.window.rotate_left(1);
-                }
-                self.window[self.window_len - 1] = h;
-            }
             if self.out.len() >= MAX_FEATURES {
                 self.truncated = true;
                 break;
@@ -654,14 +581,14 @@ mod tests {
     use super::*;
 
     fn features(raw: &[u8]) -> Features {
-        Tokenizer::new(7, Settings::default()).features(raw)
+        Tokenizer::new(7).features(raw)
     }
 
     #[test]
-    fn a_plain_message_has_words_headers_and_ngrams() {
+    fn a_plain_message_has_words_and_header_tokens() {
         let f =
             features(b"From: Bob <bob@example.com>\r\nSubject: hello there\r\n\r\nBuy cheap pills at http://pills.example.net/x now\r\n");
-        assert!(f.len() > 50, "{}", f.len());
+        assert!(f.len() > 15, "{}", f.len());
         assert!(!f.truncated);
         assert!(f.hashes().windows(2).all(|w| w[0] < w[1]));
     }
@@ -669,10 +596,10 @@ mod tests {
     #[test]
     fn features_depend_on_the_seed_and_the_text() {
         let raw = b"Subject: x\r\n\r\nsome words here\r\n";
-        let a = Tokenizer::new(1, Settings::default()).features(raw);
-        let b = Tokenizer::new(2, Settings::default()).features(raw);
+        let a = Tokenizer::new(1).features(raw);
+        let b = Tokenizer::new(2).features(raw);
         assert!(a.hashes().iter().all(|h| !b.hashes().contains(h)));
-        assert_eq!(a, Tokenizer::new(1, Settings::default()).features(raw));
+        assert_eq!(a, Tokenizer::new(1).features(raw));
     }
 
     #[test]
