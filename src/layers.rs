@@ -8,7 +8,7 @@
 /// The layers, bottom first, with their modules.
 pub const LAYERS: &[(&str, &[&str])] = &[
     ("leaves", &["clock", "config", "smtp", "headers", "html", "keys", "links", "lists", "mailbox", "metrics", "dns", "tls", "systemd"]),
-    ("message", &["verdict", "ruleset", "filter", "scoring", "stats"]),
+    ("message", &["verdict", "ruleset", "filter", "scoring", "stats", "classifier"]),
     ("storage", &["spool", "store"]),
     ("back services", &["relay", "quarantine", "notices", "digest"]),
     ("application", &["app"]),

@@ -21,7 +21,8 @@
 //! - **storage**: `spool` (the durable queue on disk), `store` (SQLite or PostgreSQL: quarantine
 //!   index and encrypted contents, preferences, lists, greylisting, rates, leases, audit).
 //! - **message**: `filter` (the filter chain: auth, DNS lists, reverse DNS, clamd, attachments,
-//!   rules), `ruleset` (SpamAssassin-syntax rule files), `scoring` (filters + scores + policy as
+//!   rules), `classifier` (the statistical spam classifier: tokenizer and model, pure; not yet
+//!   in the filter chain), `ruleset` (SpamAssassin-syntax rule files), `scoring` (filters + scores + policy as
 //!   one value), `verdict` (symbols × policy → action, pure), `stats` (verdict counts).
 //! - **leaves**: `config` (typed TOML, validate-all), `smtp` (the sans-IO core: the protocol
 //!   state machine, framing, commands, bodies, replies, addresses, PROXY protocol, Received),
@@ -29,6 +30,7 @@
 //!   (allow/block lists), `links` (signed link tokens), `keys` (key files), `clock` (time, dates,
 //!   blocking work), `metrics` (recording), `dns`, `tls`, `systemd` (sd_notify).
 pub mod app;
+pub mod classifier;
 pub mod clock;
 pub mod config;
 pub mod control;
