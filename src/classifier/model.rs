@@ -92,9 +92,20 @@ impl Model {
         Model::with_seed(settings, u64::from_le_bytes(seed))
     }
 
-    /// An empty model with a given seed (tests and the evaluation tool).
+    /// An empty model with a given seed (tests and the evaluation tool). Out-of-range settings
+    /// are brought into range (the table size clamped, bad parameters replaced by defaults).
     pub fn with_seed(mut settings: Settings, seed: u64) -> Model {
         settings.table_bits = settings.table_bits.clamp(MIN_TABLE_BITS, MAX_TABLE_BITS);
+        let default = Settings::default();
+        if !(settings.robs >= 0.0 && settings.robs.is_finite()) {
+            settings.robs = default.robs;
+        }
+        if !(0.0..=1.0).contains(&settings.robx) {
+            settings.robx = default.robx;
+        }
+        if !(0.0..=0.5).contains(&settings.min_dev) {
+            settings.min_dev = default.min_dev;
+        }
         let counts = vec![[0, 0]; 1usize << settings.table_bits];
         Model { settings, seed, spam: 0, ham: 0, counts }
     }
@@ -191,12 +202,14 @@ impl Model {
         ((1.0 + ham_tail - spam_tail) / 2.0).clamp(0.0, 1.0)
     }
 
-    /// Ages the model: every weight or count is multiplied by `factor` (0..1), so features not
-    /// seen since fade away while live ones are kept up by new learning.
+    /// Ages the model: every count and the learned totals are multiplied by `factor` (0..1,
+    /// rounded down), so features not seen since fade away (a bucket at zero is gone) while live
+    /// ones are kept up by new learning. Unlearning a message learned before an aging is then
+    /// approximate (its counts were scaled too); counts never go below zero.
     pub fn age(&mut self, factor: f32) {
         let factor = factor.clamp(0.0, 1.0);
         for c in &mut self.counts {
-            *c = c.map(|v| (v as f32 * factor) as u32);
+            *c = c.map(|v| (f64::from(v) * f64::from(factor)) as u32);
         }
         self.spam = (self.spam as f64 * f64::from(factor)) as u64;
         self.ham = (self.ham as f64 * f64::from(factor)) as u64;
@@ -273,6 +286,9 @@ impl Model {
             }
         }
         let [robs, robx, min_dev] = f;
+        if robs < 0.0 || !(0.0..=1.0).contains(&robx) || !(0.0..=0.5).contains(&min_dev) {
+            return Err(LoadError::Damaged("parameter"));
+        }
         let settings = Settings { table_bits, robs, robx, min_dev };
         let mut model = Model::with_seed(settings, seed);
         model.spam = spam;
