@@ -496,14 +496,7 @@ fn value_text(value: &HeaderValue<'_>, out: &mut String) {
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
 fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    &s[..s.floor_char_boundary(max)]
 }
 
 fn find_url_start(s: &str) -> Option<usize> {

@@ -400,14 +400,7 @@ fn utf8_len(first: u8) -> usize {
 
 /// The first `max` bytes of `s`, cut at a char boundary.
 fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    &s[..s.floor_char_boundary(max)]
 }
 
 /// Whitespace runs become one space; trimmed.
