@@ -12,6 +12,7 @@
 //! users' lists are re-read every [`USER_LISTS_REFRESH`], and a store that cannot be read keeps
 //! the last lists in force.
 
+use crate::classifier::InForce;
 use crate::config::{self, Config};
 use crate::quarantine::Quarantine;
 use crate::relay::{QueueHandle, RecipientVerifier};
@@ -45,10 +46,10 @@ pub struct App {
 }
 
 /// The configuration, certificate and filters from `path`, or every error.
-fn load_everything(path: &std::path::Path) -> Result<(Config, Option<TlsAcceptor>, Scorer), Vec<String>> {
+fn load_everything(path: &std::path::Path, in_force: &InForce) -> Result<(Config, Option<TlsAcceptor>, Scorer), Vec<String>> {
     let new = config::load(path).map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let acceptor = new.tls.as_ref().map(tls::acceptor).transpose().map_err(|e| vec![e.to_string()])?;
-    let scorer = scoring::build(Arc::new(new.clone())).map_err(|e| e.0)?;
+    let scorer = scoring::build(Arc::new(new.clone()), in_force).map_err(|e| e.0)?;
     Ok((new, acceptor, scorer))
 }
 
@@ -57,8 +58,9 @@ fn load_everything(path: &std::path::Path) -> Result<(Config, Option<TlsAcceptor
 pub async fn reload(path: &std::path::Path, app: &App) -> Result<(), Vec<String>> {
     crate::systemd::notify("RELOADING=1");
     let owned = path.to_path_buf();
+    let in_force = app.quarantine.learner().in_force().clone();
     // Loading rule files compiles thousands of regexes: keep it off the async workers.
-    let loaded = tokio::task::spawn_blocking(move || load_everything(&owned)).await;
+    let loaded = tokio::task::spawn_blocking(move || load_everything(&owned, &in_force)).await;
     let result = loaded.unwrap_or_else(|_| Err(vec!["loading failed internally".to_string()]));
     match result {
         Ok((new, acceptor, scorer)) => {
@@ -110,7 +112,8 @@ pub async fn watch_rules(app: Arc<App>) {
         }
         last = now;
         tracing::info!(event = "rules_changed");
-        match tokio::task::spawn_blocking(move || scoring::build(config)).await {
+        let in_force = app.quarantine.learner().in_force().clone();
+        match tokio::task::spawn_blocking(move || scoring::build(config, &in_force)).await {
             Ok(Ok(scorer)) => {
                 put_in_force(&app, scorer);
                 app.scorer.load().log_rules_in_force();

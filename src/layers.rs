@@ -10,7 +10,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ("leaves", &["clock", "config", "smtp", "headers", "html", "keys", "links", "lists", "mailbox", "metrics", "dns", "tls", "systemd"]),
     ("message", &["verdict", "ruleset", "filter", "scoring", "stats", "classifier"]),
     ("storage", &["spool", "store"]),
-    ("back services", &["relay", "quarantine", "notices", "digest"]),
+    ("back services", &["learning", "relay", "quarantine", "notices", "digest"]),
     ("application", &["app"]),
     ("front services", &["session", "web"]),
     ("top", &["server", "scheduler", "control", "scan", "layers"]),

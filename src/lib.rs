@@ -41,6 +41,7 @@ pub mod headers;
 pub mod html;
 pub mod keys;
 pub mod layers;
+pub mod learning;
 pub mod links;
 pub mod lists;
 pub mod mailbox;

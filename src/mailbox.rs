@@ -48,7 +48,8 @@ fn files_under(dir: &Path) -> io::Result<Vec<PathBuf>> {
         let Ok(meta) = std::fs::symlink_metadata(&entry) else { continue };
         if meta.is_dir() {
             files.extend(files_under(&entry)?);
-        } else if meta.is_file() {
+        } else if meta.is_file() || (meta.file_type().is_symlink() && std::fs::metadata(&entry).is_ok_and(|m| m.is_file())) {
+            // A link to a file is read; a link to a directory is not followed (no loops).
             files.push(entry);
         }
     }

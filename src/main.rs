@@ -4,6 +4,7 @@
 //! systemd's `RestartPreventExitStatus=78` stops a restart loop on a bad file; 65 (EX_DATAERR)
 //! from `moat rules check` when a rule file has errors.
 
+mod learn_cmd;
 mod quarantine_cmd;
 
 use clap::{Parser, Subcommand};
@@ -98,6 +99,13 @@ enum Command {
         #[command(subcommand)]
         command: quarantine_cmd::UserCommand,
     },
+    /// Teach the classifier spam and ham (like sa-learn), forget, export or import its model.
+    Learn {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[command(flatten)]
+        args: learn_cmd::LearnArgs,
+    },
     /// Customer domains: remove what moat holds about one that leaves.
     Domain {
         #[arg(short, long, global = true, default_value = DEFAULT_CONFIG)]
@@ -154,6 +162,7 @@ fn main() -> ExitCode {
         Command::User { config, command } => {
             with_store_config(&config, "user", |config| async move { quarantine_cmd::user(&config, command).await })
         }
+        Command::Learn { config, args } => with_store_config(&config, "learn", |config| async move { learn_cmd::run(&config, args).await }),
         Command::Domain { config, command } => {
             with_store_config(&config, "domain", |config| async move { quarantine_cmd::domain(&config, command).await })
         }
@@ -229,7 +238,8 @@ fn scan(path: &Path, files: &[PathBuf], options: ScanOptions) -> ExitCode {
     };
     let limit = config.limits.max_message_size;
     let default_rcpt = config.domains.first().map(|d| vec![format!("postmaster@{}", d.name)]).unwrap_or_default();
-    let scorer = match runtime.block_on(async { moat::scoring::build(std::sync::Arc::new(config)) }) {
+    let in_force = if config.classifier.enabled { runtime.block_on(stored_model(&config)) } else { moat::classifier::nothing_in_force() };
+    let scorer = match runtime.block_on(async { moat::scoring::build(std::sync::Arc::new(config), &in_force) }) {
         Ok(scorer) => scorer,
         Err(errors) => {
             eprintln!("moat scan: the filters could not be built:\n{errors}");
@@ -326,6 +336,24 @@ fn with_store_config<F: std::future::Future<Output = Result<(), String>>>(
             ExitCode::FAILURE
         }
     }
+}
+
+/// The classifier model in the configured store (what the server classifies with); none, with
+/// a note on standard error, when the store cannot be read.
+async fn stored_model(config: &moat::config::Config) -> moat::classifier::InForce {
+    let in_force = moat::classifier::nothing_in_force();
+    let store = match moat::store::Store::open(config).await {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("moat scan: the classifier's model is not used: the store cannot be opened: {error}");
+            return in_force;
+        }
+    };
+    let learner = moat::learning::Learner::new(store, in_force.clone(), moat::learning::settings(&config.classifier));
+    if let Err(error) = learner.refresh().await {
+        eprintln!("moat scan: the classifier's model is not used: {error}");
+    }
+    in_force
 }
 
 /// The configuration at `path` and a runtime for a short-lived command.

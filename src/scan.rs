@@ -4,6 +4,7 @@
 //! Guarantees: the same [`Scorer`] and the same phase order as the server, so what `moat scan`
 //! prints is what the server would do with that envelope; nothing is stored or delivered.
 
+use crate::filter::classifier::Opinion;
 use crate::filter::{Facts, Phase};
 use crate::scoring::{RecipientVerdict, Scorer};
 use crate::verdict::Evidence;
@@ -25,7 +26,46 @@ pub struct Envelope {
 pub struct Report {
     /// Header fields the filters would add (e.g. Authentication-Results).
     pub added_headers: Vec<String>,
+    /// The classifier's opinion (absent when it is off).
+    pub classifier: Option<ClassifierReport>,
     pub recipients: Vec<RecipientReport>,
+}
+
+/// What the classifier made of the message.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClassifierReport {
+    /// The spam probability; absent while the model has not learned enough.
+    pub probability: Option<f64>,
+    /// The symbol emitted (absent when cold, or at exactly 0.5).
+    pub symbol: Option<String>,
+    /// Messages learned so far, of each kind, when the model is still cold.
+    pub learned_spam: Option<u64>,
+    pub learned_ham: Option<u64>,
+}
+
+impl ClassifierReport {
+    fn of(opinion: Opinion) -> ClassifierReport {
+        match opinion {
+            Opinion::Cold { spam, ham } => {
+                ClassifierReport { probability: None, symbol: None, learned_spam: Some(spam), learned_ham: Some(ham) }
+            }
+            Opinion::Probability { p, symbol } => {
+                ClassifierReport { probability: Some(p), symbol: symbol.map(str::to_string), learned_spam: None, learned_ham: None }
+            }
+        }
+    }
+
+    fn line(&self) -> String {
+        match (self.probability, &self.symbol) {
+            (Some(p), Some(symbol)) => format!("classifier: spam probability {p:.4} ({symbol})"),
+            (Some(p), None) => format!("classifier: spam probability {p:.4} (no opinion, no symbol)"),
+            (None, _) => format!(
+                "classifier: not used yet (learned {} spam and {} ham; needs [classifier] min_learned of each)",
+                self.learned_spam.unwrap_or(0),
+                self.learned_ham.unwrap_or(0)
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -59,6 +99,7 @@ pub async fn scan(scorer: &Scorer, envelope: &Envelope, message: Vec<u8>) -> Rep
         facts.recipients.push(rcpt.clone());
     }
     facts.rcpt = None;
+    let classifier = scorer.classifier_opinion(&message).map(ClassifierReport::of);
     facts.message = Some(Arc::new(message));
     let data = scorer.run(Phase::Data, &facts).await;
     let recipients = envelope
@@ -72,7 +113,7 @@ pub async fn scan(scorer: &Scorer, envelope: &Envelope, message: Vec<u8>) -> Rep
             report(scorer.verdict(&evidence, &facts, rcpt))
         })
         .collect();
-    Report { added_headers: data.headers, recipients }
+    Report { added_headers: data.headers, classifier, recipients }
 }
 
 fn report(v: RecipientVerdict) -> RecipientReport {
@@ -98,6 +139,10 @@ pub fn render(report: &Report) -> String {
         for s in &r.symbols {
             let _ = writeln!(out, "{:>6.1}  {:<25}  {}", s.score, s.name, s.detail.as_deref().unwrap_or(""));
         }
+        out.push('\n');
+    }
+    if let Some(classifier) = &report.classifier {
+        out.push_str(&classifier.line());
         out.push('\n');
     }
     for field in &report.added_headers {

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::filter::attachments::AttachmentFilter;
 use crate::filter::auth::AuthFilter;
 use crate::filter::clamav::ClamavFilter;
+use crate::filter::classifier::ClassifierFilter;
 use crate::filter::dnsbl::DnsblFilter;
 use crate::filter::rdns::RdnsFilter;
 use crate::filter::rules::RulesFilter;
@@ -56,8 +57,9 @@ impl std::fmt::Display for BuildErrors {
 }
 
 /// Builds the scorer the configuration describes: its filters in order, the score table of
-/// its rule files and its policy. All or nothing.
-pub fn build(config: Arc<Config>) -> Result<Scorer, BuildErrors> {
+/// its rule files and its policy. All or nothing. The classifier filter scores with the model
+/// `in_force` holds at the time of each message.
+pub fn build(config: Arc<Config>, in_force: &crate::classifier::InForce) -> Result<Scorer, BuildErrors> {
     let mut errors = Vec::new();
     let mut filters: Vec<Arc<dyn Filter>> = Vec::new();
     let resolver = crate::dns::resolver(&config.dns).map_err(|e| errors.push(e.to_string())).ok();
@@ -75,6 +77,10 @@ pub fn build(config: Arc<Config>) -> Result<Scorer, BuildErrors> {
     }
     if config.attachments.enabled {
         filters.push(Arc::new(AttachmentFilter::new(&config.attachments)));
+    }
+    let classifier = config.classifier.enabled.then(|| (in_force.clone(), config.classifier.min_learned));
+    if let Some((in_force, min_learned)) = &classifier {
+        filters.push(Arc::new(ClassifierFilter::new(in_force.clone(), *min_learned)));
     }
     let mut scores: Arc<dyn ScoreTable> = Arc::new(FixedScores::default());
     let mut rules_in_use = None;
@@ -96,6 +102,7 @@ pub fn build(config: Arc<Config>) -> Result<Scorer, BuildErrors> {
     let lists = config.lists.build();
     let mut scorer = Scorer::new(Chain::new(filters, FILTER_DEADLINE), scores, config).with_lists(lists);
     scorer.rules = rules_in_use;
+    scorer.classifier = classifier;
     Ok(scorer)
 }
 
@@ -198,12 +205,19 @@ pub struct Scorer {
     lists: Arc<Lists>,
     /// What the rule files in use amount to, if any (for the log line when they take effect).
     rules: Option<RulesInUse>,
+    /// The classifier's model and cold-start bound, when the classifier is on (for `moat scan`).
+    classifier: Option<(crate::classifier::InForce, u64)>,
 }
 
 impl Scorer {
+    /// What the classifier makes of `raw` (`None` when it is off): the filter's own judgement.
+    pub fn classifier_opinion(&self, raw: &[u8]) -> Option<crate::filter::classifier::Opinion> {
+        self.classifier.as_ref().map(|(in_force, min)| crate::filter::classifier::judge(in_force, *min, raw))
+    }
+
     pub fn new(chain: Chain, scores: Arc<dyn ScoreTable>, config: Arc<Config>) -> Scorer {
         let policies = Arc::new(Policies::resolve(&config));
-        Scorer { chain, scores, config, policies, lists: Arc::new(Lists::default()), rules: None }
+        Scorer { chain, scores, config, policies, lists: Arc::new(Lists::default()), rules: None, classifier: None }
     }
 
     /// Uses these allow/block lists (and their per-recipient filtering switches).

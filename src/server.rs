@@ -70,8 +70,6 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
     };
     // Recording starts before the rules are logged in force, so their hash is on /metrics.
     let metrics_handle = metrics.as_ref().and_then(|_| crate::metrics::install());
-    let scorer = scoring::build(Arc::new(config.clone())).map_err(ServeError::Filters)?;
-    scorer.log_rules_in_force();
     let listeners = bind_all(&config.listen).await?;
     let web = match &config.web {
         Some(web) => Some(TcpListener::bind(web.listen).await.map_err(|source| ServeError::Bind { address: web.listen, source })?),
@@ -87,6 +85,11 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
     };
     let config = Arc::new(ArcSwap::from_pointee(config));
     let quarantine = Arc::new(Quarantine::open(config.clone(), spool.clone()).await?);
+    if let Err(error) = quarantine.learner().refresh().await {
+        tracing::warn!(event = "classifier_sync", error = %error, note = "no model in force until the store answers");
+    }
+    let scorer = scoring::build(config.load_full(), quarantine.learner().in_force()).map_err(ServeError::Filters)?;
+    scorer.log_rules_in_force();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let queue = Queue::start(config.clone(), spool.clone(), shutdown_rx.clone()).await.map_err(|e| ServeError::Queue(e.to_string()))?;
     tokio::spawn({
@@ -136,6 +139,10 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
     }
     tokio::spawn(app::watch_rules(shared.clone()));
     tokio::spawn(app::refresh_user_lists(shared.clone()));
+    tokio::spawn({
+        let config = shared.config.clone();
+        crate::learning::run(shared.quarantine.learner().clone(), move || config.load().classifier.sync.duration(), shutdown_rx.clone())
+    });
     crate::systemd::notify("READY=1");
     wait_for_signals(&path, &shared).await?;
     crate::systemd::notify("STOPPING=1");

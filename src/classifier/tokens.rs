@@ -101,6 +101,16 @@ impl Features {
     pub fn is_empty(&self) -> bool {
         self.hashes.is_empty()
     }
+
+    /// The hashes as bytes (8 little-endian bytes each), how a lesson stores them.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.hashes.iter().flat_map(|h| h.to_le_bytes()).collect()
+    }
+
+    /// Features from [`Features::to_bytes`]'s bytes; a trailing partial hash is ignored.
+    pub fn from_bytes(bytes: &[u8]) -> Features {
+        Features::from_hashes(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect())
+    }
 }
 
 /// Turns messages into [`Features`] under one seed (the model's).

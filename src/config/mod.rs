@@ -7,6 +7,7 @@
 mod deferral;
 mod digest;
 mod duration;
+mod learning;
 mod policy;
 pub mod schedule;
 mod validate;
@@ -15,6 +16,7 @@ mod web;
 pub use deferral::{Greylist, RateLimits};
 pub use digest::{Digest, DigestOverride, Frequency};
 pub use duration::Seconds;
+pub use learning::Classifier;
 pub use policy::{Action, PolicyConfig, PolicyOverride, Stance, check_thresholds};
 pub use validate::{ConfigError, load, load_str};
 pub use web::{Admin, Metrics, Notices, Web};
@@ -80,6 +82,9 @@ pub struct Config {
     /// Where the quarantine index, user preferences and greylisting state are kept.
     #[serde(default)]
     pub store: StoreConfig,
+    /// The statistical classifier that learns from released and reported mail.
+    #[serde(default)]
+    pub classifier: Classifier,
     /// Greylisting of unknown (network, sender, recipient) triplets; off by default.
     #[serde(default)]
     pub greylist: Greylist,

@@ -134,6 +134,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "clamav",
     "attachments",
     "store",
+    "classifier",
     "greylist",
     "rate_limits",
     "web",
@@ -161,6 +162,7 @@ fn check_sections(report: &mut Report<'_>, document: &DeTable<'_>) {
             "clamav" => drop(report.section::<Clamav>(value)),
             "attachments" => drop(report.section::<Attachments>(value)),
             "store" => drop(report.section::<StoreConfig>(value)),
+            "classifier" => drop(report.section::<super::Classifier>(value)),
             "greylist" => drop(report.section::<super::Greylist>(value)),
             "rate_limits" => drop(report.section::<super::RateLimits>(value)),
             "web" => drop(report.section::<super::Web>(value)),
@@ -428,6 +430,7 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
     check_attachments(report, &config.attachments, span_of(document, "attachments", None));
     check_store(report, &config.store, span_of(document, "store", None));
     check_deferral(report, config, document);
+    check_classifier(report, &config.classifier, span_of(document, "classifier", None));
     check_web(report, config, document);
 }
 
@@ -438,6 +441,22 @@ fn check_deferral(report: &mut Report<'_>, config: &Config, document: &DeTable<'
     }
     if config.rate_limits.window.0 < 1 {
         report.at(span_of(document, "rate_limits", None), "rate_limits.window must be at least 1s");
+    }
+}
+
+fn check_classifier(report: &mut Report<'_>, classifier: &super::Classifier, at: Option<Range<usize>>) {
+    let bits = super::learning::TABLE_BITS;
+    if !bits.contains(&classifier.table_bits) {
+        report.at(at.clone(), format!("classifier.table_bits must be {}..={} (2^23 buckets is 64 MiB)", bits.start(), bits.end()));
+    }
+    if classifier.sync.0 < 1 {
+        report.at(at.clone(), "classifier.sync must be at least 1s");
+    }
+    if classifier.report_local_part.contains(['@', ' ', '<', '>']) {
+        report.at(at.clone(), "classifier.report_local_part is the part before the @, e.g. \"spam\"");
+    }
+    if classifier.autolearn && classifier.autolearn_ham_at >= classifier.autolearn_spam_at {
+        report.at(at, "classifier.autolearn_ham_at must be below autolearn_spam_at");
     }
 }
 

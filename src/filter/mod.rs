@@ -11,6 +11,7 @@
 
 pub mod attachments;
 pub mod clamav;
+pub mod classifier;
 pub mod dnsbl;
 pub mod rdns;
 pub mod rules;

@@ -26,13 +26,15 @@
 
 mod ingest;
 
+use crate::classifier::Label;
 use crate::clock::blocking;
 use crate::config::Config;
+use crate::learning::{self, Learner, Teacher};
 use crate::links::LinkKey;
 use crate::notices;
 use crate::spool::{Envelope, Hold, Spool, SpoolError, Staged};
 use crate::store::vault::{Vault, VaultError};
-use crate::store::{self, Category, ItemState, QuarantineItem, ReleaseVia, Store, StoreError};
+use crate::store::{self, Category, ItemState, QuarantineItem, Recorded, ReleaseVia, Store, StoreError};
 use arc_swap::ArcSwap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -81,6 +83,8 @@ pub struct Released {
 /// The quarantine service: the store, the vault and the three spools it moves copies between.
 pub struct Quarantine {
     store: Store,
+    /// The classifier's learner: a released message is taught as ham.
+    learner: Arc<Learner>,
     vault: Vault,
     /// Held copies waiting to go into the store (written by sessions).
     holding: Arc<Spool>,
@@ -121,8 +125,10 @@ impl Quarantine {
             }
             None => None,
         };
+        let learner = Arc::new(Learner::new(store.clone(), crate::classifier::nothing_in_force(), learning::settings(&current.classifier)));
         Ok(Quarantine {
             store,
+            learner,
             vault,
             holding: Arc::new(holding),
             staging: Arc::new(staging),
@@ -141,6 +147,11 @@ impl Quarantine {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// This node's classifier learner (and through it the model in force).
+    pub fn learner(&self) -> &Arc<Learner> {
+        &self.learner
     }
 
     /// Tells the background task that held copies are waiting.
@@ -315,6 +326,7 @@ impl Quarantine {
         }
         let message = self.open_contents(id).await?;
         let envelope = release_envelope(&item, &message);
+        let lesson = Arc::new(message.clone());
         let gate =
             |ticket: String| async move { self.store.release(id, actor, via, store::unix_now(), Some(&ticket)).await.map(|()| true) };
         // The gate either wins (true) or fails (lost race: NotHeld), so a won send always has an id.
@@ -324,7 +336,26 @@ impl Quarantine {
             .ok_or_else(|| QuarantineError::Task("release gate lost without an error".into()))?;
         metrics::counter!("moat_releases_total", "via" => via.as_str()).increment(1);
         tracing::info!(event = "released", item = %id, recipient = %item.recipient, actor, via = via.as_str(), queue_id = %queue_id);
+        self.teach(lesson, Label::Ham, actor, "release").await;
         Ok(Released { item: id.to_string(), recipient: item.recipient, queue_id })
+    }
+
+    /// Teaches the classifier `message` as `label` on behalf of `actor`, if the classifier is
+    /// on. Teaching never fails the action that prompted it (a release, a report): a refusal
+    /// (the daily bound) or a store error is logged and the action stands.
+    pub async fn teach(&self, message: Arc<Vec<u8>>, label: Label, actor: &str, via: &'static str) -> Option<Recorded> {
+        let config = self.config.load();
+        if !config.classifier.enabled {
+            return None;
+        }
+        let teacher = Teacher { name: actor.to_string(), via, daily_bound: config.classifier.user_lessons_per_day };
+        match self.learner.teach(message, label, &teacher).await {
+            Ok(recorded) => Some(recorded),
+            Err(error) => {
+                tracing::warn!(event = "not_taught", via, teacher = %actor, error = %error);
+                None
+            }
+        }
     }
 
     /// Sends a message exactly once: stages it, asks `gate` (given the staged copy's id, to

@@ -32,6 +32,55 @@ pub struct Lesson {
     pub at: UnixTime,
     /// The message's hashed features, as the classifier encodes them.
     pub features: Vec<u8>,
+    /// What the model holds of this message: learned as spam (`Some(true)`), as ham, or not yet
+    /// (`None`: taught but not folded into the model yet).
+    pub in_model: Option<bool>,
+}
+
+impl Lesson {
+    /// Whether the model does not hold this lesson as taught yet (new, or relabelled).
+    pub fn is_pending(&self) -> bool {
+        self.in_model != Some(self.spam)
+    }
+}
+
+/// One change to the lessons, saved together with the model it went into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LessonChange {
+    /// The model now holds the lesson `digest` as `in_model` (spam: `Some(true)`).
+    Folded { digest: String, in_model: Option<bool> },
+    /// The lesson `digest` is forgotten: out of the model and gone.
+    Forgotten { digest: String },
+    /// The model was replaced by one from elsewhere (`moat learn --import`): it holds none of
+    /// the lessons recorded here, so every one is pending again and is folded into it.
+    AllPending,
+}
+
+/// What recording a lesson did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// A message not taught before.
+    New,
+    /// Taught before with the other label: it will move.
+    Relabelled,
+    /// Taught before with the same label: nothing to do.
+    Already,
+}
+
+fn in_model_code(in_model: Option<bool>) -> i64 {
+    match in_model {
+        None => 0,
+        Some(true) => 1,
+        Some(false) => 2,
+    }
+}
+
+fn in_model_of(code: i64) -> Option<bool> {
+    match code {
+        1 => Some(true),
+        2 => Some(false),
+        _ => None,
+    }
 }
 
 const MODEL: &str = "default";
@@ -60,6 +109,12 @@ impl Store {
     /// Saves `data` as version `read + 1` if the stored version is still `read` (0: none was
     /// stored). Returns whether it was saved.
     pub async fn save_model(&self, read: i64, data: &[u8], now: UnixTime) -> Result<bool, StoreError> {
+        self.commit_model(read, data, now, &[]).await
+    }
+
+    /// Saves `data` as [`Store::save_model`] does and, in the same transaction and only if the
+    /// model was saved, records `changes` to the lessons (what the new model holds).
+    pub async fn commit_model(&self, read: i64, data: &[u8], now: UnixTime, changes: &[LessonChange]) -> Result<bool, StoreError> {
         let blob = Val::Bytes(Some(data.to_vec()));
         let statement = if read == 0 {
             stmt(
@@ -72,7 +127,17 @@ impl Store {
                 vec![text(MODEL), blob, int(now), int(read)],
             )
         };
-        let counts = self.transaction(vec![statement], false).await?;
+        let mut statements = vec![statement];
+        for change in changes {
+            statements.push(match change {
+                LessonChange::Folded { digest, in_model } => {
+                    stmt("UPDATE classifier_lesson SET in_model = $2 WHERE digest = $1", vec![text(digest), int(in_model_code(*in_model))])
+                }
+                LessonChange::Forgotten { digest } => stmt("DELETE FROM classifier_lesson WHERE digest = $1", vec![text(digest)]),
+                LessonChange::AllPending => stmt("UPDATE classifier_lesson SET in_model = 0 WHERE in_model <> $1", vec![int(0)]),
+            });
+        }
+        let counts = self.transaction(statements, true).await?;
         Ok(counts.first() == Some(&1))
     }
 
@@ -80,7 +145,7 @@ impl Store {
     pub async fn get_lesson(&self, digest: &str) -> Result<Option<Lesson>, StoreError> {
         let rows = self
             .query(
-                "SELECT digest, spam, taught_by, via, at, features FROM classifier_lesson WHERE digest = $1",
+                "SELECT digest, spam, taught_by, via, at, features, in_model FROM classifier_lesson WHERE digest = $1",
                 vec![text(digest)],
                 LESSON_COLUMNS,
                 "classifier_lesson",
@@ -89,13 +154,39 @@ impl Store {
         rows.first().map(lesson_of).transpose()
     }
 
-    /// Records `lesson`, replacing an earlier one for the same message.
-    pub async fn put_lesson(&self, lesson: &Lesson) -> Result<(), StoreError> {
-        self.transaction(
-            vec![stmt(
-                "INSERT INTO classifier_lesson (digest, spam, taught_by, via, at, features) VALUES ($1, $2, $3, $4, $5, $6)
+    /// Records `lesson` (its `in_model` is ignored): a new message is taught; one taught before
+    /// with the other label takes the new label, teacher and time (the model is updated when the
+    /// lesson is next folded in); one taught before with the same label is left alone. The
+    /// features first recorded are kept, since they are what the model holds.
+    pub async fn put_lesson(&self, lesson: &Lesson) -> Result<Recorded, StoreError> {
+        let recorded = self.put_lessons(std::slice::from_ref(lesson)).await?;
+        Ok(recorded.first().copied().unwrap_or(Recorded::Already))
+    }
+
+    /// [`Store::put_lesson`] for many lessons, written in one transaction.
+    pub async fn put_lessons(&self, lessons: &[Lesson]) -> Result<Vec<Recorded>, StoreError> {
+        let mut recorded = Vec::with_capacity(lessons.len());
+        let mut statements = Vec::new();
+        let mut seen: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
+        for lesson in lessons {
+            let before = match seen.get(lesson.digest.as_str()) {
+                Some(spam) => Some(*spam),
+                None => self.get_lesson(&lesson.digest).await?.map(|old| old.spam),
+            };
+            seen.insert(&lesson.digest, lesson.spam);
+            let outcome = match before {
+                None => Recorded::New,
+                Some(spam) if spam == lesson.spam => Recorded::Already,
+                Some(_) => Recorded::Relabelled,
+            };
+            recorded.push(outcome);
+            if outcome == Recorded::Already {
+                continue;
+            }
+            statements.push(stmt(
+                "INSERT INTO classifier_lesson (digest, spam, taught_by, via, at, features, in_model) VALUES ($1, $2, $3, $4, $5, $6, 0)
                  ON CONFLICT (digest) DO UPDATE SET spam = excluded.spam, taught_by = excluded.taught_by, via = excluded.via,
-                 at = excluded.at, features = excluded.features",
+                 at = excluded.at",
                 vec![
                     text(&lesson.digest),
                     Val::Bool(Some(lesson.spam)),
@@ -104,11 +195,26 @@ impl Store {
                     int(lesson.at),
                     Val::Bytes(Some(lesson.features.clone())),
                 ],
-            )],
-            false,
-        )
-        .await?;
-        Ok(())
+            ));
+        }
+        if !statements.is_empty() {
+            self.transaction(statements, false).await?;
+        }
+        Ok(recorded)
+    }
+
+    /// Up to `limit` lessons the model does not hold as taught yet, oldest first.
+    pub async fn pending_lessons(&self, limit: u32) -> Result<Vec<Lesson>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT digest, spam, taught_by, via, at, features, in_model FROM classifier_lesson
+                 WHERE in_model <> CASE WHEN spam THEN 1 ELSE 2 END ORDER BY at, digest LIMIT $1",
+                vec![int(i64::from(limit))],
+                LESSON_COLUMNS,
+                "classifier_lesson",
+            )
+            .await?;
+        rows.iter().map(lesson_of).collect()
     }
 
     /// Removes the lesson for `digest`; returns whether there was one.
@@ -121,7 +227,7 @@ impl Store {
     pub async fn lessons_by(&self, teacher: &str) -> Result<Vec<Lesson>, StoreError> {
         let rows = self
             .query(
-                "SELECT digest, spam, taught_by, via, at, features FROM classifier_lesson WHERE taught_by = $1 ORDER BY at, digest",
+                "SELECT digest, spam, taught_by, via, at, features, in_model FROM classifier_lesson WHERE taught_by = $1 ORDER BY at, digest",
                 vec![text(lower(teacher))],
                 LESSON_COLUMNS,
                 "classifier_lesson",
@@ -145,7 +251,7 @@ impl Store {
     }
 }
 
-const LESSON_COLUMNS: &[Ty] = &[Ty::Text, Ty::Bool, Ty::Text, Ty::Text, Ty::Int, Ty::Bytes];
+const LESSON_COLUMNS: &[Ty] = &[Ty::Text, Ty::Bool, Ty::Text, Ty::Text, Ty::Int, Ty::Bytes, Ty::Int];
 
 fn lesson_of(row: &super::Row) -> Result<Lesson, StoreError> {
     Ok(Lesson {
@@ -155,5 +261,6 @@ fn lesson_of(row: &super::Row) -> Result<Lesson, StoreError> {
         via: row.text(3)?,
         at: row.int(4)?,
         features: row.bytes(5)?,
+        in_model: in_model_of(row.int(6)?),
     })
 }

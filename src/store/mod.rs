@@ -44,7 +44,7 @@ pub mod postgres;
 pub mod sqlite;
 pub mod vault;
 
-pub use classifier::{Lesson, StoredModel};
+pub use classifier::{Lesson, LessonChange, Recorded, StoredModel};
 
 use crate::lists::{Entry, ListSet, Lists, UserPolicy};
 use crate::verdict::Symbol;
@@ -486,6 +486,13 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     // Message Center sessions are stateless signed cookies; signing out records the time before
     // which the user's sessions no longer count, so a copied cookie dies with the sign-out.
     (7, "CREATE TABLE web_session_revocation (address TEXT PRIMARY KEY, revoked_before BIGINT NOT NULL);"),
+    // What the model holds of each lesson (0: not yet, 1: spam, 2: ham): teaching only records a
+    // lesson; nodes fold pending lessons into the model in batches, saving model and marks together.
+    (
+        8,
+        "ALTER TABLE classifier_lesson ADD COLUMN in_model BIGINT NOT NULL DEFAULT 0;
+        CREATE INDEX classifier_lesson_pending ON classifier_lesson (at, digest) WHERE in_model <> CASE WHEN spam THEN 1 ELSE 2 END;",
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -17,6 +17,7 @@ mod attachments_corpus;
 mod attachments_smtp;
 mod auth_dns;
 mod clamav_smtp;
+mod classifier_learning;
 mod cli_config;
 mod cluster_pg;
 mod digest_run;

@@ -104,7 +104,8 @@ async fn run(path: &Path, case: &Case) -> Result<(), String> {
     let text = format!("{BASE}\n[rules]\ndirs = [\"{}\"]\nwatch = \"0s\"\n\n{}\n{}\n", rules.display(), dns.config_section(), case.config);
     let config = moat::config::load_str("case.toml", &text, Path::new("."))
         .map_err(|e| format!("config: {}", e.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))?;
-    let scorer = moat::scoring::build(std::sync::Arc::new(config)).map_err(|e| format!("filters: {e}"))?;
+    let scorer =
+        moat::scoring::build(std::sync::Arc::new(config), &moat::classifier::nothing_in_force()).map_err(|e| format!("filters: {e}"))?;
     let envelope = moat::scan::Envelope {
         client_ip: case.envelope.ip.parse().map_err(|e| format!("ip: {e}"))?,
         helo: case.envelope.helo.clone(),

@@ -593,7 +593,7 @@ async fn the_classifier_model_is_replaced_only_by_compare_and_set(db: Db) {
 }
 
 async fn lessons_are_kept_found_by_teacher_forgotten_and_expire(db: Db) {
-    use moat::store::Lesson;
+    use moat::store::{Lesson, LessonChange, Recorded};
     let store = db.open().await;
     let lesson = |digest: &str, spam: bool, by: &str, at: i64| Lesson {
         digest: digest.into(),
@@ -602,18 +602,32 @@ async fn lessons_are_kept_found_by_teacher_forgotten_and_expire(db: Db) {
         via: "release".into(),
         at,
         features: vec![1, 2, 3, 4],
+        in_model: None,
     };
-    store.put_lesson(&lesson("d1", true, "Alice@Example.test", NOW)).await.unwrap();
+    assert_eq!(store.put_lesson(&lesson("d1", true, "Alice@Example.test", NOW)).await.unwrap(), Recorded::New);
+    assert_eq!(store.put_lesson(&lesson("d1", true, "dave@example.test", NOW + 5)).await.unwrap(), Recorded::Already);
     store.put_lesson(&lesson("d2", false, "alice@example.test", NOW + 10)).await.unwrap();
     store.put_lesson(&lesson("d3", true, "bob@example.test", NOW + 20)).await.unwrap();
     assert_eq!(
         store.get_lesson("d1").await.unwrap(),
         Some(lesson("d1", true, "alice@example.test", NOW)),
-        "teachers are stored lower-cased"
+        "teachers are stored lower-cased; the same label again changed nothing"
     );
-    // Relabelled: the same message's row moves to the new label.
-    store.put_lesson(&lesson("d1", false, "carol@example.test", NOW + 30)).await.unwrap();
-    assert!(!store.get_lesson("d1").await.unwrap().unwrap().spam);
+    // Folded into a model: the marks are saved with it, and only with a model saved on the version read.
+    let pending: Vec<String> = store.pending_lessons(10).await.unwrap().into_iter().map(|l| l.digest).collect();
+    assert_eq!(pending, ["d1", "d2", "d3"]);
+    let fold = |digest: &str, spam: bool| LessonChange::Folded { digest: digest.into(), in_model: Some(spam) };
+    assert!(store.commit_model(0, b"m1", NOW, &[fold("d1", true), fold("d2", false)]).await.unwrap());
+    assert!(!store.commit_model(0, b"stale", NOW, &[fold("d3", true)]).await.unwrap(), "a stale version saves nothing");
+    let pending: Vec<String> = store.pending_lessons(10).await.unwrap().into_iter().map(|l| l.digest).collect();
+    assert_eq!(pending, ["d3"], "the stale save marked nothing");
+    assert_eq!(store.get_lesson("d1").await.unwrap().unwrap().in_model, Some(true));
+    // Relabelled: the same message's row moves to the new label and is pending again; the
+    // model still holds the old label (and the features first recorded) until the next fold.
+    let relabel = Lesson { features: vec![9, 9], ..lesson("d1", false, "carol@example.test", NOW + 30) };
+    assert_eq!(store.put_lesson(&relabel).await.unwrap(), Recorded::Relabelled);
+    let d1 = store.get_lesson("d1").await.unwrap().unwrap();
+    assert!(!d1.spam && d1.in_model == Some(true) && d1.is_pending() && d1.features == vec![1, 2, 3, 4], "{d1:?}");
     let alices: Vec<String> = store.lessons_by("ALICE@example.test").await.unwrap().into_iter().map(|l| l.digest).collect();
     assert_eq!(alices, ["d2"]);
     assert_eq!(store.lessons_since("carol@example.test", NOW).await.unwrap(), 1);
@@ -666,6 +680,7 @@ async fn purging_a_domain_removes_its_users_and_nothing_else(db: Db) {
             via: "report".into(),
             at: NOW,
             features: vec![1],
+            in_model: None,
         })
         .await
         .unwrap();

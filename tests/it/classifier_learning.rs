@@ -1,0 +1,184 @@
+//! The learning classifier end to end, on loopback with the shipped score table (rules/):
+//! `moat learn` teaches a running server (it uses the new model within seconds) and the model
+//! survives a restart with the same probabilities; learning twice is a no-op, relabelling moves a
+//! message, `--forget`/`--forget-by` unlearn, `--export`/`--import` move a model; releasing a
+//! held message teaches it as ham, once however often the same message is released.
+
+use crate::support::*;
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+const SPAM_WORDS: &[&str] =
+    &["viagra", "casino", "winner", "lottery", "pills", "discount", "bitcoin", "prize", "unclaimed", "inheritance", "pharmacy", "jackpot"];
+const HAM_WORDS: &[&str] =
+    &["meeting", "project", "review", "minutes", "schedule", "deploy", "budget", "agenda", "quarterly", "roadmap", "standup", "invoice"];
+
+/// The `i`th synthetic message of a kind: a few words of its vocabulary and a unique id.
+fn message(words: &[&str], kind: &str, i: usize) -> String {
+    let body: Vec<&str> = (0..8).map(|k| words[(i * 5 + k * 7) % words.len()]).collect();
+    format!(
+        "From: {kind}{i}@sender.example\r\nTo: someone@example.test\r\nSubject: {} {}\r\nMessage-ID: <{kind}-{i}@sender.example>\r\n\r\n{}\r\nref {kind}{i}\r\n",
+        body[0],
+        body[1],
+        body.join(" ")
+    )
+}
+
+fn spam(i: usize) -> String {
+    message(SPAM_WORDS, "spam", i)
+}
+
+fn ham(i: usize) -> String {
+    message(HAM_WORDS, "ham", i)
+}
+
+/// Writes `n` messages made by `make` into a new directory `name` under `dir`.
+fn corpus(dir: &Path, name: &str, n: usize, make: fn(usize) -> String) -> String {
+    let path = dir.join(name);
+    fs::create_dir_all(&path).unwrap();
+    for i in 0..n {
+        fs::write(path.join(format!("{i:03}.eml")), make(i)).unwrap();
+    }
+    path.to_str().unwrap().to_string()
+}
+
+/// A moat with the shipped rules and a classifier that needs 20 of each kind and syncs each second.
+fn moat_config(downstream: u16, extra: &str) -> MoatConfig {
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    MoatConfig::new(downstream)
+        .append(&format!("\n[rules]\ndirs = [\"{}\"]\n[classifier]\nmin_learned = 20\nsync = \"1s\"\n{extra}", rules.display()))
+}
+
+fn cli_ok(moat: &Moat, args: &[&str]) -> String {
+    let out = moat.cli(args);
+    assert!(out.status.success(), "moat {args:?}: {}{}", text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
+fn config_of(moat: &Moat) -> String {
+    moat.config_path().to_str().unwrap().to_string()
+}
+
+/// The classifier's probability for the message in `file`, from `moat scan --json`.
+fn probability(moat: &Moat, file: &Path) -> f64 {
+    let out = cli_ok(moat, &["scan", "--json", "-c", &config_of(moat), file.to_str().unwrap()]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let found = &report["report"]["classifier"];
+    found["probability"].as_f64().unwrap_or_else(|| panic!("no probability: {out}"))
+}
+
+/// Verdict log lines (envelope metadata and symbol names) naming `symbol` (the log is kept across restarts).
+fn verdicts_with(moat: &Moat, symbol: &str) -> usize {
+    moat.log().lines().filter(|l| l.contains("event=\"verdict\"") && l.contains(symbol)).count()
+}
+
+#[test]
+fn moat_learn_teaches_the_running_server_and_the_model_survives_a_restart() {
+    let capture = Capture::new();
+    let mut moat = Moat::start(moat_config(capture.port, ""));
+    let dir = temp_dir();
+    let new_spam = dir.path().join("new-spam.eml");
+    fs::write(&new_spam, spam(500)).unwrap();
+    let cold = cli_ok(&moat, &["scan", "-c", &config_of(&moat), new_spam.to_str().unwrap()]);
+    assert!(cold.contains("classifier: not used yet (learned 0 spam and 0 ham"), "{cold}");
+
+    let (spam_dir, ham_dir) = (corpus(dir.path(), "spam", 30, spam), corpus(dir.path(), "ham", 30, ham));
+    let summary = cli_ok(&moat, &["learn", "-c", &config_of(&moat), "--spam", &spam_dir, "--ham", &ham_dir]);
+    assert!(summary.contains("learned 60, relabelled 0, skipped as already learned 0, unreadable 0"), "{summary}");
+    assert!(summary.contains("the model now holds 30 spam and 30 ham"), "{summary}");
+
+    wait_until("the server puts the learned model in force", Duration::from_secs(10), || {
+        moat.log().contains("event=\"classifier_model_loaded\"").then_some(())
+    });
+    let reply = moat.smtp_ehlo().send_mail("friend@remote.example", &["bob@example.test"], ham(700).as_bytes());
+    assert_eq!(reply.code, 250, "{reply}");
+    capture.wait_for(1, DEADLINE);
+    assert_eq!(verdicts_with(&moat, "MOAT_CLASSIFIER_00"), 1, "new ham scored as ham: {}", moat.log());
+    let reply = moat.smtp_ehlo().send_mail("lottery@remote.example", &["bob@example.test"], spam(500).as_bytes());
+    assert_eq!(reply.code, 250, "{reply}");
+    wait_until("the new spam is held by the classifier", DEADLINE, || {
+        let log = moat.log();
+        log.lines().any(|l| l.contains("event=\"verdict\"") && l.contains("MOAT_CLASSIFIER_99") && l.contains("quarantine")).then_some(())
+    });
+
+    let before = probability(&moat, &new_spam);
+    assert!(before > 0.99, "{before}");
+    moat.restart();
+    assert_eq!(probability(&moat, &new_spam), before, "the same model after a restart gives the same probability");
+    let reply = moat.smtp_ehlo().send_mail("friend@remote.example", &["bob@example.test"], ham(701).as_bytes());
+    assert_eq!(reply.code, 250, "{reply}");
+    capture.wait_for(2, DEADLINE);
+    assert_eq!(verdicts_with(&moat, "MOAT_CLASSIFIER_00"), 2, "the restarted server classifies with the stored model: {}", moat.log());
+}
+
+#[test]
+fn learning_twice_changes_nothing_relabelling_moves_forgetting_unlearns_and_models_move() {
+    let capture = Capture::new();
+    let moat = Moat::start(moat_config(capture.port, ""));
+    let dir = temp_dir();
+    let (spam_dir, ham_dir) = (corpus(dir.path(), "spam", 25, spam), corpus(dir.path(), "ham", 25, ham));
+    let config = config_of(&moat);
+    cli_ok(&moat, &["learn", "-c", &config, "--spam", &spam_dir, "--ham", &ham_dir]);
+    let again = cli_ok(&moat, &["learn", "-c", &config, "--spam", &spam_dir]);
+    assert!(again.contains("learned 0, relabelled 0, skipped as already learned 25"), "{again}");
+    assert!(again.contains("holds 25 spam and 25 ham"), "{again}");
+
+    // Five of the spam were mistakes: teach them as ham, and they move.
+    let mistaken = corpus(dir.path(), "mistaken", 5, spam);
+    let moved = cli_ok(&moat, &["learn", "-c", &config, "--ham", &mistaken]);
+    assert!(moved.contains("relabelled 5") && moved.contains("holds 20 spam and 30 ham"), "{moved}");
+    let forgot = cli_ok(&moat, &["learn", "-c", &config, "--forget", "--ham", &mistaken]);
+    assert!(forgot.contains("forgotten 5") && forgot.contains("holds 20 spam and 25 ham"), "{forgot}");
+
+    let probe = dir.path().join("probe.eml");
+    fs::write(&probe, spam(900)).unwrap();
+    let p = probability(&moat, &probe);
+    let exported = dir.path().join("model.bin");
+    cli_ok(&moat, &["learn", "-c", &config, "--export", exported.to_str().unwrap()]);
+    let bytes = fs::read(&exported).unwrap();
+    for word in SPAM_WORDS.iter().chain(HAM_WORDS) {
+        assert!(!bytes.windows(word.len()).any(|w| w == word.as_bytes()), "the model holds no text ({word})");
+    }
+
+    let other = Moat::start(moat_config(capture.port, ""));
+    let imported = cli_ok(&other, &["learn", "-c", &config_of(&other), "--import", exported.to_str().unwrap()]);
+    assert!(imported.contains("learned 20 spam and 25 ham"), "{imported}");
+    assert_eq!(probability(&other, &probe), p, "the imported model scores as the exported one did");
+
+    let everything = cli_ok(&moat, &["learn", "-c", &config, "--forget-by", "root"]);
+    assert!(everything.contains("forgotten 45") && everything.contains("holds 0 spam and 0 ham"), "{everything}");
+}
+
+#[test]
+fn releasing_a_held_message_teaches_it_as_ham_once() {
+    let capture = Capture::new();
+    let rules = temp_dir();
+    fs::write(rules.path().join("local.cf"), "body LOCAL_PRIZE /you have won/i\nscore LOCAL_PRIZE 12\n").unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let moat = Moat::start(MoatConfig::new(capture.port).append(&format!(
+        "\n[rules]\ndirs = [\"{}\", \"{}\"]\n[classifier]\nmin_learned = 20\nsync = \"1s\"\n",
+        shipped.display(),
+        rules.path().display()
+    )));
+    let prize = b"Subject: club news\r\nMessage-ID: <club-1@remote.example>\r\n\r\nYou have won the club's raffle\r\n";
+    let reply = moat.smtp_ehlo().send_mail("club@remote.example", &["alice@example.test", "bob@example.test"], prize);
+    assert_eq!(reply.code, 250, "{reply}");
+    let config = config_of(&moat);
+    let ids = wait_until("both copies held", DEADLINE, || {
+        let out = moat.cli(&["quarantine", "list", "--json", "-c", &config]);
+        let ids: Vec<String> = text(&out.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter_map(|v| v["id"].as_str().map(str::to_string))
+            .collect();
+        (ids.len() == 2).then_some(ids)
+    });
+    for id in &ids {
+        let out = cli_ok(&moat, &["quarantine", "release", id, "-c", &config]);
+        assert!(out.contains("queued as"), "{out}");
+    }
+    capture.wait_for(2, DEADLINE);
+    let status = cli_ok(&moat, &["learn", "-c", &config]);
+    assert!(status.contains("the model now holds 0 spam and 1 ham"), "two releases of one message teach it once: {status}");
+}
