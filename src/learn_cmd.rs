@@ -77,6 +77,7 @@ pub async fn run(config: &Config, args: LearnArgs) -> Result<(), String> {
     let mut progress = Progress::new("folding into the model");
     learner.fold_all(|n| progress.add(n as u64)).await.map_err(|e| e.to_string())?;
     progress.done();
+    learner.refresh().await.map_err(|e| e.to_string())?;
     if let Some(file) = &args.export {
         let bytes = learner.export().await.map_err(|e| e.to_string())?.ok_or("there is no model to export yet")?;
         std::fs::write(file, &bytes).map_err(|e| format!("{}: {e}", file.display()))?;

@@ -268,14 +268,18 @@ async fn list(State(shared): State<Arc<App>>, headers: HeaderMap, Query(params):
 fn row(item: &QuarantineItem) -> String {
     let sender = or_none(&item.sender, "(no sender)");
     let subject = or_none(&item.subject, "(no subject)");
-    let check = if item.state == ItemState::Held {
+    let checkbox = || {
         format!(
             "<input type=\"checkbox\" name=\"id\" value=\"{}\" aria-label=\"Select message from {}\">",
             escape(&item.id),
             escape(&shown(sender, LIST_TEXT))
         )
-    } else {
-        escape(item.state.as_str())
+    };
+    // Released messages can still be reported as spam (the filter then learns it was wrong).
+    let check = match item.state {
+        ItemState::Held => checkbox(),
+        ItemState::Released => format!("{} {}", checkbox(), escape(item.state.as_str())),
+        ItemState::Deleted => escape(item.state.as_str()),
     };
     format!(
         "<tr><td>{check}</td><td>{}</td><td>{}</td><td><a href=\"/mc/m/{}\">{}</a></td><td>{}</td><td>{:.1}</td><td>{}</td></tr>",
@@ -292,10 +296,11 @@ fn row(item: &QuarantineItem) -> String {
 fn action_buttons(label: &str) -> String {
     format!(
         "<p class=\"actions\" role=\"group\" aria-label=\"{}\">{label}\
-         <button type=\"submit\" name=\"action\" value=\"release\">Release</button>\
+         <button type=\"submit\" name=\"action\" value=\"release\">Not spam: release</button>\
          <button type=\"submit\" name=\"action\" value=\"release_allow\">Release and allow sender</button>\
          <button type=\"submit\" name=\"action\" value=\"block\">Block sender</button>\
-         <button type=\"submit\" name=\"action\" value=\"delete\">Delete</button></p>",
+         <button type=\"submit\" name=\"action\" value=\"delete\">Delete</button>\
+         <button type=\"submit\" name=\"action\" value=\"spam\">Spam after all (released messages)</button></p>",
         escape(label.trim_end_matches([':', ' ']))
     )
 }
@@ -461,6 +466,8 @@ enum ItemAction {
     ReleaseAllow,
     Block,
     Delete,
+    /// A released message was spam after all: the classifier learns it.
+    Spam,
 }
 
 impl ItemAction {
@@ -470,6 +477,7 @@ impl ItemAction {
             "release_allow" => ItemAction::ReleaseAllow,
             "block" => ItemAction::Block,
             "delete" => ItemAction::Delete,
+            "spam" => ItemAction::Spam,
             _ => return None,
         })
     }
@@ -480,6 +488,7 @@ impl ItemAction {
             ItemAction::ReleaseAllow => "released (sender allowed)",
             ItemAction::Block => "deleted (sender blocked)",
             ItemAction::Delete => "deleted",
+            ItemAction::Spam => "reported as spam (the filter learns from them)",
         }
     }
 }
@@ -530,11 +539,13 @@ async fn act(State(shared): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
     user.page(StatusCode::OK, "Done", &text)
 }
 
-/// Does `action` on one of the user's held items; `Ok(true)` when their lists changed.
+/// Does `action` on one of the user's items (held ones; released ones for Spam); `Ok(true)`
+/// when their lists changed.
 async fn act_on(shared: &App, user: &User, id: &str, action: ItemAction) -> Result<bool, ()> {
     let store = shared.quarantine.store();
+    let wanted = if action == ItemAction::Spam { ItemState::Released } else { ItemState::Held };
     let item = match store.get_item(id).await {
-        Ok(item) if item.recipient.eq_ignore_ascii_case(&user.session.address) && item.state == ItemState::Held => item,
+        Ok(item) if item.recipient.eq_ignore_ascii_case(&user.session.address) && item.state == wanted => item,
         _ => return Err(()),
     };
     let address = &user.session.address;
@@ -555,6 +566,13 @@ async fn act_on(shared: &App, user: &User, id: &str, action: ItemAction) -> Resu
                 return Err(());
             }
         },
+        ItemAction::Spam => {
+            let contents = shared.quarantine.open_contents(id).await.map_err(|_| ())?;
+            let taught = shared.quarantine.teach(Arc::new(contents), crate::classifier::Label::Spam, address, "message_center").await;
+            if taught.is_none() {
+                return Err(());
+            }
+        }
         ItemAction::Block | ItemAction::Delete => {
             if let Err(error) = shared.quarantine.delete(id).await {
                 tracing::info!(event = "web_delete", item = %id, error = %error, outcome = "not deleted");

@@ -471,3 +471,38 @@ fn the_admin_api_needs_the_token_shows_metadata_only_and_audits_actions() {
     fs::remove_file(setup.rules.path().join("broken.cf")).unwrap();
     assert_eq!(api(&setup, "POST", "/api/v1/reload", Some(&token)).0, 200);
 }
+
+#[test]
+fn not_spam_teaches_ham_and_spam_after_all_relabels_a_released_message() {
+    let setup = start();
+    let marker = hold(&setup, "carol@example.test", "Club raffle", false);
+    let held = setup.moat.wait_quarantined(1);
+    let id = held[0].item.id.clone();
+    assert!(String::from_utf8_lossy(&held[0].contents).contains(&marker));
+    let config = setup.moat.config_path().to_str().unwrap().to_string();
+    let model = || {
+        let out = setup.moat.cli(&["learn", "-c", &config]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+
+    let carol = session_from_link(setup.web, &digest_center_link(&setup, "carol@example.test"));
+    let list = get(&setup, &carol, "/mc");
+    assert!(list.body.contains("Not spam: release"), "{}", list.body);
+    let csrf = csrf_of(&list.body);
+    let done = post(&setup, &carol, "/mc/act", &format!("csrf={csrf}&action=release&id={id}"));
+    assert!(done.body.contains("1 message(s) released"), "{}", done.body);
+    assert!(model().contains("holds 0 spam and 1 ham"), "releasing taught the message as ham");
+
+    // Spam after all: only a released message of her own, and it moves to spam.
+    let released = get(&setup, &carol, "/mc?state=released");
+    assert!(released.body.contains(&format!("value=\"{id}\"")), "a released item can be selected: {}", released.body);
+    let done = post(&setup, &carol, "/mc/act", &format!("csrf={csrf}&action=spam&id={id}"));
+    assert!(done.body.contains("1 message(s) reported as spam"), "{}", done.body);
+    assert!(model().contains("holds 1 spam and 0 ham"), "the lesson moved from ham to spam");
+    let bob_marker = hold(&setup, "bob@example.test", "Not carol's", false);
+    let bob_item = setup.moat.wait_quarantined(2).into_iter().find(|h| String::from_utf8_lossy(&h.contents).contains(&bob_marker)).unwrap();
+    let refused = post(&setup, &carol, "/mc/act", &format!("csrf={csrf}&action=spam&id={}", bob_item.item.id));
+    assert!(refused.body.contains("could not be changed"), "another user's item teaches nothing: {}", refused.body);
+    assert!(model().contains("holds 1 spam and 0 ham"));
+}
