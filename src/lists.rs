@@ -208,7 +208,7 @@ pub struct Cidr {
 impl Cidr {
     /// `Ok(None)` when `text` does not look like an address at all; an error when it does but
     /// is not a valid one (bad prefix, host bits set).
-    fn parse(text: &str) -> Result<Option<Cidr>, String> {
+    pub fn parse(text: &str) -> Result<Option<Cidr>, String> {
         let (address, prefix) = match text.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (text, None),

@@ -14,6 +14,7 @@
 //! copy, a forwarded attachment, a file).
 pub mod hash;
 pub mod model;
+pub mod reports;
 pub mod tokens;
 
 use arc_swap::ArcSwapOption;
@@ -96,7 +97,7 @@ pub fn band(p: f64) -> Option<&'static str> {
 }
 
 /// A message's identity for learning: SHA-256 (hex) of its Message-ID and its body, with line
-/// endings and trailing blanks normalised. The header fields relays add or rewrite (Received,
+/// endings, trailing blanks and trailing empty lines normalised. The header fields relays add or rewrite (Received,
 /// moat's own X-Spam-*, a forwarder's) do not change it, so the quarantine's copy, the copy a
 /// user forwards back as an attachment and a file of the same message are one message.
 pub fn content_digest(raw: &[u8]) -> String {
@@ -105,8 +106,19 @@ pub fn content_digest(raw: &[u8]) -> String {
     sha.update(id.trim().as_bytes());
     sha.update([0]);
     let body = &raw[crate::headers::body_start(raw).min(raw.len())..];
+    // Empty lines are written only when text follows: a body that ends with or without a line
+    // break (a MIME boundary takes the last one) is the same body.
+    let mut blank_lines = 0usize;
     for line in body.split(|b| *b == b'\n') {
         let end = line.iter().rposition(|b| !b" \t\r".contains(b)).map_or(0, |i| i + 1);
+        if end == 0 {
+            blank_lines += 1;
+            continue;
+        }
+        for _ in 0..blank_lines {
+            sha.update(b"\n");
+        }
+        blank_lines = 0;
         sha.update(&line[..end]);
         sha.update(b"\n");
     }

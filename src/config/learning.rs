@@ -28,6 +28,10 @@ pub struct Classifier {
     /// spam@<domain>): users of our domains forward spam there as attachments and each attached
     /// message is learned as spam. Empty: no report address.
     pub report_local_part: String,
+    /// A report is learned only when it comes from one of our domains' senders and is
+    /// authenticated: SPF or DMARC passed for the sender, or it came from one of these client
+    /// networks (e.g. the ISP's own outbound relays, when their SPF does not cover them).
+    pub report_networks: Vec<String>,
     /// Learn from the rules' verdict too: a message scoring at least `autolearn_spam_at` without
     /// the classifier learns as spam, one at most `autolearn_ham_at` as ham. Off by default.
     pub autolearn: bool,
@@ -44,6 +48,7 @@ impl Default for Classifier {
             sync: Seconds(5),
             user_lessons_per_day: 100,
             report_local_part: String::new(),
+            report_networks: Vec::new(),
             autolearn: false,
             autolearn_spam_at: 25.0,
             autolearn_ham_at: -2.0,
@@ -52,6 +57,11 @@ impl Default for Classifier {
 }
 
 impl Classifier {
+    /// Whether `ip` is in `report_networks`.
+    pub fn is_report_network(&self, ip: std::net::IpAddr) -> bool {
+        self.report_networks.iter().any(|n| matches!(crate::lists::Cidr::parse(n), Ok(Some(cidr)) if cidr.contains(ip)))
+    }
+
     /// Whether `address` is a spam report address of one of `domains`.
     pub fn is_report_address(&self, address: &str, domains: &[super::Domain]) -> bool {
         if self.report_local_part.is_empty() {

@@ -455,6 +455,11 @@ fn check_classifier(report: &mut Report<'_>, classifier: &super::Classifier, at:
     if classifier.report_local_part.contains(['@', ' ', '<', '>']) {
         report.at(at.clone(), "classifier.report_local_part is the part before the @, e.g. \"spam\"");
     }
+    for network in &classifier.report_networks {
+        if !matches!(crate::lists::Cidr::parse(network), Ok(Some(_))) {
+            report.at(at.clone(), format!("classifier.report_networks: {network:?} is not an IP address or network"));
+        }
+    }
     if classifier.autolearn && classifier.autolearn_ham_at >= classifier.autolearn_spam_at {
         report.at(at, "classifier.autolearn_ham_at must be below autolearn_spam_at");
     }

@@ -21,7 +21,7 @@ use crate::scoring::RecipientVerdict;
 use crate::smtp::reply::{Reply, replies};
 use crate::spool::{Envelope, Hold, Spool, SpoolError};
 use crate::store::Category;
-use crate::verdict::{self, Action, MessageOutcome, Verdict};
+use crate::verdict::{self, Action, Evidence, MessageOutcome, Verdict};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -54,6 +54,19 @@ impl Session {
         facts.message = Some(message.clone());
         let scorer = self.scorer.clone();
         let data = scorer.run(Phase::Data, &facts).await;
+        let (reports, rest) = self.split_reports(tx);
+        if reports > 0 {
+            let mut evidence = self.evidence_so_far(Some(tx), None);
+            evidence.extend(&data);
+            let learned = match self.take_report(tx, &message, &evidence).await {
+                Ok(learned) => learned,
+                Err(reply) => return (reply, "-".into()),
+            };
+            if rest.recipients.is_empty() {
+                return (replies::report_received(learned), "-".into());
+            }
+        }
+        let tx = &rest;
         let verdicts: Vec<RecipientVerdict> = tx
             .recipients
             .iter()
@@ -75,6 +88,46 @@ impl Session {
                 self.store_groups(tx, &message, &data.headers, groups).await
             }
         }
+    }
+
+    /// The transaction without its spam report recipients, and how many there were.
+    fn split_reports(&self, tx: &Transaction) -> (usize, Transaction) {
+        let config = &self.config;
+        let mut rest = tx.clone();
+        rest.recipients
+            .retain(|r| !(config.classifier.enabled && config.classifier.is_report_address(&r.mailbox.address(), &config.domains)));
+        (tx.recipients.len() - rest.recipients.len(), rest)
+    }
+
+    /// A report to the spam report address: each attached message is learned as spam, taught by
+    /// the sender, if the sender is one of our users and authenticated (SPF or DMARC passed,
+    /// or a `report_networks` client). Returns how many were learned; a store failure is a 451
+    /// so the user's client sends the report again.
+    async fn take_report(&self, tx: &Transaction, report: &[u8], evidence: &Evidence) -> Result<usize, Reply> {
+        let config = &self.config.classifier;
+        let sender = tx.mail.sender.as_str();
+        let authenticated = evidence.has("SPF_PASS") || evidence.has("DMARC_PASS") || config.is_report_network(self.peer);
+        if !authenticated {
+            tracing::info!(event = "spam_report", client_ip = %self.peer, sender, outcome = "not learned", why = "sender not authenticated");
+            return Ok(0);
+        }
+        let report = report.to_vec();
+        let attached =
+            tokio::task::spawn_blocking(move || crate::classifier::reports::attached_messages(&report)).await.unwrap_or_default();
+        let teacher = crate::learning::Teacher { name: sender.to_string(), via: "report", daily_bound: config.user_lessons_per_day };
+        let mut learned = 0;
+        for message in attached {
+            match self.shared.quarantine.learner().teach(Arc::new(message), crate::classifier::Label::Spam, &teacher).await {
+                Ok(_) => learned += 1,
+                Err(crate::learning::LearnError::DailyBound { .. }) => break,
+                Err(error) => {
+                    tracing::warn!(event = "spam_report", client_ip = %self.peer, sender, error = %error, outcome = "tempfail");
+                    return Err(replies::local_error());
+                }
+            }
+        }
+        tracing::info!(event = "spam_report", client_ip = %self.peer, sender, learned, outcome = "learned");
+        Ok(learned)
     }
 
     async fn store_groups(&mut self, tx: &Transaction, message: &[u8], filter_fields: &[String], groups: Vec<Group>) -> (Reply, String) {

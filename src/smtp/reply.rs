@@ -152,6 +152,12 @@ pub mod replies {
     pub fn needs_smtputf8() -> Reply {
         Reply::new(553, (5, 6, 7), "Non-ASCII address requires SMTPUTF8")
     }
+    pub fn report_not_ours() -> Reply {
+        Reply::new(550, (5, 7, 1), "Only our own users may report spam here")
+    }
+    pub fn report_received(learned: usize) -> Reply {
+        Reply::new(250, (2, 0, 0), format!("Ok: report received, {learned} message(s) learned as spam"))
+    }
     pub fn relay_denied() -> Reply {
         Reply::new(550, (5, 7, 1), "Relaying denied")
     }

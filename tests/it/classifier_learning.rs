@@ -182,3 +182,52 @@ fn releasing_a_held_message_teaches_it_as_ham_once() {
     let status = cli_ok(&moat, &["learn", "-c", &config]);
     assert!(status.contains("the model now holds 0 spam and 1 ham"), "two releases of one message teach it once: {status}");
 }
+
+/// A report from `from`: a note and, when `attach`, the message attached as message/rfc822.
+fn report(from: &str, attached: &str) -> String {
+    format!(
+        "From: {from}\r\nTo: spam@example.test\r\nSubject: Fwd: spam\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nThis got through.\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n{attached}\r\n--b--\r\n"
+    )
+}
+
+#[test]
+fn the_report_address_learns_attached_spam_from_our_own_users_only_within_a_daily_bound() {
+    let capture = Capture::new();
+    let moat = Moat::start(moat_config(
+        capture.port,
+        "report_local_part = \"spam\"\nreport_networks = [\"127.0.0.0/8\"]\nuser_lessons_per_day = 3\n",
+    ));
+    let config = config_of(&moat);
+    let model = || cli_ok(&moat, &["learn", "-c", &config]);
+
+    let mut outsider = moat.smtp_ehlo();
+    outsider.expect_enhanced(&[("MAIL FROM:<lottery@remote.example>", 250, "2.1.0"), ("RCPT TO:<spam@example.test>", 550, "5.7.1")]);
+
+    let reply = moat.smtp_ehlo().send_mail("alice@example.test", &["spam@example.test"], report("alice@example.test", &spam(1)).as_bytes());
+    assert_eq!(reply.code, 250, "{reply}");
+    assert!(reply.to_string().contains("1 message(s) learned as spam"), "{reply}");
+    assert!(model().contains("holds 1 spam and 0 ham"), "the attached message was learned");
+    let inline = format!("From: alice@example.test\r\nSubject: Fwd: spam\r\n\r\n---- Forwarded ----\r\n{}", spam(2));
+    let reply = moat.smtp_ehlo().send_mail("alice@example.test", &["spam@example.test"], inline.as_bytes());
+    assert!(reply.code == 250 && reply.to_string().contains("0 message(s) learned"), "an inline forward is not a message: {reply}");
+
+    // A report copied to a real recipient: the report is learned, the recipient gets the mail.
+    let reply = moat.smtp_ehlo().send_mail(
+        "alice@example.test",
+        &["spam@example.test", "bob@example.test"],
+        report("alice@example.test", &spam(3)).as_bytes(),
+    );
+    assert_eq!(reply.code, 250, "{reply}");
+    let delivered = capture.wait_for(1, DEADLINE);
+    assert_eq!(delivered[0].recipients, ["bob@example.test"], "only bob's copy goes downstream");
+    assert!(model().contains("holds 2 spam and 0 ham"));
+
+    // Alice's daily bound is 3 lessons: the fourth is not learned.
+    for i in 4..6 {
+        moat.smtp_ehlo().send_mail("alice@example.test", &["spam@example.test"], report("alice@example.test", &spam(i)).as_bytes());
+    }
+    assert!(model().contains("holds 3 spam and 0 ham"), "the daily bound held");
+    let undone = cli_ok(&moat, &["learn", "-c", &config, "--forget-by", "alice@example.test"]);
+    assert!(undone.contains("forgotten 3") && undone.contains("holds 0 spam and 0 ham"), "{undone}");
+}
