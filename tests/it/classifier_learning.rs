@@ -25,16 +25,16 @@ fn message(words: &[&str], kind: &str, i: usize) -> String {
     )
 }
 
-fn spam(i: usize) -> String {
+pub(crate) fn spam(i: usize) -> String {
     message(SPAM_WORDS, "spam", i)
 }
 
-fn ham(i: usize) -> String {
+pub(crate) fn ham(i: usize) -> String {
     message(HAM_WORDS, "ham", i)
 }
 
 /// Writes `n` messages made by `make` into a new directory `name` under `dir`.
-fn corpus(dir: &Path, name: &str, n: usize, make: fn(usize) -> String) -> String {
+pub(crate) fn corpus(dir: &Path, name: &str, n: usize, make: fn(usize) -> String) -> String {
     let path = dir.join(name);
     fs::create_dir_all(&path).unwrap();
     for i in 0..n {
@@ -69,7 +69,7 @@ fn probability(moat: &Moat, file: &Path) -> f64 {
 }
 
 /// Verdict log lines (envelope metadata and symbol names) naming `symbol` (the log is kept across restarts).
-fn verdicts_with(moat: &Moat, symbol: &str) -> usize {
+pub(crate) fn verdicts_with(moat: &Moat, symbol: &str) -> usize {
     moat.log().lines().filter(|l| l.contains("event=\"verdict\"") && l.contains(symbol)).count()
 }
 

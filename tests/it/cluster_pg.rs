@@ -21,13 +21,19 @@ struct Cluster {
 /// Two nodes sharing the database at `url`, the vault key and the link key; each with its own
 /// state directory (spool, holding spool), relaying to one capture server.
 fn cluster(url: &str) -> Cluster {
+    cluster_with(url, &[], "")
+}
+
+/// [`cluster`] with more rule directories first and more configuration.
+fn cluster_with(url: &str, rule_dirs: &[&std::path::Path], extra: &str) -> Cluster {
     let shared = temp_dir();
     fs::write(shared.path().join("local.cf"), HOLD_RULE).unwrap();
     let capture = Capture::new();
+    let first: String = rule_dirs.iter().map(|d| format!("\"{}\", ", d.display())).collect();
     let node = || {
         let web = free_port();
         MoatConfig::new(capture.port).append(&format!(
-            "\n[rules]\ndirs = [\"{dir}\"]\n[store]\nbackend = \"postgres\"\nurl = \"{url}\"\nkey_file = \"{dir}/vault.key\"\n\
+            "\n[rules]\ndirs = [{first}\"{dir}\"]\n{extra}\n[store]\nbackend = \"postgres\"\nurl = \"{url}\"\nkey_file = \"{dir}/vault.key\"\n\
              [web]\nlisten = \"127.0.0.1:{web}\"\npublic_url = \"http://127.0.0.1:{web}\"\nkey_file = \"{dir}/links.key\"\n",
             dir = shared.path().display()
         ))
@@ -161,4 +167,37 @@ fn one_node_runs_the_scheduled_work_and_another_takes_over_when_it_stops() {
     holder.sigterm();
     holder.wait_exit(DEADLINE);
     wait_until("the other node taking the lease over", DEADLINE, || acquired(other).then_some(()));
+}
+
+#[test]
+fn two_nodes_share_one_model_and_keep_classifying_while_postgresql_is_down() {
+    use crate::classifier_learning::{corpus, ham, spam, verdicts_with};
+    let mut pg = PgServer::start();
+    let url = block_on(pg.create_database());
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let cluster = cluster_with(&url, &[&shipped], "[classifier]\nmin_learned = 20\nsync = \"1s\"\n");
+    let (a, b) = (&cluster.a, &cluster.b);
+    let dir = temp_dir();
+    let (spam_dir, ham_dir) = (corpus(dir.path(), "spam", 25, spam), corpus(dir.path(), "ham", 25, ham));
+    let learned = a.cli(&["learn", "-c", &config(a), "--spam", &spam_dir, "--ham", &ham_dir]);
+    assert!(text(&learned.stdout).contains("learned 50"), "{}{}", text(&learned.stdout), text(&learned.stderr));
+
+    wait_until("node B puts the model node A's store learned in force", DEADLINE, || {
+        b.log().contains("event=\"classifier_model_loaded\"").then_some(())
+    });
+    let reply = b.smtp_ehlo().send_mail("lottery@remote.example", &["erin@example.test"], spam(600).as_bytes());
+    assert_eq!(reply.code, 250, "{reply}");
+    assert_eq!(verdicts_with(b, "MOAT_CLASSIFIER_99"), 1, "node B classifies with the shared model: {}", b.log());
+
+    pg.halt();
+    let reply = b.smtp_ehlo().send_mail("lottery@remote.example", &["erin@example.test"], spam(601).as_bytes());
+    assert_eq!(reply.code, 250, "{reply}");
+    let reply = b.smtp_ehlo().send_mail("friend@remote.example", &["erin@example.test"], ham(601).as_bytes());
+    assert_eq!(reply.code, 250, "{reply}");
+    assert_eq!(verdicts_with(b, "MOAT_CLASSIFIER_99"), 2, "spam is still recognised without the database: {}", b.log());
+    assert_eq!(verdicts_with(b, "MOAT_CLASSIFIER_00"), 1, "and ham: {}", b.log());
+    wait_until("node B notices the store is gone and keeps its model", DEADLINE, || {
+        b.log().contains("event=\"classifier_sync\"").then_some(())
+    });
+    pg.resume();
 }
