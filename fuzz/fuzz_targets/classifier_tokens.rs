@@ -1,6 +1,6 @@
 //! Messages from the outside through the classifier: the tokenizer (mail-parser, the bounded
 //! MIME walk, header decoding, HTML tags and links, words) and the model's score, learning and
-//! unlearning; and the same bytes as a serialized model.
+//! unlearning; the same bytes as a spam report (its attached messages) and as a serialized model.
 //! Invariants checked: nothing panics; the features are distinct, sorted and at most
 //! `MAX_FEATURES`; the score is a probability; unlearning what was just learned restores the
 //! model's bytes exactly; a model's bytes load back to the same bytes; arbitrary bytes either
@@ -11,6 +11,9 @@ use moat::classifier::tokens::MAX_FEATURES;
 use moat::classifier::{Label, Model, Settings};
 
 fuzz_target!(|input: &[u8]| {
+    // The same bytes as a spam report: bounded, and each attached message is a message.
+    assert!(moat::classifier::reports::attached_messages(input).len() <= moat::classifier::reports::MAX_ATTACHED);
+    assert_eq!(moat::classifier::content_digest(input).len(), 64);
     let mut model = Model::with_seed(Settings { table_bits: 10, ..Settings::default() }, 42);
     let features = model.tokenizer().features(input);
     assert!(features.len() <= MAX_FEATURES);

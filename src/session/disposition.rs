@@ -28,6 +28,10 @@ use std::sync::Arc;
 /// Header fields we write and therefore never accept from the sender.
 const OUR_FIELDS: &[&str] = &["X-Spam-Flag", "X-Spam-Score", "X-Spam-Status", "X-Spam-Level", "X-Virus-Scan"];
 
+/// Autolearn lessons being recorded at once on this node (more are skipped).
+static AUTOLEARN_SLOTS: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(4)));
+
 /// Recipients who get the same copy.
 struct Group {
     action: Action,
@@ -81,13 +85,52 @@ impl Session {
         let outcome = verdict::combine(&actions);
         self.log_verdicts(&verdicts, &outcome);
         match outcome {
-            MessageOutcome::Reject => (rejection(&verdicts[0].verdict), "-".into()),
+            MessageOutcome::Reject => {
+                self.autolearn(&verdicts, &message);
+                (rejection(&verdicts[0].verdict), "-".into())
+            }
             MessageOutcome::Tempfail => (replies::filter_tempfail(), "-".into()),
             MessageOutcome::Accept(dispositions) => {
                 let groups = group(&verdicts, &dispositions);
-                self.store_groups(tx, &message, &data.headers, groups).await
+                let (reply, id) = self.store_groups(tx, &message, &data.headers, groups).await;
+                if reply.is_positive() {
+                    self.autolearn(&verdicts, &message);
+                }
+                (reply, id)
             }
         }
+    }
+
+    /// With `[classifier] autolearn`, teaches the classifier a message the rules alone (without the
+    /// classifier's own symbol) scored far enough from the thresholds, in the background: a few
+    /// lessons at a time, and none when those are busy (it never delays or fails a message). A
+    /// verdict forced by a list or a policy says nothing about the content and teaches nothing.
+    fn autolearn(&self, verdicts: &[RecipientVerdict], message: &Arc<Vec<u8>>) {
+        let config = &self.config.classifier;
+        let Some(first) = verdicts.first().filter(|_| config.enabled && config.autolearn) else { return };
+        if first.verdict.forced_by.is_some() {
+            return;
+        }
+        let rules: f64 = first.verdict.symbols.iter().filter(|s| !s.name.starts_with("MOAT_CLASSIFIER_")).map(|s| s.score).sum();
+        let label = if rules >= config.autolearn_spam_at {
+            crate::classifier::Label::Spam
+        } else if rules <= config.autolearn_ham_at {
+            crate::classifier::Label::Ham
+        } else {
+            return;
+        };
+        let Ok(slot) = AUTOLEARN_SLOTS.clone().try_acquire_owned() else {
+            metrics::counter!("moat_classifier_autolearn_skipped_total").increment(1);
+            return;
+        };
+        let (learner, message) = (self.shared.quarantine.learner().clone(), message.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let teacher = crate::learning::Teacher { name: "autolearn".into(), via: "autolearn", daily_bound: 0 };
+            if let Err(error) = learner.teach(message, label, &teacher).await {
+                tracing::warn!(event = "not_taught", via = "autolearn", error = %error);
+            }
+        });
     }
 
     /// The transaction without its spam report recipients, and how many there were.

@@ -231,3 +231,35 @@ fn the_report_address_learns_attached_spam_from_our_own_users_only_within_a_dail
     let undone = cli_ok(&moat, &["learn", "-c", &config, "--forget-by", "alice@example.test"]);
     assert!(undone.contains("forgotten 3") && undone.contains("holds 0 spam and 0 ham"), "{undone}");
 }
+
+#[test]
+fn autolearn_teaches_what_the_rules_alone_find_far_from_the_thresholds() {
+    let capture = Capture::new();
+    let rules = temp_dir();
+    fs::write(
+        rules.path().join("local.cf"),
+        "body LOCAL_PRIZE /you have won/i\nscore LOCAL_PRIZE 30\nbody LOCAL_MINUTES /minutes of the board/i\nscore LOCAL_MINUTES -10\n",
+    )
+    .unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let moat = Moat::start(MoatConfig::new(capture.port).append(&format!(
+        "\n[rules]\ndirs = [\"{}\", \"{}\"]\n[classifier]\nautolearn = true\nautolearn_spam_at = 25.0\nautolearn_ham_at = -2.0\n",
+        shipped.display(),
+        rules.path().display()
+    )));
+    let config = config_of(&moat);
+    let send = |from: &str, body: &str| moat.smtp_ehlo().send_mail(from, &["bob@example.test"], body.as_bytes());
+    let rejected = send("lottery@remote.example", "Subject: prize\r\n\r\nYou have won a car\r\n");
+    assert_eq!(rejected.code, 550, "scored 30: rejected, and learned as spam: {rejected}");
+    assert_eq!(send("clerk@remote.example", "Subject: board\r\n\r\nThe minutes of the board meeting\r\n").code, 250);
+    assert_eq!(send("friend@remote.example", "Subject: lunch\r\n\r\nNoon at the usual place?\r\n").code, 250);
+    let mut last = String::new();
+    let recorded = (0..100).any(|_| {
+        last = cli_ok(&moat, &["learn", "-c", &config]);
+        std::thread::sleep(Duration::from_millis(100));
+        last.contains("holds 1 spam and 1 ham")
+    });
+    assert!(recorded, "{last}\n{}", moat.log());
+    let status = last;
+    assert!(status.contains("holds 1 spam and 1 ham"), "the unremarkable lunch message teaches nothing: {status}");
+}
