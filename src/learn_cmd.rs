@@ -35,6 +35,11 @@ pub struct LearnArgs {
     /// Replace the model with the one in FILE; lessons recorded here are folded into it again.
     #[arg(long, value_name = "FILE")]
     import: Option<PathBuf>,
+    /// Age the model: multiply every count by FACTOR (0 < FACTOR < 1), so features not seen
+    /// since fade out (a count reaching zero is gone) while mail learned from now on keeps the
+    /// live ones up. E.g. 0.5 once a quarter.
+    #[arg(long, value_name = "FACTOR", value_parser = parse_factor)]
+    age: Option<f32>,
     /// Recorded as the teacher of these lessons (default: root).
     #[arg(long, default_value = "root")]
     actor: String,
@@ -73,6 +78,10 @@ pub async fn run(config: &Config, args: LearnArgs) -> Result<(), String> {
         } else {
             teach_messages(&learner, path, label, &args.actor, &mut summary).await?;
         }
+    }
+    if let Some(factor) = args.age {
+        let (spam, ham) = learner.age(factor).await.map_err(|e| e.to_string())?;
+        println!("aged the model by {factor}: it now counts {spam} spam and {ham} ham");
     }
     let mut progress = Progress::new("folding into the model");
     learner.fold_all(|n| progress.add(n as u64)).await.map_err(|e| e.to_string())?;
@@ -175,6 +184,13 @@ fn read_lessons(path: PathBuf, tokenizer: Tokenizer, label: Label) -> tokio::syn
         }
     });
     rx
+}
+
+fn parse_factor(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(f) if f > 0.0 && f < 1.0 => Ok(f),
+        _ => Err(format!("{text:?} is not a factor between 0 and 1 (exclusive)")),
+    }
 }
 
 /// A progress line on standard error, when it is a terminal.

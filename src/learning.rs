@@ -232,6 +232,20 @@ impl Learner {
         Err(LearnError::Contended)
     }
 
+    /// Ages the model (`moat learn --age FACTOR`): every count times `factor`, so features not
+    /// seen since fade out and vanish at zero while live ones are kept up by new learning.
+    /// Returns what the model holds afterwards.
+    pub async fn age(&self, factor: f32) -> Result<(u64, u64), LearnError> {
+        let _one_at_a_time = self.writing.lock().await;
+        for _ in 0..FOLD_ATTEMPTS {
+            let base = self.latest().await?;
+            if self.save(&base, move |model: &mut Model| model.age(factor), &[]).await? {
+                return Ok(self.in_force.load().as_ref().map_or((0, 0), |s| s.model.learned()));
+            }
+        }
+        Err(LearnError::Contended)
+    }
+
     /// The stored model's bytes (`moat learn --export`), if there is one.
     pub async fn export(&self) -> Result<Option<Vec<u8>>, LearnError> {
         Ok(self.store.load_model().await?.map(|m| m.data))

@@ -146,6 +146,10 @@ fn learning_twice_changes_nothing_relabelling_moves_forgetting_unlearns_and_mode
     assert!(imported.contains("learned 20 spam and 25 ham"), "{imported}");
     assert_eq!(probability(&other, &probe), p, "the imported model scores as the exported one did");
 
+    let aged = cli_ok(&other, &["learn", "-c", &config_of(&other), "--age", "0.5"]);
+    assert!(aged.contains("it now counts 10 spam and 12 ham"), "{aged}");
+    assert!(!other.cli(&["learn", "-c", &config_of(&other), "--age", "1.5"]).status.success(), "a factor must be below 1");
+
     let everything = cli_ok(&moat, &["learn", "-c", &config, "--forget-by", "root"]);
     assert!(everything.contains("forgotten 45") && everything.contains("holds 0 spam and 0 ham"), "{everything}");
 }
