@@ -46,6 +46,11 @@ struct Args {
     /// Run the online (TREC-style) test instead.
     #[arg(long)]
     online: bool,
+    /// With --online: the message keys in the order to take them, one per line (the peers'
+    /// bench writes its Date order here so every contender sees the same stream); --out then
+    /// gets the scores and a `.json` file beside it the timings.
+    #[arg(long)]
+    order: Option<PathBuf>,
 }
 
 struct Message {
@@ -154,7 +159,7 @@ fn main() {
     let settings = settings(&args);
     let all = load(&args.corpus);
     if args.online {
-        online(&all, settings);
+        online(&all, settings, args.order.as_deref(), args.out.as_deref());
         return;
     }
     let mut train: Vec<&Message> = all.iter().filter(|m| part_of(&m.key) == "train").collect();
@@ -217,7 +222,7 @@ fn main() {
     );
 }
 
-fn online(all: &[Message], settings: Settings) {
+fn online(all: &[Message], settings: Settings, order: Option<&std::path::Path>, out: Option<&std::path::Path>) {
     let mut dated: Vec<(i64, &Message)> = all
         .iter()
         .map(|m| {
@@ -226,6 +231,16 @@ fn online(all: &[Message], settings: Settings) {
         })
         .collect();
     dated.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.key.cmp(&b.1.key)));
+    if let Some(order) = order {
+        let text = std::fs::read_to_string(order).unwrap_or_else(|e| panic!("{}: {e}", order.display()));
+        let by_key: std::collections::HashMap<&str, &Message> = all.iter().map(|m| (m.key.as_str(), m)).collect();
+        dated = text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .enumerate()
+            .map(|(i, key)| (i as i64, *by_key.get(key).unwrap_or_else(|| panic!("{key}: not in the corpus"))))
+            .collect();
+    }
     let mut model = Model::with_seed(settings, 0x6d6f_6174);
     let tokenizer = model.tokenizer();
     let mut scores = Vec::with_capacity(dated.len());
@@ -236,6 +251,19 @@ fn online(all: &[Message], settings: Settings) {
         model.learn(&f, m.label);
     }
     let secs = started.elapsed().as_secs_f64();
+    if let Some(out) = out {
+        let mut text = String::new();
+        for ((p, label), (_, m)) in scores.iter().zip(&dated) {
+            let name = if *label == Label::Spam { "spam" } else { "ham" };
+            text.push_str(&format!("{}\t{name}\t{p}\t{}\n", m.key, if *p > 0.5 { "held" } else { "not" }));
+        }
+        std::fs::write(out, text).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+        let timing = format!(
+            "{{\"learn_messages\": {n}, \"learn_seconds\": {secs}, \"classify_messages\": {n}, \"classify_seconds\": {secs}}}",
+            n = dated.len()
+        );
+        std::fs::write(format!("{}.json", out.display()), timing).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    }
     let errors = scores.iter().filter(|(p, l)| (*p >= 0.5) != (*l == Label::Spam)).count();
     println!("online, {} messages in Date order: 1-ROCA {:.4} %, errors at 0.5: {errors}", scores.len(), one_minus_roca(&scores));
     println!("spam caught at <= 0.1 % ham: {:.2} %; {:.0} msg/s classify+learn", spam_caught_at(&scores, 0.001), dated.len() as f64 / secs);
