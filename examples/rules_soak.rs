@@ -7,7 +7,9 @@
 //!
 //! - `--threads N` (default 2): N long-lived scanning threads, each taking the next message;
 //! - `--fresh`: every message on a new thread (what a blocking pool that keeps spawning and
-//!   retiring threads looks like), at most N at a time.
+//!   retiring threads looks like), at most N at a time;
+//! - `--filter`: N messages in flight at once through the server's own rules filter
+//!   (`RulesFilter::data` on a tokio runtime), so whatever threads the filter uses are measured.
 //!
 //! `cargo run --release --example rules_soak -- --rules /usr/share/spamassassin --rules rules \
 //!   --messages 4000 --every 250 /work/corpus/package/data/*/*.txt`
@@ -31,7 +33,7 @@ fn rss_mb() -> f64 {
 fn main() {
     let mut dirs = Vec::new();
     let mut files = Vec::new();
-    let (mut threads, mut total, mut every, mut fresh) = (2usize, 0usize, 250usize, false);
+    let (mut threads, mut total, mut every, mut fresh, mut filter) = (2usize, 0usize, 250usize, false, false);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = |what: &str| args.next().and_then(|v| v.parse::<usize>().ok()).unwrap_or_else(|| panic!("{what} needs a number"));
@@ -41,6 +43,7 @@ fn main() {
             "--messages" => total = num("--messages"),
             "--every" => every = num("--every").max(1),
             "--fresh" => fresh = true,
+            "--filter" => filter = true,
             _ => files.push(PathBuf::from(a)),
         }
     }
@@ -80,8 +83,40 @@ fn main() {
             true
         }
     };
+    let through_filter = {
+        let (rules, messages, next, done) = (rules.clone(), messages.clone(), next.clone(), done.clone());
+        move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+            runtime.block_on(async move {
+                let filter = Arc::new(moat::filter::rules::RulesFilter::new(rules));
+                let tasks: Vec<_> = (0..threads)
+                    .map(|_| {
+                        let (filter, messages, next, done) = (filter.clone(), messages.clone(), next.clone(), done.clone());
+                        tokio::spawn(async move {
+                            use moat::filter::Filter;
+                            loop {
+                                let i = next.fetch_add(1, Ordering::Relaxed);
+                                if i >= total {
+                                    return;
+                                }
+                                let message = Arc::new(messages[i % messages.len()].clone());
+                                let facts = moat::filter::Facts { message: Some(message), ..Default::default() };
+                                let _ = std::hint::black_box(filter.data(&facts).await);
+                                done.fetch_add(1, Ordering::Relaxed);
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    let _ = task.await;
+                }
+            });
+        }
+    };
     let driver = std::thread::spawn(move || {
-        if fresh {
+        if filter {
+            through_filter();
+        } else if fresh {
             // Waves of `threads` new threads, one message each.
             loop {
                 let wave: Vec<_> = (0..threads).map(|_| std::thread::spawn(work.clone())).collect();

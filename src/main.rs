@@ -61,7 +61,7 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
-        /// Messages scanned at the same time (the rule filter runs each on its own thread);
+        /// Messages scanned at the same time (the rule filter evaluates one per core at once);
         /// reports are still printed in the order of the files.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
         jobs: u16,
