@@ -59,6 +59,14 @@ pub enum UserCommand {
     /// Remove everything held about ADDRESS: quarantined items and their contents, release
     /// records, preferences, allow/block lists, digest cursor, greylist rows.
     Purge { address: String },
+    /// Write what moat holds about ADDRESS into DIR: ADDRESS.json (quarantined items with their
+    /// release records, preferences, lists, digest cursor, lessons taught) and ADDRESS.mbox (their
+    /// held messages, decrypted only into that file). Files are created readable by the owner only.
+    Export {
+        address: String,
+        #[arg(long, default_value = ".")]
+        out: std::path::PathBuf,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -172,8 +180,29 @@ pub async fn user(config: &Config, command: UserCommand) -> Result<(), String> {
             let purged = store.purge_user(&address).await.map_err(|e| e.to_string())?;
             println!("purged {address}: {} quarantined item(s), {} other record(s)", purged.items, purged.other_rows);
         }
+        UserCommand::Export { address, out } => {
+            let config = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(config.clone()));
+            let spool = std::sync::Arc::new(Spool::open(&config.load().spool_dir()).map_err(|e| e.to_string())?);
+            let quarantine = moat::quarantine::Quarantine::open(config, spool).await.map_err(|e| e.to_string())?;
+            let exported = quarantine.export_user(&address).await.map_err(|e| e.to_string())?;
+            let name = address.to_ascii_lowercase().replace(['/', '\\'], "_");
+            let json = out.join(format!("{name}.json"));
+            let mbox = out.join(format!("{name}.mbox"));
+            write_private(&json, &serde_json::to_vec_pretty(&exported.metadata).map_err(|e| e.to_string())?)?;
+            write_private(&mbox, &exported.mbox)?;
+            println!("exported {address}: {} and {} ({} message(s))", json.display(), mbox.display(), exported.messages);
+        }
     }
     Ok(())
+}
+
+/// Writes a new file readable by its owner only (it holds a user's mail).
+fn write_private(path: &std::path::Path, data: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    file.write_all(data).and_then(|()| file.sync_all()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 pub async fn digest(config: &Config, command: DigestCommand) -> Result<(), String> {

@@ -24,6 +24,7 @@
 //!
 //! Nothing here logs a subject or contents: log lines carry item ids, spool ids and addresses.
 
+pub mod export;
 mod ingest;
 
 use crate::classifier::Label;

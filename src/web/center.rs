@@ -49,6 +49,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/mc/m/{id}", get(view))
         .route("/mc/m/{id}/html", get(html_part))
         .route("/mc/prefs", get(preferences).post(save_preferences))
+        .route("/mc/export/{file}", get(export))
         .route("/mc/lists", post(change_list))
         .route("/mc/logout", post(logout))
 }
@@ -583,6 +584,39 @@ async fn act_on(shared: &App, user: &User, id: &str, action: ItemAction) -> Resu
     Ok(lists_changed)
 }
 
+// ---- export ----
+
+/// The signed-in user's own data, as a download: `data.json` (metadata) or `messages.mbox`.
+async fn export(State(shared): State<Arc<App>>, headers: HeaderMap, Path(file): Path<String>) -> Response {
+    let user = match signed_in(&shared, &headers).await {
+        Ok(user) => user,
+        Err(refusal) => return *refusal,
+    };
+    let content_type = match file.as_str() {
+        "data.json" => "application/json",
+        "messages.mbox" => "application/mbox",
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    let exported = match shared.quarantine.export_user(&user.session.address).await {
+        Ok(exported) => exported,
+        Err(error) => {
+            tracing::warn!(event = "web_store_error", error = %error);
+            return unavailable();
+        }
+    };
+    tracing::info!(event = "user_export", via = "message_center", file = %file);
+    let body = if file == "data.json" { serde_json::to_vec_pretty(&exported.metadata).unwrap_or_default() } else { exported.mbox };
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"moat-{file}\"")),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 // ---- preferences ----
 
 /// Whether the user's domain lets users switch their own spam filtering.
@@ -658,6 +692,10 @@ async fn preferences(State(shared): State<Arc<App>>, headers: HeaderMap) -> Resp
             kind.as_str()
         ));
     }
+    body.push_str(
+        "<h2>Your data</h2><p>Download what moat holds about you: <a href=\"/mc/export/data.json\" download>your data (JSON)</a> \
+         and <a href=\"/mc/export/messages.mbox\" download>your held messages (mbox)</a>.</p>",
+    );
     user.page(StatusCode::OK, "Preferences", &body)
 }
 

@@ -506,3 +506,35 @@ fn not_spam_teaches_ham_and_spam_after_all_relabels_a_released_message() {
     assert!(refused.body.contains("could not be changed"), "another user's item teaches nothing: {}", refused.body);
     assert!(model().contains("holds 1 spam and 0 ham"));
 }
+
+#[test]
+fn a_user_gets_their_own_data_and_messages_and_never_anyone_elses() {
+    use std::os::unix::fs::PermissionsExt;
+    let setup = start();
+    let alice_marker = hold(&setup, "alice@example.test", "Alice export", false);
+    let bob_marker = hold(&setup, "bob@example.test", "Bob export", false);
+    setup.moat.wait_quarantined(2);
+    let config = setup.moat.config_path().to_str().unwrap().to_string();
+
+    let out = temp_dir();
+    let run = setup.moat.cli(&["user", "export", "alice@example.test", "--out", out.path().to_str().unwrap(), "-c", &config]);
+    assert!(run.status.success(), "{}{}", text(&run.stdout), text(&run.stderr));
+    assert!(text(&run.stdout).contains("(1 message(s))"), "{}", text(&run.stdout));
+    let json = std::fs::read_to_string(out.path().join("alice@example.test.json")).unwrap();
+    let mbox = std::fs::read_to_string(out.path().join("alice@example.test.mbox")).unwrap();
+    assert!(json.contains("Alice export") && !json.contains("Bob export"), "{json}");
+    assert!(mbox.contains(&format!("You have won {alice_marker}")) && !mbox.contains(&bob_marker), "{mbox}");
+    let mode = std::fs::metadata(out.path().join("alice@example.test.mbox")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the user's mail is readable by the owner only");
+
+    let alice = session_from_link(setup.web, &digest_center_link(&setup, "alice@example.test"));
+    assert!(get(&setup, &alice, "/mc/prefs").body.contains("/mc/export/messages.mbox"), "the preferences page offers it");
+    let download = get(&setup, &alice, "/mc/export/messages.mbox");
+    assert_eq!(download.status, 200);
+    assert!(download.header("Content-Disposition").is_some_and(|d| d.starts_with("attachment")));
+    assert!(download.body.contains(&format!("You have won {alice_marker}")) && !download.body.contains(&bob_marker));
+    let data = get(&setup, &alice, "/mc/export/data.json");
+    assert!(data.body.contains("Alice export") && !data.body.contains("Bob export"), "{}", data.body);
+    let anonymous = get(&setup, "", "/mc/export/messages.mbox");
+    assert!(!anonymous.body.contains(&alice_marker), "no session, no data: {}", anonymous.status);
+}
