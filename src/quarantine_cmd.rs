@@ -231,37 +231,24 @@ pub async fn domain(config: &Config, command: DomainCommand) -> Result<(), Strin
     if config.domain(&domain).is_some() && !force {
         return Err(format!("{domain} is still a [[domain]] of the configuration: remove it first (and reload), or use --force"));
     }
-    let in_domain = |address: &str| address.rsplit_once('@').is_some_and(|(_, d)| d.trim_end_matches('.').eq_ignore_ascii_case(&domain));
-    // Held copies not yet in the store would otherwise be stored after the purge.
-    let holding = Spool::open(&config.quarantine_dir()).map_err(|e| e.to_string())?;
-    let mut held_copies = 0;
-    for id in holding.list().map_err(|e| e.to_string())? {
-        let Ok((envelope, _, _)) = holding.load_envelope(&id) else { continue };
-        if envelope.recipients.iter().all(|r| in_domain(r)) && holding.remove(&id).map_err(|e| e.to_string())? {
-            held_copies += 1;
-        }
-    }
-    let queued: Vec<_> = control::list(config)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter(|entry| entry.recipients.iter().any(|r| in_domain(&r.address)))
-        .collect();
-    let store = Store::open(config).await.map_err(|e| e.to_string())?;
-    let purged = store.purge_domain(&domain, &actor, moat::store::unix_now()).await.map_err(|e| e.to_string())?;
+    let spool = std::sync::Arc::new(Spool::open(&config.spool_dir()).map_err(|e| e.to_string())?);
+    let quarantine = moat::quarantine::Quarantine::open(std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(config.clone())), spool)
+        .await
+        .map_err(|e| e.to_string())?;
+    let purged = quarantine.purge_domain(&domain, &actor).await.map_err(|e| e.to_string())?;
     println!(
-        "purged {domain}: {} quarantined item(s), {held_copies} held copie(s) not yet stored, {} other record(s)",
-        purged.items, purged.other_rows
+        "purged {domain}: {} quarantined item(s), {} held copie(s) not yet stored, {} other record(s)",
+        purged.items, purged.held_copies, purged.other_rows
     );
-    let only_theirs: Vec<String> =
-        queued.iter().filter(|e| e.recipients.iter().all(|r| in_domain(&r.address))).map(|e| e.id.clone()).collect();
-    for entry in &queued {
+    let only_theirs = purged.only_theirs();
+    for entry in &purged.queued {
         println!("queued for {domain}: {} from <{}>, {} recipient(s)", entry.id, entry.sender.escape_debug(), entry.recipients.len());
     }
     if drop_queued && !only_theirs.is_empty() {
         let removed = control::remove(config, &only_theirs).await.map_err(|e| e.to_string())?;
         println!("dropped {} queued message(s)", removed.len());
-    } else if !queued.is_empty() {
-        println!("{} queued message(s) for {domain} left in the queue (--drop-queued removes those for it alone)", queued.len());
+    } else if !purged.queued.is_empty() {
+        println!("{} queued message(s) for {domain} left in the queue (--drop-queued removes those for it alone)", purged.queued.len());
     }
     Ok(())
 }

@@ -26,6 +26,7 @@
 
 pub mod export;
 mod ingest;
+pub mod offboard;
 
 use crate::classifier::Label;
 use crate::clock::blocking;

@@ -120,6 +120,7 @@ pub async fn serve(listener: TcpListener, token: AdminToken, shared: Arc<App>) {
         .route("/api/v1/quarantine/{id}/delete", post(api_delete))
         .route("/api/v1/queue", get(api_queue))
         .route("/api/v1/domains", get(api_domains))
+        .route("/api/v1/domains/{domain}/purge", post(api_purge_domain))
         .route("/api/v1/audit", get(api_audit))
         .route("/api/v1/reload", post(api_reload))
         .layer(DefaultBodyLimit::max(super::MAX_BODY))
@@ -609,6 +610,41 @@ async fn api_domains(State(admin): State<AdminState>, headers: HeaderMap) -> Res
         return *response;
     }
     axum::Json(json!({"domains": domains(&admin.shared.config.load())})).into_response()
+}
+
+/// `POST /api/v1/domains/{domain}/purge[?force=true][&drop_queued=true]`: a customer domain
+/// leaves (as `moat domain purge`): refused (409) while it is configured unless forced; answers the
+/// counts and the queued messages found (dropped with `drop_queued`, those for the domain alone).
+async fn api_purge_domain(
+    State(admin): State<AdminState>,
+    headers: HeaderMap,
+    Path(domain): Path<String>,
+    Query(options): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    if let Err(response) = api_auth(&admin, &headers) {
+        return *response;
+    }
+    let flag = |name: &str| options.get(name).is_some_and(|v| v == "true" || v == "1");
+    let shared = &admin.shared;
+    if shared.config.load().domain(domain.trim_end_matches('.')).is_some() && !flag("force") {
+        let error = format!("{domain} is still a [[domain]] of the configuration: remove it first (and reload), or add force=true");
+        return (StatusCode::CONFLICT, axum::Json(json!({"error": error}))).into_response();
+    }
+    let purged = match shared.quarantine.purge_domain(&domain, "admin (api)").await {
+        Ok(purged) => purged,
+        Err(error) => return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"error": error.to_string()}))).into_response(),
+    };
+    let dropped = if flag("drop_queued") { shared.queue.remove(purged.only_theirs()).await.unwrap_or_default() } else { Vec::new() };
+    let queued: Vec<&str> = purged.queued.iter().map(|e| e.id.as_str()).collect();
+    axum::Json(json!({
+        "domain": purged.domain,
+        "quarantined_items": purged.items,
+        "held_copies": purged.held_copies,
+        "other_records": purged.other_rows,
+        "queued": queued,
+        "dropped": dropped,
+    }))
+    .into_response()
 }
 
 async fn audit_records(shared: &App) -> Result<Vec<AdminRecord>, StoreError> {

@@ -538,3 +538,26 @@ fn a_user_gets_their_own_data_and_messages_and_never_anyone_elses() {
     let anonymous = get(&setup, "", "/mc/export/messages.mbox");
     assert!(!anonymous.body.contains(&alice_marker), "no session, no data: {}", anonymous.status);
 }
+
+#[test]
+fn the_admin_api_purges_a_leaving_domain_only_when_told_and_audits_it() {
+    let setup = start();
+    let list_marker = hold(&setup, LIST_USER, "Listed user's prize", false);
+    hold(&setup, "alice@example.test", "Alice keeps this", false);
+    setup.moat.wait_quarantined(2);
+    let token = admin_token(&setup);
+    let path = format!("/api/v1/domains/{LIST_DOMAIN}/purge");
+    assert_eq!(api(&setup, "POST", &path, None).0, 401, "the token is needed");
+    let (status, refused) = api(&setup, "POST", &path, Some(&token));
+    assert_eq!(status, 409, "a configured domain is refused without force: {refused}");
+    assert_eq!(setup.moat.quarantine().len(), 2);
+
+    let (status, purged) = api(&setup, "POST", &format!("{path}?force=true"), Some(&token));
+    assert_eq!(status, 200, "{purged}");
+    assert_eq!(purged["quarantined_items"], 1, "{purged}");
+    let left: Vec<String> = setup.moat.quarantine().into_iter().map(|h| h.item.recipient).collect();
+    assert_eq!(left, ["alice@example.test"], "only the leaving domain's data is gone");
+    let (_, audit) = api(&setup, "GET", "/api/v1/audit", Some(&token));
+    assert!(audit.to_string().contains("domain_purge"), "{audit}");
+    setup.moat.assert_log_lacks(&list_marker);
+}
