@@ -3,7 +3,8 @@
 //!
 //! Guarantees: every problem becomes a [`RuleError`] with file:line and compilation continues so
 //! that all of them are reported; if any exists, no rule set is returned. Unsupported-but-valid
-//! constructs become [`super::Skipped`] entries and the rule is inert (never hits; metas read 0).
+//! constructs become [`super::Skipped`] entries and the rule is inert (never hits), and so is every
+//! meta that reads it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -179,7 +180,7 @@ pub fn compile(cfg: Config) -> Result<(Compiled, LoadReport), Vec<RuleError>> {
         }
     }
     let order = b.meta_order();
-    b.inherit_net(&order);
+    b.inherit_skips(&order);
     if !b.errors.is_empty() {
         return Err(b.errors);
     }
@@ -305,8 +306,11 @@ impl Builder<'_> {
     }
 
     /// Metas flagged `net` or reading a net rule are skipped too (SpamAssassin's local mode
-    /// does not run them). `order` has dependencies first, so inheritance is transitive.
-    fn inherit_net(&mut self, order: &[usize]) {
+    /// does not run them), and so are metas reading any other rule moat does not run (an
+    /// `eval:` rule, a rule of an inactive `ifplugin` branch, an unsupported pattern): reading it as
+    /// "not hit" would make `!RULE` always true, where SpamAssassin evaluates it. `order` has
+    /// dependencies first, so inheritance is transitive.
+    fn inherit_skips(&mut self, order: &[usize]) {
         for &k in order {
             let (id, _, origin) = &self.metas[k];
             let id = *id;
@@ -319,10 +323,16 @@ impl Builder<'_> {
                     .find(|d| self.net.contains(d))
                     .map(|d| format!("tflags net inherited: depends on the network test {}", self.names[*d]))
             };
+            let net = reason.is_some();
+            let reason = reason.or_else(|| {
+                deps.iter().find(|d| !self.runnable[**d]).map(|d| format!("depends on {}, which moat does not run", self.names[*d]))
+            });
             if let Some(reason) = reason {
                 let origin = origin.clone();
                 self.report.skipped.push(origin.skipped("meta", &self.names[id], reason));
-                self.net.insert(id);
+                if net {
+                    self.net.insert(id);
+                }
                 self.runnable[id] = false;
             }
         }

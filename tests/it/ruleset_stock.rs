@@ -44,16 +44,23 @@ fn stock_rules_load_at_least_95_percent() {
     };
     const KINDS: &[&str] = &["header", "body", "rawbody", "uri", "full", "meta", "mimeheader"];
     let of_kind: Vec<_> = report.skipped.iter().filter(|s| KINDS.contains(&s.kind.as_str())).collect();
-    let not_eval_skips: Vec<_> = of_kind.iter().filter(|s| !s.reason.starts_with("eval:")).collect();
-    let eval_skips = of_kind.len() - not_eval_skips.len();
+    // Rules moat cannot run by design: plugin code (eval:), and metas reading such a rule (skipped
+    // rather than reading it as "not hit"). The bar is for everything else: the regex translation.
+    let by_design = |reason: &str| reason.starts_with("eval:") || reason.starts_with("depends on ");
+    let not_eval_skips: Vec<_> = of_kind.iter().filter(|s| !by_design(&s.reason)).collect();
+    let dependent = of_kind.iter().filter(|s| s.reason.starts_with("depends on ")).count();
+    let eval_skips = of_kind.len() - not_eval_skips.len() - dependent;
     let attempted = report.loaded + not_eval_skips.len();
     let pct = 100.0 * report.loaded as f64 / attempted as f64;
     let pct_all = 100.0 * report.loaded as f64 / (report.loaded + of_kind.len()) as f64;
     eprintln!("stock rules: {} files, {} loaded {:?}", report.files, report.loaded, report.loaded_by_kind);
     eprintln!("  skipped per type: {:?}", report.skipped_by_kind);
-    eprintln!("  {} eval: rules skipped (plugin code), {} other skips", eval_skips, not_eval_skips.len());
+    eprintln!(
+        "  {eval_skips} eval: rules skipped (plugin code), {dependent} metas reading a rule moat does not run, {} other skips",
+        not_eval_skips.len()
+    );
     eprintln!("  backtracking-engine rules: {}, prefiltered: {}", report.backtracking_rules, report.prefiltered_rules);
-    eprintln!("  load rate of non-eval rules: {pct:.2} % ({} of {attempted})", report.loaded);
+    eprintln!("  load rate of the rules moat can run (not eval:, not reading one): {pct:.2} % ({} of {attempted})", report.loaded);
     eprintln!("  load rate counting eval: rules too: {pct_all:.2} %");
     for (cat, n) in report.skip_categories() {
         eprintln!("  skip category {cat:?}: {n}");
