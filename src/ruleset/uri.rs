@@ -1,7 +1,7 @@
 //! URI extraction and normalization for `uri` rules.
 //!
-//! URIs come from plain text (`http://`, `https://`, `ftp://`, `mailto:`, bare `www.` hosts)
-//! and from HTML link attributes. Each URI is listed as found and, when different, in a
+//! URIs come from plain text (`http://`, `https://`, `ftp://`, `mailto:`, bare `www.` hosts,
+//! and bare addresses, listed as `mailto:` like SpamAssassin does) and from HTML link attributes. Each URI is listed as found and, when different, in a
 //! normalized form (scheme added to bare hosts, scheme and host lower-cased, `%XX` escapes in the
 //! host decoded) so rules can match either. Bounded: at most [`MAX_URIS`] entries, each at most
 //! [`MAX_URI_LEN`] bytes. Never panics.
@@ -38,6 +38,39 @@ pub fn from_text(text: &str, out: &mut Vec<String>) {
             out.push(uri.to_string());
         }
         i = end.max(start + 1);
+    }
+    bare_addresses(text, out);
+}
+
+/// Adds `mailto:local@domain` for each bare address in `text` (not inside a URI found above).
+fn bare_addresses(text: &str, out: &mut Vec<String>) {
+    let b = text.as_bytes();
+    let local_byte = |c: u8| c.is_ascii_alphanumeric() || b"._%+-=".contains(&c);
+    let domain_byte = |c: u8| c.is_ascii_alphanumeric() || c == b'.' || c == b'-';
+    let mut from = 0;
+    while let Some(at) = text[from..].find('@').map(|p| from + p) {
+        from = at + 1;
+        if out.len() >= MAX_URIS {
+            return;
+        }
+        let mut start = at;
+        while start > 0 && local_byte(b[start - 1]) && at - start < 64 {
+            start -= 1;
+        }
+        let mut end = at + 1;
+        while end < b.len() && domain_byte(b[end]) && end - at < 255 {
+            end += 1;
+        }
+        let local = text[start..at].trim_start_matches('.');
+        let domain = text[at + 1..end].trim_end_matches(['.', '-']);
+        // Part of a URI (`mailto:a@b`, `http://user@host`): that URI was listed already.
+        let inside_uri = start > 0 && matches!(b[start - 1], b':' | b'/');
+        let tld_ok = domain
+            .rsplit_once('.')
+            .is_some_and(|(name, tld)| !name.is_empty() && tld.len() >= 2 && tld.bytes().all(|c| c.is_ascii_alphabetic()));
+        if !local.is_empty() && tld_ok && !inside_uri {
+            out.push(format!("mailto:{local}@{domain}"));
+        }
     }
 }
 
@@ -134,6 +167,16 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_addresses_are_mailto_uris_but_not_twice_and_not_inside_a_uri() {
+        let mut out = Vec::new();
+        from_text("To unsubscribe write to list-unsub@lists.example.org. Or mailto:a@b.example, see http://user@host.example/x", &mut out);
+        assert_eq!(out, ["mailto:a@b.example", "http://user@host.example/x", "mailto:list-unsub@lists.example.org"], "{out:?}");
+        let mut none = Vec::new();
+        from_text("user@localhost, @handle, a@b.c1, 50 @ 3.50 each, x@y.", &mut none);
+        assert!(none.is_empty(), "{none:?}");
+    }
 
     #[test]
     fn finds_uris_in_text() {
