@@ -576,7 +576,9 @@ impl Default for Limits {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
-    /// Waiting for the next command.
+    /// Waiting for the next command, and for the whole of it: a command line must be complete
+    /// this long after the previous reply, however the client trickles it (Postfix's
+    /// `smtpd_per_record_deadline`).
     pub command: Seconds,
     /// Waiting for the next block of message data (DATA or a BDAT chunk).
     pub data_block: Seconds,
@@ -587,6 +589,11 @@ pub struct Timeouts {
     /// Wait this long before the greeting and note clients that talk first (`PREGREET`).
     /// 0 (the default) greets at once.
     pub pregreet: Seconds,
+    /// The least average rate of message data, in bytes per second, after `data_rate_grace`:
+    /// a message (or BDAT chunk) must have arrived within `data_rate_grace` + its size /
+    /// `data_min_rate` seconds, whatever the sender's trickle; else `421 4.4.2`. 0: no bound.
+    pub data_min_rate: u64,
+    pub data_rate_grace: Seconds,
 }
 
 impl Default for Timeouts {
@@ -597,6 +604,8 @@ impl Default for Timeouts {
             session: Seconds(3600),
             shutdown_grace: Seconds(30),
             pregreet: Seconds(0),
+            data_min_rate: 1024,
+            data_rate_grace: Seconds(30),
         }
     }
 }

@@ -67,6 +67,10 @@ pub struct Session {
     machine: Machine<Evidence>,
     /// Where reads land before they are fed to the machine.
     read_buf: Vec<u8>,
+    /// When the command being read began (the previous reply): its whole-line deadline.
+    command_since: Option<Instant>,
+    /// When the message data being read began, and how many bytes arrived since: its rate bound.
+    data_since: Option<(Instant, u64)>,
     /// The acceptor STARTTLS was answered with, for the handshake that follows.
     acceptor: Option<TlsAcceptor>,
 }
@@ -103,6 +107,8 @@ impl Session {
             conn,
             machine,
             read_buf: Vec::new(),
+            command_since: None,
+            data_since: None,
             acceptor: None,
         }
     }
@@ -247,8 +253,11 @@ impl Session {
     /// finish.
     async fn read_more(&mut self) -> Result<(), Ending> {
         let waiting_for_command = self.machine.reading() == Reading::Command;
-        let deadline =
-            if waiting_for_command { self.config.timeouts.command.duration() } else { self.config.timeouts.data_block.duration() };
+        let deadline = self.read_deadline(waiting_for_command);
+        if deadline.is_zero() {
+            tracing::info!(event = "deadline", client_ip = %self.peer, what = if waiting_for_command { "command" } else { "data_rate" });
+            return Err(Ending::Timeout);
+        }
         let mut shutdown = self.shared.shutdown.clone();
         if waiting_for_command && self.read_buf.capacity() > 4 * COMMAND_READ {
             self.read_buf = Vec::new();
@@ -264,10 +273,34 @@ impl Session {
             Ok(Err(_)) => Err(Ending::IoError),
             Ok(Ok(0)) => Err(Ending::ClientClosed),
             Ok(Ok(n)) => {
+                if let Some((_, received)) = &mut self.data_since {
+                    *received += n as u64;
+                }
                 self.machine.feed(&self.read_buf[..n]);
                 Ok(())
             }
         }
+    }
+
+    /// How long the next read may wait: a command's whole-line deadline runs from the previous
+    /// reply; message data gets `data_block` per read and, with `data_min_rate`, no more in all
+    /// than the grace plus its size at that rate. Zero: the deadline has passed.
+    fn read_deadline(&mut self, waiting_for_command: bool) -> Duration {
+        let timeouts = &self.config.timeouts;
+        let now = Instant::now();
+        if waiting_for_command {
+            self.data_since = None;
+            let since = *self.command_since.get_or_insert(now);
+            return timeouts.command.duration().saturating_sub(since.elapsed());
+        }
+        self.command_since = None;
+        let (since, received) = *self.data_since.get_or_insert((now, 0));
+        let block = timeouts.data_block.duration();
+        if timeouts.data_min_rate == 0 {
+            return block;
+        }
+        let allowed = timeouts.data_rate_grace.duration() + Duration::from_secs_f64(received as f64 / timeouts.data_min_rate as f64);
+        block.min(allowed.saturating_sub(since.elapsed()))
     }
 
     /// Writes what the machine queued.
@@ -276,6 +309,8 @@ impl Session {
         if out.is_empty() {
             return Ok(());
         }
+        // A reply ends the command it answers: the next one's deadline starts now.
+        self.command_since = None;
         let deadline = self.config.timeouts.command.duration();
         match tokio::time::timeout(deadline, async {
             self.conn.write_all(&out).await?;

@@ -192,6 +192,46 @@ fn stalled_data_gets_421_and_nothing_is_relayed() {
 }
 
 #[test]
+fn a_command_trickled_a_byte_at_a_time_still_gets_its_deadline() {
+    let sink = Sink::new();
+    let moat = Moat::start(MoatConfig::new(sink.port).timeout("command", "2s"));
+    let mut smtp = moat.smtp_ehlo();
+    let started = std::time::Instant::now();
+    // One byte every half second: each read is well within the 2 s, the whole line is not.
+    for byte in b"MAIL FROM:<slow@remote.example>" {
+        if started.elapsed() > Duration::from_secs(3) || !smtp.send_lossy(&[*byte]) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    smtp.timeout = Duration::from_secs(10);
+    assert_reply(&smtp.reply(), 421, "4.4.2", "a command not complete within the command timeout");
+    assert!(smtp.closed_within(Duration::from_secs(5)));
+    // Per read alone the client would have had 2 s after its last byte (past 5 s).
+    assert!(started.elapsed() < Duration::from_millis(4500), "{:?}", started.elapsed());
+}
+
+#[test]
+fn message_data_below_the_minimum_rate_gets_421_and_nothing_is_relayed() {
+    let sink = Sink::new();
+    let config =
+        MoatConfig::new(sink.port).timeout("data_block", "10s").timeout("data_rate_grace", "1s").timeout_number("data_min_rate", 100);
+    let moat = Moat::start(config);
+    let mut smtp = moat.smtp_ehlo();
+    smtp.expect(&[("MAIL FROM:<a@remote.example>", 250), ("RCPT TO:<user@example.test>", 250), ("DATA", 354)]);
+    let started = std::time::Instant::now();
+    // 10 bytes a second, each read far inside data_block: under the 100 B/s bound after 1 s.
+    while started.elapsed() < Duration::from_secs(6) && smtp.send_lossy(b"0123456789") {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    smtp.timeout = Duration::from_secs(10);
+    assert_reply(&smtp.reply(), 421, "4.4.2", "a trickle below data_min_rate");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(sink.messages().is_empty(), "a half message must not be relayed");
+}
+
+#[test]
 fn connections_per_ip_are_limited() {
     let sink = Sink::new();
     let moat = Moat::start(MoatConfig::new(sink.port).limit("max_connections_per_ip", 3));

@@ -1241,6 +1241,12 @@ impl MoatConfig {
         self
     }
 
+    /// Sets a numeric `[timeouts]` key, e.g. `data_min_rate`.
+    pub fn timeout_number(mut self, key: &str, value: u64) -> Self {
+        set(&mut self.timeouts, key, value.to_string());
+        self
+    }
+
     /// Sets an `[auth]` key (value as TOML), e.g. `.auth("enabled", "true")`.
     pub fn auth(mut self, key: &str, value: &str) -> Self {
         set(&mut self.auth, key, value.to_string());
