@@ -14,6 +14,14 @@ pub fn minute_utc(at: i64) -> String {
     chrono::DateTime::from_timestamp(at, 0).map_or_else(|| at.to_string(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
 }
 
+/// A time to the minute in the IANA zone `zone` with the zone's abbreviation, as a user's lists
+/// and pages show it: `2026-12-04 07:30 CET`. An unknown zone (the configuration check refuses
+/// them) shows UTC.
+pub fn minute_in(at: i64, zone: &str) -> String {
+    let Ok(tz) = zone.parse::<chrono_tz::Tz>() else { return minute_utc(at) };
+    chrono::DateTime::from_timestamp(at, 0).map_or_else(|| at.to_string(), |t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string())
+}
+
 /// A time with its weekday, as a sentence in an email shows it: `Fri, 04 Dec 2026 06:30 UTC`.
 pub fn day_minute_utc(at: i64) -> String {
     chrono::DateTime::from_timestamp(at, 0).map_or_else(|| at.to_string(), |t| t.format("%a, %d %b %Y %H:%M UTC").to_string())
@@ -36,6 +44,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_show_in_the_users_zone_with_its_name() {
+        let at = 1_796_367_000; // 2026-12-04 06:50 UTC
+        assert_eq!(minute_utc(at), "2026-12-04 06:50 UTC");
+        assert_eq!(minute_in(at, "Europe/Berlin"), "2026-12-04 07:50 CET");
+        assert_eq!(minute_in(at, "America/New_York"), "2026-12-04 01:50 EST");
+        assert_eq!(minute_in(at, "UTC"), "2026-12-04 06:50 UTC");
+        assert_eq!(minute_in(at, "Not/AZone"), "2026-12-04 06:50 UTC");
+    }
 
     #[test]
     fn dates_carry_their_zone() {

@@ -6,7 +6,6 @@
 //! both; no images, no remote content, no tracking; an opt-out link in the body and RFC 8058
 //! `List-Unsubscribe` / `List-Unsubscribe-Post` headers.
 
-use crate::clock::minute_utc as date;
 use crate::config::{Config, Web};
 use crate::html::escape;
 
@@ -47,11 +46,11 @@ struct Row {
     release_allow: String,
 }
 
-fn rows(web: &Web, key: &LinkKey, address: &str, items: &[QuarantineItem], now: i64) -> Vec<Row> {
+fn rows(web: &Web, key: &LinkKey, address: &str, items: &[QuarantineItem], now: i64, zone: &str) -> Vec<Row> {
     items
         .iter()
         .map(|item| Row {
-            date: date(item.date),
+            date: crate::clock::minute_in(item.date, zone),
             sender: if item.sender.is_empty() { "(no sender)".into() } else { shown(&item.sender) },
             subject: if item.subject.is_empty() { "(no subject)".into() } else { shown(&item.subject) },
             score: item.score,
@@ -142,7 +141,8 @@ pub fn digest(config: &Config, key: &LinkKey, address: &str, items: &[Quarantine
     let web = config.web.as_ref()?;
     let unsubscribe = key.url(web, LinkAction::Unsubscribe, address, "", now);
     let center = key.url(web, LinkAction::Login, address, "", now);
-    let rows = rows(web, key, address, items, now);
+    let zone = config.digest_for(address.rsplit_once('@').map_or("", |(_, d)| d)).timezone;
+    let rows = rows(web, key, address, items, now, &zone);
     let retention_days = config.store.retention.0 / 86400;
     let subject = match items.len() {
         0 => "Quarantine digest: nothing new".to_string(),

@@ -13,7 +13,7 @@
 //! a keyboard (labelled controls, a skip link).
 
 use super::session::{WebSession, cross_site};
-use super::{Form, date, escape, escape_keep_lines, page_with, sanitize, unavailable};
+use super::{Form, escape, escape_keep_lines, page_with, sanitize, unavailable};
 use crate::app::App;
 use crate::html::{LIST_TEXT, mail_value, shown};
 use crate::links::LinkKey;
@@ -255,8 +255,9 @@ async fn list(State(shared): State<Arc<App>>, headers: HeaderMap, Query(params):
     body.push_str(&format!("<p>{total} message(s).</p>"));
     if !items.is_empty() {
         body.push_str(&format!("<form method=\"post\" action=\"/mc/act\">{}<table><thead><tr><th scope=\"col\">Select</th><th scope=\"col\">Date</th><th scope=\"col\">From</th><th scope=\"col\">Subject</th><th scope=\"col\">Category</th><th scope=\"col\">Score</th><th scope=\"col\">Why</th></tr></thead><tbody>", user.csrf_field()));
+        let zone = user_zone(&shared, &user.session.address);
         for item in &items {
-            body.push_str(&row(item));
+            body.push_str(&row(item, &zone));
         }
         body.push_str("</tbody></table>");
         body.push_str(&action_buttons("Selected messages: "));
@@ -266,7 +267,12 @@ async fn list(State(shared): State<Arc<App>>, headers: HeaderMap, Query(params):
     user.page(StatusCode::OK, "Your quarantine", &body)
 }
 
-fn row(item: &QuarantineItem) -> String {
+/// The time zone a user's times are shown in: their domain's digest time zone.
+fn user_zone(shared: &App, address: &str) -> String {
+    shared.config.load().digest_for(address.rsplit_once('@').map_or("", |(_, d)| d)).timezone
+}
+
+fn row(item: &QuarantineItem, zone: &str) -> String {
     let sender = or_none(&item.sender, "(no sender)");
     let subject = or_none(&item.subject, "(no subject)");
     let checkbox = || {
@@ -284,7 +290,7 @@ fn row(item: &QuarantineItem) -> String {
     };
     format!(
         "<tr><td>{check}</td><td>{}</td><td>{}</td><td><a href=\"/mc/m/{}\">{}</a></td><td>{}</td><td>{:.1}</td><td>{}</td></tr>",
-        date(item.date),
+        crate::clock::minute_in(item.date, zone),
         mail_value(sender, LIST_TEXT),
         escape(&item.id),
         mail_value(subject, LIST_TEXT),
@@ -406,7 +412,7 @@ async fn view(State(shared): State<Arc<App>>, headers: HeaderMap, Path(id): Path
         mail_value(or_none(&item.sender, "(no sender)"), usize::MAX),
         escape(&item.recipient),
         mail_value(or_none(&item.subject, "(no subject)"), usize::MAX),
-        date(item.date),
+        crate::clock::minute_in(item.date, &user_zone(&shared, &user.session.address)),
         escape(&crate::digest::build::reason(&item)),
         item.score,
         item.category.as_str(),

@@ -52,10 +52,12 @@ async fn owned_item(shared: &App, link: &Link) -> Result<QuarantineItem, Refusal
     }
 }
 
-fn describe(item: &QuarantineItem) -> String {
+/// The item's envelope, its time in the recipient domain's digest time zone.
+fn describe(shared: &App, item: &QuarantineItem) -> String {
     let sender = if item.sender.is_empty() { "(no sender)" } else { &item.sender };
     let subject = if item.subject.is_empty() { "(no subject)" } else { &item.subject };
-    let date = crate::clock::minute_utc(item.date);
+    let zone = shared.config.load().digest_for(item.recipient.rsplit_once('@').map_or("", |(_, d)| d)).timezone;
+    let date = crate::clock::minute_in(item.date, &zone);
     format!(
         "<dl><dt>From</dt><dd style=\"overflow-wrap:anywhere\">{}</dd><dt>Subject</dt><dd style=\"overflow-wrap:anywhere\">{}</dd><dt>Date</dt><dd>{}</dd></dl>",
         crate::html::mail_value(sender, usize::MAX),
@@ -105,7 +107,7 @@ pub(super) async fn show(State(shared): State<Arc<App>>, Path(token): Path<Strin
             } else {
                 ("Release and always allow this sender?", "Release and allow sender")
             };
-            page(StatusCode::OK, title, &format!("{}{}", describe(&item), button(label)))
+            page(StatusCode::OK, title, &format!("{}{}", describe(&shared, &item), button(label)))
         }
         LinkAction::View => view(&shared, &link).await,
         LinkAction::Login => super::center::start_session(&shared, &link.address),
@@ -136,7 +138,7 @@ async fn view(shared: &App, link: &Link) -> Response {
     let text = parts.text.clone().or_else(|| parts.html.as_deref().map(|html| crate::ruleset::html::render(html).text)).unwrap_or_default();
     let shown: String = text.chars().take(super::center::MAX_VIEW_TEXT).collect();
     let reason = crate::digest::build::reason(&item);
-    let mut body = format!("{}<p>Held because: {} (score {:.1})</p>", describe(&item), escape(&reason), item.score);
+    let mut body = format!("{}<p>Held because: {} (score {:.1})</p>", describe(shared, &item), escape(&reason), item.score);
     body.push_str(&format!("<pre style=\"white-space:pre-wrap;border:1px solid #ccc;padding:.5rem\">{}</pre>", escape_keep_lines(&shown)));
     if !parts.attachments.is_empty() {
         body.push_str(&format!("<p>Attachments (not available here):</p><ul>{}</ul>", parts.attachment_items()));

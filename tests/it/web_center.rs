@@ -561,3 +561,19 @@ fn the_admin_api_purges_a_leaving_domain_only_when_told_and_audits_it() {
     assert!(audit.to_string().contains("domain_purge"), "{audit}");
     setup.moat.assert_log_lacks(&list_marker);
 }
+
+#[test]
+fn times_are_shown_in_the_domains_time_zone_with_the_zone_named() {
+    let setup = start_with("", "\n[digest]\ntimezone = \"Europe/Berlin\"\n");
+    hold(&setup, "alice@example.test", "Zoned", false);
+    let held = setup.moat.wait_quarantined(1);
+    let berlin = moat::clock::minute_in(held[0].item.date, "Europe/Berlin");
+    assert!(berlin.ends_with(" CET") || berlin.ends_with(" CEST"), "{berlin}");
+    assert_ne!(berlin, moat::clock::minute_utc(held[0].item.date));
+
+    let alice = session_from_link(setup.web, &digest_center_link(&setup, "alice@example.test"));
+    let digest = text(&setup.capture.messages().last().unwrap().data);
+    assert!(digest.contains(&berlin), "the digest shows Berlin time: {digest}");
+    assert!(get(&setup, &alice, "/mc").body.contains(&berlin), "the Message Center list too");
+    assert!(get(&setup, &alice, &format!("/mc/m/{}", held[0].item.id)).body.contains(&berlin), "and the message page");
+}
