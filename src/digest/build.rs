@@ -46,9 +46,13 @@ struct Row {
     release_allow: String,
 }
 
+/// The digest's rows, lowest score first: the message most likely wanted (a false positive) is
+/// where the user starts reading; equal scores newest first.
 fn rows(web: &Web, key: &LinkKey, address: &str, items: &[QuarantineItem], now: i64, zone: &str) -> Vec<Row> {
-    items
-        .iter()
+    let mut ordered: Vec<&QuarantineItem> = items.iter().collect();
+    ordered.sort_by(|a, b| a.score.total_cmp(&b.score).then(b.date.cmp(&a.date)));
+    ordered
+        .into_iter()
         .map(|item| Row {
             date: crate::clock::minute_in(item.date, zone),
             sender: if item.sender.is_empty() { "(no sender)".into() } else { shown(&item.sender) },

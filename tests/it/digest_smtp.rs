@@ -74,3 +74,28 @@ fn spam_held_then_listed_in_a_digest_whose_link_releases_the_original_once() {
     moat.assert_log_lacks(&format!("You have won {id}"));
     moat.assert_log_lacks("<b>Prize</b>");
 }
+
+#[test]
+fn the_digest_lists_the_lowest_scores_first() {
+    let rules = temp_dir();
+    fs::write(rules.path().join("local.cf"), format!("{HOLD_RULE}body LOCAL_CASINO /casino/i\nscore LOCAL_CASINO 5\n")).unwrap();
+    let capture = Capture::new();
+    let web = free_port();
+    let moat = Moat::start(
+        MoatConfig::new(capture.port).append(&format!("\n[rules]\ndirs = [\"{}\"]\n", rules.path().display())).append(&web_section(web)),
+    );
+    let config = moat.config_path().to_str().unwrap().to_string();
+    // The surer spam arrives first; the likelier false positive must still come first in the digest.
+    for (n, (subject, body)) in
+        [("Casino win", "You have won at the casino"), ("Club raffle", "You have won the raffle")].into_iter().enumerate()
+    {
+        let message = format!("From: <club@remote.example>\r\nSubject: {subject}\r\n\r\n{body}\r\n");
+        assert_eq!(moat.smtp_ehlo().send_mail("club@remote.example", &["bob@example.test"], message.as_bytes()).code, 250);
+        moat.wait_quarantined(n + 1);
+        std::thread::sleep(Duration::from_millis(1100)); // a later second: arrival order is definite
+    }
+    let preview = text(&moat.cli(&["digest", "preview", "bob@example.test", "-c", &config]).stdout);
+    let (raffle, casino) = (preview.find("Club raffle"), preview.find("Casino win"));
+    assert!(raffle.is_some() && casino.is_some(), "{preview}");
+    assert!(raffle < casino, "lowest score first: {preview}");
+}
