@@ -32,7 +32,8 @@ pub struct LearnArgs {
     /// Write the model to FILE (hashed features and counts only, no text).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["import", "forget"])]
     export: Option<PathBuf>,
-    /// Replace the model with the one in FILE; lessons recorded here are folded into it again.
+    /// Replace the model with the one in FILE (the lessons recorded here are dropped: their
+    /// hashed features do not fit the imported model).
     #[arg(long, value_name = "FILE")]
     import: Option<PathBuf>,
     /// Age the model: multiply every count by FACTOR (0 < FACTOR < 1), so features not seen

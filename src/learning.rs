@@ -251,8 +251,9 @@ impl Learner {
         Ok(self.store.load_model().await?.map(|m| m.data))
     }
 
-    /// Replaces the model with `bytes` (`moat learn --import`), checked first; every lesson
-    /// recorded here becomes pending and is folded into the imported model.
+    /// Replaces the model with `bytes` (`moat learn --import`), checked first. The lessons
+    /// recorded here are dropped: their hashed features belong to the replaced model's seed and
+    /// would be noise in the imported one.
     pub async fn import(&self, bytes: Vec<u8>) -> Result<(u64, u64), LearnError> {
         let _one_at_a_time = self.writing.lock().await;
         let imported = blocking(move || Model::from_bytes(&bytes).map(|m| (m, bytes)).map_err(LearnError::from)).await?;
@@ -260,7 +261,7 @@ impl Learner {
         let learned = model.learned();
         for _ in 0..FOLD_ATTEMPTS {
             let base = self.latest().await?;
-            if self.store.commit_model(base.version, &bytes, unix_now(), &[LessonChange::AllPending]).await? {
+            if self.store.commit_model(base.version, &bytes, unix_now(), &[LessonChange::AllForgotten]).await? {
                 self.in_force.store(Some(Arc::new(Snapshot { version: base.version + 1, model })));
                 return Ok(learned);
             }

@@ -51,9 +51,10 @@ pub enum LessonChange {
     Folded { digest: String, in_model: Option<bool> },
     /// The lesson `digest` is forgotten: out of the model and gone.
     Forgotten { digest: String },
-    /// The model was replaced by one from elsewhere (`moat learn --import`): it holds none of
-    /// the lessons recorded here, so every one is pending again and is folded into it.
-    AllPending,
+    /// The model was replaced by one from elsewhere (`moat learn --import`): it holds none of the
+    /// lessons recorded here, and their features were hashed with the replaced model's secret
+    /// seed, which the imported model does not share, so every lesson is dropped.
+    AllForgotten,
 }
 
 /// What recording a lesson did.
@@ -134,7 +135,7 @@ impl Store {
                     stmt("UPDATE classifier_lesson SET in_model = $2 WHERE digest = $1", vec![text(digest), int(in_model_code(*in_model))])
                 }
                 LessonChange::Forgotten { digest } => stmt("DELETE FROM classifier_lesson WHERE digest = $1", vec![text(digest)]),
-                LessonChange::AllPending => stmt("UPDATE classifier_lesson SET in_model = 0 WHERE in_model <> $1", vec![int(0)]),
+                LessonChange::AllForgotten => stmt("DELETE FROM classifier_lesson", vec![]),
             });
         }
         let counts = self.transaction(statements, true).await?;

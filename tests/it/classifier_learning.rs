@@ -142,8 +142,12 @@ fn learning_twice_changes_nothing_relabelling_moves_forgetting_unlearns_and_mode
     }
 
     let other = Moat::start(moat_config(capture.port, ""));
+    // What the other installation learned itself is hashed with its own seed: dropped on import.
+    let own = corpus(dir.path(), "own", 3, ham);
+    cli_ok(&other, &["learn", "-c", &config_of(&other), "--ham", &own]);
     let imported = cli_ok(&other, &["learn", "-c", &config_of(&other), "--import", exported.to_str().unwrap()]);
     assert!(imported.contains("learned 20 spam and 25 ham"), "{imported}");
+    assert!(imported.contains("holds 20 spam and 25 ham"), "its own lessons are not folded into the import: {imported}");
     assert_eq!(probability(&other, &probe), p, "the imported model scores as the exported one did");
 
     let aged = cli_ok(&other, &["learn", "-c", &config_of(&other), "--age", "0.5"]);
