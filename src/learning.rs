@@ -128,10 +128,9 @@ impl Learner {
             let latest = latest.clone();
             blocking(move || Ok::<_, LearnError>(latest.model.to_bytes())).await?
         };
-        if self.store.save_model(0, &bytes, unix_now()).await? {
-            let model = Arc::try_unwrap(latest).map(|s| s.model).unwrap_or_else(|shared| shared.model.clone());
-            let tokenizer = model.tokenizer();
-            self.in_force.store(Some(Arc::new(Snapshot { version: 1, model })));
+        let tokenizer = latest.model.tokenizer();
+        let model = Arc::try_unwrap(latest).map(|s| s.model).unwrap_or_else(|shared| shared.model.clone());
+        if self.commit(0, model, &bytes, &[]).await? {
             return Ok(tokenizer);
         }
         // Another node saved the first model meanwhile: use its seed.
@@ -261,8 +260,7 @@ impl Learner {
         let learned = model.learned();
         for _ in 0..FOLD_ATTEMPTS {
             let base = self.latest().await?;
-            if self.store.commit_model(base.version, &bytes, unix_now(), &[LessonChange::AllForgotten]).await? {
-                self.in_force.store(Some(Arc::new(Snapshot { version: base.version + 1, model })));
+            if self.commit(base.version, model.clone(), &bytes, &[LessonChange::AllForgotten]).await? {
                 return Ok(learned);
             }
         }
@@ -284,12 +282,18 @@ impl Learner {
             Ok::<_, LearnError>((model, bytes))
         })
         .await?;
-        if !self.store.commit_model(base.version, &bytes, unix_now(), changes).await? {
+        self.commit(base.version, model, &bytes, changes).await
+    }
+
+    /// Saves `model` (as `bytes`) with `changes` if `read` is still the stored version (0: none
+    /// was saved), and puts it in force. Returns whether it was saved.
+    async fn commit(&self, read: i64, model: Model, bytes: &[u8], changes: &[LessonChange]) -> Result<bool, LearnError> {
+        if !self.store.commit_model(read, bytes, unix_now(), changes).await? {
             return Ok(false);
         }
         let (spam, ham) = model.learned();
-        tracing::info!(event = "classifier_model_saved", version = base.version + 1, spam, ham, changes = changes.len());
-        self.in_force.store(Some(Arc::new(Snapshot { version: base.version + 1, model })));
+        tracing::info!(event = "classifier_model_saved", version = read + 1, spam, ham, changes = changes.len());
+        self.in_force.store(Some(Arc::new(Snapshot { version: read + 1, model })));
         Ok(true)
     }
 }

@@ -48,9 +48,9 @@ pub struct Settings {
 }
 
 /// Smallest table: 2^10 buckets.
-pub const MIN_TABLE_BITS: u8 = 10;
+pub const MIN_TABLE_BITS: u8 = *crate::config::CLASSIFIER_TABLE_BITS.start();
 /// Largest table: 2^23 buckets, 64 MiB.
-pub const MAX_TABLE_BITS: u8 = 23;
+pub const MAX_TABLE_BITS: u8 = *crate::config::CLASSIFIER_TABLE_BITS.end();
 
 impl Default for Settings {
     fn default() -> Settings {

@@ -5,7 +5,7 @@
 use super::Seconds;
 use serde::Deserialize;
 
-/// The range of `table_bits`.
+/// The range of `table_bits` (the classifier's model takes its bounds from here).
 pub const TABLE_BITS: std::ops::RangeInclusive<u8> = 10..=23;
 
 /// `[classifier]`.
@@ -62,9 +62,10 @@ impl Classifier {
         self.report_networks.iter().any(|n| matches!(crate::lists::Cidr::parse(n), Ok(Some(cidr)) if cidr.contains(ip)))
     }
 
-    /// Whether `address` is a spam report address of one of `domains`.
+    /// Whether `address` is a spam report address of one of `domains` (never while the
+    /// classifier is off).
     pub fn is_report_address(&self, address: &str, domains: &[super::Domain]) -> bool {
-        if self.report_local_part.is_empty() {
+        if !self.enabled || self.report_local_part.is_empty() {
             return false;
         }
         let Some((local, domain)) = address.rsplit_once('@') else { return false };

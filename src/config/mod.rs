@@ -16,7 +16,7 @@ mod web;
 pub use deferral::{Greylist, RateLimits};
 pub use digest::{Digest, DigestOverride, Frequency};
 pub use duration::Seconds;
-pub use learning::Classifier;
+pub use learning::{Classifier, TABLE_BITS as CLASSIFIER_TABLE_BITS};
 pub use policy::{Action, PolicyConfig, PolicyOverride, Stance, check_thresholds};
 pub use validate::{ConfigError, load, load_str};
 pub use web::{Admin, Metrics, Notices, Web};
@@ -807,6 +807,12 @@ impl Config {
     /// domain's overrides).
     pub fn digest_for(&self, domain: &str) -> Digest {
         self.digest.resolve(self.domain(domain).and_then(|d| d.digest.as_ref()))
+    }
+
+    /// The digest settings for the user `address` (its domain's; also the time zone the user's
+    /// times are shown in).
+    pub fn digest_for_address(&self, address: &str) -> Digest {
+        self.digest_for(address.rsplit_once('@').map_or("", |(_, d)| d))
     }
 
     /// The key file links in emails are signed with.

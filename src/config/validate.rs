@@ -445,7 +445,7 @@ fn check_deferral(report: &mut Report<'_>, config: &Config, document: &DeTable<'
 }
 
 fn check_classifier(report: &mut Report<'_>, classifier: &super::Classifier, at: Option<Range<usize>>) {
-    let bits = super::learning::TABLE_BITS;
+    let bits = super::CLASSIFIER_TABLE_BITS;
     if !bits.contains(&classifier.table_bits) {
         report.at(at.clone(), format!("classifier.table_bits must be {}..={} (2^23 buckets is 64 MiB)", bits.start(), bits.end()));
     }

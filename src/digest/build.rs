@@ -145,7 +145,7 @@ pub fn digest(config: &Config, key: &LinkKey, address: &str, items: &[Quarantine
     let web = config.web.as_ref()?;
     let unsubscribe = key.url(web, LinkAction::Unsubscribe, address, "", now);
     let center = key.url(web, LinkAction::Login, address, "", now);
-    let zone = config.digest_for(address.rsplit_once('@').map_or("", |(_, d)| d)).timezone;
+    let zone = config.digest_for_address(address).timezone;
     let rows = rows(web, key, address, items, now, &zone);
     let retention_days = config.store.retention.0 / 86400;
     let subject = match items.len() {

@@ -58,8 +58,7 @@ pub async fn run(quarantine: &Quarantine, run: &Run) -> Result<Sent, QuarantineE
     let retention = i64::try_from(config.store.retention.0).unwrap_or(i64::MAX);
     let mut sent = Sent::default();
     for address in candidates(store, run, now, retention).await? {
-        let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
-        let settings = config.digest_for(domain);
+        let settings = config.digest_for_address(&address);
         let prefs = store.get_preferences(&address).await?;
         if prefs.opt_out {
             continue;
@@ -122,8 +121,7 @@ pub async fn preview(quarantine: &Quarantine, address: &str, now: i64) -> Result
     let config = quarantine.config();
     let Some(key) = quarantine.links() else { return Ok(None) };
     let store = quarantine.store();
-    let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
-    let settings = config.digest_for(domain);
+    let settings = config.digest_for_address(address);
     let since = store.digest_cursor(address).await?.map_or(0, |last| last.saturating_add(1));
     let mut items = store.held_since(address, since, settings.max_items).await?;
     items.retain(|item| item.created_at <= now);

@@ -10,7 +10,7 @@
 
 use crate::classifier::{self, InForce};
 use crate::filter::{Facts, Filter, FilterFuture, Findings};
-use crate::verdict::{Failure, Stance, Symbol};
+use crate::verdict::{Stance, Symbol};
 
 /// Scores messages with the model in force.
 pub struct ClassifierFilter {
@@ -61,11 +61,9 @@ impl Filter for ClassifierFilter {
                 return Ok(Findings::default());
             };
             let (in_force, min) = (self.in_force.clone(), self.min_learned);
-            let opinion = tokio::task::spawn_blocking(move || judge(&in_force, min, &message)).await.map_err(|e| Failure {
-                symbol: "CLASSIFIER_FAIL".to_string(),
-                stance: Stance::FailOpen,
-                detail: format!("classifier failed: {e}"),
-            })?;
+            let opinion = tokio::task::spawn_blocking(move || judge(&in_force, min, &message))
+                .await
+                .map_err(|e| self.failed(format!("classifier failed: {e}")))?;
             let symbols = match opinion {
                 Opinion::Probability { p, symbol: Some(name) } => {
                     let mut symbol = Symbol::new(name);

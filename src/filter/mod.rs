@@ -96,6 +96,11 @@ pub trait Filter: Send + Sync {
     fn failure(&self) -> (&'static str, Stance) {
         ("FILTER_FAIL", Stance::FailOpen)
     }
+    /// A [`Failure`] with this filter's symbol and stance, saying what went wrong.
+    fn failed(&self, detail: String) -> Failure {
+        let (symbol, stance) = self.failure();
+        Failure { symbol: symbol.to_string(), stance, detail }
+    }
     fn connect<'a>(&'a self, _facts: &'a Facts) -> FilterFuture<'a> {
         nothing()
     }
@@ -154,8 +159,6 @@ impl Chain {
             Phase::Rcpt => filter.rcpt(facts),
             Phase::Data => filter.data(facts),
         };
-        let (symbol, stance) = filter.failure();
-        let failed = |detail: String| Failure { symbol: symbol.to_string(), stance, detail };
         let started = std::time::Instant::now();
         let result = tokio::time::timeout(self.deadline, AssertUnwindSafe(future).catch_unwind()).await;
         metrics::histogram!("moat_filter_seconds", "filter" => filter.name(), "phase" => phase.as_str())
@@ -164,11 +167,11 @@ impl Chain {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_panic)) => {
                 tracing::error!(event = "filter_panic", filter = filter.name(), phase = ?phase);
-                Err(failed(format!("{} failed internally", filter.name())))
+                Err(filter.failed(format!("{} failed internally", filter.name())))
             }
             Err(_) => {
                 tracing::warn!(event = "filter_timeout", filter = filter.name(), phase = ?phase);
-                Err(failed(format!("{} timed out", filter.name())))
+                Err(filter.failed(format!("{} timed out", filter.name())))
             }
         }
     }

@@ -17,7 +17,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, LazyLock, Mutex, mpsc};
 
 use crate::filter::{Facts, Filter, FilterFuture, Findings};
-use crate::verdict::{Failure, Stance, Symbol};
+use crate::verdict::{Stance, Symbol};
 
 use crate::ruleset::{ParsedMessage, RuleSet};
 
@@ -136,11 +136,8 @@ impl Filter for RulesFilter {
             };
             let rules = Arc::clone(&self.rules);
             let sender = facts.sender.clone();
-            let symbols = RULE_THREADS.run(move || scan(&rules, &message, sender.as_deref())).await.map_err(|e| Failure {
-                symbol: "RULES_FAIL".to_string(),
-                stance: Stance::FailOpen,
-                detail: e.to_string(),
-            })?;
+            let symbols =
+                RULE_THREADS.run(move || scan(&rules, &message, sender.as_deref())).await.map_err(|e| self.failed(e.to_string()))?;
             Ok(Findings { symbols, headers: Vec::new() })
         })
     }

@@ -137,8 +137,7 @@ impl Session {
     fn split_reports(&self, tx: &Transaction) -> (usize, Transaction) {
         let config = &self.config;
         let mut rest = tx.clone();
-        rest.recipients
-            .retain(|r| !(config.classifier.enabled && config.classifier.is_report_address(&r.mailbox.address(), &config.domains)));
+        rest.recipients.retain(|r| !config.classifier.is_report_address(&r.mailbox.address(), &config.domains));
         (tx.recipients.len() - rest.recipients.len(), rest)
     }
 

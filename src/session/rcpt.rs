@@ -62,7 +62,7 @@ impl Session {
         let Some(domain) = config.domain(&mailbox.domain) else {
             return answer(replies::relay_denied());
         };
-        if config.classifier.enabled && config.classifier.is_report_address(&mailbox.address(), &config.domains) {
+        if config.classifier.is_report_address(&mailbox.address(), &config.domains) {
             // The report address is ours, not the downstream's: no recipient check, no filters
             // (its attachments are spam by design); only our own users may use it.
             let from_ours = mail.sender.rsplit_once('@').is_some_and(|(_, d)| config.domain(d).is_some());

@@ -1,7 +1,7 @@
 //! The classifier's state in the store: the model (an opaque, versioned blob of hashed features
 //! and weights; the store never interprets it) and the lessons (one row per message taught).
 //!
-//! Guarantees: [`Store::save_model`] replaces the model only if its version is still the one the
+//! Guarantees: [`Store::commit_model`] replaces the model only if its version is still the one the
 //! caller read, so concurrent learners on several nodes never overwrite each other (the loser
 //! gets `false`, reloads and tries again); [`Store::model_version`] is a cheap query nodes poll to
 //! pick up a new model within seconds. A lesson holds no text of the message: a digest of its
@@ -108,13 +108,8 @@ impl Store {
     }
 
     /// Saves `data` as version `read + 1` if the stored version is still `read` (0: none was
-    /// stored). Returns whether it was saved.
-    pub async fn save_model(&self, read: i64, data: &[u8], now: UnixTime) -> Result<bool, StoreError> {
-        self.commit_model(read, data, now, &[]).await
-    }
-
-    /// Saves `data` as [`Store::save_model`] does and, in the same transaction and only if the
-    /// model was saved, records `changes` to the lessons (what the new model holds).
+    /// stored) and, in the same transaction and only if the model was saved, records `changes`
+    /// to the lessons (what the new model holds). Returns whether it was saved.
     pub async fn commit_model(&self, read: i64, data: &[u8], now: UnixTime, changes: &[LessonChange]) -> Result<bool, StoreError> {
         let blob = Val::Bytes(Some(data.to_vec()));
         let statement = if read == 0 {

@@ -31,7 +31,7 @@
 //!   everything held about one address (items, contents, audit records, preferences, lists,
 //!   digest cursor, greylist rows) and takes its name off the lessons it taught.
 //! * The classifier's model is replaced only by compare-and-set on its version
-//!   ([`Store::save_model`]), so two nodes learning at once never lose each other's lessons: the
+//!   ([`Store::commit_model`]), so two nodes learning at once never lose each other's lessons: the
 //!   loser reloads and applies its lesson again.
 //!
 //! **Release flow for the integrator:** read the contents ([`Store::get_content`]) and open

@@ -269,7 +269,7 @@ async fn list(State(shared): State<Arc<App>>, headers: HeaderMap, Query(params):
 
 /// The time zone a user's times are shown in: their domain's digest time zone.
 fn user_zone(shared: &App, address: &str) -> String {
-    shared.config.load().digest_for(address.rsplit_once('@').map_or("", |(_, d)| d)).timezone
+    shared.config.load().digest_for_address(address).timezone
 }
 
 fn row(item: &QuarantineItem, zone: &str) -> String {
@@ -632,7 +632,7 @@ fn may_choose_filtering(config: &crate::config::Config, address: &str) -> bool {
 }
 
 fn may_choose_digest(config: &crate::config::Config, address: &str) -> bool {
-    config.digest_for(address.rsplit_once('@').map_or("", |(_, d)| d)).user_choice
+    config.digest_for_address(address).user_choice
 }
 
 async fn preferences(State(shared): State<Arc<App>>, headers: HeaderMap) -> Response {

@@ -56,7 +56,7 @@ async fn owned_item(shared: &App, link: &Link) -> Result<QuarantineItem, Refusal
 fn describe(shared: &App, item: &QuarantineItem) -> String {
     let sender = if item.sender.is_empty() { "(no sender)" } else { &item.sender };
     let subject = if item.subject.is_empty() { "(no subject)" } else { &item.subject };
-    let zone = shared.config.load().digest_for(item.recipient.rsplit_once('@').map_or("", |(_, d)| d)).timezone;
+    let zone = shared.config.load().digest_for_address(&item.recipient).timezone;
     let date = crate::clock::minute_in(item.date, &zone);
     format!(
         "<dl><dt>From</dt><dd style=\"overflow-wrap:anywhere\">{}</dd><dt>Subject</dt><dd style=\"overflow-wrap:anywhere\">{}</dd><dt>Date</dt><dd>{}</dd></dl>",

@@ -578,17 +578,17 @@ async fn the_classifier_model_is_replaced_only_by_compare_and_set(db: Db) {
     let store = db.open().await;
     assert_eq!(store.load_model().await.unwrap(), None);
     assert_eq!(store.model_version().await.unwrap(), 0);
-    assert!(store.save_model(0, b"first", NOW).await.unwrap(), "the first model is saved");
-    assert!(!store.save_model(0, b"lost", NOW).await.unwrap(), "a second first save loses");
+    assert!(store.commit_model(0, b"first", NOW, &[]).await.unwrap(), "the first model is saved");
+    assert!(!store.commit_model(0, b"lost", NOW, &[]).await.unwrap(), "a second first save loses");
     let read = store.load_model().await.unwrap().expect("a model");
     assert_eq!((read.version, read.data.as_slice()), (1, &b"first"[..]));
     // Two nodes learning from the same version: exactly one save wins; the other must reload.
-    let (a, b) = tokio::join!(store.save_model(1, b"node-a", NOW + 1), store.save_model(1, b"node-b", NOW + 1));
+    let (a, b) = tokio::join!(store.commit_model(1, b"node-a", NOW + 1, &[]), store.commit_model(1, b"node-b", NOW + 1, &[]));
     assert!(a.unwrap() ^ b.unwrap(), "exactly one of two concurrent saves wins");
     assert_eq!(store.model_version().await.unwrap(), 2);
     let winner = store.load_model().await.unwrap().unwrap();
     assert!(winner.data == b"node-a" || winner.data == b"node-b");
-    assert!(store.save_model(2, b"third", NOW + 2).await.unwrap(), "the loser's retry on the new version is saved");
+    assert!(store.commit_model(2, b"third", NOW + 2, &[]).await.unwrap(), "the loser's retry on the new version is saved");
     assert_eq!(store.load_model().await.unwrap().unwrap(), moat::store::StoredModel { version: 3, data: b"third".to_vec() });
 }
 
