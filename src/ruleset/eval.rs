@@ -109,9 +109,9 @@ impl Compiled {
                     }
                 }
             }
-            match &g.always_set {
-                Some(set) => cands.extend(set.matches(seg).iter().filter_map(|i| g.always.get(i).copied())),
-                None => cands.extend_from_slice(&g.always),
+            cands.extend_from_slice(&g.always);
+            for a in &g.always_sets {
+                cands.extend(a.set.matches(seg).iter().filter_map(|i| a.rules.get(i).copied()));
             }
             for &k in &cands {
                 let rule = &g.rules[k];
