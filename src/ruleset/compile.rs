@@ -62,7 +62,8 @@ impl Matcher {
 /// A rule over text segments (body lines, rawbody chunks, URIs, the full message).
 pub struct TextRule {
     pub id: usize,
-    pub matcher: Matcher,
+    /// None when the rule's [`AlwaysSet`] decides it alone (see [`AlwaysSet::decides`]).
+    pub matcher: Option<Matcher>,
     pub max: u32,
     pub nosubject: bool,
 }
@@ -87,9 +88,15 @@ pub struct TextGroup {
 /// them ReplaceTags expansions of 5–160 KB; as one set its DFA cache thrashed on every message
 /// and the search fell back to the PikeVM (80 ms per message on real mail); in sets of 8, every
 /// set stays a warm DFA (0.5 ms).
+///
+/// For a plain (non-backtracking) rule that counts at most one hit, the set's answer is the
+/// rule's answer (its pattern in the set is the rule's own): `decides` is true and the rule keeps
+/// no matcher of its own, so it is neither searched twice nor compiled twice (the largest
+/// ReplaceTags rules take ~10 MB each compiled).
 pub struct AlwaysSet {
     pub set: regex::bytes::RegexSet,
     pub rules: Vec<usize>,
+    pub decides: Vec<bool>,
 }
 
 /// Rules per [`AlwaysSet`] (measured on the SpamAssassin corpus with the stock rules: 8 and 16
@@ -278,8 +285,12 @@ impl Builder<'_> {
         }
         let (matcher, superset) = self.matcher(def, &lit.body, lit.flags)?;
         let lits = literals::required(&superset);
-        let rule =
-            TextRule { id: self.ids[&def.name], matcher, max: self.max_hits(&def.name), nosubject: self.tflags(&def.name).nosubject };
+        let rule = TextRule {
+            id: self.ids[&def.name],
+            matcher: Some(matcher),
+            max: self.max_hits(&def.name),
+            nosubject: self.tflags(&def.name).nosubject,
+        };
         self.text.entry(def.kind).or_default().push((rule, lits, superset));
         Ok(())
     }
@@ -538,7 +549,14 @@ fn build_group(rules: Vec<PendingText>) -> (TextGroup, usize) {
             .build();
         let rules = chunk.iter().map(|(k, _)| *k);
         match built {
-            Ok(set) => g.always_sets.push(AlwaysSet { set, rules: rules.collect() }),
+            Ok(set) => {
+                let rules: Vec<usize> = rules.collect();
+                let decides: Vec<bool> = rules.iter().map(|&k| set_decides(&g.rules[k])).collect();
+                for (&k, _) in rules.iter().zip(&decides).filter(|(_, d)| **d) {
+                    g.rules[k].matcher = None;
+                }
+                g.always_sets.push(AlwaysSet { set, rules, decides });
+            }
             Err(_) => g.always.extend(rules),
         }
     }
@@ -547,15 +565,20 @@ fn build_group(rules: Vec<PendingText>) -> (TextGroup, usize) {
         match built {
             Ok(ac) => g.ac = Some(ac),
             Err(_) => {
-                // Too many patterns for the automaton: run everything (correct, slower).
-                g.always = (0..g.rules.len()).collect();
-                g.always_sets.clear();
+                // Too many patterns for the automaton: run every prefiltered rule (correct, slower).
+                let in_sets: HashSet<usize> = g.always_sets.iter().flat_map(|a| a.rules.iter().copied()).collect();
+                g.always = (0..g.rules.len()).filter(|k| !in_sets.contains(k)).collect();
                 g.pattern_rules.clear();
                 prefiltered = 0;
             }
         }
     }
     (g, prefiltered)
+}
+
+/// Whether a rule's pattern in an [`AlwaysSet`] answers for it: plain, at most one hit.
+fn set_decides(rule: &TextRule) -> bool {
+    matches!(rule.matcher, Some(Matcher::Plain(_))) && rule.max <= 1
 }
 
 fn plain(pattern: &str) -> Result<regex::bytes::Regex, String> {

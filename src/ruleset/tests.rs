@@ -55,3 +55,25 @@ fn scores_and_descriptions_without_rules_are_kept_and_later_files_win() {
     assert_eq!(rules.score("B"), Some(0.0));
     assert!(rules.evaluate(&ParsedMessage::parse(b"Subject: b\n\nb\n")).is_empty(), "score 0 disables");
 }
+
+#[test]
+fn rules_without_a_literal_count_the_same_whether_their_set_or_their_own_regex_decides() {
+    // Twenty rules with no prefilter literal fill several sets of their own; PHONE is decided by
+    // its set alone (one hit at most), PHONES counts hits with its own regex (tflags multiple),
+    // SUBJ_PHONE does not look at the subject line (nosubject), NOPE never matches.
+    let mut text = String::from(
+        "body PHONE /\\d{3}-\\d{4}/\nbody PHONES /\\d{3}-\\d{4}/\ntflags PHONES multiple\n\
+         body SUBJ_PHONE /\\d{3}-\\d{2}-/\ntflags SUBJ_PHONE nosubject\nbody NOPE /\\d{9}-\\d/\n",
+    );
+    for i in 0..16 {
+        text.push_str(&format!("body FILL{i} /\\d{{{}}}=/\n", i + 10));
+    }
+    let (rules, _) = RuleSet::load_texts(&[("a.cf", &text)]).expect("load");
+    let message = ParsedMessage::parse(b"Subject: call 555-12-34\n\nring 555-1234 or 555-4321, or 555-9876\n");
+    let mut values = rules.evaluate_all(&message);
+    values.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(values, [("PHONE".to_string(), 1.0), ("PHONES".to_string(), 3.0)]);
+    let message = ParsedMessage::parse(b"Subject: x\n\nring 555-12-34\n");
+    let names: Vec<String> = rules.evaluate_all(&message).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["SUBJ_PHONE"]);
+}
