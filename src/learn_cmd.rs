@@ -5,6 +5,7 @@
 //! into the shared model here; running nodes pick the new model up within `[classifier] sync`.
 //! Prints a progress line on a terminal and a summary at the end; never prints message content.
 
+use crate::cli_out::outln;
 use moat::classifier::{Label, Tokenizer};
 use moat::config::Config;
 use moat::learning::{self, Learner};
@@ -66,7 +67,7 @@ pub async fn run(config: &Config, args: LearnArgs) -> Result<(), String> {
     if let Some(file) = &args.import {
         let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let (spam, ham) = learner.import(bytes).await.map_err(|e| format!("{}: {e}", file.display()))?;
-        println!("imported a model that learned {spam} spam and {ham} ham from {}", file.display());
+        outln!("imported a model that learned {spam} spam and {ham} ham from {}", file.display());
     }
     if let Some(user) = &args.forget_by {
         let lessons = learner.store().lessons_by(user).await.map_err(|e| e.to_string())?;
@@ -82,7 +83,7 @@ pub async fn run(config: &Config, args: LearnArgs) -> Result<(), String> {
     }
     if let Some(factor) = args.age {
         let (spam, ham) = learner.age(factor).await.map_err(|e| e.to_string())?;
-        println!("aged the model by {factor}: it now counts {spam} spam and {ham} ham");
+        outln!("aged the model by {factor}: it now counts {spam} spam and {ham} ham");
     }
     let mut progress = Progress::new("folding into the model");
     learner.fold_all(|n| progress.add(n as u64)).await.map_err(|e| e.to_string())?;
@@ -91,20 +92,25 @@ pub async fn run(config: &Config, args: LearnArgs) -> Result<(), String> {
     if let Some(file) = &args.export {
         let bytes = learner.export().await.map_err(|e| e.to_string())?.ok_or("there is no model to export yet")?;
         std::fs::write(file, &bytes).map_err(|e| format!("{}: {e}", file.display()))?;
-        println!("exported the model ({} bytes) to {}", bytes.len(), file.display());
+        outln!("exported the model ({} bytes) to {}", bytes.len(), file.display());
     }
     print_summary(&learner, &summary);
     Ok(())
 }
 
 fn print_summary(learner: &Learner, s: &Summary) {
-    println!(
+    outln!(
         "learned {}, relabelled {}, skipped as already learned {}, unreadable {}, forgotten {}, not learned before {}",
-        s.learned, s.relabelled, s.already, s.unreadable, s.forgotten, s.not_learned
+        s.learned,
+        s.relabelled,
+        s.already,
+        s.unreadable,
+        s.forgotten,
+        s.not_learned
     );
     if let Some(snapshot) = learner.in_force().load().as_ref() {
         let (spam, ham) = snapshot.model.learned();
-        println!("the model now holds {spam} spam and {ham} ham (version {})", snapshot.version);
+        outln!("the model now holds {spam} spam and {ham} ham (version {})", snapshot.version);
     }
 }
 

@@ -2,12 +2,15 @@
 //!
 //! Exit codes: 0 success; 1 a runtime failure; 78 (EX_CONFIG) a configuration error, so that
 //! systemd's `RestartPreventExitStatus=78` stops a restart loop on a bad file; 65 (EX_DATAERR)
-//! from `moat rules check` when a rule file has errors.
+//! from `moat rules check` when a rule file has errors. Output goes through `cli_out`: a reader
+//! that goes away (`moat quarantine list | grep -q …`) ends a command quietly with 0.
 
+mod cli_out;
 mod learn_cmd;
 mod quarantine_cmd;
 
 use clap::{Parser, Subcommand};
+use cli_out::{out, outln};
 use futures_util::StreamExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -191,25 +194,25 @@ fn rules_check(dirs: Vec<PathBuf>, config: &Path) -> ExitCode {
     let names: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     match moat::ruleset::RuleSet::load(&dirs) {
         Ok((rules, report)) => {
-            println!("rules from {} ({} files), hash {}", names.join(", "), report.files, rules.hash());
-            println!("loaded {} rules:", report.loaded);
+            outln!("rules from {} ({} files), hash {}", names.join(", "), report.files, rules.hash());
+            outln!("loaded {} rules:", report.loaded);
             for (kind, n) in &report.loaded_by_kind {
-                println!("  {:<10} {n}", kind.as_str());
+                outln!("  {:<10} {n}", kind.as_str());
             }
-            println!("skipped {} rules:", report.skipped.len());
+            outln!("skipped {} rules:", report.skipped.len());
             for (kind, n) in &report.skipped_by_kind {
-                println!("  {kind:<10} {n}");
+                outln!("  {kind:<10} {n}");
             }
             for (category, n) in report.skip_categories() {
-                println!("  reason {category:?}: {n}");
+                outln!("  reason {category:?}: {n}");
             }
             for skipped in &report.skipped {
-                println!("{skipped}");
+                outln!("{skipped}");
             }
             for warning in &report.warnings {
-                println!("{warning}: warning");
+                outln!("{warning}: warning");
             }
-            println!("ok: 0 errors");
+            outln!("ok: 0 errors");
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -275,12 +278,12 @@ fn scan(path: &Path, files: &[PathBuf], options: ScanOptions) -> ExitCode {
         };
         if options.json {
             let value = serde_json::json!({ "file": file, "report": report });
-            println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
         } else {
             if files.len() > 1 {
-                println!("== {}", file.display());
+                outln!("== {}", file.display());
             }
-            print!("{}", moat::scan::render(&report));
+            out!("{}", moat::scan::render(&report));
         }
     }
     status
@@ -372,7 +375,7 @@ fn current_thread_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 fn config_check(path: &Path) -> ExitCode {
     match load_config(path) {
         Ok(_) => {
-            println!("{}: ok", path.display());
+            outln!("{}: ok", path.display());
             ExitCode::SUCCESS
         }
         Err(code) => code,
@@ -435,15 +438,15 @@ fn queue(path: &Path, command: QueueCommand) -> ExitCode {
     let result = match command {
         QueueCommand::List => control::list(&config).map(|entries| print_queue(&entries)),
         QueueCommand::Flush => {
-            runtime.block_on(control::flush(&config)).map(|count| println!("{count} deferred message(s) scheduled for delivery now"))
+            runtime.block_on(control::flush(&config)).map(|count| outln!("{count} deferred message(s) scheduled for delivery now"))
         }
         QueueCommand::Remove { ids } => runtime.block_on(control::remove(&config, &ids)).map(|removed| {
             for id in &removed {
-                println!("removed {id}");
+                outln!("removed {id}");
             }
             let missing = ids.iter().filter(|id| !removed.contains(id)).count();
             if missing > 0 {
-                println!("{missing} id(s) not in the queue");
+                outln!("{missing} id(s) not in the queue");
             }
         }),
     };
@@ -462,7 +465,7 @@ fn print_queue(entries: &[moat::control::QueueEntry]) {
     for entry in entries {
         let sender = if entry.sender.is_empty() { "<>" } else { entry.sender.as_str() };
         let kind = if entry.dsn { " (bounce)" } else { "" };
-        println!(
+        outln!(
             "{}  {} bytes  {}s old  attempts {}  {}{}",
             entry.id,
             entry.size,
@@ -473,8 +476,8 @@ fn print_queue(entries: &[moat::control::QueueEntry]) {
         );
         for rcpt in &entry.recipients {
             let reply = rcpt.reply.as_ref().map(|r| format!("  ({} {} {})", r.code, r.status(), r.text)).unwrap_or_default();
-            println!("    {:?}  {}{}", rcpt.status, rcpt.address, reply);
+            outln!("    {:?}  {}{}", rcpt.status, rcpt.address, reply);
         }
     }
-    println!("{} message(s) in the queue", entries.len());
+    outln!("{} message(s) in the queue", entries.len());
 }

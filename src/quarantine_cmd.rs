@@ -2,6 +2,7 @@
 //! only (envelope, subject, score, symbols, state, audit records): these commands never print
 //! message contents — only the recipient sees those, through their own signed link.
 
+use crate::cli_out::{out, outln};
 use moat::config::Config;
 use moat::control::{self, ReleaseOutcome};
 use moat::spool::Spool;
@@ -110,7 +111,7 @@ fn time(at: i64) -> String {
 fn print_item(item: &QuarantineItem, with_subject: bool) {
     let sender = if item.sender.is_empty() { "<>".to_string() } else { item.sender.escape_debug().to_string() };
     let subject = if with_subject { item.subject.escape_debug().to_string() } else { "(subject hidden)".to_string() };
-    println!(
+    outln!(
         "{}  {}  {:<6}  {:<8}  {:>6.2}  {}  {}  {}",
         item.id,
         time(item.created_at),
@@ -131,13 +132,13 @@ pub async fn quarantine(config: &Config, command: QuarantineCommand) -> Result<(
             let items = open().await?.list_items(recipient.as_deref().unwrap_or(""), state, limit, 0).await.map_err(|e| e.to_string())?;
             for item in &items {
                 if json {
-                    println!("{}", item.metadata_json(config.admin_sees_subject(&item.recipient)));
+                    outln!("{}", item.metadata_json(config.admin_sees_subject(&item.recipient)));
                 } else {
                     print_item(item, config.admin_sees_subject(&item.recipient));
                 }
             }
             if !json {
-                println!("{} item(s)", items.len());
+                outln!("{} item(s)", items.len());
             }
         }
         QuarantineCommand::ShowMeta { id } => {
@@ -149,25 +150,25 @@ pub async fn quarantine(config: &Config, command: QuarantineCommand) -> Result<(
                 .iter()
                 .map(|r| serde_json::json!({"actor": r.actor, "via": r.via.as_str(), "at": r.at, "queue_id": r.ticket}))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?);
+            outln!("{}", serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?);
         }
         QuarantineCommand::Release { id, actor } => {
             let actor = actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
             match control::release(config, &id, &actor).await.map_err(|e| e.to_string())? {
-                ReleaseOutcome::Queued(queue_id) => println!("released {id}: queued as {queue_id}"),
+                ReleaseOutcome::Queued(queue_id) => outln!("released {id}: queued as {queue_id}"),
                 ReleaseOutcome::Spooled(queue_id) => {
-                    println!("released {id}: spooled as {queue_id}; it is delivered when moat starts")
+                    outln!("released {id}: spooled as {queue_id}; it is delivered when moat starts")
                 }
             }
         }
         QuarantineCommand::Delete { id } => {
             open().await?.set_state(&id, ItemState::Deleted).await.map_err(|e| e.to_string())?;
-            println!("deleted {id}");
+            outln!("deleted {id}");
         }
         QuarantineCommand::RotateKey => {
             let key_file = config.vault_key_file();
             moat::store::vault::Vault::rotate(&key_file).map_err(|e| e.to_string())?;
-            println!("new key in {}; restart moat to seal new items with it", key_file.display());
+            outln!("new key in {}; restart moat to seal new items with it", key_file.display());
         }
     }
     Ok(())
@@ -178,7 +179,7 @@ pub async fn user(config: &Config, command: UserCommand) -> Result<(), String> {
         UserCommand::Purge { address } => {
             let store = Store::open(config).await.map_err(|e| e.to_string())?;
             let purged = store.purge_user(&address).await.map_err(|e| e.to_string())?;
-            println!("purged {address}: {} quarantined item(s), {} other record(s)", purged.items, purged.other_rows);
+            outln!("purged {address}: {} quarantined item(s), {} other record(s)", purged.items, purged.other_rows);
         }
         UserCommand::Export { address, out } => {
             let config = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(config.clone()));
@@ -190,7 +191,7 @@ pub async fn user(config: &Config, command: UserCommand) -> Result<(), String> {
             let mbox = out.join(format!("{name}.mbox"));
             write_private(&json, &serde_json::to_vec_pretty(&exported.metadata).map_err(|e| e.to_string())?)?;
             write_private(&mbox, &exported.mbox)?;
-            println!("exported {address}: {} and {} ({} message(s))", json.display(), mbox.display(), exported.messages);
+            outln!("exported {address}: {} and {} ({} message(s))", json.display(), mbox.display(), exported.messages);
         }
     }
     Ok(())
@@ -210,14 +211,14 @@ pub async fn digest(config: &Config, command: DigestCommand) -> Result<(), Strin
         DigestCommand::Run { user, .. } => {
             let (ids, queued) = control::digest_now(config, user.as_deref()).await.map_err(|e| e.to_string())?;
             let how = if queued { "queued" } else { "spooled; they are delivered when moat starts" };
-            println!("{} digest(s) {how}", ids.len());
+            outln!("{} digest(s) {how}", ids.len());
         }
         DigestCommand::Preview { address } => {
             let config = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(config.clone()));
             let spool = std::sync::Arc::new(moat::spool::Spool::open(&config.load().spool_dir()).map_err(|e| e.to_string())?);
             let quarantine = moat::quarantine::Quarantine::open(config, spool).await.map_err(|e| e.to_string())?;
             match moat::digest::preview(&quarantine, &address, moat::store::unix_now()).await.map_err(|e| e.to_string())? {
-                Some(message) => print!("{}", String::from_utf8_lossy(&message)),
+                Some(message) => out!("{}", String::from_utf8_lossy(&message)),
                 None => return Err("digests need a [web] section for their links".into()),
             }
         }
@@ -236,19 +237,21 @@ pub async fn domain(config: &Config, command: DomainCommand) -> Result<(), Strin
         .await
         .map_err(|e| e.to_string())?;
     let purged = quarantine.purge_domain(&domain, &actor).await.map_err(|e| e.to_string())?;
-    println!(
+    outln!(
         "purged {domain}: {} quarantined item(s), {} held copie(s) not yet stored, {} other record(s)",
-        purged.items, purged.held_copies, purged.other_rows
+        purged.items,
+        purged.held_copies,
+        purged.other_rows
     );
     let only_theirs = purged.only_theirs();
     for entry in &purged.queued {
-        println!("queued for {domain}: {} from <{}>, {} recipient(s)", entry.id, entry.sender.escape_debug(), entry.recipients.len());
+        outln!("queued for {domain}: {} from <{}>, {} recipient(s)", entry.id, entry.sender.escape_debug(), entry.recipients.len());
     }
     if drop_queued && !only_theirs.is_empty() {
         let removed = control::remove(config, &only_theirs).await.map_err(|e| e.to_string())?;
-        println!("dropped {} queued message(s)", removed.len());
+        outln!("dropped {} queued message(s)", removed.len());
     } else if !purged.queued.is_empty() {
-        println!("{} queued message(s) for {domain} left in the queue (--drop-queued removes those for it alone)", purged.queued.len());
+        outln!("{} queued message(s) for {domain} left in the queue (--drop-queued removes those for it alone)", purged.queued.len());
     }
     Ok(())
 }

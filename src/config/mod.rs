@@ -467,6 +467,12 @@ pub struct Rules {
     /// exist (the shipped rules); later ones (local overrides) may be missing.
     /// Default: `["/usr/share/moat/rules", "/etc/moat/rules.d"]`.
     pub dirs: Vec<PathBuf>,
+    /// Rule directories of other packages, loaded before `dirs` and each only while it exists,
+    /// e.g. `["/usr/share/spamassassin"]`: SpamAssassin's stock rules when the spamassassin
+    /// package is installed, nothing when it is not (installed later, the watch or SIGHUP loads
+    /// them). Loaded first, so moat's shipped scores and local rules override theirs.
+    /// Relative to this file's directory. Default: none.
+    pub stock_dirs: Vec<PathBuf>,
     /// How often the directories are checked for changed `*.cf` files, which are then loaded
     /// as on SIGHUP (all or nothing). "0s" turns the watch off (SIGHUP only).
     pub watch: Seconds,
@@ -474,7 +480,7 @@ pub struct Rules {
 
 impl Default for Rules {
     fn default() -> Self {
-        Rules { dirs: default_rule_dirs(), watch: Seconds(5) }
+        Rules { dirs: default_rule_dirs(), stock_dirs: Vec::new(), watch: Seconds(5) }
     }
 }
 
@@ -761,19 +767,21 @@ impl Config {
         self.domain(domain).and_then(|d| d.route.as_ref()).unwrap_or(&self.downstream)
     }
 
-    /// The rule directories to load, in order, keeping only those that exist after the first:
-    /// the `[rules]` section's, or the defaults. Empty when there is no `[rules]` section and
-    /// the default shipped directory does not exist (moat then runs without rule files).
+    /// The rule directories to load, in order: the `stock_dirs` that exist, then the first of
+    /// `dirs` (the shipped rules, which must exist) and the rest of `dirs` that exist; the
+    /// `[rules]` section's, or the defaults. Empty when there is no `[rules]` section and the
+    /// default shipped directory does not exist (moat then runs without rule files).
     pub fn rule_dirs(&self) -> Vec<PathBuf> {
-        let (dirs, explicit) = match &self.rules {
-            Some(rules) => (rules.dirs.clone(), true),
-            None => (default_rule_dirs(), false),
+        let (stock, dirs, explicit) = match &self.rules {
+            Some(rules) => (rules.stock_dirs.as_slice(), rules.dirs.clone(), true),
+            None => (&[][..], default_rule_dirs(), false),
         };
         let Some((first, rest)) = dirs.split_first() else { return Vec::new() };
         if !explicit && !first.is_dir() {
             return Vec::new();
         }
-        std::iter::once(first.clone()).chain(rest.iter().filter(|d| d.is_dir()).cloned()).collect()
+        let stock = stock.iter().filter(|d| d.is_dir()).cloned();
+        stock.chain(std::iter::once(first.clone())).chain(rest.iter().filter(|d| d.is_dir()).cloned()).collect()
     }
 
     /// How often rule files are checked for changes (zero: never).

@@ -278,7 +278,7 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         resolve(&mut seal.key_file);
     }
     if let Some(rules) = &mut config.rules {
-        rules.dirs.iter_mut().for_each(resolve);
+        rules.dirs.iter_mut().chain(rules.stock_dirs.iter_mut()).for_each(resolve);
     }
     if let Some(socket) = config.clamav.as_mut().and_then(|c| c.socket.as_mut()) {
         resolve(socket);
@@ -776,6 +776,19 @@ name = "example.test"
         assert!(errors[0].message.contains("unknown field `dir`"), "{errors:?}");
         let config = check(GOOD).unwrap();
         assert!(config.rules.is_none());
+    }
+
+    #[test]
+    fn stock_rule_dirs_load_first_and_only_while_they_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("shipped")).unwrap();
+        std::fs::create_dir(dir.path().join("local.d")).unwrap();
+        let text = format!("{GOOD}[rules]\nstock_dirs = [\"spamassassin\", \"other\"]\ndirs = [\"shipped\", \"local.d\"]\n");
+        let config = load_str("moat.toml", &text, dir.path()).unwrap();
+        let (shipped, local) = (dir.path().join("shipped"), dir.path().join("local.d"));
+        assert_eq!(config.rule_dirs(), vec![shipped.clone(), local.clone()], "missing stock dirs are no error and are skipped");
+        std::fs::create_dir(dir.path().join("spamassassin")).unwrap();
+        assert_eq!(config.rule_dirs(), vec![dir.path().join("spamassassin"), shipped, local], "installed later: loaded first");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `moat config check` and start-up with a bad configuration: every error at once, each with
-//! FILE:LINE:COL, and exit status 78 (EX_CONFIG) so that systemd does not restart-loop.
+//! FILE:LINE:COL, and exit status 78 (EX_CONFIG) so that systemd does not restart-loop. And the
+//! commands' output into a pipe whose reader went away: a quiet exit 0, not a panic.
 
 use crate::support::*;
 use std::time::Duration;
@@ -89,4 +90,46 @@ fn the_shipped_example_configuration_is_valid_and_a_bad_digest_schedule_is_locat
     assert_eq!(out.status.code(), Some(EX_CONFIG));
     let report = text(&out.stderr) + &text(&out.stdout);
     assert!(report.contains("five fields") && report.contains("moat.toml:"), "{report}");
+}
+
+/// Runs moat with `args` and its standard output a pipe whose reader is gone before moat writes
+/// (as in `moat quarantine list | grep -q …` once grep has its match): moat must end quietly
+/// with status 0 (src/cli_out.rs), never panic with "failed printing to stdout".
+fn run_with_stdout_closed(args: &[&str], dir: &std::path::Path) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(moat_binary())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run moat");
+    drop(child.stdout.take()); // the reader goes away: moat's first write meets a broken pipe
+    let mut stderr = String::new();
+    child.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read moat's stderr");
+    let status = wait_until("moat to exit", Duration::from_secs(60), || child.try_wait().expect("wait for moat"));
+    (status, stderr)
+}
+
+#[test]
+fn listings_end_quietly_with_status_0_when_the_reader_of_their_output_goes_away() {
+    let dir = temp_dir();
+    let file = dir.path().join("moat.toml");
+    std::fs::write(&file, good_config()).unwrap();
+    let config = file.to_str().unwrap();
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
+    for args in [
+        &["quarantine", "list", "-c", config][..],
+        &["quarantine", "list", "--json", "-c", config],
+        &["queue", "list", "-c", config],
+        &["rules", "check", rules],
+        &["config", "check", config],
+    ] {
+        let (status, stderr) = run_with_stdout_closed(args, dir.path());
+        assert!(!stderr.contains("panicked"), "moat {} panicked on a closed pipe:\n{stderr}", args.join(" "));
+        assert_eq!(status.code(), Some(0), "moat {} on a closed pipe: {status}\n{stderr}", args.join(" "));
+        assert!(stderr.is_empty(), "moat {} said on a closed pipe:\n{stderr}", args.join(" "));
+    }
 }
