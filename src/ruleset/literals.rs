@@ -22,6 +22,39 @@ pub fn required(pattern: &str) -> Option<Vec<Vec<u8>>> {
     if set.iter().all(|l| l.len() >= MIN_LEN) && !set.is_empty() { Some(set) } else { None }
 }
 
+/// The bytes every match of `pattern` starts with (lower-cased; compare ASCII
+/// case-insensitively), at least [`MIN_LEN`] long, or None. Zero-width assertions are skipped
+/// (they consume nothing), so a match starts where this prefix does.
+pub fn prefix(pattern: &str) -> Option<Vec<u8>> {
+    let hir = regex_syntax::ParserBuilder::new().utf8(false).unicode(false).build().parse(pattern).ok()?;
+    let mut out = Vec::new();
+    lead(&hir, &mut out, 0);
+    (out.len() >= MIN_LEN).then_some(out)
+}
+
+/// Appends the bytes `hir` always starts with; true when all of `hir` was consumed that way (so
+/// what follows it continues the prefix).
+fn lead(hir: &Hir, out: &mut Vec<u8>, depth: usize) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    match hir.kind() {
+        HirKind::Literal(l) => {
+            out.extend(l.0.to_ascii_lowercase());
+            true
+        }
+        HirKind::Class(_) => single_byte(hir).map(|b| out.push(b)).is_some(),
+        HirKind::Look(_) => true,
+        HirKind::Capture(c) => lead(&c.sub, out, depth + 1),
+        HirKind::Repetition(r) if r.min >= 1 => {
+            lead(&r.sub, out, depth + 1);
+            false
+        }
+        HirKind::Concat(items) => items.iter().all(|item| lead(item, out, depth + 1)),
+        _ => false,
+    }
+}
+
 /// Score of a set: the shortest literal in it (longer is more selective), fewer alts better.
 fn score(set: &[Vec<u8>]) -> (usize, std::cmp::Reverse<usize>) {
     (set.iter().map(Vec::len).min().unwrap_or(0), std::cmp::Reverse(set.len()))
@@ -131,5 +164,16 @@ mod tests {
         assert_eq!(r("(?-u)\\d+"), None);
         assert_eq!(r("(?-u)(?:abc)?xyz"), Some(vec!["xyz".into()]));
         assert_eq!(r("(?-u)(?:abc|x)"), None);
+    }
+
+    #[test]
+    fn extracts_prefixes() {
+        let p = |s: &str| prefix(s).map(|b| String::from_utf8_lossy(&b).into_owned());
+        assert_eq!(p(r"(?ims-u)\nTo: (?:[^\n<]{0,80}<)?([^\n\s>,]+)"), Some("\nto: ".into()));
+        assert_eq!(p(r"(?im-u)^(?:To):\s+<?x"), Some("to:".into()));
+        assert_eq!(p(r"(?-u)\bab(?:cd)+e"), Some("abcd".into()));
+        assert_eq!(p("(?-u)(?:abc|abd)x"), None);
+        assert_eq!(p("(?-u)ab"), None, "shorter than MIN_LEN");
+        assert_eq!(p("(?-u)x?abc"), None);
     }
 }

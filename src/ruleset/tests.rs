@@ -77,3 +77,27 @@ fn rules_without_a_literal_count_the_same_whether_their_set_or_their_own_regex_d
     let names: Vec<String> = rules.evaluate_all(&message).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["SUBJ_PHONE"]);
 }
+
+#[test]
+fn backreference_rules_tried_only_where_their_prefix_occurs_count_every_match() {
+    // DUP needs the backtracker (a backreference) and starts with "dup " — tried anchored at each
+    // "dup " (any case), and unanchored after 32 failed tries; the counts must be the plain ones.
+    let (rules, _) =
+        RuleSet::load_texts(&[("a.cf", "body DUP /dup (\\w+) \\1\\b/i\ntflags DUP multiple\nbody ONE /dup (\\w+) \\1\\b/i\n")])
+            .expect("load");
+    let count = |body: &str| {
+        let message = ParsedMessage::parse(format!("Subject: x\n\n{body}\n").as_bytes());
+        rules.evaluate_all(&message).into_iter().collect::<std::collections::BTreeMap<_, _>>()
+    };
+    // What an unanchored search over the whole text counts, independently of the rule engine.
+    let reference = fancy_regex::Regex::new(r"(?i)dup (\w+) \1\b").expect("regex");
+    let expected = |body: &str| reference.find_iter(body).filter(Result::is_ok).count() as f64;
+    let misses = "dup a b ".repeat(40);
+    for body in ["dup a b, DUP x x, dup dup dup y y, dup z zz, dup w w", &format!("{misses} dup q q {misses} dup r r")] {
+        let values = count(body);
+        assert_eq!(values.get("DUP"), Some(&expected(body)), "{body}: {values:?}");
+        assert_eq!(values.get("ONE"), Some(&1.0));
+    }
+    assert_eq!(expected("dup a b, DUP x x, dup dup dup y y, dup z zz, dup w w"), 3.0);
+    assert!(count("dup a b dup c d").is_empty());
+}
