@@ -105,7 +105,8 @@ fn prefix_count(re: &fancy_regex::Regex, starts: &AhoCorasick, text: &[u8], max:
 /// A rule over text segments (body lines, rawbody chunks, URIs, the full message).
 pub struct TextRule {
     pub id: usize,
-    /// None when the rule's [`AlwaysSet`] decides it alone (see [`AlwaysSet::decides`]).
+    /// None when the rule's [`AlwaysSet`] decides it alone: it is a candidate only where its
+    /// set matched, and that is its one hit (see [`AlwaysSet`]).
     pub matcher: Option<Matcher>,
     pub max: u32,
     pub nosubject: bool,
@@ -133,13 +134,12 @@ pub struct TextGroup {
 /// set stays a warm DFA (0.5 ms).
 ///
 /// For a plain (non-backtracking) rule that counts at most one hit, the set's answer is the
-/// rule's answer (its pattern in the set is the rule's own): `decides` is true and the rule keeps
-/// no matcher of its own, so it is neither searched twice nor compiled twice (the largest
-/// ReplaceTags rules take ~10 MB each compiled).
+/// rule's answer (its pattern in the set is the rule's own): the rule keeps no matcher of its
+/// own ([`TextRule::matcher`] is None), so it is neither searched twice nor compiled twice (the
+/// largest ReplaceTags rules take ~10 MB each compiled).
 pub struct AlwaysSet {
     pub set: regex::bytes::RegexSet,
     pub rules: Vec<usize>,
-    pub decides: Vec<bool>,
 }
 
 /// Rules per [`AlwaysSet`] (measured on the SpamAssassin corpus with the stock rules: 8 and 16
@@ -566,12 +566,12 @@ fn build_group(rules: Vec<PendingText>) -> (TextGroup, usize) {
     let mut g = TextGroup::default();
     let mut patterns: Vec<Vec<u8>> = Vec::new();
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
-    let mut prefiltered = 0;
     let mut always: Vec<(usize, String)> = Vec::new();
+    let mut with_literals: Vec<usize> = Vec::new();
     for (k, (rule, lits, superset)) in rules.into_iter().enumerate() {
         match lits {
             Some(lits) => {
-                prefiltered += 1;
+                with_literals.push(k);
                 for l in lits {
                     let p = *index.entry(l.clone()).or_insert_with(|| {
                         patterns.push(l);
@@ -592,15 +592,15 @@ fn build_group(rules: Vec<PendingText>) -> (TextGroup, usize) {
             .size_limit(REGEX_SIZE_LIMIT * 4)
             .dfa_size_limit(SET_DFA_SIZE_LIMIT)
             .build();
-        let rules = chunk.iter().map(|(k, _)| *k);
+        let rules: Vec<usize> = chunk.iter().map(|(k, _)| *k).collect();
         match built {
             Ok(set) => {
-                let rules: Vec<usize> = rules.collect();
-                let decides: Vec<bool> = rules.iter().map(|&k| set_decides(&g.rules[k])).collect();
-                for (&k, _) in rules.iter().zip(&decides).filter(|(_, d)| **d) {
-                    g.rules[k].matcher = None;
+                for &k in &rules {
+                    if set_decides(&g.rules[k]) {
+                        g.rules[k].matcher = None;
+                    }
                 }
-                g.always_sets.push(AlwaysSet { set, rules, decides });
+                g.always_sets.push(AlwaysSet { set, rules });
             }
             Err(_) => g.always.extend(rules),
         }
@@ -611,14 +611,13 @@ fn build_group(rules: Vec<PendingText>) -> (TextGroup, usize) {
             Ok(ac) => g.ac = Some(ac),
             Err(_) => {
                 // Too many patterns for the automaton: run every prefiltered rule (correct, slower).
-                let in_sets: HashSet<usize> = g.always_sets.iter().flat_map(|a| a.rules.iter().copied()).collect();
-                g.always = (0..g.rules.len()).filter(|k| !in_sets.contains(k)).collect();
+                g.always.append(&mut with_literals);
                 g.pattern_rules.clear();
-                prefiltered = 0;
             }
         }
     }
-    (g, prefiltered)
+    // The rules the prefilter picks (none when the automaton failed to build).
+    (g, with_literals.len())
 }
 
 /// Whether a rule's pattern in an [`AlwaysSet`] answers for it: plain, at most one hit.

@@ -97,8 +97,6 @@ impl Compiled {
         let mut counts = vec![0u32; g.rules.len()];
         let mut stamp = vec![usize::MAX; g.rules.len()];
         let mut cands: Vec<usize> = Vec::new();
-        // Rules whose set matched and answers for them (no search of their own).
-        let mut decided: Vec<usize> = Vec::new();
         for (si, seg) in segments.iter().enumerate() {
             cands.clear();
             if let Some(ac) = &g.ac {
@@ -112,29 +110,19 @@ impl Compiled {
                 }
             }
             cands.extend_from_slice(&g.always);
-            decided.clear();
             for a in &g.always_sets {
-                for i in a.set.matches(seg).iter() {
-                    match (a.rules.get(i), a.decides.get(i)) {
-                        (Some(&k), Some(true)) => decided.push(k),
-                        (Some(&k), _) => cands.push(k),
-                        (None, _) => {}
-                    }
-                }
+                cands.extend(a.set.matches(seg).iter().filter_map(|i| a.rules.get(i).copied()));
             }
             for &k in &cands {
                 let rule = &g.rules[k];
-                let Some(matcher) = &rule.matcher else { continue };
                 if counts[k] >= rule.max || !needed[rule.id] || (rule.nosubject && si < skip_first) {
                     continue;
                 }
-                counts[k] += matcher.count(seg, rule.max - counts[k]);
-            }
-            for &k in &decided {
-                let rule = &g.rules[k];
-                if counts[k] < rule.max && needed[rule.id] && !(rule.nosubject && si < skip_first) {
-                    counts[k] += 1;
-                }
+                counts[k] += match &rule.matcher {
+                    Some(matcher) => matcher.count(seg, rule.max - counts[k]),
+                    // Decided by its set, which matched this segment: its one hit.
+                    None => 1,
+                };
             }
         }
         for (k, rule) in g.rules.iter().enumerate() {
