@@ -51,6 +51,10 @@ struct Args {
     /// gets the scores and a `.json` file beside it the timings.
     #[arg(long)]
     order: Option<PathBuf>,
+    /// Write every message's features instead (key, label, part, hex hashes per line), for
+    /// experiments with other combining methods outside Rust.
+    #[arg(long)]
+    dump: Option<PathBuf>,
 }
 
 struct Message {
@@ -158,6 +162,26 @@ fn main() {
     let args = Args::parse();
     let settings = settings(&args);
     let all = load(&args.corpus);
+    if let Some(dump) = &args.dump {
+        let tokenizer = Model::with_seed(settings, 0x6d6f_6174).tokenizer();
+        let mut w = std::io::BufWriter::new(std::fs::File::create(dump).expect("create the dump"));
+        for m in &all {
+            let label = if m.label == Label::Spam { "spam" } else { "ham" };
+            write!(w, "{}\t{label}\t{}\t", m.key, part_of(&m.key)).expect("write");
+            for h in tokenizer.features(&m.raw).hashes() {
+                write!(w, "{h:x} ").expect("write");
+            }
+            // The header's own features (the message cut after its header), so that header and
+            // body evidence can be told apart.
+            let end = m.raw.windows(2).position(|w| w == b"\n\n").map_or(m.raw.len(), |i| i + 2);
+            write!(w, "\t").expect("write");
+            for h in tokenizer.features(&m.raw[..end]).hashes() {
+                write!(w, "{h:x} ").expect("write");
+            }
+            writeln!(w).expect("write");
+        }
+        return;
+    }
     if args.online {
         online(&all, settings, args.order.as_deref(), args.out.as_deref());
         return;
