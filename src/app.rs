@@ -41,6 +41,8 @@ pub struct App {
     /// put in force carries them.
     pub user_policies: ArcSwap<Vec<(String, crate::lists::UserPolicy)>>,
     pub verifier: RecipientVerifier,
+    /// Open SMTP connections and whether the server is under stress.
+    pub connections: Arc<crate::admission::Limiter>,
     /// Becomes true when the server is shutting down.
     pub shutdown: watch::Receiver<bool>,
 }

@@ -11,7 +11,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ("message", &["verdict", "ruleset", "filter", "scoring", "stats", "classifier"]),
     ("storage", &["spool", "store"]),
     ("back services", &["learning", "relay", "quarantine", "notices", "digest"]),
-    ("application", &["app"]),
+    ("application", &["app", "admission"]),
     ("front services", &["session", "web"]),
     ("top", &["server", "scheduler", "control", "scan", "layers"]),
 ];

@@ -14,7 +14,8 @@
 //! - **front services**: `session` (the async driver of `smtp::machine`, one per connection:
 //!   I/O, deadlines, filters, spool), `web` (signed-link pages, the Message Center, the admin
 //!   console and API, the operator's `/metrics`).
-//! - **application**: `app` (what every service of a node shares, and reload).
+//! - **application**: `app` (what every service of a node shares, and reload), `admission`
+//!   (open connections, their limits and stress mode).
 //! - **back services**: `relay` (downstream delivery, retries, DSNs, recipient callouts),
 //!   `quarantine` (held copies into the store, exactly-once release), `digest` and `notices`
 //!   (the emails moat sends users).
@@ -29,6 +30,7 @@
 //!   `headers` (the one header-field parser), `html` (escaping, the page shell), `lists`
 //!   (allow/block lists), `links` (signed link tokens), `keys` (key files), `clock` (time, dates,
 //!   blocking work), `metrics` (recording), `dns`, `tls`, `systemd` (sd_notify).
+pub mod admission;
 pub mod app;
 pub mod classifier;
 pub mod clock;

@@ -10,8 +10,9 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `moat_connections_total` | counter | `ending` (quit, client_closed, timeout, …, too_many_connections, bad_proxy_header) |
+//! | `moat_connections_total` | counter | `ending` (quit, client_closed, timeout, …, pregreet, too_many_connections, bad_proxy_header) |
 //! | `moat_connections_open` | gauge | |
+//! | `moat_stress` | gauge | (1 while `[limits] stress_threshold` of `max_connections` is open, else 0) |
 //! | `moat_messages_total` | counter | `outcome` (accepted, refused) |
 //! | `moat_message_bytes_total` | counter | |
 //! | `moat_verdicts_total` | counter | `action` (accept, tag, quarantine, reject, tempfail, discard) |

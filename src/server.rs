@@ -10,6 +10,7 @@
 //! - SIGTERM stops accepting, lets sessions finish within `shutdown_grace`, then returns; the
 //!   spool keeps every message that was acknowledged.
 
+use crate::admission::{Bounds, Limiter};
 use crate::app::{self, App};
 use crate::config::{Config, Listener};
 use crate::quarantine::Quarantine;
@@ -22,11 +23,9 @@ use crate::smtp::reply::replies;
 use crate::spool::Spool;
 use crate::tls;
 use arc_swap::ArcSwap;
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -110,6 +109,7 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
         scorer: Arc::new(ArcSwap::from_pointee(scorer)),
         user_policies: ArcSwap::from_pointee(Vec::new()),
         verifier: RecipientVerifier::default(),
+        connections: Arc::new(Limiter::default()),
         shutdown: shutdown_rx.clone(),
     });
     let quarantine_task = tokio::spawn({
@@ -120,10 +120,11 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
         let (queue, shutdown) = (shared.queue.clone(), shutdown_rx.clone());
         crate::scheduler::run(shared.quarantine.clone(), move |id| queue.submit(id), shutdown)
     });
-    let limiter = Arc::new(Limiter::default());
+    let limiter = shared.connections.clone();
+    metrics::gauge!("moat_stress").set(0.0);
     for (listener, settings) in listeners {
         tracing::info!(event = "listening", address = %settings.address, starttls = settings.starttls, proxy_protocol = settings.proxy_protocol);
-        tokio::spawn(accept_loop(listener, settings, shared.clone(), limiter.clone()));
+        tokio::spawn(accept_loop(listener, settings, shared.clone()));
     }
     if let (Some(listener), Some(handle)) = (metrics, metrics_handle) {
         tracing::info!(event = "listening", address = %listener.local_addr().map_or_else(|_| String::new(), |a| a.to_string()), metrics = true);
@@ -187,7 +188,7 @@ async fn wait_for_signals(path: &std::path::Path, shared: &App) -> Result<(), Se
     }
 }
 
-async fn accept_loop(listener: TcpListener, settings: Listener, shared: Arc<App>, limiter: Arc<Limiter>) {
+async fn accept_loop(listener: TcpListener, settings: Listener, shared: Arc<App>) {
     let mut shutdown = shared.shutdown.clone();
     loop {
         let accepted = tokio::select! {
@@ -197,7 +198,7 @@ async fn accept_loop(listener: TcpListener, settings: Listener, shared: Arc<App>
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(admit(stream, peer, settings.clone(), shared.clone(), limiter.clone()));
+                tokio::spawn(admit(stream, peer, settings.clone(), shared.clone()));
             }
             Err(error) => {
                 // Typically EMFILE: back off instead of spinning.
@@ -209,7 +210,7 @@ async fn accept_loop(listener: TcpListener, settings: Listener, shared: Arc<App>
 }
 
 /// PROXY header, connection limits, then the session.
-async fn admit(mut stream: TcpStream, peer: SocketAddr, settings: Listener, shared: Arc<App>, limiter: Arc<Limiter>) {
+async fn admit(mut stream: TcpStream, peer: SocketAddr, settings: Listener, shared: Arc<App>) {
     let (peer, input) = if settings.proxy_protocol {
         match read_proxy_header(&mut stream).await {
             Some((source, rest)) => (source.unwrap_or(peer), rest),
@@ -223,7 +224,13 @@ async fn admit(mut stream: TcpStream, peer: SocketAddr, settings: Listener, shar
         (peer, Vec::new())
     };
     let config = shared.config.load_full();
-    let Some(_permit) = limiter.acquire(peer.ip(), config.limits.max_connections, config.limits.max_connections_per_ip) else {
+    let bounds = Bounds {
+        max_total: config.limits.max_connections,
+        max_per_ip: config.limits.max_connections_per_ip,
+        stress_threshold: config.limits.stress_threshold,
+    };
+    let connections = shared.connections.clone();
+    let Some(_permit) = connections.acquire(peer.ip(), bounds) else {
         let reply = replies::too_many_connections(&config.hostname).to_bytes();
         let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&reply)).await;
         metrics::counter!("moat_connections_total", "ending" => "too_many_connections").increment(1);
@@ -256,66 +263,4 @@ async fn read_proxy_header(stream: &mut TcpStream) -> Option<(Option<SocketAddr>
         }
     };
     tokio::time::timeout(PROXY_HEADER_DEADLINE, read).await.ok().flatten()
-}
-
-/// Counts open connections in total and per client IP.
-#[derive(Default)]
-pub struct Limiter {
-    total: AtomicUsize,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// Holds one connection slot; released on drop.
-pub struct Permit<'a> {
-    limiter: &'a Limiter,
-    ip: IpAddr,
-}
-
-impl Limiter {
-    pub fn acquire(&self, ip: IpAddr, max_total: usize, max_per_ip: usize) -> Option<Permit<'_>> {
-        let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        let from_ip = per_ip.get(&ip).copied().unwrap_or(0);
-        if self.total.load(Ordering::SeqCst) >= max_total || from_ip >= max_per_ip {
-            return None;
-        }
-        per_ip.insert(ip, from_ip + 1);
-        self.total.fetch_add(1, Ordering::SeqCst);
-        Some(Permit { limiter: self, ip })
-    }
-
-    pub fn open(&self) -> usize {
-        self.total.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        let mut per_ip = self.limiter.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = per_ip.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                per_ip.remove(&self.ip);
-            }
-        }
-        self.limiter.total.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Limiter;
-
-    #[test]
-    fn limiter_counts_per_ip_and_total() {
-        let limiter = Limiter::default();
-        let a = "192.0.2.1".parse().unwrap();
-        let b = "192.0.2.2".parse().unwrap();
-        let p1 = limiter.acquire(a, 3, 2).unwrap();
-        let _p2 = limiter.acquire(a, 3, 2).unwrap();
-        assert!(limiter.acquire(a, 3, 2).is_none(), "per-IP limit");
-        let _p3 = limiter.acquire(b, 3, 2).unwrap();
-        assert!(limiter.acquire(b, 3, 2).is_none(), "total limit");
-        drop(p1);
-        assert!(limiter.acquire(a, 3, 2).is_some());
-    }
 }

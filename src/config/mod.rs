@@ -561,6 +561,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Open SMTP connections from one client IP; beyond it new ones get 421 and a close.
     pub max_connections_per_ip: usize,
+    /// Stress mode is on while this share of `max_connections` is open (0 < x <= 1; 0 turns it
+    /// off): sessions wait at most `[timeouts] stress_*`, and early talkers are turned away
+    /// (Postfix's `${stress}`). The gauge `moat_stress` shows it.
+    pub stress_threshold: f64,
 }
 
 impl Default for Limits {
@@ -574,6 +578,7 @@ impl Default for Limits {
             max_messages_per_connection: 1000,
             max_connections: 1000,
             max_connections_per_ip: 50,
+            stress_threshold: 0.8,
         }
     }
 }
@@ -600,6 +605,27 @@ pub struct Timeouts {
     /// `data_min_rate` seconds, whatever the sender's trickle; else `421 4.4.2`. 0: no bound.
     pub data_min_rate: u64,
     pub data_rate_grace: Seconds,
+    /// Under stress (`[limits] stress_threshold`): `command` and `data_block` are at most these,
+    /// and the greeting waits `stress_pregreet` (if `pregreet` is shorter): a client that talks
+    /// before it gets `421 4.7.0` and a close, as legitimate senders never do.
+    pub stress_command: Seconds,
+    pub stress_data_block: Seconds,
+    pub stress_pregreet: Seconds,
+}
+
+impl Timeouts {
+    /// The deadlines in force: under stress each is cut to its `stress_*` bound.
+    pub fn under(&self, stressed: bool) -> Timeouts {
+        if !stressed {
+            return self.clone();
+        }
+        Timeouts {
+            command: self.command.min(self.stress_command),
+            data_block: self.data_block.min(self.stress_data_block),
+            pregreet: self.pregreet.max(self.stress_pregreet),
+            ..self.clone()
+        }
+    }
 }
 
 impl Default for Timeouts {
@@ -612,6 +638,9 @@ impl Default for Timeouts {
             pregreet: Seconds(0),
             data_min_rate: 1024,
             data_rate_grace: Seconds(30),
+            stress_command: Seconds(10),
+            stress_data_block: Seconds(30),
+            stress_pregreet: Seconds(2),
         }
     }
 }

@@ -393,6 +393,9 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
             "limits: max_recipients, max_connections and max_connections_per_ip must be at least 1, max_message_size at least 1024",
         );
     }
+    if !(0.0..=1.0).contains(&l.stress_threshold) {
+        report.at(span_of(document, "limits", None), "limits.stress_threshold must be between 0 (off) and 1");
+    }
     let d = &config.delivery;
     let delivery_span = span_of(document, "delivery", None);
     if d.concurrency < 1 || d.max_messages_per_connection < 1 {
@@ -759,6 +762,17 @@ name = "example.test"
         assert!(all.contains("STARTTLS"), "{all}");
         assert!(all.contains("not a domain name"), "{all}");
         assert!(all.contains("needs a `recipients` list"), "{all}");
+    }
+
+    #[test]
+    fn stress_settings_are_checked_and_cut_the_deadlines_only_under_stress() {
+        let errors = check(&format!("{GOOD}[limits]\nstress_threshold = 1.5\n")).unwrap_err();
+        assert!(errors[0].message.contains("stress_threshold"), "{errors:?}");
+        let config = check(&format!("{GOOD}[timeouts]\ncommand = \"5m\"\nstress_command = \"10s\"\nstress_pregreet = \"2s\"\n")).unwrap();
+        let calm = config.timeouts.under(false);
+        assert_eq!((calm.command.0, calm.pregreet.0, calm.data_block.0), (300, 0, 180));
+        let stressed = config.timeouts.under(true);
+        assert_eq!((stressed.command.0, stressed.pregreet.0, stressed.data_block.0), (10, 2, 30));
     }
 
     #[test]

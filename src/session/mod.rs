@@ -73,6 +73,8 @@ pub struct Session {
     data_since: Option<(Instant, u64)>,
     /// The acceptor STARTTLS was answered with, for the handshake that follows.
     acceptor: Option<TlsAcceptor>,
+    /// Changes of stress mode: a wait for input wakes on them to re-take its deadline.
+    stress: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The machine's limits, from `[limits]`.
@@ -96,7 +98,9 @@ impl Session {
         let mut machine = Machine::new(settings(&config));
         machine.feed(&input);
         let scorer = shared.scorer.load_full();
+        let stress = shared.connections.watch_stress();
         Session {
+            stress,
             shared,
             listener,
             config,
@@ -184,19 +188,31 @@ impl Session {
         }
     }
 
-    /// The connect phase: runs the connect filters and, when configured, waits before the
-    /// greeting to catch clients that talk first (both at once, so the wait hides DNS time).
+    /// The connect phase: runs the connect filters and, when configured or under stress, waits
+    /// before the greeting to catch clients that talk first (both at once, so the wait hides
+    /// DNS time). Under stress such a client is turned away at once, freeing its slot.
     async fn before_greeting(&mut self) -> Result<(), Ending> {
         let scorer = self.scorer.clone();
         let facts = self.facts();
-        let wait = self.config.timeouts.pregreet.duration();
+        let stressed = self.shared.connections.stressed();
+        let wait = self.config.timeouts.under(stressed).pregreet.duration();
         let (evidence, pregreet) = tokio::join!(scorer.run(Phase::Connect, &facts), self.pregreet(wait));
         self.connect_evidence = evidence;
         if pregreet? {
-            tracing::info!(event = "pregreet", client_ip = %self.peer);
+            tracing::info!(event = "pregreet", client_ip = %self.peer, stress = stressed);
+            if stressed {
+                let reply = crate::smtp::reply::replies::talked_too_soon(&self.config.hostname).to_bytes();
+                let _ = tokio::time::timeout(Duration::from_secs(5), self.conn.write_all(&reply)).await;
+                return Err(Ending::Pregreet);
+            }
             self.connect_evidence.add(Symbol::new("PREGREET"));
         }
         Ok(())
+    }
+
+    /// The deadlines in force now: cut to the `stress_*` bounds while the server is under stress.
+    fn timeouts(&self) -> crate::config::Timeouts {
+        self.config.timeouts.under(self.shared.connections.stressed())
     }
 
     /// Waits up to `wait` for the client to speak before our greeting. True if it did; what it
@@ -250,23 +266,26 @@ impl Session {
 
     /// Reads more input under the deadline of the machine's reading mode and feeds it.
     /// Shutdown interrupts only a session waiting for a command; a message being received may
-    /// finish.
+    /// finish. A change of stress mode re-takes the deadline (it shortens or lengthens at once).
     async fn read_more(&mut self) -> Result<(), Ending> {
         let waiting_for_command = self.machine.reading() == Reading::Command;
-        let deadline = self.read_deadline(waiting_for_command);
-        if deadline.is_zero() {
-            tracing::info!(event = "deadline", client_ip = %self.peer, what = if waiting_for_command { "command" } else { "data_rate" });
-            return Err(Ending::Timeout);
-        }
         let mut shutdown = self.shared.shutdown.clone();
         if waiting_for_command && self.read_buf.capacity() > 4 * COMMAND_READ {
             self.read_buf = Vec::new();
         }
         let want = if waiting_for_command { COMMAND_READ } else { READ_CHUNK };
         self.read_buf.resize(want, 0);
-        let read = tokio::select! {
-            r = tokio::time::timeout(deadline, self.conn.read(&mut self.read_buf[..want])) => r,
-            _ = shutdown.wait_for(|down| *down), if waiting_for_command => return Err(Ending::Shutdown),
+        let read = loop {
+            let deadline = self.read_deadline(waiting_for_command);
+            if deadline.is_zero() {
+                tracing::info!(event = "deadline", client_ip = %self.peer, what = if waiting_for_command { "command" } else { "data_rate" });
+                return Err(Ending::Timeout);
+            }
+            tokio::select! {
+                r = tokio::time::timeout(deadline, self.conn.read(&mut self.read_buf[..want])) => break r,
+                _ = shutdown.wait_for(|down| *down), if waiting_for_command => return Err(Ending::Shutdown),
+                Ok(()) = self.stress.changed() => continue,
+            }
         };
         match read {
             Err(_) => Err(Ending::Timeout),
@@ -286,7 +305,7 @@ impl Session {
     /// reply; message data gets `data_block` per read and, with `data_min_rate`, no more in all
     /// than the grace plus its size at that rate. Zero: the deadline has passed.
     fn read_deadline(&mut self, waiting_for_command: bool) -> Duration {
-        let timeouts = &self.config.timeouts;
+        let timeouts = &self.timeouts();
         let now = Instant::now();
         if waiting_for_command {
             self.data_since = None;
@@ -311,7 +330,7 @@ impl Session {
         }
         // A reply ends the command it answers: the next one's deadline starts now.
         self.command_since = None;
-        let deadline = self.config.timeouts.command.duration();
+        let deadline = self.timeouts().command.duration();
         match tokio::time::timeout(deadline, async {
             self.conn.write_all(&out).await?;
             self.conn.flush().await
@@ -355,7 +374,7 @@ impl Session {
     /// After STARTTLS's 220: write it, then the handshake. An error only when the write failed.
     async fn handshake(&mut self) -> std::io::Result<()> {
         self.flush().await?;
-        let deadline = self.config.timeouts.command.duration();
+        let deadline = self.timeouts().command.duration();
         let ok = match self.acceptor.take() {
             Some(acceptor) => matches!(tokio::time::timeout(deadline, self.conn.start_tls(&acceptor)).await, Ok(Ok(()))),
             None => false,

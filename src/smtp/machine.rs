@@ -76,6 +76,8 @@ pub enum Ending {
     Shutdown,
     TlsFailed,
     IoError,
+    /// Talked before the greeting while the server was under stress.
+    Pregreet,
 }
 
 impl Ending {
@@ -90,6 +92,7 @@ impl Ending {
             Ending::Shutdown => "shutdown",
             Ending::TlsFailed => "tls_failed",
             Ending::IoError => "io_error",
+            Ending::Pregreet => "pregreet",
         }
     }
 }

@@ -201,6 +201,10 @@ pub mod replies {
     pub fn too_many_connections(host: &str) -> Reply {
         Reply::new(421, (4, 7, 0), format!("{host} Too many connections, try again later"))
     }
+    /// Under stress, to a client that talked before the greeting.
+    pub fn talked_too_soon(host: &str) -> Reply {
+        Reply::new(421, (4, 7, 0), format!("{host} Busy, and you talked before the greeting; try again later"))
+    }
     pub fn shutting_down(host: &str) -> Reply {
         Reply::new(421, (4, 3, 2), format!("{host} Service shutting down, try again later"))
     }

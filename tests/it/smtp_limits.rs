@@ -261,3 +261,48 @@ fn connections_in_total_are_limited() {
     assert_reply(&third.reply(), 421, "4.7.0", "third connection in total");
     assert!(third.closed_within(Duration::from_secs(5)));
 }
+
+fn stress_gauge(metrics_port: u16) -> Option<f64> {
+    let text = http(metrics_port, "GET", "/metrics", "").body;
+    text.lines().find_map(|line| line.strip_prefix("moat_stress ")?.trim().parse().ok())
+}
+
+#[test]
+fn under_stress_waiting_sessions_get_the_short_deadline_early_talkers_are_turned_away_and_senders_get_through() {
+    let sink = Sink::new();
+    let metrics = free_port();
+    let moat = Moat::start(
+        MoatConfig::new(sink.port)
+            .limit("max_connections", 10)
+            .limit("stress_threshold", 0.5)
+            .timeout("command", "60s")
+            .timeout("stress_command", "3s")
+            .timeout("stress_pregreet", "1s")
+            .append(&format!("\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n")),
+    );
+    assert_eq!(stress_gauge(metrics), Some(0.0), "no stress at start");
+    // One session idle under the normal 60 s deadline, then a flood of idle connections.
+    let mut waiting = moat.smtp_ehlo();
+    let flood: Vec<Smtp> = (0..4).map(|_| moat.smtp()).collect();
+    let stressed_at = std::time::Instant::now();
+    wait_until("stress mode at 5 of 10 connections", Duration::from_secs(5), || (stress_gauge(metrics) == Some(1.0)).then_some(()));
+
+    // A client that talks before the greeting is turned away while the server is under stress.
+    let mut early = Smtp::connect(moat.port);
+    early.send(b"EHLO too.early.example\r\n");
+    assert_reply(&early.reply(), 421, "4.7.0", "talking before the greeting under stress");
+    assert!(early.closed_within(Duration::from_secs(5)));
+    // A sender that waits for the greeting gets through, and its message is delivered.
+    let mut polite = moat.smtp_ehlo();
+    let reply = polite.send_mail("a@remote.example", &["user@example.test"], b"Subject: under stress\r\n\r\nstill delivered\r\n");
+    assert_eq!(reply.code, 250, "{reply}");
+    sink.wait_for(1, DEADLINE);
+
+    // The session that was already waiting gets the stress deadline at once, not its 60 s.
+    waiting.timeout = Duration::from_secs(20);
+    assert_reply(&waiting.reply(), 421, "4.4.2", "idle past stress_command");
+    assert!(stressed_at.elapsed() < Duration::from_secs(10), "cut at the stress deadline: {:?}", stressed_at.elapsed());
+    drop(flood);
+    wait_until("stress mode off once the flood is gone", Duration::from_secs(10), || (stress_gauge(metrics) == Some(0.0)).then_some(()));
+    assert!(moat.log().contains("event=\"stress\""), "the change is logged");
+}
