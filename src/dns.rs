@@ -1,6 +1,7 @@
 //! The one place that knows how DNS is reached: builds the resolver from `[dns]`.
 //!
-//! Guarantees: every query has a deadline (`timeout` × `attempts`) and answers are cached
+//! Guarantees: every query has a deadline (`timeout` × `attempts`: hickory's own `attempts`
+//! counts the retries after the first try, so it gets one less) and answers are cached
 //! (bounded by `cache_size`); negative answers (NXDOMAIN) from a configured server are trusted,
 //! so a test zone or a local resolver answers authoritatively.
 
@@ -17,7 +18,7 @@ pub struct DnsError(String);
 pub fn resolver(config: &Dns) -> Result<TokioResolver, DnsError> {
     let mut options = ResolverOpts::default();
     options.timeout = config.timeout.duration();
-    options.attempts = config.attempts;
+    options.attempts = config.attempts.saturating_sub(1);
     options.cache_size = config.cache_size;
     let builder = if config.nameservers.is_empty() {
         TokioResolver::builder_tokio().map_err(|e| DnsError(e.to_string()))?

@@ -498,7 +498,7 @@ pub struct Dns {
     pub nameservers: Vec<SocketAddr>,
     /// Deadline for one query attempt.
     pub timeout: Seconds,
-    /// Attempts per query.
+    /// Tries per query (so a server that never answers costs `timeout` × `attempts`).
     pub attempts: usize,
     /// Answers kept in the cache.
     pub cache_size: u64,

@@ -3,8 +3,8 @@
 //! optionally ARC-sealed for the downstream.
 //!
 //! Everything runs in the DATA phase, where every identity is known (client IP, HELO, MAIL FROM,
-//! the message): SPF for HELO and MAIL FROM, DKIM and ARC run concurrently; DMARC then combines
-//! SPF and DKIM with the From domain's policy.
+//! the message): SPF for HELO and MAIL FROM, DKIM, ARC and the lookup of the From domain's DMARC
+//! record run concurrently; DMARC then combines SPF and DKIM with that policy (from the cache).
 //!
 //! Guarantees:
 //! - evidence only: the filter never decides. It emits `SPF_*`, `SPF_HELO_*`, `DKIM_*`, `DMARC_*`,
@@ -18,8 +18,10 @@
 //!   `ARC-Message-Signature` and `ARC-Authentication-Results` when sealing is configured and the
 //!   chain can be sealed;
 //! - nothing derived from the message or the envelope can make it panic (no unwrap on input);
-//! - bounded time: SPF, DKIM and ARC share one `timeout` budget, DMARC gets another; a method
-//!   that runs out is a temperror, so a sender whose DNS is slow (or who adds many signatures
+//! - bounded time: SPF, DKIM, ARC and the DMARC record's lookup share one `timeout` budget,
+//!   DMARC's evaluation gets another (it only waits again when the record's lookup was answered
+//!   but the tree walk needs more); a resolver that does not answer costs one DNS timeout, and a
+//!   method that runs out is a temperror, so a sender whose DNS is slow (or who adds many signatures
 //!   with slow keys) cannot push the whole filter past the chain's deadline and so hide the From
 //!   domain's DMARC failure. At most [`MAX_DKIM_SIGNATURES`] signatures are verified.
 //!
@@ -222,10 +224,16 @@ impl AuthFilter {
                 None => None,
             }
         };
-        let (spf_helo, spf_mail, dkim, arc) = tokio::join!(spf_helo, spf_mail, dkim, arc);
+        let from_domain = message.as_ref().and_then(|m| m.from.first()).and_then(|f| f.rsplit_once('@')).map(|(_, d)| d);
+        let dmarc_answerable = self.dmarc_answerable(from_domain);
+        let (spf_helo, spf_mail, dkim, arc, dmarc_answerable) = tokio::join!(spf_helo, spf_mail, dkim, arc, dmarc_answerable);
 
         let no_spf = SpfOutput::default();
         let dmarc = match (&message, &dkim) {
+            (Some(_), Some(_)) if !dmarc_answerable => {
+                let from_domain = from_domain.unwrap_or("").to_lowercase();
+                Some(DmarcOutput::new(from_domain).with_dkim_result(DmarcResult::TempError(timed_out())))
+            }
             (Some(message), Some(dkim)) => {
                 let spf = spf_mail.as_ref().unwrap_or(&no_spf);
                 let from_domain = message.from.first().and_then(|f| f.rsplit_once('@')).map(|(_, d)| d).unwrap_or("");
@@ -295,6 +303,20 @@ impl AuthFilter {
         headers.push(authentication_results(&results, &self.authserv_id, &extra));
         tracing::debug!(event = "auth", symbols = ?report.symbols.iter().map(|s| s.name.as_str()).collect::<Vec<_>>());
         Ok(Findings { symbols: report.symbols, headers })
+    }
+
+    /// Asks for the From domain's DMARC record alongside SPF, DKIM and ARC, so that DMARC
+    /// afterwards finds the answer (or its absence) in the resolver's cache. False when the
+    /// resolver gave no answer at all (timeout, server failure): DMARC is then a temperror at
+    /// once instead of a second wait, so a dead resolver costs the message one timeout, not two.
+    async fn dmarc_answerable(&self, from_domain: Option<&str>) -> bool {
+        let Some(domain) = from_domain.filter(|d| is_checkable_domain(d)) else { return true };
+        let name = format!("_dmarc.{}.", domain.trim_end_matches('.'));
+        match tokio::time::timeout(self.budget, self.authenticator.0.txt_lookup(name.as_str())).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => e.is_no_records_found(),
+            Err(_) => false,
+        }
     }
 
     /// `check` within the time budget, or `expired()` (a temperror result).

@@ -60,6 +60,8 @@ pub struct Session {
     scorer: Arc<Scorer>,
     /// Evidence from the connection (connect phase, pregreet) and from the last HELO.
     connect_evidence: Evidence,
+    /// The connect filters while they run (from the greeting until the first HELO joins them).
+    connect_pending: Option<tokio::task::JoinHandle<Evidence>>,
     helo_evidence: Evidence,
     peer: IpAddr,
     conn: Conn,
@@ -106,6 +108,7 @@ impl Session {
             config,
             scorer,
             connect_evidence: Evidence::default(),
+            connect_pending: None,
             helo_evidence: Evidence::default(),
             peer: peer.ip(),
             conn,
@@ -129,6 +132,9 @@ impl Session {
                 Ending::Timeout
             }
         };
+        if let Some(task) = self.connect_pending.take() {
+            task.abort();
+        }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.conn.shutdown()).await;
         metrics::counter!("moat_connections_total", "ending" => ending.as_str()).increment(1);
         tracing::info!(
@@ -188,17 +194,18 @@ impl Session {
         }
     }
 
-    /// The connect phase: runs the connect filters and, when configured or under stress, waits
-    /// before the greeting to catch clients that talk first (both at once, so the wait hides
-    /// DNS time). Under stress such a client is turned away at once, freeing its slot.
+    /// The connect phase: starts the connect filters (reverse DNS, DNS lists), which run on while
+    /// we greet and the client says HELO (their lookups overlap the HELO filters' and the
+    /// greeting never waits for DNS; the first HELO joins them), and, when configured or under
+    /// stress, waits before the greeting to catch clients that talk first. Under stress such a
+    /// client is turned away at once, freeing its slot.
     async fn before_greeting(&mut self) -> Result<(), Ending> {
         let scorer = self.scorer.clone();
         let facts = self.facts();
+        self.connect_pending = Some(tokio::spawn(async move { scorer.run(Phase::Connect, &facts).await }));
         let stressed = self.shared.connections.stressed();
         let wait = self.config.timeouts.under(stressed).pregreet.duration();
-        let (evidence, pregreet) = tokio::join!(scorer.run(Phase::Connect, &facts), self.pregreet(wait));
-        self.connect_evidence = evidence;
-        if pregreet? {
+        if self.pregreet(wait).await? {
             tracing::info!(event = "pregreet", client_ip = %self.peer, stress = stressed);
             if stressed {
                 let reply = crate::smtp::reply::replies::talked_too_soon(&self.config.hostname).to_bytes();
@@ -342,10 +349,28 @@ impl Session {
         }
     }
 
-    /// HELO/EHLO: the HELO filters, and whether STARTTLS can be offered.
+    /// HELO/EHLO: the HELO filters (joined with the connect filters still running after the
+    /// first), and whether STARTTLS can be offered.
     async fn hello(&mut self) {
         let scorer = self.scorer.clone();
-        self.helo_evidence = scorer.run(Phase::Helo, &self.facts()).await;
+        let pending = self.connect_pending.take();
+        let connect = async {
+            match pending {
+                Some(task) => Some(task.await),
+                None => None,
+            }
+        };
+        let facts = self.facts();
+        let (connect, helo) = tokio::join!(connect, scorer.run(Phase::Helo, &facts));
+        match connect {
+            Some(Ok(mut evidence)) => {
+                evidence.extend(&self.connect_evidence);
+                self.connect_evidence = evidence;
+            }
+            Some(Err(error)) => tracing::error!(event = "connect_filters_failed", client_ip = %self.peer, error = %error),
+            None => {}
+        }
+        self.helo_evidence = helo;
         let tls_available = self.listener.starttls && self.shared.tls.load().is_some();
         self.machine.answer_hello(tls_available);
     }

@@ -545,3 +545,23 @@ async fn a_senders_slow_dns_cannot_hide_the_from_domains_dmarc_failure() {
     assert!(!names(&found).iter().any(|n| n.starts_with("DMARC_POLICY_")), "{:?}", names(&found));
     drop(proxy);
 }
+
+/// `[dns] attempts` counts tries: a server that never answers costs `timeout` × `attempts` per
+/// query (hickory's own setting counts retries; before, each query took one timeout more).
+#[tokio::test]
+async fn a_silent_name_server_costs_timeout_times_attempts_per_query() {
+    let silent_socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let silent = silent_socket.local_addr().expect("address");
+    let mut took = Vec::new();
+    for attempts in [1, 2] {
+        let config = moat::config::Dns { nameservers: vec![silent], timeout: moat::config::Seconds(1), attempts, ..Default::default() };
+        let resolver = moat::dns::resolver(&config).expect("resolver");
+        let started = std::time::Instant::now();
+        let answer = resolver.txt_lookup("_dmarc.sender.test.").await;
+        assert!(answer.is_err_and(|e| !e.is_no_records_found()), "no answer is a failure, not 'no records'");
+        took.push(started.elapsed());
+    }
+    assert!(took[0] >= Duration::from_millis(900) && took[0] < Duration::from_millis(1800), "1 attempt of 1 s: {:?}", took[0]);
+    assert!(took[1] >= Duration::from_millis(1900) && took[1] < Duration::from_millis(2800), "2 attempts of 1 s: {:?}", took[1]);
+    drop(silent_socket);
+}

@@ -4,7 +4,7 @@
 
 use crate::support::*;
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Sends `n` messages on one connection, each with a unique marker; returns the markers and the
 /// queue ids from the 250 replies.
@@ -232,4 +232,51 @@ fn queue_list_remove_and_flush() {
     let out = moat.cli(&["queue", "flush", "-c", config]);
     assert!(out.status.success(), "queue flush: {}{}", text(&out.stdout), text(&out.stderr));
     assert_each_exactly_once(&sink, &markers[1..]);
+}
+
+/// A resolver that never answers (a UDP socket that reads and stays silent), with `[auth]`,
+/// reverse DNS and HELO checks on, for a client on a public address (given by a PROXY header,
+/// since loopback clients are never looked up): the greeting does not wait for DNS, the connect
+/// and HELO lookups overlap (one timeout for both), and the message's SPF, DKIM, ARC and DMARC
+/// lookups share one timeout, so a message costs two DNS timeouts in all instead of one per
+/// lookup in turn (four here, before; and each lookup took one timeout more than `attempts`
+/// said), and is delivered with temperror symbols (`fail_open`).
+#[test]
+fn a_dead_resolver_costs_one_timeout_per_phase_not_one_per_lookup() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sink = Sink::new();
+    let moat =
+        Moat::start(MoatConfig::new(sink.port).proxy_protocol().auth("enabled", "true").auth("timeout", "\"10s\"").append(&format!(
+            "\n[dns]\nnameservers = [\"{}\"]\ntimeout = \"2s\"\nattempts = 1\n[reputation]\nrdns = true\nhelo_checks = true\n",
+            silent.local_addr().unwrap()
+        )));
+    let started = Instant::now();
+    let mut smtp = Smtp::connect(moat.port);
+    smtp.timeout = Duration::from_secs(30);
+    smtp.send(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 25\r\n");
+    assert_eq!(smtp.reply().code, 220);
+    let greeted = started.elapsed();
+    assert!(greeted < Duration::from_millis(1500), "the greeting waited for DNS: {greeted:?}");
+    assert_eq!(smtp.cmd("EHLO mail.sender.test").code, 250);
+    let helo_done = started.elapsed();
+    let message =
+        b"From: a@sender.test\r\nTo: user@example.test\r\nSubject: dead resolver\r\nMessage-ID: <dead@sender.test>\r\n\r\nhello\r\n";
+    smtp.expect(&[("MAIL FROM:<a@sender.test>", 250), ("RCPT TO:<user@example.test>", 250), ("DATA", 354)]);
+    let data_sent = Instant::now();
+    smtp.send(message);
+    smtp.send(b".\r\n");
+    let reply = smtp.reply();
+    assert_eq!(reply.code, 250, "{reply}");
+    let data_phase = data_sent.elapsed();
+    // Connect + HELO: rDNS and the HELO name's lookup, each 2 s, overlap: about 2 s, not 4.
+    assert!(helo_done < Duration::from_millis(3500), "connect and HELO lookups in turn: {helo_done:?}");
+    // End of data: SPF (MAIL FROM and HELO), DKIM, ARC and the DMARC record at once: about 2 s, not 4.
+    assert!(data_phase < Duration::from_millis(3500), "the message's lookups in turn: {data_phase:?}");
+    let mails = sink.wait_for(1, DEADLINE);
+    let delivered = text(&mails[0].data);
+    assert!(delivered.contains("spf=temperror") && delivered.contains("dmarc=temperror"), "{delivered}");
+    assert!(helo_done >= Duration::from_millis(1900), "the HELO answer waits for the connect and HELO lookups: {helo_done:?}");
+    let log = moat.log();
+    assert!(log.contains("RDNS_TEMPERROR"), "the reverse DNS ran (and timed out): {log}");
+    drop(silent);
 }
