@@ -2,13 +2,19 @@
 //!
 //! Guarantees: every query has a deadline (`timeout` × `attempts`: hickory's own `attempts`
 //! counts the retries after the first try, so it gets one less) and answers are cached
-//! (bounded by `cache_size`); negative answers (NXDOMAIN) from a configured server are trusted,
-//! so a test zone or a local resolver answers authoritatively.
+//! (bounded by `cache_size`), found and not found alike: within the record's TTL, or the SOA's
+//! for a negative answer, and at least [`NEGATIVE_MIN_TTL`] for a negative answer that carries
+//! no SOA (which would otherwise not be cached at all); negative answers (NXDOMAIN) from a
+//! configured server are trusted, so a test zone or a local resolver answers authoritatively.
 
 use crate::config::Dns;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+
+/// How long a "no such name / no such record" answer is kept at least, when the answer itself
+/// says nothing (no SOA): a spam run naming the same missing domains asks once, not per message.
+pub const NEGATIVE_MIN_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 #[error("DNS resolver: {0}")]
@@ -20,6 +26,7 @@ pub fn resolver(config: &Dns) -> Result<TokioResolver, DnsError> {
     options.timeout = config.timeout.duration();
     options.attempts = config.attempts.saturating_sub(1);
     options.cache_size = config.cache_size;
+    options.negative_min_ttl = Some(NEGATIVE_MIN_TTL);
     let builder = if config.nameservers.is_empty() {
         TokioResolver::builder_tokio().map_err(|e| DnsError(e.to_string()))?
     } else {

@@ -565,3 +565,30 @@ async fn a_silent_name_server_costs_timeout_times_attempts_per_query() {
     assert!(took[1] >= Duration::from_millis(1900) && took[1] < Duration::from_millis(2800), "2 attempts of 1 s: {:?}", took[1]);
     drop(silent_socket);
 }
+
+/// Answers are cached within their TTL, found and not found alike: with the name server gone,
+/// a name asked for before still resolves, and one that did not exist still does not (no wait).
+#[tokio::test]
+async fn answers_and_nxdomain_are_served_from_the_cache_within_their_ttl() {
+    let dns = DnsZone::new().a("cached.test", "192.0.2.55").ttl(300).start();
+    let config = moat::config::Dns {
+        nameservers: vec![format!("127.0.0.1:{}", dns.port).parse().expect("address")],
+        timeout: moat::config::Seconds(1),
+        attempts: 1,
+        ..Default::default()
+    };
+    let resolver = moat::dns::resolver(&config).expect("resolver");
+    let found = resolver.ipv4_lookup("cached.test.").await.expect("an answer");
+    assert_eq!(found.answers().len(), 1);
+    let missing = resolver.ipv4_lookup("missing.test.").await.expect_err("NXDOMAIN");
+    assert!(missing.is_no_records_found(), "{missing}");
+    drop(dns);
+    let started = std::time::Instant::now();
+    let again = resolver.ipv4_lookup("cached.test.").await.expect("the cached answer");
+    assert_eq!(again.answers().len(), 1);
+    let missing = resolver.ipv4_lookup("missing.test.").await.expect_err("the cached NXDOMAIN");
+    assert!(missing.is_no_records_found(), "{missing}");
+    assert!(started.elapsed() < Duration::from_millis(500), "served from the cache: {:?}", started.elapsed());
+    let uncached = resolver.ipv4_lookup("other.test.").await.expect_err("the server is gone");
+    assert!(!uncached.is_no_records_found(), "a name not asked before cannot be answered: {uncached}");
+}

@@ -51,6 +51,14 @@ impl DnsZone {
         self
     }
 
+    /// Answers (local records and NXDOMAIN) carry a TTL of `seconds` (dnsmasq's default is 0:
+    /// nothing would be cached).
+    pub fn ttl(mut self, seconds: u32) -> DnsZone {
+        self.args.push(format!("--local-ttl={seconds}"));
+        self.args.push(format!("--neg-ttl={seconds}"));
+        self
+    }
+
     /// An A (or AAAA) record for exactly `name`.
     pub fn a(mut self, name: &str, ip: &str) -> DnsZone {
         self.args.push(format!("--host-record={name},{ip}"));
