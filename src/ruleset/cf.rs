@@ -24,6 +24,9 @@ pub enum Kind {
     Meta,
     /// MIMEHeader plugin: a header rule over the headers of every MIME part.
     MimeHeader,
+    /// A rule whose test is an `eval:` function moat runs itself ([`super::evalfn`]); its text
+    /// is the call.
+    Eval,
 }
 
 impl Kind {
@@ -49,6 +52,7 @@ impl Kind {
             Kind::Full => "full",
             Kind::Meta => "meta",
             Kind::MimeHeader => "mimeheader",
+            Kind::Eval => "eval",
         }
     }
 }
@@ -451,7 +455,17 @@ impl Config {
         }
         let is_eval = text.starts_with("eval:") || (kind == Kind::Header && split_word(text).1.trim_start().starts_with("eval:"));
         if kind != Kind::Meta && is_eval {
-            self.skipped.push(o.skipped(kind.as_str(), name, "eval: rule (needs SpamAssassin plugin code)"));
+            let call = text.strip_prefix("eval:").map(super::evalfn::EvalFn::parse);
+            if let Some(Ok(_)) = call {
+                let call = text.trim_start_matches("eval:").to_string();
+                self.define(RuleDef { name: name.to_string(), kind: Kind::Eval, text: call, origin: o });
+                return;
+            }
+            let reason = match call {
+                Some(Err(reason)) => reason,
+                _ => "eval: rule (needs SpamAssassin plugin code)".to_string(),
+            };
+            self.skipped.push(o.skipped(kind.as_str(), name, reason));
             self.make_inert(name, o);
             return;
         }

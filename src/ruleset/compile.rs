@@ -12,6 +12,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use sha2::{Digest, Sha256};
 
 use super::cf::{Config, Kind, Origin, RuleDef, TFlags};
+use super::evalfn::EvalFn;
 use super::header::{self, HeaderKey, HeaderSpec};
 use super::meta::{self, Expr};
 use super::perlre::{self, Engine, TranslateError};
@@ -170,6 +171,8 @@ pub struct Compiled {
     pub rawbody: TextGroup,
     pub uri: TextGroup,
     pub full: TextGroup,
+    /// Rules whose test is an `eval:` function moat runs itself.
+    pub evals: Vec<(usize, EvalFn)>,
     /// Metas in dependency order.
     pub metas: Vec<(usize, Expr)>,
     pub hash: String,
@@ -195,6 +198,7 @@ struct Builder<'a> {
     exists: Vec<(usize, String)>,
     text: HashMap<Kind, Vec<PendingText>>,
     metas: Vec<(usize, Expr, Origin)>,
+    evals: Vec<(usize, EvalFn)>,
     /// Rules skipped for `tflags net` (and metas depending on them).
     net: HashSet<usize>,
 }
@@ -219,6 +223,7 @@ pub fn compile(cfg: Config) -> Result<(Compiled, LoadReport), Vec<RuleError>> {
         exists: Vec::new(),
         text: HashMap::new(),
         metas: Vec::new(),
+        evals: Vec::new(),
         net: HashSet::new(),
     };
     for def in &cfg.rules {
@@ -279,6 +284,13 @@ impl Builder<'_> {
     fn pattern_rule(&mut self, def: &RuleDef) {
         if self.tflags(&def.name).net {
             self.skip_net(def, "tflags net: network test (moat's DNS filters do network checks)".into());
+            return;
+        }
+        if def.kind == Kind::Eval {
+            match EvalFn::parse(&def.text) {
+                Ok(f) => self.evals.push((self.ids[&def.name], f)),
+                Err(reason) => self.skip(def, reason),
+            }
             return;
         }
         let text = if self.cfg.replace_rules.contains(&def.name) { replace::expand(&def.text, self.cfg) } else { def.text.clone() };
@@ -526,6 +538,7 @@ impl Builder<'_> {
             headers: std::mem::take(&mut self.headers).into_iter().collect(),
             mime: std::mem::take(&mut self.mime).into_iter().collect(),
             exists: std::mem::take(&mut self.exists),
+            evals: std::mem::take(&mut self.evals),
             metas,
             hash: hash_files(&self.cfg.files),
             runnable: self.report.loaded,

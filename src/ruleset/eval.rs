@@ -1,6 +1,6 @@
 //! Running a compiled rule set over one message.
 //!
-//! Order: header rules (each distinct header value computed once), then body, rawbody, uri and
+//! Order: header rules (each distinct header value computed once) and `eval:` functions, then body, rawbody, uri and
 //! full rules over their segments with the Aho-Corasick prefilter choosing candidate rules per
 //! segment, then metas in dependency order. Rules nobody needs (score 0 and no meta reads them)
 //! are not run. Work is bounded by the message view's limits and, for backtracking regexes, by
@@ -31,6 +31,11 @@ impl Compiled {
     fn values(&self, msg: &ParsedMessage, needed: &[bool]) -> Vec<f64> {
         let mut values = vec![0.0f64; self.names.len()];
         self.eval_headers(msg, needed, &mut values);
+        for (id, function) in &self.evals {
+            if needed[*id] && function.hit(msg) {
+                values[*id] = 1.0;
+            }
+        }
         let subject_skip = usize::from(msg.body_lines(false).len() != msg.body_lines(true).len());
         let body: Vec<&[u8]> = msg.body_lines(false).iter().map(|s| s.as_bytes()).collect();
         self.run_group(&self.body, &body, subject_skip, needed, &mut values);

@@ -81,6 +81,10 @@ pub struct MessageStats {
     pub text_parts: usize,
     pub html_parts: usize,
     pub attachments: usize,
+    /// Parts declared `text/html`, and parts declared any other `text/*` (no Content-Type is
+    /// text/plain), counted over the whole tree as SpamAssassin's MIMEEval counts them.
+    pub declared_html: usize,
+    pub declared_other_text: usize,
     pub truncated: bool,
 }
 
@@ -149,6 +153,7 @@ impl ParsedMessage {
             }
             self.stats.parts += 1;
             self.part_headers(msg, part);
+            self.count_declared_type(part);
             match &part.body {
                 PartType::Text(text) => {
                     let is_text = i == 0 || part.content_type().is_none_or(|ct| ct.c_type.eq_ignore_ascii_case("text"));
@@ -165,6 +170,18 @@ impl ParsedMessage {
                 PartType::Binary(_) | PartType::InlineBinary(_) => self.stats.attachments += 1,
                 PartType::Multipart(_) => {}
             }
+        }
+    }
+
+    fn count_declared_type(&mut self, part: &mail_parser::MessagePart<'_>) {
+        let (kind, sub) = part.content_type().map_or(("text", Some("plain")), |ct| (ct.c_type.as_ref(), ct.c_subtype.as_deref()));
+        if !kind.eq_ignore_ascii_case("text") {
+            return;
+        }
+        if sub.is_some_and(|s| s.eq_ignore_ascii_case("html")) {
+            self.stats.declared_html += 1;
+        } else {
+            self.stats.declared_other_text += 1;
         }
     }
 

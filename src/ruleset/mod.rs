@@ -34,6 +34,7 @@ mod cf;
 mod compile;
 mod cond;
 mod eval;
+mod evalfn;
 mod header;
 pub mod html;
 mod literals;

@@ -3,14 +3,19 @@
 use super::*;
 
 #[test]
-fn eval_rules_are_reported_as_skipped() {
-    let (_, report) = RuleSet::load_texts(&[("a.cf", "body A eval:foo()\nbody B /b/\nmeta C A || B\n")]).expect("load");
+fn eval_rules_moat_cannot_run_are_reported_as_skipped_and_known_ones_run() {
+    let text = "body A eval:foo()\nbody B /b/\nmeta C A || B\nheader CAPS eval:subject_is_all_caps()\nscore CAPS 2.5\n";
+    let (rules, report) = RuleSet::load_texts(&[("a.cf", text)]).expect("load");
     let skipped: Vec<(&str, &str)> = report.skipped.iter().map(|s| (s.rule.as_str(), s.reason.as_str())).collect();
     assert_eq!(
         skipped,
-        [("A", "eval: rule (needs SpamAssassin plugin code)"), ("C", "depends on A, which moat does not run")],
+        [("A", "eval:foo (needs SpamAssassin plugin code moat does not have)"), ("C", "depends on A, which moat does not run")],
         "the meta reading the eval: rule is skipped too"
     );
+    let shouting = ParsedMessage::parse(b"Subject: YOU HAVE WON A PRIZE\r\n\r\nhello\r\n");
+    let hits: Vec<String> = rules.evaluate(&shouting).into_iter().map(|h| h.name).collect();
+    assert_eq!(hits, ["CAPS"]);
+    assert!(rules.evaluate(&ParsedMessage::parse(b"Subject: You have won\r\n\r\nhello\r\n")).is_empty());
 }
 
 #[test]

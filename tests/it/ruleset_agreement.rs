@@ -84,18 +84,17 @@ fn corpus_name(block: &str) -> Option<&str> {
     block.lines().find_map(|l| l.strip_prefix("X-Moat-Corpus: ")).map(str::trim)
 }
 
-/// Runs SpamAssassin once over all messages; returns each message's hit names, in order.
-fn spamassassin(messages: &[(String, Vec<u8>)], configpath: &Path, site_extra: &[PathBuf]) -> Vec<BTreeSet<String>> {
+/// Runs SpamAssassin once over all messages, with the Check, MIMEHeader and ReplaceTags plugins
+/// and `plugins` loaded; returns each message's hit names, in order.
+fn spamassassin(messages: &[(String, Vec<u8>)], configpath: &Path, site_extra: &[PathBuf], plugins: &[&str]) -> Vec<BTreeSet<String>> {
     let tmp = tempfile::tempdir().expect("tempdir");
     let site = tmp.path().join("site");
     std::fs::create_dir(&site).expect("site dir");
-    std::fs::write(
-        site.join("init.pre"),
-        "loadplugin Mail::SpamAssassin::Plugin::Check\n\
-         loadplugin Mail::SpamAssassin::Plugin::MIMEHeader\n\
-         loadplugin Mail::SpamAssassin::Plugin::ReplaceTags\n",
-    )
-    .expect("init.pre");
+    let mut init = String::new();
+    for plugin in ["Check", "MIMEHeader", "ReplaceTags"].iter().chain(plugins) {
+        init.push_str(&format!("loadplugin Mail::SpamAssassin::Plugin::{plugin}\n"));
+    }
+    std::fs::write(site.join("init.pre"), init).expect("init.pre");
     std::fs::write(
         site.join("00_moat_test.cf"),
         "report_safe 0\nclear_headers\nadd_header all Status \"_YESNO_, score=_SCORE_ tests=_TESTS_ end\"\n",
@@ -165,7 +164,7 @@ fn moat_and_spamassassin_report_the_same_rules_with_the_shipped_rule_files() {
     let messages = messages();
     assert!(messages.len() >= 10, "the agreement corpus needs at least 10 messages");
     let started = std::time::Instant::now();
-    let sa = spamassassin(&messages, &rules_dir, &cf_files(&local));
+    let sa = spamassassin(&messages, &rules_dir, &cf_files(&local), &[]);
     eprintln!("spamassassin: {} messages in {:.1?}", messages.len(), started.elapsed());
     let mut seen = BTreeSet::new();
     let mut unexplained = Vec::new();
@@ -192,4 +191,151 @@ fn moat_and_spamassassin_report_the_same_rules_with_the_shipped_rule_files() {
     assert!(unexplained.is_empty(), "differences from SpamAssassin without a reason:\n{}", unexplained.join("\n"));
     assert!(stale.is_empty(), "listed differences that no longer happen: {stale:?}");
     assert!(both >= 40, "suspiciously few hits: {both}");
+}
+
+/// The `eval:` functions moat runs itself, side by side with SpamAssassin's plugins (MIMEEval,
+/// HeaderEval): rules calling each of them, as the stock rules do, over the rules corpus and
+/// messages made to sit on each function's edges (dates shifted by hours either way, several
+/// Received fields, a fetchmail hop, named and numeric zones, two-digit years, Outlook Express
+/// Message-IDs that fit or not, capitalised subjects with and without prefixes or odd charsets,
+/// HTML-only and alternative MIME). Every hit must agree.
+#[test]
+fn eval_functions_moat_runs_agree_with_spamassassins_plugins() {
+    let shifts =
+        [(-1000, -96), (-96, -48), (-48, -24), (-24, -12), (-12, -6), (-6, -3), (3, 6), (6, 12), (12, 24), (24, 48), (48, 96), (96, 1000)];
+    let mut cf = String::from(
+        "body EV_HTML_ONLY eval:check_for_mime_html_only()\nheader EV_CAPS eval:subject_is_all_caps()\nheader EV_OUTLOOK eval:check_outlook_message_id()\n",
+    );
+    for (i, (min, max)) in shifts.iter().enumerate() {
+        let min = if *min == -1000 { "undef".to_string() } else { min.to_string() };
+        let max = if *max == 1000 { "undef".to_string() } else { max.to_string() };
+        cf.push_str(&format!("header EV_SHIFT_{i} eval:check_for_shifted_date('{min}', '{max}')\n"));
+    }
+    let names: Vec<String> = cf.lines().filter_map(|l| l.split_whitespace().nth(1)).map(str::to_string).collect();
+    for name in &names {
+        cf.push_str(&format!("score {name} 1.0\n"));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("eval.cf"), &cf).expect("write cf");
+    let (rules, report) = RuleSet::load(&[dir.path().to_path_buf()]).expect("load");
+    assert!(report.skipped.is_empty(), "moat runs every one of them: {:?}", report.skipped);
+
+    let mut messages = messages();
+    messages.extend(edge_messages());
+    let sa = spamassassin(&messages, dir.path(), &[], &["MIMEEval", "HeaderEval"]);
+    let (mut differences, mut hits) = (Vec::new(), 0);
+    for ((name, raw), sa) in messages.iter().zip(&sa) {
+        let ours: BTreeSet<String> = rules.evaluate(&ParsedMessage::parse(raw)).into_iter().map(|h| h.name).collect();
+        let sa: BTreeSet<String> = sa.iter().filter(|t| names.contains(t)).cloned().collect();
+        hits += ours.len();
+        if ours != sa {
+            differences.push(format!("{name}: moat {ours:?}, SpamAssassin {sa:?}"));
+        }
+    }
+    assert!(differences.is_empty(), "eval: functions disagree with SpamAssassin:\n{}", differences.join("\n"));
+    let fired: BTreeSet<String> = messages.iter().flat_map(|(_, raw)| rules.evaluate(&ParsedMessage::parse(raw))).map(|h| h.name).collect();
+    assert!(fired.len() >= 12 && hits >= 20, "the edge messages must exercise most rules: {fired:?}, {hits} hits");
+}
+
+/// Messages on the edges of the eval functions above (made here; no real mail).
+fn edge_messages() -> Vec<(String, Vec<u8>)> {
+    let base = 1_027_343_198i64; // 2002-07-22 13:06:38 UTC
+    let rfc = |t: i64, zone: &str| {
+        let offset = match zone {
+            "-0500" | "CDT" => -5 * 3600,
+            "+0200" | "CEST" => 2 * 3600,
+            _ => 0,
+        };
+        let local = t + offset;
+        let days = local.div_euclid(86_400);
+        let secs = local.rem_euclid(86_400);
+        let (y, m, d) = civil(days);
+        const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+        format!("{d} {} {y} {:02}:{:02}:{:02} {zone}", MONTHS[(m - 1) as usize], secs / 3600, secs % 3600 / 60, secs % 60)
+    };
+    let mut out = Vec::new();
+    let mut add = |name: String, text: String| {
+        let raw = [format!("X-Moat-Corpus: {name}\r\n"), text.replace('\n', "\r\n")].concat().into_bytes();
+        out.push((name, raw));
+    };
+    for hours in [-100i64, -50, -30, -20, -8, -4, -2, 0, 2, 4, 8, 20, 30, 60, 100] {
+        for zone in ["-0500", "CEST"] {
+            let date = rfc(base + hours * 3600 + 17, zone);
+            let received = rfc(base, "-0500");
+            let older = rfc(base - 7200, "+0000");
+            add(
+                format!("shift_{hours}_{zone}"),
+                format!(
+                    "Received: from mx.example.net by mail.example.org; Mon, {received}\nReceived: from client.example.net (client [192.0.2.1])\n\tby mx.example.net with SMTP; {older}\nDate: Mon, {date}\nSubject: shifted {hours}\nMessage-ID: <s{hours}@example.net>\n\nbody\n"
+                ),
+            );
+        }
+    }
+    add(
+        "fetchmail_hop".into(),
+        format!(
+            "Received: from localhost [127.0.0.1]\n\tby home.example.org with POP3 (fetchmail-6.4.37); {}\nReceived: from mx.example.net by pop.example.org; {}\nDate: {}\nSubject: fetched\n\nbody\n",
+            rfc(base + 30 * 3600, "+0000"),
+            rfc(base, "+0000"),
+            rfc(base + 5 * 3600, "+0000")
+        ),
+    );
+    add(
+        "asctime_and_two_digit_year".into(),
+        "Received: from a by b; Mon Jul 22 13:06:38 2002\nDate: 22 Jul 02 20:06:38 +0000\nSubject: old dates\n\nbody\n".into(),
+    );
+    let token = |t: i64| (t as f64 * 0.002_328_306_436_538_7 + 27_111_902.832_984_9) as i64;
+    for (name, offset) in [("outlook_fits", 0i64), ("outlook_forged", 400 * 86_400), ("outlook_fits_received_only", 0)] {
+        let date = if name == "outlook_fits_received_only" { rfc(base + 90 * 86_400, "+0000") } else { rfc(base, "+0000") };
+        add(
+            name.into(),
+            format!(
+                "Received: from a by b; {}\nMessage-ID: <0000{:08x}$0000abcd$00001234@host>\nDate: {date}\nSubject: outlook\n\nbody\n",
+                rfc(base, "+0000"),
+                token(base + offset)
+            ),
+        );
+    }
+    for (i, subject) in [
+        "FREE MONEY FOR YOU",
+        "Re: Fwd: LAST CHANCE TODAY",
+        "SHORT ONE",
+        "ONEWORDONLYHERE",
+        "Mixed Case Subject",
+        "=?koi8-r?B?8NLJ18XU?= BIG NEWS TODAY",
+        "=?utf-8?B?QklHIE5FV1MgVE9EQVk=?= NOW",
+        "123 456 789 000",
+    ]
+    .iter()
+    .enumerate()
+    {
+        add(format!("caps_{i}"), format!("Subject: {subject}\nDate: {}\n\nbody\n", rfc(base, "+0000")));
+    }
+    add("html_top".into(), "Subject: h\nContent-Type: text/html\n\n<p>hi</p>\n".into());
+    add(
+        "html_mixed".into(),
+        "Subject: h\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/html\n\n<p>hi</p>\n--b\nContent-Type: application/pdf\n\nJVBERi0=\n--b--\n".into(),
+    );
+    add(
+        "html_alternative".into(),
+        "Subject: h\nContent-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain\n\nhi\n--b\nContent-Type: text/html\n\n<p>hi</p>\n--b--\n".into(),
+    );
+    add(
+        "html_and_untyped_part".into(),
+        "Subject: h\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\nno type: text/plain\n--b\nContent-Type: text/html\n\n<p>hi</p>\n--b--\n".into(),
+    );
+    out
+}
+
+/// (year, month, day) of a day count since 1970-01-01.
+fn civil(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
