@@ -1,29 +1,60 @@
-//! HTML for everything moat shows people (the web pages, the HTML part of digests): escaping
-//! and the page shell, written once.
+//! HTML for everything moat shows people (the web pages, the HTML part of digests): every page
+//! and email body is an askama template under `templates/`, and this module holds what they
+//! share: the escaper, rendered markup, and text from mail made safe to show.
 //!
-//! Guarantees: [`escape`] leaves no markup and no control characters, in element content and in
-//! double-quoted attributes; [`page`] puts only escaped values where it takes text. Text that
-//! comes from mail (subjects, sender names, file names) goes through [`shown`] first, so it can
-//! neither deceive nor break a layout: bidirectional controls (the `Invoice <U+202E>gnp.exe`
-//! trick) and invisible characters are shown as visible escapes such as `[U+202E]`, other
-//! control characters become spaces, and long text is cut with an ellipsis; [`mail_value`]
-//! also isolates it (`<bdi>`) so right-to-left text cannot reorder what stands around it.
+//! Guarantees: a template prints every value through [`Escape`] (`askama.toml` makes it the
+//! escaper of `.html` and `.svg` templates), which leaves no markup and no control characters
+//! but the line break, in element content and in double-quoted attributes; the one value a
+//! template may print unescaped (`|safe`) is [`Markup`], which only rendering a template makes
+//! (and, in a sandboxed document of its own, a message's HTML part after sanitising: see
+//! [`crate::web::sanitize`]).
+//! Text that comes from mail (subjects, sender names, file names) goes through [`shown`] first,
+//! so it can neither deceive nor break a layout: bidirectional controls (the
+//! `Invoice <U+202E>gnp.exe` trick) and invisible characters are shown as visible escapes such as
+//! `[U+202E]`, other control characters become spaces, and long text is cut with an ellipsis;
+//! templates also isolate it (`<bdi>`) so right-to-left text cannot reorder what stands around it.
 
-/// Escapes text for HTML element content and double-quoted attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
+use askama::Template;
+use std::fmt::{self, Write as _};
+
+/// moat's HTML escaper (see the module docs).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Escape;
+
+impl askama::filters::Escaper for Escape {
+    fn write_escaped_str<W: fmt::Write>(&self, mut dest: W, text: &str) -> fmt::Result {
+        for c in text.chars() {
+            match c {
+                '&' => dest.write_str("&amp;")?,
+                '<' => dest.write_str("&lt;")?,
+                '>' => dest.write_str("&gt;")?,
+                '"' => dest.write_str("&quot;")?,
+                '\'' => dest.write_str("&#39;")?,
+                '\n' => dest.write_char('\n')?,
+                c if c.is_control() => dest.write_char(' ')?,
+                c => dest.write_char(c)?,
+            }
         }
+        Ok(())
     }
-    out
+}
+
+/// HTML rendered from a template, so every value in it was escaped: the one thing a template
+/// prints as it is (`{{ body|safe }}`).
+#[derive(Debug, Clone)]
+pub struct Markup(String);
+
+impl Markup {
+    /// `template`, rendered.
+    pub fn render(template: &impl Template) -> Result<Markup, askama::Error> {
+        template.render().map(Markup)
+    }
+}
+
+impl fmt::Display for Markup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Longest subject or sender in a list (a digest row, the Message Center, the admin console);
@@ -41,7 +72,9 @@ pub fn shown(text: &str, max_chars: usize) -> String {
             break;
         }
         match c {
-            c if is_deceptive(c) => out.push_str(&format!("[U+{:04X}]", u32::from(c))),
+            c if is_deceptive(c) => {
+                let _ = write!(out, "[U+{:04X}]", u32::from(c));
+            }
             c if c.is_control() => out.push(' '),
             c => out.push(c),
         }
@@ -60,33 +93,22 @@ fn is_deceptive(c: char) -> bool {
     )
 }
 
-/// [`shown`], escaped for HTML and isolated in `<bdi>`.
-pub fn mail_value(text: &str, max_chars: usize) -> String {
-    format!("<bdi>{}</bdi>", escape(&shown(text, max_chars)))
-}
-
-/// [`escape`], keeping line breaks (for a `<pre>` block).
-pub fn escape_keep_lines(text: &str) -> String {
-    text.split('\n').map(|line| escape(line.trim_end_matches('\r'))).collect::<Vec<_>>().join("\n")
-}
-
-/// A whole HTML document: `title` (escaped here) and `body`, trusted HTML built from escaped values.
-pub fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"referrer\" content=\"no-referrer\"><title>{}</title>\
-         <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}\
-         dt{{font-weight:bold}}button{{font-size:1rem;padding:.5rem 1rem}}</style></head>\
-         <body><main><h1>{}</h1>{body}</main></body></html>\n",
-        escape(title),
-        escape(title)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Template)]
+    #[template(source = "<p title=\"{{ text }}\">{{ text }}</p>{{ inner|safe }}", ext = "html")]
+    struct Probe<'a> {
+        text: &'a str,
+        inner: Markup,
+    }
+
+    #[derive(Template)]
+    #[template(source = "<b>{{ text }}</b>", ext = "html")]
+    struct Inner<'a> {
+        text: &'a str,
+    }
 
     #[test]
     fn deceptive_characters_become_visible_and_long_text_is_cut() {
@@ -95,12 +117,13 @@ mod tests {
         assert_eq!(shown("a\r\nBcc: x\x1b[31m", LIST_TEXT), "a  Bcc: x [31m");
         assert_eq!(shown(&"x".repeat(600), 10), format!("{}…", "x".repeat(10)));
         assert_eq!(shown("Grüße 日本語 مرحبا", LIST_TEXT), "Grüße 日本語 مرحبا", "ordinary text of any script is untouched");
-        assert_eq!(mail_value("<b>\u{202E}", 5), "<bdi>&lt;b&gt;[U+202E]</bdi>");
     }
 
     #[test]
-    fn escaping_leaves_no_markup() {
-        assert_eq!(escape("<script>alert('x')</script> & \"q\""), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;");
-        assert_eq!(escape("a\r\nb"), "a  b");
+    fn templates_escape_every_value_and_print_only_rendered_markup_as_it_is() {
+        let inner = Markup::render(&Inner { text: "<i>" }).unwrap();
+        let html = Probe { text: "<script>alert('x')</script> & \"q\"\r\n\x1b", inner }.render().unwrap();
+        let escaped = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot; \n ";
+        assert_eq!(html, format!("<p title=\"{escaped}\">{escaped}</p><b>&lt;i&gt;</b>"));
     }
 }

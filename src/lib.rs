@@ -27,7 +27,8 @@
 //!   one value), `verdict` (symbols × policy → action, pure), `stats` (verdict counts).
 //! - **leaves**: `config` (typed TOML, validate-all), `smtp` (the sans-IO core: the protocol
 //!   state machine, framing, commands, bodies, replies, addresses, PROXY protocol, Received),
-//!   `headers` (the one header-field parser), `html` (escaping, the page shell), `lists`
+//!   `headers` (the one header-field parser), `html` (the templates' escaper,
+//!   text from mail made safe to show), `lists`
 //!   (allow/block lists), `links` (signed link tokens), `keys` (key files), `clock` (time, dates,
 //!   blocking work), `metrics` (recording), `dns`, `tls`, `systemd` (sd_notify).
 pub mod admission;

@@ -1,7 +1,8 @@
 //! The virus notice: a short email telling a recipient that a virus addressed to them was
 //! quarantined. It names the sender, subject and date of the infected message and the virus,
 //! nothing of its contents, and carries a working opt-out (a link and RFC 8058 one-click
-//! `List-Unsubscribe` headers). No images, no tracking.
+//! `List-Unsubscribe` headers). No images, no tracking. Every body comes from a template
+//! (`templates/mail/`), its text part with CRLF line ends ([`text_body`]).
 //!
 //! Delivery: through moat's own delivery spool to the recipient's mailbox at the downstream, with
 //! the null reverse path (an automatic message must not cause bounces back to moat, RFC 3834).
@@ -11,6 +12,7 @@ use crate::config::Config;
 use crate::links::{LinkAction, LinkKey};
 use crate::spool::Envelope;
 use crate::store::QuarantineItem;
+use askama::Template;
 use mail_builder::MessageBuilder;
 use mail_builder::headers::raw::Raw;
 use std::net::{IpAddr, Ipv4Addr};
@@ -41,6 +43,24 @@ pub fn shown(text: &str) -> String {
     crate::html::shown(text, crate::html::LIST_TEXT)
 }
 
+/// A plain-text email body rendered from `template`, its lines ended with CRLF (values in it are
+/// single lines: [`shown`] or URLs).
+pub fn text_body(template: &impl Template) -> Option<String> {
+    template.render().ok().map(|text| text.replace('\n', "\r\n"))
+}
+
+#[derive(Template)]
+#[template(path = "mail/virus_notice.txt")]
+struct VirusNotice<'a> {
+    sender: &'a str,
+    subject: &'a str,
+    date: String,
+    virus: &'a str,
+    expires: String,
+    reference: &'a str,
+    unsubscribe: &'a str,
+}
+
 /// The notice for `item` (spool envelope and message), or `None` when there is no `[web]`
 /// section to serve its opt-out link.
 pub fn virus_notice(config: &Config, key: &LinkKey, item: &QuarantineItem, now: i64) -> Option<(Envelope, Vec<u8>)> {
@@ -48,22 +68,26 @@ pub fn virus_notice(config: &Config, key: &LinkKey, item: &QuarantineItem, now: 
     let sender = if item.sender.is_empty() { "(no sender)".to_string() } else { shown(&item.sender) };
     let subject = if item.subject.is_empty() { "(no subject)".to_string() } else { shown(&item.subject) };
     let virus = signature_of(item).map_or_else(|| "malware".to_string(), |s| shown(&s));
-    let text = format!(
-        "A message addressed to you contained a virus and was not delivered.\r\n\r\n\
-         \x20 From:    {sender}\r\n\
-         \x20 Subject: {subject}\r\n\
-         \x20 Date:    {}\r\n\
-         \x20 Virus:   {virus}\r\n\r\n\
-         It is kept in quarantine until {} and then deleted; you need not do anything.\r\n\
-         If you think this is a mistake, ask your mail administrator and quote reference {}.\r\n\r\n\
-         To stop these emails: {unsubscribe}\r\n",
-        crate::clock::day_minute_utc(item.date),
-        crate::clock::day_minute_utc(item.expires_at),
-        item.id,
-    );
+    let text = text_body(&VirusNotice {
+        sender: &sender,
+        subject: &subject,
+        date: crate::clock::day_minute_utc(item.date),
+        virus: &virus,
+        expires: crate::clock::day_minute_utc(item.expires_at),
+        reference: &item.id,
+        unsubscribe: &unsubscribe,
+    })?;
     let outgoing = ToUser { config, address: &item.recipient, unsubscribe: &unsubscribe, now };
     let message = outgoing.message(&format!("Virus blocked: message from {sender}"), &format!("virus-notice.{}", item.id), text, None)?;
     Some((outgoing.envelope(format!("N{}", item.id.to_ascii_uppercase()), &message, None), message))
+}
+
+#[derive(Template)]
+#[template(path = "mail/login.txt")]
+struct LoginEmail<'a> {
+    minutes: u64,
+    link: &'a str,
+    unsubscribe: &'a str,
 }
 
 /// The "here is your login link" email for `address` (asked for on the Message Center's
@@ -72,13 +96,7 @@ pub fn login_email(config: &Config, key: &LinkKey, address: &str, now: i64) -> O
     let web = config.web.as_ref()?;
     let unsubscribe = unsubscribe_url(config, key, address, now)?;
     let link = key.url_for(web, LinkAction::Login, address, "", now, web.login_link_lifetime.0);
-    let minutes = web.login_link_lifetime.0 / 60;
-    let text = format!(
-        "Someone (probably you) asked for a link to your quarantine Message Center.\r\n\r\n\
-         Open it here (the link works for {minutes} minutes):\r\n{link}\r\n\r\n\
-         If you did not ask for it, ignore this email; nothing changes.\r\n\r\n\
-         To stop emails about your quarantine: {unsubscribe}\r\n"
-    );
+    let text = text_body(&LoginEmail { minutes: web.login_link_lifetime.0 / 60, link: &link, unsubscribe: &unsubscribe })?;
     let id = crate::spool::Spool::new_id();
     let outgoing = ToUser { config, address, unsubscribe: &unsubscribe, now };
     let message = outgoing.message("Your quarantine login link", &format!("login.{id}"), text, None)?;

@@ -15,12 +15,13 @@
 //! nothing; every value is escaped; pages carry no script.
 
 use super::session::{cookie, cross_site};
-use super::{ClientAddr, Form, date, escape, page_with, serve_app};
+use super::{ClientAddr, Form, Nav, Notice, date, page_with, serve_app};
 use crate::app::App;
-use crate::html::{LIST_TEXT, mail_value};
+use crate::html::{LIST_TEXT, shown};
 use crate::links::LinkKey;
 use crate::stats::{Counts, STATS};
 use crate::store::{self, AdminRecord, ItemQuery, ItemState, QuarantineItem, ReleaseVia, StoreError};
+use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
@@ -37,7 +38,6 @@ const SESSION_AGE: i64 = 12 * 3600;
 const PAGE_SIZE: u32 = 50;
 const CSP: &str =
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-const STYLE: &str = "<style>main{max-width:72rem}table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.25rem;border-bottom:1px solid #ddd;vertical-align:top}nav a{margin-right:1rem}svg{max-width:100%}</style>";
 
 /// The admin token and the key its sessions are signed with.
 #[derive(Clone)]
@@ -171,29 +171,33 @@ fn console_post(admin: &Admin, headers: &HeaderMap, form: &Form) -> Result<i64, 
         return Err(Box::new(page_with(
             StatusCode::FORBIDDEN,
             "Request refused",
-            "<p>This form has expired or came from another site.</p>",
+            Nav::None,
+            &Notice::new("This form has expired or came from another site."),
             CSP,
         )));
     }
     Ok(started)
 }
 
+#[derive(askama::Template)]
+#[template(path = "admin/login.html")]
+struct LoginPage;
+
 async fn login_form() -> Response {
-    page_with(
-        StatusCode::OK,
-        "moat admin",
-        "<form method=\"post\" action=\"/login\"><label for=\"token\">Admin token</label><br>\
-         <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required size=\"40\"> \
-         <button type=\"submit\">Sign in</button></form>",
-        CSP,
-    )
+    page_with(StatusCode::OK, "moat admin", Nav::None, &LoginPage, CSP)
 }
 
 async fn login(State(admin): State<AdminState>, ConnectInfo(client): ConnectInfo<ClientAddr>, headers: HeaderMap, body: Bytes) -> Response {
     let form = Form::parse(&body);
     if cross_site(&headers) || !admin.token.matches(form.one("token")) {
         tracing::warn!(event = "admin_login", client_ip = %client.0.ip(), outcome = "refused");
-        return page_with(StatusCode::UNAUTHORIZED, "Sign-in refused", "<p>Wrong token. <a href=\"/login\">Try again</a></p>", CSP);
+        return page_with(
+            StatusCode::UNAUTHORIZED,
+            "Sign-in refused",
+            Nav::None,
+            &Notice::new("Wrong token.").link("/login", "Try again"),
+            CSP,
+        );
     }
     let now = store::unix_now();
     tracing::info!(event = "admin_login", client_ip = %client.0.ip(), outcome = "accepted");
@@ -206,11 +210,8 @@ async fn login(State(admin): State<AdminState>, ConnectInfo(client): ConnectInfo
 }
 
 /// A console page with the navigation.
-fn console_page(title: &str, body: &str) -> Response {
-    let nav = format!(
-        "<nav aria-label=\"Admin\"><a href=\"/\">Status</a><a href=\"/quarantine\">Quarantine</a><a href=\"/queue\">Queue</a><a href=\"/domains\">Domains</a><a href=\"/audit\">Audit</a></nav>{STYLE}{body}"
-    );
-    page_with(StatusCode::OK, title, &nav, CSP)
+fn console_page(title: &str, body: &impl askama::Template) -> Response {
+    page_with(StatusCode::OK, title, Nav::Admin, body, CSP)
 }
 
 async fn audit(shared: &App, actor: &str, action: &str, target: &str, recipient: &str, outcome: &str) {
@@ -260,37 +261,42 @@ async fn dashboard(State(admin): State<AdminState>, headers: HeaderMap) -> Respo
         Err(response) => return *response,
     };
     let status = status(&admin.shared).await;
-    let row = |name: &str, key: &str| {
-        let cell = |period: &str| status[period][key].as_u64().unwrap_or(0);
-        format!("<tr><th scope=\"row\">{name}</th><td>{}</td><td>{}</td></tr>", cell("last_hour"), cell("last_24h"))
-    };
-    let mut body = format!(
-        "<p>Node <strong>{}</strong>. Rule set in force: <code>{}</code> ({} rules).</p>\
-         <p>Delivery queue: {} message(s). Held in the quarantine: {}.</p>",
-        escape(status["node"].as_str().unwrap_or("")),
-        escape(status["rules_hash"].as_str().unwrap_or("none")),
-        status["rules_loaded"].as_u64().unwrap_or(0),
-        status["queue"].as_u64().map_or_else(|| "?".into(), |n| n.to_string()),
-        status["quarantine_held"].as_u64().map_or_else(|| "?".into(), |n| n.to_string()),
-    );
-    body.push_str("<h2>Verdicts on this node</h2><table><thead><tr><th></th><th scope=\"col\">Last hour</th><th scope=\"col\">Last 24 hours</th></tr></thead><tbody>");
-    for (name, key) in [
+    let count = |period: &str, key: &str| status[period][key].as_u64().unwrap_or(0);
+    let verdicts = [
         ("Accepted", "accepted"),
         ("Tagged", "tagged"),
         ("Quarantined", "quarantined"),
         ("Rejected", "rejected"),
         ("Tempfailed", "tempfailed"),
         ("Viruses", "viruses"),
-    ] {
-        body.push_str(&row(name, key));
-    }
-    body.push_str("</tbody></table><h2>Last 24 hours</h2><img src=\"/chart.svg\" alt=\"Verdicts per hour over the last 24 hours\" width=\"720\" height=\"200\">");
-    body.push_str(&format!(
-        "<h2>Rules</h2><form method=\"post\" action=\"/reload\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <button type=\"submit\">Reload configuration and rules</button></form>",
-        admin.token.csrf(started)
-    ));
+    ]
+    .into_iter()
+    .map(|(name, key)| (name, count("last_hour", key), count("last_24h", key)))
+    .collect();
+    let known = |value: &Value| value.as_u64().map_or_else(|| "?".into(), |n| n.to_string());
+    let body = DashboardPage {
+        node: status["node"].as_str().unwrap_or(""),
+        rules_hash: status["rules_hash"].as_str().unwrap_or("none"),
+        rules_loaded: status["rules_loaded"].as_u64().unwrap_or(0),
+        queue: known(&status["queue"]),
+        held: known(&status["quarantine_held"]),
+        verdicts,
+        csrf: admin.token.csrf(started),
+    };
     console_page("moat admin", &body)
+}
+
+#[derive(askama::Template)]
+#[template(path = "admin/dashboard.html")]
+struct DashboardPage<'a> {
+    node: &'a str,
+    rules_hash: &'a str,
+    rules_loaded: u64,
+    queue: String,
+    held: String,
+    /// Each kind of verdict: its name, its count in the last hour and in the last 24 hours.
+    verdicts: Vec<(&'static str, u64, u64)>,
+    csrf: String,
 }
 
 /// One line of the chart: its colour, its name, and the count it plots.
@@ -312,26 +318,46 @@ async fn chart(State(admin): State<AdminState>, headers: HeaderMap) -> Response 
     let series = STATS.series(store::unix_now(), 60, 24);
     let (width, height) = (720.0, 200.0);
     let max = series.iter().map(Counts::total).max().unwrap_or(0).max(1) as f64;
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"10\">"
-    );
-    svg.push_str(&format!(
-        "<rect width=\"{width}\" height=\"{height}\" fill=\"#fff\" stroke=\"#ccc\"/><text x=\"4\" y=\"12\">max {max}/h</text>"
-    ));
-    for (i, (colour, name, value)) in CHART_LINES.iter().enumerate() {
-        let points: Vec<String> = series
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                format!("{:.1},{:.1}", 10.0 + i as f64 * (width - 20.0) / 23.0, height - 10.0 - value(c) as f64 * (height - 30.0) / max)
-            })
-            .collect();
-        svg.push_str(&format!("<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>", points.join(" ")));
-        svg.push_str(&format!("<text x=\"{}\" y=\"24\" fill=\"{colour}\">{name}</text>", 80 + i * 80));
-    }
-    svg.push_str("</svg>");
+    let lines = CHART_LINES
+        .iter()
+        .enumerate()
+        .map(|(i, (colour, name, value))| {
+            let points: Vec<String> = series
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    format!("{:.1},{:.1}", 10.0 + i as f64 * (width - 20.0) / 23.0, height - 10.0 - value(c) as f64 * (height - 30.0) / max)
+                })
+                .collect();
+            Plotted { colour, name, points: points.join(" "), label_x: 80 + i * 80 }
+        })
+        .collect();
+    let svg = match (Chart { width, height, max, lines }).render() {
+        Ok(svg) => svg,
+        Err(error) => {
+            tracing::error!(event = "web_render_failed", title = "chart", error = %error);
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
     ([(header::CONTENT_TYPE, "image/svg+xml"), (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'")], svg)
         .into_response()
+}
+
+/// One plotted line of the chart.
+struct Plotted {
+    colour: &'static str,
+    name: &'static str,
+    points: String,
+    label_x: usize,
+}
+
+#[derive(askama::Template)]
+#[template(path = "admin/chart.svg")]
+struct Chart {
+    width: f64,
+    height: f64,
+    max: f64,
+    lines: Vec<Plotted>,
 }
 
 async fn api_status(State(admin): State<AdminState>, headers: HeaderMap) -> Response {
@@ -374,55 +400,59 @@ async fn quarantine_page(State(admin): State<AdminState>, headers: HeaderMap, Qu
     };
     let (items, total) = match find(&admin.shared, &params).await {
         Ok(found) => found,
-        Err(error) => return console_page("Quarantine", &format!("<p>The store cannot be read: {}</p>", escape(&error.to_string()))),
+        Err(error) => return console_page("Quarantine", &Notice::new(format!("The store cannot be read: {error}"))),
     };
-    let mut body = format!(
-        "<form method=\"get\" action=\"/quarantine\" role=\"search\">\
-         <label for=\"recipient\">Recipient</label> <input id=\"recipient\" name=\"recipient\" value=\"{}\"> \
-         <label for=\"q\">Sender</label> <input id=\"q\" name=\"q\" value=\"{}\"> \
-         <label for=\"category\">Category</label> <input id=\"category\" name=\"category\" value=\"{}\" size=\"6\"> \
-         <label for=\"state\">State</label> <input id=\"state\" name=\"state\" value=\"{}\" size=\"8\"> <button type=\"submit\">Search</button></form>\
-         <p>{total} item(s). Contents are not shown here: only the recipient can read a message.</p>",
-        escape(&params.recipient),
-        escape(&params.q),
-        escape(&params.category),
-        escape(&params.state),
-    );
-    body.push_str(&format!(
-        "<form method=\"post\" action=\"/quarantine/act\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><table><thead><tr><th scope=\"col\">Select</th><th scope=\"col\">Date</th><th scope=\"col\">Recipient</th><th scope=\"col\">Sender</th><th scope=\"col\">Subject</th><th scope=\"col\">Score</th><th scope=\"col\">Symbols</th><th scope=\"col\">Category</th><th scope=\"col\">State</th></tr></thead><tbody>",
-        admin.token.csrf(started)
-    ));
     let config = admin.shared.config.load();
-    for item in &items {
-        let symbols: Vec<String> = item.symbols.iter().map(|s| format!("{} ({:.1})", s.name, s.score)).collect();
-        let subject =
-            if config.admin_sees_subject(&item.recipient) { mail_value(&item.subject, LIST_TEXT) } else { "<i>(hidden)</i>".to_string() };
-        body.push_str(&format!(
-            "<tr><td><input type=\"checkbox\" name=\"id\" value=\"{id}\" aria-label=\"Select item {id}\"></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            date(item.created_at),
-            escape(&item.recipient),
-            mail_value(&item.sender, LIST_TEXT),
-            subject,
-            item.score,
-            escape(&symbols.join(", ")),
-            item.category.as_str(),
-            item.state.as_str(),
-            id = escape(&item.id),
-        ));
-    }
-    body.push_str("</tbody></table><p><button type=\"submit\" name=\"action\" value=\"release\">Release selected</button> <button type=\"submit\" name=\"action\" value=\"delete\">Delete selected</button></p></form>");
-    if params.more_after(total) {
-        let next = serde_urlencoded::to_string([
+    let rows = items
+        .iter()
+        .map(|item| AdminRow {
+            id: &item.id,
+            date: date(item.created_at),
+            recipient: &item.recipient,
+            sender: shown(&item.sender, LIST_TEXT),
+            subject: config.admin_sees_subject(&item.recipient).then(|| shown(&item.subject, LIST_TEXT)),
+            score: item.score,
+            symbols: item.symbols.iter().map(|s| format!("{} ({:.1})", s.name, s.score)).collect::<Vec<_>>().join(", "),
+            category: item.category.as_str(),
+            state: item.state.as_str(),
+        })
+        .collect();
+    let older = params.more_after(total).then(|| {
+        serde_urlencoded::to_string([
             ("recipient", params.recipient.as_str()),
             ("q", &params.q),
             ("category", &params.category),
             ("state", &params.state),
             ("page", &(params.page_number() + 1).to_string()),
         ])
-        .unwrap_or_default();
-        body.push_str(&format!("<p><a href=\"/quarantine?{}\">Older</a></p>", escape(&next)));
-    }
-    console_page("Quarantine", &body)
+        .unwrap_or_default()
+    });
+    console_page("Quarantine", &QuarantinePage { params: &params, total, csrf: admin.token.csrf(started), rows, older })
+}
+
+/// One item of the console's quarantine list: metadata only.
+struct AdminRow<'a> {
+    id: &'a str,
+    date: String,
+    recipient: &'a str,
+    sender: String,
+    /// The subject, where the domain lets admins see it.
+    subject: Option<String>,
+    score: f64,
+    symbols: String,
+    category: &'static str,
+    state: &'static str,
+}
+
+#[derive(askama::Template)]
+#[template(path = "admin/quarantine.html")]
+struct QuarantinePage<'a> {
+    params: &'a QuarantineParams,
+    total: u64,
+    csrf: String,
+    rows: Vec<AdminRow<'a>>,
+    /// The query string of the next page.
+    older: Option<String>,
 }
 
 /// Releases or deletes one item as the admin; the outcome, as recorded in the audit log.
@@ -461,17 +491,25 @@ async fn quarantine_act(State(admin): State<AdminState>, headers: HeaderMap, bod
     let action = match form.one("action") {
         "release" => "release",
         "delete" => "delete",
-        _ => return console_page("Nothing done", "<p>Choose release or delete.</p>"),
+        _ => return console_page("Nothing done", &Notice::new("Choose release or delete.")),
     };
-    let mut lines = String::new();
+    let mut lines = Vec::new();
     for id in form.all("id").take(super::center::MAX_BULK) {
         let outcome = match release_or_delete(&admin.shared, "console", action, id).await {
             Ok(_) => "done".to_string(),
             Err((_, error)) => error,
         };
-        lines.push_str(&format!("<li><code>{}</code>: {action} {}</li>", escape(id), escape(&outcome)));
+        lines.push((id, outcome));
     }
-    console_page("Done", &format!("<ul>{lines}</ul><p><a href=\"/quarantine\">Back to the quarantine</a></p>"))
+    console_page("Done", &ResultsPage { action, lines })
+}
+
+#[derive(askama::Template)]
+#[template(path = "admin/results.html")]
+struct ResultsPage<'a> {
+    action: &'a str,
+    /// Each item's id and what became of it.
+    lines: Vec<(&'a str, String)>,
 }
 
 async fn api_quarantine(State(admin): State<AdminState>, headers: HeaderMap, Query(params): Query<QuarantineParams>) -> Response {
@@ -522,26 +560,36 @@ async fn queue_page(State(admin): State<AdminState>, headers: HeaderMap) -> Resp
     }
     let entries = match queue_entries(&admin.shared).await {
         Ok(entries) => entries,
-        Err(error) => return console_page("Queue", &format!("<p>The spool cannot be read: {}</p>", escape(&error))),
+        Err(error) => return console_page("Queue", &Notice::new(format!("The spool cannot be read: {error}"))),
     };
-    let mut body = format!(
-        "<p>{} message(s) waiting for delivery.</p><table><thead><tr><th scope=\"col\">Queue id</th><th scope=\"col\">Received</th><th scope=\"col\">Sender</th><th scope=\"col\">Recipients</th><th scope=\"col\">Size</th><th scope=\"col\">Attempts</th></tr></thead><tbody>",
-        entries.len()
-    );
-    for entry in &entries {
-        let recipients: Vec<String> = entry.recipients.iter().map(|r| r.address.clone()).collect();
-        body.push_str(&format!(
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&entry.id),
-            date(entry.received_at),
-            escape(&entry.sender),
-            escape(&recipients.join(", ")),
-            entry.size,
-            entry.attempts
-        ));
-    }
-    body.push_str("</tbody></table>");
-    console_page("Queue", &body)
+    let entries = entries
+        .iter()
+        .map(|entry| QueueRow {
+            id: &entry.id,
+            received: date(entry.received_at),
+            sender: &entry.sender,
+            recipients: entry.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>().join(", "),
+            size: entry.size,
+            attempts: entry.attempts,
+        })
+        .collect();
+    console_page("Queue", &QueuePage { entries })
+}
+
+/// One message waiting for delivery, as listed.
+struct QueueRow<'a> {
+    id: &'a str,
+    received: String,
+    sender: &'a str,
+    recipients: String,
+    size: u64,
+    attempts: u32,
+}
+
+#[derive(askama::Template)]
+#[template(path = "admin/queue.html")]
+struct QueuePage<'a> {
+    entries: Vec<QueueRow<'a>>,
 }
 
 async fn api_queue(State(admin): State<AdminState>, headers: HeaderMap) -> Response {
@@ -581,28 +629,45 @@ async fn domains_page(State(admin): State<AdminState>, headers: HeaderMap) -> Re
         return *response;
     }
     let config = admin.shared.config.load_full();
-    let mut body = String::from(
-        "<p>Policy comes from the configuration file; change it there and reload.</p><table><thead><tr><th scope=\"col\">Domain</th><th scope=\"col\">Tag at</th><th scope=\"col\">Quarantine at</th><th scope=\"col\">Reject at</th><th scope=\"col\">Forced actions</th><th scope=\"col\">Digest</th><th scope=\"col\">Downstream</th></tr></thead><tbody>",
-    );
-    for domain in domains(&config) {
-        let forced: Vec<String> = domain["forced"]
-            .as_object()
-            .map(|m| m.iter().map(|(k, v)| format!("{k} → {}", v.as_str().unwrap_or(""))).collect())
-            .unwrap_or_default();
-        body.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({})</td><td>{}</td></tr>",
-            escape(domain["name"].as_str().unwrap_or("")),
-            domain["tag_at"],
-            domain["quarantine_at"],
-            domain["reject_at"],
-            escape(&forced.join(", ")),
-            escape(domain["digest_schedule"].as_str().unwrap_or("")),
-            escape(domain["digest_timezone"].as_str().unwrap_or("")),
-            escape(domain["downstream"].as_str().unwrap_or("")),
-        ));
-    }
-    body.push_str("</tbody></table>");
-    console_page("Domains", &body)
+    let text = |value: &Value| value.as_str().unwrap_or("").to_string();
+    let domains = domains(&config)
+        .iter()
+        .map(|domain| {
+            let forced: Vec<String> = domain["forced"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| format!("{k} → {}", v.as_str().unwrap_or(""))).collect())
+                .unwrap_or_default();
+            DomainRow {
+                name: text(&domain["name"]),
+                tag_at: domain["tag_at"].to_string(),
+                quarantine_at: domain["quarantine_at"].to_string(),
+                reject_at: domain["reject_at"].to_string(),
+                forced: forced.join(", "),
+                schedule: text(&domain["digest_schedule"]),
+                timezone: text(&domain["digest_timezone"]),
+                downstream: text(&domain["downstream"]),
+            }
+        })
+        .collect();
+    console_page("Domains", &DomainsPage { domains })
+}
+
+/// One domain's policy, as listed.
+struct DomainRow {
+    name: String,
+    tag_at: String,
+    quarantine_at: String,
+    reject_at: String,
+    forced: String,
+    schedule: String,
+    timezone: String,
+    downstream: String,
+}
+
+#[derive(askama::Template)]
+#[template(path = "admin/domains.html")]
+struct DomainsPage {
+    domains: Vec<DomainRow>,
 }
 
 async fn api_domains(State(admin): State<AdminState>, headers: HeaderMap) -> Response {
@@ -657,24 +722,36 @@ async fn audit_page(State(admin): State<AdminState>, headers: HeaderMap) -> Resp
     }
     let records = match audit_records(&admin.shared).await {
         Ok(records) => records,
-        Err(error) => return console_page("Audit", &format!("<p>The store cannot be read: {}</p>", escape(&error.to_string()))),
+        Err(error) => return console_page("Audit", &Notice::new(format!("The store cannot be read: {error}"))),
     };
-    let mut body = String::from(
-        "<table><thead><tr><th scope=\"col\">Time</th><th scope=\"col\">Who</th><th scope=\"col\">Action</th><th scope=\"col\">On</th><th scope=\"col\">Recipient</th><th scope=\"col\">Outcome</th></tr></thead><tbody>",
-    );
-    for r in &records {
-        body.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-            chrono::DateTime::from_timestamp(r.at, 0).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
-            escape(&r.actor),
-            escape(&r.action),
-            escape(&r.target),
-            escape(&r.recipient),
-            escape(&r.outcome)
-        ));
+    let records = records
+        .iter()
+        .map(|r| AuditRow {
+            time: chrono::DateTime::from_timestamp(r.at, 0).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+            record: r,
+        })
+        .collect();
+    console_page("Audit log", &AuditPage { records })
+}
+
+/// One audit record, as listed.
+struct AuditRow<'a> {
+    time: String,
+    record: &'a AdminRecord,
+}
+
+impl std::ops::Deref for AuditRow<'_> {
+    type Target = AdminRecord;
+
+    fn deref(&self) -> &AdminRecord {
+        self.record
     }
-    body.push_str("</tbody></table>");
-    console_page("Audit log", &body)
+}
+
+#[derive(askama::Template)]
+#[template(path = "admin/audit.html")]
+struct AuditPage<'a> {
+    records: Vec<AuditRow<'a>>,
 }
 
 async fn api_audit(State(admin): State<AdminState>, headers: HeaderMap) -> Response {
@@ -702,21 +779,21 @@ async fn reload_form(State(admin): State<AdminState>, headers: HeaderMap, body: 
     if let Err(response) = console_post(&admin, &headers, &Form::parse(&body)) {
         return *response;
     }
-    match reload(&admin.shared, "console").await {
-        Ok(()) => {
-            let hash = admin.shared.scorer.load().rules_in_force().map(|(h, _)| h.to_string()).unwrap_or_default();
-            console_page("Reloaded", &format!("<p>The configuration and rules are in force. Rule set <code>{}</code>.</p>", escape(&hash)))
-        }
-        Err(errors) => {
-            let list: String = errors.iter().map(|e| format!("<li>{}</li>", escape(e))).collect();
-            console_page(
-                "Reload refused",
-                &format!(
-                    "<p>Nothing was changed; the running configuration stays in force. Fix these and reload again:</p><ul>{list}</ul>"
-                ),
-            )
-        }
-    }
+    let (title, errors) = match reload(&admin.shared, "console").await {
+        Ok(()) => ("Reloaded", None),
+        Err(errors) => ("Reload refused", Some(errors)),
+    };
+    let hash = admin.shared.scorer.load().rules_in_force().map(|(h, _)| h.to_string()).unwrap_or_default();
+    console_page(title, &ReloadPage { hash, errors })
+}
+
+#[derive(askama::Template)]
+#[template(path = "admin/reload.html")]
+struct ReloadPage {
+    /// The rule set in force.
+    hash: String,
+    /// What refused the reload (file:line), if it was refused.
+    errors: Option<Vec<String>>,
 }
 
 async fn api_reload(State(admin): State<AdminState>, headers: HeaderMap) -> Response {

@@ -13,9 +13,9 @@
 //! a keyboard (labelled controls, a skip link).
 
 use super::session::{WebSession, cross_site};
-use super::{Form, escape, escape_keep_lines, page_with, sanitize, unavailable};
+use super::{Form, Nav, Notice, page_with, sanitize, unavailable};
 use crate::app::App;
-use crate::html::{LIST_TEXT, mail_value, shown};
+use crate::html::{LIST_TEXT, shown};
 use crate::links::LinkKey;
 use crate::lists::Entry;
 use crate::store::{self, Category, DigestFrequency, ItemQuery, ItemState, ListKind, QuarantineItem, ReleaseVia, StoreError};
@@ -35,11 +35,6 @@ pub const MAX_BULK: usize = 100;
 
 const CSP: &str =
     "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-const STYLE: &str = "<style>main{max-width:60rem}table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem;border-bottom:1px solid #ddd;vertical-align:top;overflow-wrap:anywhere}dd{overflow-wrap:anywhere}\
-nav a,nav button{margin-right:1rem}.actions button{margin:.2rem}iframe{width:100%;height:24rem;border:1px solid #ccc}\
-.skip{position:absolute;left:-999px}.skip:focus{left:1rem}\
-@media (max-width:40rem){table,tbody,tr,td{display:block}thead{display:none}tr{border-bottom:2px solid #999;margin-bottom:.5rem}td{border:0}}</style>";
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -63,20 +58,16 @@ struct User {
 }
 
 impl User {
-    fn csrf_field(&self) -> String {
-        format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", escape(&self.session.csrf(&self.key)))
+    /// The CSRF token the user's forms carry.
+    fn csrf(&self) -> String {
+        self.session.csrf(&self.key)
     }
 
     /// A Message Center page with the navigation, renewing the session cookie.
-    fn page(&self, status: StatusCode, title: &str, body: &str) -> Response {
-        let nav = format!(
-            "<a class=\"skip\" href=\"#content\">Skip to content</a><nav aria-label=\"Message Center\"><a href=\"/mc\">Quarantine</a><a href=\"/mc/prefs\">Preferences</a>\
-             <form method=\"post\" action=\"/mc/logout\" style=\"display:inline\">{}<button type=\"submit\">Sign out</button></form>\
-             <span>Signed in as {}</span></nav>{STYLE}<div id=\"content\">{body}</div>",
-            self.csrf_field(),
-            escape(&self.session.address)
-        );
-        let mut response = page_with(status, title, &nav, CSP);
+    fn page(&self, status: StatusCode, title: &str, body: &impl askama::Template) -> Response {
+        let csrf = self.csrf();
+        let nav = Nav::Center { csrf: &csrf, address: &self.session.address };
+        let mut response = page_with(status, title, nav, body, CSP);
         response.headers_mut().insert(header::SET_COOKIE, self.cookie.clone());
         response
     }
@@ -87,7 +78,13 @@ impl User {
 async fn signed_in(shared: &App, headers: &HeaderMap) -> Result<User, Box<Response>> {
     let config = shared.config.load_full();
     let (Some(key), Some(web)) = (shared.quarantine.links(), config.web.as_ref()) else {
-        return Err(Box::new(page_with(StatusCode::NOT_FOUND, "Not found", "<p>The Message Center is not enabled here.</p>", CSP)));
+        return Err(Box::new(page_with(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            Nav::None,
+            &Notice::new("The Message Center is not enabled here."),
+            CSP,
+        )));
     };
     let now = store::unix_now();
     let Some(session) = WebSession::from_headers(key, headers, now) else {
@@ -117,7 +114,8 @@ async fn signed_in_post(shared: &App, headers: &HeaderMap, form: &Form) -> Resul
         return Err(Box::new(page_with(
             StatusCode::FORBIDDEN,
             "Request refused",
-            "<p>This form has expired or came from another site. Go back, reload the page and try again.</p>",
+            Nav::None,
+            &Notice::new("This form has expired or came from another site. Go back, reload the page and try again."),
             CSP,
         )));
     }
@@ -159,7 +157,8 @@ async fn logout(State(shared): State<Arc<App>>, headers: HeaderMap, body: Bytes)
         return unavailable();
     }
     tracing::info!(event = "web_signed_out", user = %user.session.address);
-    let mut response = page_with(StatusCode::OK, "Signed out", "<p>You are signed out. <a href=\"/login\">Sign in again</a></p>", CSP);
+    let signed_out = Notice::new("You are signed out.").link("/login", "Sign in again");
+    let mut response = page_with(StatusCode::OK, "Signed out", Nav::None, &signed_out, CSP);
     response.headers_mut().insert(header::SET_COOKIE, WebSession::clear());
     response
 }
@@ -216,12 +215,41 @@ fn or_none<'a>(text: &'a str, none: &'a str) -> &'a str {
     if text.is_empty() { none } else { text }
 }
 
-fn select(name: &str, label: &str, current: &str, options: &[(&str, &str)]) -> String {
-    let options: String = options
-        .iter()
-        .map(|(value, text)| format!("<option value=\"{value}\"{}>{text}</option>", if *value == current { " selected" } else { "" }))
-        .collect();
-    format!("<label for=\"{name}\">{label}</label> <select id=\"{name}\" name=\"{name}\">{options}</select>")
+/// A labelled `<select>` (the `select` macro of `templates/center/macros.html`).
+struct Select<'a> {
+    name: &'a str,
+    label: &'a str,
+    current: &'a str,
+    options: &'a [(&'a str, &'a str)],
+}
+
+/// One item of the list, as shown.
+struct Row {
+    id: String,
+    /// Whether it has a checkbox (held and released items do).
+    selectable: bool,
+    /// Its state, when it is not held.
+    state_note: Option<&'static str>,
+    date: String,
+    sender: String,
+    subject: String,
+    category: &'static str,
+    score: f64,
+    reason: String,
+}
+
+#[derive(askama::Template)]
+#[template(path = "center/list.html")]
+struct ListPage<'a> {
+    q: &'a str,
+    category: Select<'a>,
+    state: Select<'a>,
+    total: u64,
+    csrf: String,
+    rows: Vec<Row>,
+    /// The query strings of the pages before and after this one.
+    newer: Option<String>,
+    older: Option<String>,
 }
 
 async fn list(State(shared): State<Arc<App>>, headers: HeaderMap, Query(params): Query<ListParams>) -> Response {
@@ -245,25 +273,28 @@ async fn list(State(shared): State<Arc<App>>, headers: HeaderMap, Query(params):
             return unavailable();
         }
     };
-    let mut body = format!(
-        "<form method=\"get\" action=\"/mc\" role=\"search\"><label for=\"q\">Search sender or subject</label> \
-         <input id=\"q\" name=\"q\" value=\"{}\"> {} {} <button type=\"submit\">Search</button></form>",
-        escape(&query.text),
-        select("category", "Category", &params.category, &[("", "All"), ("spam", "Spam"), ("virus", "Virus"), ("policy", "Policy")]),
-        select("state", "Show", &params.state, &[("", "Held"), ("released", "Released"), ("all", "All")]),
-    );
-    body.push_str(&format!("<p>{total} message(s).</p>"));
-    if !items.is_empty() {
-        body.push_str(&format!("<form method=\"post\" action=\"/mc/act\">{}<table><thead><tr><th scope=\"col\">Select</th><th scope=\"col\">Date</th><th scope=\"col\">From</th><th scope=\"col\">Subject</th><th scope=\"col\">Category</th><th scope=\"col\">Score</th><th scope=\"col\">Why</th></tr></thead><tbody>", user.csrf_field()));
-        let zone = user_zone(&shared, &user.session.address);
-        for item in &items {
-            body.push_str(&row(item, &zone));
-        }
-        body.push_str("</tbody></table>");
-        body.push_str(&action_buttons("Selected messages: "));
-        body.push_str("</form>");
-    }
-    body.push_str(&pager(&params, total));
+    let zone = user_zone(&shared, &user.session.address);
+    let page_number = params.page_number();
+    let body = ListPage {
+        q: &query.text,
+        category: Select {
+            name: "category",
+            label: "Category",
+            current: &params.category,
+            options: &[("", "All"), ("spam", "Spam"), ("virus", "Virus"), ("policy", "Policy")],
+        },
+        state: Select {
+            name: "state",
+            label: "Show",
+            current: &params.state,
+            options: &[("", "Held"), ("released", "Released"), ("all", "All")],
+        },
+        total,
+        csrf: user.csrf(),
+        rows: items.iter().map(|item| row(item, &zone)).collect(),
+        newer: (page_number > 1).then(|| page_query(&params, page_number - 1)),
+        older: params.more_after(total).then(|| page_query(&params, page_number + 1)),
+    };
     user.page(StatusCode::OK, "Your quarantine", &body)
 }
 
@@ -272,66 +303,35 @@ fn user_zone(shared: &App, address: &str) -> String {
     shared.config.load().digest_for_address(address).timezone
 }
 
-fn row(item: &QuarantineItem, zone: &str) -> String {
-    let sender = or_none(&item.sender, "(no sender)");
-    let subject = or_none(&item.subject, "(no subject)");
-    let checkbox = || {
-        format!(
-            "<input type=\"checkbox\" name=\"id\" value=\"{}\" aria-label=\"Select message from {}\">",
-            escape(&item.id),
-            escape(&shown(sender, LIST_TEXT))
-        )
-    };
+fn row(item: &QuarantineItem, zone: &str) -> Row {
     // Released messages can still be reported as spam (the filter then learns it was wrong).
-    let check = match item.state {
-        ItemState::Held => checkbox(),
-        ItemState::Released => format!("{} {}", checkbox(), escape(item.state.as_str())),
-        ItemState::Deleted => escape(item.state.as_str()),
+    let (selectable, state_note) = match item.state {
+        ItemState::Held => (true, None),
+        ItemState::Released => (true, Some(item.state.as_str())),
+        ItemState::Deleted => (false, Some(item.state.as_str())),
     };
-    format!(
-        "<tr><td>{check}</td><td>{}</td><td>{}</td><td><a href=\"/mc/m/{}\">{}</a></td><td>{}</td><td>{:.1}</td><td>{}</td></tr>",
-        crate::clock::minute_in(item.date, zone),
-        mail_value(sender, LIST_TEXT),
-        escape(&item.id),
-        mail_value(subject, LIST_TEXT),
-        item.category.as_str(),
-        item.score,
-        escape(&crate::digest::build::reason(item)),
-    )
+    Row {
+        id: item.id.clone(),
+        selectable,
+        state_note,
+        date: crate::clock::minute_in(item.date, zone),
+        sender: shown(or_none(&item.sender, "(no sender)"), LIST_TEXT),
+        subject: shown(or_none(&item.subject, "(no subject)"), LIST_TEXT),
+        category: item.category.as_str(),
+        score: item.score,
+        reason: crate::digest::build::reason(item),
+    }
 }
 
-fn action_buttons(label: &str) -> String {
-    format!(
-        "<p class=\"actions\" role=\"group\" aria-label=\"{}\">{label}\
-         <button type=\"submit\" name=\"action\" value=\"release\">Not spam: release</button>\
-         <button type=\"submit\" name=\"action\" value=\"release_allow\">Release and allow sender</button>\
-         <button type=\"submit\" name=\"action\" value=\"block\">Block sender</button>\
-         <button type=\"submit\" name=\"action\" value=\"delete\">Delete</button>\
-         <button type=\"submit\" name=\"action\" value=\"spam\">Spam after all (released messages)</button></p>",
-        escape(label.trim_end_matches([':', ' ']))
-    )
-}
-
-fn pager(params: &ListParams, total: u64) -> String {
-    let page_link = |page: u32, text: &str| {
-        let query = serde_urlencoded::to_string([
-            ("q", params.q.as_str()),
-            ("category", &params.category),
-            ("state", &params.state),
-            ("page", &page.to_string()),
-        ])
-        .unwrap_or_default();
-        format!("<a href=\"/mc?{}\">{text}</a> ", escape(&query))
-    };
-    let mut links = String::new();
-    let page = params.page_number();
-    if page > 1 {
-        links.push_str(&page_link(page - 1, "Newer"));
-    }
-    if params.more_after(total) {
-        links.push_str(&page_link(page + 1, "Older"));
-    }
-    if links.is_empty() { links } else { format!("<nav aria-label=\"Pages\">{links}</nav>") }
+/// The list's query string for page `page`, with the same search and filters.
+fn page_query(params: &ListParams, page: u32) -> String {
+    serde_urlencoded::to_string([
+        ("q", params.q.as_str()),
+        ("category", &params.category),
+        ("state", &params.state),
+        ("page", &page.to_string()),
+    ])
+    .unwrap_or_default()
 }
 
 // ---- one message ----
@@ -341,7 +341,7 @@ async fn own_item(shared: &App, user: &User, id: &str) -> Result<QuarantineItem,
     match shared.quarantine.store().get_item(id).await {
         Ok(item) if item.recipient.eq_ignore_ascii_case(&user.session.address) && item.state != ItemState::Deleted => Ok(item),
         Ok(_) | Err(StoreError::NotFound { .. }) => {
-            Err(Box::new(user.page(StatusCode::NOT_FOUND, "Message not found", "<p>This message is not in your quarantine.</p>")))
+            Err(Box::new(user.page(StatusCode::NOT_FOUND, "Message not found", &Notice::new("This message is not in your quarantine."))))
         }
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
@@ -356,13 +356,6 @@ pub struct Parts {
     pub text: Option<String>,
     pub html: Option<String>,
     pub attachments: Vec<(String, String)>,
-}
-
-impl Parts {
-    /// The attachments as HTML list items: name and type, escaped.
-    pub fn attachment_items(&self) -> String {
-        self.attachments.iter().map(|(name, kind)| format!("<li>{} <small>{}</small></li>", escape(name), escape(kind))).collect()
-    }
 }
 
 pub fn parts(contents: &[u8]) -> Parts {
@@ -401,51 +394,45 @@ async fn own_contents(shared: &App, headers: &HeaderMap, id: &str) -> Result<(Us
     }
 }
 
+#[derive(askama::Template)]
+#[template(path = "center/view.html")]
+struct ViewPage<'a> {
+    id: &'a str,
+    csrf: String,
+    sender: String,
+    recipient: &'a str,
+    subject: String,
+    date: String,
+    reason: String,
+    score: f64,
+    category: &'static str,
+    held: bool,
+    text: Option<String>,
+    has_html: bool,
+    attachments: Vec<(String, String)>,
+}
+
 async fn view(State(shared): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let (user, item, contents) = match own_contents(&shared, &headers, &id).await {
         Ok(found) => found,
         Err(refusal) => return *refusal,
     };
     let parts = parts(&contents);
-    let mut body = format!(
-        "<dl><dt>From</dt><dd>{}</dd><dt>To</dt><dd>{}</dd><dt>Subject</dt><dd>{}</dd><dt>Date</dt><dd>{}</dd><dt>Held because</dt><dd>{} (score {:.1}, {})</dd></dl>",
-        mail_value(or_none(&item.sender, "(no sender)"), usize::MAX),
-        escape(&item.recipient),
-        mail_value(or_none(&item.subject, "(no subject)"), usize::MAX),
-        crate::clock::minute_in(item.date, &user_zone(&shared, &user.session.address)),
-        escape(&crate::digest::build::reason(&item)),
-        item.score,
-        item.category.as_str(),
-    );
-    if item.state == ItemState::Held {
-        body.push_str(&format!(
-            "<form method=\"post\" action=\"/mc/act\">{}<input type=\"hidden\" name=\"id\" value=\"{}\">{}</form>",
-            user.csrf_field(),
-            escape(&item.id),
-            action_buttons("This message: ")
-        ));
-    } else {
-        body.push_str("<p>This message was released.</p>");
-    }
-    if let Some(text) = &parts.text {
-        let shown: String = text.chars().take(MAX_VIEW_TEXT).collect();
-        body.push_str(&format!(
-            "<h2>Text</h2><pre style=\"white-space:pre-wrap;border:1px solid #ccc;padding:.5rem\">{}</pre>",
-            escape_keep_lines(&shown)
-        ));
-    }
-    if parts.html.is_some() {
-        body.push_str(&format!(
-            "<h2>HTML version</h2><p><small>Shown without images, links or scripts.</small></p><iframe sandbox=\"\" referrerpolicy=\"no-referrer\" title=\"HTML version of the message\" src=\"/mc/m/{}/html\"></iframe>",
-            escape(&item.id)
-        ));
-    }
-    if !parts.attachments.is_empty() {
-        body.push_str(&format!(
-            "<h2>Attachments</h2><p>Attachments cannot be opened here; release the message to get them.</p><ul>{}</ul>",
-            parts.attachment_items()
-        ));
-    }
+    let body = ViewPage {
+        id: &item.id,
+        csrf: user.csrf(),
+        sender: shown(or_none(&item.sender, "(no sender)"), usize::MAX),
+        recipient: &item.recipient,
+        subject: shown(or_none(&item.subject, "(no subject)"), usize::MAX),
+        date: crate::clock::minute_in(item.date, &user_zone(&shared, &user.session.address)),
+        reason: crate::digest::build::reason(&item),
+        score: item.score,
+        category: item.category.as_str(),
+        held: item.state == ItemState::Held,
+        text: parts.text.map(|text| text.chars().take(MAX_VIEW_TEXT).collect()),
+        has_html: parts.html.is_some(),
+        attachments: parts.attachments,
+    };
     user.page(StatusCode::OK, "Held message", &body)
 }
 
@@ -455,7 +442,14 @@ async fn html_part(State(shared): State<Arc<App>>, headers: HeaderMap, Path(id):
         Ok((_, _, contents)) => parts(&contents).html.unwrap_or_default(),
         Err(refusal) => return *refusal,
     };
-    let mut response = (StatusCode::OK, sanitize::document(&html)).into_response();
+    let document = match sanitize::document(&html) {
+        Ok(document) => document,
+        Err(error) => {
+            tracing::error!(event = "web_render_failed", title = "html part", error = %error);
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let mut response = (StatusCode::OK, document).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(sanitize::HTML_PART_CSP));
@@ -510,16 +504,12 @@ async fn act(State(shared): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
         return user.page(
             StatusCode::BAD_REQUEST,
             "Nothing done",
-            "<p>Choose an action.</p><p><a href=\"/mc\">Back to your quarantine</a></p>",
+            &Notice::new("Choose an action.").link("/mc", "Back to your quarantine"),
         );
     };
     let ids: Vec<&str> = form.all("id").take(MAX_BULK).collect();
     if ids.is_empty() {
-        return user.page(
-            StatusCode::OK,
-            "Nothing done",
-            "<p>No message was selected.</p><p><a href=\"/mc\">Back to your quarantine</a></p>",
-        );
+        return user.page(StatusCode::OK, "Nothing done", &Notice::new("No message was selected.").link("/mc", "Back to your quarantine"));
     }
     let (mut done, mut failed) = (0usize, 0usize);
     let mut lists_changed = false;
@@ -535,15 +525,14 @@ async fn act(State(shared): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
     if lists_changed {
         crate::app::read_user_lists(&shared).await;
     }
-    let mut text = format!("<p>{done} message(s) {}.</p>", action.done());
+    let mut text = Notice::new(format!("{done} message(s) {}.", action.done()));
     if matches!(action, ItemAction::Release | ItemAction::ReleaseAllow) && done > 0 {
-        text.push_str("<p>Released messages are on their way to your mailbox.</p>");
+        text = text.and("Released messages are on their way to your mailbox.");
     }
     if failed > 0 {
-        text.push_str(&format!("<p>{failed} message(s) could not be changed: they are no longer held, or are not yours.</p>"));
+        text = text.and(format!("{failed} message(s) could not be changed: they are no longer held, or are not yours."));
     }
-    text.push_str("<p><a href=\"/mc\">Back to your quarantine</a></p>");
-    user.page(StatusCode::OK, "Done", &text)
+    user.page(StatusCode::OK, "Done", &text.link("/mc", "Back to your quarantine"))
 }
 
 /// Does `action` on one of the user's items (held ones; released ones for Spam); `Ok(true)`
@@ -649,60 +638,53 @@ async fn preferences(State(shared): State<Arc<App>>, headers: HeaderMap) -> Resp
     };
     let config = shared.config.load();
     let address = &user.session.address;
-    let mut body = format!("<h2>Quarantine emails</h2><form method=\"post\" action=\"/mc/prefs\">{}", user.csrf_field());
-    body.push_str(&format!(
-        "<p><input type=\"checkbox\" id=\"emails\" name=\"emails\" value=\"on\"{}> <label for=\"emails\">Send me quarantine digests and virus notices</label></p>",
-        if prefs.opt_out { "" } else { " checked" }
-    ));
-    if may_choose_digest(&config, address) {
-        let current = prefs.digest.map_or("", DigestFrequency::as_str);
-        body.push_str(&format!(
-            "<p>{}</p>",
-            select("digest", "How often", current, &[("", "Default"), ("daily", "Daily"), ("weekly", "Weekly"), ("never", "Never")])
-        ));
-    }
-    if may_choose_filtering(&config, address) {
-        let current = match prefs.filtering {
-            None => "",
-            Some(true) => "on",
-            Some(false) => "off",
-        };
-        body.push_str(&format!(
-            "<p>{}</p>",
-            select("filtering", "Spam filtering", current, &[("", "Default"), ("on", "On"), ("off", "Off (viruses are still stopped)")])
-        ));
-    }
-    body.push_str("<p><button type=\"submit\">Save preferences</button></p></form>");
-    for (kind, title, entries) in [(ListKind::Allow, "Always allow", &prefs.allow), (ListKind::Block, "Always block", &prefs.block)] {
-        body.push_str(&format!("<h2>{title}</h2><ul>"));
-        for entry in entries {
-            let shown = entry.to_string();
-            body.push_str(&format!(
-                "<li>{} <form method=\"post\" action=\"/mc/lists\" style=\"display:inline\">{}<input type=\"hidden\" name=\"op\" value=\"remove\">\
-                 <input type=\"hidden\" name=\"kind\" value=\"{}\"><input type=\"hidden\" name=\"entry\" value=\"{}\">\
-                 <button type=\"submit\" aria-label=\"Remove {} from {}\">Remove</button></form></li>",
-                escape(&shown),
-                user.csrf_field(),
-                kind.as_str(),
-                escape(&shown),
-                escape(&shown),
-                title.to_lowercase()
-            ));
-        }
-        let field = format!("add-{}", kind.as_str());
-        body.push_str(&format!(
-            "</ul><form method=\"post\" action=\"/mc/lists\">{}<input type=\"hidden\" name=\"op\" value=\"add\"><input type=\"hidden\" name=\"kind\" value=\"{}\">\
-             <label for=\"{field}\">Address or domain (e.g. friend@example.com or @example.com)</label> <input id=\"{field}\" name=\"entry\" required> \
-             <button type=\"submit\">Add</button></form>",
-            user.csrf_field(),
-            kind.as_str()
-        ));
-    }
-    body.push_str(
-        "<h2>Your data</h2><p>Download what moat holds about you: <a href=\"/mc/export/data.json\" download>your data (JSON)</a> \
-         and <a href=\"/mc/export/messages.mbox\" download>your held messages (mbox)</a>.</p>",
-    );
+    let digest_current = prefs.digest.map_or("", DigestFrequency::as_str);
+    let filtering_current = match prefs.filtering {
+        None => "",
+        Some(true) => "on",
+        Some(false) => "off",
+    };
+    let entries = |list: &[Entry]| list.iter().map(ToString::to_string).collect();
+    let body = PreferencesPage {
+        csrf: user.csrf(),
+        opt_out: prefs.opt_out,
+        digest: may_choose_digest(&config, address).then_some(Select {
+            name: "digest",
+            label: "How often",
+            current: digest_current,
+            options: &[("", "Default"), ("daily", "Daily"), ("weekly", "Weekly"), ("never", "Never")],
+        }),
+        filtering: may_choose_filtering(&config, address).then_some(Select {
+            name: "filtering",
+            label: "Spam filtering",
+            current: filtering_current,
+            options: &[("", "Default"), ("on", "On"), ("off", "Off (viruses are still stopped)")],
+        }),
+        lists: vec![
+            UserList { kind: ListKind::Allow.as_str(), title: "Always allow", entries: entries(&prefs.allow) },
+            UserList { kind: ListKind::Block.as_str(), title: "Always block", entries: entries(&prefs.block) },
+        ],
+    };
     user.page(StatusCode::OK, "Preferences", &body)
+}
+
+/// One of the user's lists, as shown.
+struct UserList {
+    kind: &'static str,
+    title: &'static str,
+    entries: Vec<String>,
+}
+
+#[derive(askama::Template)]
+#[template(path = "center/prefs.html")]
+struct PreferencesPage<'a> {
+    csrf: String,
+    opt_out: bool,
+    /// The digest frequency, where the domain lets users choose it.
+    digest: Option<Select<'a>>,
+    /// Spam filtering on or off, where the domain lets users choose it.
+    filtering: Option<Select<'a>>,
+    lists: Vec<UserList>,
 }
 
 async fn save_preferences(State(shared): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -742,7 +724,7 @@ async fn save_preferences(State(shared): State<Arc<App>>, headers: HeaderMap, bo
             user.page(
                 StatusCode::OK,
                 "Preferences saved",
-                "<p>Your preferences are saved.</p><p><a href=\"/mc/prefs\">Back to preferences</a></p>",
+                &Notice::new("Your preferences are saved.").link("/mc/prefs", "Back to preferences"),
             )
         }
         Err(error) => {
@@ -761,29 +743,20 @@ async fn change_list(State(shared): State<Arc<App>>, headers: HeaderMap, body: B
     let kind = match form.one("kind") {
         "allow" => ListKind::Allow,
         "block" => ListKind::Block,
-        _ => return user.page(StatusCode::BAD_REQUEST, "Nothing changed", "<p>Unknown list.</p>"),
+        _ => return user.page(StatusCode::BAD_REQUEST, "Nothing changed", &Notice::new("Unknown list.")),
     };
     let entry = match Entry::parse(form.one("entry").trim()) {
         Ok(entry) => entry,
         Err(error) => {
-            return user.page(
-                StatusCode::BAD_REQUEST,
-                "Nothing changed",
-                &format!(
-                    "<p>That entry is not valid: {}</p><p><a href=\"/mc/prefs\">Back to preferences</a></p>",
-                    escape(&error.to_string())
-                ),
-            );
+            let why = Notice::new(format!("That entry is not valid: {error}")).link("/mc/prefs", "Back to preferences");
+            return user.page(StatusCode::BAD_REQUEST, "Nothing changed", &why);
         }
     };
     let adding = form.one("op") != "remove";
     let restricted = adding && kind == ListKind::Allow && !may_choose_filtering(&shared.config.load(), &user.session.address);
     if let (true, Err(why)) = (restricted, entry.restricted_allow()) {
-        return user.page(
-            StatusCode::BAD_REQUEST,
-            "Nothing changed",
-            &format!("<p>That entry is not allowed: {}</p><p><a href=\"/mc/prefs\">Back to preferences</a></p>", escape(&why)),
-        );
+        let why = Notice::new(format!("That entry is not allowed: {why}")).link("/mc/prefs", "Back to preferences");
+        return user.page(StatusCode::BAD_REQUEST, "Nothing changed", &why);
     }
     let store = shared.quarantine.store();
     let result = match form.one("op") {
@@ -793,7 +766,7 @@ async fn change_list(State(shared): State<Arc<App>>, headers: HeaderMap, body: B
     match result {
         Ok(_) => {
             crate::app::read_user_lists(&shared).await;
-            user.page(StatusCode::OK, "List changed", "<p>Your list is changed.</p><p><a href=\"/mc/prefs\">Back to preferences</a></p>")
+            user.page(StatusCode::OK, "List changed", &Notice::new("Your list is changed.").link("/mc/prefs", "Back to preferences"))
         }
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);

@@ -9,8 +9,9 @@
 //! happens exactly once however often the button is pressed; the view page shows the message as
 //! text only, attachments by name.
 
-use super::{escape, escape_keep_lines, page, unavailable};
+use super::{Notice, page, unavailable};
 use crate::app::App;
+use crate::html::shown;
 use crate::links::{Link, LinkAction, LinkError};
 use crate::lists::Entry;
 use crate::store::{self, ItemState, ListKind, QuarantineItem, ReleaseVia, StoreError};
@@ -19,12 +20,45 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use std::sync::Arc;
 
+/// What a link page shows of a held item: its envelope, whole, and its time in the recipient
+/// domain's digest time zone.
+struct Summary {
+    sender: String,
+    subject: String,
+    date: String,
+}
+
+#[derive(askama::Template)]
+#[template(path = "web/unsubscribe.html")]
+struct UnsubscribePage<'a> {
+    address: &'a str,
+}
+
+#[derive(askama::Template)]
+#[template(path = "web/confirm.html")]
+struct ConfirmPage<'a> {
+    summary: Summary,
+    label: &'a str,
+}
+
+#[derive(askama::Template)]
+#[template(path = "web/view.html")]
+struct ViewPage<'a> {
+    summary: Summary,
+    reason: String,
+    score: f64,
+    text: String,
+    attachments: &'a [(String, String)],
+    /// Signed release tokens and their buttons' labels.
+    buttons: Vec<(String, &'static str)>,
+}
+
 fn refused(error: LinkError) -> Response {
     let why = match error {
         LinkError::Expired => "This link has expired. Use a link from a more recent email.",
         LinkError::Malformed | LinkError::BadSignature => "This link is not valid. Check that it was copied whole.",
     };
-    page(StatusCode::FORBIDDEN, "Link not valid", &format!("<p>{why}</p>"))
+    page(StatusCode::FORBIDDEN, "Link not valid", &Notice::new(why))
 }
 
 /// A page answering instead of the normal one (boxed: a response is large).
@@ -33,7 +67,7 @@ type Refusal = Box<Response>;
 /// The verified link, or the page that refuses it.
 fn verified(shared: &App, token: &str) -> Result<Link, Refusal> {
     let Some(key) = shared.quarantine.links() else {
-        return Err(Box::new(page(StatusCode::NOT_FOUND, "Not found", "<p>Links are not enabled here.</p>")));
+        return Err(Box::new(page(StatusCode::NOT_FOUND, "Not found", &Notice::new("Links are not enabled here."))));
     };
     key.verify(token, store::unix_now()).map_err(|e| Box::new(refused(e)))
 }
@@ -43,7 +77,7 @@ async fn owned_item(shared: &App, link: &Link) -> Result<QuarantineItem, Refusal
     match shared.quarantine.store().get_item(&link.item).await {
         Ok(item) if item.recipient.eq_ignore_ascii_case(&link.address) => Ok(item),
         Ok(_) | Err(StoreError::NotFound { .. }) => {
-            Err(Box::new(page(StatusCode::NOT_FOUND, "Message not found", "<p>This message is no longer in the quarantine.</p>")))
+            Err(Box::new(page(StatusCode::NOT_FOUND, "Message not found", &Notice::new("This message is no longer in the quarantine."))))
         }
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
@@ -52,18 +86,12 @@ async fn owned_item(shared: &App, link: &Link) -> Result<QuarantineItem, Refusal
     }
 }
 
-/// The item's envelope, its time in the recipient domain's digest time zone.
-fn describe(shared: &App, item: &QuarantineItem) -> String {
+/// The item's envelope, whole, its time in the recipient domain's digest time zone.
+fn describe(shared: &App, item: &QuarantineItem) -> Summary {
     let sender = if item.sender.is_empty() { "(no sender)" } else { &item.sender };
     let subject = if item.subject.is_empty() { "(no subject)" } else { &item.subject };
     let zone = shared.config.load().digest_for_address(&item.recipient).timezone;
-    let date = crate::clock::minute_in(item.date, &zone);
-    format!(
-        "<dl><dt>From</dt><dd style=\"overflow-wrap:anywhere\">{}</dd><dt>Subject</dt><dd style=\"overflow-wrap:anywhere\">{}</dd><dt>Date</dt><dd>{}</dd></dl>",
-        crate::html::mail_value(sender, usize::MAX),
-        crate::html::mail_value(subject, usize::MAX),
-        escape(&date)
-    )
+    Summary { sender: shown(sender, usize::MAX), subject: shown(subject, usize::MAX), date: crate::clock::minute_in(item.date, &zone) }
 }
 
 fn no_longer_held(state: ItemState) -> Response {
@@ -71,11 +99,7 @@ fn no_longer_held(state: ItemState) -> Response {
         ItemState::Released => "This message was already released; it should be in your mailbox.",
         _ => "This message was deleted from the quarantine.",
     };
-    page(StatusCode::OK, "Nothing to do", &format!("<p>{what}</p>"))
-}
-
-fn button(label: &str) -> String {
-    format!("<form method=\"post\"><button type=\"submit\">{}</button></form>", escape(label))
+    page(StatusCode::OK, "Nothing to do", &Notice::new(what))
 }
 
 /// GET: what the link would do, and a button to do it.
@@ -85,15 +109,7 @@ pub(super) async fn show(State(shared): State<Arc<App>>, Path(token): Path<Strin
         Err(refusal) => return *refusal,
     };
     match link.action {
-        LinkAction::Unsubscribe => page(
-            StatusCode::OK,
-            "Stop quarantine emails",
-            &format!(
-                "<p>Stop sending quarantine digests and virus notices to <strong>{}</strong>?</p>{}",
-                escape(&link.address),
-                button("Unsubscribe")
-            ),
-        ),
+        LinkAction::Unsubscribe => page(StatusCode::OK, "Stop quarantine emails", &UnsubscribePage { address: &link.address }),
         LinkAction::Release | LinkAction::ReleaseAllow => {
             let item = match owned_item(&shared, &link).await {
                 Ok(item) => item,
@@ -107,7 +123,7 @@ pub(super) async fn show(State(shared): State<Arc<App>>, Path(token): Path<Strin
             } else {
                 ("Release and always allow this sender?", "Release and allow sender")
             };
-            page(StatusCode::OK, title, &format!("{}{}", describe(&shared, &item), button(label)))
+            page(StatusCode::OK, title, &ConfirmPage { summary: describe(&shared, &item), label })
         }
         LinkAction::View => view(&shared, &link).await,
         LinkAction::Login => super::center::start_session(&shared, &link.address),
@@ -136,26 +152,24 @@ async fn view(shared: &App, link: &Link) -> Response {
     let parts = super::center::parts(&contents);
     // An HTML-only message is shown as its text, never rendered, on this page.
     let text = parts.text.clone().or_else(|| parts.html.as_deref().map(|html| crate::ruleset::html::render(html).text)).unwrap_or_default();
-    let shown: String = text.chars().take(super::center::MAX_VIEW_TEXT).collect();
-    let reason = crate::digest::build::reason(&item);
-    let mut body = format!("{}<p>Held because: {} (score {:.1})</p>", describe(shared, &item), escape(&reason), item.score);
-    body.push_str(&format!("<pre style=\"white-space:pre-wrap;border:1px solid #ccc;padding:.5rem\">{}</pre>", escape_keep_lines(&shown)));
-    if !parts.attachments.is_empty() {
-        body.push_str(&format!("<p>Attachments (not available here):</p><ul>{}</ul>", parts.attachment_items()));
-    }
+    let text: String = text.chars().take(super::center::MAX_VIEW_TEXT).collect();
+    let mut buttons = Vec::new();
     if item.state == ItemState::Held
         && let (Some(key), Some(web)) = (shared.quarantine.links(), shared.config.load().web.clone())
     {
         let now = store::unix_now();
         for (action, label) in [(LinkAction::Release, "Release"), (LinkAction::ReleaseAllow, "Release and allow sender")] {
-            let token = key.token(action, &link.address, &item.id, now, web.link_lifetime.0);
-            body.push_str(&format!(
-                "<form method=\"post\" action=\"/l/{}\"><button type=\"submit\">{}</button></form>",
-                escape(&token),
-                escape(label)
-            ));
+            buttons.push((key.token(action, &link.address, &item.id, now, web.link_lifetime.0), label));
         }
     }
+    let body = ViewPage {
+        summary: describe(shared, &item),
+        reason: crate::digest::build::reason(&item),
+        score: item.score,
+        text,
+        attachments: &parts.attachments,
+        buttons,
+    };
     page(StatusCode::OK, "Held message", &body)
 }
 
@@ -169,7 +183,7 @@ pub(super) async fn act(State(shared): State<Arc<App>>, Path(token): Path<String
         LinkAction::Unsubscribe => unsubscribe(&shared, &link.address).await,
         LinkAction::Release | LinkAction::ReleaseAllow => release(&shared, &link).await,
         LinkAction::View | LinkAction::Login => {
-            page(StatusCode::METHOD_NOT_ALLOWED, "Nothing to do", "<p>This link only opens a page.</p>")
+            page(StatusCode::METHOD_NOT_ALLOWED, "Nothing to do", &Notice::new("This link only opens a page."))
         }
         LinkAction::Session => refused(LinkError::Malformed),
     }
@@ -186,7 +200,7 @@ async fn unsubscribe(shared: &App, address: &str) -> Response {
     match result {
         Ok(()) => {
             tracing::info!(event = "unsubscribed", user = %address);
-            page(StatusCode::OK, "Unsubscribed", "<p>You will no longer get quarantine digests or virus notices.</p>")
+            page(StatusCode::OK, "Unsubscribed", &Notice::new("You will no longer get quarantine digests or virus notices."))
         }
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
@@ -208,18 +222,18 @@ async fn release(shared: &App, link: &Link) -> Response {
             return unavailable();
         }
     }
-    let mut note = String::new();
+    let mut done = Notice::new("The message is on its way to your mailbox.");
     if link.action == LinkAction::ReleaseAllow && !item.sender.is_empty() {
         match Entry::parse(&item.sender) {
             Ok(entry) => match shared.quarantine.store().add_list_entry(&link.address, ListKind::Allow, &entry).await {
                 Ok(_) => {
                     crate::app::read_user_lists(shared).await;
-                    note = format!("<p>Mail from {} will no longer be held for you.</p>", escape(&item.sender));
+                    done = done.and(format!("Mail from {} will no longer be held for you.", item.sender));
                 }
                 Err(error) => tracing::warn!(event = "web_store_error", error = %error),
             },
-            Err(_) => note = "<p>The sender's address cannot be put on your allow list.</p>".to_string(),
+            Err(_) => done = done.and("The sender's address cannot be put on your allow list."),
         }
     }
-    page(StatusCode::OK, "Released", &format!("<p>The message is on its way to your mailbox.</p>{note}"))
+    page(StatusCode::OK, "Released", &done)
 }

@@ -9,7 +9,7 @@
 //! in all (`login_emails_per_hour`). The answer page is the same whatever happened.
 
 use super::session::cross_site;
-use super::{ClientAddr, Form, page};
+use super::{ClientAddr, Form, Notice, page};
 use crate::app::App;
 use crate::store::{self, Store};
 use axum::body::Bytes;
@@ -23,17 +23,12 @@ use std::time::Duration;
 /// The window every login bound counts in.
 const HOUR: Duration = Duration::from_secs(3600);
 
+#[derive(askama::Template)]
+#[template(path = "web/login.html")]
+struct LoginPage;
+
 pub(super) async fn form() -> Response {
-    page(
-        StatusCode::OK,
-        "Open your Message Center",
-        "<p>Enter your email address and we will send you a link to your quarantine.</p>\
-         <form method=\"post\" action=\"/login\"><label for=\"address\">Email address</label><br>\
-         <input id=\"address\" name=\"address\" type=\"email\" autocomplete=\"email\" required size=\"30\"> \
-         <button type=\"submit\">Send me a link</button></form>\
-         <p>Links go only to addresses that get their mail through us, and not to addresses that \
-         turned off our emails (the opt-out link in every email from us does that).</p>",
-    )
+    page(StatusCode::OK, "Open your Message Center", &LoginPage)
 }
 
 /// Sends a login link when every check passes (see the module docs); answers the same page
@@ -45,7 +40,7 @@ pub(super) async fn send(
     body: Bytes,
 ) -> Response {
     if cross_site(&headers) {
-        return page(StatusCode::FORBIDDEN, "Request refused", "<p>This form came from another site.</p>");
+        return page(StatusCode::FORBIDDEN, "Request refused", &Notice::new("This form came from another site."));
     }
     let address = Form::parse(&body).one("address").trim().to_ascii_lowercase();
     let outcome = match may_send(&shared, client.0.ip(), &address).await {
@@ -56,7 +51,9 @@ pub(super) async fn send(
     page(
         StatusCode::OK,
         "Check your mail",
-        "<p>If that address gets its mail through us, a link to its Message Center is on its way. It works for a short time only.</p>",
+        &Notice::new(
+            "If that address gets its mail through us, a link to its Message Center is on its way. It works for a short time only.",
+        ),
     )
 }
 

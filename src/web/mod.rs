@@ -3,7 +3,8 @@
 //! console and API ([`admin`], on its own listener); the operator's `/metrics` listener
 //! ([`operator`]); the shared page frame and escaping.
 //!
-//! Guarantees: every page is static HTML built from escaped values, under a
+//! Guarantees: every page is static HTML rendered from a template (`templates/`, every value
+//! escaped; see [`crate::html`]) inside the one page shell ([`Page`]), under a
 //! Content-Security-Policy that allows no script and no remote content, with forms only to this
 //! origin; no GET changes a message or a setting; connections have a deadline and a bound (see
 //! [`listener`]); request bodies are bounded ([`MAX_BODY`]).
@@ -19,7 +20,8 @@ pub mod session;
 
 use crate::app::App;
 use crate::clock::minute_utc as date;
-pub use crate::html::{escape, escape_keep_lines};
+use crate::html::Markup;
+use askama::Template;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -79,14 +81,69 @@ impl Form {
     }
 }
 
-/// A whole page under the links' CSP: `body` is trusted HTML built from escaped values.
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    page_with(status, title, body, CSP)
+/// The page shell: the document, its title as the heading, the navigation of its area, and the
+/// page's own content (a rendered template).
+#[derive(Template)]
+#[template(path = "page.html")]
+struct Page<'a> {
+    title: &'a str,
+    nav: Nav<'a>,
+    body: Markup,
 }
 
-/// A whole page under `csp`: `body` is trusted HTML built from escaped values.
-fn page_with(status: StatusCode, title: &str, body: &str, csp: &'static str) -> Response {
-    let mut response = (status, crate::html::page(title, body)).into_response();
+/// Which navigation a page carries.
+pub(crate) enum Nav<'a> {
+    /// None: the pages behind signed links, the sign-in pages.
+    None,
+    /// The Message Center's, for the signed-in user (their form token and address).
+    Center { csrf: &'a str, address: &'a str },
+    /// The admin console's.
+    Admin,
+}
+
+/// A page of short paragraphs and an optional link onward.
+#[derive(Template)]
+#[template(path = "notice.html")]
+pub(crate) struct Notice<'a> {
+    paragraphs: Vec<std::borrow::Cow<'a, str>>,
+    link: Option<(&'a str, &'a str)>,
+}
+
+impl<'a> Notice<'a> {
+    pub(crate) fn new(paragraph: impl Into<std::borrow::Cow<'a, str>>) -> Notice<'a> {
+        Notice { paragraphs: vec![paragraph.into()], link: None }
+    }
+
+    /// One more paragraph.
+    pub(crate) fn and(mut self, paragraph: impl Into<std::borrow::Cow<'a, str>>) -> Notice<'a> {
+        self.paragraphs.push(paragraph.into());
+        self
+    }
+
+    /// A link onward, after the paragraphs.
+    pub(crate) fn link(mut self, href: &'a str, text: &'a str) -> Notice<'a> {
+        self.link = Some((href, text));
+        self
+    }
+}
+
+/// A whole page under the links' CSP, without navigation.
+fn page(status: StatusCode, title: &str, body: &impl Template) -> Response {
+    page_with(status, title, Nav::None, body, CSP)
+}
+
+/// A whole page under `csp`: `body` rendered inside the page shell with `nav`. A page that
+/// cannot be rendered is a 500 (and a log line), never half a page.
+fn page_with(status: StatusCode, title: &str, nav: Nav<'_>, body: &impl Template, csp: &'static str) -> Response {
+    let rendered = Markup::render(body).and_then(|body| Page { title, nav, body }.render());
+    let (status, html) = match rendered {
+        Ok(html) => (status, html),
+        Err(error) => {
+            tracing::error!(event = "web_render_failed", title, error = %error);
+            (StatusCode::INTERNAL_SERVER_ERROR, "<!doctype html><title>Error</title><p>This page cannot be shown.</p>\n".to_string())
+        }
+    };
+    let mut response = (status, html).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
@@ -100,7 +157,7 @@ fn unavailable() -> Response {
     page(
         StatusCode::SERVICE_UNAVAILABLE,
         "Try again later",
-        "<p>The quarantine cannot be reached right now. Please try again in a few minutes.</p>",
+        &Notice::new("The quarantine cannot be reached right now. Please try again in a few minutes."),
     )
 }
 

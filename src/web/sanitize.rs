@@ -24,13 +24,17 @@ pub fn sanitize(html: &str) -> String {
 pub const HTML_PART_CSP: &str =
     "default-src 'none'; style-src 'unsafe-inline'; sandbox; frame-ancestors 'self'; base-uri 'none'; form-action 'none'";
 
+/// The sanitised HTML part as a whole document (`templates/web/sanitized.html`).
+#[derive(askama::Template)]
+#[template(path = "web/sanitized.html")]
+struct Document {
+    /// Sanitised by [`sanitize`]: the one HTML a template prints that no template rendered.
+    html: String,
+}
+
 /// The sanitised HTML part as a whole document.
-pub fn document(html: &str) -> String {
-    format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><meta name=\"referrer\" content=\"no-referrer\"></head>\
-         <body style=\"font-family:system-ui,sans-serif\">{}</body></html>\n",
-        sanitize(html)
-    )
+pub fn document(html: &str) -> Result<String, askama::Error> {
+    askama::Template::render(&Document { html: sanitize(html) })
 }
 
 #[cfg(test)]
