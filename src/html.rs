@@ -61,16 +61,32 @@ impl fmt::Display for Markup {
 /// the view page shows the whole text, wrapped.
 pub const LIST_TEXT: usize = 120;
 
-/// Text from mail as it may be shown (plain text, not yet escaped for HTML): bidirectional
+/// Most combining marks shown on one character: more only pile up over the lines around them
+/// ("Zalgo" text) and are left out.
+const MAX_COMBINING: usize = 2;
+
+/// Text from mail as it may be shown (plain text, not yet escaped for HTML): the one sanitising
+/// function every page and email uses for subjects, sender names and file names. Bidirectional
 /// controls and invisible characters become visible escapes (`[U+202E]`), other control
-/// characters spaces, and text longer than `max_chars` characters is cut with "…".
+/// characters spaces, combining marks past [`MAX_COMBINING`] on one character are left out, and
+/// text longer than `max_chars` characters is cut with "…".
 pub fn shown(text: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max_chars.saturating_mul(4)));
-    for (count, c) in text.chars().enumerate() {
+    let (mut count, mut combining) = (0usize, 0usize);
+    for c in text.chars() {
+        if is_combining(c) {
+            combining += 1;
+            if combining > MAX_COMBINING {
+                continue;
+            }
+        } else {
+            combining = 0;
+        }
         if count >= max_chars {
             out.push('…');
             break;
         }
+        count += 1;
         match c {
             c if is_deceptive(c) => {
                 let _ = write!(out, "[U+{:04X}]", u32::from(c));
@@ -82,15 +98,22 @@ pub fn shown(text: &str, max_chars: usize) -> String {
     out
 }
 
-/// Bidirectional formatting characters and characters that show nothing, which mail uses to
-/// disguise what a subject or a file name says.
+/// Bidirectional formatting characters, characters that show nothing, and line or paragraph
+/// separators, which mail uses to disguise what a subject or a file name says (or to break a
+/// line where none may be).
 fn is_deceptive(c: char) -> bool {
     matches!(c,
         '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' // bidi marks, embeddings, overrides, isolates
         | '\u{00AD}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180E}'
         | '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{2028}' | '\u{2029}' | '\u{FFF9}'..='\u{FFFB}' // line and paragraph separators, annotations
         | '\u{E0000}'..='\u{E007F}' // tags
     )
+}
+
+/// Combining marks (the blocks "Zalgo" text draws from).
+fn is_combining(c: char) -> bool {
+    matches!(c, '\u{0300}'..='\u{036F}' | '\u{0483}'..='\u{0489}' | '\u{1AB0}'..='\u{1AFF}' | '\u{1DC0}'..='\u{1DFF}' | '\u{20D0}'..='\u{20FF}' | '\u{FE20}'..='\u{FE2F}')
 }
 
 #[cfg(test)]
@@ -117,6 +140,10 @@ mod tests {
         assert_eq!(shown("a\r\nBcc: x\x1b[31m", LIST_TEXT), "a  Bcc: x [31m");
         assert_eq!(shown(&"x".repeat(600), 10), format!("{}…", "x".repeat(10)));
         assert_eq!(shown("Grüße 日本語 مرحبا", LIST_TEXT), "Grüße 日本語 مرحبا", "ordinary text of any script is untouched");
+        assert_eq!(shown("line\u{2028}break\u{2029}", LIST_TEXT), "line[U+2028]break[U+2029]", "no line breaks from separators");
+        assert_eq!(shown("e\u{301} Z\u{300}\u{301}\u{302}\u{303}\u{304}a", LIST_TEXT), "e\u{301} Z\u{300}\u{301}a", "marks cannot pile up");
+        assert_eq!(shown("\u{202E}abc", 2), "[U+202E]a…", "an escape counts as one character");
+        assert_eq!(shown("abc", 3), "abc", "text of exactly the length is not cut");
     }
 
     #[test]

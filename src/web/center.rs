@@ -351,7 +351,7 @@ async fn own_item(shared: &App, user: &User, id: &str) -> Result<QuarantineItem,
 }
 
 /// What a message shows: its text, its HTML part (raw; sanitise before use) and its attachments
-/// (name, type).
+/// (name and type, [`shown`]: the name whole, to be wrapped).
 pub struct Parts {
     pub text: Option<String>,
     pub html: Option<String>,
@@ -367,12 +367,12 @@ pub fn parts(contents: &[u8]) -> Parts {
     let attachments = message
         .attachments()
         .map(|part| {
-            let name = part.attachment_name().unwrap_or("(unnamed)").to_string();
+            let name = shown(part.attachment_name().unwrap_or("(unnamed)"), usize::MAX);
             let kind = part.content_type().map_or_else(String::new, |t| match t.subtype() {
                 Some(sub) => format!("{}/{sub}", t.ctype()),
                 None => t.ctype().to_string(),
             });
-            (name, kind)
+            (name, shown(&kind, LIST_TEXT))
         })
         .collect();
     Parts { text, html, attachments }
@@ -786,5 +786,12 @@ mod tests {
         assert!(parts.text.as_deref().is_some_and(|t| t.contains("plain words")));
         assert!(parts.html.as_deref().is_some_and(|h| h.contains("<p>html words</p>")));
         assert_eq!(parts.attachments, [("invoice.pdf".to_string(), "application/pdf".to_string())]);
+    }
+
+    #[test]
+    fn attachment_names_cannot_disguise_what_they_are() {
+        let message = b"From: a@example.test\r\nSubject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+            --b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*=UTF-8''invoice%E2%80%AEfdp.exe\r\n\r\nAA==\r\n--b--\r\n";
+        assert_eq!(parts(message).attachments, [("invoice[U+202E]fdp.exe".to_string(), "application/octet-stream".to_string())]);
     }
 }

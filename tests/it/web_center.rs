@@ -344,22 +344,49 @@ fn users_of_a_domain_without_opt_out_cannot_allow_everyone() {
 
 #[test]
 fn deceptive_and_overlong_subjects_are_shown_as_what_they_are() {
-    let setup = start();
+    let setup = start_with("", "\n[[domain]]\nname = \"open.test\"\nrecipient_check = \"any\"\nadmin_sees_subjects = true\n");
     hold(&setup, "alice@example.test", "Invoice \u{202E}gnp.exe", false);
     let long = format!("Win{}", "x".repeat(600));
     hold(&setup, "alice@example.test", &long, false);
-    setup.moat.wait_quarantined(2);
+    // An encoded-word subject with an override and an attachment whose name hides its type.
+    let message = "From: <lottery@remote.example>\r\nSubject: =?UTF-8?B?UGF5bWVudCDigK5mZHAuZXhl?=\r\nMIME-Version: 1.0\r\n\
+                   Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nYou have won\r\n\
+                   --b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*=UTF-8''invoice%E2%80%AEfdp.exe\r\n\r\nAA==\r\n--b--\r\n";
+    let reply = setup.moat.smtp_ehlo().send_mail("lottery@remote.example", &["alice@example.test", "carol@open.test"], message.as_bytes());
+    assert_eq!(reply.code, 250, "{reply}");
+    let held = setup.moat.wait_quarantined(4);
     let digest_link = digest_center_link(&setup, "alice@example.test");
     let digest = setup.capture.messages().into_iter().last().expect("the digest");
     let digest_text = text_part(&digest.data);
     assert!(digest_text.contains("Invoice [U+202E]gnp.exe"), "the override is visible in the digest: {digest_text}");
+    assert!(digest_text.contains("Payment [U+202E]fdp.exe"), "decoded, then made visible: {digest_text}");
     assert!(!digest_text.contains('\u{202E}'));
     assert!(!digest_text.contains(&"x".repeat(200)), "a 600-character subject is cut in the digest");
+    let digest_html =
+        mail_parser::MessageParser::default().parse(&digest.data).and_then(|m| m.body_html(0).map(|h| h.into_owned())).unwrap();
+    assert!(digest_html.contains("<bdi>Invoice [U+202E]gnp.exe</bdi>") && !digest_html.contains('\u{202E}'), "{digest_html}");
+    assert!(digest_html.contains(&format!("Win{}…", "x".repeat(LIST_TEXT - 3))), "cut in the HTML part too");
+
     let alice = session_from_link(setup.web, &digest_link);
     let list = get(&setup, &alice, "/mc");
     assert!(list.body.contains("<bdi>Invoice [U+202E]gnp.exe</bdi>"), "{}", list.body);
     assert!(!list.body.contains('\u{202E}'), "no live override in the Message Center");
     assert!(list.body.contains(&format!("Win{}…", "x".repeat(LIST_TEXT - 3))), "long subjects end in an ellipsis in the list");
+    let id_of = |subject: &str| {
+        held.iter().find(|h| h.item.recipient == "alice@example.test" && h.item.subject.starts_with(subject)).unwrap().item.id.clone()
+    };
+    let view = get(&setup, &alice, &format!("/mc/m/{}", id_of("Win")));
+    let stored = &held.iter().find(|h| h.item.subject.starts_with("Win")).unwrap().item.subject;
+    assert!(stored.chars().count() > LIST_TEXT);
+    assert!(view.body.contains(&format!("<bdi>{stored}</bdi>")), "the view page shows the whole subject: {}", view.body);
+    let view = get(&setup, &alice, &format!("/mc/m/{}", id_of("Payment")));
+    assert!(view.body.contains("<bdi>invoice[U+202E]fdp.exe</bdi>") && !view.body.contains('\u{202E}'), "{}", view.body);
+
+    // The admin console, for the domain whose subjects admins may see.
+    let signed = http(setup.admin, "POST", "/login", &format!("token={}", admin_token(&setup)));
+    let cookie = signed.header("Set-Cookie").unwrap().split(';').next().unwrap().to_string();
+    let console = http_with(setup.admin, "GET", "/quarantine?recipient=carol%40open.test", &[&format!("Cookie: {cookie}")], "");
+    assert!(console.body.contains("<bdi>Payment [U+202E]fdp.exe</bdi>") && !console.body.contains('\u{202E}'), "{}", console.body);
 }
 
 fn admin_token(setup: &Setup) -> String {
