@@ -65,6 +65,8 @@ fn rows(web: &Web, key: &LinkKey, address: &str, items: &[QuarantineItem], now: 
 /// The two parts' contents.
 struct Parts<'a> {
     address: &'a str,
+    /// The user's domain, named in the HTML part's header.
+    domain: &'a str,
     rows: &'a [Row],
     retention_days: u64,
     center: &'a str,
@@ -116,10 +118,77 @@ pub fn digest(config: &Config, key: &LinkKey, address: &str, items: &[Quarantine
     let id = Spool::new_id();
     let outgoing = ToUser { config, address, unsubscribe: &unsubscribe, now };
     let address_shown = shown(address);
-    let parts = Parts { address: &address_shown, rows: &rows, retention_days, center: &center, unsubscribe: &unsubscribe };
+    let domain = address_shown.rsplit_once('@').map_or("", |(_, domain)| domain);
+    let parts = Parts { address: &address_shown, domain, rows: &rows, retention_days, center: &center, unsubscribe: &unsubscribe };
     let text = text_body(&TextPart { parts: &parts })?;
     let html = HtmlPart { parts: &parts }.render().ok()?;
     let message = outgoing.message(&subject, &format!("digest.{id}"), text, Some(html))?;
     let envelope = outgoing.envelope(id, &message, Some(Staged::Digest { address: address.to_string() }));
     Some((envelope, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Category, ItemState};
+    use crate::verdict::Symbol;
+
+    fn config() -> Config {
+        let text = "hostname = \"mx.example.test\"\n[[listen]]\naddress = \"127.0.0.1:2525\"\nstarttls = false\n[downstream]\nhost = \"127.0.0.1\"\n\
+                    [[domain]]\nname = \"example.test\"\n[web]\nlisten = \"127.0.0.1:8025\"\npublic_url = \"https://q.example.test/\"\n";
+        crate::config::load_str("t.toml", text, std::path::Path::new(".")).expect("config")
+    }
+
+    fn item(id: &str, subject: &str, score: f64) -> QuarantineItem {
+        let mut symbol = Symbol::with_detail("LOCAL_NEWSY", "Bulk mail from a list you may not know");
+        symbol.score = score;
+        QuarantineItem {
+            id: id.into(),
+            recipient: "alice@example.test".into(),
+            sender: "news@club.example".into(),
+            subject: subject.into(),
+            date: 1_700_000_000,
+            size: 100,
+            score,
+            symbols: vec![symbol],
+            category: Category::Spam,
+            state: ItemState::Held,
+            created_at: 1_700_000_000,
+            expires_at: 1_702_592_000,
+        }
+    }
+
+    fn parts(items: &[QuarantineItem]) -> (String, String) {
+        let (_, message) = digest(&config(), &LinkKey::from_bytes([1; 32]), "alice@example.test", items, 1_700_000_100).expect("a digest");
+        let parsed = mail_parser::MessageParser::default().parse(&message).expect("parses");
+        (parsed.body_text(0).unwrap().into_owned(), parsed.body_html(0).unwrap().into_owned())
+    }
+
+    #[test]
+    fn the_text_part_reads_on_its_own_one_block_per_message() {
+        let (text, _) = parts(&[item("01", "Casino \u{202E}gnp.exe", 12.0), item("02", "Club outing", 10.1)]);
+        let text = text.replace("\r\n", "\n");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "Quarantine digest for alice@example.test");
+        let first = lines.iter().position(|l| l.starts_with("1. ")).expect("a numbered block");
+        assert_eq!(lines[first], "1. Subject:  Club outing", "lowest score first: {text}");
+        assert_eq!(lines[first + 1], "   From:     news@club.example");
+        assert!(lines[first + 2].starts_with("   Received: 2023-11-14 22:13 UTC"), "{text}");
+        assert_eq!(lines[first + 3], "   Score 10.1: Bulk mail from a list you may not know");
+        assert!(lines[first + 4].starts_with("   View: https://q.example.test/l/"), "{text}");
+        assert_eq!(lines[first + 7], "", "a blank line between messages: {text}");
+        assert_eq!(lines[first + 8], "2. Subject:  Casino [U+202E]gnp.exe");
+        assert!(text.contains("\nTo stop these digests: https://q.example.test/l/"), "{text}");
+        assert!(!text.contains("\n\n\n"), "no runs of empty lines: {text}");
+    }
+
+    #[test]
+    fn the_html_part_names_the_domain_and_needs_no_stylesheet_or_image() {
+        let (_, html) = parts(&[item("01", "<b>x</b>", 12.0)]);
+        assert!(html.contains("example.test <span"), "the header names the domain: {html}");
+        assert!(html.contains("<bdi>&lt;b&gt;x&lt;/b&gt;</bdi>"), "{html}");
+        for absent in ["<style", "<link", "<img", "<script", "class="] {
+            assert!(!html.contains(absent), "{absent} in {html}");
+        }
+    }
 }

@@ -9,7 +9,7 @@
 //! happens exactly once however often the button is pressed; the view page shows the message as
 //! text only, attachments by name.
 
-use super::{Notice, page, unavailable};
+use super::{Notice, page, unavailable, user_page};
 use crate::app::App;
 use crate::html::shown;
 use crate::links::{Link, LinkAction, LinkError};
@@ -76,9 +76,12 @@ fn verified(shared: &App, token: &str) -> Result<Link, Refusal> {
 async fn owned_item(shared: &App, link: &Link) -> Result<QuarantineItem, Refusal> {
     match shared.quarantine.store().get_item(&link.item).await {
         Ok(item) if item.recipient.eq_ignore_ascii_case(&link.address) => Ok(item),
-        Ok(_) | Err(StoreError::NotFound { .. }) => {
-            Err(Box::new(page(StatusCode::NOT_FOUND, "Message not found", &Notice::new("This message is no longer in the quarantine."))))
-        }
+        Ok(_) | Err(StoreError::NotFound { .. }) => Err(Box::new(user_page(
+            StatusCode::NOT_FOUND,
+            &link.address,
+            "Message not found",
+            &Notice::new("This message is no longer in the quarantine."),
+        ))),
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
             Err(Box::new(unavailable()))
@@ -94,12 +97,12 @@ fn describe(shared: &App, item: &QuarantineItem) -> Summary {
     Summary { sender: shown(sender, usize::MAX), subject: shown(subject, usize::MAX), date: crate::clock::minute_in(item.date, &zone) }
 }
 
-fn no_longer_held(state: ItemState) -> Response {
+fn no_longer_held(address: &str, state: ItemState) -> Response {
     let what = match state {
         ItemState::Released => "This message was already released; it should be in your mailbox.",
         _ => "This message was deleted from the quarantine.",
     };
-    page(StatusCode::OK, "Nothing to do", &Notice::new(what))
+    user_page(StatusCode::OK, address, "Nothing to do", &Notice::new(what))
 }
 
 /// GET: what the link would do, and a button to do it.
@@ -109,21 +112,23 @@ pub(super) async fn show(State(shared): State<Arc<App>>, Path(token): Path<Strin
         Err(refusal) => return *refusal,
     };
     match link.action {
-        LinkAction::Unsubscribe => page(StatusCode::OK, "Stop quarantine emails", &UnsubscribePage { address: &link.address }),
+        LinkAction::Unsubscribe => {
+            user_page(StatusCode::OK, &link.address, "Stop quarantine emails", &UnsubscribePage { address: &link.address })
+        }
         LinkAction::Release | LinkAction::ReleaseAllow => {
             let item = match owned_item(&shared, &link).await {
                 Ok(item) => item,
                 Err(refusal) => return *refusal,
             };
             if item.state != ItemState::Held {
-                return no_longer_held(item.state);
+                return no_longer_held(&link.address, item.state);
             }
             let (title, label) = if link.action == LinkAction::Release {
                 ("Release this message?", "Release")
             } else {
                 ("Release and always allow this sender?", "Release and allow sender")
             };
-            page(StatusCode::OK, title, &ConfirmPage { summary: describe(&shared, &item), label })
+            user_page(StatusCode::OK, &link.address, title, &ConfirmPage { summary: describe(&shared, &item), label })
         }
         LinkAction::View => view(&shared, &link).await,
         LinkAction::Login => super::center::start_session(&shared, &link.address),
@@ -140,7 +145,7 @@ async fn view(shared: &App, link: &Link) -> Response {
         Err(refusal) => return *refusal,
     };
     if item.state == ItemState::Deleted {
-        return no_longer_held(item.state);
+        return no_longer_held(&link.address, item.state);
     }
     let contents = match shared.quarantine.open_contents(&item.id).await {
         Ok(contents) => contents,
@@ -170,7 +175,7 @@ async fn view(shared: &App, link: &Link) -> Response {
         attachments: &parts.attachments,
         buttons,
     };
-    page(StatusCode::OK, "Held message", &body)
+    user_page(StatusCode::OK, &link.address, "Held message", &body)
 }
 
 /// POST: does what the link says.
@@ -183,7 +188,7 @@ pub(super) async fn act(State(shared): State<Arc<App>>, Path(token): Path<String
         LinkAction::Unsubscribe => unsubscribe(&shared, &link.address).await,
         LinkAction::Release | LinkAction::ReleaseAllow => release(&shared, &link).await,
         LinkAction::View | LinkAction::Login => {
-            page(StatusCode::METHOD_NOT_ALLOWED, "Nothing to do", &Notice::new("This link only opens a page."))
+            user_page(StatusCode::METHOD_NOT_ALLOWED, &link.address, "Nothing to do", &Notice::new("This link only opens a page."))
         }
         LinkAction::Session => refused(LinkError::Malformed),
     }
@@ -200,7 +205,7 @@ async fn unsubscribe(shared: &App, address: &str) -> Response {
     match result {
         Ok(()) => {
             tracing::info!(event = "unsubscribed", user = %address);
-            page(StatusCode::OK, "Unsubscribed", &Notice::new("You will no longer get quarantine digests or virus notices."))
+            user_page(StatusCode::OK, address, "Unsubscribed", &Notice::new("You will no longer get quarantine digests or virus notices."))
         }
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
@@ -216,7 +221,9 @@ async fn release(shared: &App, link: &Link) -> Response {
     };
     match shared.quarantine.release(&item.id, &link.address, ReleaseVia::Link).await {
         Ok(released) => shared.queue.submit(released.queue_id),
-        Err(crate::quarantine::QuarantineError::Store(StoreError::NotHeld { current, .. })) => return no_longer_held(current),
+        Err(crate::quarantine::QuarantineError::Store(StoreError::NotHeld { current, .. })) => {
+            return no_longer_held(&link.address, current);
+        }
         Err(error) => {
             tracing::warn!(event = "web_release_failed", item = %item.id, error = %error);
             return unavailable();
@@ -235,5 +242,5 @@ async fn release(shared: &App, link: &Link) -> Response {
             Err(_) => done = done.and("The sender's address cannot be put on your allow list."),
         }
     }
-    page(StatusCode::OK, "Released", &done)
+    user_page(StatusCode::OK, &link.address, "Released", &done)
 }

@@ -88,13 +88,17 @@ impl Form {
 struct Page<'a> {
     title: &'a str,
     nav: Nav<'a>,
+    /// The domain of the user the page is for (named in its header).
+    domain: &'a str,
     body: Markup,
 }
 
-/// Which navigation a page carries.
+/// Which header and navigation a page carries.
 pub(crate) enum Nav<'a> {
-    /// None: the pages behind signed links, the sign-in pages.
+    /// None: the sign-in pages, and link pages that cannot tell whose they are.
     None,
+    /// The pages behind a user's signed links: their domain's name, no navigation.
+    User(&'a str),
     /// The Message Center's, for the signed-in user (their form token and address).
     Center { csrf: &'a str, address: &'a str },
     /// The admin console's.
@@ -132,10 +136,19 @@ fn page(status: StatusCode, title: &str, body: &impl Template) -> Response {
     page_with(status, title, Nav::None, body, CSP)
 }
 
+/// A page behind a signed link of `address`, under the links' CSP: their domain in the header.
+fn user_page(status: StatusCode, address: &str, title: &str, body: &impl Template) -> Response {
+    page_with(status, title, Nav::User(address), body, CSP)
+}
+
 /// A whole page under `csp`: `body` rendered inside the page shell with `nav`. A page that
 /// cannot be rendered is a 500 (and a log line), never half a page.
 fn page_with(status: StatusCode, title: &str, nav: Nav<'_>, body: &impl Template, csp: &'static str) -> Response {
-    let rendered = Markup::render(body).and_then(|body| Page { title, nav, body }.render());
+    let domain = match &nav {
+        Nav::Center { address, .. } | Nav::User(address) => address.rsplit_once('@').map_or("", |(_, domain)| domain),
+        Nav::None | Nav::Admin => "",
+    };
+    let rendered = Markup::render(body).and_then(|body| Page { title, nav, domain, body }.render());
     let (status, html) = match rendered {
         Ok(html) => (status, html),
         Err(error) => {
