@@ -51,3 +51,4 @@ mod store;
 mod web_browser;
 mod web_center;
 mod web_links;
+mod web_look;

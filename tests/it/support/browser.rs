@@ -17,6 +17,9 @@ pub struct Browser {
 #[derive(Debug, Clone)]
 pub struct Element(String);
 
+/// The narrowest window Chromium opens (narrower sizes are emulated).
+const MIN_WINDOW_WIDTH: u32 = 500;
+
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 impl Browser {
@@ -46,12 +49,20 @@ impl Browser {
             format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", browser._profile.path().display()),
         ];
+        let mut options = json!({"binary": chromium, "args": args});
+        if width < MIN_WINDOW_WIDTH {
+            // A window cannot be this narrow: emulate a phone's screen instead.
+            options["mobileEmulation"] = json!({"deviceMetrics": {"width": width, "height": height, "pixelRatio": 1.0, "touch": true}});
+        }
         let created = browser.call(
             "POST",
             "/session",
-            Some(json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {"binary": chromium, "args": args}}}})),
+            Some(json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": options}}})),
         );
         browser.session = created["sessionId"].as_str().unwrap_or_else(|| panic!("a WebDriver session: {created}")).to_string();
+        // The screen (emulated) or the window is as wide as asked.
+        let shown = browser.script(if width < MIN_WINDOW_WIDTH { "return screen.width;" } else { "return window.innerWidth;" });
+        assert_eq!(shown.as_u64(), Some(u64::from(width)), "the browser is {shown} px wide, not {width}");
         browser
     }
 
@@ -170,6 +181,20 @@ impl Browser {
     /// Runs a script in the page (the test's own probe, not the page's) and returns its value.
     pub fn script(&self, script: &str) -> Value {
         self.call("POST", "/execute/sync", Some(json!({"script": script, "args": []})))
+    }
+
+    /// Runs an asynchronous script in the page (it calls its last argument with the result)
+    /// and returns that result.
+    pub fn script_async(&self, script: &str) -> Value {
+        self.call("POST", "/execute/async", Some(json!({"script": script, "args": []})))
+    }
+
+    /// A PNG of the viewport, written to `path`.
+    pub fn screenshot(&self, path: &std::path::Path) {
+        use base64::Engine as _;
+        let encoded = self.call("GET", "/screenshot", None);
+        let png = base64::engine::general_purpose::STANDARD.decode(encoded.as_str().unwrap_or_default()).expect("a base64 PNG");
+        std::fs::write(path, png).expect("write the screenshot");
     }
 
     /// The text of an open alert dialog, if any (a script on the page would have opened it).
