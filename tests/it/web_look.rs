@@ -6,8 +6,8 @@
 //! escapes, and no serious or critical accessibility violation found by axe-core (run inside the
 //! page; scripts/test installs it with npm).
 //!
-//! With `MOAT_SCREENSHOTS=DIR` the test also writes screenshots of what it checked into DIR
-//! (`scripts/screenshots` runs it so, for the README).
+//! With `MOAT_SCREENSHOTS=DIR` the test also writes screenshots of the digest and the Message
+//! Center at both sizes into DIR (`scripts/screenshots` runs it so, for the README).
 
 use crate::support::browser::Browser;
 use crate::support::*;
@@ -166,7 +166,6 @@ fn hostile_subjects_break_no_layout_in_the_digest_or_the_message_center_on_a_pho
         assert_fits(&browser, &format!("the view page ({size})"));
         assert!(browser.body_text().contains(&format!("WINNER{}", "!".repeat(400))), "the view page shows the whole subject, wrapped");
         assert_accessible(&browser, &axe, &format!("the view page ({size})"));
-        screenshot(&browser, &format!("view-{size}"));
 
         browser.goto(&center.replace(&link_path(&center), "/mc/prefs"));
         browser.wait_title("Preferences");
@@ -183,6 +182,5 @@ fn hostile_subjects_break_no_layout_in_the_digest_or_the_message_center_on_a_pho
         assert_eq!(browser.find_all("input[name=id]").len(), samples().len());
         assert_fits(&browser, &format!("the admin console ({size})"));
         assert_accessible(&browser, &axe, &format!("the admin console ({size})"));
-        screenshot(&browser, &format!("admin-{size}"));
     }
 }
