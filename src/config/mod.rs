@@ -728,6 +728,9 @@ pub struct Domain {
     /// always see their own.
     #[serde(default)]
     pub admin_sees_subjects: bool,
+    /// How the domain is named to its users in the header of the Message Center, the pages
+    /// behind its links and its digests (e.g. "Example ISP"); default its name.
+    pub display_name: Option<String>,
 }
 
 fn default_callout_ttl() -> Seconds {
@@ -790,6 +793,12 @@ impl Config {
     pub fn admin_sees_subject(&self, recipient: &str) -> bool {
         let domain = recipient.rsplit_once('@').map_or("", |(_, d)| d);
         self.domain(domain).is_some_and(|d| d.admin_sees_subjects)
+    }
+
+    /// The name the user `address` sees for their domain (its `display_name`, or the domain).
+    pub fn display_name_for(&self, address: &str) -> String {
+        let domain = address.rsplit_once('@').map_or(address, |(_, d)| d);
+        self.domain(domain).and_then(|d| d.display_name.clone()).unwrap_or_else(|| domain.to_ascii_lowercase())
     }
 
     pub fn route_for(&self, domain: &str) -> &Route {

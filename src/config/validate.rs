@@ -19,6 +19,9 @@ use std::path::Path;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
+/// The longest `[[domain]] display_name`, in characters (it heads every user page and digest).
+const MAX_DISPLAY_NAME: usize = 80;
+
 /// One problem in a configuration file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -364,6 +367,14 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
                 report.at(span.clone(), format!("domain {}: recipient {address:?} is not an address in this domain", domain.name));
             }
         }
+        if let Some(name) = &domain.display_name
+            && (name.trim().is_empty() || name.chars().count() > MAX_DISPLAY_NAME || name.chars().any(char::is_control))
+        {
+            report.at(
+                span.clone(),
+                format!("domain {}: display_name must be 1 to {MAX_DISPLAY_NAME} characters, without control characters", domain.name),
+            );
+        }
         if !matches!(domain.unknown_user_code, 450 | 550) {
             report.at(span.clone(), format!("domain {}: unknown_user_code must be 450 or 550", domain.name));
         }
@@ -698,6 +709,17 @@ name = "example.test"
         assert_eq!(config.limits.max_recipients, 100);
         assert_eq!(config.state_dir, Path::new("/etc/moat/state"));
         assert_eq!(config.route_for("EXAMPLE.test").port, 2526);
+    }
+
+    #[test]
+    fn a_domain_is_named_to_its_users_by_its_display_name() {
+        let config = check(&GOOD.replace("[[domain]]\n", "[[domain]]\ndisplay_name = \"Example ISP\"\n")).unwrap();
+        assert_eq!(config.display_name_for("alice@EXAMPLE.test"), "Example ISP");
+        assert_eq!(config.display_name_for("bob@elsewhere.test"), "elsewhere.test");
+        for bad in ["\"\"", "\"  \"", "\"a\\u0007b\"", &format!("\"{}\"", "x".repeat(81))] {
+            let errors = check(&GOOD.replace("[[domain]]\n", &format!("[[domain]]\ndisplay_name = {bad}\n"))).unwrap_err();
+            assert!(errors[0].message.contains("display_name must be"), "{bad}: {errors:#?}");
+        }
     }
 
     #[test]

@@ -65,8 +65,8 @@ fn rows(web: &Web, key: &LinkKey, address: &str, items: &[QuarantineItem], now: 
 /// The two parts' contents.
 struct Parts<'a> {
     address: &'a str,
-    /// The user's domain, named in the HTML part's header.
-    domain: &'a str,
+    /// How the user's domain is named to them (the HTML part's header).
+    brand: &'a str,
     rows: &'a [Row],
     retention_days: u64,
     center: &'a str,
@@ -118,8 +118,8 @@ pub fn digest(config: &Config, key: &LinkKey, address: &str, items: &[Quarantine
     let id = Spool::new_id();
     let outgoing = ToUser { config, address, unsubscribe: &unsubscribe, now };
     let address_shown = shown(address);
-    let domain = address_shown.rsplit_once('@').map_or("", |(_, domain)| domain);
-    let parts = Parts { address: &address_shown, domain, rows: &rows, retention_days, center: &center, unsubscribe: &unsubscribe };
+    let brand = config.display_name_for(address);
+    let parts = Parts { address: &address_shown, brand: &brand, rows: &rows, retention_days, center: &center, unsubscribe: &unsubscribe };
     let text = text_body(&TextPart { parts: &parts })?;
     let html = HtmlPart { parts: &parts }.render().ok()?;
     let message = outgoing.message(&subject, &format!("digest.{id}"), text, Some(html))?;

@@ -53,6 +53,8 @@ pub fn routes() -> Router<Arc<App>> {
 struct User {
     session: WebSession,
     key: LinkKey,
+    /// The user's domain as it is named to them.
+    brand: String,
     /// The renewed session cookie.
     cookie: HeaderValue,
 }
@@ -66,7 +68,7 @@ impl User {
     /// A Message Center page with the navigation, renewing the session cookie.
     fn page(&self, status: StatusCode, title: &str, body: &impl askama::Template) -> Response {
         let csrf = self.csrf();
-        let nav = Nav::Center { csrf: &csrf, address: &self.session.address };
+        let nav = Nav::Center { csrf: &csrf, address: &self.session.address, brand: &self.brand };
         let mut response = page_with(status, title, nav, body, CSP);
         response.headers_mut().insert(header::SET_COOKIE, self.cookie.clone());
         response
@@ -98,7 +100,8 @@ async fn signed_in(shared: &App, headers: &HeaderMap) -> Result<User, Box<Respon
         }
         Ok(_) => {
             let cookie = session_cookie(&session, key, web, now);
-            Ok(User { session, key: key.clone(), cookie })
+            let brand = config.display_name_for(&session.address);
+            Ok(User { session, key: key.clone(), brand, cookie })
         }
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);

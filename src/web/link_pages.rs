@@ -77,6 +77,7 @@ async fn owned_item(shared: &App, link: &Link) -> Result<QuarantineItem, Refusal
     match shared.quarantine.store().get_item(&link.item).await {
         Ok(item) if item.recipient.eq_ignore_ascii_case(&link.address) => Ok(item),
         Ok(_) | Err(StoreError::NotFound { .. }) => Err(Box::new(user_page(
+            shared,
             StatusCode::NOT_FOUND,
             &link.address,
             "Message not found",
@@ -97,12 +98,12 @@ fn describe(shared: &App, item: &QuarantineItem) -> Summary {
     Summary { sender: shown(sender, usize::MAX), subject: shown(subject, usize::MAX), date: crate::clock::minute_in(item.date, &zone) }
 }
 
-fn no_longer_held(address: &str, state: ItemState) -> Response {
+fn no_longer_held(shared: &App, address: &str, state: ItemState) -> Response {
     let what = match state {
         ItemState::Released => "This message was already released; it should be in your mailbox.",
         _ => "This message was deleted from the quarantine.",
     };
-    user_page(StatusCode::OK, address, "Nothing to do", &Notice::new(what))
+    user_page(shared, StatusCode::OK, address, "Nothing to do", &Notice::new(what))
 }
 
 /// GET: what the link would do, and a button to do it.
@@ -113,7 +114,7 @@ pub(super) async fn show(State(shared): State<Arc<App>>, Path(token): Path<Strin
     };
     match link.action {
         LinkAction::Unsubscribe => {
-            user_page(StatusCode::OK, &link.address, "Stop quarantine emails", &UnsubscribePage { address: &link.address })
+            user_page(&shared, StatusCode::OK, &link.address, "Stop quarantine emails", &UnsubscribePage { address: &link.address })
         }
         LinkAction::Release | LinkAction::ReleaseAllow => {
             let item = match owned_item(&shared, &link).await {
@@ -121,14 +122,14 @@ pub(super) async fn show(State(shared): State<Arc<App>>, Path(token): Path<Strin
                 Err(refusal) => return *refusal,
             };
             if item.state != ItemState::Held {
-                return no_longer_held(&link.address, item.state);
+                return no_longer_held(&shared, &link.address, item.state);
             }
             let (title, label) = if link.action == LinkAction::Release {
                 ("Release this message?", "Release")
             } else {
                 ("Release and always allow this sender?", "Release and allow sender")
             };
-            user_page(StatusCode::OK, &link.address, title, &ConfirmPage { summary: describe(&shared, &item), label })
+            user_page(&shared, StatusCode::OK, &link.address, title, &ConfirmPage { summary: describe(&shared, &item), label })
         }
         LinkAction::View => view(&shared, &link).await,
         LinkAction::Login => super::center::start_session(&shared, &link.address),
@@ -145,7 +146,7 @@ async fn view(shared: &App, link: &Link) -> Response {
         Err(refusal) => return *refusal,
     };
     if item.state == ItemState::Deleted {
-        return no_longer_held(&link.address, item.state);
+        return no_longer_held(shared, &link.address, item.state);
     }
     let contents = match shared.quarantine.open_contents(&item.id).await {
         Ok(contents) => contents,
@@ -175,7 +176,7 @@ async fn view(shared: &App, link: &Link) -> Response {
         attachments: &parts.attachments,
         buttons,
     };
-    user_page(StatusCode::OK, &link.address, "Held message", &body)
+    user_page(shared, StatusCode::OK, &link.address, "Held message", &body)
 }
 
 /// POST: does what the link says.
@@ -188,7 +189,7 @@ pub(super) async fn act(State(shared): State<Arc<App>>, Path(token): Path<String
         LinkAction::Unsubscribe => unsubscribe(&shared, &link.address).await,
         LinkAction::Release | LinkAction::ReleaseAllow => release(&shared, &link).await,
         LinkAction::View | LinkAction::Login => {
-            user_page(StatusCode::METHOD_NOT_ALLOWED, &link.address, "Nothing to do", &Notice::new("This link only opens a page."))
+            user_page(&shared, StatusCode::METHOD_NOT_ALLOWED, &link.address, "Nothing to do", &Notice::new("This link only opens a page."))
         }
         LinkAction::Session => refused(LinkError::Malformed),
     }
@@ -205,7 +206,13 @@ async fn unsubscribe(shared: &App, address: &str) -> Response {
     match result {
         Ok(()) => {
             tracing::info!(event = "unsubscribed", user = %address);
-            user_page(StatusCode::OK, address, "Unsubscribed", &Notice::new("You will no longer get quarantine digests or virus notices."))
+            user_page(
+                shared,
+                StatusCode::OK,
+                address,
+                "Unsubscribed",
+                &Notice::new("You will no longer get quarantine digests or virus notices."),
+            )
         }
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
@@ -222,7 +229,7 @@ async fn release(shared: &App, link: &Link) -> Response {
     match shared.quarantine.release(&item.id, &link.address, ReleaseVia::Link).await {
         Ok(released) => shared.queue.submit(released.queue_id),
         Err(crate::quarantine::QuarantineError::Store(StoreError::NotHeld { current, .. })) => {
-            return no_longer_held(&link.address, current);
+            return no_longer_held(shared, &link.address, current);
         }
         Err(error) => {
             tracing::warn!(event = "web_release_failed", item = %item.id, error = %error);
@@ -242,5 +249,5 @@ async fn release(shared: &App, link: &Link) -> Response {
             Err(_) => done = done.and("The sender's address cannot be put on your allow list."),
         }
     }
-    user_page(StatusCode::OK, &link.address, "Released", &done)
+    user_page(shared, StatusCode::OK, &link.address, "Released", &done)
 }

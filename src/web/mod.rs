@@ -1,7 +1,7 @@
 //! The users' web listener (`[web]`): the pages behind the signed links in moat's emails
 //! ([`link_pages`]), the Message Center ([`center`]) and its sessions ([`session`]); the admin
 //! console and API ([`admin`], on its own listener); the operator's `/metrics` listener
-//! ([`operator`]); the shared page frame and escaping.
+//! ([`operator`]); the page shell every page is rendered in.
 //!
 //! Guarantees: every page is static HTML rendered from a template (`templates/`, every value
 //! escaped; see [`crate::html`]) inside the one page shell ([`Page`]), under a
@@ -88,8 +88,8 @@ impl Form {
 struct Page<'a> {
     title: &'a str,
     nav: Nav<'a>,
-    /// The domain of the user the page is for (named in its header).
-    domain: &'a str,
+    /// How the user's domain is named to them (in the header).
+    brand: &'a str,
     body: Markup,
 }
 
@@ -97,10 +97,11 @@ struct Page<'a> {
 pub(crate) enum Nav<'a> {
     /// None: the sign-in pages, and link pages that cannot tell whose they are.
     None,
-    /// The pages behind a user's signed links: their domain's name, no navigation.
+    /// The pages behind a user's signed links: their domain's name (display name), no navigation.
     User(&'a str),
-    /// The Message Center's, for the signed-in user (their form token and address).
-    Center { csrf: &'a str, address: &'a str },
+    /// The Message Center's, for the signed-in user (their form token, address, and their
+    /// domain's display name).
+    Center { csrf: &'a str, address: &'a str, brand: &'a str },
     /// The admin console's.
     Admin,
 }
@@ -136,19 +137,21 @@ fn page(status: StatusCode, title: &str, body: &impl Template) -> Response {
     page_with(status, title, Nav::None, body, CSP)
 }
 
-/// A page behind a signed link of `address`, under the links' CSP: their domain in the header.
-fn user_page(status: StatusCode, address: &str, title: &str, body: &impl Template) -> Response {
-    page_with(status, title, Nav::User(address), body, CSP)
+/// A page behind a signed link of `address`, under the links' CSP: their domain's display name
+/// in the header.
+fn user_page(shared: &App, status: StatusCode, address: &str, title: &str, body: &impl Template) -> Response {
+    let brand = shared.config.load().display_name_for(address);
+    page_with(status, title, Nav::User(&brand), body, CSP)
 }
 
 /// A whole page under `csp`: `body` rendered inside the page shell with `nav`. A page that
 /// cannot be rendered is a 500 (and a log line), never half a page.
 fn page_with(status: StatusCode, title: &str, nav: Nav<'_>, body: &impl Template, csp: &'static str) -> Response {
-    let domain = match &nav {
-        Nav::Center { address, .. } | Nav::User(address) => address.rsplit_once('@').map_or("", |(_, domain)| domain),
+    let brand = match &nav {
+        Nav::Center { brand, .. } | Nav::User(brand) => brand,
         Nav::None | Nav::Admin => "",
     };
-    let rendered = Markup::render(body).and_then(|body| Page { title, nav, domain, body }.render());
+    let rendered = Markup::render(body).and_then(|body| Page { title, nav, brand, body }.render());
     let (status, html) = match rendered {
         Ok(html) => (status, html),
         Err(error) => {

@@ -31,6 +31,10 @@ fn samples() -> Vec<(&'static str, String, &'static str)> {
     ]
 }
 
+/// The user, of a domain with a display name.
+const USER: &str = "alice@isp.test";
+const DOMAIN: &str = "\n[[domain]]\nname = \"isp.test\"\nrecipient_check = \"any\"\ndisplay_name = \"Example ISP\"\n";
+
 /// The deceptive subject as it must show: the override as an escape, never live.
 const SHOWN_OVERRIDE: &str = "Invoice [U+202E]gnp.exe";
 const SHOWN_ZERO_WIDTH: &str = "wait[U+200B]ing[U+FEFF]";
@@ -42,7 +46,7 @@ struct Setup {
     _rules: tempfile::TempDir,
 }
 
-/// moat with the sample mail held for alice.
+/// moat with the sample mail held for [`USER`].
 fn start_with_samples() -> Setup {
     let rules = temp_dir();
     fs::write(rules.path().join("local.cf"), RULES).unwrap();
@@ -51,6 +55,7 @@ fn start_with_samples() -> Setup {
     let moat = Moat::start(
         MoatConfig::new(capture.port)
             .append(&format!("\n[rules]\ndirs = [\"{}\"]\n", rules.path().display()))
+            .append(DOMAIN)
             .append(&web_section(free_port()))
             .append(&format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n")),
     );
@@ -59,17 +64,17 @@ fn start_with_samples() -> Setup {
         let message = format!(
             "From: <{sender}>\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
         );
-        let reply = moat.smtp_ehlo().send_mail(sender, &["alice@example.test"], message.as_bytes());
+        let reply = moat.smtp_ehlo().send_mail(sender, &[USER], message.as_bytes());
         assert_eq!(reply.code, 250, "{reply}");
         moat.wait_quarantined(n + 1);
     }
     Setup { moat, capture, admin, _rules: rules }
 }
 
-/// alice's digest, sent through moat's relay: its text part and its HTML part.
+/// The user's digest, sent through moat's relay: its text part and its HTML part.
 fn digest(setup: &Setup) -> (String, String) {
     let config = setup.moat.config_path().to_str().unwrap().to_string();
-    let run = setup.moat.cli(&["digest", "run", "--now", "--user", "alice@example.test", "-c", &config]);
+    let run = setup.moat.cli(&["digest", "run", "--now", "--user", USER, "-c", &config]);
     assert!(run.status.success(), "{}", text(&run.stderr));
     let mail = setup.capture.wait_for(1, DEADLINE).remove(0);
     let parsed = mail_parser::MessageParser::default().parse(&mail.data).expect("the digest parses");
@@ -145,6 +150,7 @@ fn hostile_subjects_break_no_layout_in_the_digest_or_the_message_center_on_a_pho
         browser.goto(&format!("file://{}", digest_path.display()));
         assert_fits(&browser, &format!("the digest ({size})"));
         assert_shown_safely(&browser, &format!("the digest ({size})"));
+        assert!(browser.body_text().starts_with("Example ISP"), "the digest's header names the domain");
         let links = browser.find_all("a[href]").len();
         assert_eq!(links, 3 * samples().len() + 2, "every message's three links and the two at the end");
         assert_accessible(&browser, &axe, &format!("the digest ({size})"));
@@ -154,7 +160,7 @@ fn hostile_subjects_break_no_layout_in_the_digest_or_the_message_center_on_a_pho
         assert_eq!(browser.title(), "Your quarantine");
         assert_fits(&browser, &format!("the Message Center ({size})"));
         assert_shown_safely(&browser, &format!("the Message Center ({size})"));
-        assert!(browser.body_text().contains("example.test"), "the header names the domain");
+        assert!(browser.text_of(&browser.find("header")).contains("Example ISP"), "the header names the domain");
         assert!(browser.find_all("button[value=release]").len() == 1 && browser.find_all("input[type=checkbox]").len() == samples().len());
         assert_accessible(&browser, &axe, &format!("the Message Center ({size})"));
         screenshot(&browser, &format!("center-{size}"));
