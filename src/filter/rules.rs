@@ -3,11 +3,11 @@
 //! Guarantees: the message is parsed and evaluated on the rule threads ([`RuleThreads`]: one per
 //! core, long-lived), never on a runtime worker, so a slow message cannot stall other sessions;
 //! at most one message per rule thread is evaluated at once and at most [`QUEUED_PER_THREAD`] per
-//! thread wait (others wait asynchronously for a place, within the filter deadline). Long-lived
-//! threads matter for memory: each compiled regex keeps a search cache per concurrent user, kept
-//! in shards by thread, so tokio's blocking pool (threads come and go, as many as messages in
-//! flight) grew the stock SpamAssassin rules to 1.6 GB after 1,000 messages with 8 in flight,
-//! where a fixed set of threads keeps what one cache per thread needs (bench/rules-soak); every hit becomes `Symbol::scored(name, score)` with the rule's description as
+//! thread wait (others wait asynchronously for a place, within the filter deadline). The rule
+//! set keeps one set of search caches per evaluation running at once (bounded, see
+//! `ruleset::search`), so one per rule thread: with tokio's blocking pool (as many threads as
+//! messages in flight) the stock SpamAssassin rules once grew to 1.6 GB after 1,000 messages with
+//! 8 in flight (bench/rules-soak); every hit becomes `Symbol::scored(name, score)` with the rule's description as
 //! `detail`; a missing message gives no symbols; a panic inside the engine (a bug) becomes a
 //! fail-open `RULES_FAIL` failure instead of taking the session down. The rule set is fixed for
 //! the filter's life: reload by building a new filter (and chain) around a new [`RuleSet`] —

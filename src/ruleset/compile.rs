@@ -16,6 +16,7 @@ use super::evalfn::EvalFn;
 use super::header::{self, HeaderKey, HeaderSpec};
 use super::meta::{self, Expr};
 use super::perlre::{self, Engine, TranslateError};
+use super::search::{Re, Scratch, ScratchPool, Set, Slots};
 use super::{LoadReport, RuleError, literals, replace};
 
 /// Compiled program size limit per regex (replace-tag rules expand to large patterns).
@@ -29,11 +30,11 @@ pub const BACKTRACK_LIMIT: usize = 200_000;
 
 /// A compiled pattern.
 pub enum Matcher {
-    Plain(regex::bytes::Regex),
+    Plain(Re),
     Fancy {
         re: fancy_regex::Regex,
         /// Matches a superset; if it does not match, `re` cannot.
-        superset: regex::bytes::Regex,
+        superset: Re,
         /// Finds the bytes every match starts with (ASCII case-insensitively), when the pattern
         /// has such a prefix: see [`prefix_count`].
         starts: Option<AhoCorasick>,
@@ -42,16 +43,16 @@ pub enum Matcher {
 
 impl Matcher {
     /// Matches in `text`, at most `max` (non-overlapping, leftmost-first like Perl's //g).
-    pub fn count(&self, text: &[u8], max: u32) -> u32 {
+    pub fn count(&self, scratch: &mut Scratch, text: &[u8], max: u32) -> u32 {
         match self {
             Matcher::Plain(re) => {
                 if max <= 1 {
-                    return u32::from(re.is_match(text));
+                    return u32::from(re.is_match(scratch, text));
                 }
-                re.find_iter(text).take(max as usize).count() as u32
+                re.count(scratch, text, max as usize) as u32
             }
             Matcher::Fancy { re, superset, starts } => {
-                if !superset.is_match(text) {
+                if !superset.is_match(scratch, text) {
                     return 0;
                 }
                 if let Some(starts) = starts {
@@ -139,7 +140,7 @@ pub struct TextGroup {
 /// own ([`TextRule::matcher`] is None), so it is neither searched twice nor compiled twice (the
 /// largest ReplaceTags rules take ~10 MB each compiled).
 pub struct AlwaysSet {
-    pub set: regex::bytes::RegexSet,
+    pub set: Set,
     pub rules: Vec<usize>,
 }
 
@@ -181,6 +182,8 @@ pub struct Compiled {
     pub index: HashMap<String, usize>,
     pub unruled_scores: HashMap<String, f64>,
     pub unruled_descriptions: HashMap<String, String>,
+    /// Search caches for the regexes above, one scratch per evaluation at a time.
+    pub scratch: ScratchPool,
 }
 
 /// A compiled text rule, its prefilter literals (if any) and its superset pattern.
@@ -201,6 +204,7 @@ struct Builder<'a> {
     evals: Vec<(usize, EvalFn)>,
     /// Rules skipped for `tflags net` (and metas depending on them).
     net: HashSet<usize>,
+    slots: Slots,
 }
 
 /// Compiles a configuration; all errors or the compiled set.
@@ -225,6 +229,7 @@ pub fn compile(cfg: Config) -> Result<(Compiled, LoadReport), Vec<RuleError>> {
         metas: Vec::new(),
         evals: Vec::new(),
         net: HashSet::new(),
+        slots: Slots::default(),
     };
     for def in &cfg.rules {
         b.id(&def.name, true);
@@ -353,7 +358,7 @@ impl Builder<'_> {
     /// Translates and compiles; returns the matcher and the superset pattern.
     fn matcher(&mut self, def: &RuleDef, body: &str, flags: &str) -> Result<(Matcher, String), TranslateError> {
         let t = perlre::translate(body, flags)?;
-        let superset = plain(&t.superset).map_err(|e| match t.engine {
+        let superset = self.slots.regex(&t.superset, REGEX_SIZE_LIMIT, DFA_SIZE_LIMIT).map_err(|e| match t.engine {
             Engine::Plain => TranslateError::Syntax(format!("regex does not compile: {}", first_line(&e))),
             Engine::Fancy => TranslateError::Unsupported(format!("regex not accepted by the backtracking engine: {}", first_line(&e))),
         })?;
@@ -525,7 +530,7 @@ impl Builder<'_> {
             self.cfg.describes.iter().filter(|(n, _)| !index.contains_key(*n)).map(|(n, d)| (n.clone(), d.clone())).collect();
         let mut groups: HashMap<Kind, TextGroup> = HashMap::new();
         for (kind, rules) in std::mem::take(&mut self.text) {
-            let (group, pre) = build_group(rules);
+            let (group, pre) = build_group(rules, &mut self.slots);
             self.report.prefiltered_rules += pre;
             groups.insert(kind, group);
         }
@@ -545,6 +550,7 @@ impl Builder<'_> {
             index,
             unruled_scores,
             unruled_descriptions,
+            scratch: self.slots.pool(),
             names: self.names,
             scores,
             descriptions,
@@ -575,7 +581,7 @@ fn needed(reportable: &[bool], metas: &[(usize, Expr)], n: usize) -> Vec<bool> {
     needed
 }
 
-fn build_group(rules: Vec<PendingText>) -> (TextGroup, usize) {
+fn build_group(rules: Vec<PendingText>, slots: &mut Slots) -> (TextGroup, usize) {
     let mut g = TextGroup::default();
     let mut patterns: Vec<Vec<u8>> = Vec::new();
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
@@ -601,10 +607,8 @@ fn build_group(rules: Vec<PendingText>) -> (TextGroup, usize) {
         g.rules.push(rule);
     }
     for chunk in always.chunks(ALWAYS_SET_SIZE) {
-        let built = regex::bytes::RegexSetBuilder::new(chunk.iter().map(|(_, p)| p))
-            .size_limit(REGEX_SIZE_LIMIT * 4)
-            .dfa_size_limit(SET_DFA_SIZE_LIMIT)
-            .build();
+        let patterns: Vec<&str> = chunk.iter().map(|(_, p)| p.as_str()).collect();
+        let built = slots.set(&patterns, REGEX_SIZE_LIMIT * 4, SET_DFA_SIZE_LIMIT);
         let rules: Vec<usize> = chunk.iter().map(|(k, _)| *k).collect();
         match built {
             Ok(set) => {
@@ -636,10 +640,6 @@ fn build_group(rules: Vec<PendingText>) -> (TextGroup, usize) {
 /// Whether a rule's pattern in an [`AlwaysSet`] answers for it: plain, at most one hit.
 fn set_decides(rule: &TextRule) -> bool {
     matches!(rule.matcher, Some(Matcher::Plain(_))) && rule.max <= 1
-}
-
-fn plain(pattern: &str) -> Result<regex::bytes::Regex, String> {
-    regex::bytes::RegexBuilder::new(pattern).size_limit(REGEX_SIZE_LIMIT).dfa_size_limit(DFA_SIZE_LIMIT).build().map_err(|e| e.to_string())
 }
 
 fn first_line(s: &str) -> String {

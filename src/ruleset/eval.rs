@@ -9,6 +9,7 @@
 use super::RuleHit;
 use super::compile::{Compiled, TextGroup};
 use super::message::ParsedMessage;
+use super::search::Scratch;
 
 impl Compiled {
     pub fn evaluate(&self, msg: &ParsedMessage) -> Vec<RuleHit> {
@@ -28,9 +29,17 @@ impl Compiled {
         values.iter().enumerate().filter(|(_, v)| **v != 0.0).map(|(i, v)| (self.names[i].clone(), *v)).collect()
     }
 
+    /// Every rule's value, with a scratch from the pool (given back, trimmed, afterwards).
     fn values(&self, msg: &ParsedMessage, needed: &[bool]) -> Vec<f64> {
+        let mut scratch = self.scratch.take();
+        let values = self.values_with(msg, needed, &mut scratch);
+        self.scratch.give_back(scratch);
+        values
+    }
+
+    fn values_with(&self, msg: &ParsedMessage, needed: &[bool], scratch: &mut Scratch) -> Vec<f64> {
         let mut values = vec![0.0f64; self.names.len()];
-        self.eval_headers(msg, needed, &mut values);
+        self.eval_headers(msg, needed, &mut values, scratch);
         for (id, function) in &self.evals {
             if needed[*id] && function.hit(msg) {
                 values[*id] = 1.0;
@@ -38,12 +47,12 @@ impl Compiled {
         }
         let subject_skip = usize::from(msg.body_lines(false).len() != msg.body_lines(true).len());
         let body: Vec<&[u8]> = msg.body_lines(false).iter().map(|s| s.as_bytes()).collect();
-        self.run_group(&self.body, &body, subject_skip, needed, &mut values);
+        self.run_group(&self.body, &body, subject_skip, needed, &mut values, scratch);
         let raw: Vec<&[u8]> = msg.rawbody_chunks().iter().map(|s| s.as_bytes()).collect();
-        self.run_group(&self.rawbody, &raw, 0, needed, &mut values);
+        self.run_group(&self.rawbody, &raw, 0, needed, &mut values, scratch);
         let uris: Vec<&[u8]> = msg.uris().iter().map(|s| s.as_bytes()).collect();
-        self.run_group(&self.uri, &uris, 0, needed, &mut values);
-        self.run_group(&self.full, &[msg.full()], 0, needed, &mut values);
+        self.run_group(&self.uri, &uris, 0, needed, &mut values, scratch);
+        self.run_group(&self.full, &[msg.full()], 0, needed, &mut values, scratch);
         for (id, expr) in &self.metas {
             if needed[*id] {
                 values[*id] = expr.eval(&|r| values.get(r).copied().unwrap_or(0.0));
@@ -52,7 +61,7 @@ impl Compiled {
         values
     }
 
-    fn eval_headers(&self, msg: &ParsedMessage, needed: &[bool], values: &mut [f64]) {
+    fn eval_headers(&self, msg: &ParsedMessage, needed: &[bool], values: &mut [f64], scratch: &mut Scratch) {
         for (id, name) in &self.exists {
             if needed[*id] && msg.has_header(name) {
                 values[*id] = 1.0;
@@ -69,7 +78,7 @@ impl Compiled {
                     (None, Some(d)) => d.as_str(),
                     (None, None) => "",
                 };
-                let n = r.matcher.count(text.as_bytes(), r.max);
+                let n = r.matcher.count(scratch, text.as_bytes(), r.max);
                 let hit = if r.negate { u32::from(n == 0) } else { n };
                 values[r.id] = f64::from(hit);
             }
@@ -85,7 +94,7 @@ impl Compiled {
                     if n >= r.max {
                         break;
                     }
-                    n += r.matcher.count(v.as_bytes(), r.max - n);
+                    n += r.matcher.count(scratch, v.as_bytes(), r.max - n);
                 }
                 let hit = if r.negate { u32::from(n == 0) } else { n };
                 values[r.id] = f64::from(hit);
@@ -95,7 +104,7 @@ impl Compiled {
 
     /// Runs one group over its segments. Segments before `skip_first` are invisible to
     /// `nosubject` rules.
-    fn run_group(&self, g: &TextGroup, segments: &[&[u8]], skip_first: usize, needed: &[bool], values: &mut [f64]) {
+    fn run_group(&self, g: &TextGroup, segments: &[&[u8]], skip_first: usize, needed: &[bool], values: &mut [f64], scratch: &mut Scratch) {
         if g.rules.is_empty() || segments.is_empty() {
             return;
         }
@@ -116,7 +125,11 @@ impl Compiled {
             }
             cands.extend_from_slice(&g.always);
             for a in &g.always_sets {
-                cands.extend(a.set.matches(seg).iter().filter_map(|i| a.rules.get(i).copied()));
+                a.set.matches(scratch, seg, |i| {
+                    if let Some(&k) = a.rules.get(i) {
+                        cands.push(k);
+                    }
+                });
             }
             for &k in &cands {
                 let rule = &g.rules[k];
@@ -124,7 +137,7 @@ impl Compiled {
                     continue;
                 }
                 counts[k] += match &rule.matcher {
-                    Some(matcher) => matcher.count(seg, rule.max - counts[k]),
+                    Some(matcher) => matcher.count(scratch, seg, rule.max - counts[k]),
                     // Decided by its set, which matched this segment: its one hit.
                     None => 1,
                 };

@@ -22,12 +22,15 @@
 //! (fancy-regex) runs only for lookaround/backreferences and under a step limit, metas are
 //! evaluated in dependency order, and only rules that can influence a reported result run. It
 //! reports rules with a non-zero score whose names do not start with `__`.
-//! [`ParsedMessage::parse`] bounds the view of huge messages (see `message`).
+//! [`ParsedMessage::parse`] bounds the view of huge messages (see `message`). The regexes'
+//! search caches belong to the rule set, one scratch per evaluation at a time, trimmed to a
+//! budget after each message (see `search`): memory does not grow with the traffic.
 //! `filter::rules::RulesFilter` runs a set as the DATA-phase filter, on the blocking pool.
 //!
 //! Module map: `cf` (file reader, conditionals via `cond`), `perlre` (regex translation),
 //! `replace` (ReplaceTags), `header` (header rule specs), `meta` (expressions), `literals`
-//! (prefilter literals), `compile` (building a [`RuleSet`]), `eval` (running one),
+//! (prefilter literals), `compile` (building a [`RuleSet`]), `eval` (running one), `search`
+//! (regexes with caller-owned, bounded search caches),
 //! `message` + `html` + `uri` (the message view).
 
 mod cf;
@@ -42,6 +45,7 @@ mod message;
 mod meta;
 mod perlre;
 mod replace;
+mod search;
 mod uri;
 
 use std::collections::BTreeMap;
@@ -188,6 +192,11 @@ impl RuleSet {
     /// (for `moat scan --debug` and rule development). Runs every rule, so it is slower.
     pub fn evaluate_all(&self, message: &ParsedMessage) -> Vec<(String, f64)> {
         self.inner.evaluate_all(message)
+    }
+
+    /// Bytes of search caches the rule set keeps between messages (bounded; see `search`).
+    pub fn search_memory(&self) -> usize {
+        self.inner.scratch.memory_usage()
     }
 
     /// Number of rules that run (all types, sub-rules included).
