@@ -179,13 +179,35 @@ pub fn translate(body: &str, flags: &str) -> Result<Translated, TranslateError> 
     Ok(Translated { pattern, engine, superset })
 }
 
+/// Largest repetition count a superset keeps (see [`widened`]).
+const SUPERSET_MAX_COUNT: u64 = 32;
+
+/// A superset's repetition bounds (`n`, `n,` or `n,m`, digits only): above
+/// [`SUPERSET_MAX_COUNT`] they widen to `{min(n, max),}`, which matches wherever the original
+/// does. SpamAssassin's backtracking rules bound their gaps (`[^>]{0,2048}`,
+/// `(?:[^<]{0,1024}<[^>]{1,1024}>){0,99}` in `__SPOOFED_URL`); kept exact, that one superset
+/// compiled to a 26 MB NFA with a 20 MB search cache per thread, only to prefilter.
+fn widened(inner: &str) -> String {
+    let count = |s: &str| s.parse::<u64>().unwrap_or(u64::MAX);
+    let (low, high) = match inner.split_once(',') {
+        Some((a, "")) => (count(a), None),
+        Some((a, b)) => (count(a), Some(count(b))),
+        None => (count(inner), Some(count(inner))),
+    };
+    if low <= SUPERSET_MAX_COUNT && high.is_none_or(|h| h <= SUPERSET_MAX_COUNT) {
+        return inner.to_string();
+    }
+    format!("{},", low.min(SUPERSET_MAX_COUNT))
+}
+
 struct Output {
     out: String,
     fancy: bool,
 }
 
 /// One pass over the pattern. With `superset`, constructs needing backtracking are replaced by
-/// plain ones that match more (lookaround dropped, backreferences become `(?s:.*?)`).
+/// plain ones that match more (lookaround dropped, backreferences become `(?s:.*?)`, large
+/// repetition counts widened: [`widened`]).
 struct Translator<'a> {
     chars: Vec<char>,
     pos: usize,
@@ -329,6 +351,7 @@ impl<'a> Translator<'a> {
             return;
         }
         let inner = if inner.starts_with(',') { format!("0{inner}") } else { inner };
+        let inner = if self.superset { widened(&inner) } else { inner };
         self.pos += rest[..end].chars().count() + 1;
         self.emit(&format!("{{{inner}}}"));
         self.quantifier_suffix();
@@ -983,6 +1006,22 @@ mod tests {
         assert_eq!(tr(r"/a++b/").engine, Engine::Fancy);
         assert_eq!(tr(r"/(?>a)b/").engine, Engine::Fancy);
         assert_eq!(tr(r"/a+?b/").engine, Engine::Plain);
+    }
+
+    #[test]
+    fn superset_widens_large_counts_only() {
+        let t = tr(r"/<a[^>]{0,2048}>(?:x{1,1024}y){0,99}(?!\/a)z{2,5}w{40}v{3,}/");
+        assert_eq!(t.engine, Engine::Fancy);
+        assert!(t.superset.ends_with(r"<a[^>]{0,}>(?:x{1,}y){0,}z{2,5}w{32,}v{3,}"), "{}", t.superset);
+        assert!(t.pattern.contains("{0,2048}") && t.pattern.contains("w{40}"), "the real pattern keeps its counts");
+        assert_eq!(tr(r"/a{0,2048}b/").superset, tr(r"/a{0,2048}b/").pattern, "a plain pattern is its own superset");
+        let re = r"/<a[^>]{0,2048}>(?:x{1,1024}y){0,99}(?!\/a)z{2,5}w{40}v{3,}/";
+        let sup = regex::bytes::Regex::new(&t.superset).expect("superset compiles");
+        for text in [format!("<a x>xxyzz{}vvv", "w".repeat(40)), format!("<a>zz{}vvv", "w".repeat(39))] {
+            let real = matches(re, text.as_bytes());
+            assert!(sup.is_match(text.as_bytes()) || !real, "the superset matches wherever the pattern does: {text}");
+            assert_eq!(real, text.starts_with("<a x>"));
+        }
     }
 
     #[test]
