@@ -21,10 +21,14 @@ use super::{LoadReport, RuleError, literals, replace};
 
 /// Compiled program size limit per regex (replace-tag rules expand to large patterns).
 const REGEX_SIZE_LIMIT: usize = 32 * 1024 * 1024;
-/// Lazy DFA cache per regex.
-const DFA_SIZE_LIMIT: usize = 4 * 1024 * 1024;
-/// Lazy DFA cache of a group's RegexSet.
-const SET_DFA_SIZE_LIMIT: usize = 64 * 1024 * 1024;
+/// Lazy DFA cache per regex (and thread). 4 MiB let a few regexes keep ~20 MB more per thread on
+/// real mail for no measurable speed (bench/rules-soak, stock rules).
+const DFA_SIZE_LIMIT: usize = 1024 * 1024;
+/// Lazy DFA cache of a group's RegexSet (per thread). At 64 MiB the ReplaceTags sets kept
+/// growing on real mail (22 MB for one set after 6,000 messages); in sets of
+/// [`ALWAYS_SET_SIZE`] at 8 MiB they level off at the same speed. 4 MiB, or 8 MiB with sets of
+/// 8, cost 20–50 % more CPU: the DFA clears too often.
+const SET_DFA_SIZE_LIMIT: usize = 8 * 1024 * 1024;
 /// Backtracking steps per fancy-regex search before giving up (counted as no match).
 pub const BACKTRACK_LIMIT: usize = 200_000;
 
@@ -132,8 +136,8 @@ pub struct TextGroup {
 /// A few rules per set (at most [`ALWAYS_SET_SIZE`]) so each set's lazy DFA stays within its
 /// cache: with the stock SpamAssassin rules the body has 164 rules without a literal, many of
 /// them ReplaceTags expansions of 5–160 KB; as one set its DFA cache thrashed on every message
-/// and the search fell back to the PikeVM (80 ms per message on real mail); in sets of 8, every
-/// set stays a warm DFA (0.5 ms).
+/// and the search fell back to the PikeVM (80 ms per message on real mail); in sets of 8 (now 4),
+/// every set stays a warm DFA (0.5 ms).
 ///
 /// For a plain (non-backtracking) rule that counts at most one hit, the set's answer is the
 /// rule's answer (its pattern in the set is the rule's own): the rule keeps no matcher of its
@@ -144,9 +148,10 @@ pub struct AlwaysSet {
     pub rules: Vec<usize>,
 }
 
-/// Rules per [`AlwaysSet`] (measured on the SpamAssassin corpus with the stock rules: 8 and 16
-/// equally fast once warm; 32 and more need far larger DFA caches to stay off the PikeVM).
-const ALWAYS_SET_SIZE: usize = 8;
+/// Rules per [`AlwaysSet`] (measured on the SpamAssassin corpus with the stock rules: 4, 8 and 16
+/// equally fast once warm; 32 and more need far larger DFA caches to stay off the PikeVM; 4
+/// keeps each set's DFA within [`SET_DFA_SIZE_LIMIT`]).
+const ALWAYS_SET_SIZE: usize = 4;
 
 pub struct HeaderRule {
     pub id: usize,
