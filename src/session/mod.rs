@@ -288,7 +288,10 @@ impl Session {
                 tracing::info!(event = "deadline", client_ip = %self.peer, what = if waiting_for_command { "command" } else { "data_rate" });
                 return Err(Ending::Timeout);
             }
+            // Biased: a deadline that has passed is not taken back by a stress change that
+            // arrives in the same instant.
             tokio::select! {
+                biased;
                 r = tokio::time::timeout(deadline, self.conn.read(&mut self.read_buf[..want])) => break r,
                 _ = shutdown.wait_for(|down| *down), if waiting_for_command => return Err(Ending::Shutdown),
                 Ok(()) = self.stress.changed() => continue,

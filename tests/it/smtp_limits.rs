@@ -283,6 +283,9 @@ fn under_stress_waiting_sessions_get_the_short_deadline_early_talkers_are_turned
     assert_eq!(stress_gauge(metrics), Some(0.0), "no stress at start");
     // One session idle under the normal 60 s deadline, then a flood of idle connections.
     let mut waiting = moat.smtp_ehlo();
+    // A second before the flood, so its stress deadline ends well before the flood's own (whose
+    // end turns stress off again).
+    std::thread::sleep(Duration::from_secs(1));
     let flood: Vec<Smtp> = (0..4).map(|_| moat.smtp()).collect();
     let stressed_at = std::time::Instant::now();
     wait_until("stress mode at 5 of 10 connections", Duration::from_secs(5), || (stress_gauge(metrics) == Some(1.0)).then_some(()));
