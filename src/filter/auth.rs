@@ -236,7 +236,7 @@ impl AuthFilter {
             }
             (Some(message), Some(dkim)) => {
                 let spf = spf_mail.as_ref().unwrap_or(&no_spf);
-                let from_domain = message.from.first().and_then(|f| f.rsplit_once('@')).map(|(_, d)| d).unwrap_or("");
+                let from_domain = from_domain.unwrap_or("");
                 Some(
                     self.within(self.authenticator.verify_dmarc(DmarcParameters::new(message, dkim, mail_from_domain, spf)), || {
                         DmarcOutput::new(from_domain.to_lowercase()).with_dkim_result(DmarcResult::TempError(timed_out()))

@@ -455,15 +455,13 @@ impl Config {
         }
         let is_eval = text.starts_with("eval:") || (kind == Kind::Header && split_word(text).1.trim_start().starts_with("eval:"));
         if kind != Kind::Meta && is_eval {
-            let call = text.strip_prefix("eval:").map(super::evalfn::EvalFn::parse);
-            if let Some(Ok(_)) = call {
-                let call = text.trim_start_matches("eval:").to_string();
-                self.define(RuleDef { name: name.to_string(), kind: Kind::Eval, text: call, origin: o });
-                return;
-            }
-            let reason = match call {
-                Some(Err(reason)) => reason,
-                _ => "eval: rule (needs SpamAssassin plugin code)".to_string(),
+            let reason = match text.strip_prefix("eval:").map(|call| (call, super::evalfn::EvalFn::parse(call))) {
+                Some((call, Ok(_))) => {
+                    self.define(RuleDef { name: name.to_string(), kind: Kind::Eval, text: call.to_string(), origin: o });
+                    return;
+                }
+                Some((_, Err(reason))) => reason,
+                None => "eval: rule (needs SpamAssassin plugin code)".to_string(),
             };
             self.skipped.push(o.skipped(kind.as_str(), name, reason));
             self.make_inert(name, o);

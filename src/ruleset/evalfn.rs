@@ -176,21 +176,13 @@ pub fn parse_rfc822_date(text: &str) -> Option<i64> {
 
     let spaced = format!(" {text} ");
     let mut s = SPACES.replace_all(&COMMAS.replace_all(&spaced, " "), " ").into_owned();
-    let (day, month, year, short_year) = if let Some(c) = DMY.captures(&s) {
-        let found = (c[1].to_string(), c[2].to_ascii_lowercase(), c[3].to_string(), false);
-        s = DMY.replace(&s, " ").into_owned();
-        found
-    } else if let Some(c) = MDY.captures(&s) {
-        let found = (c[2].to_string(), c[1].to_ascii_lowercase(), c[3].to_string(), false);
-        s = MDY.replace(&s, " ").into_owned();
-        found
-    } else if let Some(c) = DMY_SHORT.captures(&s) {
-        let found = (c[1].to_string(), c[2].to_ascii_lowercase(), c[3].to_string(), true);
-        s = DMY_SHORT.replace(&s, " ").into_owned();
-        found
-    } else {
-        return None;
-    };
+    // (pattern, capture groups of day, month and year); the last one has a short year.
+    let forms: [(&Regex, [usize; 3]); 3] = [(&DMY, [1, 2, 3]), (&MDY, [2, 1, 3]), (&DMY_SHORT, [1, 2, 3])];
+    let (form, [day, month, year]) = forms.iter().enumerate().find_map(|(i, (re, [d, m, y]))| {
+        re.captures(&s).map(|c| (i, [c[*d].to_string(), c[*m].to_ascii_lowercase(), c[*y].to_string()]))
+    })?;
+    s = forms[form].0.replace(&s, " ").into_owned();
+    let short_year = form == forms.len() - 1;
     let mut yyyy: i64 = year.parse().ok()?;
     if short_year {
         yyyy += if year.len() == 2 && yyyy < 50 { 2000 } else { 1900 };
