@@ -39,10 +39,45 @@ pub enum Matcher {
         re: fancy_regex::Regex,
         /// Matches a superset; if it does not match, `re` cannot.
         superset: Re,
-        /// Finds the bytes every match starts with (ASCII case-insensitively), when the pattern
-        /// has such a prefix: see [`prefix_count`].
-        starts: Option<AhoCorasick>,
+        /// Where every match starts, when the pattern says: see [`prefix_count`].
+        starts: Option<Starts>,
     },
+}
+
+/// The only places a backtracking pattern's matches can start.
+pub enum Starts {
+    /// Where these bytes occur (ASCII case-insensitively): the pattern's literal prefix.
+    Prefix(AhoCorasick),
+    /// At the start of the text and after every `\n`: the pattern begins with `(?m)^`.
+    Lines,
+}
+
+impl Starts {
+    fn of(superset: &str) -> Option<Starts> {
+        if let Some(prefix) = literals::prefix(superset) {
+            let ac = AhoCorasickBuilder::new().ascii_case_insensitive(true).match_kind(MatchKind::Standard).build([prefix]);
+            return ac.ok().map(Starts::Prefix);
+        }
+        literals::starts_at_line_start(superset).then_some(Starts::Lines)
+    }
+
+    /// The candidate start positions in `text`, ascending (repeats possible).
+    fn positions<'t>(&'t self, text: &'t [u8]) -> Box<dyn Iterator<Item = usize> + 't> {
+        match self {
+            Starts::Prefix(ac) => Box::new(ac.find_overlapping_iter(text).map(|m| m.start())),
+            Starts::Lines => Box::new(std::iter::once(0).chain(text.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1))),
+        }
+    }
+
+    /// Failed anchored tries before the rest of a text is searched unanchored (each try has its
+    /// own backtrack limit, an unanchored search one for all). Most header blocks have fewer
+    /// lines than [`LINE_TRIES`], so a `(?m)^` rule is tried at each of them.
+    fn tries(&self) -> usize {
+        match self {
+            Starts::Prefix(_) => ANCHORED_TRIES,
+            Starts::Lines => LINE_TRIES,
+        }
+    }
 }
 
 impl Matcher {
@@ -71,20 +106,24 @@ impl Matcher {
     }
 }
 
-/// Failed anchored tries before [`prefix_count`] searches the rest of a text unanchored.
+/// Failed anchored tries at a prefix before [`prefix_count`] searches the rest of a text unanchored.
 const ANCHORED_TRIES: usize = 32;
+/// The same at line starts.
+const LINE_TRIES: usize = 256;
 
 /// Counts `re`'s non-overlapping matches in `text` (at most `max`) by trying it anchored only
-/// where its prefix occurs (`starts`). Every match begins with the prefix, and the occurrences
-/// are tried in order, so this finds exactly the matches of an unanchored search, without the
-/// backtracker starting (and failing) at every other position: SpamAssassin's backreference
-/// rules over all header fields (`__TO_EQ_FROM_1`, `__SUBJ_HAS_TO_1`, …) spent most of their
-/// time there (measured 3–4× faster this way). After [`ANCHORED_TRIES`] failed tries the rest is
-/// searched unanchored, so the work stays within a few backtrack limits. A search that hits the
-/// backtrack limit counts as no match, as before.
-fn prefix_count(re: &fancy_regex::Regex, starts: &AhoCorasick, text: &[u8], max: u32) -> u32 {
+/// where a match can start (`starts`: its prefix occurs, or a line starts). Every match begins
+/// there, and the places are tried in order, so this finds exactly the matches of an unanchored
+/// search, without the backtracker starting (and failing) at every other position:
+/// SpamAssassin's backreference rules over all header fields (`__TO_EQ_FROM_1`,
+/// `__SUBJ_HAS_TO_1`, …) spent most of their time there (measured 3–4× faster this way), and
+/// `(?m)^` rules such as `__RAND_HEADER` 5× less at line starts. After [`ANCHORED_TRIES`] (at a
+/// prefix) or [`LINE_TRIES`] (at line starts) failed tries the rest is searched unanchored, so
+/// the work stays within a bounded number of backtrack limits. A search that hits the backtrack
+/// limit counts as no match, as before.
+fn prefix_count(re: &fancy_regex::Regex, starts: &Starts, text: &[u8], max: u32) -> u32 {
     let (mut count, mut pos, mut failed) = (0u32, 0usize, 0usize);
-    for start in starts.find_overlapping_iter(text).map(|m| m.start()) {
+    for start in starts.positions(text) {
         if count >= max {
             break;
         }
@@ -92,7 +131,7 @@ fn prefix_count(re: &fancy_regex::Regex, starts: &AhoCorasick, text: &[u8], max:
             continue;
         }
         let input = fancy_regex::RegexInput::new(text).from_pos(start);
-        if failed >= ANCHORED_TRIES {
+        if failed >= starts.tries() {
             let rest = re.find_iter_input(input).take((max - count) as usize).take_while(Result::is_ok).count();
             return count + rest as u32;
         }
@@ -143,9 +182,15 @@ pub struct TextGroup {
 /// rule's answer (its pattern in the set is the rule's own): the rule keeps no matcher of its
 /// own ([`TextRule::matcher`] is None), so it is neither searched twice nor compiled twice (the
 /// largest ReplaceTags rules take ~10 MB each compiled).
+///
+/// A set whose patterns cannot tell a segment's edges from the middle of a text (no `\A`, `\z`,
+/// or `^`/`$` outside multi-line mode) is `joinable`: whatever it matches in one segment, it also
+/// matches in all the segments joined by newlines, so one pass over the joined text rules it out
+/// for every segment of the message at once (most sets match nothing in most messages).
 pub struct AlwaysSet {
     pub set: Set,
     pub rules: Vec<usize>,
+    pub joinable: bool,
 }
 
 /// Rules per [`AlwaysSet`] (measured on the SpamAssassin corpus with the stock rules: 4, 8 and 16
@@ -191,8 +236,8 @@ pub struct Compiled {
     pub scratch: ScratchPool,
 }
 
-/// A compiled text rule, its prefilter literals (if any) and its superset pattern.
-type PendingText = (TextRule, Option<Vec<Vec<u8>>>, String);
+/// A compiled text rule, what was learnt of its superset pattern, and that pattern.
+type PendingText = (TextRule, literals::Study, String);
 
 struct Builder<'a> {
     cfg: &'a Config,
@@ -349,14 +394,14 @@ impl Builder<'_> {
             return Err(TranslateError::Syntax(format!("unexpected text after the regex: {:?}", lit.rest.trim())));
         }
         let (matcher, superset) = self.matcher(def, &lit.body, lit.flags)?;
-        let lits = literals::required(&superset);
+        let study = literals::study(&superset);
         let rule = TextRule {
             id: self.ids[&def.name],
             matcher: Some(matcher),
             max: self.max_hits(&def.name),
             nosubject: self.tflags(&def.name).nosubject,
         };
-        self.text.entry(def.kind).or_default().push((rule, lits, superset));
+        self.text.entry(def.kind).or_default().push((rule, study, superset));
         Ok(())
     }
 
@@ -384,9 +429,7 @@ impl Builder<'_> {
                     })?;
                 self.report.backtracking_rules += 1;
                 let _ = def;
-                let starts = literals::prefix(&t.superset)
-                    .and_then(|p| AhoCorasickBuilder::new().ascii_case_insensitive(true).match_kind(MatchKind::Standard).build([p]).ok());
-                Matcher::Fancy { re, superset, starts }
+                Matcher::Fancy { re, superset, starts: Starts::of(&t.superset) }
             }
         };
         Ok((m, t.superset))
@@ -590,10 +633,10 @@ fn build_group(rules: Vec<PendingText>, slots: &mut Slots) -> (TextGroup, usize)
     let mut g = TextGroup::default();
     let mut patterns: Vec<Vec<u8>> = Vec::new();
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
-    let mut always: Vec<(usize, String)> = Vec::new();
+    let mut always: Vec<(usize, String, bool)> = Vec::new();
     let mut with_literals: Vec<usize> = Vec::new();
-    for (k, (rule, lits, superset)) in rules.into_iter().enumerate() {
-        match lits {
+    for (k, (rule, study, superset)) in rules.into_iter().enumerate() {
+        match study.required {
             Some(lits) => {
                 with_literals.push(k);
                 for l in lits {
@@ -607,14 +650,16 @@ fn build_group(rules: Vec<PendingText>, slots: &mut Slots) -> (TextGroup, usize)
                     }
                 }
             }
-            None => always.push((k, superset)),
+            None => always.push((k, superset, study.edge_blind)),
         }
         g.rules.push(rule);
     }
-    for chunk in always.chunks(ALWAYS_SET_SIZE) {
-        let patterns: Vec<&str> = chunk.iter().map(|(_, p)| p.as_str()).collect();
+    let (joinable, anchored): (Vec<_>, Vec<_>) = always.into_iter().partition(|(_, _, edge_blind)| *edge_blind);
+    let chunks = joinable.chunks(ALWAYS_SET_SIZE).map(|c| (c, true)).chain(anchored.chunks(ALWAYS_SET_SIZE).map(|c| (c, false)));
+    for (chunk, joinable) in chunks {
+        let patterns: Vec<&str> = chunk.iter().map(|(_, p, _)| p.as_str()).collect();
         let built = slots.set(&patterns, REGEX_SIZE_LIMIT * 4, SET_DFA_SIZE_LIMIT);
-        let rules: Vec<usize> = chunk.iter().map(|(k, _)| *k).collect();
+        let rules: Vec<usize> = chunk.iter().map(|(k, _, _)| *k).collect();
         match built {
             Ok(set) => {
                 for &k in &rules {
@@ -622,7 +667,7 @@ fn build_group(rules: Vec<PendingText>, slots: &mut Slots) -> (TextGroup, usize)
                         g.rules[k].matcher = None;
                     }
                 }
-                g.always_sets.push(AlwaysSet { set, rules });
+                g.always_sets.push(AlwaysSet { set, rules, joinable });
             }
             Err(_) => g.always.extend(rules),
         }

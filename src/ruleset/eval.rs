@@ -2,7 +2,8 @@
 //!
 //! Order: header rules (each distinct header value computed once) and `eval:` functions, then body, rawbody, uri and
 //! full rules over their segments with the Aho-Corasick prefilter choosing candidate rules per
-//! segment, then metas in dependency order. Rules nobody needs (score 0 and no meta reads them)
+//! segment (rules without a literal: their sets, each first searched once over all the
+//! segments joined, then only where that found something), then metas in dependency order. Rules nobody needs (score 0 and no meta reads them)
 //! are not run. Work is bounded by the message view's limits and, for backtracking regexes, by
 //! the backtrack limit. Never panics.
 
@@ -111,6 +112,7 @@ impl Compiled {
         let mut counts = vec![0u32; g.rules.len()];
         let mut stamp = vec![usize::MAX; g.rules.len()];
         let mut cands: Vec<usize> = Vec::new();
+        let live = live_sets(g, segments, scratch);
         for (si, seg) in segments.iter().enumerate() {
             cands.clear();
             if let Some(ac) = &g.ac {
@@ -124,7 +126,7 @@ impl Compiled {
                 }
             }
             cands.extend_from_slice(&g.always);
-            for a in &g.always_sets {
+            for a in g.always_sets.iter().zip(&live).filter_map(|(a, live)| live.then_some(a)) {
                 a.set.matches(scratch, seg, |i| {
                     if let Some(&k) = a.rules.get(i) {
                         cands.push(k);
@@ -149,4 +151,15 @@ impl Compiled {
             }
         }
     }
+}
+
+/// Which of the group's always-sets can match in some segment: a joinable set that matches
+/// nothing in the segments joined by newlines matches in none of them (see
+/// [`super::compile::AlwaysSet`]), so it is searched once per message instead of once per segment.
+fn live_sets(g: &TextGroup, segments: &[&[u8]], scratch: &mut Scratch) -> Vec<bool> {
+    if segments.len() < 2 || !g.always_sets.iter().any(|a| a.joinable) {
+        return vec![true; g.always_sets.len()];
+    }
+    let joined = segments.join(&b'\n');
+    g.always_sets.iter().map(|a| !a.joinable || a.set.is_match(scratch, &joined)).collect()
 }

@@ -58,7 +58,7 @@ impl EvalFn {
             EvalFn::SubjectAllCaps => subject_all_caps(msg),
             EvalFn::OutlookMessageId => outlook_message_id_invalid(msg),
             EvalFn::ShiftedDate { min_hours, max_hours } => {
-                let diff = date_diff(msg) as f64;
+                let diff = *msg.date_shift.get_or_init(|| date_diff(msg)) as f64;
                 min_hours.is_none_or(|min| diff >= 3600.0 * min) && max_hours.is_none_or(|max| diff < 3600.0 * max)
             }
         }

@@ -14,12 +14,31 @@ pub const MIN_LEN: usize = 3;
 const MAX_ALTS: usize = 32;
 const MAX_DEPTH: usize = 64;
 
-/// The literal set for `pattern` (a Rust regex in the syntax produced by `perlre`), lower-cased,
-/// or None if no useful set exists.
+/// What the evaluator needs to know of a (superset) pattern, from one parse.
+pub struct Study {
+    /// The literal set, lower-cased, or None if no useful set exists.
+    pub required: Option<Vec<Vec<u8>>>,
+    /// No look-around at the very start or end of the text (`\A`, `\z`, `^`/`$` outside
+    /// multi-line mode): whatever the pattern matches in a text, it also matches in a longer
+    /// text that contains it between newlines.
+    pub edge_blind: bool,
+}
+
+/// Studies `pattern` (a Rust regex in the syntax produced by `perlre`).
+pub fn study(pattern: &str) -> Study {
+    use regex_syntax::hir::Look;
+    let Ok(hir) = regex_syntax::ParserBuilder::new().utf8(false).unicode(false).build().parse(pattern) else {
+        return Study { required: None, edge_blind: false };
+    };
+    let looks = hir.properties().look_set();
+    let required = req(&hir, 0).filter(|set| set.iter().all(|l| l.len() >= MIN_LEN) && !set.is_empty());
+    Study { required, edge_blind: !looks.contains(Look::Start) && !looks.contains(Look::End) }
+}
+
+/// The literal set for `pattern`, lower-cased, or None if no useful set exists.
+#[cfg(test)]
 pub fn required(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    let hir = regex_syntax::ParserBuilder::new().utf8(false).unicode(false).build().parse(pattern).ok()?;
-    let set = req(&hir, 0)?;
-    if set.iter().all(|l| l.len() >= MIN_LEN) && !set.is_empty() { Some(set) } else { None }
+    study(pattern).required
 }
 
 /// The bytes every match of `pattern` starts with (lower-cased; compare ASCII
@@ -53,6 +72,24 @@ fn lead(hir: &Hir, out: &mut Vec<u8>, depth: usize) -> bool {
         HirKind::Concat(items) => items.iter().all(|item| lead(item, out, depth + 1)),
         _ => false,
     }
+}
+
+/// Whether every match of `pattern` starts at the start of a line: the pattern begins with a
+/// multi-line `^` (`(?m)^`), so a match starts at 0 or just after a `\n`.
+pub fn starts_at_line_start(pattern: &str) -> bool {
+    let parsed = regex_syntax::ParserBuilder::new().utf8(false).unicode(false).build().parse(pattern);
+    parsed.is_ok_and(|hir| leads_with_line_start(&hir, 0))
+}
+
+fn leads_with_line_start(hir: &Hir, depth: usize) -> bool {
+    use regex_syntax::hir::Look;
+    depth <= MAX_DEPTH
+        && match hir.kind() {
+            HirKind::Look(look) => *look == Look::StartLF,
+            HirKind::Capture(c) => leads_with_line_start(&c.sub, depth + 1),
+            HirKind::Concat(items) => items.first().is_some_and(|first| leads_with_line_start(first, depth + 1)),
+            _ => false,
+        }
 }
 
 /// Score of a set: the shortest literal in it (longer is more selective), fewer alts better.
@@ -149,6 +186,16 @@ fn concat(items: &[Hir], depth: usize) -> Option<Vec<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edges_and_line_starts_are_told_apart() {
+        assert!(study("a[bc]d").edge_blind && study("(?m)^x$").edge_blind && study(r"\bword\b").edge_blind);
+        assert!(!study("^x").edge_blind && !study("x$").edge_blind && !study(r"\Ax").edge_blind && !study(r"x\z").edge_blind);
+        assert!(!study("a(").edge_blind, "what does not parse is not joinable");
+        assert!(starts_at_line_start("(?m)^X-[a-z]+"));
+        assert!(starts_at_line_start("(?m)(^X)y"), "through a group");
+        assert!(!starts_at_line_start("^X") && !starts_at_line_start("(?m)a^"));
+    }
 
     fn r(p: &str) -> Option<Vec<String>> {
         required(p).map(|v| v.into_iter().map(|b| String::from_utf8_lossy(&b).into_owned()).collect())

@@ -72,6 +72,9 @@ pub struct ParsedMessage {
     /// Facts for callers (and tests): parts seen and whether limits cut anything.
     pub stats: MessageStats,
     all_decoded: OnceLock<String>,
+    /// The Date header's distance from the closest Received time, seconds, computed once for
+    /// all the `check_for_shifted_date` rules (see `evalfn`).
+    pub(crate) date_shift: OnceLock<i64>,
 }
 
 /// What building the view saw.
@@ -104,6 +107,7 @@ impl ParsedMessage {
             full: raw[..raw.len().min(MAX_FULL)].to_vec(),
             stats: MessageStats::default(),
             all_decoded: OnceLock::new(),
+            date_shift: OnceLock::new(),
         };
         pm.read_headers(raw);
         if let Some(subject) = pm.header_value("subject", Modifier::Decoded) {

@@ -101,6 +101,11 @@ impl Re {
 }
 
 impl Set {
+    /// Whether any pattern matches somewhere in `text`.
+    pub fn is_match(&self, scratch: &mut Scratch, text: &[u8]) -> bool {
+        self.re.is_match_with(scratch.cache(self.slot, &self.re), &Input::new(text))
+    }
+
     /// Calls `each` with the index of every pattern that matches somewhere in `text`, ascending.
     pub fn matches(&self, scratch: &mut Scratch, text: &[u8], mut each: impl FnMut(usize)) {
         let mut found = PatternSet::new(self.re.pattern_len());

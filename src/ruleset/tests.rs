@@ -106,3 +106,34 @@ fn backreference_rules_tried_only_where_their_prefix_occurs_count_every_match() 
     assert_eq!(expected("dup a b, DUP x x, dup dup dup y y, dup z zz, dup w w"), 3.0);
     assert!(count("dup a b dup c d").is_empty());
 }
+
+#[test]
+fn literal_less_body_rules_match_within_a_line_never_across_lines() {
+    // No literal to prefilter on: these run in always-sets, the first two searched once over the
+    // joined body before any line is searched, the anchored one line by line.
+    let text = "body ACROSS /[a-c]\\s[x-z]/\nbody INSIDE /[p-q]\\d[p-q]/\nbody ANCHORED /^[x-z]\\d/\n";
+    let (rules, _) = RuleSet::load_texts(&[("a.cf", text)]).expect("load");
+    let hits = |body: &str| -> Vec<String> {
+        let raw = format!("Subject: s\r\n\r\n{body}");
+        let mut names: Vec<String> = rules.evaluate(&ParsedMessage::parse(raw.as_bytes())).into_iter().map(|h| h.name).collect();
+        names.sort();
+        names
+    };
+    assert!(hits("one line ends in b\r\n\r\nz begins the next\r\n").is_empty(), "a match across lines is no match");
+    assert_eq!(hits("plain\r\n\r\nnothing\r\n\r\nthen p7q here\r\n"), ["INSIDE"]);
+    assert_eq!(hits("first\r\n\r\nz9 starts the second\r\n"), ["ANCHORED"]);
+    assert_eq!(hits("b z and p1p\r\n\r\ny2\r\n"), ["ACROSS", "ANCHORED", "INSIDE"]);
+    assert!(hits("first z9\r\n").is_empty(), "^ is the start of a line's text, not any position");
+}
+
+#[test]
+fn a_multiline_caret_rule_over_all_headers_is_tried_at_each_line_start() {
+    // Backtracking (lookarounds) and anchored with (?m)^: tried only where a header line starts.
+    let text = "header RAND ALL =~ /^(?!Skip)[a-z]+-[a-z]+:\\s+\\d(?=\\d)/im\nscore RAND 1\n";
+    let (rules, _) = RuleSet::load_texts(&[("a.cf", text)]).expect("load");
+    let hit = |headers: &str| !rules.evaluate(&ParsedMessage::parse(format!("{headers}\r\n\r\nbody\r\n").as_bytes())).is_empty();
+    assert!(hit("Subject: s\r\nTracking-Id: 42"), "a later line");
+    assert!(hit("Tracking-Id: 42\r\nSubject: s"), "the first line");
+    assert!(!hit("Subject: s\r\nSkip-Id: 42"), "the lookahead excludes it");
+    assert!(!hit("Subject: s tracking-id: 42\r\nTracking-Id: 4"), "not at a line start / one digit only");
+}
