@@ -9,12 +9,102 @@
 //! is an error naming it, so the rule is skipped and reported like any other it cannot run.
 //! Evaluation reads the prepared [`ParsedMessage`] only; it never panics.
 
+use std::cell::OnceCell;
 use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::freemail::{self, FreemailConfig};
 use super::header::Modifier;
+use super::htmleval::HtmlFacts;
 use super::message::ParsedMessage;
+
+/// What the `eval:` functions read from the rule files besides their calls.
+#[derive(Debug, Default, Clone)]
+pub struct EvalConfig {
+    /// `freemail_domains` and `freemail_welcomelist`.
+    pub freemail: FreemailConfig,
+}
+
+/// One message as the `eval:` functions see it: what several of them read (the HTML parts'
+/// facts) is computed once, on first use.
+pub struct EvalCx<'a> {
+    pub msg: &'a ParsedMessage,
+    pub cfg: &'a EvalConfig,
+    html: OnceCell<Vec<HtmlFacts>>,
+}
+
+impl<'a> EvalCx<'a> {
+    pub fn new(msg: &'a ParsedMessage, cfg: &'a EvalConfig) -> EvalCx<'a> {
+        EvalCx { msg, cfg, html: OnceCell::new() }
+    }
+
+    /// The facts of every text/html part (SpamAssassin's `html_all`).
+    fn html(&self) -> &[HtmlFacts] {
+        self.html.get_or_init(|| self.msg.html_parts().iter().map(|p| HtmlFacts::analyze(p)).collect())
+    }
+}
+
+/// A comparison written as text in a call (`'!= 0'`, `'< 512'`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cmp {
+    op: CmpOp,
+    value: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Cmp {
+    fn parse(text: &str) -> Option<Cmp> {
+        let t = text.trim();
+        let ops = [("==", CmpOp::Eq), ("!=", CmpOp::Ne), ("<=", CmpOp::Le), (">=", CmpOp::Ge), ("<", CmpOp::Lt), (">", CmpOp::Gt)];
+        let (rest, op) = ops.iter().find_map(|(s, op)| t.strip_prefix(s).map(|r| (r, *op)))?;
+        Some(Cmp { op, value: rest.trim().parse().ok()? })
+    }
+
+    fn holds(&self, x: f64) -> bool {
+        match self.op {
+            CmpOp::Eq => x == self.value,
+            CmpOp::Ne => x != self.value,
+            CmpOp::Lt => x < self.value,
+            CmpOp::Le => x <= self.value,
+            CmpOp::Gt => x > self.value,
+            CmpOp::Ge => x >= self.value,
+        }
+    }
+}
+
+/// A regex given as an argument, compared by its text.
+#[derive(Debug, Clone)]
+pub struct ArgRegex(fancy_regex::Regex);
+
+impl PartialEq for ArgRegex {
+    fn eq(&self, other: &ArgRegex) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl ArgRegex {
+    fn new(pattern: &str, call: &str) -> Result<ArgRegex, String> {
+        fancy_regex::RegexBuilder::new(pattern)
+            .backtrack_limit(super::compile::BACKTRACK_LIMIT)
+            .build()
+            .map(ArgRegex)
+            .map_err(|e| format!("eval:{call}: regex {pattern:?} does not compile: {e}"))
+    }
+
+    fn is_match(&self, text: &str) -> bool {
+        self.0.is_match(text).unwrap_or(false)
+    }
+}
 
 /// One `eval:` call moat can run.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +119,89 @@ pub enum EvalFn {
     /// `check_for_shifted_date(MIN, MAX)`: the Date header is between MIN and MAX hours after
     /// (negative: before) the closest Received time; `undef` is no bound.
     ShiftedDate { min_hours: Option<f64>, max_hours: Option<f64> },
+    /// `html_test(NAME)`: a flag of an HTML part (`html`: there is one).
+    HtmlTest(String),
+    /// `html_range(NAME, MIN, MAX)`: a figure of an HTML part in (MIN, MAX]; MAX `inf` or
+    /// absent: above MIN.
+    HtmlRange { test: String, min: f64, max: Option<f64> },
+    /// `html_eval(NAME, EXPR)`: a figure of an HTML part satisfies `EXPR` (`'< 512'`).
+    HtmlEval { test: String, cmp: Cmp },
+    /// `html_image_only(MIN, MAX)`: an HTML part with an image, its length in (MIN, MAX].
+    HtmlImageOnly { min: f64, max: f64 },
+    /// `html_image_ratio(MIN, MAX)`: visible characters per pixel of image area in (MIN, MAX].
+    HtmlImageRatio { min: f64, max: f64 },
+    /// `html_tag_exists(TAG)`.
+    HtmlTagExists(String),
+    /// `html_tag_balance(TAG, EXPR)`: opened minus closed satisfies `EXPR`.
+    HtmlTagBalance { tag: String, cmp: Cmp },
+    /// `html_text_match(WHAT, REGEX)`: a comment, title, link text or script matches.
+    HtmlTextMatch { what: String, re: ArgRegex },
+    /// `html_title_subject_ratio(RATIO)`: a title more than RATIO times the Subject's length.
+    HtmlTitleSubjectRatio(f64),
+    /// `html_charset_faraway()`: never true with SpamAssassin's default `ok_locales all`.
+    HtmlCharsetFaraway,
+    /// `check_iframe_src()`: an iframe with a source.
+    IframeSrc,
+    /// `check_freemail_from([REGEX])`: a sender address at a free mail provider (matching).
+    FreemailFrom(Option<ArgRegex>),
+    /// `check_freemail_header(HEADER[, REGEX])`: an address in the header at a free mail
+    /// provider (matching).
+    FreemailHeader { header: String, re: Option<ArgRegex> },
+    /// `check_freemail_replyto(['replyto'|'reply'])`: Reply-To (or From) and the body or From
+    /// name different free mail addresses.
+    FreemailReplyTo { reply: bool },
+}
+
+/// The arguments of a call: quoted strings (either quote; a backslash keeps the next
+/// character) or bare words, separated by commas.
+fn split_args(args: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut chars = args.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let Some(&c) = chars.peek() else { break };
+        let mut arg = String::new();
+        if c == '\'' || c == '"' {
+            chars.next();
+            let mut closed = false;
+            while let Some(x) = chars.next() {
+                if x == c {
+                    closed = true;
+                    break;
+                }
+                if x == '\\' && chars.peek() == Some(&c) {
+                    arg.push(c);
+                    chars.next();
+                    continue;
+                }
+                arg.push(x);
+            }
+            if !closed {
+                return Err("unterminated quoted argument".into());
+            }
+        } else {
+            while let Some(&x) = chars.peek() {
+                if x == ',' {
+                    break;
+                }
+                arg.push(x);
+                chars.next();
+            }
+            arg = arg.trim().to_string();
+        }
+        out.push(arg);
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        match chars.next() {
+            None => break,
+            Some(',') => {}
+            Some(x) => return Err(format!("unexpected {x:?} after an argument")),
+        }
+    }
+    Ok(out)
 }
 
 impl EvalFn {
@@ -38,8 +211,12 @@ impl EvalFn {
         let call = call.trim();
         let (name, rest) = call.split_once('(').ok_or_else(|| format!("eval:{call}: not a function call"))?;
         let args = rest.trim_end().strip_suffix(')').ok_or_else(|| format!("eval:{call}: no closing parenthesis"))?;
-        let args: Vec<&str> = args.split(',').map(|a| a.trim().trim_matches(|c| c == '\'' || c == '"')).filter(|a| !a.is_empty()).collect();
+        let args = split_args(args).map_err(|e| format!("eval:{call}: {e}"))?;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let name = name.trim();
+        let num = |a: &str| a.trim().parse::<f64>().map_err(|_| format!("eval:{call}: {a:?} is not a number"));
+        let cmp = |a: &str| Cmp::parse(a).ok_or_else(|| format!("eval:{call}: {a:?} is not a comparison moat reads"));
+        let re = |a: &str| ArgRegex::new(a, call);
         match (name, args.as_slice()) {
             ("check_for_mime_html_only", []) => Ok(EvalFn::MimeHtmlOnly),
             ("subject_is_all_caps", []) => Ok(EvalFn::SubjectAllCaps),
@@ -47,12 +224,38 @@ impl EvalFn {
             ("check_for_shifted_date", [min, max]) => {
                 Ok(EvalFn::ShiftedDate { min_hours: hours_bound(min, call)?, max_hours: hours_bound(max, call)? })
             }
+            ("html_test", [test]) => Ok(EvalFn::HtmlTest(test.to_string())),
+            ("html_range", [test, min, rest @ ..]) if rest.len() <= 1 => {
+                let max = match rest.first() {
+                    None | Some(&"inf") => None,
+                    Some(m) => Some(num(m)?),
+                };
+                Ok(EvalFn::HtmlRange { test: test.to_string(), min: num(min)?, max })
+            }
+            ("html_eval", [test, expr]) => Ok(EvalFn::HtmlEval { test: test.to_string(), cmp: cmp(expr)? }),
+            ("html_image_only", [min, max]) => Ok(EvalFn::HtmlImageOnly { min: num(min)?, max: num(max)? }),
+            ("html_image_ratio", [min, max]) => Ok(EvalFn::HtmlImageRatio { min: num(min)?, max: num(max)? }),
+            ("html_tag_exists", [tag]) => Ok(EvalFn::HtmlTagExists(tag.to_string())),
+            ("html_tag_balance", [tag, expr]) if tag.chars().all(|c| c.is_ascii_alphanumeric()) && !tag.is_empty() => {
+                Ok(EvalFn::HtmlTagBalance { tag: tag.to_string(), cmp: cmp(expr)? })
+            }
+            ("html_text_match", [what, regex]) => Ok(EvalFn::HtmlTextMatch { what: what.to_string(), re: re(regex)? }),
+            ("html_title_subject_ratio", [ratio]) => Ok(EvalFn::HtmlTitleSubjectRatio(num(ratio)?)),
+            ("html_charset_faraway", []) => Ok(EvalFn::HtmlCharsetFaraway),
+            ("check_iframe_src", []) => Ok(EvalFn::IframeSrc),
+            ("check_freemail_from", []) => Ok(EvalFn::FreemailFrom(None)),
+            ("check_freemail_from", [regex]) => Ok(EvalFn::FreemailFrom(Some(re(regex)?))),
+            ("check_freemail_header", [header]) => Ok(EvalFn::FreemailHeader { header: header.to_string(), re: None }),
+            ("check_freemail_header", [header, regex]) => Ok(EvalFn::FreemailHeader { header: header.to_string(), re: Some(re(regex)?) }),
+            ("check_freemail_replyto", []) | ("check_freemail_replyto", ["replyto"]) => Ok(EvalFn::FreemailReplyTo { reply: false }),
+            ("check_freemail_replyto", ["reply"]) => Ok(EvalFn::FreemailReplyTo { reply: true }),
             _ => Err(format!("eval:{name} (needs SpamAssassin plugin code moat does not have)")),
         }
     }
 
-    /// Whether the rule hits `msg`.
-    pub fn hit(&self, msg: &ParsedMessage) -> bool {
+    /// Whether the rule hits the message.
+    pub fn hit(&self, cx: &EvalCx<'_>) -> bool {
+        let msg = cx.msg;
         match self {
             EvalFn::MimeHtmlOnly => mime_html_only(msg),
             EvalFn::SubjectAllCaps => subject_all_caps(msg),
@@ -61,8 +264,84 @@ impl EvalFn {
                 let diff = *msg.date_shift.get_or_init(|| date_diff(msg)) as f64;
                 min_hours.is_none_or(|min| diff >= 3600.0 * min) && max_hours.is_none_or(|max| diff < 3600.0 * max)
             }
+            EvalFn::HtmlTest(test) => cx.html().iter().any(|h| h.test(test)),
+            EvalFn::HtmlRange { test, min, max } => {
+                cx.html().iter().filter_map(|h| h.value(test)).any(|v| v > *min && max.is_none_or(|max| v <= max))
+            }
+            EvalFn::HtmlEval { test, cmp } => cx.html().iter().filter_map(|h| h.value(test)).any(|v| cmp.holds(v)),
+            EvalFn::HtmlImageOnly { min, max } => cx.html().iter().any(|h| {
+                let length = h.length as f64;
+                h.inside("img").is_some() && length > *min && length <= *max
+            }),
+            EvalFn::HtmlImageRatio { min, max } => cx.html().iter().any(|h| {
+                let area = h.value("image_area").unwrap_or(0.0);
+                let ratio = h.value("non_space_len").unwrap_or(0.0) / area;
+                area > 0.0 && ratio > *min && ratio <= *max
+            }),
+            EvalFn::HtmlTagExists(tag) => cx.html().iter().any(|h| h.inside(tag).is_some()),
+            EvalFn::HtmlTagBalance { tag, cmp } => cx.html().iter().filter_map(|h| h.inside(tag)).any(|d| cmp.holds(d as f64)),
+            EvalFn::HtmlTextMatch { what, re } => cx.html().iter().filter_map(|h| h.texts(what)).flatten().any(|t| re.is_match(t)),
+            EvalFn::HtmlTitleSubjectRatio(ratio) => title_subject_ratio(cx, *ratio),
+            EvalFn::HtmlCharsetFaraway => false,
+            EvalFn::IframeSrc => cx.html().iter().any(HtmlFacts::iframe_src),
+            EvalFn::FreemailFrom(re) => freemail_from(cx, re.as_ref()),
+            EvalFn::FreemailHeader { header, re } => freemail_header(cx, header, re.as_ref()),
+            EvalFn::FreemailReplyTo { reply } => freemail_replyto(cx, *reply),
         }
     }
+}
+
+/// SpamAssassin reads the Subject with its line end, so the ratio is to its length plus one.
+fn title_subject_ratio(cx: &EvalCx<'_>, ratio: f64) -> bool {
+    let Some(subject) = cx.msg.header_value("subject", Modifier::Decoded) else { return false };
+    let subject_len = subject.split('\n').next_back().unwrap_or("").chars().count() + 1;
+    cx.html().iter().any(|h| {
+        let longest = h.texts("title").unwrap_or(&[]).iter().map(|t| t.chars().count()).max().unwrap_or(0);
+        longest as f64 / subject_len as f64 > ratio
+    })
+}
+
+fn freemail_from(cx: &EvalCx<'_>, re: Option<&ArgRegex>) -> bool {
+    let fm = &cx.cfg.freemail;
+    fm.available() && freemail::all_from_addrs(cx.msg).iter().any(|e| fm.is_freemail(e) && re.is_none_or(|re| re.is_match(e)))
+}
+
+fn freemail_header(cx: &EvalCx<'_>, header: &str, re: Option<&ArgRegex>) -> bool {
+    let fm = &cx.cfg.freemail;
+    let header = header.strip_suffix(":addr").unwrap_or(header);
+    fm.available() && freemail::header_addrs(cx.msg, header).iter().any(|e| fm.is_freemail(e) && re.is_none_or(|re| re.is_match(e)))
+}
+
+/// SpamAssassin's `check_freemail_replyto`: From and Reply-To different free mail addresses,
+/// or the reply address (Reply-To; with `reply`, From when there is no Reply-To) free mail and
+/// a different free mail address in the body.
+fn freemail_replyto(cx: &EvalCx<'_>, reply: bool) -> bool {
+    let fm = &cx.cfg.freemail;
+    if !fm.available() {
+        return false;
+    }
+    let envfrom = freemail::header_addrs(cx.msg, "EnvelopeFrom");
+    if envfrom.first().is_some_and(|e| freemail::bulk_envelope(e)) {
+        return false;
+    }
+    let from = freemail::header_addrs(cx.msg, "From");
+    let replyto = freemail::header_addrs(cx.msg, "Reply-To");
+    let from_fm = from.iter().any(|e| fm.is_freemail(e));
+    let replyto_fm = replyto.iter().any(|e| fm.is_freemail(e));
+    let from_not_in_replyto = !from.iter().any(|f| replyto.contains(f));
+    if from_fm && replyto_fm && from_not_in_replyto {
+        return true;
+    }
+    if !reply && !replyto_fm {
+        return false;
+    }
+    if reply && ((!replyto.is_empty() && !replyto_fm) || !from_fm) {
+        return false;
+    }
+    let mailtos: Vec<String> = cx.html().iter().flat_map(|h| h.mailtos().iter().cloned()).collect();
+    let Some(body) = freemail::body_freemails(fm, cx.msg, &mailtos) else { return false };
+    let reply_addrs = if !reply || replyto_fm { &replyto } else { &from };
+    body.iter().any(|b| reply_addrs.iter().any(|r| r != b))
 }
 
 fn hours_bound(arg: &str, call: &str) -> Result<Option<f64>, String> {
@@ -298,6 +577,12 @@ fn named_zone(name: &str) -> Option<&'static str> {
 mod tests {
     use super::*;
 
+    impl EvalFn {
+        fn hits(&self, msg: &ParsedMessage) -> bool {
+            self.hit(&EvalCx::new(msg, &EvalConfig::default()))
+        }
+    }
+
     fn msg(text: &str) -> ParsedMessage {
         ParsedMessage::parse(text.replace('\n', "\r\n").as_bytes())
     }
@@ -332,23 +617,23 @@ mod tests {
     #[test]
     fn html_only_and_all_caps_subjects() {
         let html = msg("Subject: x\nContent-Type: text/html\n\n<p>hi</p>\n");
-        assert!(EvalFn::MimeHtmlOnly.hit(&html));
+        assert!(EvalFn::MimeHtmlOnly.hits(&html));
         let alternative = msg(
             "Subject: x\nContent-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain\n\nhi\n--b\nContent-Type: text/html\n\n<p>hi</p>\n--b--\n",
         );
-        assert!(!EvalFn::MimeHtmlOnly.hit(&alternative));
-        assert!(EvalFn::SubjectAllCaps.hit(&msg("Subject: Re: FREE MONEY NOW\n\nx\n")));
-        assert!(!EvalFn::SubjectAllCaps.hit(&msg("Subject: FREEMONEYNOW\n\nx\n")), "one word");
-        assert!(!EvalFn::SubjectAllCaps.hit(&msg("Subject: Free money now\n\nx\n")));
-        assert!(!EvalFn::SubjectAllCaps.hit(&msg("Subject: =?koi8-r?B?8NLJ18XU?= AND MORE\n\nx\n")), "charsets that look capitalised");
+        assert!(!EvalFn::MimeHtmlOnly.hits(&alternative));
+        assert!(EvalFn::SubjectAllCaps.hits(&msg("Subject: Re: FREE MONEY NOW\n\nx\n")));
+        assert!(!EvalFn::SubjectAllCaps.hits(&msg("Subject: FREEMONEYNOW\n\nx\n")), "one word");
+        assert!(!EvalFn::SubjectAllCaps.hits(&msg("Subject: Free money now\n\nx\n")));
+        assert!(!EvalFn::SubjectAllCaps.hits(&msg("Subject: =?koi8-r?B?8NLJ18XU?= AND MORE\n\nx\n")), "charsets that look capitalised");
     }
 
     #[test]
     fn shifted_dates_compare_the_date_with_the_closest_received_time() {
         let m = msg("Received: from a by b; Mon, 22 Jul 2002 08:06:38 -0500\nDate: Mon, 22 Jul 2002 16:06:38 -0500\nSubject: x\n\nx\n");
         let future = |min, max| EvalFn::ShiftedDate { min_hours: Some(min), max_hours: Some(max) };
-        assert!(future(6.0, 12.0).hit(&m), "8 hours ahead");
-        assert!(!future(3.0, 6.0).hit(&m));
+        assert!(future(6.0, 12.0).hits(&m), "8 hours ahead");
+        assert!(!future(3.0, 6.0).hits(&m));
         let unknown = msg("Date: Mon, 22 Jul 2002 16:06:38 -0500\nSubject: x\n\nx\n");
         assert_eq!(date_diff(&unknown), 0, "no Received time: no difference");
     }
@@ -359,9 +644,9 @@ mod tests {
         let token = (1_027_343_198f64 * 0.002_328_306_436_538_7 + 27_111_902.832_984_9) as i64;
         let id = format!("<0000{token:08x}$0000abcd$00001234@host>");
         let fits = msg(&format!("Message-ID: {id}\nDate: Mon, 22 Jul 2002 13:06:38 +0000\nSubject: x\n\nx\n"));
-        assert!(!EvalFn::OutlookMessageId.hit(&fits));
+        assert!(!EvalFn::OutlookMessageId.hits(&fits));
         let forged = msg(&format!("Message-ID: {id}\nDate: Mon, 22 Jul 2005 13:06:38 +0000\nSubject: x\n\nx\n"));
-        assert!(EvalFn::OutlookMessageId.hit(&forged));
-        assert!(!EvalFn::OutlookMessageId.hit(&msg("Message-ID: <abc@host>\nSubject: x\n\nx\n")), "not Outlook's format");
+        assert!(EvalFn::OutlookMessageId.hits(&forged));
+        assert!(!EvalFn::OutlookMessageId.hits(&msg("Message-ID: <abc@host>\nSubject: x\n\nx\n")), "not Outlook's format");
     }
 }

@@ -69,6 +69,8 @@ pub struct ParsedMessage {
     rawbody: Vec<String>,
     uris: Vec<String>,
     full: Vec<u8>,
+    /// The decoded text of each text/html part (for the HTMLEval `eval:` functions).
+    html_parts: Vec<String>,
     /// Facts for callers (and tests): parts seen and whether limits cut anything.
     pub stats: MessageStats,
     all_decoded: OnceLock<String>,
@@ -105,6 +107,7 @@ impl ParsedMessage {
             rawbody: Vec::new(),
             uris: Vec::new(),
             full: raw[..raw.len().min(MAX_FULL)].to_vec(),
+            html_parts: Vec::new(),
             stats: MessageStats::default(),
             all_decoded: OnceLock::new(),
             date_shift: OnceLock::new(),
@@ -223,6 +226,9 @@ impl ParsedMessage {
             self.stats.truncated = true;
         }
         chunk_into(raw_part, &mut self.rawbody);
+        if is_html && !raw_part.is_empty() {
+            self.html_parts.push(raw_part.to_string());
+        }
         let scan = cut(text, BODY_PART_SCAN);
         let rendered: Cow<'_, str> = if is_html {
             let r = html::render(scan);
@@ -338,6 +344,11 @@ impl ParsedMessage {
 
     pub fn full(&self) -> &[u8] {
         &self.full
+    }
+
+    /// The decoded text of each text/html part, in order.
+    pub fn html_parts(&self) -> &[String] {
+        &self.html_parts
     }
 
     /// Header key lookup used by the evaluator.

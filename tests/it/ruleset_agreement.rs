@@ -339,3 +339,187 @@ fn civil(days: i64) -> (i64, i64, i64) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
+
+/// The HTMLEval and FreeMail functions moat runs, side by side with SpamAssassin's plugins:
+/// the stock rules' calls (and a few more bands) over the rules corpus and messages made to sit
+/// on their edges (colours by name, hex, `rgb()` and CSS, font sizes absolute and relative,
+/// words split by tags, images with and without text, comments, titles, unbalanced tags, free
+/// mail senders with and without digits, wildcard domains, role addresses, Reply-To and body
+/// addresses that differ). Every hit must agree.
+#[test]
+fn html_and_freemail_functions_agree_with_spamassassins_plugins() {
+    let calls = [
+        ("body", "html_test('html')"),
+        ("body", "html_test('font_low_contrast')"),
+        ("body", "html_test('font_face_bad')"),
+        ("body", "html_test('font_invalid_color')"),
+        ("body", "html_test('form_action_mailto')"),
+        ("body", "html_test('embeds')"),
+        ("body", "html_range('max_size', '5', '6')"),
+        ("body", "html_range('max_size', '6', 'inf')"),
+        ("body", "html_range('min_size', '-10', '2')"),
+        ("body", "html_range('closed_extra_ratio', '0.09', 'inf')"),
+        ("body", "html_range('obfuscation_ratio', '0', '.2')"),
+        ("body", "html_range('obfuscation_ratio', '.2', '1.0')"),
+        ("body", "html_range('bad_tag_ratio', '0.20', '1.00')"),
+        ("body", "html_range('non_element_ratio', '0.20', '1.00')"),
+        ("body", "html_range('length', '0', '1024')"),
+        ("body", "html_eval('length', '< 384')"),
+        ("body", "html_image_only('0000', '0400')"),
+        ("body", "html_image_only('0400', '3200')"),
+        ("body", "html_image_ratio('0.000', '0.002')"),
+        ("body", "html_image_ratio('0.002', '0.010')"),
+        ("body", "html_tag_balance('body', '!= 0')"),
+        ("body", "html_tag_balance('head', '!= 0')"),
+        ("body", "html_tag_exists('center')"),
+        ("body", "html_tag_exists('bgsound')"),
+        ("body", "html_tag_exists('meta')"),
+        ("body", "html_text_match('comment', '<!(?!-).{0,6}>')"),
+        ("body", r"html_text_match('comment', '<!-- saved from url=\(\d{4}\)')"),
+        ("body", "html_text_match('anchor', '<img>')"),
+        ("body", "html_text_match('title', '.{20}')"),
+        ("body", "html_title_subject_ratio('3.5')"),
+        ("body", "check_iframe_src()"),
+        ("header", "check_freemail_from()"),
+        ("header", r"check_freemail_from('\d@')"),
+        ("header", r"check_freemail_header('EnvelopeFrom', '\d@')"),
+        ("header", r"check_freemail_header('Reply-To', '\d@')"),
+        ("header", "check_freemail_header('Reply-To')"),
+        ("header", "check_freemail_replyto('replyto')"),
+        ("header", "check_freemail_replyto('reply')"),
+    ];
+    let mut cf =
+        String::from("freemail_domains gmail.com yahoo.com hotmail.com aol.* *.free.test mail.ru\nfreemail_welcomelist friend@gmail.com\n");
+    let names: Vec<String> = (0..calls.len()).map(|i| format!("EV_H{i:02}")).collect();
+    for ((kind, call), name) in calls.iter().zip(&names) {
+        cf.push_str(&format!("{kind} {name} eval:{call}\nscore {name} 1.0\n"));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("eval.cf"), &cf).expect("write cf");
+    let (rules, report) = RuleSet::load(&[dir.path().to_path_buf()]).expect("load");
+    assert!(report.skipped.is_empty(), "moat runs every one of them: {:?}", report.skipped);
+
+    let mut messages = messages();
+    messages.extend(html_edge_messages());
+    messages.extend(freemail_edge_messages());
+    let sa = spamassassin(&messages, dir.path(), &[], &["HTMLEval", "FreeMail"]);
+    let (mut differences, mut hits, mut sa_hits) = (Vec::new(), 0, 0);
+    let mut fired = BTreeSet::new();
+    for ((name, raw), sa) in messages.iter().zip(&sa) {
+        let ours: BTreeSet<String> = rules.evaluate(&ParsedMessage::parse(raw)).into_iter().map(|h| h.name).collect();
+        let sa: BTreeSet<String> = sa.iter().filter(|t| names.contains(t)).cloned().collect();
+        hits += ours.len();
+        sa_hits += sa.len();
+        fired.extend(ours.iter().cloned());
+        if ours != sa {
+            differences.push(format!("{name}: moat {ours:?}, SpamAssassin {sa:?}"));
+        }
+    }
+    let call_of = |n: &str| names.iter().position(|x| x == n).map_or("", |i| calls[i].1);
+    let explained: Vec<String> = differences
+        .iter()
+        .map(|d| names.iter().fold(d.clone(), |d, n| d.replace(&format!("\"{n}\""), &format!("{n}={}", call_of(n)))))
+        .collect();
+    eprintln!(
+        "html and freemail functions: {hits} hits (SpamAssassin {sa_hits}), {} rules fired, {} messages",
+        fired.len(),
+        messages.len()
+    );
+    assert!(differences.is_empty(), "eval: functions disagree with SpamAssassin:\n{}", explained.join("\n"));
+    assert!(fired.len() >= 25 && hits >= 60, "the edge messages must exercise most rules: {fired:?}, {hits} hits");
+}
+
+/// HTML messages on the HTMLEval functions' edges (made here; no real mail).
+fn html_edge_messages() -> Vec<(String, Vec<u8>)> {
+    let image = "<img src=\"http://img.example.net/a.gif\" width=\"400\" height=\"300\">";
+    let bodies = [
+        ("plain_page", "<html><head><title>Hello</title></head><body><p>Just a short note.</p></body></html>".to_string()),
+        ("low_contrast_font", "<html><body bgcolor=white><font color=\"#fffffe\">hidden words</font> visible</body></html>".into()),
+        ("low_contrast_css", "<div style=\"color: #eeeeee; background-color: #ffffff\">pale text</div><p>more</p>".into()),
+        ("css_rgb", "<span style=\"color:rgb(250,250,250)\">pale</span> dark".into()),
+        ("css_background", "<p style=\"background: url(x.gif) #000000; color: black\">black on black</p>".into()),
+        ("invalid_colour", "<font color=\"zz00zz\">odd colour</font>".into()),
+        ("short_hex", "<font color=\"#fff\">short white</font>".into()),
+        ("transparent", "<span style=\"color: transparent\">gone</span>".into()),
+        ("tiny_font", "<font size=1>tiny text</font> normal".into()),
+        ("big_fonts", "<font size=6>BIG</font> <font size=+2>bigger</font>".into()),
+        ("huge_font", "<font size=\"7\" face=\"Arial, Helvetica, sans-serif\">HUGE</font>".into()),
+        (
+            "big_small_nesting",
+            "<big><big><big><font color=red>large</font></big></big></big><small><small><font color=blue>s</font></small></small>".into(),
+        ),
+        ("basefont", "<basefont size=5><font size=+2>relative</font>".into()),
+        ("bad_face", "<font face=\"$$$ money\">x</font> <font face=\"Times New Roman\">y</font>".into()),
+        ("obfuscated", "<p>V<b>i</b>a<i>g</i>r<u>a</u> c<b>h</b>eap</p>".into()),
+        ("obfuscated_comment", "Vi<!-- x -->ag<!-- y -->ra now".into()),
+        ("extra_closings", "<p>a</p></p></p></div></div><b>b</b></i></i>".into()),
+        ("bad_tags", "<foo>x</foo><bar>y</bar><p>z</p><qux>".into()),
+        ("namespaces", "<o:p>office</o:p><st1:place>x</st1:place><p>text</p>".into()),
+        ("doctype", "<!DOCTYPE html PUBLIC \"-//W3C//DTD HTML 4.01//EN\"><html><body>ok</body></html>".into()),
+        ("image_only", format!("<html><body><a href=\"http://shop.example.net/\">{image}</a></body></html>")),
+        ("image_and_text", format!("{image}<p>{}</p>", "Some words next to the picture. ".repeat(8))),
+        ("image_percent", "<img src=x.gif width=50% height=20%><img src=y.gif width=0 height=abc>tiny".into()),
+        ("saved_from", "<!-- saved from url=(0022)http://internet.e-mail --><html><body>saved</body></html>".into()),
+        ("short_comment", "<html><!x><body>short comment<!></body></html>".into()),
+        (
+            "long_title",
+            "<html><head><title>A very long title that goes on and on and on for ever</title></head><body>t</body></html>".into(),
+        ),
+        ("unbalanced_body", "<html><head></head><body><body>twice</body></html>".into()),
+        ("unbalanced_head", "<html><head><title>x</title><body>no head close</body></html>".into()),
+        ("center_bgsound", "<center>centered</center><bgsound src=\"x.wav\">".into()),
+        (
+            "meta_iframe",
+            "<meta http-equiv=\"Content-Type\" content=\"text/html; charset=iso-8859-1\"><iframe src=\"http://x.example.net/\"></iframe>hi"
+                .into(),
+        ),
+        ("form_mailto_embed", "<form action=\"MAILTO:sales@example.net\"><input name=a></form><embed src=x.swf><object></object>".into()),
+        ("script_style", "<style>p { color: white }</style><script>var a = '<p>'; if (a<b) x();</script><p>after</p>".into()),
+        ("entities", "<p>Caf&eacute; &amp; cr&egrave;me &#169; &#x263A; &nbsp; &unknown; end</p>".into()),
+        ("broken_markup", "a < b and c > d <p>para<a href=x>link</a><b".into()),
+        ("self_closing", "<br/><p/>text<img src=a.gif/><hr />more".into()),
+        ("whitespace_tags", "<table><tr><td>one</td><td>two</td></tr></table><ul><li>a<li>b</ul><h1>head</h1>x<br>y".into()),
+        ("display_none", "<div style=\"display:none\">hidden</div><span style=\"visibility: hidden\">gone</span>shown".into()),
+        ("td_colours", "<table><tr><td style=\"background-color:#000000\"><font color=\"#010101\">dark</font></td></tr></table>".into()),
+    ];
+    let mut out = Vec::new();
+    for (name, body) in bodies {
+        let raw = format!(
+            "X-Moat-Corpus: html_{name}\r\nFrom: a@example.net\r\nSubject: html {name}\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=us-ascii\r\n\r\n{}\r\n",
+            body.replace('\n', "\r\n")
+        );
+        out.push((format!("html_{name}"), raw.into_bytes()));
+    }
+    let alternative = "X-Moat-Corpus: html_alternative\r\nFrom: a@example.net\r\nSubject: alt\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nplain\r\n--b\r\nContent-Type: text/html\r\n\r\n<html><body><font size=7>BIG</font><font color=white>x</font></body></html>\r\n--b--\r\n";
+    out.push(("html_alternative".into(), alternative.as_bytes().to_vec()));
+    let qp = "X-Moat-Corpus: html_qp_utf8\r\nFrom: a@example.net\r\nSubject: qp\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n<p>Gr=C3=BC=C3=9Fe <img src=3Dx.gif width=3D300 height=3D200></p>\r\n";
+    out.push(("html_qp_utf8".into(), qp.as_bytes().to_vec()));
+    out
+}
+
+/// Messages on the FreeMail functions' edges (made here; no real mail).
+fn freemail_edge_messages() -> Vec<(String, Vec<u8>)> {
+    let cases: [(&str, &str, &str); 14] = [
+        ("from_gmail", "From: Joe <joe@gmail.com>\r\n", "hello"),
+        ("from_digit", "From: joe77@Yahoo.com\r\nReturn-Path: <joe77@yahoo.com>\r\n", "hello"),
+        ("from_role", "From: support@gmail.com\r\n", "hello"),
+        ("from_welcomelisted", "From: friend@gmail.com\r\n", "hello"),
+        ("from_wildcard", "From: x@aol.de\r\n", "hello"),
+        ("from_wildcard_sub", "From: x@mx.free.test\r\n", "hello"),
+        ("from_wildcard_no", "From: x@aol.co.uk\r\n", "hello"),
+        ("from_company", "From: joe@example.com\r\nReply-To: joe9@hotmail.com\r\n", "hello"),
+        ("replyto_differs", "From: joe@gmail.com\r\nReply-To: jim@yahoo.com\r\n", "hello"),
+        ("replyto_same", "From: joe@gmail.com\r\nReply-To: joe@gmail.com\r\n", "hello"),
+        ("reply_body", "From: joe@gmail.com\r\n", "write to jim1@yahoo.com for more"),
+        ("replyto_body", "From: joe@example.com\r\nReply-To: jim@yahoo.com\r\n", "or ann@mail.ru today"),
+        ("body_attribution", "From: joe@gmail.com\r\n", "On Monday jim@yahoo.com wrote:\r\n> hi"),
+        ("body_too_many", "From: joe@gmail.com\r\n", "a@yahoo.com b@yahoo.com c@hotmail.com d@aol.com e@x.test"),
+    ];
+    cases
+        .iter()
+        .map(|(name, headers, body)| {
+            let raw = format!("X-Moat-Corpus: fm_{name}\r\n{headers}To: you@example.org\r\nSubject: freemail {name}\r\n\r\n{body}\r\n");
+            (format!("fm_{name}"), raw.into_bytes())
+        })
+        .collect()
+}
