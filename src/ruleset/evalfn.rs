@@ -16,6 +16,7 @@ use regex::Regex;
 
 use super::freemail::{self, FreemailConfig};
 use super::header::Modifier;
+use super::headereval;
 use super::htmleval::HtmlFacts;
 use super::message::ParsedMessage;
 
@@ -118,24 +119,46 @@ pub enum EvalFn {
     OutlookMessageId,
     /// `check_for_shifted_date(MIN, MAX)`: the Date header is between MIN and MAX hours after
     /// (negative: before) the closest Received time; `undef` is no bound.
-    ShiftedDate { min_hours: Option<f64>, max_hours: Option<f64> },
+    ShiftedDate {
+        min_hours: Option<f64>,
+        max_hours: Option<f64>,
+    },
     /// `html_test(NAME)`: a flag of an HTML part (`html`: there is one).
     HtmlTest(String),
     /// `html_range(NAME, MIN, MAX)`: a figure of an HTML part in (MIN, MAX]; MAX `inf` or
     /// absent: above MIN.
-    HtmlRange { test: String, min: f64, max: Option<f64> },
+    HtmlRange {
+        test: String,
+        min: f64,
+        max: Option<f64>,
+    },
     /// `html_eval(NAME, EXPR)`: a figure of an HTML part satisfies `EXPR` (`'< 512'`).
-    HtmlEval { test: String, cmp: Cmp },
+    HtmlEval {
+        test: String,
+        cmp: Cmp,
+    },
     /// `html_image_only(MIN, MAX)`: an HTML part with an image, its length in (MIN, MAX].
-    HtmlImageOnly { min: f64, max: f64 },
+    HtmlImageOnly {
+        min: f64,
+        max: f64,
+    },
     /// `html_image_ratio(MIN, MAX)`: visible characters per pixel of image area in (MIN, MAX].
-    HtmlImageRatio { min: f64, max: f64 },
+    HtmlImageRatio {
+        min: f64,
+        max: f64,
+    },
     /// `html_tag_exists(TAG)`.
     HtmlTagExists(String),
     /// `html_tag_balance(TAG, EXPR)`: opened minus closed satisfies `EXPR`.
-    HtmlTagBalance { tag: String, cmp: Cmp },
+    HtmlTagBalance {
+        tag: String,
+        cmp: Cmp,
+    },
     /// `html_text_match(WHAT, REGEX)`: a comment, title, link text or script matches.
-    HtmlTextMatch { what: String, re: ArgRegex },
+    HtmlTextMatch {
+        what: String,
+        re: ArgRegex,
+    },
     /// `html_title_subject_ratio(RATIO)`: a title more than RATIO times the Subject's length.
     HtmlTitleSubjectRatio(f64),
     /// `html_charset_faraway()`: never true with SpamAssassin's default `ok_locales all`.
@@ -146,10 +169,67 @@ pub enum EvalFn {
     FreemailFrom(Option<ArgRegex>),
     /// `check_freemail_header(HEADER[, REGEX])`: an address in the header at a free mail
     /// provider (matching).
-    FreemailHeader { header: String, re: Option<ArgRegex> },
+    FreemailHeader {
+        header: String,
+        re: Option<ArgRegex>,
+    },
     /// `check_freemail_replyto(['replyto'|'reply'])`: Reply-To (or From) and the body or From
     /// name different free mail addresses.
-    FreemailReplyTo { reply: bool },
+    FreemailReplyTo {
+        reply: bool,
+    },
+    /// `check_for_mime(NAME)`: a MIME fact (`mime_qp_long_line`, `mime_base64_encoded_text`, …).
+    Mime(String),
+    /// `check_mime_multipart_ratio(MIN, MAX)`: text/plain over text/html bytes in [MIN, MAX).
+    MimeMultipartRatio {
+        min: f64,
+        max: f64,
+    },
+    /// `check_base64_length(MIN[, MAX])`: the longest base64 line in [MIN, MAX].
+    Base64Length {
+        min: f64,
+        max: Option<f64>,
+    },
+    /// `check_ma_non_text()`: an alternative that is not text.
+    MaNonText,
+    /// The HeaderEval checks of a free mail sender's Received trail.
+    ForgedYahoo,
+    ForgedHotmail,
+    NoHotmailReceived,
+    ForgedJuno,
+    ForgedEudoramail,
+    ForgedGmail,
+    /// `sorted_recipients()`.
+    SortedRecipients,
+    /// `similar_recipients(MIN, MAX)`, `undef` no bound.
+    SimilarRecipients {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+    /// `check_for_missing_to_header()`.
+    MissingTo,
+    /// `check_unresolved_template()`.
+    UnresolvedTemplate,
+    /// `check_for_to_in_subject('address'|'user')`.
+    ToInSubject {
+        user: bool,
+    },
+    /// `check_equal_from_domains()`: From and envelope sender in different domains.
+    FromDomainsDiffer,
+    /// `check_for_matching_env_and_hdr_from()`.
+    EnvMatchesFrom,
+    /// `check_header_count_range(NAME, MIN, MAX)`.
+    HeaderCount {
+        header: String,
+        min: f64,
+        max: f64,
+    },
+    /// `check_illegal_chars(NAME, RATIO, COUNT)`.
+    IllegalChars {
+        header: String,
+        ratio: f64,
+        count: usize,
+    },
 }
 
 /// The arguments of a call: quoted strings (either quote; a backslash keeps the next
@@ -249,6 +329,36 @@ impl EvalFn {
             ("check_freemail_header", [header, regex]) => Ok(EvalFn::FreemailHeader { header: header.to_string(), re: Some(re(regex)?) }),
             ("check_freemail_replyto", []) | ("check_freemail_replyto", ["replyto"]) => Ok(EvalFn::FreemailReplyTo { reply: false }),
             ("check_freemail_replyto", ["reply"]) => Ok(EvalFn::FreemailReplyTo { reply: true }),
+            ("check_for_mime", [test]) => Ok(EvalFn::Mime(test.to_string())),
+            ("check_mime_multipart_ratio", [min, max]) => Ok(EvalFn::MimeMultipartRatio { min: num(min)?, max: num(max)? }),
+            ("check_base64_length", [min]) => Ok(EvalFn::Base64Length { min: num(min)?, max: None }),
+            ("check_base64_length", [min, max]) => Ok(EvalFn::Base64Length { min: num(min)?, max: Some(num(max)?) }),
+            ("check_ma_non_text", []) => Ok(EvalFn::MaNonText),
+            ("check_for_forged_yahoo_received_headers", []) => Ok(EvalFn::ForgedYahoo),
+            ("check_for_forged_hotmail_received_headers", []) => Ok(EvalFn::ForgedHotmail),
+            ("check_for_no_hotmail_received_headers", []) => Ok(EvalFn::NoHotmailReceived),
+            ("check_for_forged_juno_received_headers", []) => Ok(EvalFn::ForgedJuno),
+            ("check_for_forged_eudoramail_received_headers", []) => Ok(EvalFn::ForgedEudoramail),
+            ("check_for_forged_gmail_received_headers", []) => Ok(EvalFn::ForgedGmail),
+            ("sorted_recipients", []) => Ok(EvalFn::SortedRecipients),
+            ("similar_recipients", [min, max]) => {
+                let bound = |a: &str| if a == "undef" { Ok(None) } else { num(a).map(Some) };
+                Ok(EvalFn::SimilarRecipients { min: bound(min)?, max: bound(max)? })
+            }
+            ("check_for_missing_to_header", []) => Ok(EvalFn::MissingTo),
+            ("check_unresolved_template", []) => Ok(EvalFn::UnresolvedTemplate),
+            ("check_for_to_in_subject", ["user"]) => Ok(EvalFn::ToInSubject { user: true }),
+            ("check_for_to_in_subject", ["address"]) => Ok(EvalFn::ToInSubject { user: false }),
+            ("check_equal_from_domains", []) => Ok(EvalFn::FromDomainsDiffer),
+            ("check_for_matching_env_and_hdr_from", []) => Ok(EvalFn::EnvMatchesFrom),
+            ("check_header_count_range", [header, min, max]) => {
+                Ok(EvalFn::HeaderCount { header: header.to_string(), min: num(min)?, max: num(max)? })
+            }
+            ("check_illegal_chars", [header, ratio, count]) => {
+                let count = num(count)?;
+                let header = header.strip_suffix(":raw").unwrap_or(header).to_string();
+                Ok(EvalFn::IllegalChars { header, ratio: num(ratio)?, count: count.max(0.0).ceil() as usize })
+            }
             _ => Err(format!("eval:{name} (needs SpamAssassin plugin code moat does not have)")),
         }
     }
@@ -287,6 +397,37 @@ impl EvalFn {
             EvalFn::FreemailFrom(re) => freemail_from(cx, re.as_ref()),
             EvalFn::FreemailHeader { header, re } => freemail_header(cx, header, re.as_ref()),
             EvalFn::FreemailReplyTo { reply } => freemail_replyto(cx, *reply),
+            EvalFn::Mime(test) => msg.mime_facts().test(test),
+            EvalFn::MimeMultipartRatio { min, max } => {
+                let r = msg.mime_facts().multipart_ratio();
+                r >= *min && r < *max
+            }
+            EvalFn::Base64Length { min, max } => {
+                let len = msg.mime_facts().base64_length() as f64;
+                len >= *min && max.is_none_or(|max| len <= max)
+            }
+            EvalFn::MaNonText => msg.mime_facts().ma_non_text(),
+            EvalFn::ForgedYahoo => headereval::forged_yahoo(msg),
+            EvalFn::ForgedHotmail => headereval::forged_hotmail(msg).0,
+            EvalFn::NoHotmailReceived => headereval::forged_hotmail(msg).1,
+            EvalFn::ForgedJuno => headereval::forged_juno(msg),
+            EvalFn::ForgedEudoramail => headereval::forged_eudoramail(msg),
+            EvalFn::ForgedGmail => headereval::forged_gmail(msg),
+            EvalFn::SortedRecipients => headereval::sorted_recipients(msg),
+            EvalFn::SimilarRecipients { min, max } => {
+                let s = headereval::recipient_similarity(msg);
+                min.is_none_or(|min| s >= min) && max.is_none_or(|max| s < max)
+            }
+            EvalFn::MissingTo => headereval::missing_to(msg),
+            EvalFn::UnresolvedTemplate => headereval::unresolved_template(msg),
+            EvalFn::ToInSubject { user } => headereval::to_in_subject(msg, *user),
+            EvalFn::FromDomainsDiffer => headereval::from_domains_differ(msg),
+            EvalFn::EnvMatchesFrom => headereval::env_matches_from(msg),
+            EvalFn::HeaderCount { header, min, max } => {
+                let n = headereval::header_count(msg, header) as f64;
+                n >= *min && n <= *max
+            }
+            EvalFn::IllegalChars { header, ratio, count } => headereval::illegal_chars(msg, header, *ratio, *count),
         }
     }
 }

@@ -110,9 +110,12 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
 
 /// Every address in the named header field(s), lower-cased (SpamAssassin's `get("X:addr")`).
 pub fn header_addrs(msg: &ParsedMessage, name: &str) -> Vec<String> {
+    if name == "EnvelopeFrom" {
+        return envelope_from(msg).map(|e| e.to_lowercase()).into_iter().collect();
+    }
     let lower = name.to_ascii_lowercase();
     let key = match name {
-        "EnvelopeFrom" | "ToCc" | "MESSAGEID" | "ALL" => name,
+        "ToCc" | "MESSAGEID" | "ALL" => name,
         _ => lower.as_str(),
     };
     let Some(values) = msg.header_value(key, Modifier::Decoded) else { return Vec::new() };
@@ -158,6 +161,51 @@ pub fn addresses(value: &str) -> Vec<String> {
     }
     finish(&mut piece, &mut angled);
     out
+}
+
+/// The envelope sender as SpamAssassin finds it without a configured header: the SMTP one
+/// when moat has it, else none when X-Sender and a fetchmail hop say the headers cannot be
+/// trusted, else the first of X-Envelope-From, Envelope-Sender and Return-Path that no
+/// Received field precedes.
+pub fn envelope_from(msg: &ParsedMessage) -> Option<String> {
+    if let Some(smtp) = msg.smtp_envelope_from() {
+        return Some(smtp.to_string());
+    }
+    let first = |name: &str| {
+        let v = msg.header_value(name, Modifier::Decoded)?;
+        addresses(v.split('\n').next().unwrap_or("")).into_iter().next()
+    };
+    let received = msg.header_value("received", Modifier::Decoded).unwrap_or_default();
+    if first("x-sender").is_some() && received.contains("(fetchmail") {
+        return None;
+    }
+    let block = msg.header_value("ALL", Modifier::Raw).unwrap_or_default();
+    let starts = |name: &str| -> Vec<usize> {
+        let mut at = Vec::new();
+        let mut offset = 0;
+        for line in block.split_inclusive('\n') {
+            if line.len() > name.len() && line.as_bytes()[..name.len()].eq_ignore_ascii_case(name.as_bytes()) {
+                at.push(offset);
+            }
+            offset += line.len();
+        }
+        at
+    };
+    let first_received = starts("received:").first().copied();
+    let after_received = |name: &str| first_received.is_some_and(|r| starts(name).iter().any(|&p| p > r));
+    for (field, name) in [("x-envelope-from", "x-envelope-from:"), ("envelope-sender", "envelope-sender:"), ("return-path", "return-path:")]
+    {
+        if let Some(addr) = first(field) {
+            if after_received(name) {
+                if field == "x-envelope-from" {
+                    return None;
+                }
+                continue;
+            }
+            return Some(addr);
+        }
+    }
+    None
 }
 
 /// SpamAssassin's `all_from_addrs`: Resent-From when present, else From, Envelope-Sender,
