@@ -739,7 +739,11 @@ mod tests {
             EvalFn::parse("check_for_shifted_date('undef', '-96')"),
             Ok(EvalFn::ShiftedDate { min_hours: None, max_hours: Some(-96.0) })
         );
-        assert!(EvalFn::parse("check_freemail_from()").unwrap_err().contains("check_freemail_from"));
+        assert!(EvalFn::parse("check_razor2()").unwrap_err().contains("check_razor2"));
+        assert!(
+            matches!(EvalFn::parse(r"html_text_match('comment', '<!(?!-).{0,6}>')"), Ok(EvalFn::HtmlTextMatch { .. })),
+            "commas inside a quoted argument"
+        );
         assert!(EvalFn::parse("check_for_shifted_date('x', '1')").is_err());
         assert!(EvalFn::parse("nonsense").is_err());
     }
