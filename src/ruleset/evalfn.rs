@@ -18,6 +18,7 @@ use super::freemail::{self, FreemailConfig};
 use super::header::Modifier;
 use super::headereval;
 use super::htmleval::HtmlFacts;
+use super::imageinfo;
 use super::message::ParsedMessage;
 
 /// What the `eval:` functions read from the rule files besides their calls.
@@ -192,6 +193,26 @@ pub enum EvalFn {
     },
     /// `check_ma_non_text()`: an alternative that is not text.
     MaNonText,
+    /// `check_for_mime_html()`: an HTML part (or a text/html message).
+    MimeHtml,
+    /// `check_for_uppercase(MIN, MAX)`: per cent of capitals among the body's letters and
+    /// digits in (MIN, MAX].
+    Uppercase {
+        min: f64,
+        max: f64,
+    },
+    /// `image_count(TYPE, MIN[, MAX])`: attached GIF/PNG/JPEG images (`all`) in [MIN, MAX].
+    ImageCount {
+        kind: String,
+        min: f64,
+        max: Option<f64>,
+    },
+    /// `pixel_coverage(TYPE, MIN[, MAX])`: pixels those images cover in [MIN, MAX].
+    PixelCoverage {
+        kind: String,
+        min: f64,
+        max: Option<f64>,
+    },
     /// The HeaderEval checks of a free mail sender's Received trail.
     ForgedYahoo,
     ForgedHotmail,
@@ -334,6 +355,13 @@ impl EvalFn {
             ("check_base64_length", [min]) => Ok(EvalFn::Base64Length { min: num(min)?, max: None }),
             ("check_base64_length", [min, max]) => Ok(EvalFn::Base64Length { min: num(min)?, max: Some(num(max)?) }),
             ("check_ma_non_text", []) => Ok(EvalFn::MaNonText),
+            ("check_for_mime_html", []) => Ok(EvalFn::MimeHtml),
+            ("check_for_uppercase", [min, max]) => Ok(EvalFn::Uppercase { min: num(min)?, max: num(max)? }),
+            ("image_count" | "pixel_coverage", [kind, min, rest @ ..]) if rest.len() <= 1 => {
+                let (kind, min) = (kind.to_string(), num(min)?);
+                let max = rest.first().map(|m| num(m)).transpose()?;
+                Ok(if name == "image_count" { EvalFn::ImageCount { kind, min, max } } else { EvalFn::PixelCoverage { kind, min, max } })
+            }
             ("check_for_forged_yahoo_received_headers", []) => Ok(EvalFn::ForgedYahoo),
             ("check_for_forged_hotmail_received_headers", []) => Ok(EvalFn::ForgedHotmail),
             ("check_for_no_hotmail_received_headers", []) => Ok(EvalFn::NoHotmailReceived),
@@ -407,6 +435,13 @@ impl EvalFn {
                 len >= *min && max.is_none_or(|max| len <= max)
             }
             EvalFn::MaNonText => msg.mime_facts().ma_non_text(),
+            EvalFn::MimeHtml => mime_top_is_html(msg) || msg.mime_facts().has_html(),
+            EvalFn::Uppercase { min, max } => {
+                let pct = uppercase_percent(msg);
+                pct > *min && pct <= *max
+            }
+            EvalFn::ImageCount { kind, min, max } => imageinfo::in_range(msg.mime_facts().images().count(kind), *min, *max),
+            EvalFn::PixelCoverage { kind, min, max } => imageinfo::in_range(msg.mime_facts().images().coverage(kind), *min, *max),
             EvalFn::ForgedYahoo => headereval::forged_yahoo(msg),
             EvalFn::ForgedHotmail => headereval::forged_hotmail(msg).0,
             EvalFn::NoHotmailReceived => headereval::forged_hotmail(msg).1,
@@ -492,12 +527,55 @@ fn hours_bound(arg: &str, call: &str) -> Result<Option<f64>, String> {
     arg.parse::<f64>().map(Some).map_err(|_| format!("eval:{call}: {arg:?} is not a number of hours or undef"))
 }
 
-fn mime_html_only(msg: &ParsedMessage) -> bool {
+fn mime_top_is_html(msg: &ParsedMessage) -> bool {
     let top = msg.header_value("content-type", Modifier::Decoded).unwrap_or_default();
-    if top.trim_start().to_ascii_lowercase().starts_with("text/html") {
-        return true;
+    top.trim_start().to_ascii_lowercase().starts_with("text/html")
+}
+
+fn mime_html_only(msg: &ParsedMessage) -> bool {
+    mime_top_is_html(msg) || (msg.stats.declared_html > 0 && msg.stats.declared_other_text == 0)
+}
+
+/// MIMEEval's `check_for_uppercase` measure: capitals per hundred letters and digits on the
+/// body lines with two words (not base64-looking), 0 under 200 bytes or when a charset is one
+/// whose text looks capitalised.
+fn uppercase_percent(msg: &ParsedMessage) -> f64 {
+    static BASE64ISH: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(?:[A-Za-z0-9+/=]{60,76} ){2}").expect("valid"));
+    static TWO_WORDS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\S\s+\S").expect("valid"));
+    static ISO2022: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?s)\x1b\$B.*\x1b\(B").expect("valid"));
+    static FP_CHARSET: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)^[-_a-z0-9]*(?:koi|jp|jis|euc|gb|big5|isoir|cp1251|windows-1251|georgianps|pt154|tis)[-_a-z0-9]*$").expect("valid")
+    });
+    let top = msg.header_value("content-type", Modifier::Decoded).and_then(|ct| charset_of_ct_line(&ct));
+    if top.iter().chain(msg.mime_facts().charsets()).any(|c| FP_CHARSET.is_match(c)) {
+        return 0.0;
     }
-    msg.stats.declared_html > 0 && msg.stats.declared_other_text == 0
+    let (mut len, mut lower, mut upper) = (0usize, 0usize, 0usize);
+    for line in msg.body_lines(false) {
+        if !TWO_WORDS.is_match(line) || BASE64ISH.is_match(line) {
+            continue;
+        }
+        let line = ISO2022.replace_all(line, "");
+        len += line.len();
+        lower += line.bytes().filter(|b| b.is_ascii_lowercase() || b.is_ascii_digit()).count();
+        upper += line.bytes().filter(u8::is_ascii_uppercase).count();
+    }
+    if len < 200 || upper + lower == 0 {
+        return 0.0;
+    }
+    upper as f64 / (upper + lower) as f64 * 100.0
+}
+
+/// MIMEEval's `get_charset_from_ct_line`.
+fn charset_of_ct_line(ct: &str) -> Option<String> {
+    let lower = ct.to_ascii_lowercase();
+    let at = lower.find("charset=")? + "charset=".len();
+    let rest = &ct[at..];
+    let value = match rest.chars().next()? {
+        q @ ('"' | '\'') => rest[1..].split(q).next().unwrap_or(""),
+        _ => rest.split(char::is_whitespace).next().unwrap_or(""),
+    };
+    (!value.is_empty()).then(|| value.to_string())
 }
 
 fn subject_all_caps(msg: &ParsedMessage) -> bool {

@@ -3,7 +3,8 @@
 //! quoted-printable lines too long, text sent as base64, odd ISO charsets, attachments, the
 //! text/plain to text/html size ratio of an alternative, the longest base64 line, non-text
 //! alternatives. They answer `check_for_mime(NAME)`, `check_mime_multipart_ratio`,
-//! `check_base64_length` and `check_ma_non_text`.
+//! `check_base64_length`, `check_ma_non_text` and `check_for_mime_html`; the images the
+//! walk meets go to [`ImageFacts`] (ImageInfo).
 //!
 //! moat's own code following `Mail::SpamAssassin::Plugin::MIMEEval` (4.0) `_check_attachments`,
 //! quirks included: `mime_qp_count` is the count of encoded characters once any quoted-printable
@@ -11,6 +12,8 @@
 //! never hits; with SpamAssassin's default `ok_locales all` no charset is far away.
 
 use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
+
+use super::imageinfo::ImageFacts;
 
 /// What the walk over the parts saw.
 #[derive(Debug, Clone)]
@@ -30,6 +33,9 @@ pub struct MimeFacts {
     leaf_bytes: Vec<(String, Option<usize>)>,
     base64_length: usize,
     ma_non_text: bool,
+    /// Charsets named by the parts (SpamAssassin's `mime_html_charsets`).
+    charsets: Vec<String>,
+    images: ImageFacts,
 }
 
 impl Default for MimeFacts {
@@ -49,6 +55,8 @@ impl Default for MimeFacts {
             leaf_bytes: Vec::new(),
             base64_length: 0,
             ma_non_text: false,
+            charsets: Vec::new(),
+            images: ImageFacts::default(),
         }
     }
 }
@@ -89,6 +97,7 @@ impl MimeFacts {
         }
         let raw = msg.raw_message.get(part.raw_body_offset() as usize..part.raw_end_offset() as usize).unwrap_or(&[]);
         self.leaf_facts(&t, raw);
+        self.images.add(&t.ctype, &t.cte, part.contents());
     }
 
     fn header_facts(&mut self, t: &PartType3) {
@@ -127,6 +136,9 @@ impl MimeFacts {
         }
         if bad_iso(&t.charset) {
             self.bad_iso_charset = true;
+        }
+        if t.charset.chars().any(|c| c.is_ascii_alphabetic()) && self.charsets.len() < 64 {
+            self.charsets.push(t.charset.clone());
         }
     }
 
@@ -199,6 +211,21 @@ impl MimeFacts {
     /// The longest line of a base64 part.
     pub fn base64_length(&self) -> usize {
         self.base64_length
+    }
+
+    /// Whether any part is text/html (`check_for_mime_html` also takes a text/html top level).
+    pub fn has_html(&self) -> bool {
+        self.body_html_count > 0
+    }
+
+    /// The charsets the parts name, lower-cased.
+    pub fn charsets(&self) -> &[String] {
+        &self.charsets
+    }
+
+    /// The attached images (ImageInfo).
+    pub fn images(&self) -> &ImageFacts {
+        &self.images
     }
 
     /// A multipart/alternative with a child part that is neither text nor RTF.

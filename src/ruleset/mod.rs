@@ -43,6 +43,7 @@ mod header;
 mod headereval;
 pub mod html;
 mod htmleval;
+mod imageinfo;
 mod literals;
 mod message;
 mod meta;

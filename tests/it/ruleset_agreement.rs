@@ -566,6 +566,17 @@ fn mime_and_header_functions_agree_with_spamassassins_plugins() {
         ("header", "check_illegal_chars('From','0.20','2')"),
         ("header", "check_illegal_chars('Subject','0.00','2')"),
         ("header", "check_illegal_chars('ALL','0.010','2')"),
+        ("body", "check_for_mime_html()"),
+        ("body", "check_for_uppercase('25', '50')"),
+        ("body", "check_for_uppercase('50', '75')"),
+        ("body", "check_for_uppercase('75', '100')"),
+        ("body", "image_count('gif','1','1')"),
+        ("body", "image_count('gif','2')"),
+        ("body", "image_count('png','1','1')"),
+        ("body", "image_count('jpeg',1,1)"),
+        ("body", "image_count('all',1,1)"),
+        ("body", "pixel_coverage('gif','180000','475000')"),
+        ("body", "pixel_coverage('all',62500,300000)"),
     ];
     let names: Vec<String> = (0..calls.len()).map(|i| format!("EV_M{i:02}")).collect();
     let mut cf = String::new();
@@ -579,7 +590,7 @@ fn mime_and_header_functions_agree_with_spamassassins_plugins() {
 
     let mut messages = messages();
     messages.extend(mime_header_edge_messages());
-    let sa = spamassassin(&messages, dir.path(), &[], &["MIMEEval", "HeaderEval"]);
+    let sa = spamassassin(&messages, dir.path(), &[], &["MIMEEval", "HeaderEval", "ImageInfo"]);
     let (mut differences, mut hits, mut sa_hits) = (Vec::new(), 0, 0);
     let mut fired = BTreeSet::new();
     for ((name, raw), sa) in messages.iter().zip(&sa) {
@@ -646,6 +657,42 @@ fn mime_header_edge_messages() -> Vec<(String, Vec<u8>)> {
         "alt_with_image".into(),
         "Content-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain\n\nhi\n--b\nContent-Type: image/gif\nContent-Transfer-Encoding: base64\n\nR0lGODlhAQABAAAAACw=\n--b--\n".into(),
     ));
+    let b64 = |bytes: &[u8]| base64_lines(bytes);
+    let gif = |w: u16, h: u16| [b"GIF89a".as_slice(), &w.to_le_bytes(), &h.to_le_bytes(), &[0u8; 8]].concat();
+    let png = |w: u32, h: u32| {
+        [b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".as_slice(), &w.to_be_bytes(), &h.to_be_bytes(), &[8, 2, 0, 0, 0, 0, 0, 0, 0]].concat()
+    };
+    let jpeg = |w: u16, h: u16| {
+        [
+            [0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00, 0xFF, 0xC0, 0x00, 0x11, 0x08].as_slice(),
+            &h.to_be_bytes(),
+            &w.to_be_bytes(),
+            &[3u8; 8],
+        ]
+        .concat()
+    };
+    let attach = |parts: &[(&str, Vec<u8>)]| {
+        let mut body = String::from("Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nsee the pictures\n");
+        for (i, (ty, data)) in parts.iter().enumerate() {
+            body.push_str(&format!("--b\nContent-Type: {ty}; name=i{i}\nContent-Transfer-Encoding: base64\n\n{}\n", b64(data)));
+        }
+        body.push_str("--b--\n");
+        body
+    };
+    cases.push(("one_gif".into(), attach(&[("image/gif", gif(600, 400))])));
+    cases.push(("two_gifs".into(), attach(&[("image/gif", gif(300, 300)), ("image/gif", gif(10, 10))])));
+    cases.push(("png_and_jpeg".into(), attach(&[("image/png", png(250, 250)), ("image/jpeg", jpeg(100, 80))])));
+    cases.push(("broken_jpg".into(), attach(&[("image/jpg", b"not an image".to_vec())])));
+    let shouting = "THIS IS A VERY LOUD MESSAGE ABOUT MONEY AND PRIZES FOR YOU. ".repeat(5);
+    let mixed = "Some Words Are Capitalised And Some Are NOT, BUT MOST ARE plain text here. ".repeat(4);
+    cases.push(("upper_loud".into(), format!("Content-Type: text/plain\n\n{shouting}\n")));
+    cases.push(("upper_mixed".into(), format!("Content-Type: text/plain\n\n{mixed}\n")));
+    cases.push(("upper_short".into(), "Content-Type: text/plain\n\nSHORT BUT LOUD\n".into()));
+    cases.push(("upper_koi8".into(), format!("Content-Type: text/plain; charset=koi8-r\n\n{shouting}\n")));
+    cases.push((
+        "html_part".into(),
+        "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/html\n\n<p>x</p>\n--b--\n".into(),
+    ));
     let mut out = Vec::new();
     for (name, body) in cases {
         let text = format!(
@@ -692,6 +739,19 @@ fn mime_header_edge_messages() -> Vec<(String, Vec<u8>)> {
         out.push((format!("head_{name}"), bytes));
     }
     out
+}
+
+/// Base64 in lines of 76 characters.
+fn base64_lines(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out.as_bytes().chunks(76).map(|l| String::from_utf8_lossy(l).into_owned()).collect::<Vec<_>>().join("\n")
 }
 
 /// `é` (UTF-8) as the single Latin-1 byte 0xE9.
