@@ -131,6 +131,8 @@ pub struct Config {
     pub errors: Vec<RuleError>,
     /// `freemail_domains` and `freemail_welcomelist` (FreeMail plugin).
     pub freemail: super::freemail::FreemailConfig,
+    /// `enlist_addrlist (NAME) PATTERN…`: lower-cased address patterns by list name.
+    pub addrlists: HashMap<String, Vec<String>>,
     /// Rule files read, in order, with their contents (for the rule-set hash).
     pub files: Vec<(String, Vec<u8>)>,
 }
@@ -426,6 +428,16 @@ impl Config {
             "replace_start" => self.replace_start = Some(rest.trim().to_string()),
             "replace_end" => self.replace_end = Some(rest.trim().to_string()),
             "enable_compat" => self.compat.push(rest.trim().to_string()),
+            "enlist_addrlist" => {
+                let parsed = rest.trim().strip_prefix('(').and_then(|r| r.split_once(')'));
+                match parsed {
+                    Some((name, patterns)) if !name.trim().is_empty() && !patterns.trim().is_empty() => {
+                        let list = self.addrlists.entry(name.trim().to_string()).or_default();
+                        list.extend(patterns.split_whitespace().map(str::to_lowercase));
+                    }
+                    _ => self.warnings.push(o.warning("enlist_addrlist: expected (LISTNAME) and address patterns; ignored")),
+                }
+            }
             "freemail_domains" | "freemail_welcomelist" | "freemail_whitelist" => {
                 let invalid = if d == "freemail_domains" { self.freemail.add_domains(rest) } else { self.freemail.add_welcomelist(rest) };
                 for word in invalid {

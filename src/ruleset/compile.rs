@@ -594,7 +594,7 @@ impl Builder<'_> {
             mime: std::mem::take(&mut self.mime).into_iter().collect(),
             exists: std::mem::take(&mut self.exists),
             evals: std::mem::take(&mut self.evals),
-            eval_config: EvalConfig { freemail: self.cfg.freemail.clone() },
+            eval_config: EvalConfig { freemail: self.cfg.freemail.clone(), addrlists: self.cfg.addrlists.clone() },
             metas,
             hash: hash_files(&self.cfg.files),
             runnable: self.report.loaded,

@@ -26,6 +26,8 @@ use super::message::ParsedMessage;
 pub struct EvalConfig {
     /// `freemail_domains` and `freemail_welcomelist`.
     pub freemail: FreemailConfig,
+    /// `enlist_addrlist (NAME) PATTERN…`: address patterns by list name, lower-cased.
+    pub addrlists: std::collections::HashMap<String, Vec<String>>,
 }
 
 /// One message as the `eval:` functions see it: what several of them read (the HTML parts'
@@ -245,6 +247,12 @@ pub enum EvalFn {
         min: f64,
         max: f64,
     },
+    /// `gated_through_received_hdr_remover()`: a list server removed the Received trail.
+    GatedThroughReceivedRemover,
+    /// `check_from_in_list(LIST)`: a sender address on an `enlist_addrlist` list.
+    FromInList(String),
+    /// `check_body_length(MAX)`: the body as received has at most MAX bytes.
+    BodyLength(f64),
     /// `check_illegal_chars(NAME, RATIO, COUNT)`.
     IllegalChars {
         header: String,
@@ -356,6 +364,9 @@ impl EvalFn {
             ("check_base64_length", [min, max]) => Ok(EvalFn::Base64Length { min: num(min)?, max: Some(num(max)?) }),
             ("check_ma_non_text", []) => Ok(EvalFn::MaNonText),
             ("check_for_mime_html", []) => Ok(EvalFn::MimeHtml),
+            ("gated_through_received_hdr_remover", []) => Ok(EvalFn::GatedThroughReceivedRemover),
+            ("check_from_in_list", [list]) => Ok(EvalFn::FromInList(list.to_string())),
+            ("check_body_length", [max]) => Ok(EvalFn::BodyLength(num(max)?)),
             ("check_for_uppercase", [min, max]) => Ok(EvalFn::Uppercase { min: num(min)?, max: num(max)? }),
             ("image_count" | "pixel_coverage", [kind, min, rest @ ..]) if rest.len() <= 1 => {
                 let (kind, min) = (kind.to_string(), num(min)?);
@@ -436,6 +447,12 @@ impl EvalFn {
             }
             EvalFn::MaNonText => msg.mime_facts().ma_non_text(),
             EvalFn::MimeHtml => mime_top_is_html(msg) || msg.mime_facts().has_html(),
+            EvalFn::GatedThroughReceivedRemover => headereval::gated_through_remover(msg),
+            EvalFn::FromInList(list) => cx.cfg.addrlists.get(list).is_some_and(|p| headereval::from_in_list(msg, p)),
+            EvalFn::BodyLength(max) => {
+                let full = msg.full();
+                (full.len() - crate::headers::body_start(full)) as f64 <= *max
+            }
             EvalFn::Uppercase { min, max } => {
                 let pct = uppercase_percent(msg);
                 pct > *min && pct <= *max

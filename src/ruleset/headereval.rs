@@ -65,7 +65,7 @@ fn first_addr(msg: &ParsedMessage, name: &str) -> String {
 
 /// SpamAssassin's `gated_through_received_hdr_remover`: an ezmlm list or MSN groups removed
 /// the Received trail, or there is none.
-fn gated_through_remover(msg: &ParsedMessage) -> bool {
+pub fn gated_through_remover(msg: &ParsedMessage) -> bool {
     static EZMLM: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^contact \S+@\S+; run by ezmlm$"));
     static LIST_TO: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^mailing list \S+@\S+"));
     static QMAIL: LazyLock<Regex> = LazyLock::new(|| re(r"qmail \d+ invoked (?:from network|by .{3,20})\); \d+ ... \d+"));
@@ -356,6 +356,39 @@ pub fn from_domains_differ(msg: &ParsedMessage) -> bool {
     !from.is_empty() && !env.is_empty() && !from.eq_ignore_ascii_case(&env)
 }
 
+/// `check_from_in_list(LIST)`: a sender address (SpamAssassin's `all_from_addrs`) matches a
+/// pattern of the `enlist_addrlist (LIST)` lines; `*` is any run of characters, `?` one.
+pub fn from_in_list(msg: &ParsedMessage, patterns: &[String]) -> bool {
+    !patterns.is_empty() && freemail::all_from_addrs(msg).iter().any(|a| patterns.iter().any(|p| wildcard(p.as_bytes(), a.as_bytes())))
+}
+
+/// Whole-text wildcard match, linear in practice (the classic backtrack-to-last-star walk).
+fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*')
+}
+
 /// `check_for_matching_env_and_hdr_from`.
 pub fn env_matches_from(msg: &ParsedMessage) -> bool {
     freemail::envelope_from(msg).unwrap_or_default().to_lowercase() == first_addr(msg, "From")
@@ -462,6 +495,12 @@ mod tests {
         assert_eq!(header_count(&msg("Subject: a\nSubject: b\nSubject: a\n\nx\n"), "Subject"), 2);
         assert!(missing_to(&msg("Subject: a\n\nx\n")));
         assert!(to_in_subject(&msg("To: bob@x.test\nSubject: Re: bob\n\nx\n"), true));
+        assert!(wildcard(b"*@*.paypal.com", b"service@mail.paypal.com"));
+        assert!(!wildcard(b"*@paypal.com", b"x@paypal.com.evil.test"));
+        assert!(wildcard(b"a?c*", b"abcdef") && !wildcard(b"a?c", b"ac"));
+        let lists = vec!["*@*.top".to_string()];
+        assert!(from_in_list(&msg("From: x@shop.top\n\nx\n"), &lists));
+        assert!(!from_in_list(&msg("From: x@shop.test\n\nx\n"), &lists));
         assert!(!to_in_subject(&msg("To: bob@x.test\nSubject: about bobcats\n\nx\n"), true));
     }
 }

@@ -577,9 +577,13 @@ fn mime_and_header_functions_agree_with_spamassassins_plugins() {
         ("body", "image_count('all',1,1)"),
         ("body", "pixel_coverage('gif','180000','475000')"),
         ("body", "pixel_coverage('all',62500,300000)"),
+        ("header", "gated_through_received_hdr_remover()"),
+        ("header", "check_from_in_list('TESTLIST')"),
+        ("body", "check_body_length('100')"),
+        ("body", "check_body_length('1024')"),
     ];
     let names: Vec<String> = (0..calls.len()).map(|i| format!("EV_M{i:02}")).collect();
-    let mut cf = String::new();
+    let mut cf = String::from("enlist_addrlist (TESTLIST) *@*.top joe@yahoo.co?\n");
     for ((kind, call), name) in calls.iter().zip(&names) {
         cf.push_str(&format!("{kind} {name} eval:{call}\nscore {name} 1.0\n"));
     }
@@ -590,7 +594,7 @@ fn mime_and_header_functions_agree_with_spamassassins_plugins() {
 
     let mut messages = messages();
     messages.extend(mime_header_edge_messages());
-    let sa = spamassassin(&messages, dir.path(), &[], &["MIMEEval", "HeaderEval", "ImageInfo"]);
+    let sa = spamassassin(&messages, dir.path(), &[], &["MIMEEval", "HeaderEval", "ImageInfo", "BodyEval", "WLBLEval"]);
     let (mut differences, mut hits, mut sa_hits) = (Vec::new(), 0, 0);
     let mut fired = BTreeSet::new();
     for ((name, raw), sa) in messages.iter().zip(&sa) {
@@ -720,6 +724,9 @@ fn mime_header_edge_messages() -> Vec<(String, Vec<u8>)> {
         ("apparently_to", format!("{rcvd}From: a@example.net\nApparently-To: b@example.org\n")),
         ("template", format!("{rcvd}From: a@example.net\nTo: b@example.org\nX-Mailer: %MAILER_NAME\n")),
         ("localpart_subject", format!("{rcvd}From: a@example.net\nTo: bob@example.org\nX-Subject-Case: user\n")),
+        ("ezmlm_gated", "Mailing-List: contact list-help@lists.example.net; run by ezmlm\nDelivered-To: mailing list list@lists.example.net\nReceived: (qmail 1234 invoked by uid 500); 22 Jul 2002 13:06:38 -0000\nFrom: joe@yahoo.com\nTo: list@lists.example.net\n".into()),
+        ("addrlist_top", format!("{rcvd}From: Shop <deals@offers.shop.top>\nTo: b@example.org\n")),
+        ("addrlist_wild", format!("{rcvd}From: joe@yahoo.com\nTo: b@example.org\n")),
         ("envfrom_differs", format!("Return-Path: <bounce@lists.example.com>\n{rcvd}From: a@example.net\nTo: b@example.org\n")),
         ("envfrom_same", format!("Return-Path: <a@example.net>\n{rcvd}From: A <a@example.net>\nTo: b@example.org\n")),
         ("two_ctypes", format!("{rcvd}From: a@example.net\nTo: b@example.org\nContent-Type: text/plain\nContent-Type: text/html\n")),
