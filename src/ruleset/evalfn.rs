@@ -253,6 +253,13 @@ pub enum EvalFn {
     FromInList(String),
     /// `check_body_length(MAX)`: the body as received has at most MAX bytes.
     BodyLength(f64),
+    /// `check_for_fake_aol_relay_in_rcvd()`.
+    FakeAolRelay,
+    /// `check_ratware_name_id()`.
+    RatwareNameId,
+    /// `check_for_faraway_charset()` and `check_for_faraway_charset_in_headers()`: never true
+    /// with SpamAssassin's default `ok_locales all`, which moat keeps.
+    FarawayCharset,
     /// `check_illegal_chars(NAME, RATIO, COUNT)`.
     IllegalChars {
         header: String,
@@ -367,6 +374,9 @@ impl EvalFn {
             ("gated_through_received_hdr_remover", []) => Ok(EvalFn::GatedThroughReceivedRemover),
             ("check_from_in_list", [list]) => Ok(EvalFn::FromInList(list.to_string())),
             ("check_body_length", [max]) => Ok(EvalFn::BodyLength(num(max)?)),
+            ("check_for_fake_aol_relay_in_rcvd", []) => Ok(EvalFn::FakeAolRelay),
+            ("check_ratware_name_id", []) => Ok(EvalFn::RatwareNameId),
+            ("check_for_faraway_charset" | "check_for_faraway_charset_in_headers", []) => Ok(EvalFn::FarawayCharset),
             ("check_for_uppercase", [min, max]) => Ok(EvalFn::Uppercase { min: num(min)?, max: num(max)? }),
             ("image_count" | "pixel_coverage", [kind, min, rest @ ..]) if rest.len() <= 1 => {
                 let (kind, min) = (kind.to_string(), num(min)?);
@@ -448,6 +458,9 @@ impl EvalFn {
             EvalFn::MaNonText => msg.mime_facts().ma_non_text(),
             EvalFn::MimeHtml => mime_top_is_html(msg) || msg.mime_facts().has_html(),
             EvalFn::GatedThroughReceivedRemover => headereval::gated_through_remover(msg),
+            EvalFn::FakeAolRelay => headereval::fake_aol_relay(msg),
+            EvalFn::RatwareNameId => headereval::ratware_name_id(msg),
+            EvalFn::FarawayCharset => false,
             EvalFn::FromInList(list) => cx.cfg.addrlists.get(list).is_some_and(|p| headereval::from_in_list(msg, p)),
             EvalFn::BodyLength(max) => {
                 let full = msg.full();

@@ -389,6 +389,23 @@ fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
     pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*')
 }
 
+/// `check_for_fake_aol_relay_in_rcvd`: an AOL relay name in a Received trail AOL did not write.
+pub fn fake_aol_relay(msg: &ParsedMessage) -> bool {
+    static RLY: LazyLock<Regex> = LazyLock::new(|| re(r"(?i) rly-[a-z][a-z]\d\d\."));
+    static AOL: LazyLock<Regex> = LazyLock::new(|| re(r"/AOL-\d+\.\d+\.\d+\)|ESMTP id (?:RELAY|MAILRELAY|MAILIN)"));
+    let rcvd = received_line(msg);
+    RLY.is_match(&rcvd) && !AOL.is_match(&rcvd)
+}
+
+/// `check_ratware_name_id`: a Message-ID of 28 capitals and a dot before the address the From
+/// field names in quotes.
+pub fn ratware_name_id(msg: &ParsedMessage) -> bool {
+    static MID: LazyLock<Regex> = LazyLock::new(|| re(r"<[A-Z]{28}\.([^>]+?)>"));
+    let mid = get(msg, "MESSAGEID");
+    let Some(addr) = MID.captures(&mid).map(|c| c[1].to_string()) else { return false };
+    Regex::new(&format!(r#""[^"]+"\s*<{}>"#, regex::escape(&addr))).is_ok_and(|r| r.is_match(&get(msg, "from")))
+}
+
 /// `check_for_matching_env_and_hdr_from`.
 pub fn env_matches_from(msg: &ParsedMessage) -> bool {
     freemail::envelope_from(msg).unwrap_or_default().to_lowercase() == first_addr(msg, "From")
@@ -496,6 +513,10 @@ mod tests {
         assert!(missing_to(&msg("Subject: a\n\nx\n")));
         assert!(to_in_subject(&msg("To: bob@x.test\nSubject: Re: bob\n\nx\n"), true));
         assert!(wildcard(b"*@*.paypal.com", b"service@mail.paypal.com"));
+        assert!(fake_aol_relay(&msg("Received: from rly-xa01.mx.aol.com (x [192.0.2.1]) by y\n\nx\n")));
+        assert!(!fake_aol_relay(&msg("Received: from rly-xa01.mx.aol.com by y (8.8.8/AOL-1.2.3)\n\nx\n")));
+        let mid = "<ABCDEFGHIJKLMNOPQRSTUVWXYZAB.joe@x.test>";
+        assert!(ratware_name_id(&msg(&format!("Message-ID: {mid}\nFrom: \"Joe\" <joe@x.test>\n\nx\n"))));
         assert!(!wildcard(b"*@paypal.com", b"x@paypal.com.evil.test"));
         assert!(wildcard(b"a?c*", b"abcdef") && !wildcard(b"a?c", b"ac"));
         let lists = vec!["*@*.top".to_string()];

@@ -581,6 +581,10 @@ fn mime_and_header_functions_agree_with_spamassassins_plugins() {
         ("header", "check_from_in_list('TESTLIST')"),
         ("body", "check_body_length('100')"),
         ("body", "check_body_length('1024')"),
+        ("header", "check_for_fake_aol_relay_in_rcvd()"),
+        ("header", "check_ratware_name_id()"),
+        ("header", "check_for_faraway_charset_in_headers()"),
+        ("body", "check_for_faraway_charset()"),
     ];
     let names: Vec<String> = (0..calls.len()).map(|i| format!("EV_M{i:02}")).collect();
     let mut cf = String::from("enlist_addrlist (TESTLIST) *@*.top joe@yahoo.co?\n");
@@ -724,6 +728,10 @@ fn mime_header_edge_messages() -> Vec<(String, Vec<u8>)> {
         ("apparently_to", format!("{rcvd}From: a@example.net\nApparently-To: b@example.org\n")),
         ("template", format!("{rcvd}From: a@example.net\nTo: b@example.org\nX-Mailer: %MAILER_NAME\n")),
         ("localpart_subject", format!("{rcvd}From: a@example.net\nTo: bob@example.org\nX-Subject-Case: user\n")),
+        ("aol_fake", "Received: from rly-xa01.mx.aol.com (mx.example.net [192.0.2.7]) by mail.example.org; Mon, 22 Jul 2002\nFrom: joe@aol.com\nTo: b@example.org\n".into()),
+        ("aol_real", "Received: from rly-xa01.mx.aol.com (rly-xa01.mx.aol.com [64.12.1.1]) by mail.example.org (8.8.8/AOL-1.2.3) with ESMTP; Mon, 22 Jul 2002\nFrom: joe@aol.com\nTo: b@example.org\n".into()),
+        ("ratware_id", format!("{rcvd}Message-ID: <ABCDEFGHIJKLMNOPQRSTUVWXYZAB.joe@example.net>\nFrom: \"Joe\" <joe@example.net>\nTo: b@example.org\n")),
+        ("koi8_subject", format!("{rcvd}From: =?koi8-r?B?8NLJ18XU?= <a@example.net>\nTo: b@example.org\n")),
         ("ezmlm_gated", "Mailing-List: contact list-help@lists.example.net; run by ezmlm\nDelivered-To: mailing list list@lists.example.net\nReceived: (qmail 1234 invoked by uid 500); 22 Jul 2002 13:06:38 -0000\nFrom: joe@yahoo.com\nTo: list@lists.example.net\n".into()),
         ("addrlist_top", format!("{rcvd}From: Shop <deals@offers.shop.top>\nTo: b@example.org\n")),
         ("addrlist_wild", format!("{rcvd}From: joe@yahoo.com\nTo: b@example.org\n")),
