@@ -320,7 +320,8 @@ pub fn unresolved_template(msg: &ParsedMessage) -> bool {
 }
 
 /// `check_for_to_in_subject(address|user)`: the first To address (or its local part) in the
-/// Subject, the way the plugin's patterns place it.
+/// Subject, the way the plugin's patterns place it (`Re: bob`, `bob, …`, `bob` alone, `, bob!`).
+/// Plain string tests, no regex built per message.
 pub fn to_in_subject(msg: &ParsedMessage, user: bool) -> bool {
     let to = first_addr_case(msg, "to");
     if to.is_empty() {
@@ -328,12 +329,53 @@ pub fn to_in_subject(msg: &ParsedMessage, user: bool) -> bool {
     }
     let subject = get(msg, "subject");
     if !user {
-        return Regex::new(&format!(r"(?i)\b{}\b", regex::escape(&to))).is_ok_and(|r| r.is_match(&subject));
+        return contains_word_ci(&subject, &to);
     }
-    let local = regex::escape(to.split('@').next().unwrap_or(""));
-    let pattern =
-        format!(r"(?i)^(?:(?:re|fw):\s*(?:\w+\s+)?{local}\n?$|(?-i:{local})\s*[,:;!?-](?:$|\s)|{local}\n?$|,\s*{local}[,:;!?-]\n?$)");
-    Regex::new(&pattern).is_ok_and(|r| r.is_match(&subject))
+    let local = to.split('@').next().unwrap_or("");
+    // Perl's `$` also matches before the final line end.
+    let body = subject.strip_suffix('\n').unwrap_or(&subject);
+    const PUNCT: &[char] = &[',', ':', ';', '!', '?', '-'];
+    let reply = strip_prefix_ci(body, "re:").or_else(|| strip_prefix_ci(body, "fw:")).is_some_and(|rest| {
+        let rest = rest.trim_start();
+        if rest.eq_ignore_ascii_case(local) {
+            return true;
+        }
+        let Some(head) = strip_suffix_ci(rest, local) else { return false };
+        let word_end = head.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(head.len());
+        word_end > 0 && head.len() > word_end && head[word_end..].chars().all(char::is_whitespace)
+    });
+    let leading = subject.strip_prefix(local).is_some_and(|rest| {
+        let rest = rest.trim_start();
+        rest.strip_prefix(PUNCT).is_some_and(|after| after.is_empty() || after.starts_with(char::is_whitespace))
+    });
+    let alone = body.eq_ignore_ascii_case(local);
+    let after_comma = body.strip_prefix(',').and_then(|r| strip_prefix_ci(r.trim_start(), local)).is_some_and(|r| {
+        let mut chars = r.chars();
+        chars.next().is_some_and(|c| PUNCT.contains(&c)) && chars.next().is_none()
+    });
+    reply || leading || alone || after_comma
+}
+
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    (!prefix.is_empty() && s.len() >= prefix.len() && s.is_char_boundary(prefix.len()) && s[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &s[prefix.len()..])
+}
+
+fn strip_suffix_ci<'a>(s: &'a str, suffix: &str) -> Option<&'a str> {
+    let at = s.len().checked_sub(suffix.len())?;
+    (!suffix.is_empty() && s.is_char_boundary(at) && s[at..].eq_ignore_ascii_case(suffix)).then(|| &s[..at])
+}
+
+/// `\bNEEDLE\b`, case-insensitively.
+fn contains_word_ci(hay: &str, needle: &str) -> bool {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    let (h, n) = (hay.to_lowercase(), needle.to_lowercase());
+    let (Some(first), Some(last)) = (n.chars().next(), n.chars().next_back()) else { return false };
+    h.match_indices(&n).any(|(at, m)| {
+        let before = h[..at].chars().next_back().is_some_and(word);
+        let after = h[at + m.len()..].chars().next().is_some_and(word);
+        before != word(first) && after != word(last)
+    })
 }
 
 fn first_addr_case(msg: &ParsedMessage, name: &str) -> String {
@@ -523,5 +565,11 @@ mod tests {
         assert!(from_in_list(&msg("From: x@shop.top\n\nx\n"), &lists));
         assert!(!from_in_list(&msg("From: x@shop.test\n\nx\n"), &lists));
         assert!(!to_in_subject(&msg("To: bob@x.test\nSubject: about bobcats\n\nx\n"), true));
+        assert!(to_in_subject(&msg("To: bob@x.test\nSubject: FW: hello bob\n\nx\n"), true));
+        assert!(to_in_subject(&msg("To: bob@x.test\nSubject: bob, your offer\n\nx\n"), true));
+        assert!(!to_in_subject(&msg("To: bob@x.test\nSubject: Bob, your offer\n\nx\n"), true), "that form is case-sensitive");
+        assert!(to_in_subject(&msg("To: bob@x.test\nSubject: , BOB!\n\nx\n"), true));
+        assert!(to_in_subject(&msg("To: bob@x.test\nSubject: mail for Bob@X.test now\n\nx\n"), false));
+        assert!(!to_in_subject(&msg("To: bob@x.test\nSubject: mail for bob@x.tester\n\nx\n"), false));
     }
 }

@@ -728,6 +728,11 @@ fn mime_header_edge_messages() -> Vec<(String, Vec<u8>)> {
         ("apparently_to", format!("{rcvd}From: a@example.net\nApparently-To: b@example.org\n")),
         ("template", format!("{rcvd}From: a@example.net\nTo: b@example.org\nX-Mailer: %MAILER_NAME\n")),
         ("localpart_subject", format!("{rcvd}From: a@example.net\nTo: bob@example.org\nX-Subject-Case: user\n")),
+        ("localpart_leading", format!("{rcvd}From: a@example.net\nTo: bob@example.org\n")),
+        ("localpart_capital", format!("{rcvd}From: a@example.net\nTo: bob@example.org\n")),
+        ("localpart_comma", format!("{rcvd}From: a@example.net\nTo: bob@example.org\n")),
+        ("localpart_fw_word", format!("{rcvd}From: a@example.net\nTo: bob@example.org\n")),
+        ("address_subject", format!("{rcvd}From: a@example.net\nTo: Bob <Bob.Smith@example.org>\n")),
         ("aol_fake", "Received: from rly-xa01.mx.aol.com (mx.example.net [192.0.2.7]) by mail.example.org; Mon, 22 Jul 2002\nFrom: joe@aol.com\nTo: b@example.org\n".into()),
         ("aol_real", "Received: from rly-xa01.mx.aol.com (rly-xa01.mx.aol.com [64.12.1.1]) by mail.example.org (8.8.8/AOL-1.2.3) with ESMTP; Mon, 22 Jul 2002\nFrom: joe@aol.com\nTo: b@example.org\n".into()),
         ("ratware_id", format!("{rcvd}Message-ID: <ABCDEFGHIJKLMNOPQRSTUVWXYZAB.joe@example.net>\nFrom: \"Joe\" <joe@example.net>\nTo: b@example.org\n")),
@@ -744,6 +749,11 @@ fn mime_header_edge_messages() -> Vec<(String, Vec<u8>)> {
     for (name, head) in headers {
         let subject = match name {
             "localpart_subject" => "Re: bob",
+            "localpart_leading" => "bob, your offer",
+            "localpart_capital" => "Bob, your offer",
+            "localpart_comma" => ", BOB!",
+            "localpart_fw_word" => "FW: hello bob",
+            "address_subject" => "news for bob.smith@EXAMPLE.org today",
             "two_ctypes" => "one\nSubject: two",
             _ => "header test",
         };
