@@ -36,11 +36,17 @@ pub struct EvalCx<'a> {
     pub msg: &'a ParsedMessage,
     pub cfg: &'a EvalConfig,
     html: OnceCell<Vec<HtmlFacts>>,
+    /// BodyEval's alternative difference: (per cent, HTML words, text words).
+    alternative_difference: OnceCell<(f64, usize, usize)>,
 }
 
 impl<'a> EvalCx<'a> {
     pub fn new(msg: &'a ParsedMessage, cfg: &'a EvalConfig) -> EvalCx<'a> {
-        EvalCx { msg, cfg, html: OnceCell::new() }
+        EvalCx { msg, cfg, html: OnceCell::new(), alternative_difference: OnceCell::new() }
+    }
+
+    fn alternative_difference(&self) -> (f64, usize, usize) {
+        *self.alternative_difference.get_or_init(|| alternative_difference(self.msg))
     }
 
     /// The facts of every text/html part (SpamAssassin's `html_all`).
@@ -253,6 +259,18 @@ pub enum EvalFn {
     FromInList(String),
     /// `check_body_length(MAX)`: the body as received has at most MAX bytes.
     BodyLength(f64),
+    /// `multipart_alternative_difference(MIN, MAX)`: the per cent of an alternative's HTML
+    /// words its text part lacks, above MIN (or 0) and at most MAX (`undef`: no bound).
+    AlternativeDifference {
+        min: f64,
+        max: Option<f64>,
+    },
+    /// `multipart_alternative_difference_count(RATIO, MINHTML)`: text words over HTML words
+    /// above RATIO, with more than MINHTML HTML words.
+    AlternativeDifferenceCount {
+        ratio: f64,
+        min_html: f64,
+    },
     /// `check_for_fake_aol_relay_in_rcvd()`.
     FakeAolRelay,
     /// `check_ratware_name_id()`.
@@ -375,6 +393,13 @@ impl EvalFn {
             ("check_from_in_list", [list]) => Ok(EvalFn::FromInList(list.to_string())),
             ("check_body_length", [max]) => Ok(EvalFn::BodyLength(num(max)?)),
             ("check_for_fake_aol_relay_in_rcvd", []) => Ok(EvalFn::FakeAolRelay),
+            ("multipart_alternative_difference", [min, max]) => {
+                let max = if *max == "undef" { None } else { Some(num(max)?) };
+                Ok(EvalFn::AlternativeDifference { min: num(min)?, max })
+            }
+            ("multipart_alternative_difference_count", [ratio, min_html]) => {
+                Ok(EvalFn::AlternativeDifferenceCount { ratio: num(ratio)?, min_html: num(min_html)? })
+            }
             ("check_ratware_name_id", []) => Ok(EvalFn::RatwareNameId),
             ("check_for_faraway_charset" | "check_for_faraway_charset_in_headers", []) => Ok(EvalFn::FarawayCharset),
             ("check_for_uppercase", [min, max]) => Ok(EvalFn::Uppercase { min: num(min)?, max: num(max)? }),
@@ -459,6 +484,14 @@ impl EvalFn {
             EvalFn::MimeHtml => mime_top_is_html(msg) || msg.mime_facts().has_html(),
             EvalFn::GatedThroughReceivedRemover => headereval::gated_through_remover(msg),
             EvalFn::FakeAolRelay => headereval::fake_aol_relay(msg),
+            EvalFn::AlternativeDifference { min, max } => {
+                let d = cx.alternative_difference().0;
+                (*min == 0.0 || d > *min) && max.is_none_or(|max| d <= max)
+            }
+            EvalFn::AlternativeDifferenceCount { ratio, min_html } => {
+                let (_, html, text) = cx.alternative_difference();
+                html as f64 > *min_html && text as f64 / html as f64 > *ratio
+            }
             EvalFn::RatwareNameId => headereval::ratware_name_id(msg),
             EvalFn::FarawayCharset => false,
             EvalFn::FromInList(list) => cx.cfg.addrlists.get(list).is_some_and(|p| headereval::from_in_list(msg, p)),
@@ -594,6 +627,45 @@ fn uppercase_percent(msg: &ParsedMessage) -> f64 {
         return 0.0;
     }
     upper as f64 / (upper + lower) as f64 * 100.0
+}
+
+/// BodyEval's `_multipart_alternative_difference`: for each multipart/alternative, the HTML
+/// parts' words (whitespace-separated, with a word character; an HTML part of images only
+/// counts one) less those its text parts have as often; the largest share left, in per cent,
+/// and the word counts of the last alternative with HTML words.
+fn alternative_difference(msg: &ParsedMessage) -> (f64, usize, usize) {
+    use std::collections::HashMap;
+    let words = |text: &str, into: &mut HashMap<String, i64>| {
+        for w in text.split(char::is_whitespace).filter(|w| w.chars().any(|c| c.is_alphanumeric() || c == '_')) {
+            *into.entry(w.to_string()).or_default() += 1;
+        }
+    };
+    let (mut best, mut html_count, mut text_count) = (0.0f64, 0usize, 0usize);
+    for alternative in msg.mime_facts().alternatives() {
+        let (mut html, mut text) = (HashMap::new(), HashMap::new());
+        for (is_html, body) in alternative {
+            if body.is_empty() {
+                continue;
+            }
+            if *is_html {
+                let (facts, rendered) = HtmlFacts::analyze_with_text(body);
+                words(&rendered, &mut html);
+                if html.is_empty() && facts.inside("img").is_some() {
+                    html.insert("\n".into(), 1);
+                }
+            } else {
+                words(body, &mut text);
+            }
+        }
+        let orig = html.len();
+        if orig == 0 {
+            continue;
+        }
+        (html_count, text_count) = (orig, text.len());
+        html.retain(|w, n| text.get(w).is_none_or(|t| *n - t >= 1));
+        best = best.max(html.len() as f64 / orig as f64 * 100.0);
+    }
+    (best, html_count, text_count)
 }
 
 /// MIMEEval's `get_charset_from_ct_line`.

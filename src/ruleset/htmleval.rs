@@ -181,7 +181,18 @@ pub struct HtmlFacts {
 impl HtmlFacts {
     /// Reads one decoded text/html part.
     pub fn analyze(html: &str) -> HtmlFacts {
+        Self::read(html, false).0
+    }
+
+    /// Reads one part and also returns its text as SpamAssassin renders it (every piece,
+    /// invisible ones included).
+    pub fn analyze_with_text(html: &str) -> (HtmlFacts, String) {
+        Self::read(html, true)
+    }
+
+    fn read(html: &str, keep_text: bool) -> (HtmlFacts, String) {
         let mut r = Reader::new(html.chars().count());
+        r.rendered = keep_text.then(String::new);
         let prepared = prepare(html);
         tokenize(&prepared, &mut r);
         r.finish()
@@ -300,6 +311,8 @@ struct Reader {
     /// The last rendered piece, whether it was whitespace or invisible.
     last: Option<(String, bool, bool)>,
     spaces: usize,
+    /// The rendered text before `last`, when asked for.
+    rendered: Option<String>,
 }
 
 impl Reader {
@@ -307,12 +320,19 @@ impl Reader {
         let facts = HtmlFacts { length, max_size: 3.0, min_size: 3.0, ..HtmlFacts::default() };
         let default =
             Style { tag: "default".into(), fg: "#000000".into(), bg: "#ffffff".into(), size: 3.0, display: None, visibility: None };
-        Reader { facts, styles: vec![default], basefont: 3.0, title_index: None, last: None, spaces: 0 }
+        Reader { facts, styles: vec![default], basefont: 3.0, title_index: None, last: None, spaces: 0, rendered: None }
     }
 
-    fn finish(mut self) -> HtmlFacts {
+    fn finish(mut self) -> (HtmlFacts, String) {
         self.facts.non_space_len = self.facts.html_length.saturating_sub(self.spaces);
-        self.facts
+        let text = match (self.rendered.take(), &self.last) {
+            (Some(mut text), Some((last, _, _))) => {
+                text.push_str(last);
+                text
+            }
+            (text, _) => text.unwrap_or_default(),
+        };
+        (self.facts, text)
     }
 
     fn tag(&mut self, tag: &str, attrs: &[(String, String)], open: bool) {
@@ -369,6 +389,9 @@ impl Reader {
     fn push_piece(&mut self, piece: String, whitespace: bool, invisible: bool) {
         self.facts.html_length += piece.chars().count();
         self.spaces += piece.chars().filter(|c| c.is_whitespace()).count();
+        if let (Some(text), Some((last, _, _))) = (&mut self.rendered, &self.last) {
+            text.push_str(last);
+        }
         self.last = Some((piece, whitespace, invisible));
     }
 
@@ -1251,6 +1274,13 @@ mod tests {
         assert!(HtmlFacts::analyze("<font color=\"zz\">x</font>").test("font_invalid_color"));
         // SpamAssassin's quirk: a bgcolor attribute sets no background.
         assert!(!HtmlFacts::analyze("<table bgcolor=black><tr><td><font color=black>x</font></td></tr></table>").test("font_low_contrast"));
+    }
+
+    #[test]
+    fn rendered_text_is_kept_when_asked() {
+        let (_, text) = HtmlFacts::analyze_with_text("<p>Hello <b>big</b> world</p><br>Next&amp;last");
+        assert_eq!(text, "\n\nHello big world\n\n\nNext&last");
+        assert_eq!(HtmlFacts::analyze_with_text("").1, "");
     }
 
     #[test]

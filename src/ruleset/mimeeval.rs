@@ -36,6 +36,11 @@ pub struct MimeFacts {
     /// Charsets named by the parts (SpamAssassin's `mime_html_charsets`).
     charsets: Vec<String>,
     images: ImageFacts,
+    /// The text/plain (false) and text/html (true) parts under each multipart/alternative.
+    alternatives: Vec<Vec<(bool, String)>>,
+    /// The message is an alternative of exactly text/html and text/calendar (an invitation).
+    calendar_invite: bool,
+    parts_seen: usize,
 }
 
 impl Default for MimeFacts {
@@ -57,6 +62,9 @@ impl Default for MimeFacts {
             ma_non_text: false,
             charsets: Vec::new(),
             images: ImageFacts::default(),
+            alternatives: Vec::new(),
+            calendar_invite: false,
+            parts_seen: 0,
         }
     }
 }
@@ -87,9 +95,19 @@ impl MimeFacts {
     /// Takes in one part of `msg` (every part, containers included, in document order).
     pub fn add_part(&mut self, msg: &Message<'_>, part: &MessagePart<'_>) {
         let t = part_type(part);
+        let top = self.parts_seen == 0;
+        self.parts_seen += 1;
         if t.ctype == "multipart/alternative" {
             self.multipart_alternative = true;
             self.ma_non_text |= non_text_alternative(msg, part);
+            if top {
+                self.calendar_invite = calendar_invite(msg, part);
+            }
+            if self.alternatives.len() < 16 {
+                let mut texts = Vec::new();
+                alternative_texts(msg, part, &mut texts, 0);
+                self.alternatives.push(texts);
+            }
         }
         self.header_facts(&t);
         if matches!(part.body, PartType::Multipart(_) | PartType::Message(_)) {
@@ -228,6 +246,12 @@ impl MimeFacts {
         &self.images
     }
 
+    /// The text/plain (false) and text/html (true) parts of each multipart/alternative, for
+    /// BodyEval's `multipart_alternative_difference`; none for a calendar invitation.
+    pub fn alternatives(&self) -> &[Vec<(bool, String)>] {
+        if self.calendar_invite { &[] } else { &self.alternatives }
+    }
+
     /// A multipart/alternative with a child part that is neither text nor RTF.
     pub fn ma_non_text(&self) -> bool {
         self.ma_non_text
@@ -280,6 +304,33 @@ fn counted_escape(a: u8, b: u8) -> bool {
         b'7' => b.is_ascii_digit() || (b'A'..=b'E').contains(&b),
         _ => false,
     }
+}
+
+/// The text/plain and text/html parts under `part`, in order (nesting bounded).
+fn alternative_texts(msg: &Message<'_>, part: &MessagePart<'_>, out: &mut Vec<(bool, String)>, depth: usize) {
+    let PartType::Multipart(children) = &part.body else { return };
+    for child in children.iter().filter_map(|&id| msg.parts.get(id as usize)) {
+        match &child.body {
+            PartType::Multipart(_) if depth < 8 => alternative_texts(msg, child, out, depth + 1),
+            PartType::Text(text) | PartType::Html(text) => {
+                let ctype = part_type(child).ctype;
+                if (ctype == "text/plain" || ctype == "text/html") && out.len() < 16 {
+                    out.push((ctype == "text/html", text.to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A top-level alternative of exactly a text/html and a text/calendar part.
+fn calendar_invite(msg: &Message<'_>, part: &MessagePart<'_>) -> bool {
+    let PartType::Multipart(children) = &part.body else { return false };
+    let kinds: Vec<Option<String>> = children
+        .iter()
+        .map(|&id| msg.parts.get(id as usize).filter(|c| !matches!(c.body, PartType::Multipart(_))).map(|c| part_type(c).ctype))
+        .collect();
+    kinds == [Some("text/html".to_string()), Some("text/calendar".to_string())]
 }
 
 /// Whether a multipart/alternative has a direct child leaf that is not text or RTF.

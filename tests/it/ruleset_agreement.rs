@@ -582,6 +582,9 @@ fn mime_and_header_functions_agree_with_spamassassins_plugins() {
         ("body", "check_body_length('100')"),
         ("body", "check_body_length('1024')"),
         ("header", "check_for_fake_aol_relay_in_rcvd()"),
+        ("body", "multipart_alternative_difference('99', '100')"),
+        ("body", "multipart_alternative_difference('0', '50')"),
+        ("body", "multipart_alternative_difference_count('3', '1')"),
         ("header", "check_ratware_name_id()"),
         ("header", "check_for_faraway_charset_in_headers()"),
         ("body", "check_for_faraway_charset()"),
@@ -697,6 +700,19 @@ fn mime_header_edge_messages() -> Vec<(String, Vec<u8>)> {
     cases.push(("upper_mixed".into(), format!("Content-Type: text/plain\n\n{mixed}\n")));
     cases.push(("upper_short".into(), "Content-Type: text/plain\n\nSHORT BUT LOUD\n".into()));
     cases.push(("upper_koi8".into(), format!("Content-Type: text/plain; charset=koi8-r\n\n{shouting}\n")));
+    let alt = |text: &str, html: &str| {
+        format!(
+            "Content-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain\n\n{text}\n--b\nContent-Type: text/html\n\n{html}\n--b--\n"
+        )
+    };
+    cases.push(("alt_same".into(), alt("Hello there, see you soon.", "<p>Hello there, see <b>you</b> soon.</p>")));
+    cases.push(("alt_differs".into(), alt("Click here", "<p>Cheap pills online, buy now and save money today</p>")));
+    cases.push(("alt_images".into(), alt("", "<img src=x.gif width=300 height=200>")));
+    cases.push(("alt_more_text".into(), alt("one two three four five six seven eight nine ten", "<p>one</p>")));
+    cases.push((
+        "alt_calendar".into(),
+        "Content-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/html\n\n<p>meeting words</p>\n--b\nContent-Type: text/calendar\n\nBEGIN:VCALENDAR\n--b--\n".into(),
+    ));
     cases.push((
         "html_part".into(),
         "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/html\n\n<p>x</p>\n--b--\n".into(),
