@@ -2,12 +2,16 @@
 //! plugins give them, so the stock `.cf` files' rules that call them load and run.
 //!
 //! Chosen by what they catch on real mail (the stock rules' hits on the SpamAssassin public
-//! corpus, README: Rule engine): `check_for_mime_html_only` (MIMEEval), `subject_is_all_caps`,
-//! `check_outlook_message_id` and `check_for_shifted_date` (HeaderEval). Each follows the
-//! plugin's semantics, quirks included (the agreement test with SpamAssassin checks them side by
-//! side); [`parse_rfc822_date`] is SpamAssassin's lenient date reader. A call moat does not know
-//! is an error naming it, so the rule is skipped and reported like any other it cannot run.
-//! Evaluation reads the prepared [`ParsedMessage`] only; it never panics.
+//! corpus, README: Scanning throughput): HTMLEval (over `htmleval`'s facts of each HTML part),
+//! FreeMail (`freemail`), MIMEEval and ImageInfo (over the facts the MIME walk gathered,
+//! `mimeeval`, `imageinfo`), HeaderEval (dates and Outlook ids here, the rest in `headereval`),
+//! WLBLEval's `check_from_in_list` and a few of BodyEval. Each follows the plugin's semantics,
+//! quirks included (the agreement tests with SpamAssassin check them side by side);
+//! [`parse_rfc822_date`] is SpamAssassin's lenient date reader. A call moat does not know is an
+//! error naming it, so the rule is skipped and reported like any other it cannot run.
+//! Evaluation reads the prepared [`ParsedMessage`] through an [`EvalCx`], which computes what
+//! several functions share (HTML facts, the date difference, the alternatives' words) once per
+//! message; it never panics.
 
 use std::cell::OnceCell;
 use std::sync::LazyLock;

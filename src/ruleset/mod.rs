@@ -31,7 +31,8 @@
 //! `replace` (ReplaceTags), `header` (header rule specs), `meta` (expressions), `literals`
 //! (prefilter literals), `compile` (building a [`RuleSet`]), `eval` (running one), `search`
 //! (regexes with caller-owned, bounded search caches),
-//! `message` + `html` + `uri` (the message view).
+//! `message` + `html` + `uri` (the message view), `evalfn` (the `eval:` functions moat runs,
+//! with `htmleval`, `freemail`, `mimeeval`, `imageinfo` and `headereval`).
 
 mod cf;
 mod compile;
