@@ -10,8 +10,8 @@
 //! [`parse_rfc822_date`] is SpamAssassin's lenient date reader. A call moat does not know is an
 //! error naming it, so the rule is skipped and reported like any other it cannot run.
 //! Evaluation reads the prepared [`ParsedMessage`] through an [`EvalCx`], which computes what
-//! several functions share (HTML facts, the date difference, the alternatives' words) once per
-//! message; it never panics.
+//! several functions share (HTML facts, the alternatives' words) once per message; it never
+//! panics.
 
 use std::cell::OnceCell;
 use std::sync::LazyLock;
