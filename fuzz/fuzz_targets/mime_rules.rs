@@ -26,7 +26,8 @@ const SHIPPED: &[(&str, &str)] = &[
 
 /// Rules that reach what the shipped set does not: every header modifier and pseudo-header,
 /// `if-unset`, lookaround and backreferences (the backtracking engine), `tflags multiple`,
-/// arithmetic metas.
+/// arithmetic metas, and the `eval:` functions moat runs itself (HTML, free mail, MIME, images,
+/// header form).
 const EXTRA: &str = r#"
 header   FZ_FROM_ADDR    From:addr =~ /\@example\.(?:test|org)$/i
 header   FZ_FROM_NAME    From:name =~ /^[A-Z][a-z]+ [A-Z][a-z]+$/
@@ -52,6 +53,23 @@ meta     __FZ_SUB        FZ_REPEAT && FZ_RAW_STYLE
 meta     FZ_META_SUB     __FZ_SUB * 2 > 1
 score    FZ_MONEY        0.7
 score    FZ_META_SUM     1.5
+freemail_domains gmail.com *.free.test
+body     FZ_HTML         eval:html_test('html')
+body     FZ_HTML_LOWC    eval:html_test('font_low_contrast')
+body     FZ_HTML_OBFU    eval:html_range('obfuscation_ratio', '0', 'inf')
+body     FZ_HTML_IMG     eval:html_image_ratio('0.000', '0.010')
+body     FZ_HTML_BAL     eval:html_tag_balance('body', '!= 0')
+body     FZ_HTML_CMT     eval:html_text_match('comment', '<!(?!-).{0,6}>')
+body     FZ_HTML_TITLE   eval:html_title_subject_ratio('3.5')
+header   FZ_FM_FROM      eval:check_freemail_from()
+header   FZ_FM_REPLY     eval:check_freemail_replyto('reply')
+rawbody  FZ_MIME_QP      eval:check_for_mime('mime_qp_long_line')
+body     FZ_MIME_RATIO   eval:check_mime_multipart_ratio('0.00','0.01')
+body     FZ_IMAGES       eval:image_count('all', 1)
+body     FZ_UPPER        eval:check_for_uppercase('50', '100')
+header   FZ_YAHOO        eval:check_for_forged_yahoo_received_headers()
+header   FZ_RECIPS       eval:similar_recipients('0.5','undef')
+header   FZ_ILLEGAL      eval:check_illegal_chars('ALL','0.010','2')
 "#;
 
 fn rules() -> &'static RuleSet {

@@ -129,6 +129,10 @@ pub struct Config {
     pub skipped: Vec<Skipped>,
     pub warnings: Vec<Warning>,
     pub errors: Vec<RuleError>,
+    /// `freemail_domains` and `freemail_welcomelist` (FreeMail plugin).
+    pub freemail: super::freemail::FreemailConfig,
+    /// `enlist_addrlist (NAME) PATTERN…`: lower-cased address patterns by list name.
+    pub addrlists: HashMap<String, Vec<String>>,
     /// Rule files read, in order, with their contents (for the rule-set hash).
     pub files: Vec<(String, Vec<u8>)>,
 }
@@ -155,9 +159,6 @@ const IGNORED: &[&str] = &[
     "util_rb_2tld",
     "util_rb_3tld",
     "redirector_pattern",
-    "freemail_domains",
-    "freemail_whitelist",
-    "freemail_welcomelist",
     "whitelist_from_rcvd",
     "def_whitelist_from_rcvd",
     "welcomelist_from_rcvd",
@@ -427,6 +428,22 @@ impl Config {
             "replace_start" => self.replace_start = Some(rest.trim().to_string()),
             "replace_end" => self.replace_end = Some(rest.trim().to_string()),
             "enable_compat" => self.compat.push(rest.trim().to_string()),
+            "enlist_addrlist" => {
+                let parsed = rest.trim().strip_prefix('(').and_then(|r| r.split_once(')'));
+                match parsed {
+                    Some((name, patterns)) if !name.trim().is_empty() && !patterns.trim().is_empty() => {
+                        let list = self.addrlists.entry(name.trim().to_string()).or_default();
+                        list.extend(patterns.split_whitespace().map(str::to_lowercase));
+                    }
+                    _ => self.warnings.push(o.warning("enlist_addrlist: expected (LISTNAME) and address patterns; ignored")),
+                }
+            }
+            "freemail_domains" | "freemail_welcomelist" | "freemail_whitelist" => {
+                let invalid = if d == "freemail_domains" { self.freemail.add_domains(rest) } else { self.freemail.add_welcomelist(rest) };
+                for word in invalid {
+                    self.warnings.push(o.warning(format!("{d}: {word:?} is not a domain or address; ignored")));
+                }
+            }
             "include" => {
                 self.warnings.push(o.warning("`include` is not supported; put the file in a rule directory"));
             }

@@ -12,7 +12,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use sha2::{Digest, Sha256};
 
 use super::cf::{Config, Kind, Origin, RuleDef, TFlags};
-use super::evalfn::EvalFn;
+use super::evalfn::{EvalConfig, EvalFn};
 use super::header::{self, HeaderKey, HeaderSpec};
 use super::meta::{self, Expr};
 use super::perlre::{self, Engine, TranslateError};
@@ -224,6 +224,8 @@ pub struct Compiled {
     pub full: TextGroup,
     /// Rules whose test is an `eval:` function moat runs itself.
     pub evals: Vec<(usize, EvalFn)>,
+    /// What the `eval:` functions read from the rule files (free mail domains, …).
+    pub eval_config: EvalConfig,
     /// Metas in dependency order.
     pub metas: Vec<(usize, Expr)>,
     pub hash: String,
@@ -592,6 +594,7 @@ impl Builder<'_> {
             mime: std::mem::take(&mut self.mime).into_iter().collect(),
             exists: std::mem::take(&mut self.exists),
             evals: std::mem::take(&mut self.evals),
+            eval_config: EvalConfig { freemail: self.cfg.freemail.clone(), addrlists: self.cfg.addrlists.clone() },
             metas,
             hash: hash_files(&self.cfg.files),
             runnable: self.report.loaded,

@@ -6,8 +6,8 @@
 //! default SpamAssassin 4 installation loads ([`SA_DEFAULT_PLUGINS`]): rules in such blocks are
 //! written for a set where the plugin is present, so their plain rules load and their `eval:`
 //! rules are skipped (counted, never hit) rather than silently vanishing. `can(…)` is true
-//! for the `Conf` features whose meaning moat implements and for `compat_*` names enabled with
-//! `enable_compat`. Anything else evaluates to false. Never panics; recursion is bounded.
+//! for the `Conf` features whose meaning moat implements, for `compat_*` names enabled with
+//! `enable_compat`, and for the plugins' `has_…` methods of `eval:` functions moat runs. Anything else evaluates to false. Never panics; recursion is bounded.
 
 /// The SpamAssassin version moat claims compatibility with, in SA's `x.yyyzzz` form.
 pub const SA_VERSION: f64 = 4.000001;
@@ -122,6 +122,9 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
     Ok(out)
 }
 
+/// `Plugin::X::has_…` capability methods of `eval:` functions moat implements (`evalfn`).
+const PLUGIN_METHODS: &[&str] = &["Mail::SpamAssassin::Plugin::BodyEval::has_check_body_length"];
+
 /// Context for evaluating conditions.
 pub struct CondContext<'a> {
     /// Names given to `enable_compat`.
@@ -138,8 +141,8 @@ impl CondContext<'_> {
             Some(("Mail::SpamAssassin::Conf", f)) => {
                 FEATURES.contains(&f) || f.strip_prefix("compat_").is_some_and(|c| self.compat.iter().any(|e| e == c))
             }
-            // `Plugin::X::has_…` methods: no emulated plugin has any.
-            _ => false,
+            // `Plugin::X::has_…` methods: those of the `eval:` functions moat runs itself.
+            _ => PLUGIN_METHODS.contains(&name),
         }
     }
 
@@ -264,7 +267,8 @@ mod tests {
         assert_eq!(ev("can(Mail::SpamAssassin::Conf::feature_bug6558_free)"), Ok(true));
         assert_eq!(ev("can(Mail::SpamAssassin::Conf::feature_capture_rules)"), Ok(false));
         assert_eq!(ev("can(Mail::SpamAssassin::Conf::compat_welcomelist_blocklist)"), Ok(true));
-        assert_eq!(ev("can(Mail::SpamAssassin::Plugin::BodyEval::has_check_body_length)"), Ok(false));
+        assert_eq!(ev("can(Mail::SpamAssassin::Plugin::BodyEval::has_check_body_length)"), Ok(true), "moat runs it");
+        assert_eq!(ev("can(Mail::SpamAssassin::Plugin::MIMEEval::has_check_abundant_unicode_ratio)"), Ok(false));
         assert_eq!(ev("version >= 3.4 && perl_version >= 5.010"), Ok(true));
         assert_eq!(ev("not (1 or 0)"), Ok(false));
         assert!(ev("version >=").is_err());

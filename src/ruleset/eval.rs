@@ -9,6 +9,7 @@
 
 use super::RuleHit;
 use super::compile::{Compiled, TextGroup};
+use super::evalfn::EvalCx;
 use super::message::ParsedMessage;
 use super::search::Scratch;
 
@@ -41,8 +42,9 @@ impl Compiled {
     fn values_with(&self, msg: &ParsedMessage, needed: &[bool], scratch: &mut Scratch) -> Vec<f64> {
         let mut values = vec![0.0f64; self.names.len()];
         self.eval_headers(msg, needed, &mut values, scratch);
+        let cx = EvalCx::new(msg, &self.eval_config);
         for (id, function) in &self.evals {
-            if needed[*id] && function.hit(msg) {
+            if needed[*id] && function.hit(&cx) {
                 values[*id] = 1.0;
             }
         }

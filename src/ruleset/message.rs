@@ -69,6 +69,10 @@ pub struct ParsedMessage {
     rawbody: Vec<String>,
     uris: Vec<String>,
     full: Vec<u8>,
+    /// The decoded text of each text/html part (for the HTMLEval `eval:` functions).
+    html_parts: Vec<String>,
+    /// MIME structure facts (for the MIMEEval `eval:` functions), gathered by the walk.
+    mime: super::mimeeval::MimeFacts,
     /// Facts for callers (and tests): parts seen and whether limits cut anything.
     pub stats: MessageStats,
     all_decoded: OnceLock<String>,
@@ -105,6 +109,8 @@ impl ParsedMessage {
             rawbody: Vec::new(),
             uris: Vec::new(),
             full: raw[..raw.len().min(MAX_FULL)].to_vec(),
+            html_parts: Vec::new(),
+            mime: Default::default(),
             stats: MessageStats::default(),
             all_decoded: OnceLock::new(),
             date_shift: OnceLock::new(),
@@ -126,6 +132,11 @@ impl ParsedMessage {
     pub fn with_envelope_from(mut self, from: impl Into<String>) -> ParsedMessage {
         self.envelope_from = Some(from.into());
         self
+    }
+
+    /// The SMTP envelope sender, when the caller set one.
+    pub fn smtp_envelope_from(&self) -> Option<&str> {
+        self.envelope_from.as_deref()
     }
 
     /// Top-level header fields, from the raw bytes (so raw values are exact even when the MIME
@@ -158,6 +169,7 @@ impl ParsedMessage {
             self.stats.parts += 1;
             self.part_headers(msg, part);
             self.count_declared_type(part);
+            self.mime.add_part(msg, part);
             match &part.body {
                 PartType::Text(text) => {
                     let is_text = i == 0 || part.content_type().is_none_or(|ct| ct.c_type.eq_ignore_ascii_case("text"));
@@ -223,6 +235,9 @@ impl ParsedMessage {
             self.stats.truncated = true;
         }
         chunk_into(raw_part, &mut self.rawbody);
+        if is_html && !raw_part.is_empty() {
+            self.html_parts.push(raw_part.to_string());
+        }
         let scan = cut(text, BODY_PART_SCAN);
         let rendered: Cow<'_, str> = if is_html {
             let r = html::render(scan);
@@ -338,6 +353,16 @@ impl ParsedMessage {
 
     pub fn full(&self) -> &[u8] {
         &self.full
+    }
+
+    /// What the walk over the MIME parts saw, for the MIMEEval functions.
+    pub fn mime_facts(&self) -> &super::mimeeval::MimeFacts {
+        &self.mime
+    }
+
+    /// The decoded text of each text/html part, in order.
+    pub fn html_parts(&self) -> &[String] {
+        &self.html_parts
     }
 
     /// Header key lookup used by the evaluator.

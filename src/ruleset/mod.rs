@@ -31,18 +31,24 @@
 //! `replace` (ReplaceTags), `header` (header rule specs), `meta` (expressions), `literals`
 //! (prefilter literals), `compile` (building a [`RuleSet`]), `eval` (running one), `search`
 //! (regexes with caller-owned, bounded search caches),
-//! `message` + `html` + `uri` (the message view).
+//! `message` + `html` + `uri` (the message view), `evalfn` (the `eval:` functions moat runs,
+//! with `htmleval`, `freemail`, `mimeeval`, `imageinfo` and `headereval`).
 
 mod cf;
 mod compile;
 mod cond;
 mod eval;
 mod evalfn;
+mod freemail;
 mod header;
+mod headereval;
 pub mod html;
+mod htmleval;
+mod imageinfo;
 mod literals;
 mod message;
 mod meta;
+mod mimeeval;
 mod perlre;
 mod replace;
 mod search;
