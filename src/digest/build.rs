@@ -10,9 +10,18 @@
 use crate::config::{Config, Web};
 use crate::links::{LinkAction, LinkKey};
 use crate::notices::{ToUser, shown, text_body};
+use crate::ruleset::reasons::Reasons;
 use crate::spool::{Envelope, Spool, Staged};
 use crate::store::QuarantineItem;
 use askama::Template;
+
+/// The one plain-language sentence an item leads with: the `reason` of its highest-scoring
+/// positive symbol that has one (see [`crate::ruleset::reasons`]), if any.
+pub fn headline(item: &QuarantineItem, reasons: &Reasons) -> Option<String> {
+    let mut positive: Vec<&crate::verdict::Symbol> = item.symbols.iter().filter(|s| s.score > 0.0).collect();
+    positive.sort_by(|a, b| b.score.total_cmp(&a.score));
+    reasons.first_of(positive.iter().map(|s| s.name.as_str())).map(shown)
+}
 
 /// Up to three reasons, from the highest-scoring positive symbols' descriptions.
 pub fn reason(item: &QuarantineItem) -> String {
@@ -36,6 +45,8 @@ struct Row {
     sender: String,
     subject: String,
     score: f64,
+    /// The plain-language sentence the item leads with, when a `reason` line covers it.
+    headline: Option<String>,
     reason: String,
     view: String,
     release: String,
@@ -44,7 +55,7 @@ struct Row {
 
 /// The digest's rows, lowest score first: the message most likely wanted (a false positive) is
 /// where the user starts reading; equal scores newest first.
-fn rows(web: &Web, key: &LinkKey, address: &str, items: &[QuarantineItem], now: i64, zone: &str) -> Vec<Row> {
+fn rows(web: &Web, key: &LinkKey, reasons: &Reasons, address: &str, items: &[QuarantineItem], now: i64, zone: &str) -> Vec<Row> {
     let mut ordered: Vec<&QuarantineItem> = items.iter().collect();
     ordered.sort_by(|a, b| a.score.total_cmp(&b.score).then(b.date.cmp(&a.date)));
     ordered
@@ -54,6 +65,7 @@ fn rows(web: &Web, key: &LinkKey, address: &str, items: &[QuarantineItem], now: 
             sender: if item.sender.is_empty() { "(no sender)".into() } else { shown(&item.sender) },
             subject: if item.subject.is_empty() { "(no subject)".into() } else { shown(&item.subject) },
             score: item.score,
+            headline: headline(item, reasons),
             reason: reason(item),
             view: key.url(web, LinkAction::View, address, &item.id, now),
             release: key.url(web, LinkAction::Release, address, &item.id, now),
@@ -103,12 +115,19 @@ impl<'a> std::ops::Deref for HtmlPart<'a> {
 
 /// The digest for `address` listing `items`, ready for the spool (staged: its id is the ticket
 /// recorded with the cursor), or `None` without a `[web]` section for its links.
-pub fn digest(config: &Config, key: &LinkKey, address: &str, items: &[QuarantineItem], now: i64) -> Option<(Envelope, Vec<u8>)> {
+pub fn digest(
+    config: &Config,
+    key: &LinkKey,
+    reasons: &Reasons,
+    address: &str,
+    items: &[QuarantineItem],
+    now: i64,
+) -> Option<(Envelope, Vec<u8>)> {
     let web = config.web.as_ref()?;
     let unsubscribe = key.url(web, LinkAction::Unsubscribe, address, "", now);
     let center = key.url(web, LinkAction::Login, address, "", now);
     let zone = config.digest_for_address(address).timezone;
-    let rows = rows(web, key, address, items, now, &zone);
+    let rows = rows(web, key, reasons, address, items, now, &zone);
     let retention_days = config.store.retention.0 / 86400;
     let subject = match items.len() {
         0 => "Quarantine digest: nothing new".to_string(),
@@ -159,7 +178,9 @@ mod tests {
     }
 
     fn parts(items: &[QuarantineItem]) -> (String, String) {
-        let (_, message) = digest(&config(), &LinkKey::from_bytes([1; 32]), "alice@example.test", items, 1_700_000_100).expect("a digest");
+        let (_, message) =
+            digest(&config(), &LinkKey::from_bytes([1; 32]), &Reasons::default(), "alice@example.test", items, 1_700_000_100)
+                .expect("a digest");
         let parsed = mail_parser::MessageParser::default().parse(&message).expect("parses");
         (parsed.body_text(0).unwrap().into_owned(), parsed.body_html(0).unwrap().into_owned())
     }

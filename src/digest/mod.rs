@@ -91,7 +91,7 @@ pub async fn run(quarantine: &Quarantine, run: &Run) -> Result<Sent, QuarantineE
             store.advance_digest_cursor(&address, cursor, tick, None).await?;
             continue;
         }
-        let Some((envelope, message)) = build::digest(&config, key, &address, &items, now) else { continue };
+        let Some((envelope, message)) = build::digest(&config, key, &quarantine.reasons(), &address, &items, now) else { continue };
         let gate = |ticket: String| {
             let address = address.clone();
             async move { store.advance_digest_cursor(&address, cursor, tick, Some(&ticket)).await }
@@ -125,5 +125,5 @@ pub async fn preview(quarantine: &Quarantine, address: &str, now: i64) -> Result
     let since = store.digest_cursor(address).await?.map_or(0, |last| last.saturating_add(1));
     let mut items = store.held_since(address, since, settings.max_items).await?;
     items.retain(|item| item.created_at <= now);
-    Ok(build::digest(&config, key, &address.to_ascii_lowercase(), &items, now).map(|(_, message)| message))
+    Ok(build::digest(&config, key, &quarantine.reasons(), &address.to_ascii_lowercase(), &items, now).map(|(_, message)| message))
 }

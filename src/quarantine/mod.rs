@@ -95,6 +95,8 @@ pub struct Quarantine {
     /// Where released copies go to be delivered.
     delivery: Arc<Spool>,
     config: Arc<ArcSwap<Config>>,
+    /// The rule files' plain-language reasons, shown first for each held item.
+    reasons: ArcSwap<crate::ruleset::reasons::Reasons>,
     /// Signs the links in notices; `None` without a `[web]` section (then no notices).
     links: Option<LinkKey>,
     /// Held copies a session is still writing (it may yet undo them): ingest leaves them alone.
@@ -128,6 +130,7 @@ impl Quarantine {
             None => None,
         };
         let learner = Arc::new(Learner::new(store.clone(), crate::classifier::nothing_in_force(), learning::settings(&current.classifier)));
+        let reasons = ArcSwap::from_pointee(read_reasons(&current).unwrap_or_default());
         Ok(Quarantine {
             store,
             learner,
@@ -136,6 +139,7 @@ impl Quarantine {
             staging: Arc::new(staging),
             delivery,
             config,
+            reasons,
             links,
             in_flight: std::sync::Mutex::new(std::collections::HashSet::new()),
             wake: Notify::new(),
@@ -184,6 +188,19 @@ impl Quarantine {
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
         self.config.load_full()
+    }
+
+    /// The plain-language reasons in force (see [`crate::ruleset::reasons`]).
+    pub fn reasons(&self) -> Arc<crate::ruleset::reasons::Reasons> {
+        self.reasons.load_full()
+    }
+
+    /// Reads the reasons again from the rule files, after the rules were reloaded; keeps the
+    /// ones in force when the files cannot be read.
+    pub fn reload_reasons(&self) {
+        if let Some(reasons) = read_reasons(&self.config.load()) {
+            self.reasons.store(Arc::new(reasons));
+        }
     }
 
     /// The link-signing key, when `[web]` is configured.
@@ -501,4 +518,14 @@ fn release_envelope(item: &QuarantineItem, message: &[u8]) -> Envelope {
 /// The holding record's verdict, for a held copy written by a session.
 pub fn hold_of(category: store::Category, verdict: &crate::verdict::Verdict) -> Hold {
     Hold { category, score: verdict.score, symbols: verdict.symbols.clone() }
+}
+
+/// The reasons in `config`'s rule files, or None (logged) when they cannot be read.
+fn read_reasons(config: &Config) -> Option<crate::ruleset::reasons::Reasons> {
+    crate::ruleset::reasons::read(&config.rule_dirs())
+        .map_err(|errors| {
+            let first = errors.first().map(ToString::to_string).unwrap_or_default();
+            tracing::warn!(event = "reasons_unreadable", errors = errors.len(), first = %first);
+        })
+        .ok()
 }

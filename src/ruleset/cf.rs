@@ -133,6 +133,8 @@ pub struct Config {
     pub freemail: super::freemail::FreemailConfig,
     /// `enlist_addrlist (NAME) PATTERN…`: lower-cased address patterns by list name.
     pub addrlists: HashMap<String, Vec<String>>,
+    /// `reason SYMBOL|PREFIX_* sentence`: what a user reads first for held mail.
+    pub reasons: super::reasons::Reasons,
     /// Rule files read, in order, with their contents (for the rule-set hash).
     pub files: Vec<(String, Vec<u8>)>,
 }
@@ -405,6 +407,13 @@ impl Config {
                     self.describes.insert(name.to_string(), text.trim().to_string());
                 } else {
                     self.errors.push(o.error(format!("describe: invalid rule name {name:?}")));
+                }
+            }
+            "reason" => {
+                let (pattern, text) = split_word(rest);
+                match super::reasons::check(pattern, text.trim()) {
+                    Ok(()) => self.reasons.set(pattern, text.trim()),
+                    Err(message) => self.errors.push(o.error(message)),
                 }
             }
             "tflags" => self.tflags(rest, o),

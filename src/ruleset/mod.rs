@@ -50,6 +50,7 @@ mod message;
 mod meta;
 mod mimeeval;
 mod perlre;
+pub mod reasons;
 mod replace;
 mod search;
 mod uri;

@@ -18,6 +18,7 @@ use crate::app::App;
 use crate::html::{LIST_TEXT, shown};
 use crate::links::LinkKey;
 use crate::lists::Entry;
+use crate::ruleset::reasons::Reasons;
 use crate::store::{self, Category, DigestFrequency, ItemQuery, ItemState, ListKind, QuarantineItem, ReleaseVia, StoreError};
 use axum::Router;
 use axum::body::Bytes;
@@ -238,6 +239,8 @@ struct Row {
     subject: String,
     category: &'static str,
     score: f64,
+    /// The plain-language sentence the item leads with, if a `reason` line covers it.
+    headline: Option<String>,
     reason: String,
 }
 
@@ -294,7 +297,7 @@ async fn list(State(shared): State<Arc<App>>, headers: HeaderMap, Query(params):
         },
         total,
         csrf: user.csrf(),
-        rows: items.iter().map(|item| row(item, &zone)).collect(),
+        rows: items.iter().map(|item| row(item, &zone, &shared.quarantine.reasons())).collect(),
         newer: (page_number > 1).then(|| page_query(&params, page_number - 1)),
         older: params.more_after(total).then(|| page_query(&params, page_number + 1)),
     };
@@ -306,7 +309,7 @@ fn user_zone(shared: &App, address: &str) -> String {
     shared.config.load().digest_for_address(address).timezone
 }
 
-fn row(item: &QuarantineItem, zone: &str) -> Row {
+fn row(item: &QuarantineItem, zone: &str, reasons: &Reasons) -> Row {
     // Released messages can still be reported as spam (the filter then learns it was wrong).
     let (selectable, state_note) = match item.state {
         ItemState::Held => (true, None),
@@ -322,6 +325,7 @@ fn row(item: &QuarantineItem, zone: &str) -> Row {
         subject: shown(or_none(&item.subject, "(no subject)"), LIST_TEXT),
         category: item.category.as_str(),
         score: item.score,
+        headline: crate::digest::build::headline(item, reasons),
         reason: crate::digest::build::reason(item),
     }
 }
@@ -406,6 +410,8 @@ struct ViewPage<'a> {
     recipient: &'a str,
     subject: String,
     date: String,
+    /// The plain-language sentence the item leads with, if a `reason` line covers it.
+    headline: Option<String>,
     reason: String,
     score: f64,
     category: &'static str,
@@ -428,6 +434,7 @@ async fn view(State(shared): State<Arc<App>>, headers: HeaderMap, Path(id): Path
         recipient: &item.recipient,
         subject: shown(or_none(&item.subject, "(no subject)"), usize::MAX),
         date: crate::clock::minute_in(item.date, &user_zone(&shared, &user.session.address)),
+        headline: crate::digest::build::headline(&item, &shared.quarantine.reasons()),
         reason: crate::digest::build::reason(&item),
         score: item.score,
         category: item.category.as_str(),

@@ -45,6 +45,8 @@ struct ConfirmPage<'a> {
 #[template(path = "web/view.html")]
 struct ViewPage<'a> {
     summary: Summary,
+    /// The plain-language sentence the item leads with, if a `reason` line covers it.
+    headline: Option<String>,
     reason: String,
     score: f64,
     text: String,
@@ -170,6 +172,7 @@ async fn view(shared: &App, link: &Link) -> Response {
     }
     let body = ViewPage {
         summary: describe(shared, &item),
+        headline: crate::digest::build::headline(&item, &shared.quarantine.reasons()),
         reason: crate::digest::build::reason(&item),
         score: item.score,
         text,

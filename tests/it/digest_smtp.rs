@@ -76,6 +76,58 @@ fn spam_held_then_listed_in_a_digest_whose_link_releases_the_original_once() {
 }
 
 #[test]
+fn a_held_item_leads_with_the_rule_files_plain_reason_which_reloads_with_the_rules() {
+    let rules = temp_dir();
+    fs::write(rules.path().join("local.cf"), HOLD_RULE).unwrap();
+    fs::write(rules.path().join("reasons.cf"), "reason LOCAL_* Looks like a lottery scam.\n").unwrap();
+    let capture = Capture::new();
+    let web = free_port();
+    let moat = Moat::start(
+        MoatConfig::new(capture.port)
+            .append(&format!("\n[rules]\ndirs = [\"{}\"]\nwatch = \"1s\"\n", rules.path().display()))
+            .append(&web_section(web)),
+    );
+    let config = moat.config_path().to_str().unwrap().to_string();
+    let message = "From: <lottery@remote.example>\r\nSubject: Prize\r\n\r\nYou have won\r\n";
+    assert_eq!(moat.smtp_ehlo().send_mail("lottery@remote.example", &["alice@example.test"], message.as_bytes()).code, 250);
+    moat.wait_quarantined(1);
+
+    let run = moat.cli(&["digest", "run", "--now", "--user", "alice@example.test", "-c", &config]);
+    assert!(text(&run.stdout).contains("1 digest(s) queued"), "{}{}", text(&run.stdout), text(&run.stderr));
+    let digest = capture.wait_for(1, DEADLINE).remove(0);
+    let parsed = mail_parser::MessageParser::default().parse(&digest.data).expect("the digest parses");
+    let body = parsed.body_text(0).expect("a text part").into_owned();
+    let html = parsed.body_html(0).expect("an HTML part").into_owned();
+    assert!(
+        body.contains("Why:      Looks like a lottery scam.\r\n   Score 12.0: Claims you won a prize"),
+        "sentence, then details: {body}"
+    );
+    assert!(html.contains("<strong>Looks like a lottery scam.</strong>"), "{html}");
+
+    // The admin rewrites the sentence: the running server picks it up with the rules.
+    let view = link_path(&url_after(&body, "View: "));
+    fs::write(rules.path().join("reasons.cf"), "reason LOCAL_PRIZE Claims you won a prize you never entered for.\n").unwrap();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let page = http(web, "GET", &view, "");
+        if page.body.contains("<strong>Claims you won a prize you never entered for.</strong>") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the new reason never showed: {}", page.body);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // A bad line is an error with file and line, and the sentence in force stays.
+    fs::write(rules.path().join("reasons.cf"), "reason LOCAL_PRIZE Fine.\nreason BAD NAME\nreason EMPTY\n").unwrap();
+    let check = moat.cli(&["rules", "check", "-c", &config]);
+    assert!(!check.status.success());
+    let errors = text(&check.stderr) + &text(&check.stdout);
+    assert!(errors.contains("reasons.cf:3") && errors.contains("no sentence for EMPTY"), "{errors}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(http(web, "GET", &view, "").body.contains("you never entered for."), "nothing half-applied");
+}
+
+#[test]
 fn the_digest_lists_the_lowest_scores_first() {
     let rules = temp_dir();
     fs::write(rules.path().join("local.cf"), format!("{HOLD_RULE}body LOCAL_CASINO /casino/i\nscore LOCAL_CASINO 5\n")).unwrap();
