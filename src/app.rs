@@ -149,8 +149,8 @@ pub async fn read_user_lists(app: &App) {
 
 /// Makes `scorer` the one new sessions use, with the users' lists from the store.
 fn put_in_force(app: &App, scorer: Scorer) {
+    app.quarantine.set_reasons(scorer.reasons());
     app.scorer.store(Arc::new(scorer.with_user_policies(&app.user_policies.load())));
-    app.quarantine.reload_reasons();
 }
 
 /// How often the users' lists are read from the store (a change made on another node, or

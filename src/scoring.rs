@@ -84,12 +84,14 @@ pub fn build(config: Arc<Config>, in_force: &crate::classifier::InForce) -> Resu
     }
     let mut scores: Arc<dyn ScoreTable> = Arc::new(FixedScores::default());
     let mut rules_in_use = None;
+    let mut reasons = Arc::default();
     let dirs = config.rule_dirs();
     if !dirs.is_empty() {
         match RuleSet::load(&dirs) {
             Ok((rules, report)) => {
                 let rules = Arc::new(rules);
                 rules_in_use = Some(RulesInUse { loaded: report.loaded, skipped: report.skipped.len(), hash: rules.hash() });
+                reasons = Arc::new(rules.reasons().clone());
                 filters.push(Arc::new(RulesFilter::new(rules.clone())));
                 scores = rules;
             }
@@ -102,6 +104,7 @@ pub fn build(config: Arc<Config>, in_force: &crate::classifier::InForce) -> Resu
     let lists = config.lists.build();
     let mut scorer = Scorer::new(Chain::new(filters, FILTER_DEADLINE), scores, config).with_lists(lists);
     scorer.rules = rules_in_use;
+    scorer.reasons = reasons;
     scorer.classifier = classifier;
     Ok(scorer)
 }
@@ -207,6 +210,8 @@ pub struct Scorer {
     rules: Option<RulesInUse>,
     /// The classifier's model and cold-start bound, when the classifier is on (for `moat scan`).
     classifier: Option<(crate::classifier::InForce, u64)>,
+    /// The rule files' plain-language reasons (for the quarantine's pages and digests).
+    reasons: Arc<crate::ruleset::reasons::Reasons>,
 }
 
 impl Scorer {
@@ -217,7 +222,21 @@ impl Scorer {
 
     pub fn new(chain: Chain, scores: Arc<dyn ScoreTable>, config: Arc<Config>) -> Scorer {
         let policies = Arc::new(Policies::resolve(&config));
-        Scorer { chain, scores, config, policies, lists: Arc::new(Lists::default()), rules: None, classifier: None }
+        Scorer {
+            chain,
+            scores,
+            config,
+            policies,
+            lists: Arc::new(Lists::default()),
+            rules: None,
+            classifier: None,
+            reasons: Arc::default(),
+        }
+    }
+
+    /// The plain-language reasons of the rule files this scorer was built from.
+    pub fn reasons(&self) -> Arc<crate::ruleset::reasons::Reasons> {
+        self.reasons.clone()
     }
 
     /// Uses these allow/block lists (and their per-recipient filtering switches).

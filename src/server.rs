@@ -89,6 +89,7 @@ pub async fn serve(path: PathBuf, config: Config) -> Result<(), ServeError> {
     }
     let scorer = scoring::build(config.load_full(), quarantine.learner().in_force()).map_err(ServeError::Filters)?;
     scorer.log_rules_in_force();
+    quarantine.set_reasons(scorer.reasons());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let queue = Queue::start(config.clone(), spool.clone(), shutdown_rx.clone()).await.map_err(|e| ServeError::Queue(e.to_string()))?;
     tokio::spawn({

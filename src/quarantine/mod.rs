@@ -195,12 +195,10 @@ impl Quarantine {
         self.reasons.load_full()
     }
 
-    /// Reads the reasons again from the rule files, after the rules were reloaded; keeps the
-    /// ones in force when the files cannot be read.
-    pub fn reload_reasons(&self) {
-        if let Some(reasons) = read_reasons(&self.config.load()) {
-            self.reasons.store(Arc::new(reasons));
-        }
+    /// Puts the reasons of the rule set now in force in force here too (they were read with it,
+    /// so the two never differ).
+    pub fn set_reasons(&self, reasons: Arc<crate::ruleset::reasons::Reasons>) {
+        self.reasons.store(reasons);
     }
 
     /// The link-signing key, when `[web]` is configured.
@@ -520,7 +518,8 @@ pub fn hold_of(category: store::Category, verdict: &crate::verdict::Verdict) -> 
     Hold { category, score: verdict.score, symbols: verdict.symbols.clone() }
 }
 
-/// The reasons in `config`'s rule files, or None (logged) when they cannot be read.
+/// The reasons in `config`'s rule files, or None (logged) when they cannot be read: for a
+/// quarantine opened without a rule set (the command line); a server sets its rule set's.
 fn read_reasons(config: &Config) -> Option<crate::ruleset::reasons::Reasons> {
     crate::ruleset::reasons::read(&config.rule_dirs())
         .map_err(|errors| {

@@ -54,11 +54,13 @@ pub enum Starts {
 
 impl Starts {
     fn of(superset: &str) -> Option<Starts> {
-        if let Some(prefix) = literals::prefix(superset) {
-            let ac = AhoCorasickBuilder::new().ascii_case_insensitive(true).match_kind(MatchKind::Standard).build([prefix]);
-            return ac.ok().map(Starts::Prefix);
+        match literals::start(superset)? {
+            literals::Start::Prefix(prefix) => {
+                let ac = AhoCorasickBuilder::new().ascii_case_insensitive(true).match_kind(MatchKind::Standard).build([prefix]);
+                ac.ok().map(Starts::Prefix)
+            }
+            literals::Start::LineStart => Some(Starts::Lines),
         }
-        literals::starts_at_line_start(superset).then_some(Starts::Lines)
     }
 
     /// The candidate start positions in `text`, ascending (repeats possible).

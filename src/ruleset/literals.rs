@@ -27,7 +27,7 @@ pub struct Study {
 /// Studies `pattern` (a Rust regex in the syntax produced by `perlre`).
 pub fn study(pattern: &str) -> Study {
     use regex_syntax::hir::Look;
-    let Ok(hir) = regex_syntax::ParserBuilder::new().utf8(false).unicode(false).build().parse(pattern) else {
+    let Some(hir) = parse(pattern) else {
         return Study { required: None, edge_blind: false };
     };
     let looks = hir.properties().look_set();
@@ -41,14 +41,40 @@ pub fn required(pattern: &str) -> Option<Vec<Vec<u8>>> {
     study(pattern).required
 }
 
-/// The bytes every match of `pattern` starts with (lower-cased; compare ASCII
-/// case-insensitively), at least [`MIN_LEN`] long, or None. Zero-width assertions are skipped
-/// (they consume nothing), so a match starts where this prefix does.
-pub fn prefix(pattern: &str) -> Option<Vec<u8>> {
-    let hir = regex_syntax::ParserBuilder::new().utf8(false).unicode(false).build().parse(pattern).ok()?;
+/// Where every match of a pattern starts, when the pattern tells.
+#[derive(Debug, PartialEq)]
+pub enum Start {
+    /// Where these bytes occur (lower-cased; compare ASCII case-insensitively), at least
+    /// [`MIN_LEN`] long. Zero-width assertions are skipped (they consume nothing), so a match
+    /// starts where this prefix does.
+    Prefix(Vec<u8>),
+    /// At the start of a line: the pattern begins with a multi-line `^` (`(?m)^`), so a match
+    /// starts at 0 or just after a `\n`.
+    LineStart,
+}
+
+/// Where every match of `pattern` starts (a prefix first, else a line start), or None.
+pub fn start(pattern: &str) -> Option<Start> {
+    let hir = parse(pattern)?;
     let mut out = Vec::new();
     lead(&hir, &mut out, 0);
-    (out.len() >= MIN_LEN).then_some(out)
+    if out.len() >= MIN_LEN {
+        return Some(Start::Prefix(out));
+    }
+    leads_with_line_start(&hir, 0).then_some(Start::LineStart)
+}
+
+/// The pattern's HIR, parsed as moat's translated patterns are written; None if it does not parse.
+fn parse(pattern: &str) -> Option<Hir> {
+    regex_syntax::ParserBuilder::new().utf8(false).unicode(false).build().parse(pattern).ok()
+}
+
+#[cfg(test)]
+fn prefix(pattern: &str) -> Option<Vec<u8>> {
+    match start(pattern) {
+        Some(Start::Prefix(bytes)) => Some(bytes),
+        _ => None,
+    }
 }
 
 /// Appends the bytes `hir` always starts with; true when all of `hir` was consumed that way (so
@@ -74,11 +100,9 @@ fn lead(hir: &Hir, out: &mut Vec<u8>, depth: usize) -> bool {
     }
 }
 
-/// Whether every match of `pattern` starts at the start of a line: the pattern begins with a
-/// multi-line `^` (`(?m)^`), so a match starts at 0 or just after a `\n`.
-pub fn starts_at_line_start(pattern: &str) -> bool {
-    let parsed = regex_syntax::ParserBuilder::new().utf8(false).unicode(false).build().parse(pattern);
-    parsed.is_ok_and(|hir| leads_with_line_start(&hir, 0))
+#[cfg(test)]
+fn starts_at_line_start(pattern: &str) -> bool {
+    parse(pattern).is_some_and(|hir| leads_with_line_start(&hir, 0))
 }
 
 fn leads_with_line_start(hir: &Hir, depth: usize) -> bool {

@@ -154,6 +154,8 @@ pub struct RuleHit {
 /// A compiled, immutable rule set.
 pub struct RuleSet {
     inner: compile::Compiled,
+    /// The `reason` lines of the same files.
+    reasons: reasons::Reasons,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -166,11 +168,12 @@ impl RuleSet {
     /// Loads and compiles every `*.cf` file in `dirs` (in order; later overrides earlier).
     /// Returns every error found, or the rule set and a report.
     pub fn load(dirs: &[PathBuf]) -> Result<(RuleSet, LoadReport), Vec<RuleError>> {
-        let cfg = cf::Config::read_dirs(dirs);
+        let mut cfg = cf::Config::read_dirs(dirs);
+        let reasons = std::mem::take(&mut cfg.reasons);
         let compiled = compile::compile(cfg);
         release_freed_memory();
         let (inner, report) = compiled?;
-        Ok((RuleSet { inner }, report))
+        Ok((RuleSet { inner, reasons }, report))
     }
 
     /// Compiles rules from in-memory files `(name, contents)`, as if they were one directory
@@ -181,8 +184,14 @@ impl RuleSet {
             cfg.read_file(std::path::Path::new(name), text.as_bytes());
             cfg.files.push((format!("{n}/{name}"), text.as_bytes().to_vec()));
         }
+        let reasons = std::mem::take(&mut cfg.reasons);
         let (inner, report) = compile::compile(cfg)?;
-        Ok((RuleSet { inner }, report))
+        Ok((RuleSet { inner, reasons }, report))
+    }
+
+    /// The plain-language reasons the rule files give (see [`reasons`]).
+    pub fn reasons(&self) -> &reasons::Reasons {
+        &self.reasons
     }
 
     /// SHA-256 (hex) of the rule files' names (within their directory position) and contents,

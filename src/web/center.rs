@@ -280,6 +280,7 @@ async fn list(State(shared): State<Arc<App>>, headers: HeaderMap, Query(params):
         }
     };
     let zone = user_zone(&shared, &user.session.address);
+    let reasons = shared.quarantine.reasons();
     let page_number = params.page_number();
     let body = ListPage {
         q: &query.text,
@@ -297,7 +298,7 @@ async fn list(State(shared): State<Arc<App>>, headers: HeaderMap, Query(params):
         },
         total,
         csrf: user.csrf(),
-        rows: items.iter().map(|item| row(item, &zone, &shared.quarantine.reasons())).collect(),
+        rows: items.iter().map(|item| row(item, &zone, &reasons)).collect(),
         newer: (page_number > 1).then(|| page_query(&params, page_number - 1)),
         older: params.more_after(total).then(|| page_query(&params, page_number + 1)),
     };

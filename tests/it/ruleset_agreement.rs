@@ -193,6 +193,38 @@ fn moat_and_spamassassin_report_the_same_rules_with_the_shipped_rule_files() {
     assert!(both >= 40, "suspiciously few hits: {both}");
 }
 
+/// What running rules `names` (the eval: rules of `cf`) over `messages` in moat and in
+/// SpamAssassin (with `plugins` loaded) found.
+struct Agreement {
+    /// (message, moat's hits, SpamAssassin's hits) where they differ.
+    differences: Vec<(String, BTreeSet<String>, BTreeSet<String>)>,
+    hits: usize,
+    sa_hits: usize,
+    /// The rules moat reported on some message.
+    fired: BTreeSet<String>,
+}
+
+/// Loads `cf` (moat must run every rule in it) and scans `messages` with moat and SpamAssassin.
+fn agreement(cf: &str, names: &[String], messages: &[(String, Vec<u8>)], plugins: &[&str]) -> Agreement {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("eval.cf"), cf).expect("write cf");
+    let (rules, report) = RuleSet::load(&[dir.path().to_path_buf()]).expect("load");
+    assert!(report.skipped.is_empty(), "moat runs every one of them: {:?}", report.skipped);
+    let sa = spamassassin(messages, dir.path(), &[], plugins);
+    let mut found = Agreement { differences: Vec::new(), hits: 0, sa_hits: 0, fired: BTreeSet::new() };
+    for ((name, raw), sa) in messages.iter().zip(&sa) {
+        let ours: BTreeSet<String> = rules.evaluate(&ParsedMessage::parse(raw)).into_iter().map(|h| h.name).collect();
+        let sa: BTreeSet<String> = sa.iter().filter(|t| names.contains(t)).cloned().collect();
+        found.hits += ours.len();
+        found.sa_hits += sa.len();
+        found.fired.extend(ours.iter().cloned());
+        if ours != sa {
+            found.differences.push((name.clone(), ours, sa));
+        }
+    }
+    found
+}
+
 /// The `eval:` functions moat runs itself, side by side with SpamAssassin's plugins (MIMEEval,
 /// HeaderEval): rules calling each of them, as the stock rules do, over the rules corpus and
 /// messages made to sit on each function's edges (dates shifted by hours either way, several
@@ -215,25 +247,12 @@ fn eval_functions_moat_runs_agree_with_spamassassins_plugins() {
     for name in &names {
         cf.push_str(&format!("score {name} 1.0\n"));
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("eval.cf"), &cf).expect("write cf");
-    let (rules, report) = RuleSet::load(&[dir.path().to_path_buf()]).expect("load");
-    assert!(report.skipped.is_empty(), "moat runs every one of them: {:?}", report.skipped);
-
     let mut messages = messages();
     messages.extend(edge_messages());
-    let sa = spamassassin(&messages, dir.path(), &[], &["MIMEEval", "HeaderEval"]);
-    let (mut differences, mut hits) = (Vec::new(), 0);
-    for ((name, raw), sa) in messages.iter().zip(&sa) {
-        let ours: BTreeSet<String> = rules.evaluate(&ParsedMessage::parse(raw)).into_iter().map(|h| h.name).collect();
-        let sa: BTreeSet<String> = sa.iter().filter(|t| names.contains(t)).cloned().collect();
-        hits += ours.len();
-        if ours != sa {
-            differences.push(format!("{name}: moat {ours:?}, SpamAssassin {sa:?}"));
-        }
-    }
+    let Agreement { differences, hits, fired, .. } = agreement(&cf, &names, &messages, &["MIMEEval", "HeaderEval"]);
+    let differences: Vec<String> =
+        differences.iter().map(|(name, ours, sa)| format!("{name}: moat {ours:?}, SpamAssassin {sa:?}")).collect();
     assert!(differences.is_empty(), "eval: functions disagree with SpamAssassin:\n{}", differences.join("\n"));
-    let fired: BTreeSet<String> = messages.iter().flat_map(|(_, raw)| rules.evaluate(&ParsedMessage::parse(raw))).map(|h| h.name).collect();
     assert!(fired.len() >= 12 && hits >= 20, "the edge messages must exercise most rules: {fired:?}, {hits} hits");
 }
 
@@ -394,27 +413,12 @@ fn html_and_freemail_functions_agree_with_spamassassins_plugins() {
     for ((kind, call), name) in calls.iter().zip(&names) {
         cf.push_str(&format!("{kind} {name} eval:{call}\nscore {name} 1.0\n"));
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("eval.cf"), &cf).expect("write cf");
-    let (rules, report) = RuleSet::load(&[dir.path().to_path_buf()]).expect("load");
-    assert!(report.skipped.is_empty(), "moat runs every one of them: {:?}", report.skipped);
-
     let mut messages = messages();
     messages.extend(html_edge_messages());
     messages.extend(freemail_edge_messages());
-    let sa = spamassassin(&messages, dir.path(), &[], &["HTMLEval", "FreeMail"]);
-    let (mut differences, mut hits, mut sa_hits) = (Vec::new(), 0, 0);
-    let mut fired = BTreeSet::new();
-    for ((name, raw), sa) in messages.iter().zip(&sa) {
-        let ours: BTreeSet<String> = rules.evaluate(&ParsedMessage::parse(raw)).into_iter().map(|h| h.name).collect();
-        let sa: BTreeSet<String> = sa.iter().filter(|t| names.contains(t)).cloned().collect();
-        hits += ours.len();
-        sa_hits += sa.len();
-        fired.extend(ours.iter().cloned());
-        if ours != sa {
-            differences.push(format!("{name}: moat {ours:?}, SpamAssassin {sa:?}"));
-        }
-    }
+    let Agreement { differences, hits, sa_hits, fired } = agreement(&cf, &names, &messages, &["HTMLEval", "FreeMail"]);
+    let differences: Vec<String> =
+        differences.iter().map(|(name, ours, sa)| format!("{name}: moat {ours:?}, SpamAssassin {sa:?}")).collect();
     let call_of = |n: &str| names.iter().position(|x| x == n).map_or("", |i| calls[i].1);
     let explained: Vec<String> = differences
         .iter()
@@ -594,29 +598,15 @@ fn mime_and_header_functions_agree_with_spamassassins_plugins() {
     for ((kind, call), name) in calls.iter().zip(&names) {
         cf.push_str(&format!("{kind} {name} eval:{call}\nscore {name} 1.0\n"));
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("eval.cf"), &cf).expect("write cf");
-    let (rules, report) = RuleSet::load(&[dir.path().to_path_buf()]).expect("load");
-    assert!(report.skipped.is_empty(), "moat runs every one of them: {:?}", report.skipped);
-
     let mut messages = messages();
     messages.extend(mime_header_edge_messages());
-    let sa = spamassassin(&messages, dir.path(), &[], &["MIMEEval", "HeaderEval", "ImageInfo", "BodyEval", "WLBLEval"]);
-    let (mut differences, mut hits, mut sa_hits) = (Vec::new(), 0, 0);
-    let mut fired = BTreeSet::new();
-    for ((name, raw), sa) in messages.iter().zip(&sa) {
-        let ours: BTreeSet<String> = rules.evaluate(&ParsedMessage::parse(raw)).into_iter().map(|h| h.name).collect();
-        let sa: BTreeSet<String> = sa.iter().filter(|t| names.contains(t)).cloned().collect();
-        hits += ours.len();
-        sa_hits += sa.len();
-        fired.extend(ours.iter().cloned());
-        if ours != sa {
-            let call = |set: &BTreeSet<String>| -> Vec<&str> {
-                set.iter().filter_map(|n| names.iter().position(|x| x == n)).map(|i| calls[i].1).collect()
-            };
-            differences.push(format!("{name}: moat {:?}, SpamAssassin {:?}", call(&ours), call(&sa)));
-        }
-    }
+    let plugins = ["MIMEEval", "HeaderEval", "ImageInfo", "BodyEval", "WLBLEval"];
+    let Agreement { differences, hits, sa_hits, fired } = agreement(&cf, &names, &messages, &plugins);
+    let call = |set: &BTreeSet<String>| -> Vec<&str> {
+        set.iter().filter_map(|n| names.iter().position(|x| x == n)).map(|i| calls[i].1).collect()
+    };
+    let differences: Vec<String> =
+        differences.iter().map(|(name, ours, sa)| format!("{name}: moat {:?}, SpamAssassin {:?}", call(ours), call(sa))).collect();
     eprintln!("mime and header functions: {hits} hits (SpamAssassin {sa_hits}), {} rules fired, {} messages", fired.len(), messages.len());
     assert!(differences.is_empty(), "eval: functions disagree with SpamAssassin:\n{}", differences.join("\n"));
     assert!(fired.len() >= 22 && hits >= 60, "the edge messages must exercise most rules: {fired:?}, {hits} hits");
