@@ -87,6 +87,7 @@ pub async fn scan(scorer: &Scorer, envelope: &Envelope, message: Vec<u8>) -> Rep
         rcpt: None,
         recipients: Vec::new(),
         message: None,
+        classifier_opinion: None,
     };
     let mut common = scorer.run(Phase::Connect, &facts).await;
     common.extend(&scorer.run(Phase::Helo, &facts).await);
@@ -99,7 +100,8 @@ pub async fn scan(scorer: &Scorer, envelope: &Envelope, message: Vec<u8>) -> Rep
         facts.recipients.push(rcpt.clone());
     }
     facts.rcpt = None;
-    let classifier = scorer.classifier_opinion(&message).map(ClassifierReport::of);
+    facts.classifier_opinion = scorer.classifier_opinion(&message);
+    let classifier = facts.classifier_opinion.map(ClassifierReport::of);
     facts.message = Some(Arc::new(message));
     let data = scorer.run(Phase::Data, &facts).await;
     let recipients = envelope

@@ -60,10 +60,15 @@ impl Filter for ClassifierFilter {
             let Some(message) = facts.message.clone() else {
                 return Ok(Findings::default());
             };
-            let (in_force, min) = (self.in_force.clone(), self.min_learned);
-            let opinion = tokio::task::spawn_blocking(move || judge(&in_force, min, &message))
-                .await
-                .map_err(|e| self.failed(format!("classifier failed: {e}")))?;
+            let opinion = match facts.classifier_opinion {
+                Some(formed) => formed,
+                None => {
+                    let (in_force, min) = (self.in_force.clone(), self.min_learned);
+                    tokio::task::spawn_blocking(move || judge(&in_force, min, &message))
+                        .await
+                        .map_err(|e| self.failed(format!("classifier failed: {e}")))?
+                }
+            };
             let symbols = match opinion {
                 Opinion::Probability { p, symbol: Some(name) } => {
                     let mut symbol = Symbol::new(name);

@@ -64,6 +64,9 @@ pub struct Facts {
     pub recipients: Vec<String>,
     /// The raw message (without our Received header), DATA phase only.
     pub message: Option<Arc<Vec<u8>>>,
+    /// The classifier's opinion of `message`, when the caller formed it already (`moat scan`
+    /// reports it): the classifier filter then uses it instead of tokenizing the message again.
+    pub classifier_opinion: Option<classifier::Opinion>,
 }
 
 /// What one filter found: symbols, and header fields to add to the message for every

@@ -254,6 +254,7 @@ impl Session {
             rcpt: None,
             recipients: tx.map(|tx| tx.recipients.iter().map(|r| r.mailbox.address()).collect()).unwrap_or_default(),
             message: None,
+            classifier_opinion: None,
         }
     }
 
