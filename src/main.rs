@@ -14,6 +14,7 @@ use cli_out::{out, outln};
 use futures_util::StreamExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 const EXIT_CONFIG: u8 = 78;
 const EXIT_DATAERR: u8 = 65;
@@ -235,40 +236,44 @@ struct ScanOptions {
 }
 
 fn scan(path: &Path, files: &[PathBuf], options: ScanOptions) -> ExitCode {
-    let (config, runtime) = match config_and_runtime(path) {
-        Ok(both) => both,
+    let config = match load_config(path) {
+        Ok(config) => config,
         Err(code) => return code,
     };
+    let Ok(runtime) = scan_runtime(options.jobs) else { return ExitCode::FAILURE };
     let limit = config.limits.max_message_size;
     let default_rcpt = config.domains.first().map(|d| vec![format!("postmaster@{}", d.name)]).unwrap_or_default();
     let in_force = if config.classifier.enabled { runtime.block_on(stored_model(&config)) } else { moat::classifier::nothing_in_force() };
-    let scorer = match runtime.block_on(async { moat::scoring::build(std::sync::Arc::new(config), &in_force) }) {
-        Ok(scorer) => scorer,
+    let scorer = match runtime.block_on(async { moat::scoring::build(Arc::new(config), &in_force) }) {
+        Ok(scorer) => Arc::new(scorer),
         Err(errors) => {
             eprintln!("moat scan: the filters could not be built:\n{errors}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
     let mut status = ExitCode::SUCCESS;
-    // Up to `jobs` messages in flight, reports in file order: the same output for any `jobs`.
-    let scans = files.iter().map(|file| {
-        let (scorer, options, default_rcpt) = (&scorer, &options, &default_rcpt);
-        async move {
-            let message = read_message(file, limit)?;
-            let envelope = moat::scan::Envelope {
-                client_ip: options.ip,
-                helo: options.helo.clone(),
-                sender: options.from.clone().unwrap_or_else(|| sender_of(&message)),
-                recipients: if options.rcpt.is_empty() { default_rcpt.clone() } else { options.rcpt.clone() },
-            };
-            Ok::<_, std::io::Error>(moat::scan::scan(scorer, &envelope, message).await)
-        }
+    let (json, jobs) = (options.json, options.jobs.max(1));
+    // Up to `jobs` messages in flight, each on the runtime's worker threads; reports in file
+    // order: the same output for any `jobs`.
+    let envelope_of = Arc::new(move |message: &[u8]| moat::scan::Envelope {
+        client_ip: options.ip,
+        helo: options.helo.clone(),
+        sender: options.from.clone().unwrap_or_else(|| sender_of(message)),
+        recipients: if options.rcpt.is_empty() { default_rcpt.clone() } else { options.rcpt.clone() },
     });
-    let mut reports = futures_util::stream::iter(scans).buffered(options.jobs);
+    let scans = files.iter().map(|file| {
+        let (scorer, envelope_of, file) = (scorer.clone(), envelope_of.clone(), file.clone());
+        runtime.spawn(async move {
+            let message = read_message(&file, limit)?;
+            let envelope = envelope_of(&message);
+            Ok::<_, std::io::Error>(moat::scan::scan(&scorer, &envelope, message).await)
+        })
+    });
+    let mut reports = futures_util::stream::iter(scans).buffered(jobs);
     let mut file_names = files.iter();
-    while let Some(result) = runtime.block_on(reports.next()) {
+    while let Some(joined) = runtime.block_on(reports.next()) {
         let Some(file) = file_names.next() else { break };
-        let report = match result {
+        let report = match joined.map_err(std::io::Error::other).and_then(|scanned| scanned) {
             Ok(report) => report,
             Err(error) => {
                 eprintln!("moat scan: {}: {error}", file.display());
@@ -276,7 +281,7 @@ fn scan(path: &Path, files: &[PathBuf], options: ScanOptions) -> ExitCode {
                 continue;
             }
         };
-        if options.json {
+        if json {
             let value = serde_json::json!({ "file": file, "report": report });
             outln!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
         } else {
@@ -287,6 +292,14 @@ fn scan(path: &Path, files: &[PathBuf], options: ScanOptions) -> ExitCode {
         }
     }
     status
+}
+
+/// `moat scan`'s runtime: `jobs` worker threads, so messages in flight use that many cores for
+/// the work outside the rule threads (parsing, the classifier, authentication, attachments).
+fn scan_runtime(jobs: usize) -> Result<tokio::runtime::Runtime, ()> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(jobs.max(1)).enable_all().build().map_err(|error| {
+        eprintln!("cannot start the runtime: {error}");
+    })
 }
 
 /// Reads at most `limit` bytes of the message; more is an error, like the server's SIZE limit.
