@@ -173,6 +173,8 @@ mod tests {
             recipient: "alice@example.test".into(),
             sender: "evil@remote.example".into(),
             subject: "Invoice\r\nBcc: everyone@example.test".into(),
+            from_name: String::new(),
+            from_address: String::new(),
             date: 1_700_000_000,
             size: 100,
             score: 100.0,
