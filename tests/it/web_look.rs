@@ -28,7 +28,7 @@ fn samples() -> Vec<(&'static str, String, &'static str)> {
         ("lottery@remote.example", format!("WINNER{}", "!".repeat(500)), "You have won a prize."),
         ("z@remote.example", "Z\u{336}\u{336}\u{336}\u{336}\u{336}\u{336}algo \x1b[31mred\x07 alert".into(), "You have won twice."),
         ("markup@remote.example", "<b>Urgent</b> <script>alert(1)</script>".into(), "You have won again."),
-        (NEWSLETTER_BOUNCE, "Your account news".into(), "Unsubscribe from our list, you have won nothing."),
+        (NEWSLETTER_BOUNCE, "Your account news".into(), "Unsubscribe from our list at the bottom of this page."),
     ]
 }
 
@@ -200,13 +200,15 @@ fn hostile_subjects_break_no_layout_in_the_digest_or_the_message_center_on_a_pho
         assert!(browser.body_text().contains(&format!("WINNER{}", "!".repeat(400))), "the view page shows the whole subject, wrapped");
         assert_accessible(&browser, &axe, &format!("the view page ({size})"));
 
-        // The newsletter's view page: its whole hostile From name, wrapped, the override an escape.
+        // The newsletter's view page: its From name as kept (the first 200 characters), wrapped,
+        // the override an escape.
         let newsletter = held.iter().find(|h| h.item.sender == NEWSLETTER_BOUNCE).expect("the newsletter").item.id.clone();
         browser.goto(&center.replace(&link_path(&center), &format!("/mc/m/{newsletter}")));
         browser.wait_title("Held message");
         assert_fits(&browser, &format!("the newsletter's view page ({size})"));
         let shown = browser.body_text();
-        assert!(shown.contains(&format!("PayPal [U+202E]ecivreS {}", "W".repeat(600))) && !shown.contains('\u{202E}'), "{shown}");
+        let kept = format!("PayPal [U+202E]ecivreS {} <service@paypal.example>", "W".repeat(moat::headers::MAX_AUTHOR_NAME - 16));
+        assert!(shown.contains(&kept) && !shown.contains('\u{202E}'), "{shown}");
 
         browser.goto(&center.replace(&link_path(&center), "/mc/prefs"));
         browser.wait_title("Preferences");
