@@ -664,14 +664,21 @@ fn a_newsletter_shows_its_from_name_and_allowing_it_follows_its_authenticated_fr
     let link = digest_center_link(&setup, "alice@example.test");
     let digest = setup.capture.messages().into_iter().last().expect("the digest");
     let digest_text = text_part(&digest.data);
-    assert!(digest_text.contains("   From:     PayPal Service <service@paypal.test>\r\n   Sent via: bounce-8f3a91@mailer.test"), "{digest_text}");
+    assert!(
+        digest_text.contains("   From:     PayPal Service <service@paypal.test>\r\n   Sent via: bounce-8f3a91@mailer.test"),
+        "{digest_text}"
+    );
     let digest_html =
         mail_parser::MessageParser::default().parse(&digest.data).and_then(|m| m.body_html(0).map(|h| h.into_owned())).unwrap();
     assert!(digest_html.contains("From <bdi>PayPal Service</bdi> &lt;<bdi>service@paypal.test</bdi>&gt;"), "{digest_html}");
     assert!(digest_html.contains("via <bdi>bounce-8f3a91@mailer.test</bdi>"), "{digest_html}");
     let alice = session_from_link(setup.web, &link);
     let list = get(&setup, &alice, "/mc");
-    assert!(list.body.contains("<bdi>PayPal Service</bdi> <span class=\"addr\">&lt;<bdi>service@paypal.test</bdi>&gt;</span>"), "{}", list.body);
+    assert!(
+        list.body.contains("<bdi>PayPal Service</bdi> <span class=\"addr\">&lt;<bdi>service@paypal.test</bdi>&gt;</span>"),
+        "{}",
+        list.body
+    );
     assert!(list.body.contains("via <bdi>bounce-8f3a91@mailer.test</bdi>"), "{}", list.body);
     assert!(get(&setup, &alice, "/mc?q=paypal+service").body.contains("1 message(s)"), "found by the From name");
     let view = get(&setup, &alice, &format!("/mc/m/{}", held[0].item.id));
