@@ -258,6 +258,25 @@ mod tests {
     }
 
     #[test]
+    fn the_author_is_the_from_name_and_address_with_the_envelope_sender_where_it_differs() {
+        let mut news = item("01", "News", 10.0);
+        news.sender = "bounce-8f3a91@mailer.test".into();
+        news.from_name = format!("PayPal \u{202E}ecivreS {}", "W".repeat(100));
+        news.from_address = "service@paypal.test".into();
+        let shown = Author::of(&news, LIST_NAME, crate::html::LIST_TEXT);
+        let name = shown.name.clone().unwrap();
+        assert_eq!(name, format!("PayPal [U+202E]ecivreS {}…", "W".repeat(LIST_NAME - 16)), "cut at {LIST_NAME} characters of the name");
+        assert_eq!((shown.address.as_str(), shown.via.as_deref()), ("service@paypal.test", Some("bounce-8f3a91@mailer.test")));
+        assert_eq!(shown.line(), format!("{name} <service@paypal.test>"));
+        news.sender = "Service@PayPal.test".into();
+        assert_eq!(Author::of(&news, LIST_NAME, 120).via, None, "the same address is not repeated");
+        news.sender = String::new();
+        assert_eq!(Author::of(&news, LIST_NAME, 120).via.as_deref(), Some("<>"));
+        let (text, _) = parts(&[news]);
+        assert!(text.contains("   Sent via: <>\r\n") || text.contains("   Sent via: <>\n"), "{text}");
+    }
+
+    #[test]
     fn the_html_part_names_the_domain_and_needs_no_stylesheet_or_image() {
         let (_, html) = parts(&[item("01", "<b>x</b>", 12.0)]);
         assert!(html.contains("example.test <span"), "the header names the domain: {html}");
