@@ -40,57 +40,7 @@ pub fn reason(item: &QuarantineItem) -> String {
     if reasons.is_empty() { "held by policy".into() } else { reasons.join("; ") }
 }
 
-/// Most characters of a From display name in a list (a digest row, the Message Center's list):
-/// the address after it must still show.
-pub const LIST_NAME: usize = 60;
-
-/// Who an item is from, as shown: the From field's display name and address first, the envelope
-/// sender as a detail where it differs (a newsletter's one-off bounce address). Items without a
-/// From address (held before moat kept it, or a From field naming no single address) are shown
-/// by their envelope sender. Every part is [`crate::html::shown`]: bidi and invisible controls
-/// made visible, cut with "…" past its length.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Author {
-    /// The display name, if the From field has one.
-    pub name: Option<String>,
-    /// The From address, or the envelope sender ("(no sender)" for the null sender).
-    pub address: String,
-    /// The envelope sender when it is not the From address ("<>" for the null sender).
-    pub via: Option<String>,
-}
-
-impl Author {
-    /// `item`'s author, the name cut at `name_max` characters and the addresses at `max`
-    /// ([`LIST_NAME`] and [`crate::html::LIST_TEXT`] in lists, `usize::MAX` on a view page).
-    pub fn of(item: &QuarantineItem, name_max: usize, max: usize) -> Author {
-        let show = |text: &str, max| crate::html::shown(text, max);
-        if item.from_address.is_empty() {
-            return Author::envelope(item, max);
-        }
-        let name = (!item.from_name.trim().is_empty()).then(|| show(item.from_name.trim(), name_max));
-        let via = match item.sender.as_str() {
-            "" => Some("<>".to_string()),
-            sender if sender.eq_ignore_ascii_case(&item.from_address) => None,
-            sender => Some(show(sender, max)),
-        };
-        Author { name, address: show(&item.from_address, max), via }
-    }
-
-    /// The envelope sender alone, cut at `max` characters: for whoever may not see the message's
-    /// header fields (an admin of a domain that keeps subjects from them).
-    pub fn envelope(item: &QuarantineItem, max: usize) -> Author {
-        let address = if item.sender.is_empty() { "(no sender)".to_string() } else { crate::html::shown(&item.sender, max) };
-        Author { name: None, address, via: None }
-    }
-
-    /// On one line: `Name <address>`, or the address alone.
-    pub fn line(&self) -> String {
-        match &self.name {
-            Some(name) => format!("{name} <{}>", self.address),
-            None => self.address.clone(),
-        }
-    }
-}
+pub use crate::notices::{Author, LIST_NAME};
 
 struct Row {
     date: String,
