@@ -120,6 +120,44 @@ pub fn first_value(message: &[u8], name: &str) -> Option<String> {
     fields(message).into_iter().find(|f| f.is(name)).map(|f| f.text())
 }
 
+/// Longest From display name kept (characters); longer names are cut.
+pub const MAX_AUTHOR_NAME: usize = 200;
+/// Longest address taken from a From field (RFC 5321's path limit); a longer one counts as none.
+const MAX_AUTHOR_ADDRESS: usize = 254;
+
+/// Who the message says it is from: the display name (RFC 2047 decoded, trimmed, cut to
+/// [`MAX_AUTHOR_NAME`] characters; "" when there is none or it only repeats the address) and the
+/// address (lower-cased) of its From field. `None` unless the message has exactly one From field
+/// naming exactly one plausible address (`local@domain`, no spaces or controls): with two, no
+/// one can say which of them a reader (or DMARC) would take as the author.
+pub fn author(message: &[u8]) -> Option<(String, String)> {
+    let mut from = fields(message).into_iter().filter(|f| f.is("From"));
+    let field = from.next()?;
+    if from.next().is_some() {
+        return None;
+    }
+    let mut alone = Vec::with_capacity(field.value.len() + 9);
+    alone.extend_from_slice(b"From:");
+    alone.extend_from_slice(field.value);
+    alone.extend_from_slice(b"\r\n\r\n");
+    let parsed = mail_parser::MessageParser::default().parse_headers(&alone)?;
+    let mut addresses = parsed.from()?.iter();
+    let (first, more) = (addresses.next()?, addresses.next());
+    if more.is_some() {
+        return None;
+    }
+    let address = first.address()?.trim().to_lowercase();
+    let plausible = address.len() <= MAX_AUTHOR_ADDRESS
+        && address.rsplit_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+        && !address.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>'));
+    if !plausible {
+        return None;
+    }
+    let name = first.name().map(str::trim).unwrap_or("");
+    let name = if name.eq_ignore_ascii_case(&address) { "" } else { name };
+    Some((name.chars().take(MAX_AUTHOR_NAME).collect(), address))
+}
+
 fn trim_blanks_end(mut bytes: &[u8]) -> &[u8] {
     while let [rest @ .., b' ' | b'\t'] = bytes {
         bytes = rest;
@@ -142,6 +180,24 @@ fn trim_line_ending(value: &[u8]) -> &[u8] {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_author_is_the_one_from_fields_decoded_name_and_address() {
+        let author = |m: &str| super::author(m.as_bytes());
+        assert_eq!(
+            author("Subject: x\r\nFrom: =?UTF-8?Q?PayPal_Service?= <Service@PayPal.test>\r\n\r\nbody"),
+            Some(("PayPal Service".into(), "service@paypal.test".into()))
+        );
+        assert_eq!(author("From: \"Bank\" <a@b.test>\r\n\r\n"), Some(("Bank".into(), "a@b.test".into())));
+        assert_eq!(author("From: a@b.test\r\n\r\n"), Some((String::new(), "a@b.test".into())));
+        assert_eq!(author("From: <a@b.test>\r\n\r\n"), Some((String::new(), "a@b.test".into())));
+        assert_eq!(author("From: a@b.test\r\nFrom: c@d.test\r\n\r\n"), None, "two From fields");
+        assert_eq!(author("From: a@b.test, c@d.test\r\n\r\n"), None, "two authors");
+        assert_eq!(author("From: Nobody\r\n\r\n"), None);
+        assert_eq!(author("Subject: none\r\n\r\n"), None);
+        let long = format!("From: {} <a@b.test>\r\n\r\n", "x".repeat(600));
+        assert_eq!(author(&long).unwrap().0.chars().count(), super::MAX_AUTHOR_NAME);
+    }
+
     use super::*;
 
     const MESSAGE: &[u8] = b"Received: from a\r\n\tby b\r\nX-Spam-Flag: YES\r\nSubject: hi\r\nx-spam-status: Yes,\r\n score=99\r\n\r\nX-Spam-Flag: body line\r\n";

@@ -13,6 +13,14 @@
 //! The null sender (`<>`) matches no address or domain entry, only address entries for the
 //! client IP. IPv4-mapped IPv6 clients (`::ffff:192.0.2.7`) match IPv4 entries.
 //!
+//! **The From header field.** Once the message is in (the DATA phase), address and domain
+//! entries also match the address of its From field ([`HeaderFrom`]), the sender a user sees
+//! and recognises (a newsletter's envelope sender is often a one-off bounce address). A block
+//! entry matches it as it is. An allow entry matches it only when the From domain authenticated
+//! the message (DMARC pass, or a valid DKIM signature or an SPF pass for a domain aligned with
+//! it: see `scoring::from_authenticated`), because anyone can write any From field: a forged
+//! From does not ride on an allow entry. Matching the envelope sender is unchanged.
+//!
 //! **Precedence.** The most specific level that has a matching entry decides: the recipient's
 //! own lists first, then the lists of the recipient's domain, then the global lists. So a user
 //! can allow a sender their domain blocks, and a domain can block a sender the global list
@@ -79,13 +87,24 @@ pub struct ListHit {
     pub level: Level,
     /// The entry as written, e.g. `".x.test"`.
     pub entry: String,
+    /// The entry matched the From field's address, not the envelope sender or the client.
+    pub by_from: bool,
 }
 
 impl ListHit {
-    /// The detail its symbol carries as evidence, e.g. `domain list: .x.test`.
+    /// The detail its symbol carries as evidence, e.g. `domain list: .x.test`, or
+    /// `user list: a@x.test (From field)`.
     pub fn detail(&self) -> String {
-        format!("{} list: {}", self.level, self.entry)
+        let from = if self.by_from { " (From field)" } else { "" };
+        format!("{} list: {}{from}", self.level, self.entry)
     }
+}
+
+/// The message's From field address and whether its domain authenticated the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderFrom<'a> {
+    pub address: &'a str,
+    pub authenticated: bool,
 }
 
 /// One parsed list entry. Deserializes from its string form (config errors carry the location).
@@ -156,6 +175,18 @@ impl Entry {
     /// The entry as written.
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// How this entry matches `who`, if it does: `Some(false)` through the envelope sender or the
+    /// client, `Some(true)` through the From field only (for an allow entry, only when the From
+    /// domain authenticated the message).
+    fn matches_who(&self, who: &Who<'_>, client_ip: Option<IpAddr>, allow: bool) -> Option<bool> {
+        if self.matches(&who.envelope, client_ip) {
+            return Some(false);
+        }
+        let (from, authenticated) = who.from.as_ref()?;
+        let by_from = !matches!(self.kind, Kind::Net(_)) && (*authenticated || !allow) && self.matches(from, None);
+        by_from.then_some(true)
     }
 
     fn matches(&self, sender: &Sender<'_>, client_ip: Option<IpAddr>) -> bool {
@@ -270,17 +301,17 @@ impl ListSet {
         })
     }
 
-    fn find(&self, sender: &Sender<'_>, client_ip: Option<IpAddr>, level: Level) -> Option<ListHit> {
+    fn find(&self, sender: &Who<'_>, client_ip: Option<IpAddr>, level: Level) -> Option<ListHit> {
         self.find_block(sender, client_ip, level).or_else(|| self.find_allow(sender, client_ip, level, false))
     }
 
-    fn find_block(&self, sender: &Sender<'_>, client_ip: Option<IpAddr>, level: Level) -> Option<ListHit> {
+    fn find_block(&self, sender: &Who<'_>, client_ip: Option<IpAddr>, level: Level) -> Option<ListHit> {
         first_hit(BLOCK_LIST, &self.block, sender, client_ip, level)
     }
 
     /// The first matching allow entry; with `one_sender_only`, entries that name more than one
     /// sender (networks, subdomain patterns) are passed over.
-    fn find_allow(&self, sender: &Sender<'_>, client_ip: Option<IpAddr>, level: Level, one_sender_only: bool) -> Option<ListHit> {
+    fn find_allow(&self, sender: &Who<'_>, client_ip: Option<IpAddr>, level: Level, one_sender_only: bool) -> Option<ListHit> {
         let entries = self.allow.iter().filter(|e| !one_sender_only || e.names_one_sender());
         first_hit(ALLOW_LIST, entries, sender, client_ip, level)
     }
@@ -289,11 +320,14 @@ impl ListSet {
 fn first_hit<'e>(
     symbol: &'static str,
     entries: impl IntoIterator<Item = &'e Entry>,
-    sender: &Sender<'_>,
+    who: &Who<'_>,
     client_ip: Option<IpAddr>,
     level: Level,
 ) -> Option<ListHit> {
-    entries.into_iter().find(|e| e.matches(sender, client_ip)).map(|e| ListHit { symbol, level, entry: e.text.clone() })
+    let allow = symbol == ALLOW_LIST;
+    entries
+        .into_iter()
+        .find_map(|e| e.matches_who(who, client_ip, allow).map(|by_from| ListHit { symbol, level, entry: e.text.clone(), by_from }))
 }
 
 /// Lists and filtering choice of one recipient domain.
@@ -349,6 +383,13 @@ impl<'a> Sender<'a> {
     }
 }
 
+/// Everything an entry can match besides the client: the envelope sender and, once the message
+/// is in, its From field's address with whether its domain authenticated it.
+struct Who<'a> {
+    envelope: Sender<'a>,
+    from: Option<(Sender<'a>, bool)>,
+}
+
 fn domain_of(address: &str) -> String {
     let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
     domain.strip_suffix('.').unwrap_or(domain).to_ascii_lowercase()
@@ -374,7 +415,14 @@ impl Lists {
     /// The list hit that decides for this sender, client and recipient, if any (see the module
     /// documentation for the precedence). `sender` is the reverse path ("" for the null sender).
     pub fn check(&self, sender: &str, client_ip: Option<IpAddr>, recipient: &str) -> Option<ListHit> {
-        let sender = Sender::new(sender);
+        self.check_message(sender, None, client_ip, recipient)
+    }
+
+    /// [`Lists::check`] once the message is in: address and domain entries also match its From
+    /// field's address (an allow entry only when `from.authenticated`; see the module docs).
+    pub fn check_message(&self, sender: &str, from: Option<HeaderFrom<'_>>, client_ip: Option<IpAddr>, recipient: &str) -> Option<ListHit> {
+        let from = from.map(|f| (Sender::new(f.address), f.authenticated)).filter(|(f, _)| f.address.is_some());
+        let sender = Who { envelope: Sender::new(sender), from };
         let client_ip = client_ip.map(|ip| ip.to_canonical());
         let user = self.users.get(&recipient.to_ascii_lowercase());
         let domain = self.domains.get(&domain_of(recipient));
@@ -434,7 +482,7 @@ mod tests {
     }
 
     fn hit(symbol: &'static str, level: Level, entry: &str) -> Option<ListHit> {
-        Some(ListHit { symbol, level, entry: entry.into() })
+        Some(ListHit { symbol, level, entry: entry.into(), by_from: false })
     }
 
     #[test]
@@ -603,7 +651,44 @@ mod tests {
 
     #[test]
     fn a_hit_says_its_level_and_entry() {
-        let hit = ListHit { symbol: BLOCK_LIST, level: Level::Domain, entry: ".x.test".into() };
+        let hit = ListHit { symbol: BLOCK_LIST, level: Level::Domain, entry: ".x.test".into(), by_from: false };
         assert_eq!(hit.detail(), "domain list: .x.test");
+        assert_eq!(ListHit { by_from: true, ..hit }.detail(), "domain list: .x.test (From field)");
+    }
+
+    #[test]
+    fn the_from_field_matches_block_entries_and_allow_entries_only_when_authenticated() {
+        let mut lists = Lists::new(ListSet::default());
+        lists.set_user("alice@example.test", UserPolicy { lists: set(&["service@paypal.test"], &["spam@bulk.test"]), filtering: None });
+        lists.set_domain("example.test", DomainPolicy { lists: set(&["ok.test"], &["198.51.100.0/24"]), ..DomainPolicy::default() });
+        let check = |envelope: &str, from: &str, authenticated: bool| {
+            lists.check_message(envelope, Some(HeaderFrom { address: from, authenticated }), None, "alice@example.test")
+        };
+        let by_from = |symbol, level, entry: &str| Some(ListHit { symbol, level, entry: entry.into(), by_from: true });
+        assert_eq!(check("bounce-1@mailer.test", "Service@PayPal.test", true), by_from(ALLOW_LIST, Level::User, "service@paypal.test"));
+        assert_eq!(check("bounce-2@mailer.test", "service@paypal.test", false), None, "a forged From does not ride the entry");
+        assert_eq!(check("x@other.test", "a@ok.test", true), by_from(ALLOW_LIST, Level::Domain, "ok.test"));
+        assert_eq!(check("x@other.test", "spam@bulk.test", false), by_from(BLOCK_LIST, Level::User, "spam@bulk.test"));
+        // The envelope sender matches as before, authenticated or not, and is named as such.
+        assert_eq!(check("service@paypal.test", "else@where.test", false), hit(ALLOW_LIST, Level::User, "service@paypal.test"));
+        // Networks are about the client, never the From field; no message, no From.
+        assert_eq!(
+            lists.check_message("a@b.test", None, ip("198.51.100.9"), "alice@example.test"),
+            hit(BLOCK_LIST, Level::Domain, "198.51.100.0/24")
+        );
+        assert_eq!(lists.check("bounce-1@mailer.test", None, "alice@example.test"), None);
+    }
+
+    #[test]
+    fn a_domain_without_opt_out_still_lets_its_users_allow_an_authenticated_from_address() {
+        let mut lists = Lists::new(ListSet::default());
+        lists.set_domain("strict.test", DomainPolicy { user_opt_out: false, ..DomainPolicy::default() });
+        lists.set_user("u@strict.test", UserPolicy { lists: set(&["service@paypal.test", "0.0.0.0/0"], &[]), filtering: None });
+        let check = |from: &str, authenticated: bool, client: &str| {
+            lists.check_message("bounce@mailer.test", Some(HeaderFrom { address: from, authenticated }), ip(client), "u@strict.test")
+        };
+        assert!(check("service@paypal.test", true, "203.0.113.5").is_some_and(|h| h.symbol == ALLOW_LIST && h.by_from));
+        assert_eq!(check("service@paypal.test", false, "203.0.113.5"), None);
+        assert_eq!(check("x@spam.test", true, "203.0.113.5"), None, "the network entry still counts for nothing");
     }
 }

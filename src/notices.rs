@@ -43,6 +43,58 @@ pub fn shown(text: &str) -> String {
     crate::html::shown(text, crate::html::LIST_TEXT)
 }
 
+/// Most characters of a From display name in a list (a digest row, the Message Center's list):
+/// the address after it must still show.
+pub const LIST_NAME: usize = 60;
+
+/// Who an item is from, as shown: the From field's display name and address first, the envelope
+/// sender as a detail where it differs (a newsletter's one-off bounce address). Items without a
+/// From address (held before moat kept it, or a From field naming no single address) are shown
+/// by their envelope sender. Every part is [`crate::html::shown`]: bidi and invisible controls
+/// made visible, cut with "…" past its length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    /// The display name, if the From field has one.
+    pub name: Option<String>,
+    /// The From address, or the envelope sender ("(no sender)" for the null sender).
+    pub address: String,
+    /// The envelope sender when it is not the From address ("<>" for the null sender).
+    pub via: Option<String>,
+}
+
+impl Author {
+    /// `item`'s author, the name cut at `name_max` characters and the addresses at `max`
+    /// ([`LIST_NAME`] and [`crate::html::LIST_TEXT`] in lists, `usize::MAX` on a view page).
+    pub fn of(item: &QuarantineItem, name_max: usize, max: usize) -> Author {
+        let show = |text: &str, max| crate::html::shown(text, max);
+        if item.from_address.is_empty() {
+            return Author::envelope(item, max);
+        }
+        let name = (!item.from_name.trim().is_empty()).then(|| show(item.from_name.trim(), name_max));
+        let via = match item.sender.as_str() {
+            "" => Some("<>".to_string()),
+            sender if sender.eq_ignore_ascii_case(&item.from_address) => None,
+            sender => Some(show(sender, max)),
+        };
+        Author { name, address: show(&item.from_address, max), via }
+    }
+
+    /// The envelope sender alone, cut at `max` characters: for whoever may not see the message's
+    /// header fields (an admin of a domain that keeps subjects from them).
+    pub fn envelope(item: &QuarantineItem, max: usize) -> Author {
+        let address = if item.sender.is_empty() { "(no sender)".to_string() } else { crate::html::shown(&item.sender, max) };
+        Author { name: None, address, via: None }
+    }
+
+    /// On one line: `Name <address>`, or the address alone.
+    pub fn line(&self) -> String {
+        match &self.name {
+            Some(name) => format!("{name} <{}>", self.address),
+            None => self.address.clone(),
+        }
+    }
+}
+
 /// A plain-text email body rendered from `template`, its lines ended with CRLF (values in it are
 /// single lines: [`shown`] or URLs).
 pub fn text_body(template: &impl Template) -> Option<String> {
@@ -53,6 +105,8 @@ pub fn text_body(template: &impl Template) -> Option<String> {
 #[template(path = "mail/virus_notice.txt")]
 struct VirusNotice<'a> {
     sender: &'a str,
+    /// The envelope sender, where it is not the From address shown as `sender`.
+    via: Option<String>,
     subject: &'a str,
     date: String,
     virus: &'a str,
@@ -66,10 +120,12 @@ struct VirusNotice<'a> {
 pub fn virus_notice(config: &Config, key: &LinkKey, item: &QuarantineItem, now: i64) -> Option<(Envelope, Vec<u8>)> {
     let unsubscribe = unsubscribe_url(config, key, &item.recipient, now)?;
     let sender = if item.sender.is_empty() { "(no sender)".to_string() } else { shown(&item.sender) };
+    let author = Author::of(item, LIST_NAME, crate::html::LIST_TEXT);
     let subject = if item.subject.is_empty() { "(no subject)".to_string() } else { shown(&item.subject) };
     let virus = signature_of(item).map_or_else(|| "malware".to_string(), |s| shown(&s));
     let text = text_body(&VirusNotice {
-        sender: &sender,
+        sender: &author.line(),
+        via: author.via.clone(),
         subject: &subject,
         date: crate::clock::day_minute_utc(item.date),
         virus: &virus,
@@ -173,6 +229,8 @@ mod tests {
             recipient: "alice@example.test".into(),
             sender: "evil@remote.example".into(),
             subject: "Invoice\r\nBcc: everyone@example.test".into(),
+            from_name: String::new(),
+            from_address: String::new(),
             date: 1_700_000_000,
             size: 100,
             score: 100.0,
@@ -202,6 +260,14 @@ mod tests {
         let body = parsed.body_text(0).expect("a text body");
         assert!(body.contains(&format!("To stop these emails: {url}")), "the opt-out is in the body too: {body}");
         assert!(!text.contains("<img") && !text.to_ascii_lowercase().contains("text/html"), "no images, no HTML");
+        assert!(body.contains("  From:    evil@remote.example\r\n  Subject:"), "an item without a From field: {body}");
+
+        let mut forged = item();
+        (forged.from_name, forged.from_address) = ("Your \u{202E}kabN".into(), "ceo@bank.test".into());
+        let (_, message) = virus_notice(&config(true), &key, &forged, 1_700_000_100).expect("a notice");
+        let parsed = mail_parser::MessageParser::default().parse(&message).expect("parses");
+        let body = parsed.body_text(0).expect("a text body");
+        assert!(body.contains("  From:    Your [U+202E]kabN <ceo@bank.test>\r\n  Via:     evil@remote.example\r\n  Subject:"), "{body}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::filter::dnsbl::DnsblFilter;
 use crate::filter::rdns::RdnsFilter;
 use crate::filter::rules::RulesFilter;
 use crate::filter::{Chain, Facts, Filter, Phase};
-use crate::lists::{Lists, UserPolicy};
+use crate::lists::{HeaderFrom, Lists, UserPolicy};
 use crate::ruleset::RuleSet;
 use crate::verdict::{self, Evidence, Policy, Symbol, Verdict};
 use hickory_resolver::TokioResolver;
@@ -278,7 +278,14 @@ impl Scorer {
         let mut policy = self.policies.for_domain(domain.map(|d| d.name.as_str())).clone();
         policy.filtering = self.lists.filtering_enabled(recipient);
         let sender = facts.sender.as_deref().unwrap_or("");
-        let listed = self.lists.check(sender, facts.client_ip, recipient);
+        // Once the message is in, lists also match its From field's address (allow entries only
+        // when the From domain authenticated it; see `crate::lists`).
+        let author = facts.message.as_deref().and_then(|message| crate::headers::author(message));
+        let header_from = author.as_ref().map(|(_, address)| HeaderFrom {
+            address,
+            authenticated: from_authenticated(address.rsplit_once('@').map_or("", |(_, d)| d), evidence),
+        });
+        let listed = self.lists.check_message(sender, header_from, facts.client_ip, recipient);
         let mut own;
         let evidence = match listed {
             Some(hit) => {
@@ -325,8 +332,62 @@ impl Scorer {
     }
 }
 
+/// Whether the From domain `from_domain` authenticated the message, by the authentication
+/// filter's symbols: `DMARC_PASS` for it, or `DKIM_VALID` for a signing domain aligned with it,
+/// or `SPF_PASS` for a MAIL FROM domain aligned with it. Aligned: the same domain, or one a
+/// subdomain of the other (DMARC's relaxed alignment, approximated without the public suffix
+/// list: the shorter name must have two labels at least, so `d=test` vouches for nothing).
+/// Without the authentication filter there are no such symbols, and nothing is authenticated.
+pub fn from_authenticated(from_domain: &str, evidence: &Evidence) -> bool {
+    let from_domain = from_domain.trim_end_matches('.').to_ascii_lowercase();
+    if from_domain.is_empty() {
+        return false;
+    }
+    let aligned = |domain: &str| {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let within = |inner: &str, outer: &str| {
+            inner == outer || (outer.contains('.') && inner.len() > outer.len() && inner.ends_with(&format!(".{outer}")))
+        };
+        !domain.is_empty() && (within(&from_domain, &domain) || within(&domain, &from_domain))
+    };
+    evidence.symbols.iter().any(|symbol| {
+        let detail = symbol.detail.as_deref().unwrap_or("");
+        match symbol.name.as_str() {
+            "DMARC_PASS" => detail.trim_end_matches('.').eq_ignore_ascii_case(&from_domain),
+            "DKIM_VALID" => detail.split_ascii_whitespace().any(aligned),
+            "SPF_PASS" => aligned(detail.trim()),
+            _ => false,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_from_domain_authenticates_by_dmarc_or_an_aligned_dkim_or_spf_pass() {
+        use crate::verdict::{Evidence, Symbol};
+        let with = |symbols: &[(&str, &str)]| Evidence {
+            symbols: symbols.iter().map(|(n, d)| Symbol::with_detail(*n, *d)).collect(),
+            ..Evidence::default()
+        };
+        let auth = |domain: &str, symbols: &[(&str, &str)]| super::from_authenticated(domain, &with(symbols));
+        assert!(auth("paypal.test", &[("DMARC_PASS", "paypal.test")]));
+        assert!(!auth("paypal.test", &[("DMARC_PASS", "other.test")]));
+        assert!(auth("PayPal.test", &[("DKIM_VALID", "mailer.test paypal.test")]));
+        assert!(auth("news.paypal.test", &[("DKIM_VALID", "paypal.test")]), "signed by the parent domain");
+        assert!(auth("paypal.test", &[("DKIM_VALID", "mail.paypal.test")]), "signed by a subdomain");
+        assert!(!auth("paypal.test", &[("DKIM_VALID", "paypal.test.evil.test")]));
+        assert!(!auth("paypal.test", &[("DKIM_VALID", "evilpaypal.test")]));
+        assert!(!auth("paypal.test", &[("DKIM_VALID", "test")]), "a top-level domain vouches for nothing");
+        assert!(!auth("paypal.test", &[("DKIM_INVALID", "paypal.test")]));
+        assert!(auth("paypal.test", &[("SPF_PASS", "paypal.test")]));
+        assert!(
+            !auth("paypal.test", &[("SPF_PASS", "mailer.test"), ("DMARC_FAIL", "paypal.test")]),
+            "a bounce domain's SPF pass is not the From's"
+        );
+        assert!(!auth("", &[("SPF_PASS", "")]));
+    }
+
     use super::*;
     use crate::verdict::Action;
 

@@ -40,9 +40,11 @@ pub fn reason(item: &QuarantineItem) -> String {
     if reasons.is_empty() { "held by policy".into() } else { reasons.join("; ") }
 }
 
+pub use crate::notices::{Author, LIST_NAME};
+
 struct Row {
     date: String,
-    sender: String,
+    from: Author,
     subject: String,
     score: f64,
     /// The plain-language sentence the item leads with, when a `reason` line covers it.
@@ -62,7 +64,7 @@ fn rows(web: &Web, key: &LinkKey, reasons: &Reasons, address: &str, items: &[Qua
         .into_iter()
         .map(|item| Row {
             date: crate::clock::minute_in(item.date, zone),
-            sender: if item.sender.is_empty() { "(no sender)".into() } else { shown(&item.sender) },
+            from: Author::of(item, LIST_NAME, crate::html::LIST_TEXT),
             subject: if item.subject.is_empty() { "(no subject)".into() } else { shown(&item.subject) },
             score: item.score,
             headline: headline(item, reasons),
@@ -166,6 +168,8 @@ mod tests {
             recipient: "alice@example.test".into(),
             sender: "news@club.example".into(),
             subject: subject.into(),
+            from_name: String::new(),
+            from_address: String::new(),
             date: 1_700_000_000,
             size: 100,
             score,
@@ -201,6 +205,25 @@ mod tests {
         assert_eq!(lines[first + 8], "2. Subject:  Casino [U+202E]gnp.exe");
         assert!(text.contains("\nTo stop these digests: https://q.example.test/l/"), "{text}");
         assert!(!text.contains("\n\n\n"), "no runs of empty lines: {text}");
+    }
+
+    #[test]
+    fn the_author_is_the_from_name_and_address_with_the_envelope_sender_where_it_differs() {
+        let mut news = item("01", "News", 10.0);
+        news.sender = "bounce-8f3a91@mailer.test".into();
+        news.from_name = format!("PayPal \u{202E}ecivreS {}", "W".repeat(100));
+        news.from_address = "service@paypal.test".into();
+        let shown = Author::of(&news, LIST_NAME, crate::html::LIST_TEXT);
+        let name = shown.name.clone().unwrap();
+        assert_eq!(name, format!("PayPal [U+202E]ecivreS {}…", "W".repeat(LIST_NAME - 16)), "cut at {LIST_NAME} characters of the name");
+        assert_eq!((shown.address.as_str(), shown.via.as_deref()), ("service@paypal.test", Some("bounce-8f3a91@mailer.test")));
+        assert_eq!(shown.line(), format!("{name} <service@paypal.test>"));
+        news.sender = "Service@PayPal.test".into();
+        assert_eq!(Author::of(&news, LIST_NAME, 120).via, None, "the same address is not repeated");
+        news.sender = String::new();
+        assert_eq!(Author::of(&news, LIST_NAME, 120).via.as_deref(), Some("<>"));
+        let (text, _) = parts(&[news]);
+        assert!(text.contains("   Sent via: <>\r\n") || text.contains("   Sent via: <>\n"), "{text}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! From a held copy in the holding spool to quarantine index rows: one item per recipient.
 //!
 //! Guarantees: pure (no I/O); an item's id depends only on the spool id and the recipient, so
-//! running this twice for the same copy gives the same items; subject and date come from the
-//! message's own header fields (decoded), the rest from the envelope and the verdict.
+//! running this twice for the same copy gives the same items; subject, date and the From field's
+//! name and address come from the message's own header fields (decoded, bounded), the rest from
+//! the envelope and the verdict.
 
 use crate::spool::Envelope;
 use crate::store::{Category, ItemState, QuarantineItem, UnixTime};
@@ -27,6 +28,7 @@ pub fn item_id(queue_id: &str, recipient: &str) -> String {
 pub fn items_for(envelope: &Envelope, message: &[u8], now: UnixTime, retention: Duration) -> Vec<QuarantineItem> {
     let headers = mail_parser::MessageParser::default().parse_headers(message);
     let subject: String = headers.as_ref().and_then(|m| m.subject()).unwrap_or_default().chars().take(MAX_SUBJECT).collect();
+    let (from_name, from_address) = crate::headers::author(message).unwrap_or_default();
     let date = headers.as_ref().and_then(|m| m.date()).map_or(envelope.received_at, |d| d.to_timestamp());
     let (category, score, symbols) = match &envelope.hold {
         Some(hold) => (hold.category, hold.score, hold.symbols.clone()),
@@ -41,6 +43,8 @@ pub fn items_for(envelope: &Envelope, message: &[u8], now: UnixTime, retention: 
             recipient: recipient.to_ascii_lowercase(),
             sender: envelope.sender.clone(),
             subject: subject.clone(),
+            from_name: from_name.clone(),
+            from_address: from_address.clone(),
             date,
             size: message.len() as u64,
             score,
@@ -84,6 +88,7 @@ mod tests {
         assert_eq!(items.len(), 2);
         assert_eq!(items[0].recipient, "alice@example.test");
         assert_eq!(items[0].subject, "Café <b>menu</b>");
+        assert_eq!((items[0].from_name.as_str(), items[0].from_address.as_str()), ("", ""), "no From field");
         assert_eq!(items[0].date, 1_700_000_000);
         assert_eq!(items[0].category, Category::Virus);
         assert_eq!(items[0].symbols[0].detail.as_deref(), Some("Eicar-Test-Signature"));
@@ -96,5 +101,14 @@ mod tests {
     fn a_message_without_subject_or_date_uses_the_arrival_time() {
         let items = items_for(&envelope(None), b"From: x@y.test\r\n\r\nhi\r\n", 1_800_000_000, Duration::from_secs(60));
         assert_eq!((items[0].subject.as_str(), items[0].date, items[0].category), ("", 1_700_000_000, Category::Spam));
+        assert_eq!((items[0].from_name.as_str(), items[0].from_address.as_str()), ("", "x@y.test"));
+    }
+
+    #[test]
+    fn the_from_fields_name_and_address_are_kept_beside_the_envelope_sender() {
+        let message = b"From: =?utf-8?q?PayPal_Service?= <service@paypal.test>\r\nSubject: News\r\n\r\nhi\r\n";
+        let items = items_for(&envelope(None), message, 1_800_000_000, Duration::from_secs(60));
+        assert_eq!(items[0].sender, "spammer@example.test");
+        assert_eq!((items[0].from_name.as_str(), items[0].from_address.as_str()), ("PayPal Service", "service@paypal.test"));
     }
 }

@@ -186,6 +186,12 @@ pub struct QuarantineItem {
     pub sender: String,
     /// The decoded Subject (may be empty).
     pub subject: String,
+    /// The From header field's display name, decoded (RFC 2047) and bounded; "" when it has
+    /// none (and for items held before moat kept it). As private as the subject.
+    pub from_name: String,
+    /// The From header field's address, lower-cased; "" when it has none or several (and for
+    /// items held before moat kept it: they are shown by their envelope sender).
+    pub from_address: String,
     /// The message's Date (or arrival time when it has none).
     pub date: UnixTime,
     /// Size of the message in bytes.
@@ -311,8 +317,18 @@ impl QuarantineItem {
         });
         if with_content {
             value["subject"] = serde_json::Value::from(self.subject.as_str());
+            value["from_name"] = serde_json::Value::from(self.from_name.as_str());
+            value["from_address"] = serde_json::Value::from(self.from_address.as_str());
         }
         value
+    }
+
+    /// The address "always allow / block this sender" names: the From header's address, which
+    /// the user recognises and which stays the same from one newsletter to the next (the
+    /// envelope sender of bulk mail is often a one-off bounce address); the envelope sender for
+    /// items without one.
+    pub fn sender_to_list(&self) -> &str {
+        if self.from_address.is_empty() { &self.sender } else { &self.from_address }
     }
 }
 
@@ -323,11 +339,11 @@ pub struct ItemQuery {
     pub recipient: String,
     pub state: Option<ItemState>,
     pub category: Option<Category>,
-    /// Items whose sender (or subject, with `search_subjects`) contains this text
-    /// (case-insensitive; "" for all).
+    /// Items whose envelope sender (or subject or From name or address, with `search_subjects`)
+    /// contains this text (case-insensitive; "" for all).
     pub text: String,
-    /// Whether `text` also matches subjects: for the user's own Message Center, never for admins
-    /// (a subject is content).
+    /// Whether `text` also matches subjects and the From field: for the user's own Message
+    /// Center, never for admins (a subject and a From name are content).
     pub search_subjects: bool,
 }
 
@@ -493,6 +509,14 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE classifier_lesson ADD COLUMN in_model BIGINT NOT NULL DEFAULT 0;
         CREATE INDEX classifier_lesson_pending ON classifier_lesson (at, digest) WHERE in_model <> CASE WHEN spam THEN 1 ELSE 2 END;",
     ),
+    // The From header field of a held message (display name and address), shown before the
+    // envelope sender, which for newsletters is a one-off bounce address. Items held before
+    // have neither and are shown by their envelope sender, as they were.
+    (
+        9,
+        "ALTER TABLE quarantine ADD COLUMN from_name TEXT NOT NULL DEFAULT '';
+        ALTER TABLE quarantine ADD COLUMN from_address TEXT NOT NULL DEFAULT '';",
+    ),
 ];
 
 /// The schema version this binary writes.
@@ -609,8 +633,22 @@ impl fmt::Debug for Store {
     }
 }
 
-const ITEM_COLUMNS: &[Ty] =
-    &[Ty::Text, Ty::Text, Ty::Text, Ty::Text, Ty::Int, Ty::Int, Ty::Real, Ty::Text, Ty::Text, Ty::Text, Ty::Int, Ty::Int];
+const ITEM_COLUMNS: &[Ty] = &[
+    Ty::Text,
+    Ty::Text,
+    Ty::Text,
+    Ty::Text,
+    Ty::Int,
+    Ty::Int,
+    Ty::Real,
+    Ty::Text,
+    Ty::Text,
+    Ty::Text,
+    Ty::Int,
+    Ty::Int,
+    Ty::Text,
+    Ty::Text,
+];
 
 fn item_from_row(row: &Row) -> Result<QuarantineItem, StoreError> {
     let symbols =
@@ -628,6 +666,8 @@ fn item_from_row(row: &Row) -> Result<QuarantineItem, StoreError> {
         state: ItemState::parse(&row.text(9)?, "quarantine")?,
         created_at: row.int(10)?,
         expires_at: row.int(11)?,
+        from_name: row.text(12)?,
+        from_address: row.text(13)?,
     })
 }
 
@@ -639,7 +679,8 @@ fn secs(d: Duration) -> i64 {
 macro_rules! item_query_where {
     () => {
         "($1 = '' OR recipient = $1) AND ($2 = '' OR state = $2) AND ($3 = '' OR category = $3)
-     AND ($4 = '' OR lower(sender) LIKE $4 ESCAPE '\\' OR ($5 AND lower(subject) LIKE $4 ESCAPE '\\'))"
+     AND ($4 = '' OR lower(sender) LIKE $4 ESCAPE '\\' OR ($5 AND (lower(subject) LIKE $4 ESCAPE '\\'
+       OR lower(from_name) LIKE $4 ESCAPE '\\' OR lower(from_address) LIKE $4 ESCAPE '\\')))"
     };
 }
 
@@ -720,8 +761,8 @@ impl Store {
         self.transaction(
             vec![
                 stmt(
-                    "INSERT INTO quarantine (id, recipient, sender, subject, msg_date, size, score, symbols, category, state, created_at, expires_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    "INSERT INTO quarantine (id, recipient, sender, subject, msg_date, size, score, symbols, category, state, created_at, expires_at, from_name, from_address)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                     vec![
                         text(&item.id),
                         text(lower(&item.recipient)),
@@ -735,6 +776,8 @@ impl Store {
                         text(item.state.as_str()),
                         int(item.created_at),
                         int(item.expires_at),
+                        text(&item.from_name),
+                        text(lower(&item.from_address)),
                     ],
                 ),
                 stmt(
@@ -752,7 +795,7 @@ impl Store {
     pub async fn get_item(&self, id: &str) -> Result<QuarantineItem, StoreError> {
         let rows = self
             .query(
-                "SELECT id, recipient, sender, subject, msg_date, size, score, symbols, category, state, created_at, expires_at
+                "SELECT id, recipient, sender, subject, msg_date, size, score, symbols, category, state, created_at, expires_at, from_name, from_address
                  FROM quarantine WHERE id = $1",
                 vec![text(id)],
                 ITEM_COLUMNS,
@@ -783,7 +826,7 @@ impl Store {
         let rows = self
             .query(
                 concat!(
-                    "SELECT id, recipient, sender, subject, msg_date, size, score, symbols, category, state, created_at, expires_at
+                    "SELECT id, recipient, sender, subject, msg_date, size, score, symbols, category, state, created_at, expires_at, from_name, from_address
                      FROM quarantine WHERE ",
                     item_query_where!(),
                     " ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7"
@@ -908,7 +951,7 @@ impl Store {
     pub async fn held_since(&self, recipient: &str, since: UnixTime, limit: u32) -> Result<Vec<QuarantineItem>, StoreError> {
         let rows = self
             .query(
-                "SELECT id, recipient, sender, subject, msg_date, size, score, symbols, category, state, created_at, expires_at
+                "SELECT id, recipient, sender, subject, msg_date, size, score, symbols, category, state, created_at, expires_at, from_name, from_address
                  FROM quarantine WHERE recipient = $1 AND state = 'held' AND created_at >= $2
                  ORDER BY created_at, id LIMIT $3",
                 vec![text(lower(recipient)), int(since), int(i64::from(limit))],

@@ -17,6 +17,7 @@
 use super::session::{cookie, cross_site};
 use super::{ClientAddr, Form, Nav, Notice, date, page_with, serve_app};
 use crate::app::App;
+use crate::digest::build::{Author, LIST_NAME};
 use crate::html::{LIST_TEXT, shown};
 use crate::links::LinkKey;
 use crate::stats::{Counts, STATS};
@@ -405,16 +406,20 @@ async fn quarantine_page(State(admin): State<AdminState>, headers: HeaderMap, Qu
     let config = admin.shared.config.load();
     let rows = items
         .iter()
-        .map(|item| AdminRow {
-            id: &item.id,
-            date: date(item.created_at),
-            recipient: &item.recipient,
-            sender: shown(&item.sender, LIST_TEXT),
-            subject: config.admin_sees_subject(&item.recipient).then(|| shown(&item.subject, LIST_TEXT)),
-            score: item.score,
-            symbols: item.symbols.iter().map(|s| format!("{} ({:.1})", s.name, s.score)).collect::<Vec<_>>().join(", "),
-            category: item.category.as_str(),
-            state: item.state.as_str(),
+        .map(|item| {
+            // The From field is content, like the subject: shown where the subject is.
+            let sees = config.admin_sees_subject(&item.recipient);
+            AdminRow {
+                id: &item.id,
+                date: date(item.created_at),
+                recipient: &item.recipient,
+                sender: if sees { Author::of(item, LIST_NAME, LIST_TEXT) } else { Author::envelope(item, LIST_TEXT) },
+                subject: sees.then(|| shown(&item.subject, LIST_TEXT)),
+                score: item.score,
+                symbols: item.symbols.iter().map(|s| format!("{} ({:.1})", s.name, s.score)).collect::<Vec<_>>().join(", "),
+                category: item.category.as_str(),
+                state: item.state.as_str(),
+            }
         })
         .collect();
     let older = params.more_after(total).then(|| {
@@ -435,7 +440,9 @@ struct AdminRow<'a> {
     id: &'a str,
     date: String,
     recipient: &'a str,
-    sender: String,
+    /// The From field's name and address where the domain lets admins see subjects, else the
+    /// envelope sender.
+    sender: Author,
     /// The subject, where the domain lets admins see it.
     subject: Option<String>,
     score: f64,

@@ -15,6 +15,7 @@
 use super::session::{WebSession, cross_site};
 use super::{Form, Nav, Notice, page_with, sanitize, unavailable};
 use crate::app::App;
+use crate::digest::build::{Author, LIST_NAME};
 use crate::html::{LIST_TEXT, shown};
 use crate::links::LinkKey;
 use crate::lists::Entry;
@@ -235,7 +236,7 @@ struct Row {
     /// Its state, when it is not held.
     state_note: Option<&'static str>,
     date: String,
-    sender: String,
+    from: Author,
     subject: String,
     category: &'static str,
     score: f64,
@@ -322,7 +323,7 @@ fn row(item: &QuarantineItem, zone: &str, reasons: &Reasons) -> Row {
         selectable,
         state_note,
         date: crate::clock::minute_in(item.date, zone),
-        sender: shown(or_none(&item.sender, "(no sender)"), LIST_TEXT),
+        from: Author::of(item, LIST_NAME, LIST_TEXT),
         subject: shown(or_none(&item.subject, "(no subject)"), LIST_TEXT),
         category: item.category.as_str(),
         score: item.score,
@@ -407,7 +408,7 @@ async fn own_contents(shared: &App, headers: &HeaderMap, id: &str) -> Result<(Us
 struct ViewPage<'a> {
     id: &'a str,
     csrf: String,
-    sender: String,
+    from: Author,
     recipient: &'a str,
     subject: String,
     date: String,
@@ -431,7 +432,7 @@ async fn view(State(shared): State<Arc<App>>, headers: HeaderMap, Path(id): Path
     let body = ViewPage {
         id: &item.id,
         csrf: user.csrf(),
-        sender: shown(or_none(&item.sender, "(no sender)"), usize::MAX),
+        from: Author::of(&item, usize::MAX, usize::MAX),
         recipient: &item.recipient,
         subject: shown(or_none(&item.subject, "(no subject)"), usize::MAX),
         date: crate::clock::minute_in(item.date, &user_zone(&shared, &user.session.address)),
@@ -562,7 +563,10 @@ async fn act_on(shared: &App, user: &User, id: &str, action: ItemAction) -> Resu
         ItemAction::Block => Some(ListKind::Block),
         _ => None,
     };
-    if let (Some(kind), Ok(entry)) = (list_kind, Entry::parse(&item.sender)) {
+    // The From address (the same from one newsletter to the next), else the envelope sender; an
+    // allow entry matches a From address only when its domain authenticated the message (see
+    // `crate::lists`), so a forged From does not ride on it.
+    if let (Some(kind), Ok(entry)) = (list_kind, Entry::parse(item.sender_to_list())) {
         lists_changed = store.add_list_entry(address, kind, &entry).await.is_ok();
     }
     match action {

@@ -11,7 +11,8 @@
 
 use super::{Notice, page, unavailable, user_page};
 use crate::app::App;
-use crate::html::shown;
+use crate::digest::build::Author;
+use crate::html::{LIST_TEXT, shown};
 use crate::links::{Link, LinkAction, LinkError};
 use crate::lists::Entry;
 use crate::store::{self, ItemState, ListKind, QuarantineItem, ReleaseVia, StoreError};
@@ -20,10 +21,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use std::sync::Arc;
 
-/// What a link page shows of a held item: its envelope, whole, and its time in the recipient
-/// domain's digest time zone.
+/// What a link page shows of a held item: who it is from and its subject, whole, and its time
+/// in the recipient domain's digest time zone.
 struct Summary {
-    sender: String,
+    from: Author,
     subject: String,
     date: String,
 }
@@ -92,12 +93,15 @@ async fn owned_item(shared: &App, link: &Link) -> Result<QuarantineItem, Refusal
     }
 }
 
-/// The item's envelope, whole, its time in the recipient domain's digest time zone.
+/// The item's author and subject, whole, its time in the recipient domain's digest time zone.
 fn describe(shared: &App, item: &QuarantineItem) -> Summary {
-    let sender = if item.sender.is_empty() { "(no sender)" } else { &item.sender };
     let subject = if item.subject.is_empty() { "(no subject)" } else { &item.subject };
     let zone = shared.config.load().digest_for_address(&item.recipient).timezone;
-    Summary { sender: shown(sender, usize::MAX), subject: shown(subject, usize::MAX), date: crate::clock::minute_in(item.date, &zone) }
+    Summary {
+        from: Author::of(item, usize::MAX, usize::MAX),
+        subject: shown(subject, usize::MAX),
+        date: crate::clock::minute_in(item.date, &zone),
+    }
 }
 
 fn no_longer_held(shared: &App, address: &str, state: ItemState) -> Response {
@@ -240,12 +244,15 @@ async fn release(shared: &App, link: &Link) -> Response {
         }
     }
     let mut done = Notice::new("The message is on its way to your mailbox.");
-    if link.action == LinkAction::ReleaseAllow && !item.sender.is_empty() {
-        match Entry::parse(&item.sender) {
+    // The From address when the item has one (see `crate::lists`: it counts only for mail its
+    // domain authenticated), else the envelope sender.
+    let listed = item.sender_to_list();
+    if link.action == LinkAction::ReleaseAllow && !listed.is_empty() {
+        match Entry::parse(listed) {
             Ok(entry) => match shared.quarantine.store().add_list_entry(&link.address, ListKind::Allow, &entry).await {
                 Ok(_) => {
                     crate::app::read_user_lists(shared).await;
-                    done = done.and(format!("Mail from {} will no longer be held for you.", item.sender));
+                    done = done.and(format!("Mail from {} will no longer be held for you.", shown(listed, LIST_TEXT)));
                 }
                 Err(error) => tracing::warn!(event = "web_store_error", error = %error),
             },

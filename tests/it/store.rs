@@ -49,6 +49,23 @@ impl Db {
         Vault::open(&self.dir.path().join("state/vault.key")).expect("vault")
     }
 
+    /// Runs `sql` on this test's database directly, not through the store (to build the
+    /// database an older moat left).
+    async fn raw(&self, sql: &str) {
+        match &self.url {
+            Some(url) => {
+                let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+                tokio::spawn(connection);
+                client.batch_execute(sql).await.expect("raw sql");
+            }
+            None => {
+                let path = self.dir.path().join("state/moat.db");
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                rusqlite::Connection::open(&path).unwrap().execute_batch(&sql.replace("BYTEA", "BLOB")).expect("raw sql");
+            }
+        }
+    }
+
     fn key_file(&self) -> std::path::PathBuf {
         self.dir.path().join("state/vault.key")
     }
@@ -95,6 +112,7 @@ both_backends!(
     lessons_are_kept_found_by_teacher_forgotten_and_expire,
     signing_out_records_when_sessions_stop_counting,
     purging_a_domain_removes_its_users_and_nothing_else,
+    an_item_held_before_the_from_field_was_kept_still_lists_by_its_envelope_sender,
 );
 
 fn item(id: &str, recipient: &str, created_at: i64) -> QuarantineItem {
@@ -103,6 +121,8 @@ fn item(id: &str, recipient: &str, created_at: i64) -> QuarantineItem {
         recipient: recipient.to_string(),
         sender: format!("spammer-{id}@bulk.test"),
         subject: format!("Subject {id} <b>ünïcödé</b>"),
+        from_name: format!("Bulk Sender {id}"),
+        from_address: format!("news-{id}@brand.test"),
         date: created_at - 30,
         size: 1234,
         score: 12.5,
@@ -527,6 +547,10 @@ async fn items_are_found_by_text_category_and_state_and_counted(db: Db) {
     assert_eq!(find(ItemQuery { text: "100%_".into(), ..alice() }).await.0, ["v1"]);
     assert_eq!(find(ItemQuery { text: "INVOICE".into(), search_subjects: false, ..alice() }).await.1, 0, "admins search senders only");
     assert_eq!(find(ItemQuery { text: "spammer-b1".into(), ..ItemQuery::default() }).await.0, ["b1"]);
+    // The user's search also matches the From field's name and address; an admin's does not.
+    assert_eq!(find(ItemQuery { text: "bulk SENDER v1".into(), ..alice() }).await.0, ["v1"]);
+    assert_eq!(find(ItemQuery { text: "news-o1@brand".into(), ..alice() }).await.0, ["o1"]);
+    assert_eq!(find(ItemQuery { text: "news-o1@brand".into(), search_subjects: false, ..alice() }).await.1, 0);
     assert_eq!(find(ItemQuery::default()).await.1, 4, "every recipient's");
     assert_eq!(store.find_items(&alice(), 1, 1).await.unwrap()[0].id, "v1", "paging");
 }
@@ -707,4 +731,39 @@ async fn purging_a_domain_removes_its_users_and_nothing_else(db: Db) {
         (record.actor.as_str(), record.target.as_str(), record.recipient.as_str(), record.at),
         ("root", "leaving.test", "", NOW + 1)
     );
+}
+
+/// A database at schema version 8 (before the From field was kept) with one held item: after
+/// the migration it still lists, reads and searches by its envelope sender, and is shown by it.
+async fn an_item_held_before_the_from_field_was_kept_still_lists_by_its_envelope_sender(db: Db) {
+    let mut old = String::from("CREATE TABLE schema_version (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL);\n");
+    for (version, sql) in moat::store::MIGRATIONS.iter().filter(|(v, _)| *v <= 8) {
+        old.push_str(sql);
+        old.push_str(&format!("\nINSERT INTO schema_version (version, applied_at) VALUES ({version}, 0);\n"));
+    }
+    old.push_str(&format!(
+        "INSERT INTO quarantine (id, recipient, sender, subject, msg_date, size, score, symbols, category, state, created_at, expires_at)
+         VALUES ('old1', 'alice@example.test', 'bounce-8f3a91@mailer.test', 'Old news', {NOW}, 10, 11.5, '[]', 'spam', 'held', {NOW}, {});",
+        NOW + DAY
+    ));
+    db.raw(&old).await;
+
+    let store = db.open().await;
+    assert_eq!(store.schema_version().await.unwrap(), latest_version());
+    let item = store.get_item("old1").await.unwrap();
+    assert_eq!((item.sender.as_str(), item.from_name.as_str(), item.from_address.as_str()), ("bounce-8f3a91@mailer.test", "", ""));
+    assert_eq!(item.sender_to_list(), "bounce-8f3a91@mailer.test", "allow/block name the envelope sender, as before");
+    let shown = moat::digest::build::Author::of(&item, 60, 120);
+    assert_eq!((shown.name, shown.address.as_str(), shown.via), (None, "bounce-8f3a91@mailer.test", None));
+    let listed = store.list_items("alice@example.test", Some(ItemState::Held), 10, 0).await.unwrap();
+    assert_eq!(listed.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["old1"]);
+    let query = ItemQuery { recipient: "alice@example.test".into(), text: "8f3a91".into(), search_subjects: true, ..ItemQuery::default() };
+    assert_eq!(store.count_items(&query).await.unwrap(), 1);
+    // New items keep theirs next to it.
+    insert(&store, &db.vault(), &item_new()).await;
+    assert_eq!(store.get_item("new1").await.unwrap().from_address, "news-new1@brand.test");
+}
+
+fn item_new() -> QuarantineItem {
+    item("new1", "alice@example.test", NOW + 1)
 }

@@ -604,3 +604,106 @@ fn times_are_shown_in_the_domains_time_zone_with_the_zone_named() {
     assert!(get(&setup, &alice, "/mc").body.contains(&berlin), "the Message Center list too");
     assert!(get(&setup, &alice, &format!("/mc/m/{}", held[0].item.id)).body.contains(&berlin), "and the message page");
 }
+
+/// A newsletter as bulk senders send it: a one-off bounce address as the envelope sender, the
+/// brand in the From field, DKIM-signed by the brand's domain with `dkim_pkcs8` when given.
+fn newsletter(dkim_pkcs8: Option<&[u8]>, marker: &str) -> Vec<u8> {
+    use mail_auth::common::crypto::Ed25519Key;
+    use mail_auth::common::headers::HeaderWriter;
+    let message = format!(
+        "From: =?UTF-8?Q?PayPal_Service?= <service@paypal.test>\r\nTo: alice@example.test\r\nSubject: Your monthly news {marker}\r\n\
+         Date: Sun, 22 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{marker}@paypal.test>\r\n\r\nYou have won our attention {marker}\r\n"
+    );
+    let mut data = Vec::new();
+    if let Some(pkcs8) = dkim_pkcs8 {
+        let signature = mail_auth::dkim::DkimSigner::from_key(Ed25519Key::from_pkcs8_der(pkcs8).expect("key"))
+            .domain("paypal.test")
+            .selector("s1")
+            .headers(["From", "To", "Subject", "Date", "Message-ID"])
+            .sign(message.as_bytes())
+            .expect("sign");
+        data.extend_from_slice(signature.to_header().as_bytes());
+    }
+    data.extend_from_slice(message.as_bytes());
+    data
+}
+
+#[test]
+fn a_newsletter_shows_its_from_name_and_allowing_it_follows_its_authenticated_from_not_its_bounce_address() {
+    use mail_auth::common::crypto::Ed25519Key;
+    let pkcs8 = Ed25519Key::generate_pkcs8().expect("ed25519 key");
+    let public = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap().public_key();
+    let dns = crate::support::dns::DnsZone::new()
+        .txt("mailer.test", "v=spf1 ip4:127.0.0.1 -all")
+        .txt("_dmarc.paypal.test", "v=DMARC1; p=none")
+        .dkim_key("s1", "paypal.test", "ed25519", &public)
+        .start();
+    let rules = temp_dir();
+    fs::write(rules.path().join("local.cf"), HOLD_RULE).unwrap();
+    let capture = Capture::new();
+    let (web, admin) = (free_port(), free_port());
+    let moat = Moat::start(
+        MoatConfig::new(capture.port)
+            .auth("enabled", "true")
+            .append(&format!("\n{}\n[reputation]\nrdns = false\nhelo_checks = false\n", dns.config_section()))
+            .append(&format!("\n[rules]\ndirs = [\"{}\"]\n", rules.path().display()))
+            .append(&web_section(web))
+            .append(&format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n")),
+    );
+    let setup = Setup { moat, capture, web, admin, rules };
+    let send = |bounce: &str, signed: bool, marker: &str| {
+        let data = newsletter(signed.then_some(pkcs8.as_slice()), marker);
+        let reply = setup.moat.smtp_ehlo().send_mail(bounce, &["alice@example.test"], &data);
+        assert_eq!(reply.code, 250, "{reply}");
+    };
+
+    // Held: the digest and the Message Center name "PayPal Service", the bounce address is a detail.
+    send("bounce-8f3a91@mailer.test", true, "first");
+    let held = setup.moat.wait_quarantined(1);
+    assert_eq!((held[0].item.from_name.as_str(), held[0].item.from_address.as_str()), ("PayPal Service", "service@paypal.test"));
+    let link = digest_center_link(&setup, "alice@example.test");
+    let digest = setup.capture.messages().into_iter().last().expect("the digest");
+    let digest_text = text_part(&digest.data);
+    assert!(
+        digest_text.contains("   From:     PayPal Service <service@paypal.test>\r\n   Sent via: bounce-8f3a91@mailer.test"),
+        "{digest_text}"
+    );
+    let digest_html =
+        mail_parser::MessageParser::default().parse(&digest.data).and_then(|m| m.body_html(0).map(|h| h.into_owned())).unwrap();
+    assert!(digest_html.contains("From <bdi>PayPal Service</bdi> &lt;<bdi>service@paypal.test</bdi>&gt;"), "{digest_html}");
+    assert!(digest_html.contains("via <bdi>bounce-8f3a91@mailer.test</bdi>"), "{digest_html}");
+    let alice = session_from_link(setup.web, &link);
+    let list = get(&setup, &alice, "/mc");
+    assert!(
+        list.body.contains("<bdi>PayPal Service</bdi> <span class=\"addr\">&lt;<bdi>service@paypal.test</bdi>&gt;</span>"),
+        "{}",
+        list.body
+    );
+    assert!(list.body.contains("via <bdi>bounce-8f3a91@mailer.test</bdi>"), "{}", list.body);
+    assert!(get(&setup, &alice, "/mc?q=paypal+service").body.contains("1 message(s)"), "found by the From name");
+    let view = get(&setup, &alice, &format!("/mc/m/{}", held[0].item.id));
+    assert!(view.body.contains("<bdi>PayPal Service</bdi>") && view.body.contains("via <bdi>bounce-8f3a91@mailer.test</bdi>"));
+
+    // "Release and allow sender" lists the From address, not the bounce address.
+    let csrf = csrf_of(&list.body);
+    let done = post(&setup, &alice, "/mc/act", &format!("csrf={csrf}&action=release_allow&id={}", held[0].item.id));
+    assert!(done.body.contains("1 message(s) released (sender allowed)"), "{}", done.body);
+    let allow = setup.moat.store().get_preferences_blocking("alice@example.test").allow;
+    assert_eq!(allow.iter().map(ToString::to_string).collect::<Vec<_>>(), ["service@paypal.test"]);
+    let delivered = setup.capture.wait_for(2, DEADLINE);
+    assert!(text(&delivered[1].data).contains("our attention first"));
+
+    // The next newsletter, from another bounce address, signed by paypal.test: delivered.
+    send("bounce-77c2e0@mailer.test", true, "second");
+    let delivered = setup.capture.wait_for(3, DEADLINE);
+    assert!(text(&delivered[2].data).contains("our attention second"), "the allow entry let it through");
+    setup.moat.assert_quarantine_stays(1);
+
+    // A forged one (the same From, not signed: only the bounce domain's SPF passes): held.
+    send("bounce-0bad00@mailer.test", false, "forged");
+    let held = setup.moat.wait_quarantined(2);
+    let forged = held.iter().find(|h| h.item.subject.contains("forged")).expect("the forgery is held");
+    assert!(forged.item.symbols.iter().all(|s| s.name != "ALLOW_LIST"), "{:?}", forged.item.symbols);
+    assert_eq!(setup.capture.messages().len(), 3);
+    assert!(!setup.moat.log().contains("PayPal Service"), "the From name stays out of the logs");
+}

@@ -89,6 +89,24 @@ fn release_and_allow_puts_the_sender_on_the_users_allow_list() {
 }
 
 #[test]
+fn a_link_page_shows_the_from_name_and_release_and_allow_lists_the_from_address() {
+    let setup = setup();
+    let ids = hold(&setup, "=?UTF-8?Q?Lottery_=E2=80=AEHQ?= <news@lottery.example>", "Prize", &["bob@example.test"]);
+    let path = link(&setup.moat, LinkAction::ReleaseAllow, "bob@example.test", &ids[0], unix_now() + 3600);
+    let page = http(setup.web, "GET", &path, "");
+    assert!(
+        page.body.contains("<bdi>Lottery [U+202E]HQ</bdi> <span class=\"addr\">&lt;<bdi>news@lottery.example</bdi>&gt;</span>"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("via <bdi>lottery@remote.example</bdi>") && !page.body.contains('\u{202E}'), "{}", page.body);
+    let done = http(setup.web, "POST", &path, "");
+    assert!(done.body.contains("Mail from news@lottery.example will no longer be held"), "{}", done.body);
+    let allow = setup.moat.store().get_preferences_blocking("bob@example.test").allow;
+    assert_eq!(allow.iter().map(ToString::to_string).collect::<Vec<_>>(), ["news@lottery.example"]);
+}
+
+#[test]
 fn tampered_expired_and_other_users_links_are_refused() {
     let setup = setup();
     let ids = hold(&setup, "<lottery@remote.example>", "Prize", &["carol@example.test", "dave@example.test"]);

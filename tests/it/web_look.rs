@@ -28,7 +28,21 @@ fn samples() -> Vec<(&'static str, String, &'static str)> {
         ("lottery@remote.example", format!("WINNER{}", "!".repeat(500)), "You have won a prize."),
         ("z@remote.example", "Z\u{336}\u{336}\u{336}\u{336}\u{336}\u{336}algo \x1b[31mred\x07 alert".into(), "You have won twice."),
         ("markup@remote.example", "<b>Urgent</b> <script>alert(1)</script>".into(), "You have won again."),
+        (NEWSLETTER_BOUNCE, "Your account news".into(), "Unsubscribe from our list at the bottom of this page."),
     ]
+}
+
+/// The envelope sender of the sample whose From field carries a hostile display name.
+const NEWSLETTER_BOUNCE: &str = "bounce-8f3a91@mailer.example";
+
+/// The hostile display name: a right-to-left override, then a 600-character word.
+fn hostile_name() -> String {
+    format!("PayPal \u{202E}ecivreS {}", "W".repeat(600))
+}
+
+/// The From field of a sample: the envelope sender, or for the newsletter a hostile name.
+fn from_field(sender: &str) -> String {
+    if sender == NEWSLETTER_BOUNCE { format!("\"{}\" <service@paypal.example>", hostile_name()) } else { format!("<{sender}>") }
 }
 
 /// The user, of a domain with a display name.
@@ -62,7 +76,8 @@ fn start_with_samples() -> Setup {
     let samples = samples();
     for (n, (sender, subject, body)) in samples.iter().enumerate() {
         let message = format!(
-            "From: <{sender}>\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+            "From: {}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n",
+            from_field(sender)
         );
         let reply = moat.smtp_ehlo().send_mail(sender, &[USER], message.as_bytes());
         assert_eq!(reply.code, 250, "{reply}");
@@ -126,6 +141,16 @@ fn assert_shown_safely(browser: &Browser, what: &str) {
     assert!(!shown.contains('\u{202E}') && !shown.contains('\u{200B}'), "{what}: a live control character is shown");
     assert!(shown.contains("<b>Urgent</b> <script>alert(1)</script>"), "{what}: markup shows as text");
     assert_eq!(browser.alert(), None, "{what}: a script from the mail ran");
+    assert!(shown.contains("PayPal [U+202E]ecivreS W"), "{what}: the From name's override is shown as an escape: {shown}");
+}
+
+/// A list (digest, Message Center) shows the hostile From name cut, with its address and the
+/// envelope sender after it.
+fn assert_author_cut(browser: &Browser, what: &str) {
+    let shown = browser.body_text();
+    assert!(!shown.contains(&"W".repeat(100)), "{what}: the 600-character name is cut");
+    assert!(shown.contains("W… <service@paypal.example>"), "{what}: cut with an ellipsis, the address after it: {shown}");
+    assert!(shown.contains(&format!("via {NEWSLETTER_BOUNCE}")), "{what}: the envelope sender as a detail");
 }
 
 fn screenshot(browser: &Browser, name: &str) {
@@ -150,6 +175,7 @@ fn hostile_subjects_break_no_layout_in_the_digest_or_the_message_center_on_a_pho
         browser.goto(&format!("file://{}", digest_path.display()));
         assert_fits(&browser, &format!("the digest ({size})"));
         assert_shown_safely(&browser, &format!("the digest ({size})"));
+        assert_author_cut(&browser, &format!("the digest ({size})"));
         assert!(browser.body_text().starts_with("Example ISP"), "the digest's header names the domain");
         let links = browser.find_all("a[href]").len();
         assert_eq!(links, 3 * samples().len() + 2, "every message's three links and the two at the end");
@@ -160,6 +186,7 @@ fn hostile_subjects_break_no_layout_in_the_digest_or_the_message_center_on_a_pho
         assert_eq!(browser.title(), "Your quarantine");
         assert_fits(&browser, &format!("the Message Center ({size})"));
         assert_shown_safely(&browser, &format!("the Message Center ({size})"));
+        assert_author_cut(&browser, &format!("the Message Center ({size})"));
         assert!(browser.text_of(&browser.find("header")).contains("Example ISP"), "the header names the domain");
         assert!(browser.find_all("button[value=release]").len() == 1 && browser.find_all("input[type=checkbox]").len() == samples().len());
         assert_accessible(&browser, &axe, &format!("the Message Center ({size})"));
@@ -172,6 +199,16 @@ fn hostile_subjects_break_no_layout_in_the_digest_or_the_message_center_on_a_pho
         assert_fits(&browser, &format!("the view page ({size})"));
         assert!(browser.body_text().contains(&format!("WINNER{}", "!".repeat(400))), "the view page shows the whole subject, wrapped");
         assert_accessible(&browser, &axe, &format!("the view page ({size})"));
+
+        // The newsletter's view page: its From name as kept (the first 200 characters), wrapped,
+        // the override an escape.
+        let newsletter = held.iter().find(|h| h.item.sender == NEWSLETTER_BOUNCE).expect("the newsletter").item.id.clone();
+        browser.goto(&center.replace(&link_path(&center), &format!("/mc/m/{newsletter}")));
+        browser.wait_title("Held message");
+        assert_fits(&browser, &format!("the newsletter's view page ({size})"));
+        let shown = browser.body_text();
+        let kept = format!("PayPal [U+202E]ecivreS {} <service@paypal.example>", "W".repeat(moat::headers::MAX_AUTHOR_NAME - 16));
+        assert!(shown.contains(&kept) && !shown.contains('\u{202E}'), "{shown}");
 
         browser.goto(&center.replace(&link_path(&center), "/mc/prefs"));
         browser.wait_title("Preferences");
