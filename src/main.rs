@@ -253,8 +253,10 @@ fn scan(path: &Path, files: &[PathBuf], options: ScanOptions) -> ExitCode {
     };
     let mut status = ExitCode::SUCCESS;
     let (json, jobs) = (options.json, options.jobs.max(1));
-    // Up to `jobs` messages in flight, each on the runtime's worker threads; reports in file
-    // order: the same output for any `jobs`.
+    // Up to `jobs` messages scanned at once, each on the runtime's worker threads; reports in
+    // file order (the same output for any `jobs`). The order is kept by a window of
+    // REPORTS_AHEAD × `jobs` scans: a slow message holds back the printing, not the scanning.
+    let scanning = Arc::new(tokio::sync::Semaphore::new(jobs));
     let envelope_of = Arc::new(move |message: &[u8]| moat::scan::Envelope {
         client_ip: options.ip,
         helo: options.helo.clone(),
@@ -262,14 +264,15 @@ fn scan(path: &Path, files: &[PathBuf], options: ScanOptions) -> ExitCode {
         recipients: if options.rcpt.is_empty() { default_rcpt.clone() } else { options.rcpt.clone() },
     });
     let scans = files.iter().map(|file| {
-        let (scorer, envelope_of, file) = (scorer.clone(), envelope_of.clone(), file.clone());
+        let (scorer, envelope_of, file, scanning) = (scorer.clone(), envelope_of.clone(), file.clone(), scanning.clone());
         runtime.spawn(async move {
+            let _turn = scanning.acquire_owned().await.map_err(std::io::Error::other)?;
             let message = read_message(&file, limit)?;
             let envelope = envelope_of(&message);
             Ok::<_, std::io::Error>(moat::scan::scan(&scorer, &envelope, message).await)
         })
     });
-    let mut reports = futures_util::stream::iter(scans).buffered(jobs);
+    let mut reports = futures_util::stream::iter(scans).buffered(jobs * REPORTS_AHEAD);
     let mut file_names = files.iter();
     while let Some(joined) = runtime.block_on(reports.next()) {
         let Some(file) = file_names.next() else { break };
@@ -293,6 +296,9 @@ fn scan(path: &Path, files: &[PathBuf], options: ScanOptions) -> ExitCode {
     }
     status
 }
+
+/// Scans `moat scan` runs ahead of the report it is printing, per job.
+const REPORTS_AHEAD: usize = 8;
 
 /// `moat scan`'s runtime: `jobs` worker threads, so messages in flight use that many cores for
 /// the work outside the rule threads (parsing, the classifier, authentication, attachments).
