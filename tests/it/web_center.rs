@@ -27,12 +27,17 @@ fn start() -> Setup {
 
 /// [`start`] with more `[web]` keys and more configuration after the `[admin]` section.
 fn start_with(web_keys: &str, extra: &str) -> Setup {
+    start_configured(|config| config, web_keys, extra)
+}
+
+/// [`start_with`], the configuration first passed through `configure`.
+fn start_configured(configure: impl FnOnce(MoatConfig) -> MoatConfig, web_keys: &str, extra: &str) -> Setup {
     let rules = temp_dir();
     fs::write(rules.path().join("local.cf"), HOLD_RULE).unwrap();
     let capture = Capture::new();
     let (web, admin) = (free_port(), free_port());
     let moat = Moat::start(
-        MoatConfig::new(capture.port)
+        configure(MoatConfig::new(capture.port))
             .append(&format!("\n[rules]\ndirs = [\"{}\"]\n", rules.path().display()))
             .append(&web_section(web))
             .append(web_keys)
@@ -638,19 +643,13 @@ fn a_newsletter_shows_its_from_name_and_allowing_it_follows_its_authenticated_fr
         .txt("_dmarc.paypal.test", "v=DMARC1; p=none")
         .dkim_key("s1", "paypal.test", "ed25519", &public)
         .start();
-    let rules = temp_dir();
-    fs::write(rules.path().join("local.cf"), HOLD_RULE).unwrap();
-    let capture = Capture::new();
-    let (web, admin) = (free_port(), free_port());
-    let moat = Moat::start(
-        MoatConfig::new(capture.port)
-            .auth("enabled", "true")
-            .append(&format!("\n{}\n[reputation]\nrdns = false\nhelo_checks = false\n", dns.config_section()))
-            .append(&format!("\n[rules]\ndirs = [\"{}\"]\n", rules.path().display()))
-            .append(&web_section(web))
-            .append(&format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n")),
+    let setup = start_configured(
+        |config| {
+            config.auth("enabled", "true").append(&format!("\n{}\n[reputation]\nrdns = false\nhelo_checks = false\n", dns.config_section()))
+        },
+        "",
+        "",
     );
-    let setup = Setup { moat, capture, web, admin, rules };
     let send = |bounce: &str, signed: bool, marker: &str| {
         let data = newsletter(signed.then_some(pkcs8.as_slice()), marker);
         let reply = setup.moat.smtp_ehlo().send_mail(bounce, &["alice@example.test"], &data);
