@@ -22,6 +22,23 @@ pub fn minute_in(at: i64, zone: &str) -> String {
     chrono::DateTime::from_timestamp(at, 0).map_or_else(|| at.to_string(), |t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string())
 }
 
+/// The IANA time zone named `name` (any letter case), by its canonical name: `asia/tokyo` gives
+/// `Asia/Tokyo`; `None` for a name the tz database does not know.
+pub fn time_zone(name: &str) -> Option<&'static str> {
+    let name = name.trim();
+    if let Ok(zone) = name.parse::<chrono_tz::Tz>() {
+        return Some(zone.name());
+    }
+    chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name()).find(|known| known.eq_ignore_ascii_case(name))
+}
+
+/// The zones a user is offered, in order: the tz database's `Area/Location` names and `UTC`.
+pub fn time_zone_names() -> impl Iterator<Item = &'static str> {
+    std::iter::once("UTC").chain(
+        chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name()).filter(|name| name.contains('/') && !name.starts_with("Etc/")),
+    )
+}
+
 /// A time with its weekday, as a sentence in an email shows it: `Fri, 04 Dec 2026 06:30 UTC`.
 pub fn day_minute_utc(at: i64) -> String {
     chrono::DateTime::from_timestamp(at, 0).map_or_else(|| at.to_string(), |t| t.format("%a, %d %b %Y %H:%M UTC").to_string())
@@ -53,6 +70,20 @@ mod tests {
         assert_eq!(minute_in(at, "America/New_York"), "2026-12-04 01:50 EST");
         assert_eq!(minute_in(at, "UTC"), "2026-12-04 06:50 UTC");
         assert_eq!(minute_in(at, "Not/AZone"), "2026-12-04 06:50 UTC");
+    }
+
+    #[test]
+    fn a_users_zone_is_an_iana_name_in_any_case_kept_canonical() {
+        assert_eq!(time_zone("Asia/Tokyo"), Some("Asia/Tokyo"));
+        assert_eq!(time_zone(" asia/TOKYO "), Some("Asia/Tokyo"));
+        assert_eq!(time_zone("utc"), Some("UTC"));
+        for bad in ["", "Mars/Olympus", "Asia/", "JST", "<b>"] {
+            assert_eq!(time_zone(bad), None, "{bad:?}");
+        }
+        let names: Vec<&str> = time_zone_names().collect();
+        assert!(names.contains(&"Europe/Berlin") && names.contains(&"Asia/Tokyo") && names[0] == "UTC");
+        assert!(names.iter().all(|name| time_zone(name) == Some(*name)), "every offered zone is accepted");
+        assert_eq!(minute_in(1_796_367_000, "Asia/Tokyo"), "2026-12-04 15:50 JST");
     }
 
     #[test]
