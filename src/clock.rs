@@ -34,9 +34,8 @@ pub fn time_zone(name: &str) -> Option<&'static str> {
 
 /// The zones a user is offered, in order: the tz database's `Area/Location` names and `UTC`.
 pub fn time_zone_names() -> impl Iterator<Item = &'static str> {
-    std::iter::once("UTC").chain(
-        chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name()).filter(|name| name.contains('/') && !name.starts_with("Etc/")),
-    )
+    std::iter::once("UTC")
+        .chain(chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name()).filter(|name| name.contains('/') && !name.starts_with("Etc/")))
 }
 
 /// A time with its weekday, as a sentence in an email shows it: `Fri, 04 Dec 2026 06:30 UTC`.

@@ -752,7 +752,9 @@ async fn save_preferences(State(shared): State<Arc<App>>, headers: HeaderMap, bo
                 }
             };
             let typed: String = typed.chars().take(100).collect();
-            let why = format!("\u{201c}{typed}\u{201d} is not a time zone. Choose one from the list, such as Europe/Berlin, or leave it empty. Nothing was saved.");
+            let why = format!(
+                "\u{201c}{typed}\u{201d} is not a time zone. Choose one from the list, such as Europe/Berlin, or leave it empty. Nothing was saved."
+            );
             return preferences_page(&shared, &user, &prefs, &typed, Some(why));
         }
     };
