@@ -43,6 +43,14 @@ pub fn day_minute_utc(at: i64) -> String {
     chrono::DateTime::from_timestamp(at, 0).map_or_else(|| at.to_string(), |t| t.format("%a, %d %b %Y %H:%M UTC").to_string())
 }
 
+/// [`day_minute_utc`] in the IANA zone `zone`, with the zone's abbreviation: `Fri, 04 Dec 2026
+/// 07:30 CET`. An unknown zone shows UTC.
+pub fn day_minute_in(at: i64, zone: &str) -> String {
+    let Ok(tz) = zone.parse::<chrono_tz::Tz>() else { return day_minute_utc(at) };
+    chrono::DateTime::from_timestamp(at, 0)
+        .map_or_else(|| at.to_string(), |t| t.with_timezone(&tz).format("%a, %d %b %Y %H:%M %Z").to_string())
+}
+
 /// Work on the blocking pool that panicked or was cancelled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskFailed(pub String);
@@ -89,6 +97,8 @@ mod tests {
     fn dates_carry_their_zone() {
         assert_eq!(minute_utc(0), "1970-01-01 00:00 UTC");
         assert_eq!(day_minute_utc(86400 * 3), "Sun, 04 Jan 1970 00:00 UTC");
+        assert_eq!(day_minute_in(1_796_367_000, "Asia/Tokyo"), "Fri, 04 Dec 2026 15:50 JST");
+        assert_eq!(day_minute_in(86400 * 3, "Not/AZone"), "Sun, 04 Jan 1970 00:00 UTC");
     }
 
     #[tokio::test]
