@@ -273,14 +273,17 @@ async fn list(State(shared): State<Arc<App>>, headers: HeaderMap, Query(params):
     };
     let offset = params.offset();
     let store = shared.quarantine.store();
-    let (items, total) = match tokio::try_join!(store.find_items(&query, PAGE_SIZE, offset), store.count_items(&query)) {
+    let (found, zone) = tokio::join!(
+        async { tokio::try_join!(store.find_items(&query, PAGE_SIZE, offset), store.count_items(&query)) },
+        user_zone(&shared, &user.session.address)
+    );
+    let (items, total) = match found {
         Ok(found) => found,
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
             return unavailable();
         }
     };
-    let zone = user_zone(&shared, &user.session.address).await;
     let reasons = shared.quarantine.reasons();
     let page_number = params.page_number();
     let body = ListPage {
@@ -738,19 +741,36 @@ async fn save_preferences(State(shared): State<Arc<App>>, headers: HeaderMap, bo
     let store = shared.quarantine.store();
     let address = user.session.address.clone();
     let config = shared.config.load_full();
-    // Empty: the domain's zone; otherwise a zone the tz database knows, or nothing is saved.
+    let mut prefs = match store.get_preferences(&address).await {
+        Ok(prefs) => prefs,
+        Err(error) => {
+            tracing::warn!(event = "web_store_error", error = %error);
+            return unavailable();
+        }
+    };
+    prefs.opt_out = form.one("emails") != "on";
+    if may_choose_digest(&config, &address) {
+        prefs.digest = match form.one("digest") {
+            "daily" => Some(DigestFrequency::Daily),
+            "weekly" => Some(DigestFrequency::Weekly),
+            "never" => Some(DigestFrequency::Never),
+            _ => None,
+        };
+    }
+    if may_choose_filtering(&config, &address) {
+        prefs.filtering = match form.one("filtering") {
+            "on" => Some(true),
+            "off" => Some(false),
+            _ => None,
+        };
+    }
+    // Empty: the domain's zone; otherwise a zone the tz database knows, or nothing is saved (the
+    // form comes back as the user filled it in, with the error).
     let typed = form.one("time_zone").trim();
-    let time_zone = match (typed.is_empty(), crate::clock::time_zone(typed)) {
-        (true, _) => "",
-        (false, Some(zone)) => zone,
+    prefs.time_zone = match (typed.is_empty(), crate::clock::time_zone(typed)) {
+        (true, _) => String::new(),
+        (false, Some(zone)) => zone.to_string(),
         (false, None) => {
-            let prefs = match store.get_preferences(&address).await {
-                Ok(prefs) => prefs,
-                Err(error) => {
-                    tracing::warn!(event = "web_store_error", error = %error);
-                    return unavailable();
-                }
-            };
             let typed: String = typed.chars().take(100).collect();
             let why = format!(
                 "\u{201c}{typed}\u{201d} is not a time zone. Choose one from the list, such as Europe/Berlin, or leave it empty. Nothing was saved."
@@ -758,28 +778,7 @@ async fn save_preferences(State(shared): State<Arc<App>>, headers: HeaderMap, bo
             return preferences_page(&shared, &user, &prefs, &typed, Some(why));
         }
     };
-    let result = async {
-        let mut prefs = store.get_preferences(&address).await?;
-        prefs.time_zone = time_zone.to_string();
-        prefs.opt_out = form.one("emails") != "on";
-        if may_choose_digest(&config, &address) {
-            prefs.digest = match form.one("digest") {
-                "daily" => Some(DigestFrequency::Daily),
-                "weekly" => Some(DigestFrequency::Weekly),
-                "never" => Some(DigestFrequency::Never),
-                _ => None,
-            };
-        }
-        if may_choose_filtering(&config, &address) {
-            prefs.filtering = match form.one("filtering") {
-                "on" => Some(true),
-                "off" => Some(false),
-                _ => None,
-            };
-        }
-        store.set_preferences(&address, &prefs, store::unix_now()).await
-    }
-    .await;
+    let result = store.set_preferences(&address, &prefs, store::unix_now()).await;
     match result {
         Ok(()) => {
             crate::app::read_user_lists(&shared).await;

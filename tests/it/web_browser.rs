@@ -218,6 +218,7 @@ fn a_user_who_chooses_tokyo_sees_tokyo_times_and_others_keep_the_domains_zone() 
     assert_eq!(browser.script("return document.getElementById('time_zone').getAttribute('aria-invalid')").as_str(), Some("true"));
     let prefs = setup.moat.store().get_preferences_blocking("alice@example.test");
     assert_eq!((prefs.time_zone.as_str(), prefs.digest), ("", None), "nothing saved: {prefs:?}");
+    assert!(browser.selected(&browser.find("#digest option[value=\"weekly\"]")), "the form keeps what was chosen");
 
     // Asia/Tokyo (typed in any case) is saved by its name.
     let field = browser.find("#time_zone");
@@ -225,7 +226,8 @@ fn a_user_who_chooses_tokyo_sees_tokyo_times_and_others_keep_the_domains_zone() 
     browser.type_into(&field, "asia/tokyo");
     browser.click(&browser.find("form[action=\"/mc/prefs\"] button[type=\"submit\"]"));
     browser.wait_text("Your preferences are saved");
-    assert_eq!(setup.moat.store().get_preferences_blocking("alice@example.test").time_zone, "Asia/Tokyo");
+    let prefs = setup.moat.store().get_preferences_blocking("alice@example.test");
+    assert_eq!((prefs.time_zone.as_str(), prefs.digest), ("Asia/Tokyo", Some(moat::store::DigestFrequency::Weekly)), "{prefs:?}");
     browser.click(&browser.find("a[href=\"/mc/prefs\"]"));
     browser.wait_title("Preferences");
     assert_eq!(browser.script("return document.getElementById('time_zone').value").as_str(), Some("Asia/Tokyo"));
