@@ -22,9 +22,33 @@ pub fn minute_in(at: i64, zone: &str) -> String {
     chrono::DateTime::from_timestamp(at, 0).map_or_else(|| at.to_string(), |t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string())
 }
 
+/// The IANA time zone named `name` (any letter case), by its canonical name: `asia/tokyo` gives
+/// `Asia/Tokyo`; `None` for a name the tz database does not know.
+pub fn time_zone(name: &str) -> Option<&'static str> {
+    let name = name.trim();
+    if let Ok(zone) = name.parse::<chrono_tz::Tz>() {
+        return Some(zone.name());
+    }
+    chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name()).find(|known| known.eq_ignore_ascii_case(name))
+}
+
+/// The zones a user is offered, in order: the tz database's `Area/Location` names and `UTC`.
+pub fn time_zone_names() -> impl Iterator<Item = &'static str> {
+    std::iter::once("UTC")
+        .chain(chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name()).filter(|name| name.contains('/') && !name.starts_with("Etc/")))
+}
+
 /// A time with its weekday, as a sentence in an email shows it: `Fri, 04 Dec 2026 06:30 UTC`.
 pub fn day_minute_utc(at: i64) -> String {
     chrono::DateTime::from_timestamp(at, 0).map_or_else(|| at.to_string(), |t| t.format("%a, %d %b %Y %H:%M UTC").to_string())
+}
+
+/// [`day_minute_utc`] in the IANA zone `zone`, with the zone's abbreviation: `Fri, 04 Dec 2026
+/// 07:30 CET`. An unknown zone shows UTC.
+pub fn day_minute_in(at: i64, zone: &str) -> String {
+    let Ok(tz) = zone.parse::<chrono_tz::Tz>() else { return day_minute_utc(at) };
+    chrono::DateTime::from_timestamp(at, 0)
+        .map_or_else(|| at.to_string(), |t| t.with_timezone(&tz).format("%a, %d %b %Y %H:%M %Z").to_string())
 }
 
 /// Work on the blocking pool that panicked or was cancelled.
@@ -56,9 +80,25 @@ mod tests {
     }
 
     #[test]
+    fn a_users_zone_is_an_iana_name_in_any_case_kept_canonical() {
+        assert_eq!(time_zone("Asia/Tokyo"), Some("Asia/Tokyo"));
+        assert_eq!(time_zone(" asia/TOKYO "), Some("Asia/Tokyo"));
+        assert_eq!(time_zone("utc"), Some("UTC"));
+        for bad in ["", "Mars/Olympus", "Asia/", "JST", "<b>"] {
+            assert_eq!(time_zone(bad), None, "{bad:?}");
+        }
+        let names: Vec<&str> = time_zone_names().collect();
+        assert!(names.contains(&"Europe/Berlin") && names.contains(&"Asia/Tokyo") && names[0] == "UTC");
+        assert!(names.iter().all(|name| time_zone(name) == Some(*name)), "every offered zone is accepted");
+        assert_eq!(minute_in(1_796_367_000, "Asia/Tokyo"), "2026-12-04 15:50 JST");
+    }
+
+    #[test]
     fn dates_carry_their_zone() {
         assert_eq!(minute_utc(0), "1970-01-01 00:00 UTC");
         assert_eq!(day_minute_utc(86400 * 3), "Sun, 04 Jan 1970 00:00 UTC");
+        assert_eq!(day_minute_in(1_796_367_000, "Asia/Tokyo"), "Fri, 04 Dec 2026 15:50 JST");
+        assert_eq!(day_minute_in(86400 * 3, "Not/AZone"), "Sun, 04 Jan 1970 00:00 UTC");
     }
 
     #[tokio::test]

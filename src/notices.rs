@@ -115,9 +115,9 @@ struct VirusNotice<'a> {
     unsubscribe: &'a str,
 }
 
-/// The notice for `item` (spool envelope and message), or `None` when there is no `[web]`
-/// section to serve its opt-out link.
-pub fn virus_notice(config: &Config, key: &LinkKey, item: &QuarantineItem, now: i64) -> Option<(Envelope, Vec<u8>)> {
+/// The notice for `item` (spool envelope and message), its times in the IANA zone `zone` (see
+/// [`Config::time_zone_for`]), or `None` when there is no `[web]` section to serve its opt-out link.
+pub fn virus_notice(config: &Config, key: &LinkKey, item: &QuarantineItem, zone: &str, now: i64) -> Option<(Envelope, Vec<u8>)> {
     let unsubscribe = unsubscribe_url(config, key, &item.recipient, now)?;
     let sender = if item.sender.is_empty() { "(no sender)".to_string() } else { shown(&item.sender) };
     let author = Author::of(item, LIST_NAME, crate::html::LIST_TEXT);
@@ -127,9 +127,9 @@ pub fn virus_notice(config: &Config, key: &LinkKey, item: &QuarantineItem, now: 
         sender: &author.line(),
         via: author.via.clone(),
         subject: &subject,
-        date: crate::clock::day_minute_utc(item.date),
+        date: crate::clock::day_minute_in(item.date, zone),
         virus: &virus,
-        expires: crate::clock::day_minute_utc(item.expires_at),
+        expires: crate::clock::day_minute_in(item.expires_at, zone),
         reference: &item.id,
         unsubscribe: &unsubscribe,
     })?;
@@ -245,7 +245,7 @@ mod tests {
     #[test]
     fn the_notice_names_the_virus_and_carries_a_working_one_click_opt_out() {
         let key = LinkKey::from_bytes([1; 32]);
-        let (envelope, message) = virus_notice(&config(true), &key, &item(), 1_700_000_100).expect("a notice");
+        let (envelope, message) = virus_notice(&config(true), &key, &item(), "UTC", 1_700_000_100).expect("a notice");
         let text = String::from_utf8(message).unwrap();
         assert_eq!((envelope.sender.as_str(), envelope.recipients.as_slice()), ("", ["alice@example.test".to_string()].as_slice()));
         assert!(text.contains("Virus:   Eicar-Test-Signature"), "{text}");
@@ -264,14 +264,25 @@ mod tests {
 
         let mut forged = item();
         (forged.from_name, forged.from_address) = ("Your \u{202E}kabN".into(), "ceo@bank.test".into());
-        let (_, message) = virus_notice(&config(true), &key, &forged, 1_700_000_100).expect("a notice");
+        let (_, message) = virus_notice(&config(true), &key, &forged, "UTC", 1_700_000_100).expect("a notice");
         let parsed = mail_parser::MessageParser::default().parse(&message).expect("parses");
         let body = parsed.body_text(0).expect("a text body");
         assert!(body.contains("  From:    Your [U+202E]kabN <ceo@bank.test>\r\n  Via:     evil@remote.example\r\n  Subject:"), "{body}");
     }
 
     #[test]
+    fn the_notice_gives_its_times_in_the_zone_given_with_its_name() {
+        let (_, message) =
+            virus_notice(&config(true), &LinkKey::from_bytes([1; 32]), &item(), "Asia/Tokyo", 1_700_000_100).expect("a notice");
+        let parsed = mail_parser::MessageParser::default().parse(&message).expect("parses");
+        let body = parsed.body_text(0).expect("a text body");
+        assert!(body.contains("  Date:    Wed, 15 Nov 2023 07:13 JST"), "{body}");
+        assert!(body.contains("until Fri, 15 Dec 2023 07:13 JST"), "{body}");
+        assert!(!body.contains("UTC"), "{body}");
+    }
+
+    #[test]
     fn no_web_listener_means_no_notice() {
-        assert!(virus_notice(&config(false), &LinkKey::from_bytes([1; 32]), &item(), 0).is_none());
+        assert!(virus_notice(&config(false), &LinkKey::from_bytes([1; 32]), &item(), "UTC", 0).is_none());
     }
 }

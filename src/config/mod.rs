@@ -861,6 +861,15 @@ impl Config {
         self.digest_for(address.rsplit_once('@').map_or("", |(_, d)| d))
     }
 
+    /// The IANA time zone the user `address` sees times in: `chosen` (their preference) when it
+    /// names a zone, else their domain's digest time zone.
+    pub fn time_zone_for(&self, address: &str, chosen: &str) -> String {
+        match crate::clock::time_zone(chosen) {
+            Some(zone) => zone.to_string(),
+            None => self.digest_for_address(address).timezone,
+        }
+    }
+
     /// The key file links in emails are signed with.
     pub fn link_key_file(&self) -> PathBuf {
         self.web.as_ref().and_then(|w| w.key_file.clone()).unwrap_or_else(|| self.state_dir.join("links.key"))

@@ -115,21 +115,22 @@ impl<'a> std::ops::Deref for HtmlPart<'a> {
     }
 }
 
-/// The digest for `address` listing `items`, ready for the spool (staged: its id is the ticket
-/// recorded with the cursor), or `None` without a `[web]` section for its links.
+/// The digest for `address` listing `items`, its times in the IANA zone `zone` (see
+/// [`Config::time_zone_for`]), ready for the spool (staged: its id is the ticket recorded with
+/// the cursor), or `None` without a `[web]` section for its links.
 pub fn digest(
     config: &Config,
     key: &LinkKey,
     reasons: &Reasons,
     address: &str,
+    zone: &str,
     items: &[QuarantineItem],
     now: i64,
 ) -> Option<(Envelope, Vec<u8>)> {
     let web = config.web.as_ref()?;
     let unsubscribe = key.url(web, LinkAction::Unsubscribe, address, "", now);
     let center = key.url(web, LinkAction::Login, address, "", now);
-    let zone = config.digest_for_address(address).timezone;
-    let rows = rows(web, key, reasons, address, items, now, &zone);
+    let rows = rows(web, key, reasons, address, items, now, zone);
     let retention_days = config.store.retention.0 / 86400;
     let subject = match items.len() {
         0 => "Quarantine digest: nothing new".to_string(),
@@ -182,8 +183,12 @@ mod tests {
     }
 
     fn parts(items: &[QuarantineItem]) -> (String, String) {
+        parts_in("UTC", items)
+    }
+
+    fn parts_in(zone: &str, items: &[QuarantineItem]) -> (String, String) {
         let (_, message) =
-            digest(&config(), &LinkKey::from_bytes([1; 32]), &Reasons::default(), "alice@example.test", items, 1_700_000_100)
+            digest(&config(), &LinkKey::from_bytes([1; 32]), &Reasons::default(), "alice@example.test", zone, items, 1_700_000_100)
                 .expect("a digest");
         let parsed = mail_parser::MessageParser::default().parse(&message).expect("parses");
         (parsed.body_text(0).unwrap().into_owned(), parsed.body_html(0).unwrap().into_owned())
@@ -205,6 +210,14 @@ mod tests {
         assert_eq!(lines[first + 8], "2. Subject:  Casino [U+202E]gnp.exe");
         assert!(text.contains("\nTo stop these digests: https://q.example.test/l/"), "{text}");
         assert!(!text.contains("\n\n\n"), "no runs of empty lines: {text}");
+    }
+
+    #[test]
+    fn times_are_in_the_zone_given_with_its_name_in_both_parts() {
+        let (text, html) = parts_in("Asia/Tokyo", &[item("01", "Club outing", 10.1)]);
+        assert!(text.contains("   Received: 2023-11-15 07:13 JST"), "{text}");
+        assert!(html.contains("2023-11-15 07:13 JST"), "{html}");
+        assert!(!text.contains(" UTC") && !html.contains(" UTC"), "{text}\n{html}");
     }
 
     #[test]

@@ -63,6 +63,7 @@ impl Quarantine {
                 "digest": prefs.digest.map(|d| d.as_str()),
                 "opted_out_of_digests": prefs.opt_out,
                 "filtering": prefs.filtering,
+                "time_zone": prefs.time_zone,
                 "allow": prefs.allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "block": prefs.block.iter().map(ToString::to_string).collect::<Vec<_>>(),
             },

@@ -303,14 +303,16 @@ impl Quarantine {
     async fn notify_virus(&self, item: &QuarantineItem) -> Option<String> {
         let config = self.config.load_full();
         let key = self.links.as_ref().filter(|_| config.notices.virus)?;
-        match self.store.get_preferences(&item.recipient).await {
+        let chosen_zone = match self.store.get_preferences(&item.recipient).await {
             Ok(prefs) if prefs.opt_out => return None,
-            Ok(_) => {}
+            Ok(prefs) => prefs.time_zone,
             Err(error) => {
-                tracing::warn!(event = "virus_notice", item = %item.id, error = %error, note = "preferences unreadable; notice sent")
+                tracing::warn!(event = "virus_notice", item = %item.id, error = %error, note = "preferences unreadable; notice sent");
+                String::new()
             }
-        }
-        let (envelope, message) = notices::virus_notice(&config, key, item, store::unix_now())?;
+        };
+        let zone = config.time_zone_for(&item.recipient, &chosen_zone);
+        let (envelope, message) = notices::virus_notice(&config, key, item, &zone, store::unix_now())?;
         match self.send_to_user(envelope, message).await {
             Ok(id) => {
                 metrics::counter!("moat_virus_notices_total").increment(1);

@@ -227,6 +227,8 @@ pub struct Preferences {
     pub opt_out: bool,
     /// The user's own spam filtering choice; `None`: the domain decides.
     pub filtering: Option<bool>,
+    /// The IANA time zone the user's times are shown in; empty: their domain's digest time zone.
+    pub time_zone: String,
     pub allow: Vec<Entry>,
     pub block: Vec<Entry>,
 }
@@ -517,6 +519,9 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE quarantine ADD COLUMN from_name TEXT NOT NULL DEFAULT '';
         ALTER TABLE quarantine ADD COLUMN from_address TEXT NOT NULL DEFAULT '';",
     ),
+    // The time zone a user chose for their times (an IANA name); users from before, and users who
+    // never chose, have none and see their domain's digest time zone, as they did.
+    (10, "ALTER TABLE user_prefs ADD COLUMN time_zone TEXT NOT NULL DEFAULT '';"),
 ];
 
 /// The schema version this binary writes.
@@ -1156,9 +1161,9 @@ impl Store {
         let address = lower(address);
         let rows = self
             .query(
-                "SELECT digest, opt_out, filtering FROM user_prefs WHERE address = $1",
+                "SELECT digest, opt_out, filtering, time_zone FROM user_prefs WHERE address = $1",
                 vec![text(&address)],
-                &[Ty::Text, Ty::Bool, Ty::Bool],
+                &[Ty::Text, Ty::Bool, Ty::Bool, Ty::Text],
                 "user_prefs",
             )
             .await?;
@@ -1167,6 +1172,7 @@ impl Store {
             prefs.digest = row.opt_text(0)?.map(|d| DigestFrequency::parse(&d, "user_prefs")).transpose()?;
             prefs.opt_out = row.bool(1)?;
             prefs.filtering = row.opt_bool(2)?;
+            prefs.time_zone = row.text(3)?;
         }
         let rows = self
             .query(
@@ -1191,13 +1197,14 @@ impl Store {
         let address = lower(address);
         let mut stmts = vec![
             stmt(
-                "INSERT INTO user_prefs (address, digest, opt_out, filtering, updated_at) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (address) DO UPDATE SET digest = $2, opt_out = $3, filtering = $4, updated_at = $5",
+                "INSERT INTO user_prefs (address, digest, opt_out, filtering, time_zone, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (address) DO UPDATE SET digest = $2, opt_out = $3, filtering = $4, time_zone = $5, updated_at = $6",
                 vec![
                     text(&address),
                     Val::Text(prefs.digest.map(|d| d.as_str().to_string())),
                     Val::Bool(Some(prefs.opt_out)),
                     Val::Bool(prefs.filtering),
+                    text(&prefs.time_zone),
                     int(now),
                 ],
             ),

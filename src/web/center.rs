@@ -20,7 +20,7 @@ use crate::html::{LIST_TEXT, shown};
 use crate::links::LinkKey;
 use crate::lists::Entry;
 use crate::ruleset::reasons::Reasons;
-use crate::store::{self, Category, DigestFrequency, ItemQuery, ItemState, ListKind, QuarantineItem, ReleaseVia, StoreError};
+use crate::store::{self, Category, DigestFrequency, ItemQuery, ItemState, ListKind, Preferences, QuarantineItem, ReleaseVia, StoreError};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -273,14 +273,17 @@ async fn list(State(shared): State<Arc<App>>, headers: HeaderMap, Query(params):
     };
     let offset = params.offset();
     let store = shared.quarantine.store();
-    let (items, total) = match tokio::try_join!(store.find_items(&query, PAGE_SIZE, offset), store.count_items(&query)) {
+    let (found, zone) = tokio::join!(
+        async { tokio::try_join!(store.find_items(&query, PAGE_SIZE, offset), store.count_items(&query)) },
+        user_zone(&shared, &user.session.address)
+    );
+    let (items, total) = match found {
         Ok(found) => found,
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
             return unavailable();
         }
     };
-    let zone = user_zone(&shared, &user.session.address);
     let reasons = shared.quarantine.reasons();
     let page_number = params.page_number();
     let body = ListPage {
@@ -306,9 +309,17 @@ async fn list(State(shared): State<Arc<App>>, headers: HeaderMap, Query(params):
     user.page(StatusCode::OK, "Your quarantine", &body)
 }
 
-/// The time zone a user's times are shown in: their domain's digest time zone.
-fn user_zone(shared: &App, address: &str) -> String {
-    shared.config.load().digest_for_address(address).timezone
+/// The time zone a user's times are shown in: the one they chose, else their domain's digest
+/// time zone (also when the store cannot say; the zone's name is shown with every time).
+pub(super) async fn user_zone(shared: &App, address: &str) -> String {
+    let chosen = match shared.quarantine.store().get_preferences(address).await {
+        Ok(prefs) => prefs.time_zone,
+        Err(error) => {
+            tracing::warn!(event = "web_store_error", error = %error);
+            String::new()
+        }
+    };
+    shared.config.load().time_zone_for(address, &chosen)
 }
 
 fn row(item: &QuarantineItem, zone: &str, reasons: &Reasons) -> Row {
@@ -435,7 +446,7 @@ async fn view(State(shared): State<Arc<App>>, headers: HeaderMap, Path(id): Path
         from: Author::of(&item, usize::MAX, usize::MAX),
         recipient: &item.recipient,
         subject: shown(or_none(&item.subject, "(no subject)"), usize::MAX),
-        date: crate::clock::minute_in(item.date, &user_zone(&shared, &user.session.address)),
+        date: crate::clock::minute_in(item.date, &user_zone(&shared, &user.session.address).await),
         headline: crate::digest::build::headline(&item, &shared.quarantine.reasons()),
         reason: crate::digest::build::reason(&item),
         score: item.score,
@@ -651,6 +662,12 @@ async fn preferences(State(shared): State<Arc<App>>, headers: HeaderMap) -> Resp
             return unavailable();
         }
     };
+    preferences_page(&shared, &user, &prefs, &prefs.time_zone, None)
+}
+
+/// The preferences form for `prefs`, its time zone field holding `time_zone` (what the user
+/// typed, when it is refused with `error`).
+fn preferences_page(shared: &App, user: &User, prefs: &Preferences, time_zone: &str, error: Option<String>) -> Response {
     let config = shared.config.load();
     let address = &user.session.address;
     let digest_current = prefs.digest.map_or("", DigestFrequency::as_str);
@@ -660,6 +677,7 @@ async fn preferences(State(shared): State<Arc<App>>, headers: HeaderMap) -> Resp
         Some(false) => "off",
     };
     let entries = |list: &[Entry]| list.iter().map(ToString::to_string).collect();
+    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let body = PreferencesPage {
         csrf: user.csrf(),
         opt_out: prefs.opt_out,
@@ -675,12 +693,16 @@ async fn preferences(State(shared): State<Arc<App>>, headers: HeaderMap) -> Resp
             current: filtering_current,
             options: &[("", "Default"), ("on", "On"), ("off", "Off (viruses are still stopped)")],
         }),
+        time_zone,
+        domain_zone: config.digest_for_address(address).timezone,
+        zones: crate::clock::time_zone_names().collect(),
+        time_zone_error: error,
         lists: vec![
             UserList { kind: ListKind::Allow.as_str(), title: "Always allow", entries: entries(&prefs.allow) },
             UserList { kind: ListKind::Block.as_str(), title: "Always block", entries: entries(&prefs.block) },
         ],
     };
-    user.page(StatusCode::OK, "Preferences", &body)
+    user.page(status, "Preferences", &body)
 }
 
 /// One of the user's lists, as shown.
@@ -699,6 +721,14 @@ struct PreferencesPage<'a> {
     digest: Option<Select<'a>>,
     /// Spam filtering on or off, where the domain lets users choose it.
     filtering: Option<Select<'a>>,
+    /// The time zone field's value: the user's choice, empty for the domain's.
+    time_zone: &'a str,
+    /// The domain's digest time zone, the default.
+    domain_zone: String,
+    /// The zones suggested for the field.
+    zones: Vec<&'static str>,
+    /// Why the time zone typed was refused.
+    time_zone_error: Option<String>,
     lists: Vec<UserList>,
 }
 
@@ -711,27 +741,44 @@ async fn save_preferences(State(shared): State<Arc<App>>, headers: HeaderMap, bo
     let store = shared.quarantine.store();
     let address = user.session.address.clone();
     let config = shared.config.load_full();
-    let result = async {
-        let mut prefs = store.get_preferences(&address).await?;
-        prefs.opt_out = form.one("emails") != "on";
-        if may_choose_digest(&config, &address) {
-            prefs.digest = match form.one("digest") {
-                "daily" => Some(DigestFrequency::Daily),
-                "weekly" => Some(DigestFrequency::Weekly),
-                "never" => Some(DigestFrequency::Never),
-                _ => None,
-            };
+    let mut prefs = match store.get_preferences(&address).await {
+        Ok(prefs) => prefs,
+        Err(error) => {
+            tracing::warn!(event = "web_store_error", error = %error);
+            return unavailable();
         }
-        if may_choose_filtering(&config, &address) {
-            prefs.filtering = match form.one("filtering") {
-                "on" => Some(true),
-                "off" => Some(false),
-                _ => None,
-            };
-        }
-        store.set_preferences(&address, &prefs, store::unix_now()).await
+    };
+    prefs.opt_out = form.one("emails") != "on";
+    if may_choose_digest(&config, &address) {
+        prefs.digest = match form.one("digest") {
+            "daily" => Some(DigestFrequency::Daily),
+            "weekly" => Some(DigestFrequency::Weekly),
+            "never" => Some(DigestFrequency::Never),
+            _ => None,
+        };
     }
-    .await;
+    if may_choose_filtering(&config, &address) {
+        prefs.filtering = match form.one("filtering") {
+            "on" => Some(true),
+            "off" => Some(false),
+            _ => None,
+        };
+    }
+    // Empty: the domain's zone; otherwise a zone the tz database knows, or nothing is saved (the
+    // form comes back as the user filled it in, with the error).
+    let typed = form.one("time_zone").trim();
+    prefs.time_zone = match (typed.is_empty(), crate::clock::time_zone(typed)) {
+        (true, _) => String::new(),
+        (false, Some(zone)) => zone.to_string(),
+        (false, None) => {
+            let typed: String = typed.chars().take(100).collect();
+            let why = format!(
+                "\u{201c}{typed}\u{201d} is not a time zone. Choose one from the list, such as Europe/Berlin, or leave it empty. Nothing was saved."
+            );
+            return preferences_page(&shared, &user, &prefs, &typed, Some(why));
+        }
+    };
+    let result = store.set_preferences(&address, &prefs, store::unix_now()).await;
     match result {
         Ok(()) => {
             crate::app::read_user_lists(&shared).await;

@@ -93,10 +93,10 @@ async fn owned_item(shared: &App, link: &Link) -> Result<QuarantineItem, Refusal
     }
 }
 
-/// The item's author and subject, whole, its time in the recipient domain's digest time zone.
-fn describe(shared: &App, item: &QuarantineItem) -> Summary {
+/// The item's author and subject, whole, its time in the recipient's time zone.
+async fn describe(shared: &App, item: &QuarantineItem) -> Summary {
     let subject = if item.subject.is_empty() { "(no subject)" } else { &item.subject };
-    let zone = shared.config.load().digest_for_address(&item.recipient).timezone;
+    let zone = super::center::user_zone(shared, &item.recipient).await;
     Summary {
         from: Author::of(item, usize::MAX, usize::MAX),
         subject: shown(subject, usize::MAX),
@@ -135,7 +135,7 @@ pub(super) async fn show(State(shared): State<Arc<App>>, Path(token): Path<Strin
             } else {
                 ("Release and always allow this sender?", "Release and allow sender")
             };
-            user_page(&shared, StatusCode::OK, &link.address, title, &ConfirmPage { summary: describe(&shared, &item), label })
+            user_page(&shared, StatusCode::OK, &link.address, title, &ConfirmPage { summary: describe(&shared, &item).await, label })
         }
         LinkAction::View => view(&shared, &link).await,
         LinkAction::Login => super::center::start_session(&shared, &link.address),
@@ -175,7 +175,7 @@ async fn view(shared: &App, link: &Link) -> Response {
         }
     }
     let body = ViewPage {
-        summary: describe(shared, &item),
+        summary: describe(shared, &item).await,
         headline: crate::digest::build::headline(&item, &shared.quarantine.reasons()),
         reason: crate::digest::build::reason(&item),
         score: item.score,

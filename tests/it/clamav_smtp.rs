@@ -303,6 +303,7 @@ fn moat_scan_shows_antivirus_and_attachment_symbols() {
 
 #[test]
 fn a_domain_that_quarantines_viruses_files_them_as_virus_and_notifies_the_recipient_once_with_a_working_opt_out() {
+    // The recipient chose Tokyo time in the Message Center; the notice's times are in it.
     let clamd = Clamd::start();
     let capture = Capture::new();
     let web = free_port();
@@ -311,6 +312,8 @@ fn a_domain_that_quarantines_viruses_files_them_as_virus_and_notifies_the_recipi
         .append(&web_section(web))
         .append("\n[[domain]]\nname = \"hold.test\"\npolicy = { forced = { CLAMAV_VIRUS = \"quarantine\" } }\n");
     let moat = Moat::start(config);
+    let tokyo = moat::store::Preferences { time_zone: "Asia/Tokyo".into(), ..moat::store::Preferences::default() };
+    moat.store().set_preferences_blocking("user@hold.test", &tokyo);
     let id = marker("notice");
     let infected = format!(
         "From: <a@remote.example>\r\nSubject: Invoice {id}\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000\r\n\r\n{}\r\nsecret body {id}\r\n",
@@ -330,6 +333,8 @@ fn a_domain_that_quarantines_viruses_files_them_as_virus_and_notifies_the_recipi
     let body = parsed.body_text(0).expect("a text body").into_owned();
     assert!(body.contains(&format!("Invoice {id}")) && body.contains("a@remote.example"), "names subject and sender: {body}");
     assert!(body.contains("Test.EICAR.Pattern.UNOFFICIAL"), "names the virus: {body}");
+    let when = moat::clock::day_minute_in(held[0].item.date, "Asia/Tokyo");
+    assert!(when.ends_with(" JST") && body.contains(&format!("Date:    {when}")), "in the user's zone, named: {body}");
     assert!(!body.contains("secret body") && !text(&notice.data).contains("secret body"), "nothing of the infected message's contents");
     assert!(!text(&notice.data).contains(clamd::eicar().as_str()), "the virus itself is not in the notice");
     let unsubscribe =

@@ -113,6 +113,7 @@ both_backends!(
     signing_out_records_when_sessions_stop_counting,
     purging_a_domain_removes_its_users_and_nothing_else,
     an_item_held_before_the_from_field_was_kept_still_lists_by_its_envelope_sender,
+    a_user_who_set_preferences_before_time_zones_keeps_them_and_the_domains_zone,
 );
 
 fn item(id: &str, recipient: &str, created_at: i64) -> QuarantineItem {
@@ -333,6 +334,7 @@ async fn preferences_round_trip_and_build_user_lists(db: Db) {
         digest: Some(DigestFrequency::Never),
         opt_out: true,
         filtering: Some(false),
+        time_zone: "Asia/Tokyo".into(),
         allow: entries(&[".partner.test", "friend@x.test"]),
         block: entries(&["198.51.100.0/24"]),
     };
@@ -762,6 +764,37 @@ async fn an_item_held_before_the_from_field_was_kept_still_lists_by_its_envelope
     // New items keep theirs next to it.
     insert(&store, &db.vault(), &item_new()).await;
     assert_eq!(store.get_item("new1").await.unwrap().from_address, "news-new1@brand.test");
+}
+
+async fn a_user_who_set_preferences_before_time_zones_keeps_them_and_the_domains_zone(db: Db) {
+    let mut old = String::from("CREATE TABLE schema_version (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL);\n");
+    for (version, sql) in moat::store::MIGRATIONS.iter().filter(|(v, _)| *v <= 9) {
+        old.push_str(sql);
+        old.push_str(&format!("\nINSERT INTO schema_version (version, applied_at) VALUES ({version}, 0);\n"));
+    }
+    old.push_str(&format!(
+        "INSERT INTO user_prefs (address, digest, opt_out, filtering, updated_at) VALUES ('alice@example.test', 'weekly', FALSE, TRUE, {NOW});"
+    ));
+    db.raw(&old).await;
+
+    let store = db.open().await;
+    assert_eq!(store.schema_version().await.unwrap(), latest_version());
+    let prefs = store.get_preferences("alice@example.test").await.unwrap();
+    assert_eq!((prefs.digest, prefs.opt_out, prefs.filtering), (Some(DigestFrequency::Weekly), false, Some(true)), "{prefs:?}");
+    assert_eq!(prefs.time_zone, "", "no choice: the domain's zone");
+    let config = moat::config::load_str(
+        "t.toml",
+        "hostname = \"mx.example.test\"\n[[listen]]\naddress = \"127.0.0.1:2525\"\nstarttls = false\n[downstream]\nhost = \"127.0.0.1\"\n\
+         [[domain]]\nname = \"example.test\"\n[digest]\ntimezone = \"Europe/Berlin\"\n",
+        std::path::Path::new("."),
+    )
+    .expect("config");
+    assert_eq!(config.time_zone_for("alice@example.test", &prefs.time_zone), "Europe/Berlin");
+    // Choosing a zone afterwards keeps the rest.
+    store.set_preferences("alice@example.test", &Preferences { time_zone: "Asia/Tokyo".into(), ..prefs.clone() }, NOW + 1).await.unwrap();
+    let chosen = store.get_preferences("alice@example.test").await.unwrap();
+    assert_eq!((chosen.digest, chosen.time_zone.as_str()), (Some(DigestFrequency::Weekly), "Asia/Tokyo"));
+    assert_eq!(config.time_zone_for("alice@example.test", &chosen.time_zone), "Asia/Tokyo");
 }
 
 fn item_new() -> QuarantineItem {

@@ -2,7 +2,8 @@
 //! real binary: the user opens the link from a real digest email, sees the list, views a
 //! message whose subject and HTML carry scripts (nothing runs), releases it with a click (the
 //! downstream receives the original), changes preferences and opts out; on a phone-sized screen
-//! the page fits, and the list can be worked with the keyboard alone.
+//! the page fits, and the list can be worked with the keyboard alone; a user who chooses a time
+//! zone sees their times in it, with its name, in the Message Center and the next digest.
 
 use crate::support::browser::Browser;
 use crate::support::*;
@@ -151,4 +152,111 @@ fn on_a_phone_sized_screen_the_list_fits_and_works_with_the_keyboard() {
     browser.wait_title("Done");
     browser.wait_text("1 message(s) released");
     assert!(setup.capture.wait_for(2, DEADLINE).iter().any(|m| m.data == held.contents));
+}
+
+/// Holds a prize spam for `to` with `subject`.
+fn hold_for(setup: &Setup, to: &str, subject: &str) {
+    let message = format!("From: <lottery@remote.example>\r\nSubject: {subject}\r\n\r\nYou have won {}\r\n", marker("tz"));
+    let reply = setup.moat.smtp_ehlo().send_mail("lottery@remote.example", &[to], message.as_bytes());
+    assert_eq!(reply.code, 250, "{reply}");
+}
+
+/// The next digest for `user` (text part, HTML part), sent through moat's relay to the capture.
+fn next_digest(setup: &Setup, user: &str) -> (String, String) {
+    let before = setup.capture.messages().len();
+    let config = setup.moat.config_path().to_str().unwrap().to_string();
+    let run = setup.moat.cli(&["digest", "run", "--now", "--user", user, "-c", &config]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let digest = setup.capture.wait_for(before + 1, DEADLINE).remove(before);
+    let parsed = mail_parser::MessageParser::default().parse(&digest.data).expect("the digest parses");
+    (parsed.body_text(0).expect("a text part").into_owned(), parsed.body_html(0).expect("an HTML part").into_owned())
+}
+
+#[test]
+fn a_user_who_chooses_tokyo_sees_tokyo_times_and_others_keep_the_domains_zone() {
+    let rules = temp_dir();
+    fs::write(rules.path().join("local.cf"), HOLD_RULE).unwrap();
+    let capture = Capture::new();
+    let web = free_port();
+    let moat = Moat::start(
+        MoatConfig::new(capture.port)
+            .append(&format!("\n[rules]\ndirs = [\"{}\"]\n", rules.path().display()))
+            .append(&web_section(web))
+            .append("\n[digest]\ntimezone = \"Europe/Berlin\"\n"),
+    );
+    let setup = Setup { moat, capture, _rules: rules };
+    hold_for(&setup, "alice@example.test", "First prize");
+    hold_for(&setup, "bob@example.test", "Bob's prize");
+    let held = setup.moat.wait_quarantined(2);
+    let first = held.iter().find(|h| h.item.recipient == "alice@example.test").unwrap().item.clone();
+    let bobs = held.iter().find(|h| h.item.recipient == "bob@example.test").unwrap().item.clone();
+    let berlin = |at: i64| moat::clock::minute_in(at, "Europe/Berlin");
+    let tokyo = |at: i64| moat::clock::minute_in(at, "Asia/Tokyo");
+    assert!(berlin(first.date).ends_with(" CET") && tokyo(first.date).ends_with(" JST"), "{} {}", berlin(first.date), tokyo(first.date));
+
+    // Before choosing: the domain's zone, named, in the digest and the Message Center.
+    let (digest, _) = next_digest(&setup, "alice@example.test");
+    assert!(digest.contains(&berlin(first.date)), "{digest}");
+    let browser = Browser::start(1024, 768);
+    browser.goto(&url_after(&digest, "Your whole quarantine, preferences and allow/block lists: "));
+    browser.wait_title("Your quarantine");
+    assert!(browser.body_text().contains(&berlin(first.date)), "{}", browser.body_text());
+
+    // A zone the tz database does not know is refused, visibly, and nothing is saved.
+    browser.click(&browser.find("nav a[href=\"/mc/prefs\"]"));
+    browser.wait_title("Preferences");
+    assert!(browser.body_text().contains("Europe/Berlin"), "the default is named: {}", browser.body_text());
+    browser.click(&browser.find("#digest option[value=\"weekly\"]"));
+    browser.type_into(&browser.find("#time_zone"), "Mars/Olympus");
+    browser.click(&browser.find("form[action=\"/mc/prefs\"] button[type=\"submit\"]"));
+    let page = browser.wait_text("is not a time zone");
+    assert!(page.contains("\u{201c}Mars/Olympus\u{201d} is not a time zone") && page.contains("Nothing was saved"), "{page}");
+    assert_eq!(browser.title(), "Preferences", "the form again, with the error");
+    let error = browser.find("#time_zone-error");
+    assert!(browser.script("return document.getElementById('time_zone-error').getBoundingClientRect().height > 0").as_bool().unwrap());
+    assert!(browser.text_of(&error).contains("Mars/Olympus"));
+    assert_eq!(browser.script("return document.getElementById('time_zone').getAttribute('aria-invalid')").as_str(), Some("true"));
+    let prefs = setup.moat.store().get_preferences_blocking("alice@example.test");
+    assert_eq!((prefs.time_zone.as_str(), prefs.digest), ("", None), "nothing saved: {prefs:?}");
+    assert!(browser.selected(&browser.find("#digest option[value=\"weekly\"]")), "the form keeps what was chosen");
+
+    // Asia/Tokyo (typed in any case) is saved by its name.
+    let field = browser.find("#time_zone");
+    browser.clear(&field);
+    browser.type_into(&field, "asia/tokyo");
+    browser.click(&browser.find("form[action=\"/mc/prefs\"] button[type=\"submit\"]"));
+    browser.wait_text("Your preferences are saved");
+    let prefs = setup.moat.store().get_preferences_blocking("alice@example.test");
+    assert_eq!((prefs.time_zone.as_str(), prefs.digest), ("Asia/Tokyo", Some(moat::store::DigestFrequency::Weekly)), "{prefs:?}");
+    browser.click(&browser.find("a[href=\"/mc/prefs\"]"));
+    browser.wait_title("Preferences");
+    assert_eq!(browser.script("return document.getElementById('time_zone').value").as_str(), Some("Asia/Tokyo"));
+
+    // The Message Center list and view show Tokyo time, named.
+    browser.click(&browser.find("nav a[href=\"/mc\"]"));
+    browser.wait_title("Your quarantine");
+    let list = browser.body_text();
+    assert!(list.contains(&tokyo(first.date)) && !list.contains(&berlin(first.date)), "{list}");
+    browser.click(&browser.find(&format!("a[href=\"/mc/m/{}\"]", first.id)));
+    browser.wait_title("Held message");
+    assert!(browser.body_text().contains(&tokyo(first.date)), "{}", browser.body_text());
+
+    // The next digest too, text and HTML, and the page its View link opens.
+    hold_for(&setup, "alice@example.test", "Second prize");
+    let second = setup.moat.wait_quarantined(3).into_iter().find(|h| h.item.subject == "Second prize").unwrap().item;
+    let (digest, html) = next_digest(&setup, "alice@example.test");
+    assert!(digest.contains(&format!("Received: {}", tokyo(second.date))), "{digest}");
+    assert!(html.contains(&tokyo(second.date)), "{html}");
+    assert!(!digest.contains(" CET") && !html.contains(" CET"), "{digest}");
+    browser.goto(&url_after(&digest, "View: "));
+    assert!(browser.body_text().contains(&tokyo(second.date)), "{}", browser.body_text());
+
+    // Bob never chose: the domain's zone in his digest, list and link page.
+    let (digest, _) = next_digest(&setup, "bob@example.test");
+    assert!(digest.contains(&berlin(bobs.date)), "{digest}");
+    let bob = session_from_link(web, &url_after(&digest, "Your whole quarantine, preferences and allow/block lists: "));
+    let list = http_with(web, "GET", "/mc", &[&format!("Cookie: {bob}")], "");
+    assert!(list.body.contains(&berlin(bobs.date)) && !list.body.contains(" JST"), "{}", list.body);
+    let view = http(web, "GET", &link_path(&url_after(&digest, "View: ")), "");
+    assert!(view.body.contains(&berlin(bobs.date)), "{}", view.body);
 }

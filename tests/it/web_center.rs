@@ -608,6 +608,25 @@ fn times_are_shown_in_the_domains_time_zone_with_the_zone_named() {
     assert!(digest.contains(&berlin), "the digest shows Berlin time: {digest}");
     assert!(get(&setup, &alice, "/mc").body.contains(&berlin), "the Message Center list too");
     assert!(get(&setup, &alice, &format!("/mc/m/{}", held[0].item.id)).body.contains(&berlin), "and the message page");
+
+    // A time zone that is not one, hostile or not, is refused (escaped in the error), nothing saved.
+    let csrf = csrf_of(&get(&setup, &alice, "/mc/prefs").body);
+    let refused = post(&setup, &alice, "/mc/prefs", &format!("csrf={csrf}&emails=on&time_zone=%3Cscript%3Ex%3C%2Fscript%3E"));
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert!(
+        refused.body.contains("&lt;script&gt;x&lt;/script&gt;\u{201d} is not a time zone") && !refused.body.contains("<script"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(setup.moat.store().get_preferences_blocking("alice@example.test").time_zone, "");
+    // A real one, saved by its name, is what the pages use from then on.
+    assert_eq!(post(&setup, &alice, "/mc/prefs", &format!("csrf={csrf}&emails=on&time_zone=America%2FNew_York")).status, 200);
+    assert_eq!(setup.moat.store().get_preferences_blocking("alice@example.test").time_zone, "America/New_York");
+    let new_york = moat::clock::minute_in(held[0].item.date, "America/New_York");
+    assert!(get(&setup, &alice, "/mc").body.contains(&new_york), "{new_york}");
+    // Emptied: the domain's zone again.
+    assert_eq!(post(&setup, &alice, "/mc/prefs", &format!("csrf={csrf}&emails=on&time_zone=")).status, 200);
+    assert!(get(&setup, &alice, "/mc").body.contains(&berlin));
 }
 
 /// A newsletter as bulk senders send it: a one-off bounce address as the envelope sender, the

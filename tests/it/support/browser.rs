@@ -148,6 +148,11 @@ impl Browser {
         self.call("POST", &format!("/element/{}/value", element.0), Some(json!({"text": text})));
     }
 
+    /// Empties an input field.
+    pub fn clear(&self, element: &Element) {
+        self.call("POST", &format!("/element/{}/clear", element.0), Some(json!({})));
+    }
+
     pub fn text_of(&self, element: &Element) -> String {
         self.call("GET", &format!("/element/{}/text", element.0), None).as_str().unwrap_or_default().to_string()
     }

@@ -18,6 +18,8 @@ pub trait StoreExt {
     /// Adds `entry` to a user's list directly in the store, as an older version (or another
     /// tool) could have.
     fn add_list_entry_blocking(&self, address: &str, kind: moat::store::ListKind, entry: &str);
+    /// Replaces a user's preferences directly in the store, as the Message Center would.
+    fn set_preferences_blocking(&self, address: &str, prefs: &moat::store::Preferences);
 }
 
 impl StoreExt for Store {
@@ -28,6 +30,10 @@ impl StoreExt for Store {
     fn add_list_entry_blocking(&self, address: &str, kind: moat::store::ListKind, entry: &str) {
         let entry = moat::lists::Entry::parse(entry).expect("a valid list entry");
         block_on(self.add_list_entry(address, kind, &entry)).expect("add a list entry");
+    }
+
+    fn set_preferences_blocking(&self, address: &str, prefs: &moat::store::Preferences) {
+        block_on(self.set_preferences(address, prefs, moat::store::unix_now())).expect("set preferences");
     }
 }
 
