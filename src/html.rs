@@ -10,8 +10,9 @@
 //! [`crate::web::sanitize`]).
 //! Text that comes from mail (subjects, sender names, file names) goes through [`shown`] first,
 //! so it can neither deceive nor break a layout: bidirectional controls (the
-//! `Invoice <U+202E>gnp.exe` trick) and invisible characters are shown as visible escapes such as
-//! `[U+202E]`, other control characters become spaces, and long text is cut with an ellipsis;
+//! `Invoice <U+202E>gnp.exe` trick), invisible characters and the look-alike letters of a word
+//! mixing scripts (`pаypal` with a Cyrillic `а`) are shown as visible escapes such as `[U+202E]`,
+//! other control characters become spaces, and long text is cut with an ellipsis;
 //! templates also isolate it (`<bdi>`) so right-to-left text cannot reorder what stands around it.
 
 use askama::Template;
@@ -68,12 +69,16 @@ const MAX_COMBINING: usize = 2;
 /// Text from mail as it may be shown (plain text, not yet escaped for HTML): the one sanitising
 /// function every page and email uses for subjects, sender names and file names. Bidirectional
 /// controls and invisible characters become visible escapes (`[U+202E]`), other control
-/// characters spaces, combining marks past [`MAX_COMBINING`] on one character are left out, and
-/// text longer than `max_chars` characters is cut with "…".
+/// characters spaces, combining marks past [`MAX_COMBINING`] on one character are left out, the
+/// odd letters of a word mixing Latin, Greek and Cyrillic look-alikes become escapes too
+/// (`p[U+0430]ypal`), and text longer than `max_chars` characters is cut with "…".
 pub fn shown(text: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max_chars.saturating_mul(4)));
     let (mut count, mut combining) = (0usize, 0usize);
-    for c in text.chars() {
+    let odd = odd_script_letters(text);
+    let mut odd = odd.iter().peekable();
+    for (at, c) in text.char_indices() {
+        let odd_one = odd.next_if_eq(&&at).is_some();
         if is_combining(c) {
             combining += 1;
             if combining > MAX_COMBINING {
@@ -88,7 +93,7 @@ pub fn shown(text: &str, max_chars: usize) -> String {
         }
         count += 1;
         match c {
-            c if is_deceptive(c) => {
+            c if odd_one || is_deceptive(c) => {
                 let _ = write!(out, "[U+{:04X}]", u32::from(c));
             }
             c if c.is_control() => out.push(' '),
@@ -96,6 +101,51 @@ pub fn shown(text: &str, max_chars: usize) -> String {
         }
     }
     out
+}
+
+/// The scripts whose letters look alike (`а` and `a`, `ο` and `o`, `Р` and `P`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Script {
+    Latin,
+    Greek,
+    Cyrillic,
+}
+
+fn script(c: char) -> Option<Script> {
+    match c {
+        'A'..='Z' | 'a'..='z' | '\u{00C0}'..='\u{024F}' | '\u{1E00}'..='\u{1EFF}' if c.is_alphabetic() => Some(Script::Latin),
+        '\u{0370}'..='\u{03FF}' | '\u{1F00}'..='\u{1FFF}' if c.is_alphabetic() => Some(Script::Greek),
+        '\u{0400}'..='\u{052F}' if c.is_alphabetic() => Some(Script::Cyrillic),
+        _ => None,
+    }
+}
+
+/// Where (byte offsets, ascending) the letters are that disguise a word as another: in a word
+/// mixing Latin, Greek and Cyrillic letters (`pаypal` with a Cyrillic `а`), the letters of every
+/// script but the word's main one (the one with most letters; Latin on a tie). Words of one
+/// script, whatever it is, are left alone.
+fn odd_script_letters(text: &str) -> Vec<usize> {
+    let mut odd = Vec::new();
+    let mut word: Vec<(usize, Script)> = Vec::new();
+    let mut flush = |word: &mut Vec<(usize, Script)>| {
+        let count = |s: Script| word.iter().filter(|(_, w)| *w == s).count();
+        let counts =
+            [(Script::Latin, count(Script::Latin)), (Script::Greek, count(Script::Greek)), (Script::Cyrillic, count(Script::Cyrillic))];
+        if counts.iter().filter(|(_, n)| *n > 0).count() > 1 {
+            let main = counts.iter().fold(counts[0], |best, &c| if c.1 > best.1 { c } else { best }).0;
+            odd.extend(word.iter().filter(|(_, s)| *s != main).map(|(at, _)| *at));
+        }
+        word.clear();
+    };
+    for (at, c) in text.char_indices() {
+        match script(c) {
+            Some(s) => word.push((at, s)),
+            None if c.is_alphanumeric() || is_combining(c) => {}
+            None => flush(&mut word),
+        }
+    }
+    flush(&mut word);
+    odd
 }
 
 /// Bidirectional formatting characters, characters that show nothing, and line or paragraph
@@ -131,6 +181,27 @@ mod tests {
     #[template(source = "<b>{{ text }}</b>", ext = "html")]
     struct Inner<'a> {
         text: &'a str,
+    }
+
+    #[test]
+    fn look_alike_letters_of_a_word_mixing_scripts_become_visible() {
+        assert_eq!(shown("Your p\u{0430}ypal account", LIST_TEXT), "Your p[U+0430]ypal account", "a Cyrillic a among Latin letters");
+        assert_eq!(
+            shown("\u{0421}\u{0431}\u{0435}\u{0440}\u{0431}\u{0430}\u{043D}\u{043A}", LIST_TEXT),
+            "Сбербанк",
+            "one script: left alone"
+        );
+        assert_eq!(
+            shown("C\u{0431}\u{0435}\u{0440}\u{0431}\u{0430}\u{043D}\u{043A}", LIST_TEXT),
+            "[U+0043]бербанк",
+            "the odd Latin C in a Cyrillic word"
+        );
+        assert_eq!(
+            shown("\u{03BF}k caf\u{00E9} \u{0391}\u{03B8}\u{03AE}\u{03BD}\u{03B1} 2fa", LIST_TEXT),
+            "[U+03BF]k café Αθήνα 2fa",
+            "Greek omicron in a Latin word; é is Latin"
+        );
+        assert_eq!(shown("p\u{0430}yp", 2), "p[U+0430]…", "escapes count as one character each");
     }
 
     #[test]

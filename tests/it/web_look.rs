@@ -24,7 +24,11 @@ fn samples() -> Vec<(&'static str, String, &'static str)> {
     vec![
         ("news@club.example", "Club newsletter: summer outing".into(), "Unsubscribe from our list at any time."),
         ("billing@remote.example", "Invoice \u{202E}gnp.exe".into(), "Please open the invoice attached."),
-        ("parcel@remote.example", "Your parcel is wait\u{200B}ing\u{FEFF} for you".into(), "Your parcel is waiting at the depot."),
+        (
+            "parcel@remote.example",
+            "Your D\u{0425}L parcel is wait\u{200B}ing\u{FEFF} for you".into(),
+            "Your parcel is waiting at the depot.",
+        ),
         ("lottery@remote.example", format!("WINNER{}", "!".repeat(500)), "You have won a prize."),
         ("z@remote.example", "Z\u{336}\u{336}\u{336}\u{336}\u{336}\u{336}algo \x1b[31mred\x07 alert".into(), "You have won twice."),
         ("markup@remote.example", "<b>Urgent</b> <script>alert(1)</script>".into(), "You have won again."),
@@ -52,6 +56,8 @@ const DOMAIN: &str = "\n[[domain]]\nname = \"isp.test\"\nrecipient_check = \"any
 /// The deceptive subject as it must show: the override as an escape, never live.
 const SHOWN_OVERRIDE: &str = "Invoice [U+202E]gnp.exe";
 const SHOWN_ZERO_WIDTH: &str = "wait[U+200B]ing[U+FEFF]";
+/// A word mixing scripts: its Cyrillic look-alike letter (Х for X) shows as an escape.
+const SHOWN_MIXED: &str = "D[U+0425]L parcel";
 
 struct Setup {
     moat: Moat,
@@ -137,7 +143,10 @@ fn assert_accessible(browser: &Browser, axe: &str, what: &str) {
 /// The deceptive text shows as escapes, nothing from the mail is live.
 fn assert_shown_safely(browser: &Browser, what: &str) {
     let shown = browser.body_text();
-    assert!(shown.contains(SHOWN_OVERRIDE) && shown.contains(SHOWN_ZERO_WIDTH), "{what}: the escapes are shown: {shown}");
+    assert!(
+        shown.contains(SHOWN_OVERRIDE) && shown.contains(SHOWN_ZERO_WIDTH) && shown.contains(SHOWN_MIXED),
+        "{what}: the escapes are shown: {shown}"
+    );
     assert!(!shown.contains('\u{202E}') && !shown.contains('\u{200B}'), "{what}: a live control character is shown");
     assert!(shown.contains("<b>Urgent</b> <script>alert(1)</script>"), "{what}: markup shows as text");
     assert_eq!(browser.alert(), None, "{what}: a script from the mail ran");
