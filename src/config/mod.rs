@@ -731,6 +731,28 @@ pub struct Domain {
     /// How the domain is named to its users in the header of the Message Center, the pages
     /// behind its links and its digests (e.g. "Example ISP"); default its name.
     pub display_name: Option<String>,
+    /// A logo shown beside the display name in the header of the Message Center and of the pages
+    /// behind its links, served by moat itself (`/logo/<domain>`): a PNG, JPEG or GIF file of at
+    /// most [`MAX_LOGO_BYTES`], relative to this file. Digests name the domain in text only (an
+    /// image fetched from a server when a digest is opened would tell that server it was read).
+    pub logo: Option<PathBuf>,
+}
+
+/// The largest `[[domain]] logo` file.
+pub const MAX_LOGO_BYTES: u64 = 256 * 1024;
+
+/// The media type of a logo file from its first bytes: PNG, JPEG or GIF, nothing else (an SVG
+/// could carry script).
+pub fn logo_type(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else {
+        None
+    }
 }
 
 fn default_callout_ttl() -> Seconds {
@@ -796,6 +818,12 @@ impl Config {
     }
 
     /// The name the user `address` sees for their domain (its `display_name`, or the domain).
+    /// Where the logo of `address`'s domain is served, if the domain has one.
+    pub fn logo_url_for(&self, address: &str) -> Option<String> {
+        let domain = address.rsplit_once('@').map_or(address, |(_, d)| d);
+        self.domain(domain).filter(|d| d.logo.is_some()).map(|d| format!("/logo/{}", d.name.to_ascii_lowercase()))
+    }
+
     pub fn display_name_for(&self, address: &str) -> String {
         let domain = address.rsplit_once('@').map_or(address, |(_, d)| d);
         self.domain(domain).and_then(|d| d.display_name.clone()).unwrap_or_else(|| domain.to_ascii_lowercase())

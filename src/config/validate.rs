@@ -286,6 +286,7 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     if let Some(socket) = config.clamav.as_mut().and_then(|c| c.socket.as_mut()) {
         resolve(socket);
     }
+    config.domains.iter_mut().filter_map(|d| d.logo.as_mut()).for_each(resolve);
     config.store.path.as_mut().map(resolve);
     config.store.key_file.as_mut().map(resolve);
     let mut routes: Vec<&mut Route> = vec![&mut config.downstream];
@@ -374,6 +375,11 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
                 span.clone(),
                 format!("domain {}: display_name must be 1 to {MAX_DISPLAY_NAME} characters, without control characters", domain.name),
             );
+        }
+        if let Some(logo) = &domain.logo
+            && let Err(problem) = check_logo(logo)
+        {
+            report.at(span.clone(), format!("domain {}: logo {}: {problem}", domain.name, logo.display()));
         }
         if !matches!(domain.unknown_user_code, 450 | 550) {
             report.at(span.clone(), format!("domain {}: unknown_user_code must be 450 or 550", domain.name));
@@ -681,6 +687,16 @@ fn check_route(report: &mut Report<'_>, route: &Route, span: Option<Range<usize>
     }
 }
 
+/// Why a `[[domain]] logo` file cannot be served, if it cannot.
+fn check_logo(path: &std::path::Path) -> Result<(), String> {
+    let size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    if size > super::MAX_LOGO_BYTES {
+        return Err(format!("{size} bytes, more than {}", super::MAX_LOGO_BYTES));
+    }
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    super::logo_type(&bytes).map(|_| ()).ok_or_else(|| "not a PNG, JPEG or GIF image".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -795,6 +811,25 @@ name = "example.test"
         assert_eq!((calm.command.0, calm.pregreet.0, calm.data_block.0), (300, 0, 180));
         let stressed = config.timeouts.under(true);
         assert_eq!((stressed.command.0, stressed.pregreet.0, stressed.data_block.0), (10, 2, 30));
+    }
+
+    #[test]
+    fn a_domain_logo_must_be_a_small_png_jpeg_or_gif_and_is_served_under_logo() {
+        let dir = tempfile::tempdir().unwrap();
+        let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+        std::fs::write(dir.path().join("logo.png"), png).unwrap();
+        std::fs::write(dir.path().join("logo.svg"), b"<svg onload=\"alert(1)\"/>").unwrap();
+        std::fs::write(dir.path().join("huge.png"), [png.as_slice(), &vec![0; 300 * 1024]].concat()).unwrap();
+        let with =
+            |logo: &str| load_str("moat.toml", &GOOD.replace("[[domain]]\n", &format!("[[domain]]\nlogo = \"{logo}\"\n")), dir.path());
+        let config = with("logo.png").unwrap();
+        assert_eq!(config.domains[0].logo.as_deref(), Some(dir.path().join("logo.png").as_path()), "relative to the file");
+        assert_eq!(config.logo_url_for("alice@EXAMPLE.test").as_deref(), Some("/logo/example.test"));
+        assert_eq!(config.logo_url_for("bob@elsewhere.test"), None);
+        for (file, problem) in [("logo.svg", "not a PNG, JPEG or GIF"), ("huge.png", "more than 262144"), ("gone.png", "No such file")] {
+            let errors = with(file).unwrap_err();
+            assert!(errors.len() == 1 && errors[0].message.contains(problem) && errors[0].message.contains(file), "{file}: {errors:?}");
+        }
     }
 
     #[test]

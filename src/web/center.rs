@@ -35,8 +35,7 @@ pub const PAGE_SIZE: u32 = 25;
 /// Most items one bulk action takes.
 pub const MAX_BULK: usize = 100;
 
-const CSP: &str =
-    "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -56,7 +55,7 @@ struct User {
     session: WebSession,
     key: LinkKey,
     /// The user's domain as it is named to them.
-    brand: String,
+    brand: super::Brand,
     /// The renewed session cookie.
     cookie: HeaderValue,
 }
@@ -102,7 +101,7 @@ async fn signed_in(shared: &App, headers: &HeaderMap) -> Result<User, Box<Respon
         }
         Ok(_) => {
             let cookie = session_cookie(&session, key, web, now);
-            let brand = config.display_name_for(&session.address);
+            let brand = super::Brand::of(&config, &session.address);
             Ok(User { session, key: key.clone(), brand, cookie })
         }
         Err(error) => {

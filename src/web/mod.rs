@@ -35,7 +35,8 @@ pub use listener::{CONNECTION_DEADLINE, ClientAddr, MAX_CONNECTIONS};
 /// Largest request body read (a bulk action on a page of items is about 4 KiB).
 pub const MAX_BODY: usize = 16 * 1024;
 
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Serves the web listener until the server shuts down.
 pub async fn serve(listener: TcpListener, shared: Arc<App>) {
@@ -44,6 +45,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<App>) {
         .route("/l/{token}", get(link_pages::show).post(link_pages::act))
         .route("/", get(|| async { axum::response::Redirect::to("/mc") }))
         .merge(center::routes())
+        .route("/logo/{domain}", get(logo))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared);
@@ -90,7 +92,23 @@ struct Page<'a> {
     nav: Nav<'a>,
     /// How the user's domain is named to them (in the header).
     brand: &'a str,
+    /// Where its logo is served, if it has one.
+    logo: Option<&'a str>,
     body: Markup,
+}
+
+/// How a user's domain shows itself in the header of their pages.
+pub(crate) struct Brand {
+    /// Its display name (default: the domain name).
+    pub name: String,
+    /// Where moat serves its logo (`[[domain]] logo`), if it has one.
+    pub logo: Option<String>,
+}
+
+impl Brand {
+    pub fn of(config: &crate::config::Config, address: &str) -> Brand {
+        Brand { name: config.display_name_for(address), logo: config.logo_url_for(address) }
+    }
 }
 
 /// Which header and navigation a page carries.
@@ -98,10 +116,10 @@ pub(crate) enum Nav<'a> {
     /// None: the sign-in pages, and link pages that cannot tell whose they are.
     None,
     /// The pages behind a user's signed links: their domain's name (display name), no navigation.
-    User(&'a str),
+    User(&'a Brand),
     /// The Message Center's, for the signed-in user (their form token, address, and their
     /// domain's display name).
-    Center { csrf: &'a str, address: &'a str, brand: &'a str },
+    Center { csrf: &'a str, address: &'a str, brand: &'a Brand },
     /// The admin console's.
     Admin,
 }
@@ -140,18 +158,18 @@ fn page(status: StatusCode, title: &str, body: &impl Template) -> Response {
 /// A page behind a signed link of `address`, under the links' CSP: their domain's display name
 /// in the header.
 fn user_page(shared: &App, status: StatusCode, address: &str, title: &str, body: &impl Template) -> Response {
-    let brand = shared.config.load().display_name_for(address);
+    let brand = Brand::of(&shared.config.load(), address);
     page_with(status, title, Nav::User(&brand), body, CSP)
 }
 
 /// A whole page under `csp`: `body` rendered inside the page shell with `nav`. A page that
 /// cannot be rendered is a 500 (and a log line), never half a page.
 fn page_with(status: StatusCode, title: &str, nav: Nav<'_>, body: &impl Template, csp: &'static str) -> Response {
-    let brand = match &nav {
-        Nav::Center { brand, .. } | Nav::User(brand) => brand,
-        Nav::None | Nav::Admin => "",
+    let (brand, logo) = match &nav {
+        Nav::Center { brand, .. } | Nav::User(brand) => (brand.name.as_str(), brand.logo.as_deref()),
+        Nav::None | Nav::Admin => ("", None),
     };
-    let rendered = Markup::render(body).and_then(|body| Page { title, nav, brand, body }.render());
+    let rendered = Markup::render(body).and_then(|body| Page { title, nav, brand, logo, body }.render());
     let (status, html) = match rendered {
         Ok(html) => (status, html),
         Err(error) => {
@@ -166,6 +184,34 @@ fn page_with(status: StatusCode, title: &str, nav: Nav<'_>, body: &impl Template
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A domain's logo (`[[domain]] logo`), read from its file on each request: at most
+/// [`crate::config::MAX_LOGO_BYTES`], served only as the PNG, JPEG or GIF its first bytes say it
+/// is; 404 for a domain without one (or whose file is gone or changed into something else).
+async fn logo(
+    axum::extract::State(shared): axum::extract::State<Arc<App>>,
+    axum::extract::Path(domain): axum::extract::Path<String>,
+) -> Response {
+    use tokio::io::AsyncReadExt as _;
+    let path = shared.config.load().domain(&domain).and_then(|d| d.logo.clone());
+    let mut bytes = Vec::new();
+    let read = match path {
+        Some(path) => match tokio::fs::File::open(&path).await {
+            Ok(file) => file.take(crate::config::MAX_LOGO_BYTES + 1).read_to_end(&mut bytes).await.is_ok(),
+            Err(_) => false,
+        },
+        None => false,
+    };
+    let kind = crate::config::logo_type(&bytes).filter(|_| read && bytes.len() as u64 <= crate::config::MAX_LOGO_BYTES);
+    let Some(kind) = kind else { return StatusCode::NOT_FOUND.into_response() };
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
     response
 }
 

@@ -218,6 +218,29 @@ fn message_center_lists_views_and_acts_for_its_own_user_only() {
 }
 
 #[test]
+fn a_domain_logo_is_served_by_moat_as_the_image_it_is_and_nothing_else() {
+    let dir = temp_dir();
+    let logo = dir.path().join("logo.png");
+    fs::write(&logo, include_bytes!("support/logo.png")).unwrap();
+    let domain = format!("\n[[domain]]\nname = \"logo.test\"\nrecipient_check = \"any\"\nlogo = \"{}\"\n", logo.display());
+    let setup = start_with("", &domain);
+    let served = http(setup.web, "GET", "/logo/LOGO.test", "");
+    assert_eq!(served.status, 200, "{served:?}");
+    assert_eq!(served.header("Content-Type").as_deref(), Some("image/png"));
+    assert_eq!(served.header("X-Content-Type-Options").as_deref(), Some("nosniff"));
+    assert_eq!(served.header("Content-Security-Policy").as_deref(), Some("default-src 'none'"));
+    assert!(served.body.contains("PNG") && served.body.contains("IHDR"), "the file's bytes");
+    assert_eq!(http(setup.web, "GET", "/logo/example.test", "").status, 404, "a domain without a logo");
+    assert_eq!(http(setup.web, "GET", "/logo/elsewhere.test", "").status, 404, "not our domain");
+    fs::write(&logo, "<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"/>").unwrap();
+    assert_eq!(http(setup.web, "GET", "/logo/logo.test", "").status, 404, "a file replaced by something else is not served");
+    let login = http(setup.web, "GET", "/login", "");
+    assert!(
+        login.header("Content-Security-Policy").is_some_and(|csp| csp.contains("img-src 'self'") && csp.contains("default-src 'none'"))
+    );
+}
+
+#[test]
 fn the_login_form_emails_a_working_link_to_our_users_only() {
     let setup = start();
     let form = http(setup.web, "GET", "/login", "");

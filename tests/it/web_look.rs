@@ -51,7 +51,11 @@ fn from_field(sender: &str) -> String {
 
 /// The user, of a domain with a display name.
 const USER: &str = "alice@isp.test";
-const DOMAIN: &str = "\n[[domain]]\nname = \"isp.test\"\nrecipient_check = \"any\"\ndisplay_name = \"Example ISP\"\n";
+const DOMAIN: &str = concat!(
+    "\n[[domain]]\nname = \"isp.test\"\nrecipient_check = \"any\"\ndisplay_name = \"Example ISP\"\nlogo = \"",
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/it/support/logo.png\"\n"
+);
 
 /// The deceptive subject as it must show: the override as an escape, never live.
 const SHOWN_OVERRIDE: &str = "Invoice [U+202E]gnp.exe";
@@ -197,6 +201,10 @@ fn hostile_subjects_break_no_layout_in_the_digest_or_the_message_center_on_a_pho
         assert_shown_safely(&browser, &format!("the Message Center ({size})"));
         assert_author_cut(&browser, &format!("the Message Center ({size})"));
         assert!(browser.text_of(&browser.find("header")).contains("Example ISP"), "the header names the domain");
+        let logo = browser.script(
+            "const i = document.querySelector('header img.logo'); return i && [i.complete, i.naturalWidth, i.getAttribute('src')];",
+        );
+        assert_eq!(logo, serde_json::json!([true, 64, "/logo/isp.test"]), "the domain's logo, served by moat, shows in the header");
         assert!(browser.find_all("button[value=release]").len() == 1 && browser.find_all("input[type=checkbox]").len() == samples().len());
         assert_accessible(&browser, &axe, &format!("the Message Center ({size})"));
         screenshot(&browser, &format!("center-{size}"));
