@@ -676,7 +676,7 @@ fn newsletter(dkim_pkcs8: Option<&[u8]>, marker: &str) -> Vec<u8> {
 }
 
 #[test]
-fn a_newsletter_shows_its_from_name_and_allowing_it_follows_its_authenticated_from_not_its_bounce_address() {
+fn a_newsletter_shows_its_from_name_and_allow_or_block_follow_its_from_not_its_bounce_address() {
     use mail_auth::common::crypto::Ed25519Key;
     let pkcs8 = Ed25519Key::generate_pkcs8().expect("ed25519 key");
     let public = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap().public_key();
@@ -747,4 +747,20 @@ fn a_newsletter_shows_its_from_name_and_allowing_it_follows_its_authenticated_fr
     assert!(forged.item.symbols.iter().all(|s| s.name != "ALLOW_LIST"), "{:?}", forged.item.symbols);
     assert_eq!(setup.capture.messages().len(), 3);
     assert!(!setup.moat.log().contains("PayPal Service"), "the From name stays out of the logs");
+
+    // "Block sender" lists the From address too: the next one, from another bounce address
+    // and unsigned (a block entry needs no authentication), is refused.
+    let shady = |marker: &str| format!("From: Shady Deals <deals@shady.test>\r\nSubject: deal {marker}\r\n\r\nYou have won {marker}\r\n");
+    let reply = setup.moat.smtp_ehlo().send_mail("bounce-1@bulk.test", &["alice@example.test"], shady("one").as_bytes());
+    assert_eq!(reply.code, 250, "{reply}");
+    let held = setup.moat.wait_quarantined(3);
+    let deal = held.iter().find(|h| h.item.subject.contains("deal one")).expect("the deal is held");
+    let csrf = csrf_of(&get(&setup, &alice, "/mc").body);
+    let done = post(&setup, &alice, "/mc/act", &format!("csrf={csrf}&action=block&id={}", deal.item.id));
+    assert!(done.body.contains("deleted (sender blocked)"), "{}", done.body);
+    let block = setup.moat.store().get_preferences_blocking("alice@example.test").block;
+    assert_eq!(block.iter().map(ToString::to_string).collect::<Vec<_>>(), ["deals@shady.test"], "the From address, not bounce-1");
+    let reply = setup.moat.smtp_ehlo().send_mail("bounce-2@bulk.test", &["alice@example.test"], shady("two").as_bytes());
+    assert_eq!(reply.code / 100, 5, "blocked through its From field: {reply}");
+    assert_eq!(setup.capture.messages().len(), 3, "nothing more delivered");
 }
