@@ -10,7 +10,8 @@ use moat::store::{ItemState, QuarantineItem, Store};
 
 #[derive(clap::Subcommand)]
 pub enum QuarantineCommand {
-    /// List quarantined items, newest first: id, date, category, state, score, recipient, sender, subject.
+    /// List quarantined items, newest first: id, date, category, state, score, recipient, sender
+    /// (and its From field where the domain lets admins see subjects), subject.
     List {
         /// Only this recipient's items.
         #[arg(long)]
@@ -105,13 +106,18 @@ fn time(at: i64) -> String {
     chrono::DateTime::from_timestamp(at, 0).map_or_else(|| at.to_string(), |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
 }
 
-/// One line per item; control characters in sender or subject are shown escaped, so a
-/// crafted subject cannot rewrite the operator's terminal. The subject only where the domain's
-/// `admin_sees_subjects` allows it.
-fn print_item(item: &QuarantineItem, with_subject: bool) {
-    let sender = if item.sender.is_empty() { "<>".to_string() } else { item.sender.escape_debug().to_string() };
+/// One line per item; control characters in sender, From or subject are shown escaped, so a
+/// crafted subject cannot rewrite the operator's terminal. The From field (where it names
+/// another address than the envelope sender) and the subject only where the domain's
+/// `admin_sees_subjects` allows it, as in the admin console.
+fn item_line(item: &QuarantineItem, with_subject: bool) -> String {
+    let mut sender = if item.sender.is_empty() { "<>".to_string() } else { item.sender.escape_debug().to_string() };
+    if with_subject && !item.from_address.is_empty() && !item.from_address.eq_ignore_ascii_case(&item.sender) {
+        let name = if item.from_name.is_empty() { String::new() } else { format!("{} ", item.from_name.escape_debug()) };
+        sender = format!("{sender} (From: {name}<{}>)", item.from_address.escape_debug());
+    }
     let subject = if with_subject { item.subject.escape_debug().to_string() } else { "(subject hidden)".to_string() };
-    outln!(
+    format!(
         "{}  {}  {:<6}  {:<8}  {:>6.2}  {}  {}  {}",
         item.id,
         time(item.created_at),
@@ -121,7 +127,7 @@ fn print_item(item: &QuarantineItem, with_subject: bool) {
         item.recipient,
         sender,
         subject
-    );
+    )
 }
 
 pub async fn quarantine(config: &Config, command: QuarantineCommand) -> Result<(), String> {
@@ -134,7 +140,7 @@ pub async fn quarantine(config: &Config, command: QuarantineCommand) -> Result<(
                 if json {
                     outln!("{}", item.metadata_json(config.admin_sees_subject(&item.recipient)));
                 } else {
-                    print_item(item, config.admin_sees_subject(&item.recipient));
+                    outln!("{}", item_line(item, config.admin_sees_subject(&item.recipient)));
                 }
             }
             if !json {
@@ -254,4 +260,43 @@ pub async fn domain(config: &Config, command: DomainCommand) -> Result<(), Strin
         outln!("{} queued message(s) for {domain} left in the queue (--drop-queued removes those for it alone)", purged.queued.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::item_line;
+    use moat::store::{Category, ItemState, QuarantineItem};
+
+    fn item(from_name: &str, from_address: &str) -> QuarantineItem {
+        QuarantineItem {
+            id: "00ff".into(),
+            recipient: "alice@example.test".into(),
+            sender: "bounce-8f3a91@mailer.test".into(),
+            subject: "Your account\u{1b}[2J".into(),
+            from_name: from_name.into(),
+            from_address: from_address.into(),
+            date: 1_700_000_000,
+            size: 100,
+            score: 12.0,
+            symbols: Vec::new(),
+            category: Category::Spam,
+            state: ItemState::Held,
+            created_at: 1_700_000_000,
+            expires_at: 1_702_592_000,
+        }
+    }
+
+    #[test]
+    fn a_listed_item_shows_its_from_field_where_admins_see_subjects_escaped() {
+        let newsletter = item("PayPal \u{202E}Service", "service@paypal.test");
+        let line = item_line(&newsletter, true);
+        assert!(line.contains("bounce-8f3a91@mailer.test (From: PayPal \\u{202e}Service <service@paypal.test>)"), "{line}");
+        assert!(line.ends_with("Your account\\u{1b}[2J"), "{line}");
+        let hidden = item_line(&newsletter, false);
+        assert!(!hidden.contains("PayPal") && !hidden.contains("paypal.test") && hidden.ends_with("(subject hidden)"), "{hidden}");
+        let same = item("", "BOUNCE-8f3a91@mailer.test");
+        assert!(!item_line(&same, true).contains("From:"), "no From where it is the envelope sender");
+        let old = item("", "");
+        assert!(!item_line(&old, true).contains("From:"), "items held before moat kept the From field");
+    }
 }
