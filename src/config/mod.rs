@@ -741,18 +741,26 @@ pub struct Domain {
 /// The largest `[[domain]] logo` file.
 pub const MAX_LOGO_BYTES: u64 = 256 * 1024;
 
-/// The media type of a logo file from its first bytes: PNG, JPEG or GIF, nothing else (an SVG
-/// could carry script).
-pub fn logo_type(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("image/png")
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Some("image/jpeg")
-    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
-        Some("image/gif")
-    } else {
-        None
+/// A logo file as it may be served: its media type and bytes, or why it may not be (unreadable,
+/// more than [`MAX_LOGO_BYTES`], or not a PNG, JPEG or GIF by its first bytes: an SVG could
+/// carry script). Checked when the configuration loads and again on each request.
+pub fn read_logo(path: &std::path::Path) -> Result<(&'static str, Vec<u8>), String> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).and_then(|file| file.take(MAX_LOGO_BYTES + 1).read_to_end(&mut bytes)).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_LOGO_BYTES {
+        return Err(format!("more than {MAX_LOGO_BYTES} bytes"));
     }
+    let kind = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        "image/png"
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        "image/jpeg"
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        "image/gif"
+    } else {
+        return Err("not a PNG, JPEG or GIF image".to_string());
+    };
+    Ok((kind, bytes))
 }
 
 fn default_callout_ttl() -> Seconds {

@@ -377,7 +377,7 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
             );
         }
         if let Some(logo) = &domain.logo
-            && let Err(problem) = check_logo(logo)
+            && let Err(problem) = super::read_logo(logo)
         {
             report.at(span.clone(), format!("domain {}: logo {}: {problem}", domain.name, logo.display()));
         }
@@ -685,16 +685,6 @@ fn check_route(report: &mut Report<'_>, route: &Route, span: Option<Range<usize>
     {
         report.at(span, format!("ca_file {} does not exist", ca.display()));
     }
-}
-
-/// Why a `[[domain]] logo` file cannot be served, if it cannot.
-fn check_logo(path: &std::path::Path) -> Result<(), String> {
-    let size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
-    if size > super::MAX_LOGO_BYTES {
-        return Err(format!("{size} bytes, more than {}", super::MAX_LOGO_BYTES));
-    }
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    super::logo_type(&bytes).map(|_| ()).ok_or_else(|| "not a PNG, JPEG or GIF image".to_string())
 }
 
 #[cfg(test)]

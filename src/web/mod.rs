@@ -23,7 +23,7 @@ use crate::clock::minute_utc as date;
 use crate::html::Markup;
 use askama::Template;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -187,25 +187,16 @@ fn page_with(status: StatusCode, title: &str, nav: Nav<'_>, body: &impl Template
     response
 }
 
-/// A domain's logo (`[[domain]] logo`), read from its file on each request: at most
-/// [`crate::config::MAX_LOGO_BYTES`], served only as the PNG, JPEG or GIF its first bytes say it
-/// is; 404 for a domain without one (or whose file is gone or changed into something else).
-async fn logo(
-    axum::extract::State(shared): axum::extract::State<Arc<App>>,
-    axum::extract::Path(domain): axum::extract::Path<String>,
-) -> Response {
-    use tokio::io::AsyncReadExt as _;
-    let path = shared.config.load().domain(&domain).and_then(|d| d.logo.clone());
-    let mut bytes = Vec::new();
-    let read = match path {
-        Some(path) => match tokio::fs::File::open(&path).await {
-            Ok(file) => file.take(crate::config::MAX_LOGO_BYTES + 1).read_to_end(&mut bytes).await.is_ok(),
-            Err(_) => false,
-        },
-        None => false,
+/// A domain's logo (`[[domain]] logo`), read from its file on each request and served only as
+/// what [`crate::config::read_logo`] finds it to be; 404 for a domain without one (or whose file
+/// is gone or has become something else).
+async fn logo(State(shared): State<Arc<App>>, Path(domain): Path<String>) -> Response {
+    let Some(path) = shared.config.load().domain(&domain).and_then(|d| d.logo.clone()) else {
+        return StatusCode::NOT_FOUND.into_response();
     };
-    let kind = crate::config::logo_type(&bytes).filter(|_| read && bytes.len() as u64 <= crate::config::MAX_LOGO_BYTES);
-    let Some(kind) = kind else { return StatusCode::NOT_FOUND.into_response() };
+    let Ok(Ok((kind, bytes))) = tokio::task::spawn_blocking(move || crate::config::read_logo(&path)).await else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
     let mut response = bytes.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
