@@ -17,7 +17,7 @@ use regex::Regex;
 
 use super::freemail;
 use super::header::Modifier;
-use super::message::ParsedMessage;
+use super::message::{ParsedMessage, squeeze_space};
 
 /// An IPv4 or IPv6 address, roughly as SpamAssassin's `IP_ADDRESS` finds one.
 const IP: &str = r"(?:(?:\d{1,3}\.){3}\d{1,3}|(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F.]{0,15})";
@@ -42,20 +42,7 @@ fn received_line(msg: &ParsedMessage) -> String {
 }
 
 fn squeeze(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut space = false;
-    for c in s.chars() {
-        if c.is_whitespace() {
-            if !space {
-                out.push(' ');
-            }
-            space = true;
-        } else {
-            out.push(c);
-            space = false;
-        }
-    }
-    out
+    squeeze_space(s, char::is_whitespace)
 }
 
 /// The first address of a field, lower-cased (`get('X:addr')` in scalar context).

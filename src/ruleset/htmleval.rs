@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 
 use super::html::decode_entities;
+use super::message::squeeze_space;
 
 /// Open text styles kept at most (hostile nesting is not followed further).
 const MAX_STYLE_DEPTH: usize = 256;
@@ -421,7 +422,8 @@ impl Reader {
         {
             self.facts.obfuscation += 1;
         }
-        let mut collapsed = collapse_ascii_space(text);
+        // Perl's \s: ASCII white space only.
+        let mut collapsed = squeeze_space(text, |c| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c' | '\x0b'));
         if !invisible && matches!(self.last, Some((_, true, _))) && collapsed.starts_with(' ') {
             collapsed.remove(0);
         }
@@ -1051,23 +1053,6 @@ fn is_namespace(tag: &str) -> bool {
 /// Not whitespace and not ASCII punctuation: a character that continues a word.
 fn is_wordish(c: char) -> bool {
     !c.is_whitespace() && !c.is_ascii_punctuation()
-}
-
-fn collapse_ascii_space(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut in_space = false;
-    for c in text.chars() {
-        if matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c' | '\x0b') {
-            if !in_space {
-                out.push(' ');
-            }
-            in_space = true;
-        } else {
-            out.push(c);
-            in_space = false;
-        }
-    }
-    out
 }
 
 /// One of HTML::Parser's events.

@@ -450,6 +450,25 @@ fn cut(s: &str, max: usize) -> &str {
 }
 
 /// Whitespace runs become one space; trimmed.
+/// `s` with every run of characters `is_space` takes for space as one space (leading and
+/// trailing runs included, unlike [`collapse`]).
+pub(super) fn squeeze_space(s: &str, is_space: impl Fn(char) -> bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_space = false;
+    for c in s.chars() {
+        if is_space(c) {
+            if !in_space {
+                out.push(' ');
+            }
+            in_space = true;
+        } else {
+            out.push(c);
+            in_space = false;
+        }
+    }
+    out
+}
+
 fn collapse(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut space = false;
