@@ -12,18 +12,23 @@
 //! holds at most `KEEP × BUDGET` plus what the messages being evaluated add (each cache stays
 //! within its lazy-DFA capacity). [`ScratchPool::memory_usage`] reports the bytes held.
 //!
-//! Matching is the `regex` crate's own engine (`regex_automata::meta`), configured as
-//! `regex::bytes::RegexBuilder` / `RegexSetBuilder` configure it (byte semantics, leftmost-first
-//! for one regex, all matches for a set), except that a single regex records no capture groups,
-//! only where its match starts and ends (all moat reads): the same matches, smaller caches.
+//! Matching: each pattern is compiled once into a forward Thompson NFA, searched by a lazy DFA
+//! (`regex_automata::hybrid`) with the PikeVM on the same NFA as the fallback when the lazy DFA
+//! cannot be built or gives up (as `regex_automata::meta` does), with byte semantics,
+//! leftmost-first for one regex and all matches for a set — the matches of
+//! `regex::bytes::RegexBuilder` / `RegexSetBuilder`. Unlike `meta`, no reverse NFA or reverse
+//! DFA is built: moat never asks where a match starts (a count of non-overlapping matches needs
+//! only where each one ends), which saves their memory and the reverse searches.
 
 use std::sync::Mutex;
 
-use regex_automata::meta::{self, Cache};
-use regex_automata::nfa::thompson::WhichCaptures;
+use regex_automata::hybrid::dfa::{self as lazy, DFA};
+use regex_automata::nfa::thompson::pikevm::{self, PikeVM};
+use regex_automata::nfa::thompson::{self, NFA, WhichCaptures};
 use regex_automata::util::iter::Searcher;
+use regex_automata::util::prefilter::Prefilter;
 use regex_automata::util::syntax;
-use regex_automata::{Input, MatchKind, PatternSet};
+use regex_automata::{HalfMatch, Input, MatchError, MatchKind, PatternSet};
 
 /// Cache bytes a scratch may keep between messages. With the stock SpamAssassin rules a
 /// scratch levels off near 50 MB on real mail (bench/rules-soak), so this is a bound for
@@ -33,15 +38,21 @@ pub const BUDGET: usize = 64 * 1024 * 1024;
 /// Scratches a rule set keeps for reuse (more exist only while more evaluations run at once).
 const KEEP: usize = 8;
 
+/// A compiled pattern (or set): the lazy DFA when it could be built, and the PikeVM.
+struct Engine {
+    dfa: Option<DFA>,
+    vm: PikeVM,
+}
+
 /// One regex (`regex::bytes::Regex` semantics).
 pub struct Re {
-    re: meta::Regex,
+    engine: Engine,
     slot: usize,
 }
 
 /// Several regexes searched in one pass (`regex::bytes::RegexSet` semantics).
 pub struct Set {
-    re: meta::Regex,
+    engine: Engine,
     slot: usize,
 }
 
@@ -57,16 +68,14 @@ impl Slots {
 
     /// Compiles one pattern; `nfa` bounds its compiled size, `dfa` its lazy-DFA cache (bytes).
     pub fn regex(&mut self, pattern: &str, nfa: usize, dfa: usize) -> Result<Re, String> {
-        let config = config(nfa, dfa).match_kind(MatchKind::LeftmostFirst).which_captures(WhichCaptures::Implicit);
-        let re = meta::Builder::new().configure(config).syntax(syntax()).build(pattern).map_err(|e| e.to_string())?;
-        Ok(Re { re, slot: self.next() })
+        let engine = Engine::build(&[pattern], MatchKind::LeftmostFirst, nfa, dfa)?;
+        Ok(Re { engine, slot: self.next() })
     }
 
     /// Compiles patterns as one set.
     pub fn set(&mut self, patterns: &[&str], nfa: usize, dfa: usize) -> Result<Set, String> {
-        let config = config(nfa, dfa).match_kind(MatchKind::All).which_captures(WhichCaptures::None);
-        let re = meta::Builder::new().configure(config).syntax(syntax()).build_many(patterns).map_err(|e| e.to_string())?;
-        Ok(Set { re, slot: self.next() })
+        let engine = Engine::build(patterns, MatchKind::All, nfa, dfa)?;
+        Ok(Set { engine, slot: self.next() })
     }
 
     /// A pool of scratches with a slot for every regex and set compiled so far.
@@ -75,25 +84,82 @@ impl Slots {
     }
 }
 
-fn config(nfa: usize, dfa: usize) -> meta::Config {
-    meta::Config::new().nfa_size_limit(Some(nfa)).hybrid_cache_capacity(dfa).utf8_empty(false)
+impl Engine {
+    fn build(patterns: &[&str], kind: MatchKind, nfa_limit: usize, dfa_capacity: usize) -> Result<Engine, String> {
+        let syntax = syntax::Config::new().utf8(false);
+        let hirs = syntax::parse_many_with(patterns, &syntax).map_err(|e| e.to_string())?;
+        // A set is only asked which patterns match, a regex where its matches end.
+        let captures = if kind == MatchKind::All { WhichCaptures::None } else { WhichCaptures::Implicit };
+        let config = thompson::Config::new().nfa_size_limit(Some(nfa_limit)).utf8(false).which_captures(captures);
+        let nfa = thompson::Compiler::new().configure(config).build_many_from_hir(&hirs).map_err(|e| e.to_string())?;
+        let prefilter = if kind == MatchKind::All { None } else { Prefilter::from_hirs_prefix(kind, &hirs) };
+        let vm = PikeVM::builder()
+            .configure(PikeVM::config().match_kind(kind).prefilter(prefilter.clone()))
+            .build_from_nfa(nfa.clone())
+            .map_err(|e| e.to_string())?;
+        Ok(Engine { dfa: lazy_dfa(nfa, kind, prefilter, dfa_capacity), vm })
+    }
+
+    fn caches<'s>(&self, scratch: &'s mut Scratch, slot: usize) -> &'s mut SlotCaches {
+        scratch.used[slot] = true;
+        scratch.caches[slot].get_or_insert_with(SlotCaches::default)
+    }
+
+    /// Where the first match (leftmost-first) ends; needs the NFA's implicit captures.
+    fn half(&self, caches: &mut SlotCaches, input: &Input<'_>) -> Option<HalfMatch> {
+        if let Some(found) = self.dfa_search(caches, input) {
+            return found;
+        }
+        let cache = caches.vm.get_or_insert_with(|| self.vm.create_cache());
+        self.vm.find(cache, input.clone()).map(|m| HalfMatch::new(m.pattern(), m.end()))
+    }
+
+    fn is_match(&self, caches: &mut SlotCaches, text: &[u8]) -> bool {
+        let input = Input::new(text).earliest(true);
+        if let Some(found) = self.dfa_search(caches, &input) {
+            return found.is_some();
+        }
+        let cache = caches.vm.get_or_insert_with(|| self.vm.create_cache());
+        self.vm.is_match(cache, input)
+    }
+
+    /// The lazy DFA's answer, or None when there is no lazy DFA or it gave up.
+    fn dfa_search(&self, caches: &mut SlotCaches, input: &Input<'_>) -> Option<Option<HalfMatch>> {
+        let dfa = self.dfa.as_ref()?;
+        let cache = caches.dfa.get_or_insert_with(|| dfa.create_cache());
+        dfa.try_search_fwd(cache, input).ok()
+    }
 }
 
-fn syntax() -> syntax::Config {
-    syntax::Config::new().utf8(false)
+/// The lazy DFA over `nfa`, configured as `regex_automata::meta` configures its own (it gives
+/// up on a search that keeps clearing its cache, and the PikeVM answers instead); None when its
+/// cache could not hold even a few states.
+fn lazy_dfa(nfa: NFA, kind: MatchKind, prefilter: Option<Prefilter>, capacity: usize) -> Option<DFA> {
+    let config = lazy::Config::new()
+        .match_kind(kind)
+        .specialize_start_states(prefilter.is_some())
+        .prefilter(prefilter)
+        .unicode_word_boundary(true)
+        .cache_capacity(capacity)
+        .skip_cache_capacity_check(false)
+        .minimum_cache_clear_count(Some(3))
+        .minimum_bytes_per_state(Some(10));
+    lazy::Builder::new().configure(config).build_from_nfa(nfa).ok()
 }
 
 impl Re {
     pub fn is_match(&self, scratch: &mut Scratch, text: &[u8]) -> bool {
-        self.re.is_match_with(scratch.cache(self.slot, &self.re), &Input::new(text))
+        self.engine.is_match(self.engine.caches(scratch, self.slot), text)
     }
 
-    /// Non-overlapping matches in `text`, at most `max` (`find_iter(text).take(max).count()`).
+    /// Non-overlapping matches in `text`, at most `max` (`find_iter(text).take(max).count()`):
+    /// each search starts where the previous match ended, and an empty match right there is
+    /// skipped, so only the ends are needed.
     pub fn count(&self, scratch: &mut Scratch, text: &[u8], max: usize) -> usize {
-        let cache = scratch.cache(self.slot, &self.re);
+        let caches = self.engine.caches(scratch, self.slot);
         let mut it = Searcher::new(Input::new(text));
         let mut n = 0;
-        while n < max && it.advance(|input| Ok(self.re.search_with(cache, input))).is_some() {
+        while n < max && it.advance_half(|input| Ok::<_, MatchError>(self.engine.half(caches, input))).is_some() {
             n += 1;
         }
         n
@@ -103,20 +169,45 @@ impl Re {
 impl Set {
     /// Whether any pattern matches somewhere in `text`.
     pub fn is_match(&self, scratch: &mut Scratch, text: &[u8]) -> bool {
-        self.re.is_match_with(scratch.cache(self.slot, &self.re), &Input::new(text))
+        self.engine.is_match(self.engine.caches(scratch, self.slot), text)
     }
 
     /// Calls `each` with the index of every pattern that matches somewhere in `text`, ascending.
     pub fn matches(&self, scratch: &mut Scratch, text: &[u8], mut each: impl FnMut(usize)) {
-        let mut found = PatternSet::new(self.re.pattern_len());
-        self.re.which_overlapping_matches_with(scratch.cache(self.slot, &self.re), &Input::new(text), &mut found);
+        let engine = &self.engine;
+        let caches = engine.caches(scratch, self.slot);
+        let input = Input::new(text);
+        let mut found = PatternSet::new(engine.vm.get_nfa().pattern_len());
+        let by_dfa = engine.dfa.as_ref().is_some_and(|dfa| {
+            let cache = caches.dfa.get_or_insert_with(|| dfa.create_cache());
+            dfa.try_which_overlapping_matches(cache, &input, &mut found).is_ok()
+        });
+        if !by_dfa {
+            found.clear();
+            let cache = caches.vm.get_or_insert_with(|| engine.vm.create_cache());
+            engine.vm.which_overlapping_matches(cache, &input, &mut found);
+        }
         found.iter().for_each(|p| each(p.as_usize()));
+    }
+}
+
+/// The caches of one regex or set, each made when first needed (the PikeVM's only when the
+/// lazy DFA could not answer).
+#[derive(Default)]
+struct SlotCaches {
+    dfa: Option<lazy::Cache>,
+    vm: Option<pikevm::Cache>,
+}
+
+impl SlotCaches {
+    fn memory_usage(&self) -> usize {
+        self.dfa.as_ref().map_or(0, lazy::Cache::memory_usage) + self.vm.as_ref().map_or(0, pikevm::Cache::memory_usage)
     }
 }
 
 /// One evaluation's search caches, by slot, each created on first use.
 pub struct Scratch {
-    caches: Vec<Option<Cache>>,
+    caches: Vec<Option<SlotCaches>>,
     /// Whether each cache was used since the last [`Scratch::trim`].
     used: Vec<bool>,
 }
@@ -126,14 +217,9 @@ impl Scratch {
         Scratch { caches: (0..slots).map(|_| None).collect(), used: vec![false; slots] }
     }
 
-    fn cache(&mut self, slot: usize, re: &meta::Regex) -> &mut Cache {
-        self.used[slot] = true;
-        self.caches[slot].get_or_insert_with(|| re.create_cache())
-    }
-
     /// Heap bytes held by the caches.
     fn memory_usage(&self) -> usize {
-        self.caches.iter().flatten().map(Cache::memory_usage).sum()
+        self.caches.iter().flatten().map(SlotCaches::memory_usage).sum()
     }
 
     /// Keeps the caches within `budget` bytes: above it, drops caches until they hold at most
@@ -210,6 +296,33 @@ mod tests {
         assert_eq!(pool.free.lock().map(|free| free.len()).unwrap_or(0), 1, "kept for the next message");
     }
 
+    /// Counts and set matches as the regex crate finds them, through the lazy DFA and, with no
+    /// room for a lazy DFA (capacity 0), through the PikeVM alone.
+    #[test]
+    fn counts_and_sets_agree_with_the_regex_crate_with_and_without_a_lazy_dfa() {
+        let patterns = [r"(?-u)a*", r"(?i-u)\bfree\b", r"(?-u)x|", r"(?-u)\d{2,}"];
+        let text = b"baaac FREE free! x1 23 456 freedom";
+        for capacity in [1 << 20, 0] {
+            let mut slots = Slots::default();
+            let res: Vec<Re> = patterns.iter().map(|p| slots.regex(p, 1 << 20, capacity).expect("compiles")).collect();
+            let set = slots.set(&patterns, 1 << 20, capacity).expect("compiles");
+            let words = slots.set(&patterns[1..2], 1 << 20, capacity).expect("compiles");
+            assert_eq!(res[0].engine.dfa.is_some(), capacity > 0, "a lazy DFA only when it has room");
+            let pool = slots.pool();
+            let mut scratch = pool.take();
+            for (re, pattern) in res.iter().zip(patterns) {
+                let expected = regex::bytes::Regex::new(pattern).expect("compiles");
+                assert_eq!(re.count(&mut scratch, text, 100), expected.find_iter(text).count(), "{pattern}");
+                assert_eq!(re.is_match(&mut scratch, b"zzz"), expected.is_match(b"zzz"), "{pattern}");
+            }
+            let mut found = Vec::new();
+            set.matches(&mut scratch, b"FREE 7", |i| found.push(i));
+            assert_eq!(found, regex::bytes::RegexSet::new(patterns).expect("compiles").matches(b"FREE 7").into_iter().collect::<Vec<_>>());
+            assert!(set.is_match(&mut scratch, b""), "a*: the empty match counts");
+            assert!(words.is_match(&mut scratch, b"it's FREE") && !words.is_match(&mut scratch, b"freedom 7"));
+        }
+    }
+
     #[test]
     fn trim_drops_unused_then_largest_caches_down_to_the_budget() {
         let mut slots = Slots::default();
@@ -220,12 +333,12 @@ mod tests {
         let text: Vec<u8> = (0..20_000u32).map(|i| b"ab0cd91xyz7"[(i * 7 % 11) as usize]).collect();
         assert!(big.is_match(&mut scratch, &text) && small.count(&mut scratch, &text, 5) == 0);
         let (big_bytes, small_bytes) =
-            (scratch.caches[0].as_ref().map(Cache::memory_usage), scratch.caches[1].as_ref().map(Cache::memory_usage));
+            (scratch.caches[0].as_ref().map(SlotCaches::memory_usage), scratch.caches[1].as_ref().map(SlotCaches::memory_usage));
         let (big_bytes, small_bytes) = (big_bytes.expect("created"), small_bytes.expect("created"));
         scratch.trim(big_bytes + small_bytes);
         assert!(scratch.caches.iter().all(Option::is_some), "within budget: all kept");
         assert!(small.is_match(&mut scratch, b"q"));
-        let small_bytes = scratch.caches[1].as_ref().map_or(small_bytes, Cache::memory_usage);
+        let small_bytes = scratch.caches[1].as_ref().map_or(small_bytes, SlotCaches::memory_usage);
         scratch.trim(small_bytes / 3 * 4 + 4);
         assert!(scratch.caches[1].is_some() && scratch.caches[0].is_none(), "the unused cache goes first");
         assert!(big.is_match(&mut scratch, &text) && small.is_match(&mut scratch, b"q"), "a dropped cache is rebuilt");
