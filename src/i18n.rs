@@ -545,7 +545,6 @@ pub struct PrefsText {
     pub language: Text,
     pub language_default: Text,
     pub language_error: Text,
-    pub times: Text,
     pub time_zone: Text,
     pub time_zone_hint: Text,
     pub time_zone_error: Text,

@@ -88,8 +88,14 @@ fn a_german_domains_user_reads_moat_in_german_until_they_choose_english_and_a_la
     assert!(digest.contains("   Spamwert 12,0: Claims you won a prize"), "the rule's own words stay the admin's: {digest}");
     assert!(digest.contains("\nDiese Übersichten abbestellen: http"), "the opt-out link: {digest}");
     assert_german("digest text", &digest.replace("Claims you won a prize", ""));
-    assert!(html.contains("<html lang=\"de\">") && html.contains(">Freigeben</a>") && html.contains("Ihr Nachrichtencenter öffnen</a>"), "{html}");
-    assert!(html.contains("Beispiel GmbH <span") && html.contains("E-Mail-Filter") && html.contains("Diese Übersichten abbestellen</a>"), "{html}");
+    assert!(
+        html.contains("<html lang=\"de\">") && html.contains(">Freigeben</a>") && html.contains("Ihr Nachrichtencenter öffnen</a>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("Beispiel GmbH <span") && html.contains("E-Mail-Filter") && html.contains("Diese Übersichten abbestellen</a>"),
+        "{html}"
+    );
     assert!(!html.contains("<img"), "no tracking pixel: {html}");
     assert_german("digest HTML", &html.replace("Claims you won a prize", ""));
 
@@ -118,7 +124,7 @@ fn a_german_domains_user_reads_moat_in_german_until_they_choose_english_and_a_la
     let prefs = browser.body_text();
     assert_german("preferences", &prefs);
     assert!(browser.selected(&browser.find("#language option[value=\"\"]")), "the domain's language until one is chosen");
-    assert_eq!(browser.text_of(&browser.find("#language option[value=\"\"]")), "Die Ihrer Domain: Deutsch");
+    assert_eq!(browser.text_of(&browser.find("#language option[value=\"\"]")), "Wie Ihre Domain (Deutsch)");
     assert_eq!(browser.text_of(&browser.find("#language option[value=\"en\"]")), "English");
     assert_accessible(&browser, &axe, "the German preferences");
 
@@ -128,7 +134,12 @@ fn a_german_domains_user_reads_moat_in_german_until_they_choose_english_and_a_la
     browser.script("const s = document.getElementById('language'); s.add(new Option('Klingon', 'tlh')); s.value = 'tlh'; return true;");
     browser.click(&browser.find("form[action=\"/mc/prefs\"] button[type=\"submit\"]"));
     let page = browser.wait_text("keine der angebotenen Sprachen");
-    assert!(page.contains("\u{201e}tlh\u{201c} ist keine der angebotenen Sprachen. Wählen Sie eine aus der Liste. Es wurde nichts gespeichert."), "{page}");
+    assert!(
+        page.contains(
+            "\u{201e}tlh\u{201c} ist keine der angebotenen Sprachen. Wählen Sie eine aus der Liste. Es wurde nichts gespeichert."
+        ),
+        "{page}"
+    );
     assert_eq!(browser.title(), "Einstellungen", "the form again, with the error");
     assert_eq!(browser.script("return document.getElementById('language').getAttribute('aria-invalid')").as_str(), Some("true"));
     assert!(browser.script("return document.getElementById('language-error').getBoundingClientRect().height > 0").as_bool().unwrap());
@@ -148,7 +159,11 @@ fn a_german_domains_user_reads_moat_in_german_until_they_choose_english_and_a_la
         &format!("csrf={csrf}&emails=on&language=%3Cscript%3Ex%3C%2Fscript%3E"),
     );
     assert_eq!(refused.status, 400, "{refused:?}");
-    assert!(refused.body.contains("\u{201e}&lt;script&gt;x&lt;/script&gt;\u{201c} ist keine") && !refused.body.contains("<script"), "{}", refused.body);
+    assert!(
+        refused.body.contains("\u{201e}&lt;script&gt;x&lt;/script&gt;\u{201c} ist keine") && !refused.body.contains("<script"),
+        "{}",
+        refused.body
+    );
     assert_eq!(setup.moat.store().get_preferences_blocking(ANNA).language, "");
 
     // English, chosen: saved, and the answer is already in English.
