@@ -230,7 +230,10 @@ mod tests {
         let text = text.replace("\r\n", "\n");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "Quarantäne-Übersicht für alice@example.test");
-        assert_eq!(lines[2], "Seit Ihrer letzten Übersicht wurden 2 Nachrichten für Sie zurückgehalten; jede wird nach 30 Tagen gelöscht.");
+        assert_eq!(
+            lines[2],
+            "Seit Ihrer letzten Übersicht wurden 2 Nachrichten für Sie zurückgehalten. Zurückgehaltene Nachrichten werden nach 30 Tagen gelöscht."
+        );
         let first = lines.iter().position(|l| l.starts_with("1. ")).expect("a numbered block");
         assert_eq!(lines[first], "1. Betreff:       Vereinsausflug");
         assert_eq!(lines[first + 1], "   Von:           news@club.example");
@@ -249,7 +252,7 @@ mod tests {
         }
         let (subject, text, _) = message_in(Lang::De, "UTC", &items[..1]);
         assert_eq!(subject, "Quarantäne-Übersicht: 1 Nachricht für Sie zurückgehalten");
-        assert!(text.contains("wurde 1 Nachricht für Sie zurückgehalten;"), "{text}");
+        assert!(text.contains("wurde 1 Nachricht für Sie zurückgehalten."), "{text}");
         assert_eq!(message_in(Lang::De, "UTC", &[]).0, "Quarantäne-Übersicht: nichts Neues");
         assert_eq!(message_in(Lang::En, "UTC", &items[..1]).0, "Quarantine digest: 1 message held for you");
     }

@@ -311,7 +311,7 @@ async fn list(State(shared): State<Arc<App>>, headers: HeaderMap, Query(params):
     };
     let reasons = shared.quarantine.reasons();
     let page_number = params.page_number();
-    let w = &t.words;
+    let c = &t.center;
     let body = ListPage {
         t,
         q: &query.text,
@@ -319,9 +319,9 @@ async fn list(State(shared): State<Arc<App>>, headers: HeaderMap, Query(params):
             "category",
             &t.center.category,
             &params.category,
-            &[("", &t.center.all), ("spam", &w.spam), ("virus", &w.virus), ("policy", &w.policy)],
+            &[("", &c.all), ("spam", &c.spam), ("virus", &c.virus), ("policy", &c.policy)],
         ),
-        state: Select::new("state", &t.center.show, &params.state, &[("", &w.held), ("released", &w.released), ("all", &t.center.all)]),
+        state: Select::new("state", &c.show, &params.state, &[("", &c.show_held), ("released", &c.show_released), ("all", &c.all)]),
         total,
         csrf: user.csrf(),
         rows: items.iter().map(|item| row(item, &user.locale, &reasons)).collect(),

@@ -7,7 +7,7 @@
 
 use crate::support::browser::Browser;
 use crate::support::*;
-use crate::web_look::{assert_accessible, assert_fits, axe_core};
+use crate::web_look::{assert_accessible, assert_fits, axe_core, screenshot};
 use std::fs;
 
 const HOLD_RULE: &str = "body LOCAL_PRIZE /you have won/i\nscore LOCAL_PRIZE 12\ndescribe LOCAL_PRIZE Claims you won a prize\n";
@@ -81,7 +81,10 @@ fn a_german_domains_user_reads_moat_in_german_until_they_choose_english_and_a_la
     let (subject, digest, html) = next_digest(&setup, ANNA);
     assert_eq!(subject, "Quarantäne-Übersicht: 1 Nachricht für Sie zurückgehalten");
     assert!(digest.starts_with("Quarantäne-Übersicht für anna@de.test"), "{digest}");
-    assert!(digest.contains("wurde 1 Nachricht für Sie zurückgehalten; jede wird nach 30 Tagen gelöscht."), "{digest}");
+    assert!(
+        digest.contains("wurde 1 Nachricht für Sie zurückgehalten. Zurückgehaltene Nachrichten werden nach 30 Tagen gelöscht."),
+        "{digest}"
+    );
     assert!(digest.contains("1. Betreff:       Gewinnspiel"), "the labels line up: {digest}");
     let berlin = moat::clock::minute_in(held.date, "Europe/Berlin");
     assert!(digest.contains(&format!("   Empfangen:     {berlin}")), "{digest}");
@@ -105,8 +108,21 @@ fn a_german_domains_user_reads_moat_in_german_until_they_choose_english_and_a_la
     assert!(view.body.contains("<html lang=\"de\">") && view.body.contains("<h1>Zurückgehaltene Nachricht</h1>"), "{}", view.body);
     assert!(view.body.contains(">Freigeben</button>") && view.body.contains("(Spamwert 12,0)"), "{}", view.body);
 
-    // The Message Center, from the digest's link: German, accessible, fitting a phone.
+    // The digest's HTML part and the Message Center from the digest's link, on a phone: German,
+    // fitting the width, accessible (axe-core).
     let browser = Browser::start(375, 740);
+    let dir = temp_dir();
+    let digest_path = dir.path().join("digest.html");
+    fs::write(&digest_path, &html).unwrap();
+    browser.goto(&format!("file://{}", digest_path.display()));
+    assert!(
+        browser.body_text().starts_with("Beispiel GmbH E-Mail-Filter\nQuarantäne-Übersicht für anna@de.test"),
+        "{}",
+        browser.body_text()
+    );
+    assert_fits(&browser, "the German digest on a phone");
+    assert_accessible(&browser, &axe, "the German digest");
+    screenshot(&browser, "digest-de-phone");
     browser.goto(&url_after(&digest, CENTER_DE));
     browser.wait_title("Ihre Quarantäne");
     assert_eq!(browser.script("return document.documentElement.lang").as_str(), Some("de"));
@@ -118,6 +134,7 @@ fn a_german_domains_user_reads_moat_in_german_until_they_choose_english_and_a_la
     assert_german("Message Center list", &list.replace("Claims you won a prize", ""));
     assert_fits(&browser, "the German list on a phone");
     assert_accessible(&browser, &axe, "the German list");
+    screenshot(&browser, "center-de-phone");
 
     browser.click(&browser.find("nav a[href=\"/mc/prefs\"]"));
     browser.wait_title("Einstellungen");

@@ -166,7 +166,7 @@ fn assert_author_cut(browser: &Browser, what: &str) {
     assert!(shown.contains(&format!("via {NEWSLETTER_BOUNCE}")), "{what}: the envelope sender as a detail");
 }
 
-fn screenshot(browser: &Browser, name: &str) {
+pub(crate) fn screenshot(browser: &Browser, name: &str) {
     if let Some(dir) = std::env::var_os("MOAT_SCREENSHOTS") {
         browser.screenshot(&PathBuf::from(dir).join(format!("{name}.png")));
     }
