@@ -241,7 +241,7 @@ mod tests {
         assert_eq!(lines[first + 3], "   Spamwert 10,1: Bulk mail from a list you may not know", "the rule's words stay the admin's");
         assert!(lines[first + 4].starts_with("   Ansehen: https://q.example.test/l/"), "{text}");
         assert!(text.contains("\nDiese Übersichten abbestellen: https://q.example.test/l/"), "{text}");
-        assert!(text.contains("\nIhre ganze Quarantäne, Einstellungen sowie Zulassen- und Sperrlisten: https://"), "{text}");
+        assert!(text.contains("\nIhre ganze Quarantäne, Einstellungen sowie Zulassungs- und Sperrlisten: https://"), "{text}");
         for english in ["Subject", "Received", "Release", "digest", "Score"] {
             assert!(!text.contains(english), "{english:?} in {text}");
         }

@@ -12,7 +12,7 @@ use std::fs;
 
 const HOLD_RULE: &str = "body LOCAL_PRIZE /you have won/i\nscore LOCAL_PRIZE 12\ndescribe LOCAL_PRIZE Claims you won a prize\n";
 const ANNA: &str = "anna@de.test";
-const CENTER_DE: &str = "Ihre ganze Quarantäne, Einstellungen sowie Zulassen- und Sperrlisten: ";
+const CENTER_DE: &str = "Ihre ganze Quarantäne, Einstellungen sowie Zulassungs- und Sperrlisten: ";
 const CENTER_EN: &str = "Your whole quarantine, preferences and allow/block lists: ";
 
 struct Setup {
@@ -213,7 +213,7 @@ fn the_login_email_follows_the_users_language_and_the_sign_in_page_the_browsers(
     let setup = start();
     // The sign-in page cannot tell whose it is: the browser's language.
     let german = http_with(setup.web, "GET", "/login", &["Accept-Language: de-DE,de;q=0.9,en;q=0.5"], "");
-    assert!(german.body.contains("<html lang=\"de\">") && german.body.contains(">Link zusenden</button>"), "{}", german.body);
+    assert!(german.body.contains("<html lang=\"de\">") && german.body.contains(">Link anfordern</button>"), "{}", german.body);
     assert_german("sign-in page", german.body.split_once("</style>").map_or("", |(_, page)| page));
     let english = http_with(setup.web, "GET", "/login", &["Accept-Language: fr-FR, en;q=0.8"], "");
     assert!(english.body.contains("<html lang=\"en\">") && english.body.contains(">Send me a link</button>"), "{}", english.body);
