@@ -7,7 +7,10 @@
 
 /// The layers, bottom first, with their modules.
 pub const LAYERS: &[(&str, &[&str])] = &[
-    ("leaves", &["clock", "config", "smtp", "headers", "html", "keys", "links", "lists", "mailbox", "metrics", "dns", "tls", "systemd"]),
+    (
+        "leaves",
+        &["clock", "config", "smtp", "headers", "html", "i18n", "keys", "links", "lists", "mailbox", "metrics", "dns", "tls", "systemd"],
+    ),
     ("message", &["verdict", "ruleset", "filter", "scoring", "stats", "classifier"]),
     ("storage", &["spool", "store"]),
     ("back services", &["learning", "relay", "quarantine", "notices", "digest"]),

@@ -28,7 +28,7 @@
 //! - **leaves**: `config` (typed TOML, validate-all), `smtp` (the sans-IO core: the protocol
 //!   state machine, framing, commands, bodies, replies, addresses, PROXY protocol, Received),
 //!   `headers` (the one header-field parser), `html` (the templates' escaper,
-//!   text from mail made safe to show), `lists`
+//!   text from mail made safe to show), `i18n` (the catalogs of the words users read), `lists`
 //!   (allow/block lists), `links` (signed link tokens), `keys` (key files), `clock` (time, dates,
 //!   blocking work), `metrics` (recording), `dns`, `tls`, `systemd` (sd_notify).
 pub mod admission;
@@ -42,6 +42,7 @@ pub mod dns;
 pub mod filter;
 pub mod headers;
 pub mod html;
+pub mod i18n;
 pub mod keys;
 pub mod layers;
 pub mod learning;

@@ -9,6 +9,7 @@
 //! The spool id is derived from the item id, so building it again replaces the same entry.
 
 use crate::config::Config;
+use crate::i18n::{Catalog, Lang, Locale};
 use crate::links::{LinkAction, LinkKey};
 use crate::spool::Envelope;
 use crate::store::QuarantineItem;
@@ -64,11 +65,12 @@ pub struct Author {
 
 impl Author {
     /// `item`'s author, the name cut at `name_max` characters and the addresses at `max`
-    /// ([`LIST_NAME`] and [`crate::html::LIST_TEXT`] in lists, `usize::MAX` on a view page).
-    pub fn of(item: &QuarantineItem, name_max: usize, max: usize) -> Author {
+    /// ([`LIST_NAME`] and [`crate::html::LIST_TEXT`] in lists, `usize::MAX` on a view page);
+    /// `t` words the null sender.
+    pub fn of(item: &QuarantineItem, name_max: usize, max: usize, t: &Catalog) -> Author {
         let show = |text: &str, max| crate::html::shown(text, max);
         if item.from_address.is_empty() {
-            return Author::envelope(item, max);
+            return Author::envelope(item, max, t);
         }
         let name = (!item.from_name.trim().is_empty()).then(|| show(item.from_name.trim(), name_max));
         let via = match item.sender.as_str() {
@@ -81,8 +83,8 @@ impl Author {
 
     /// The envelope sender alone, cut at `max` characters: for whoever may not see the message's
     /// header fields (an admin of a domain that keeps subjects from them).
-    pub fn envelope(item: &QuarantineItem, max: usize) -> Author {
-        let address = if item.sender.is_empty() { "(no sender)".to_string() } else { crate::html::shown(&item.sender, max) };
+    pub fn envelope(item: &QuarantineItem, max: usize, t: &Catalog) -> Author {
+        let address = if item.sender.is_empty() { t.words.no_sender.to_string() } else { crate::html::shown(&item.sender, max) };
         Author { name: None, address, via: None }
     }
 
@@ -104,6 +106,9 @@ pub fn text_body(template: &impl Template) -> Option<String> {
 #[derive(Template)]
 #[template(path = "mail/virus_notice.txt")]
 struct VirusNotice<'a> {
+    t: &'static Catalog,
+    /// The labels (from, via, subject, date, virus), padded to line up.
+    labels: [String; 5],
     sender: &'a str,
     /// The envelope sender, where it is not the From address shown as `sender`.
     via: Option<String>,
@@ -115,58 +120,68 @@ struct VirusNotice<'a> {
     unsubscribe: &'a str,
 }
 
-/// The notice for `item` (spool envelope and message), its times in the IANA zone `zone` (see
-/// [`Config::time_zone_for`]), or `None` when there is no `[web]` section to serve its opt-out link.
-pub fn virus_notice(config: &Config, key: &LinkKey, item: &QuarantineItem, zone: &str, now: i64) -> Option<(Envelope, Vec<u8>)> {
+/// The notice for `item` (spool envelope and message), in the recipient's language with times in
+/// their zone (`locale`, see [`Config::locale_for`]), or `None` when there is no `[web]` section
+/// to serve its opt-out link.
+pub fn virus_notice(config: &Config, key: &LinkKey, item: &QuarantineItem, locale: &Locale, now: i64) -> Option<(Envelope, Vec<u8>)> {
+    let t = locale.t();
     let unsubscribe = unsubscribe_url(config, key, &item.recipient, now)?;
-    let sender = if item.sender.is_empty() { "(no sender)".to_string() } else { shown(&item.sender) };
-    let author = Author::of(item, LIST_NAME, crate::html::LIST_TEXT);
-    let subject = if item.subject.is_empty() { "(no subject)".to_string() } else { shown(&item.subject) };
-    let virus = signature_of(item).map_or_else(|| "malware".to_string(), |s| shown(&s));
+    let sender = if item.sender.is_empty() { t.words.no_sender.to_string() } else { shown(&item.sender) };
+    let author = Author::of(item, LIST_NAME, crate::html::LIST_TEXT, t);
+    let subject = if item.subject.is_empty() { t.words.no_subject.to_string() } else { shown(&item.subject) };
+    let virus = signature_of(item).map_or_else(|| t.virus_notice.malware.to_string(), |s| shown(&s));
+    let v = &t.virus_notice;
     let text = text_body(&VirusNotice {
+        t,
+        labels: crate::i18n::padded([&v.label_from, &v.label_via, &v.label_subject, &v.label_date, &v.label_virus]),
         sender: &author.line(),
         via: author.via.clone(),
         subject: &subject,
-        date: crate::clock::day_minute_in(item.date, zone),
+        date: t.day_minute(item.date, &locale.zone),
         virus: &virus,
-        expires: crate::clock::day_minute_in(item.expires_at, zone),
+        expires: t.day_minute(item.expires_at, &locale.zone),
         reference: &item.id,
         unsubscribe: &unsubscribe,
     })?;
-    let outgoing = ToUser { config, address: &item.recipient, unsubscribe: &unsubscribe, now };
-    let message = outgoing.message(&format!("Virus blocked: message from {sender}"), &format!("virus-notice.{}", item.id), text, None)?;
+    let outgoing = ToUser { config, address: &item.recipient, unsubscribe: &unsubscribe, now, t };
+    let message = outgoing.message(&v.subject.with("sender", &sender).to_string(), &format!("virus-notice.{}", item.id), text, None)?;
     Some((outgoing.envelope(format!("N{}", item.id.to_ascii_uppercase()), &message, None), message))
 }
 
 #[derive(Template)]
 #[template(path = "mail/login.txt")]
 struct LoginEmail<'a> {
+    t: &'static Catalog,
     minutes: u64,
     link: &'a str,
     unsubscribe: &'a str,
 }
 
 /// The "here is your login link" email for `address` (asked for on the Message Center's
-/// login page), or `None` without a `[web]` section.
-pub fn login_email(config: &Config, key: &LinkKey, address: &str, now: i64) -> Option<(Envelope, Vec<u8>)> {
+/// login page) in their language `lang`, or `None` without a `[web]` section.
+pub fn login_email(config: &Config, key: &LinkKey, address: &str, lang: Lang, now: i64) -> Option<(Envelope, Vec<u8>)> {
+    let t = lang.catalog();
     let web = config.web.as_ref()?;
     let unsubscribe = unsubscribe_url(config, key, address, now)?;
     let link = key.url_for(web, LinkAction::Login, address, "", now, web.login_link_lifetime.0);
-    let text = text_body(&LoginEmail { minutes: web.login_link_lifetime.0 / 60, link: &link, unsubscribe: &unsubscribe })?;
+    let text = text_body(&LoginEmail { t, minutes: web.login_link_lifetime.0 / 60, link: &link, unsubscribe: &unsubscribe })?;
     let id = crate::spool::Spool::new_id();
-    let outgoing = ToUser { config, address, unsubscribe: &unsubscribe, now };
-    let message = outgoing.message("Your quarantine login link", &format!("login.{id}"), text, None)?;
+    let outgoing = ToUser { config, address, unsubscribe: &unsubscribe, now, t };
+    let message = outgoing.message(&t.login_email.subject.to_string(), &format!("login.{id}"), text, None)?;
     Some((outgoing.envelope(id, &message, None), message))
 }
 
-/// An email moat writes to one of its users (notice or digest): from `[notices] from`, with the
-/// auto-generated marker and the one-click opt-out headers; its envelope has the null sender.
+/// An email moat writes to one of its users (notice or digest): from `[notices] from` (named
+/// "Mail filter" in the user's language), with the auto-generated marker and the one-click
+/// opt-out headers; its envelope has the null sender.
 pub struct ToUser<'a> {
     pub config: &'a Config,
     pub address: &'a str,
     /// The user's unsubscribe URL.
     pub unsubscribe: &'a str,
     pub now: i64,
+    /// The user's language's texts.
+    pub t: &'static Catalog,
 }
 
 impl ToUser<'_> {
@@ -175,7 +190,7 @@ impl ToUser<'_> {
     pub fn message(&self, subject: &str, message_id: &str, text: String, html: Option<String>) -> Option<Vec<u8>> {
         let from = self.config.notice_from();
         let builder = MessageBuilder::new()
-            .from(("Mail filter", from.as_str()))
+            .from((self.t.words.mail_filter.as_str(), from.as_str()))
             .to(self.address)
             .subject(subject)
             .date(self.now)
@@ -215,6 +230,10 @@ mod tests {
     use crate::store::{Category, ItemState};
     use crate::verdict::Symbol;
 
+    fn utc() -> Locale {
+        Locale { lang: Lang::En, zone: "UTC".into() }
+    }
+
     fn config(web: bool) -> Config {
         let web = if web { "[web]\nlisten = \"127.0.0.1:8025\"\npublic_url = \"https://q.example.test/\"\n" } else { "" };
         let text = format!(
@@ -245,7 +264,7 @@ mod tests {
     #[test]
     fn the_notice_names_the_virus_and_carries_a_working_one_click_opt_out() {
         let key = LinkKey::from_bytes([1; 32]);
-        let (envelope, message) = virus_notice(&config(true), &key, &item(), "UTC", 1_700_000_100).expect("a notice");
+        let (envelope, message) = virus_notice(&config(true), &key, &item(), &utc(), 1_700_000_100).expect("a notice");
         let text = String::from_utf8(message).unwrap();
         assert_eq!((envelope.sender.as_str(), envelope.recipients.as_slice()), ("", ["alice@example.test".to_string()].as_slice()));
         assert!(text.contains("Virus:   Eicar-Test-Signature"), "{text}");
@@ -264,7 +283,7 @@ mod tests {
 
         let mut forged = item();
         (forged.from_name, forged.from_address) = ("Your \u{202E}kabN".into(), "ceo@bank.test".into());
-        let (_, message) = virus_notice(&config(true), &key, &forged, "UTC", 1_700_000_100).expect("a notice");
+        let (_, message) = virus_notice(&config(true), &key, &forged, &utc(), 1_700_000_100).expect("a notice");
         let parsed = mail_parser::MessageParser::default().parse(&message).expect("parses");
         let body = parsed.body_text(0).expect("a text body");
         assert!(body.contains("  From:    Your [U+202E]kabN <ceo@bank.test>\r\n  Via:     evil@remote.example\r\n  Subject:"), "{body}");
@@ -272,8 +291,14 @@ mod tests {
 
     #[test]
     fn the_notice_gives_its_times_in_the_zone_given_with_its_name() {
-        let (_, message) =
-            virus_notice(&config(true), &LinkKey::from_bytes([1; 32]), &item(), "Asia/Tokyo", 1_700_000_100).expect("a notice");
+        let (_, message) = virus_notice(
+            &config(true),
+            &LinkKey::from_bytes([1; 32]),
+            &item(),
+            &Locale { lang: Lang::En, zone: "Asia/Tokyo".into() },
+            1_700_000_100,
+        )
+        .expect("a notice");
         let parsed = mail_parser::MessageParser::default().parse(&message).expect("parses");
         let body = parsed.body_text(0).expect("a text body");
         assert!(body.contains("  Date:    Wed, 15 Nov 2023 07:13 JST"), "{body}");
@@ -282,7 +307,38 @@ mod tests {
     }
 
     #[test]
+    fn a_german_recipient_gets_the_notice_and_the_login_email_in_german() {
+        let key = LinkKey::from_bytes([1; 32]);
+        let berlin = Locale { lang: Lang::De, zone: "Europe/Berlin".into() };
+        let mut infected = item();
+        infected.subject = "Rechnung".into();
+        let (_, message) = virus_notice(&config(true), &key, &infected, &berlin, 1_700_000_100).expect("a notice");
+        let parsed = mail_parser::MessageParser::default().parse(&message).expect("parses");
+        assert_eq!(parsed.subject(), Some("Virus blockiert: Nachricht von evil@remote.example"));
+        assert_eq!(parsed.from().and_then(|f| f.first()).and_then(|a| a.name()), Some("E-Mail-Filter"));
+        let body = parsed.body_text(0).expect("a text body").replace("\r\n", "\n");
+        assert!(body.starts_with("Eine an Sie gerichtete Nachricht enthielt einen Virus und wurde nicht zugestellt.\n"), "{body}");
+        assert!(
+            body.contains("\n  Von:     evil@remote.example\n  Betreff: Rechnung\n  Datum:   Di., 14. Nov. 2023, 23:13 CET\n"),
+            "{body}"
+        );
+        assert!(body.contains("  Virus:   Eicar-Test-Signature\n"), "{body}");
+        assert!(body.contains("Sie bleibt bis Do., 14. Dez. 2023, 23:13 CET in Quarantäne"), "{body}");
+        assert!(
+            body.contains("nennen Sie die Referenz 00ff.") && body.contains("\nDiese E-Mails abbestellen: https://q.example.test/l/"),
+            "{body}"
+        );
+
+        let (_, message) = login_email(&config(true), &key, "alice@example.test", Lang::De, 1_700_000_100).expect("an email");
+        let parsed = mail_parser::MessageParser::default().parse(&message).expect("parses");
+        assert_eq!(parsed.subject(), Some("Ihr Anmeldelink für die Quarantäne"));
+        let body = parsed.body_text(0).expect("a text body");
+        assert!(body.contains("Hier öffnen (der Link ist 60 Minuten lang gültig):"), "{body}");
+        assert!(body.contains("Keine E-Mails mehr zu Ihrer Quarantäne erhalten: https://q.example.test/l/"), "{body}");
+    }
+
+    #[test]
     fn no_web_listener_means_no_notice() {
-        assert!(virus_notice(&config(false), &LinkKey::from_bytes([1; 32]), &item(), "UTC", 0).is_none());
+        assert!(virus_notice(&config(false), &LinkKey::from_bytes([1; 32]), &item(), &utc(), 0).is_none());
     }
 }

@@ -736,6 +736,9 @@ pub struct Domain {
     /// most [`MAX_LOGO_BYTES`], relative to this file. Digests name the domain in text only (an
     /// image fetched from a server when a digest is opened would tell that server it was read).
     pub logo: Option<PathBuf>,
+    /// The language its users read moat's pages and emails in, unless they choose another in the
+    /// Message Center: a code of a shipped catalog (`en`, `de`; see [`crate::i18n`]); default `en`.
+    pub language: Option<String>,
 }
 
 /// The largest `[[domain]] logo` file.
@@ -904,6 +907,21 @@ impl Config {
             Some(zone) => zone.to_string(),
             None => self.digest_for_address(address).timezone,
         }
+    }
+
+    /// The language the user `address` reads moat in: `chosen` (their preference) when it is a
+    /// shipped language, else their domain's `language`, else English.
+    pub fn language_for(&self, address: &str, chosen: &str) -> crate::i18n::Lang {
+        let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+        crate::i18n::Lang::parse(chosen)
+            .or_else(|| self.domain(domain).and_then(|d| d.language.as_deref()).and_then(crate::i18n::Lang::parse))
+            .unwrap_or(crate::i18n::Lang::En)
+    }
+
+    /// How the user `address` reads moat, from their preferences' `language` and `time_zone`
+    /// (see [`Config::language_for`] and [`Config::time_zone_for`]).
+    pub fn locale_for(&self, address: &str, language: &str, time_zone: &str) -> crate::i18n::Locale {
+        crate::i18n::Locale { lang: self.language_for(address, language), zone: self.time_zone_for(address, time_zone) }
     }
 
     /// The key file links in emails are signed with.

@@ -347,6 +347,9 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
             }
         }
     }
+    if let Err(problem) = crate::i18n::check() {
+        report.at(None, format!("the built-in language catalog {problem}"));
+    }
     if config.domains.is_empty() {
         report.at(None, "no [[domain]] entries: moat would refuse every recipient");
     }
@@ -380,6 +383,14 @@ fn check_semantics(report: &mut Report<'_>, config: &Config, document: &DeTable<
             && let Err(problem) = super::read_logo(logo)
         {
             report.at(span.clone(), format!("domain {}: logo {}: {problem}", domain.name, logo.display()));
+        }
+        if let Some(language) = &domain.language
+            && crate::i18n::Lang::parse(language).is_none()
+        {
+            report.at(
+                span.clone(),
+                format!("domain {}: language {language:?} is not one moat ships ({})", domain.name, crate::i18n::Lang::codes()),
+            );
         }
         if !matches!(domain.unknown_user_code, 450 | 550) {
             report.at(span.clone(), format!("domain {}: unknown_user_code must be 450 or 550", domain.name));
@@ -726,6 +737,23 @@ name = "example.test"
             let errors = check(&GOOD.replace("[[domain]]\n", &format!("[[domain]]\ndisplay_name = {bad}\n"))).unwrap_err();
             assert!(errors[0].message.contains("display_name must be"), "{bad}: {errors:#?}");
         }
+    }
+
+    #[test]
+    fn a_domain_names_its_users_language_from_the_shipped_ones() {
+        use crate::i18n::Lang;
+        let config = check(&GOOD.replace("[[domain]]\n", "[[domain]]\nlanguage = \"DE\"\n")).unwrap();
+        assert_eq!(config.language_for("alice@EXAMPLE.test", ""), Lang::De, "the domain's");
+        assert_eq!(config.language_for("alice@example.test", "en"), Lang::En, "the user's choice first");
+        assert_eq!(config.language_for("alice@example.test", "xx"), Lang::De, "a choice not shipped counts as none");
+        assert_eq!(config.language_for("bob@elsewhere.test", ""), Lang::En, "English by default");
+        assert_eq!(check(GOOD).unwrap().language_for("alice@example.test", ""), Lang::En);
+        let text = GOOD.replace("[[domain]]\n", "[[domain]]\nlanguage = \"fr\"\n");
+        let errors = check(&text).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].to_string().contains("domain example.test: language \"fr\" is not one moat ships (en, de)"), "{errors:#?}");
+        let line = text.lines().position(|l| l == "[[domain]]").unwrap() + 1;
+        assert!(errors[0].to_string().starts_with(&format!("moat.toml:{line}:")), "with the domain's line: {}", errors[0]);
     }
 
     #[test]

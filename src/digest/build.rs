@@ -8,6 +8,7 @@
 //! `List-Unsubscribe` / `List-Unsubscribe-Post` headers.
 
 use crate::config::{Config, Web};
+use crate::i18n::{Catalog, Locale};
 use crate::links::{LinkAction, LinkKey};
 use crate::notices::{ToUser, shown, text_body};
 use crate::ruleset::reasons::Reasons;
@@ -23,8 +24,9 @@ pub fn headline(item: &QuarantineItem, reasons: &Reasons) -> Option<String> {
     reasons.first_of(positive.iter().map(|s| s.name.as_str())).map(shown)
 }
 
-/// Up to three reasons, from the highest-scoring positive symbols' descriptions.
-pub fn reason(item: &QuarantineItem) -> String {
+/// Up to three reasons, from the highest-scoring positive symbols' descriptions (the rule
+/// files' words, as the admin wrote them), or `t`'s "held by policy".
+pub fn reason(item: &QuarantineItem, t: &Catalog) -> String {
     let reasons: Vec<String> = item
         .symbols
         .iter()
@@ -37,7 +39,7 @@ pub fn reason(item: &QuarantineItem) -> String {
             shown(plain)
         })
         .collect();
-    if reasons.is_empty() { "held by policy".into() } else { reasons.join("; ") }
+    if reasons.is_empty() { t.words.held_by_policy.to_string() } else { reasons.join("; ") }
 }
 
 pub use crate::notices::{Author, LIST_NAME};
@@ -46,7 +48,8 @@ struct Row {
     date: String,
     from: Author,
     subject: String,
-    score: f64,
+    /// The score, written the language's way.
+    score: String,
     /// The plain-language sentence the item leads with, when a `reason` line covers it.
     headline: Option<String>,
     reason: String,
@@ -57,18 +60,19 @@ struct Row {
 
 /// The digest's rows, lowest score first: the message most likely wanted (a false positive) is
 /// where the user starts reading; equal scores newest first.
-fn rows(web: &Web, key: &LinkKey, reasons: &Reasons, address: &str, items: &[QuarantineItem], now: i64, zone: &str) -> Vec<Row> {
+fn rows(web: &Web, key: &LinkKey, reasons: &Reasons, address: &str, items: &[QuarantineItem], now: i64, locale: &Locale) -> Vec<Row> {
+    let t = locale.t();
     let mut ordered: Vec<&QuarantineItem> = items.iter().collect();
     ordered.sort_by(|a, b| a.score.total_cmp(&b.score).then(b.date.cmp(&a.date)));
     ordered
         .into_iter()
         .map(|item| Row {
-            date: crate::clock::minute_in(item.date, zone),
-            from: Author::of(item, LIST_NAME, crate::html::LIST_TEXT),
-            subject: if item.subject.is_empty() { "(no subject)".into() } else { shown(&item.subject) },
-            score: item.score,
+            date: crate::clock::minute_in(item.date, &locale.zone),
+            from: Author::of(item, LIST_NAME, crate::html::LIST_TEXT, t),
+            subject: if item.subject.is_empty() { t.words.no_subject.to_string() } else { shown(&item.subject) },
+            score: t.number(item.score),
             headline: headline(item, reasons),
-            reason: reason(item),
+            reason: reason(item, t),
             view: key.url(web, LinkAction::View, address, &item.id, now),
             release: key.url(web, LinkAction::Release, address, &item.id, now),
             release_allow: key.url(web, LinkAction::ReleaseAllow, address, &item.id, now),
@@ -78,6 +82,10 @@ fn rows(web: &Web, key: &LinkKey, reasons: &Reasons, address: &str, items: &[Qua
 
 /// The two parts' contents.
 struct Parts<'a> {
+    /// The texts, in the user's language.
+    t: &'static Catalog,
+    /// The text part's labels (subject, from, via, received, why), padded to line up.
+    labels: [String; 5],
     address: &'a str,
     /// How the user's domain is named to them (the HTML part's header).
     brand: &'a str,
@@ -115,33 +123,44 @@ impl<'a> std::ops::Deref for HtmlPart<'a> {
     }
 }
 
-/// The digest for `address` listing `items`, its times in the IANA zone `zone` (see
-/// [`Config::time_zone_for`]), ready for the spool (staged: its id is the ticket recorded with
-/// the cursor), or `None` without a `[web]` section for its links.
+/// The digest for `address` listing `items`, in the user's language with times in their zone
+/// (`locale`, see [`Config::locale_for`]), ready for the spool (staged: its id is the ticket
+/// recorded with the cursor), or `None` without a `[web]` section for its links.
 pub fn digest(
     config: &Config,
     key: &LinkKey,
     reasons: &Reasons,
     address: &str,
-    zone: &str,
+    locale: &Locale,
     items: &[QuarantineItem],
     now: i64,
 ) -> Option<(Envelope, Vec<u8>)> {
+    let t = locale.t();
     let web = config.web.as_ref()?;
     let unsubscribe = key.url(web, LinkAction::Unsubscribe, address, "", now);
     let center = key.url(web, LinkAction::Login, address, "", now);
-    let rows = rows(web, key, reasons, address, items, now, zone);
+    let rows = rows(web, key, reasons, address, items, now, locale);
     let retention_days = config.store.retention.0 / 86400;
     let subject = match items.len() {
-        0 => "Quarantine digest: nothing new".to_string(),
-        1 => "Quarantine digest: 1 message held for you".to_string(),
-        n => format!("Quarantine digest: {n} messages held for you"),
+        0 => t.digest.subject_none.to_string(),
+        n => t.digest.subject_held.count(n).to_string(),
     };
     let id = Spool::new_id();
-    let outgoing = ToUser { config, address, unsubscribe: &unsubscribe, now };
+    let outgoing = ToUser { config, address, unsubscribe: &unsubscribe, now, t };
     let address_shown = shown(address);
     let brand = config.display_name_for(address);
-    let parts = Parts { address: &address_shown, brand: &brand, rows: &rows, retention_days, center: &center, unsubscribe: &unsubscribe };
+    let d = &t.digest;
+    let labels = crate::i18n::padded([&d.label_subject, &d.label_from, &d.label_via, &d.label_received, &d.label_why]);
+    let parts = Parts {
+        t,
+        labels,
+        address: &address_shown,
+        brand: &brand,
+        rows: &rows,
+        retention_days,
+        center: &center,
+        unsubscribe: &unsubscribe,
+    };
     let text = text_body(&TextPart { parts: &parts })?;
     let html = HtmlPart { parts: &parts }.render().ok()?;
     let message = outgoing.message(&subject, &format!("digest.{id}"), text, Some(html))?;
@@ -152,6 +171,7 @@ pub fn digest(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::i18n::Lang;
     use crate::store::{Category, ItemState};
     use crate::verdict::Symbol;
 
@@ -187,11 +207,54 @@ mod tests {
     }
 
     fn parts_in(zone: &str, items: &[QuarantineItem]) -> (String, String) {
+        let (_, text, html) = message_in(Lang::En, zone, items);
+        (text, html)
+    }
+
+    /// The digest in `lang` and `zone`: its subject, text part and HTML part.
+    fn message_in(lang: Lang, zone: &str, items: &[QuarantineItem]) -> (String, String, String) {
+        let locale = Locale { lang, zone: zone.into() };
         let (_, message) =
-            digest(&config(), &LinkKey::from_bytes([1; 32]), &Reasons::default(), "alice@example.test", zone, items, 1_700_000_100)
+            digest(&config(), &LinkKey::from_bytes([1; 32]), &Reasons::default(), "alice@example.test", &locale, items, 1_700_000_100)
                 .expect("a digest");
         let parsed = mail_parser::MessageParser::default().parse(&message).expect("parses");
-        (parsed.body_text(0).unwrap().into_owned(), parsed.body_html(0).unwrap().into_owned())
+        let subject = parsed.subject().unwrap_or_default().to_string();
+        (subject, parsed.body_text(0).unwrap().into_owned(), parsed.body_html(0).unwrap().into_owned())
+    }
+
+    #[test]
+    fn a_german_digest_is_german_in_its_subject_and_both_parts_its_labels_lined_up() {
+        let items = [item("01", "Vereinsausflug", 10.1), item("02", "Casino", 12.0)];
+        let (subject, text, html) = message_in(Lang::De, "Europe/Berlin", &items);
+        assert_eq!(subject, "Quarantäne-Übersicht: 2 Nachrichten für Sie zurückgehalten");
+        let text = text.replace("\r\n", "\n");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "Quarantäne-Übersicht für alice@example.test");
+        assert_eq!(
+            lines[2],
+            "Seit Ihrer letzten Übersicht wurden 2 Nachrichten für Sie zurückgehalten. Zurückgehaltene Nachrichten werden nach 30 Tagen gelöscht."
+        );
+        let first = lines.iter().position(|l| l.starts_with("1. ")).expect("a numbered block");
+        assert_eq!(lines[first], "1. Betreff:       Vereinsausflug");
+        assert_eq!(lines[first + 1], "   Von:           news@club.example");
+        assert_eq!(lines[first + 2], "   Empfangen:     2023-11-14 23:13 CET");
+        assert_eq!(lines[first + 3], "   Spamwert 10,1: Bulk mail from a list you may not know", "the rule's words stay the admin's");
+        assert!(lines[first + 4].starts_with("   Ansehen: https://q.example.test/l/"), "{text}");
+        assert!(text.contains("\nDiese Übersichten abbestellen: https://q.example.test/l/"), "{text}");
+        assert!(text.contains("\nIhre ganze Quarantäne, Einstellungen sowie Zulassungs- und Sperrlisten: https://"), "{text}");
+        for english in ["Subject", "Received", "Release", "digest", "Score"] {
+            assert!(!text.contains(english), "{english:?} in {text}");
+        }
+        assert!(html.contains("<html lang=\"de\">") && html.contains(">Freigeben</a>") && html.contains("(Spamwert 12,0)"), "{html}");
+        assert!(html.contains("Diese Übersichten abbestellen</a>") && html.contains("Ihr Nachrichtencenter öffnen</a>"), "{html}");
+        for english in [">Release<", ">View<", "Why:", "Stop these digests", "Mail filter"] {
+            assert!(!html.contains(english), "{english:?} in {html}");
+        }
+        let (subject, text, _) = message_in(Lang::De, "UTC", &items[..1]);
+        assert_eq!(subject, "Quarantäne-Übersicht: 1 Nachricht für Sie zurückgehalten");
+        assert!(text.contains("wurde 1 Nachricht für Sie zurückgehalten."), "{text}");
+        assert_eq!(message_in(Lang::De, "UTC", &[]).0, "Quarantäne-Übersicht: nichts Neues");
+        assert_eq!(message_in(Lang::En, "UTC", &items[..1]).0, "Quarantine digest: 1 message held for you");
     }
 
     #[test]
@@ -226,15 +289,16 @@ mod tests {
         news.sender = "bounce-8f3a91@mailer.test".into();
         news.from_name = format!("PayPal \u{202E}ecivreS {}", "W".repeat(100));
         news.from_address = "service@paypal.test".into();
-        let shown = Author::of(&news, LIST_NAME, crate::html::LIST_TEXT);
+        let t = Lang::En.catalog();
+        let shown = Author::of(&news, LIST_NAME, crate::html::LIST_TEXT, t);
         let name = shown.name.clone().unwrap();
         assert_eq!(name, format!("PayPal [U+202E]ecivreS {}…", "W".repeat(LIST_NAME - 16)), "cut at {LIST_NAME} characters of the name");
         assert_eq!((shown.address.as_str(), shown.via.as_deref()), ("service@paypal.test", Some("bounce-8f3a91@mailer.test")));
         assert_eq!(shown.line(), format!("{name} <service@paypal.test>"));
         news.sender = "Service@PayPal.test".into();
-        assert_eq!(Author::of(&news, LIST_NAME, 120).via, None, "the same address is not repeated");
+        assert_eq!(Author::of(&news, LIST_NAME, 120, t).via, None, "the same address is not repeated");
         news.sender = String::new();
-        assert_eq!(Author::of(&news, LIST_NAME, 120).via.as_deref(), Some("<>"));
+        assert_eq!(Author::of(&news, LIST_NAME, 120, t).via.as_deref(), Some("<>"));
         let (text, _) = parts(&[news]);
         assert!(text.contains("   Sent via: <>\r\n") || text.contains("   Sent via: <>\n"), "{text}");
     }

@@ -91,8 +91,8 @@ pub async fn run(quarantine: &Quarantine, run: &Run) -> Result<Sent, QuarantineE
             store.advance_digest_cursor(&address, cursor, tick, None).await?;
             continue;
         }
-        let zone = config.time_zone_for(&address, &prefs.time_zone);
-        let Some((envelope, message)) = build::digest(&config, key, &quarantine.reasons(), &address, &zone, &items, now) else {
+        let locale = config.locale_for(&address, &prefs.language, &prefs.time_zone);
+        let Some((envelope, message)) = build::digest(&config, key, &quarantine.reasons(), &address, &locale, &items, now) else {
             continue;
         };
         let gate = |ticket: String| {
@@ -128,6 +128,7 @@ pub async fn preview(quarantine: &Quarantine, address: &str, now: i64) -> Result
     let since = store.digest_cursor(address).await?.map_or(0, |last| last.saturating_add(1));
     let mut items = store.held_since(address, since, settings.max_items).await?;
     items.retain(|item| item.created_at <= now);
-    let zone = config.time_zone_for(address, &store.get_preferences(address).await?.time_zone);
-    Ok(build::digest(&config, key, &quarantine.reasons(), &address.to_ascii_lowercase(), &zone, &items, now).map(|(_, message)| message))
+    let prefs = store.get_preferences(address).await?;
+    let locale = config.locale_for(address, &prefs.language, &prefs.time_zone);
+    Ok(build::digest(&config, key, &quarantine.reasons(), &address.to_ascii_lowercase(), &locale, &items, now).map(|(_, message)| message))
 }

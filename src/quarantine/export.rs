@@ -64,6 +64,7 @@ impl Quarantine {
                 "opted_out_of_digests": prefs.opt_out,
                 "filtering": prefs.filtering,
                 "time_zone": prefs.time_zone,
+                "language": prefs.language,
                 "allow": prefs.allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "block": prefs.block.iter().map(ToString::to_string).collect::<Vec<_>>(),
             },

@@ -303,16 +303,16 @@ impl Quarantine {
     async fn notify_virus(&self, item: &QuarantineItem) -> Option<String> {
         let config = self.config.load_full();
         let key = self.links.as_ref().filter(|_| config.notices.virus)?;
-        let chosen_zone = match self.store.get_preferences(&item.recipient).await {
+        let prefs = match self.store.get_preferences(&item.recipient).await {
             Ok(prefs) if prefs.opt_out => return None,
-            Ok(prefs) => prefs.time_zone,
+            Ok(prefs) => prefs,
             Err(error) => {
                 tracing::warn!(event = "virus_notice", item = %item.id, error = %error, note = "preferences unreadable; notice sent");
-                String::new()
+                store::Preferences::default()
             }
         };
-        let zone = config.time_zone_for(&item.recipient, &chosen_zone);
-        let (envelope, message) = notices::virus_notice(&config, key, item, &zone, store::unix_now())?;
+        let locale = config.locale_for(&item.recipient, &prefs.language, &prefs.time_zone);
+        let (envelope, message) = notices::virus_notice(&config, key, item, &locale, store::unix_now())?;
         match self.send_to_user(envelope, message).await {
             Ok(id) => {
                 metrics::counter!("moat_virus_notices_total").increment(1);

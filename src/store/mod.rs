@@ -229,6 +229,9 @@ pub struct Preferences {
     pub filtering: Option<bool>,
     /// The IANA time zone the user's times are shown in; empty: their domain's digest time zone.
     pub time_zone: String,
+    /// The language (a code of `crate::i18n::Lang`) the user reads moat in; empty: their
+    /// domain's.
+    pub language: String,
     pub allow: Vec<Entry>,
     pub block: Vec<Entry>,
 }
@@ -522,6 +525,9 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     // The time zone a user chose for their times (an IANA name); users from before, and users who
     // never chose, have none and see their domain's digest time zone, as they did.
     (10, "ALTER TABLE user_prefs ADD COLUMN time_zone TEXT NOT NULL DEFAULT '';"),
+    // The language a user chose for moat's pages and emails (a code such as `de`); users from
+    // before, and users who never chose, have none and read their domain's language.
+    (11, "ALTER TABLE user_prefs ADD COLUMN language TEXT NOT NULL DEFAULT '';"),
 ];
 
 /// The schema version this binary writes.
@@ -1161,9 +1167,9 @@ impl Store {
         let address = lower(address);
         let rows = self
             .query(
-                "SELECT digest, opt_out, filtering, time_zone FROM user_prefs WHERE address = $1",
+                "SELECT digest, opt_out, filtering, time_zone, language FROM user_prefs WHERE address = $1",
                 vec![text(&address)],
-                &[Ty::Text, Ty::Bool, Ty::Bool, Ty::Text],
+                &[Ty::Text, Ty::Bool, Ty::Bool, Ty::Text, Ty::Text],
                 "user_prefs",
             )
             .await?;
@@ -1173,6 +1179,7 @@ impl Store {
             prefs.opt_out = row.bool(1)?;
             prefs.filtering = row.opt_bool(2)?;
             prefs.time_zone = row.text(3)?;
+            prefs.language = row.text(4)?;
         }
         let rows = self
             .query(
@@ -1197,14 +1204,17 @@ impl Store {
         let address = lower(address);
         let mut stmts = vec![
             stmt(
-                "INSERT INTO user_prefs (address, digest, opt_out, filtering, time_zone, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (address) DO UPDATE SET digest = $2, opt_out = $3, filtering = $4, time_zone = $5, updated_at = $6",
+                "INSERT INTO user_prefs (address, digest, opt_out, filtering, time_zone, language, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (address) DO UPDATE SET digest = $2, opt_out = $3, filtering = $4, time_zone = $5, language = $6,
+                 updated_at = $7",
                 vec![
                     text(&address),
                     Val::Text(prefs.digest.map(|d| d.as_str().to_string())),
                     Val::Bool(Some(prefs.opt_out)),
                     Val::Bool(prefs.filtering),
                     text(&prefs.time_zone),
+                    text(&prefs.language),
                     int(now),
                 ],
             ),

@@ -170,6 +170,7 @@ fn console_post(admin: &Admin, headers: &HeaderMap, form: &Form) -> Result<i64, 
     let csrf = form.one("csrf");
     if cross_site(headers) || !admin.token.key.check_derived("admin-csrf", &started.to_string(), csrf) {
         return Err(Box::new(page_with(
+            super::english(),
             StatusCode::FORBIDDEN,
             "Request refused",
             Nav::None,
@@ -185,7 +186,7 @@ fn console_post(admin: &Admin, headers: &HeaderMap, form: &Form) -> Result<i64, 
 struct LoginPage;
 
 async fn login_form() -> Response {
-    page_with(StatusCode::OK, "moat admin", Nav::None, &LoginPage, CSP)
+    page_with(super::english(), StatusCode::OK, "moat admin", Nav::None, &LoginPage, CSP)
 }
 
 async fn login(State(admin): State<AdminState>, ConnectInfo(client): ConnectInfo<ClientAddr>, headers: HeaderMap, body: Bytes) -> Response {
@@ -193,6 +194,7 @@ async fn login(State(admin): State<AdminState>, ConnectInfo(client): ConnectInfo
     if cross_site(&headers) || !admin.token.matches(form.one("token")) {
         tracing::warn!(event = "admin_login", client_ip = %client.0.ip(), outcome = "refused");
         return page_with(
+            super::english(),
             StatusCode::UNAUTHORIZED,
             "Sign-in refused",
             Nav::None,
@@ -212,7 +214,7 @@ async fn login(State(admin): State<AdminState>, ConnectInfo(client): ConnectInfo
 
 /// A console page with the navigation.
 fn console_page(title: &str, body: &impl askama::Template) -> Response {
-    page_with(StatusCode::OK, title, Nav::Admin, body, CSP)
+    page_with(super::english(), StatusCode::OK, title, Nav::Admin, body, CSP)
 }
 
 async fn audit(shared: &App, actor: &str, action: &str, target: &str, recipient: &str, outcome: &str) {
@@ -404,6 +406,8 @@ async fn quarantine_page(State(admin): State<AdminState>, headers: HeaderMap, Qu
         Err(error) => return console_page("Quarantine", &Notice::new(format!("The store cannot be read: {error}"))),
     };
     let config = admin.shared.config.load();
+    // The admin console is in English.
+    let english = crate::i18n::Lang::En.catalog();
     let rows = items
         .iter()
         .map(|item| {
@@ -413,7 +417,7 @@ async fn quarantine_page(State(admin): State<AdminState>, headers: HeaderMap, Qu
                 id: &item.id,
                 date: date(item.created_at),
                 recipient: &item.recipient,
-                sender: if sees { Author::of(item, LIST_NAME, LIST_TEXT) } else { Author::envelope(item, LIST_TEXT) },
+                sender: if sees { Author::of(item, LIST_NAME, LIST_TEXT, english) } else { Author::envelope(item, LIST_TEXT, english) },
                 subject: sees.then(|| shown(&item.subject, LIST_TEXT)),
                 score: item.score,
                 symbols: item.symbols.iter().map(|s| format!("{} ({:.1})", s.name, s.score)).collect::<Vec<_>>().join(", "),

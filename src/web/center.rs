@@ -10,13 +10,15 @@
 //! token and is refused from another site; every value from mail is escaped; a message's HTML
 //! is only ever shown sanitised, in a sandboxed frame, under its own CSP (see [`super::sanitize`]);
 //! attachments are listed, never served. Pages work without script, on small screens and with
-//! a keyboard (labelled controls, a skip link).
+//! a keyboard (labelled controls, a skip link). Every page is in the user's language: the one
+//! they chose in their preferences (only a shipped one is saved), else their domain's.
 
 use super::session::{WebSession, cross_site};
-use super::{Form, Nav, Notice, page_with, sanitize, unavailable};
+use super::{Form, Nav, Notice, browser_lang, page_with, sanitize, unavailable};
 use crate::app::App;
 use crate::digest::build::{Author, LIST_NAME};
 use crate::html::{LIST_TEXT, shown};
+use crate::i18n::{Catalog, Lang, Locale, Text};
 use crate::links::LinkKey;
 use crate::lists::Entry;
 use crate::ruleset::reasons::Reasons;
@@ -56,6 +58,8 @@ struct User {
     key: LinkKey,
     /// The user's domain as it is named to them.
     brand: super::Brand,
+    /// How they read moat: language and time zone.
+    locale: Locale,
     /// The renewed session cookie.
     cookie: HeaderValue,
 }
@@ -66,11 +70,16 @@ impl User {
         self.session.csrf(&self.key)
     }
 
+    /// The texts in the user's language.
+    fn t(&self) -> &'static Catalog {
+        self.locale.t()
+    }
+
     /// A Message Center page with the navigation, renewing the session cookie.
     fn page(&self, status: StatusCode, title: &str, body: &impl askama::Template) -> Response {
         let csrf = self.csrf();
         let nav = Nav::Center { csrf: &csrf, address: &self.session.address, brand: &self.brand };
-        let mut response = page_with(status, title, nav, body, CSP);
+        let mut response = page_with(self.t(), status, title, nav, body, CSP);
         response.headers_mut().insert(header::SET_COOKIE, self.cookie.clone());
         response
     }
@@ -81,11 +90,13 @@ impl User {
 async fn signed_in(shared: &App, headers: &HeaderMap) -> Result<User, Box<Response>> {
     let config = shared.config.load_full();
     let (Some(key), Some(web)) = (shared.quarantine.links(), config.web.as_ref()) else {
+        let t = browser_lang(headers);
         return Err(Box::new(page_with(
+            t,
             StatusCode::NOT_FOUND,
-            "Not found",
+            t.page.not_found_title.as_str(),
             Nav::None,
-            &Notice::new("The Message Center is not enabled here."),
+            &Notice::new(t.login.not_enabled.as_str()),
             CSP,
         )));
     };
@@ -93,20 +104,22 @@ async fn signed_in(shared: &App, headers: &HeaderMap) -> Result<User, Box<Respon
     let Some(session) = WebSession::from_headers(key, headers, now) else {
         return Err(Box::new(see_other("/login")));
     };
-    match shared.quarantine.store().sessions_revoked_before(&session.address).await {
-        Ok(before) if session.started < before => {
+    let store = shared.quarantine.store();
+    match tokio::try_join!(store.sessions_revoked_before(&session.address), store.get_preferences(&session.address)) {
+        Ok((before, _)) if session.started < before => {
             let mut response = see_other("/login");
             response.headers_mut().insert(header::SET_COOKIE, WebSession::clear());
             Err(Box::new(response))
         }
-        Ok(_) => {
+        Ok((_, prefs)) => {
             let cookie = session_cookie(&session, key, web, now);
             let brand = super::Brand::of(&config, &session.address);
-            Ok(User { session, key: key.clone(), brand, cookie })
+            let locale = config.locale_for(&session.address, &prefs.language, &prefs.time_zone);
+            Ok(User { session, key: key.clone(), brand, locale, cookie })
         }
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
-            Err(Box::new(unavailable()))
+            Err(Box::new(unavailable(browser_lang(headers))))
         }
     }
 }
@@ -115,11 +128,13 @@ async fn signed_in(shared: &App, headers: &HeaderMap) -> Result<User, Box<Respon
 async fn signed_in_post(shared: &App, headers: &HeaderMap, form: &Form) -> Result<User, Box<Response>> {
     let user = signed_in(shared, headers).await?;
     if cross_site(headers) || !user.session.csrf_ok(&user.key, form.one("csrf")) {
+        let t = user.t();
         return Err(Box::new(page_with(
+            t,
             StatusCode::FORBIDDEN,
-            "Request refused",
+            t.page.refused_title.as_str(),
             Nav::None,
-            &Notice::new("This form has expired or came from another site. Go back, reload the page and try again."),
+            &Notice::new(t.center.expired_form.as_str()),
             CSP,
         )));
     }
@@ -130,11 +145,12 @@ fn see_other(location: &'static str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }
 
-/// Starts a session for a verified login link and opens the Message Center.
-pub fn start_session(shared: &App, address: &str) -> Response {
+/// Starts a session for a verified login link and opens the Message Center (`t`: the user's
+/// language, for the page saying it cannot).
+pub fn start_session(shared: &App, t: &'static Catalog, address: &str) -> Response {
     let config = shared.config.load();
     let (Some(key), Some(web)) = (shared.quarantine.links(), config.web.as_ref()) else {
-        return unavailable();
+        return unavailable(t);
     };
     let now = store::unix_now();
     let session = WebSession { address: address.to_ascii_lowercase(), started: now };
@@ -156,13 +172,14 @@ async fn logout(State(shared): State<Arc<App>>, headers: HeaderMap, body: Bytes)
         Err(refusal) => return *refusal,
     };
     // Every session of this user that started up to now ends, on this device and any other.
+    let t = user.t();
     if let Err(error) = shared.quarantine.store().revoke_sessions(&user.session.address, store::unix_now() + 1).await {
         tracing::warn!(event = "web_store_error", error = %error);
-        return unavailable();
+        return unavailable(t);
     }
     tracing::info!(event = "web_signed_out", user = %user.session.address);
-    let signed_out = Notice::new("You are signed out.").link("/login", "Sign in again");
-    let mut response = page_with(StatusCode::OK, "Signed out", Nav::None, &signed_out, CSP);
+    let signed_out = Notice::new(t.center.signed_out.as_str()).link("/login", t.center.sign_in_again.as_str());
+    let mut response = page_with(t, StatusCode::OK, t.center.signed_out_title.as_str(), Nav::None, &signed_out, CSP);
     response.headers_mut().insert(header::SET_COOKIE, WebSession::clear());
     response
 }
@@ -224,7 +241,16 @@ struct Select<'a> {
     name: &'a str,
     label: &'a str,
     current: &'a str,
-    options: &'a [(&'a str, &'a str)],
+    options: Vec<(&'a str, String)>,
+    /// Why the value sent was refused (shown next to the field, which is marked invalid).
+    error: Option<String>,
+}
+
+impl<'a> Select<'a> {
+    fn new(name: &'a str, label: &'a Text, current: &'a str, options: &[(&'a str, &'a Text)]) -> Select<'a> {
+        let options = options.iter().map(|(value, text)| (*value, text.to_string())).collect();
+        Select { name, label: label.as_str(), current, options, error: None }
+    }
 }
 
 /// One item of the list, as shown.
@@ -233,12 +259,13 @@ struct Row {
     /// Whether it has a checkbox (held and released items do).
     selectable: bool,
     /// Its state, when it is not held.
-    state_note: Option<&'static str>,
+    state_note: Option<&'static Text>,
     date: String,
     from: Author,
     subject: String,
-    category: &'static str,
-    score: f64,
+    category: &'static Text,
+    /// The score, written the language's way.
+    score: String,
     /// The plain-language sentence the item leads with, if a `reason` line covers it.
     headline: Option<String>,
     reason: String,
@@ -247,6 +274,7 @@ struct Row {
 #[derive(askama::Template)]
 #[template(path = "center/list.html")]
 struct ListPage<'a> {
+    t: &'static Catalog,
     q: &'a str,
     category: Select<'a>,
     state: Select<'a>,
@@ -272,73 +300,56 @@ async fn list(State(shared): State<Arc<App>>, headers: HeaderMap, Query(params):
     };
     let offset = params.offset();
     let store = shared.quarantine.store();
-    let (found, zone) = tokio::join!(
-        async { tokio::try_join!(store.find_items(&query, PAGE_SIZE, offset), store.count_items(&query)) },
-        user_zone(&shared, &user.session.address)
-    );
+    let found = tokio::try_join!(store.find_items(&query, PAGE_SIZE, offset), store.count_items(&query));
+    let t = user.t();
     let (items, total) = match found {
         Ok(found) => found,
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
-            return unavailable();
+            return unavailable(t);
         }
     };
     let reasons = shared.quarantine.reasons();
     let page_number = params.page_number();
+    let c = &t.center;
     let body = ListPage {
+        t,
         q: &query.text,
-        category: Select {
-            name: "category",
-            label: "Category",
-            current: &params.category,
-            options: &[("", "All"), ("spam", "Spam"), ("virus", "Virus"), ("policy", "Policy")],
-        },
-        state: Select {
-            name: "state",
-            label: "Show",
-            current: &params.state,
-            options: &[("", "Held"), ("released", "Released"), ("all", "All")],
-        },
+        category: Select::new(
+            "category",
+            &t.center.category,
+            &params.category,
+            &[("", &c.all), ("spam", &c.spam), ("virus", &c.virus), ("policy", &c.policy)],
+        ),
+        state: Select::new("state", &c.show, &params.state, &[("", &c.show_held), ("released", &c.show_released), ("all", &c.all)]),
         total,
         csrf: user.csrf(),
-        rows: items.iter().map(|item| row(item, &zone, &reasons)).collect(),
+        rows: items.iter().map(|item| row(item, &user.locale, &reasons)).collect(),
         newer: (page_number > 1).then(|| page_query(&params, page_number - 1)),
         older: params.more_after(total).then(|| page_query(&params, page_number + 1)),
     };
-    user.page(StatusCode::OK, "Your quarantine", &body)
+    user.page(StatusCode::OK, t.center.list_title.as_str(), &body)
 }
 
-/// The time zone a user's times are shown in: the one they chose, else their domain's digest
-/// time zone (also when the store cannot say; the zone's name is shown with every time).
-pub(super) async fn user_zone(shared: &App, address: &str) -> String {
-    let chosen = match shared.quarantine.store().get_preferences(address).await {
-        Ok(prefs) => prefs.time_zone,
-        Err(error) => {
-            tracing::warn!(event = "web_store_error", error = %error);
-            String::new()
-        }
-    };
-    shared.config.load().time_zone_for(address, &chosen)
-}
-
-fn row(item: &QuarantineItem, zone: &str, reasons: &Reasons) -> Row {
+fn row(item: &QuarantineItem, locale: &Locale, reasons: &Reasons) -> Row {
+    let t = locale.t();
     // Released messages can still be reported as spam (the filter then learns it was wrong).
     let (selectable, state_note) = match item.state {
         ItemState::Held => (true, None),
-        ItemState::Released => (true, Some(item.state.as_str())),
-        ItemState::Deleted => (false, Some(item.state.as_str())),
+        ItemState::Released => (true, Some(t.words.state(item.state.as_str()))),
+        ItemState::Deleted => (false, Some(t.words.state(item.state.as_str()))),
     };
     Row {
         id: item.id.clone(),
         selectable,
         state_note,
-        date: crate::clock::minute_in(item.date, zone),
-        from: Author::of(item, LIST_NAME, LIST_TEXT),
-        subject: shown(or_none(&item.subject, "(no subject)"), LIST_TEXT),
-        category: item.category.as_str(),
-        score: item.score,
+        date: crate::clock::minute_in(item.date, &locale.zone),
+        from: Author::of(item, LIST_NAME, LIST_TEXT, t),
+        subject: shown(or_none(&item.subject, t.words.no_subject.as_str()), LIST_TEXT),
+        category: t.words.category(item.category.as_str()),
+        score: t.number(item.score),
         headline: crate::digest::build::headline(item, reasons),
-        reason: crate::digest::build::reason(item),
+        reason: crate::digest::build::reason(item, t),
     }
 }
 
@@ -357,27 +368,28 @@ fn page_query(params: &ListParams, page: u32) -> String {
 
 /// The user's own item, or the page to answer instead ("not found" for anyone else's).
 async fn own_item(shared: &App, user: &User, id: &str) -> Result<QuarantineItem, Box<Response>> {
+    let t = user.t();
     match shared.quarantine.store().get_item(id).await {
         Ok(item) if item.recipient.eq_ignore_ascii_case(&user.session.address) && item.state != ItemState::Deleted => Ok(item),
         Ok(_) | Err(StoreError::NotFound { .. }) => {
-            Err(Box::new(user.page(StatusCode::NOT_FOUND, "Message not found", &Notice::new("This message is not in your quarantine."))))
+            Err(Box::new(user.page(StatusCode::NOT_FOUND, t.center.not_found_title.as_str(), &Notice::new(t.center.not_found.as_str()))))
         }
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
-            Err(Box::new(unavailable()))
+            Err(Box::new(unavailable(t)))
         }
     }
 }
 
 /// What a message shows: its text, its HTML part (raw; sanitise before use) and its attachments
-/// (name and type, [`shown`]: the name whole, to be wrapped).
+/// (name and type, [`shown`]: the name whole, to be wrapped; `t` names the unnamed).
 pub struct Parts {
     pub text: Option<String>,
     pub html: Option<String>,
     pub attachments: Vec<(String, String)>,
 }
 
-pub fn parts(contents: &[u8]) -> Parts {
+pub fn parts(contents: &[u8], t: &Catalog) -> Parts {
     let Some(message) = mail_parser::MessageParser::default().parse(contents) else {
         return Parts { text: None, html: None, attachments: Vec::new() };
     };
@@ -386,7 +398,7 @@ pub fn parts(contents: &[u8]) -> Parts {
     let attachments = message
         .attachments()
         .map(|part| {
-            let name = shown(part.attachment_name().unwrap_or("(unnamed)"), usize::MAX);
+            let name = shown(part.attachment_name().unwrap_or(t.words.unnamed.as_str()), usize::MAX);
             let kind = part.content_type().map_or_else(String::new, |t| match t.subtype() {
                 Some(sub) => format!("{}/{sub}", t.ctype()),
                 None => t.ctype().to_string(),
@@ -408,7 +420,7 @@ async fn own_contents(shared: &App, headers: &HeaderMap, id: &str) -> Result<(Us
         Ok(contents) => Ok((user, item, contents)),
         Err(error) => {
             tracing::warn!(event = "web_view_failed", item = %item.id, error = %error);
-            Err(Box::new(unavailable()))
+            Err(Box::new(unavailable(user.t())))
         }
     }
 }
@@ -416,6 +428,7 @@ async fn own_contents(shared: &App, headers: &HeaderMap, id: &str) -> Result<(Us
 #[derive(askama::Template)]
 #[template(path = "center/view.html")]
 struct ViewPage<'a> {
+    t: &'static Catalog,
     id: &'a str,
     csrf: String,
     from: Author,
@@ -425,8 +438,9 @@ struct ViewPage<'a> {
     /// The plain-language sentence the item leads with, if a `reason` line covers it.
     headline: Option<String>,
     reason: String,
-    score: f64,
-    category: &'static str,
+    /// The score, written the language's way.
+    score: String,
+    category: &'static Text,
     held: bool,
     text: Option<String>,
     has_html: bool,
@@ -438,30 +452,32 @@ async fn view(State(shared): State<Arc<App>>, headers: HeaderMap, Path(id): Path
         Ok(found) => found,
         Err(refusal) => return *refusal,
     };
-    let parts = parts(&contents);
+    let t = user.t();
+    let parts = parts(&contents, t);
     let body = ViewPage {
+        t,
         id: &item.id,
         csrf: user.csrf(),
-        from: Author::of(&item, usize::MAX, usize::MAX),
+        from: Author::of(&item, usize::MAX, usize::MAX, t),
         recipient: &item.recipient,
-        subject: shown(or_none(&item.subject, "(no subject)"), usize::MAX),
-        date: crate::clock::minute_in(item.date, &user_zone(&shared, &user.session.address).await),
+        subject: shown(or_none(&item.subject, t.words.no_subject.as_str()), usize::MAX),
+        date: crate::clock::minute_in(item.date, &user.locale.zone),
         headline: crate::digest::build::headline(&item, &shared.quarantine.reasons()),
-        reason: crate::digest::build::reason(&item),
-        score: item.score,
-        category: item.category.as_str(),
+        reason: crate::digest::build::reason(&item, t),
+        score: t.number(item.score),
+        category: t.words.category(item.category.as_str()),
         held: item.state == ItemState::Held,
         text: parts.text.map(|text| text.chars().take(MAX_VIEW_TEXT).collect()),
         has_html: parts.html.is_some(),
         attachments: parts.attachments,
     };
-    user.page(StatusCode::OK, "Held message", &body)
+    user.page(StatusCode::OK, t.words.held_message.as_str(), &body)
 }
 
 /// The sanitised HTML part, as a document of its own for the sandboxed frame.
 async fn html_part(State(shared): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let html = match own_contents(&shared, &headers, &id).await {
-        Ok((_, _, contents)) => parts(&contents).html.unwrap_or_default(),
+        Ok((user, _, contents)) => parts(&contents, user.t()).html.unwrap_or_default(),
         Err(refusal) => return *refusal,
     };
     let document = match sanitize::document(&html) {
@@ -505,14 +521,17 @@ impl ItemAction {
         })
     }
 
-    fn done(self) -> &'static str {
-        match self {
-            ItemAction::Release => "released",
-            ItemAction::ReleaseAllow => "released (sender allowed)",
-            ItemAction::Block => "deleted (sender blocked)",
-            ItemAction::Delete => "deleted",
-            ItemAction::Spam => "reported as spam (the filter learns from them)",
-        }
+    /// What was done to `n` messages, in `t`'s words.
+    fn done(self, t: &'static Catalog, n: usize) -> String {
+        let texts = &t.center;
+        let text = match self {
+            ItemAction::Release => &texts.released,
+            ItemAction::ReleaseAllow => &texts.released_allowed,
+            ItemAction::Block => &texts.blocked,
+            ItemAction::Delete => &texts.deleted,
+            ItemAction::Spam => &texts.reported,
+        };
+        text.count(n).to_string()
     }
 }
 
@@ -522,16 +541,18 @@ async fn act(State(shared): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
         Ok(user) => user,
         Err(refusal) => return *refusal,
     };
+    let t = user.t();
+    let back = t.words.back_to_quarantine.as_str();
     let Some(action) = ItemAction::parse(form.one("action")) else {
         return user.page(
             StatusCode::BAD_REQUEST,
-            "Nothing done",
-            &Notice::new("Choose an action.").link("/mc", "Back to your quarantine"),
+            t.center.nothing_done.as_str(),
+            &Notice::new(t.center.choose_action.as_str()).link("/mc", back),
         );
     };
     let ids: Vec<&str> = form.all("id").take(MAX_BULK).collect();
     if ids.is_empty() {
-        return user.page(StatusCode::OK, "Nothing done", &Notice::new("No message was selected.").link("/mc", "Back to your quarantine"));
+        return user.page(StatusCode::OK, t.center.nothing_done.as_str(), &Notice::new(t.center.none_selected.as_str()).link("/mc", back));
     }
     let (mut done, mut failed) = (0usize, 0usize);
     let mut lists_changed = false;
@@ -547,14 +568,14 @@ async fn act(State(shared): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
     if lists_changed {
         crate::app::read_user_lists(&shared).await;
     }
-    let mut text = Notice::new(format!("{done} message(s) {}.", action.done()));
+    let mut text = Notice::new(action.done(t, done));
     if matches!(action, ItemAction::Release | ItemAction::ReleaseAllow) && done > 0 {
-        text = text.and("Released messages are on their way to your mailbox.");
+        text = text.and(t.center.on_their_way.as_str());
     }
     if failed > 0 {
-        text = text.and(format!("{failed} message(s) could not be changed: they are no longer held, or are not yours."));
+        text = text.and(t.center.failed.count(failed).to_string());
     }
-    user.page(StatusCode::OK, "Done", &text.link("/mc", "Back to your quarantine"))
+    user.page(StatusCode::OK, t.center.done_title.as_str(), &text.link("/mc", back))
 }
 
 /// Does `action` on one of the user's items (held ones; released ones for Spam); `Ok(true)`
@@ -621,7 +642,7 @@ async fn export(State(shared): State<Arc<App>>, headers: HeaderMap, Path(file): 
         Ok(exported) => exported,
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
-            return unavailable();
+            return unavailable(user.t());
         }
     };
     tracing::info!(event = "user_export", via = "message_center", file = %file);
@@ -658,16 +679,33 @@ async fn preferences(State(shared): State<Arc<App>>, headers: HeaderMap) -> Resp
         Ok(prefs) => prefs,
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
-            return unavailable();
+            return unavailable(user.t());
         }
     };
-    preferences_page(&shared, &user, &prefs, &prefs.time_zone, None)
+    preferences_page(&shared, &user, &prefs, &Refused::default())
 }
 
-/// The preferences form for `prefs`, its time zone field holding `time_zone` (what the user
-/// typed, when it is refused with `error`).
-fn preferences_page(shared: &App, user: &User, prefs: &Preferences, time_zone: &str, error: Option<String>) -> Response {
+/// What the preferences form refused, with the values sent (shown again in the form, with the
+/// error next to the field; nothing is saved).
+#[derive(Debug, Default)]
+struct Refused {
+    /// The time zone typed, and why it was refused.
+    time_zone: Option<(String, String)>,
+    /// The language sent, and why it was refused.
+    language: Option<(String, String)>,
+}
+
+impl Refused {
+    fn any(&self) -> bool {
+        self.time_zone.is_some() || self.language.is_some()
+    }
+}
+
+/// The preferences form for `prefs`, with the values and errors of `refused`.
+fn preferences_page(shared: &App, user: &User, prefs: &Preferences, refused: &Refused) -> Response {
     let config = shared.config.load();
+    let t = user.t();
+    let p = &t.prefs;
     let address = &user.session.address;
     let digest_current = prefs.digest.map_or("", DigestFrequency::as_str);
     let filtering_current = match prefs.filtering {
@@ -676,50 +714,60 @@ fn preferences_page(shared: &App, user: &User, prefs: &Preferences, time_zone: &
         Some(false) => "off",
     };
     let entries = |list: &[Entry]| list.iter().map(ToString::to_string).collect();
-    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let status = if refused.any() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    // The languages, each named in itself; the first option is the domain's.
+    let domain_lang = config.language_for(address, "");
+    let mut language = Select::new("language", &p.language, "", &[]);
+    language.current = refused.language.as_ref().map_or(prefs.language.as_str(), |(sent, _)| sent.as_str());
+    language.options.push(("", p.language_default.with("language", &domain_lang.catalog().language_name).to_string()));
+    language.options.extend(Lang::ALL.iter().map(|lang| (lang.code(), lang.catalog().language_name.to_string())));
+    language.error = refused.language.as_ref().map(|(_, why)| why.clone());
     let body = PreferencesPage {
+        t,
         csrf: user.csrf(),
         opt_out: prefs.opt_out,
-        digest: may_choose_digest(&config, address).then_some(Select {
-            name: "digest",
-            label: "How often",
-            current: digest_current,
-            options: &[("", "Default"), ("daily", "Daily"), ("weekly", "Weekly"), ("never", "Never")],
+        digest: may_choose_digest(&config, address).then(|| {
+            Select::new(
+                "digest",
+                &p.how_often,
+                digest_current,
+                &[("", &p.default), ("daily", &p.daily), ("weekly", &p.weekly), ("never", &p.never)],
+            )
         }),
-        filtering: may_choose_filtering(&config, address).then_some(Select {
-            name: "filtering",
-            label: "Spam filtering",
-            current: filtering_current,
-            options: &[("", "Default"), ("on", "On"), ("off", "Off (viruses are still stopped)")],
-        }),
-        time_zone,
+        filtering: may_choose_filtering(&config, address)
+            .then(|| Select::new("filtering", &p.filtering, filtering_current, &[("", &p.default), ("on", &p.on), ("off", &p.off)])),
+        language,
+        time_zone: refused.time_zone.as_ref().map_or(prefs.time_zone.as_str(), |(typed, _)| typed.as_str()),
         domain_zone: config.digest_for_address(address).timezone,
         zones: crate::clock::time_zone_names().collect(),
-        time_zone_error: error,
+        time_zone_error: refused.time_zone.as_ref().map(|(_, why)| why.clone()),
         lists: vec![
-            UserList { kind: ListKind::Allow.as_str(), title: "Always allow", entries: entries(&prefs.allow) },
-            UserList { kind: ListKind::Block.as_str(), title: "Always block", entries: entries(&prefs.block) },
+            UserList { kind: ListKind::Allow.as_str(), title: &p.allow_title, entries: entries(&prefs.allow) },
+            UserList { kind: ListKind::Block.as_str(), title: &p.block_title, entries: entries(&prefs.block) },
         ],
     };
-    user.page(status, "Preferences", &body)
+    user.page(status, p.title.as_str(), &body)
 }
 
 /// One of the user's lists, as shown.
 struct UserList {
     kind: &'static str,
-    title: &'static str,
+    title: &'static Text,
     entries: Vec<String>,
 }
 
 #[derive(askama::Template)]
 #[template(path = "center/prefs.html")]
 struct PreferencesPage<'a> {
+    t: &'static Catalog,
     csrf: String,
     opt_out: bool,
     /// The digest frequency, where the domain lets users choose it.
     digest: Option<Select<'a>>,
     /// Spam filtering on or off, where the domain lets users choose it.
     filtering: Option<Select<'a>>,
+    /// The language moat speaks to the user in.
+    language: Select<'a>,
     /// The time zone field's value: the user's choice, empty for the domain's.
     time_zone: &'a str,
     /// The domain's digest time zone, the default.
@@ -731,12 +779,18 @@ struct PreferencesPage<'a> {
     lists: Vec<UserList>,
 }
 
+/// Text a user sent, as an error message may quote it: at most 100 characters, [`shown`].
+fn quoted(text: &str) -> String {
+    shown(text, 100)
+}
+
 async fn save_preferences(State(shared): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = Form::parse(&body);
-    let user = match signed_in_post(&shared, &headers, &form).await {
+    let mut user = match signed_in_post(&shared, &headers, &form).await {
         Ok(user) => user,
         Err(refusal) => return *refusal,
     };
+    let t = user.t();
     let store = shared.quarantine.store();
     let address = user.session.address.clone();
     let config = shared.config.load_full();
@@ -744,7 +798,7 @@ async fn save_preferences(State(shared): State<Arc<App>>, headers: HeaderMap, bo
         Ok(prefs) => prefs,
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
-            return unavailable();
+            return unavailable(t);
         }
     };
     prefs.opt_out = form.one("emails") != "on";
@@ -763,34 +817,49 @@ async fn save_preferences(State(shared): State<Arc<App>>, headers: HeaderMap, bo
             _ => None,
         };
     }
-    // Empty: the domain's zone; otherwise a zone the tz database knows, or nothing is saved (the
-    // form comes back as the user filled it in, with the error).
+    // Refused values leave the whole form unsaved: it comes back as the user filled it in,
+    // with the errors next to their fields.
+    let mut refused = Refused::default();
+    // Empty: the domain's zone; otherwise a zone the tz database knows.
     let typed = form.one("time_zone").trim();
-    prefs.time_zone = match (typed.is_empty(), crate::clock::time_zone(typed)) {
-        (true, _) => String::new(),
-        (false, Some(zone)) => zone.to_string(),
+    match (typed.is_empty(), crate::clock::time_zone(typed)) {
+        (true, _) => prefs.time_zone = String::new(),
+        (false, Some(zone)) => prefs.time_zone = zone.to_string(),
         (false, None) => {
             let typed: String = typed.chars().take(100).collect();
-            let why = format!(
-                "\u{201c}{typed}\u{201d} is not a time zone. Choose one from the list, such as Europe/Berlin, or leave it empty. Nothing was saved."
-            );
-            return preferences_page(&shared, &user, &prefs, &typed, Some(why));
+            let why = t.prefs.time_zone_error.with("value", &typed).to_string();
+            refused.time_zone = Some((typed, why));
         }
-    };
-    let result = store.set_preferences(&address, &prefs, store::unix_now()).await;
-    match result {
+    }
+    // Empty: the domain's language; otherwise one moat ships.
+    let sent = form.one("language").trim();
+    match (sent.is_empty(), Lang::parse(sent)) {
+        (true, _) => prefs.language = String::new(),
+        (false, Some(lang)) => prefs.language = lang.code().to_string(),
+        (false, None) => {
+            let why = t.prefs.language_error.with("value", quoted(sent)).to_string();
+            refused.language = Some((sent.chars().take(100).collect(), why));
+        }
+    }
+    if refused.any() {
+        return preferences_page(&shared, &user, &prefs, &refused);
+    }
+    match store.set_preferences(&address, &prefs, store::unix_now()).await {
         Ok(()) => {
             crate::app::read_user_lists(&shared).await;
             tracing::info!(event = "preferences_saved", user = %address);
+            // The answer is in the language just chosen.
+            user.locale = config.locale_for(&address, &prefs.language, &prefs.time_zone);
+            let t = user.t();
             user.page(
                 StatusCode::OK,
-                "Preferences saved",
-                &Notice::new("Your preferences are saved.").link("/mc/prefs", "Back to preferences"),
+                t.prefs.saved_title.as_str(),
+                &Notice::new(t.prefs.saved.as_str()).link("/mc/prefs", t.words.back_to_preferences.as_str()),
             )
         }
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
-            unavailable()
+            unavailable(t)
         }
     }
 }
@@ -801,23 +870,26 @@ async fn change_list(State(shared): State<Arc<App>>, headers: HeaderMap, body: B
         Ok(user) => user,
         Err(refusal) => return *refusal,
     };
+    let t = user.t();
+    let (nothing_changed, back) = (t.prefs.nothing_changed.as_str(), t.words.back_to_preferences.as_str());
     let kind = match form.one("kind") {
         "allow" => ListKind::Allow,
         "block" => ListKind::Block,
-        _ => return user.page(StatusCode::BAD_REQUEST, "Nothing changed", &Notice::new("Unknown list.")),
+        _ => return user.page(StatusCode::BAD_REQUEST, nothing_changed, &Notice::new(t.prefs.unknown_list.as_str())),
     };
-    let entry = match Entry::parse(form.one("entry").trim()) {
+    let typed = form.one("entry").trim();
+    let entry = match Entry::parse(typed) {
         Ok(entry) => entry,
-        Err(error) => {
-            let why = Notice::new(format!("That entry is not valid: {error}")).link("/mc/prefs", "Back to preferences");
-            return user.page(StatusCode::BAD_REQUEST, "Nothing changed", &why);
+        Err(_) => {
+            let why = Notice::new(t.prefs.entry_invalid.with("entry", quoted(typed)).to_string()).link("/mc/prefs", back);
+            return user.page(StatusCode::BAD_REQUEST, nothing_changed, &why);
         }
     };
     let adding = form.one("op") != "remove";
     let restricted = adding && kind == ListKind::Allow && !may_choose_filtering(&shared.config.load(), &user.session.address);
-    if let (true, Err(why)) = (restricted, entry.restricted_allow()) {
-        let why = Notice::new(format!("That entry is not allowed: {why}")).link("/mc/prefs", "Back to preferences");
-        return user.page(StatusCode::BAD_REQUEST, "Nothing changed", &why);
+    if restricted && entry.restricted_allow().is_err() {
+        let why = Notice::new(t.prefs.entry_restricted.with("entry", quoted(entry.as_str())).to_string()).link("/mc/prefs", back);
+        return user.page(StatusCode::BAD_REQUEST, nothing_changed, &why);
     }
     let store = shared.quarantine.store();
     let result = match form.one("op") {
@@ -827,11 +899,15 @@ async fn change_list(State(shared): State<Arc<App>>, headers: HeaderMap, body: B
     match result {
         Ok(_) => {
             crate::app::read_user_lists(&shared).await;
-            user.page(StatusCode::OK, "List changed", &Notice::new("Your list is changed.").link("/mc/prefs", "Back to preferences"))
+            user.page(
+                StatusCode::OK,
+                t.prefs.list_changed_title.as_str(),
+                &Notice::new(t.prefs.list_changed.as_str()).link("/mc/prefs", back),
+            )
         }
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
-            unavailable()
+            unavailable(t)
         }
     }
 }
@@ -843,7 +919,7 @@ mod tests {
     #[test]
     fn a_message_shows_its_text_html_and_attachment_names() {
         let message = b"From: a@example.test\r\nSubject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: multipart/alternative; boundary=c\r\n\r\n--c\r\nContent-Type: text/plain\r\n\r\nplain words\r\n--c\r\nContent-Type: text/html\r\n\r\n<p>html words</p>\r\n--c--\r\n--b\r\nContent-Type: application/pdf; name=\"invoice.pdf\"\r\nContent-Disposition: attachment; filename=\"invoice.pdf\"\r\n\r\nJVBERi0=\r\n--b--\r\n";
-        let parts = parts(message);
+        let parts = parts(message, Lang::En.catalog());
         assert!(parts.text.as_deref().is_some_and(|t| t.contains("plain words")));
         assert!(parts.html.as_deref().is_some_and(|h| h.contains("<p>html words</p>")));
         assert_eq!(parts.attachments, [("invoice.pdf".to_string(), "application/pdf".to_string())]);
@@ -853,6 +929,9 @@ mod tests {
     fn attachment_names_cannot_disguise_what_they_are() {
         let message = b"From: a@example.test\r\nSubject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
             --b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*=UTF-8''invoice%E2%80%AEfdp.exe\r\n\r\nAA==\r\n--b--\r\n";
-        assert_eq!(parts(message).attachments, [("invoice[U+202E]fdp.exe".to_string(), "application/octet-stream".to_string())]);
+        assert_eq!(
+            parts(message, Lang::En.catalog()).attachments,
+            [("invoice[U+202E]fdp.exe".to_string(), "application/octet-stream".to_string())]
+        );
     }
 }

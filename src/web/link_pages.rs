@@ -7,23 +7,26 @@
 //! Guarantees: a link acts only for the user and the item it was signed for (an item of another
 //! user is refused even with a valid token); a release goes through `Quarantine::release`, so it
 //! happens exactly once however often the button is pressed; the view page shows the message as
-//! text only, attachments by name.
+//! text only, attachments by name. Pages are in the link's user's language (a link that is not
+//! valid: the browser's).
 
-use super::{Notice, page, unavailable, user_page};
+use super::{Notice, browser_lang, locale_of, page, unavailable, user_page};
 use crate::app::App;
 use crate::digest::build::Author;
 use crate::html::{LIST_TEXT, shown};
+use crate::i18n::{Catalog, Locale};
 use crate::links::{Link, LinkAction, LinkError};
 use crate::lists::Entry;
 use crate::store::{self, ItemState, ListKind, QuarantineItem, ReleaseVia, StoreError};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use std::sync::Arc;
 
 /// What a link page shows of a held item: who it is from and its subject, whole, and its time
-/// in the recipient domain's digest time zone.
+/// in the recipient's time zone.
 struct Summary {
+    t: &'static Catalog,
     from: Author,
     subject: String,
     date: String,
@@ -32,12 +35,14 @@ struct Summary {
 #[derive(askama::Template)]
 #[template(path = "web/unsubscribe.html")]
 struct UnsubscribePage<'a> {
+    t: &'static Catalog,
     address: &'a str,
 }
 
 #[derive(askama::Template)]
 #[template(path = "web/confirm.html")]
 struct ConfirmPage<'a> {
+    t: &'static Catalog,
     summary: Summary,
     label: &'a str,
 }
@@ -45,123 +50,139 @@ struct ConfirmPage<'a> {
 #[derive(askama::Template)]
 #[template(path = "web/view.html")]
 struct ViewPage<'a> {
+    t: &'static Catalog,
     summary: Summary,
     /// The plain-language sentence the item leads with, if a `reason` line covers it.
     headline: Option<String>,
     reason: String,
-    score: f64,
+    /// The score, written the language's way.
+    score: String,
     text: String,
     attachments: &'a [(String, String)],
     /// Signed release tokens and their buttons' labels.
     buttons: Vec<(String, &'static str)>,
 }
 
-fn refused(error: LinkError) -> Response {
+fn refused(t: &'static Catalog, error: LinkError) -> Response {
     let why = match error {
-        LinkError::Expired => "This link has expired. Use a link from a more recent email.",
-        LinkError::Malformed | LinkError::BadSignature => "This link is not valid. Check that it was copied whole.",
+        LinkError::Expired => &t.links.expired,
+        LinkError::Malformed | LinkError::BadSignature => &t.links.malformed,
     };
-    page(StatusCode::FORBIDDEN, "Link not valid", &Notice::new(why))
+    page(t, StatusCode::FORBIDDEN, t.links.invalid_title.as_str(), &Notice::new(why.as_str()))
 }
 
 /// A page answering instead of the normal one (boxed: a response is large).
 type Refusal = Box<Response>;
 
-/// The verified link, or the page that refuses it.
-fn verified(shared: &App, token: &str) -> Result<Link, Refusal> {
+/// The verified link and how its user reads moat, or the page that refuses it (in the
+/// browser's language: the link cannot say whose it is).
+async fn verified(shared: &App, token: &str, headers: &HeaderMap) -> Result<(Link, Locale), Refusal> {
+    let t = browser_lang(headers);
     let Some(key) = shared.quarantine.links() else {
-        return Err(Box::new(page(StatusCode::NOT_FOUND, "Not found", &Notice::new("Links are not enabled here."))));
+        return Err(Box::new(page(t, StatusCode::NOT_FOUND, t.page.not_found_title.as_str(), &Notice::new(t.links.not_enabled.as_str()))));
     };
-    key.verify(token, store::unix_now()).map_err(|e| Box::new(refused(e)))
+    let link = key.verify(token, store::unix_now()).map_err(|e| Box::new(refused(t, e)))?;
+    let locale = locale_of(shared, &link.address).await;
+    Ok((link, locale))
 }
 
 /// The item a release link names, if it belongs to the link's user.
-async fn owned_item(shared: &App, link: &Link) -> Result<QuarantineItem, Refusal> {
+async fn owned_item(shared: &App, t: &'static Catalog, link: &Link) -> Result<QuarantineItem, Refusal> {
     match shared.quarantine.store().get_item(&link.item).await {
         Ok(item) if item.recipient.eq_ignore_ascii_case(&link.address) => Ok(item),
         Ok(_) | Err(StoreError::NotFound { .. }) => Err(Box::new(user_page(
             shared,
+            t,
             StatusCode::NOT_FOUND,
             &link.address,
-            "Message not found",
-            &Notice::new("This message is no longer in the quarantine."),
+            t.center.not_found_title.as_str(),
+            &Notice::new(t.links.gone.as_str()),
         ))),
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
-            Err(Box::new(unavailable()))
+            Err(Box::new(unavailable(t)))
         }
     }
 }
 
 /// The item's author and subject, whole, its time in the recipient's time zone.
-async fn describe(shared: &App, item: &QuarantineItem) -> Summary {
-    let subject = if item.subject.is_empty() { "(no subject)" } else { &item.subject };
-    let zone = super::center::user_zone(shared, &item.recipient).await;
+fn describe(locale: &Locale, item: &QuarantineItem) -> Summary {
+    let t = locale.t();
+    let subject = if item.subject.is_empty() { t.words.no_subject.as_str() } else { &item.subject };
     Summary {
-        from: Author::of(item, usize::MAX, usize::MAX),
+        t,
+        from: Author::of(item, usize::MAX, usize::MAX, t),
         subject: shown(subject, usize::MAX),
-        date: crate::clock::minute_in(item.date, &zone),
+        date: crate::clock::minute_in(item.date, &locale.zone),
     }
 }
 
-fn no_longer_held(shared: &App, address: &str, state: ItemState) -> Response {
+fn no_longer_held(shared: &App, t: &'static Catalog, address: &str, state: ItemState) -> Response {
     let what = match state {
-        ItemState::Released => "This message was already released; it should be in your mailbox.",
-        _ => "This message was deleted from the quarantine.",
+        ItemState::Released => &t.links.already_released,
+        _ => &t.links.was_deleted,
     };
-    user_page(shared, StatusCode::OK, address, "Nothing to do", &Notice::new(what))
+    user_page(shared, t, StatusCode::OK, address, t.links.nothing_to_do.as_str(), &Notice::new(what.as_str()))
 }
 
 /// GET: what the link would do, and a button to do it.
-pub(super) async fn show(State(shared): State<Arc<App>>, Path(token): Path<String>) -> Response {
-    let link = match verified(&shared, &token) {
-        Ok(link) => link,
+pub(super) async fn show(State(shared): State<Arc<App>>, headers: HeaderMap, Path(token): Path<String>) -> Response {
+    let (link, locale) = match verified(&shared, &token, &headers).await {
+        Ok(found) => found,
         Err(refusal) => return *refusal,
     };
+    let t = locale.t();
     match link.action {
-        LinkAction::Unsubscribe => {
-            user_page(&shared, StatusCode::OK, &link.address, "Stop quarantine emails", &UnsubscribePage { address: &link.address })
-        }
+        LinkAction::Unsubscribe => user_page(
+            &shared,
+            t,
+            StatusCode::OK,
+            &link.address,
+            t.links.unsubscribe_title.as_str(),
+            &UnsubscribePage { t, address: &link.address },
+        ),
         LinkAction::Release | LinkAction::ReleaseAllow => {
-            let item = match owned_item(&shared, &link).await {
+            let item = match owned_item(&shared, t, &link).await {
                 Ok(item) => item,
                 Err(refusal) => return *refusal,
             };
             if item.state != ItemState::Held {
-                return no_longer_held(&shared, &link.address, item.state);
+                return no_longer_held(&shared, t, &link.address, item.state);
             }
             let (title, label) = if link.action == LinkAction::Release {
-                ("Release this message?", "Release")
+                (&t.links.confirm_release, &t.words.release)
             } else {
-                ("Release and always allow this sender?", "Release and allow sender")
+                (&t.links.confirm_release_allow, &t.words.release_allow)
             };
-            user_page(&shared, StatusCode::OK, &link.address, title, &ConfirmPage { summary: describe(&shared, &item).await, label })
+            let body = ConfirmPage { t, summary: describe(&locale, &item), label: label.as_str() };
+            user_page(&shared, t, StatusCode::OK, &link.address, title.as_str(), &body)
         }
-        LinkAction::View => view(&shared, &link).await,
-        LinkAction::Login => super::center::start_session(&shared, &link.address),
-        LinkAction::Session => refused(LinkError::Malformed),
+        LinkAction::View => view(&shared, &locale, &link).await,
+        LinkAction::Login => super::center::start_session(&shared, t, &link.address),
+        LinkAction::Session => refused(t, LinkError::Malformed),
     }
 }
 
 /// The held message, for its own user: a header summary, the text (an HTML-only message is
 /// shown as its text, never rendered), the attachments by name and type (not served), and the
 /// release buttons.
-async fn view(shared: &App, link: &Link) -> Response {
-    let item = match owned_item(shared, link).await {
+async fn view(shared: &App, locale: &Locale, link: &Link) -> Response {
+    let t = locale.t();
+    let item = match owned_item(shared, t, link).await {
         Ok(item) => item,
         Err(refusal) => return *refusal,
     };
     if item.state == ItemState::Deleted {
-        return no_longer_held(shared, &link.address, item.state);
+        return no_longer_held(shared, t, &link.address, item.state);
     }
     let contents = match shared.quarantine.open_contents(&item.id).await {
         Ok(contents) => contents,
         Err(error) => {
             tracing::warn!(event = "web_view_failed", item = %item.id, error = %error);
-            return unavailable();
+            return unavailable(t);
         }
     };
-    let parts = super::center::parts(&contents);
+    let parts = super::center::parts(&contents, t);
     // An HTML-only message is shown as its text, never rendered, on this page.
     let text = parts.text.clone().or_else(|| parts.html.as_deref().map(|html| crate::ruleset::html::render(html).text)).unwrap_or_default();
     let text: String = text.chars().take(super::center::MAX_VIEW_TEXT).collect();
@@ -170,39 +191,46 @@ async fn view(shared: &App, link: &Link) -> Response {
         && let (Some(key), Some(web)) = (shared.quarantine.links(), shared.config.load().web.clone())
     {
         let now = store::unix_now();
-        for (action, label) in [(LinkAction::Release, "Release"), (LinkAction::ReleaseAllow, "Release and allow sender")] {
-            buttons.push((key.token(action, &link.address, &item.id, now, web.link_lifetime.0), label));
+        for (action, label) in [(LinkAction::Release, &t.words.release), (LinkAction::ReleaseAllow, &t.words.release_allow)] {
+            buttons.push((key.token(action, &link.address, &item.id, now, web.link_lifetime.0), label.as_str()));
         }
     }
     let body = ViewPage {
-        summary: describe(shared, &item).await,
+        t,
+        summary: describe(locale, &item),
         headline: crate::digest::build::headline(&item, &shared.quarantine.reasons()),
-        reason: crate::digest::build::reason(&item),
-        score: item.score,
+        reason: crate::digest::build::reason(&item, t),
+        score: t.number(item.score),
         text,
         attachments: &parts.attachments,
         buttons,
     };
-    user_page(shared, StatusCode::OK, &link.address, "Held message", &body)
+    user_page(shared, t, StatusCode::OK, &link.address, t.words.held_message.as_str(), &body)
 }
 
 /// POST: does what the link says.
-pub(super) async fn act(State(shared): State<Arc<App>>, Path(token): Path<String>) -> Response {
-    let link = match verified(&shared, &token) {
-        Ok(link) => link,
+pub(super) async fn act(State(shared): State<Arc<App>>, headers: HeaderMap, Path(token): Path<String>) -> Response {
+    let (link, locale) = match verified(&shared, &token, &headers).await {
+        Ok(found) => found,
         Err(refusal) => return *refusal,
     };
+    let t = locale.t();
     match link.action {
-        LinkAction::Unsubscribe => unsubscribe(&shared, &link.address).await,
-        LinkAction::Release | LinkAction::ReleaseAllow => release(&shared, &link).await,
-        LinkAction::View | LinkAction::Login => {
-            user_page(&shared, StatusCode::METHOD_NOT_ALLOWED, &link.address, "Nothing to do", &Notice::new("This link only opens a page."))
-        }
-        LinkAction::Session => refused(LinkError::Malformed),
+        LinkAction::Unsubscribe => unsubscribe(&shared, t, &link.address).await,
+        LinkAction::Release | LinkAction::ReleaseAllow => release(&shared, t, &link).await,
+        LinkAction::View | LinkAction::Login => user_page(
+            &shared,
+            t,
+            StatusCode::METHOD_NOT_ALLOWED,
+            &link.address,
+            t.links.nothing_to_do.as_str(),
+            &Notice::new(t.links.only_opens.as_str()),
+        ),
+        LinkAction::Session => refused(t, LinkError::Malformed),
     }
 }
 
-async fn unsubscribe(shared: &App, address: &str) -> Response {
+async fn unsubscribe(shared: &App, t: &'static Catalog, address: &str) -> Response {
     let store = shared.quarantine.store();
     let result = async {
         let mut prefs = store.get_preferences(address).await?;
@@ -213,37 +241,31 @@ async fn unsubscribe(shared: &App, address: &str) -> Response {
     match result {
         Ok(()) => {
             tracing::info!(event = "unsubscribed", user = %address);
-            user_page(
-                shared,
-                StatusCode::OK,
-                address,
-                "Unsubscribed",
-                &Notice::new("You will no longer get quarantine digests or virus notices."),
-            )
+            user_page(shared, t, StatusCode::OK, address, t.links.unsubscribed_title.as_str(), &Notice::new(t.links.unsubscribed.as_str()))
         }
         Err(error) => {
             tracing::warn!(event = "web_store_error", error = %error);
-            unavailable()
+            unavailable(t)
         }
     }
 }
 
-async fn release(shared: &App, link: &Link) -> Response {
-    let item = match owned_item(shared, link).await {
+async fn release(shared: &App, t: &'static Catalog, link: &Link) -> Response {
+    let item = match owned_item(shared, t, link).await {
         Ok(item) => item,
         Err(refusal) => return *refusal,
     };
     match shared.quarantine.release(&item.id, &link.address, ReleaseVia::Link).await {
         Ok(released) => shared.queue.submit(released.queue_id),
         Err(crate::quarantine::QuarantineError::Store(StoreError::NotHeld { current, .. })) => {
-            return no_longer_held(shared, &link.address, current);
+            return no_longer_held(shared, t, &link.address, current);
         }
         Err(error) => {
             tracing::warn!(event = "web_release_failed", item = %item.id, error = %error);
-            return unavailable();
+            return unavailable(t);
         }
     }
-    let mut done = Notice::new("The message is on its way to your mailbox.");
+    let mut done = Notice::new(t.links.on_its_way.as_str());
     // The From address when the item has one (see `crate::lists`: it counts only for mail its
     // domain authenticated), else the envelope sender.
     let listed = item.sender_to_list();
@@ -252,12 +274,12 @@ async fn release(shared: &App, link: &Link) -> Response {
             Ok(entry) => match shared.quarantine.store().add_list_entry(&link.address, ListKind::Allow, &entry).await {
                 Ok(_) => {
                     crate::app::read_user_lists(shared).await;
-                    done = done.and(format!("Mail from {} will no longer be held for you.", shown(listed, LIST_TEXT)));
+                    done = done.and(t.links.allowed.with("sender", shown(listed, LIST_TEXT)).to_string());
                 }
                 Err(error) => tracing::warn!(event = "web_store_error", error = %error),
             },
-            Err(_) => done = done.and("The sender's address cannot be put on your allow list."),
+            Err(_) => done = done.and(t.links.cannot_allow.as_str()),
         }
     }
-    user_page(shared, StatusCode::OK, &link.address, "Released", &done)
+    user_page(shared, t, StatusCode::OK, &link.address, t.links.released_title.as_str(), &done)
 }

@@ -6,11 +6,13 @@
 //! and within three hourly bounds counted in the store (so across nodes): requests per client
 //! network (`[web] login_requests_per_client`, counted before anything else, so the form cannot
 //! drive recipient callouts either), emails per address (`login_emails_per_address`) and emails
-//! in all (`login_emails_per_hour`). The answer page is the same whatever happened.
+//! in all (`login_emails_per_hour`). The answer page is the same whatever happened, in the
+//! browser's language; the email is in the user's (their preference, else their domain's).
 
 use super::session::cross_site;
-use super::{ClientAddr, Form, Notice, page};
+use super::{ClientAddr, Form, Notice, browser_lang, page};
 use crate::app::App;
+use crate::i18n::{Catalog, Lang};
 use crate::store::{self, Store};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
@@ -25,10 +27,13 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 #[derive(askama::Template)]
 #[template(path = "web/login.html")]
-struct LoginPage;
+struct LoginPage {
+    t: &'static Catalog,
+}
 
-pub(super) async fn form() -> Response {
-    page(StatusCode::OK, "Open your Message Center", &LoginPage)
+pub(super) async fn form(headers: HeaderMap) -> Response {
+    let t = browser_lang(&headers);
+    page(t, StatusCode::OK, t.login.title.as_str(), &LoginPage { t })
 }
 
 /// Sends a login link when every check passes (see the module docs); answers the same page
@@ -39,27 +44,22 @@ pub(super) async fn send(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let t = browser_lang(&headers);
     if cross_site(&headers) {
-        return page(StatusCode::FORBIDDEN, "Request refused", &Notice::new("This form came from another site."));
+        return page(t, StatusCode::FORBIDDEN, t.page.refused_title.as_str(), &Notice::new(t.login.other_site.as_str()));
     }
     let address = Form::parse(&body).one("address").trim().to_ascii_lowercase();
     let outcome = match may_send(&shared, client.0.ip(), &address).await {
-        Ok(()) => send_link(&shared, &address).await,
+        Ok(lang) => send_link(&shared, &address, lang).await,
         Err(reason) => reason,
     };
     tracing::info!(event = "login_link", client_ip = %client.0.ip(), user = %printable(&address), outcome);
-    page(
-        StatusCode::OK,
-        "Check your mail",
-        &Notice::new(
-            "If that address gets its mail through us, a link to its Message Center is on its way. It works for a short time only.",
-        ),
-    )
+    page(t, StatusCode::OK, t.login.sent_title.as_str(), &Notice::new(t.login.sent.as_str()))
 }
 
-/// Whether a login email may go to `address` for this request; the error is the reason not,
-/// as logged.
-async fn may_send(shared: &App, client: IpAddr, address: &str) -> Result<(), &'static str> {
+/// Whether a login email may go to `address` for this request, and in which language; the
+/// error is the reason not, as logged.
+async fn may_send(shared: &App, client: IpAddr, address: &str) -> Result<Lang, &'static str> {
     let config = shared.config.load_full();
     let web = config.web.as_ref().ok_or("no_web")?;
     let store = shared.quarantine.store();
@@ -68,13 +68,14 @@ async fn may_send(shared: &App, client: IpAddr, address: &str) -> Result<(), &'s
     if address.len() > 254 || address.chars().any(char::is_control) || !shared.verifier.accepts(&config, address).await {
         return Err("not_a_recipient");
     }
-    match store.get_preferences(address).await {
+    let lang = match store.get_preferences(address).await {
         Ok(prefs) if prefs.opt_out => return Err("opted_out"),
-        Ok(_) => {}
+        Ok(prefs) => config.language_for(address, &prefs.language),
         Err(_) => return Err("store_error"),
-    }
+    };
     within(store, &format!("login:{address}"), web.login_emails_per_address, "address_rate_limited").await?;
-    within(store, "login-all", web.login_emails_per_hour, "global_rate_limited").await
+    within(store, "login-all", web.login_emails_per_hour, "global_rate_limited").await?;
+    Ok(lang)
 }
 
 /// Counts one more hit on `key` in this hour; `Err(over)` past `limit`. A store that cannot
@@ -90,10 +91,12 @@ async fn within(store: &Store, key: &str, limit: u64, over: &'static str) -> Res
     }
 }
 
-async fn send_link(shared: &App, address: &str) -> &'static str {
+async fn send_link(shared: &App, address: &str, lang: Lang) -> &'static str {
     let config = shared.config.load_full();
     let Some(key) = shared.quarantine.links() else { return "no_web" };
-    let Some((envelope, message)) = crate::notices::login_email(&config, key, address, store::unix_now()) else { return "no_web" };
+    let Some((envelope, message)) = crate::notices::login_email(&config, key, address, lang, store::unix_now()) else {
+        return "no_web";
+    };
     match shared.quarantine.send_to_user(envelope, message).await {
         Ok(id) => {
             tracing::info!(event = "login_link", user = %address, queue_id = %id);

@@ -4,7 +4,9 @@
 //! ([`operator`]); the page shell every page is rendered in.
 //!
 //! Guarantees: every page is static HTML rendered from a template (`templates/`, every value
-//! escaped; see [`crate::html`]) inside the one page shell ([`Page`]), under a
+//! escaped; see [`crate::html`]) inside the one page shell ([`Page`]), in its reader's language
+//! (their preference, else their domain's; a page that cannot tell whose it is, the browser's
+//! `Accept-Language`; the admin console in English; see [`crate::i18n`]), under a
 //! Content-Security-Policy that allows no script and no remote content, with forms only to this
 //! origin; no GET changes a message or a setting; connections have a deadline and a bound (see
 //! [`listener`]); request bodies are bounded ([`MAX_BODY`]).
@@ -21,10 +23,11 @@ pub mod session;
 use crate::app::App;
 use crate::clock::minute_utc as date;
 use crate::html::Markup;
+use crate::i18n::{Catalog, Lang, Locale};
 use askama::Template;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::sync::Arc;
@@ -88,6 +91,8 @@ impl Form {
 #[derive(Template)]
 #[template(path = "page.html")]
 struct Page<'a> {
+    /// The texts, in the reader's language.
+    t: &'static Catalog,
     title: &'a str,
     nav: Nav<'a>,
     /// How the user's domain is named to them (in the header).
@@ -150,31 +155,51 @@ impl<'a> Notice<'a> {
     }
 }
 
-/// A whole page under the links' CSP, without navigation.
-fn page(status: StatusCode, title: &str, body: &impl Template) -> Response {
-    page_with(status, title, Nav::None, body, CSP)
+/// The language of a page that cannot tell whose it is: the browser's (`Accept-Language`).
+fn browser_lang(headers: &HeaderMap) -> &'static Catalog {
+    let asked = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    crate::i18n::from_accept_language(asked).catalog()
 }
 
-/// A page behind a signed link of `address`, under the links' CSP: their domain's display name
-/// in the header.
-fn user_page(shared: &App, status: StatusCode, address: &str, title: &str, body: &impl Template) -> Response {
+/// How the user `address` reads moat (see `Config::locale_for`), from their preferences; their
+/// domain's language and zone when the store cannot say (the zone's name is shown with every time).
+pub(crate) async fn locale_of(shared: &App, address: &str) -> Locale {
+    let prefs = match shared.quarantine.store().get_preferences(address).await {
+        Ok(prefs) => prefs,
+        Err(error) => {
+            tracing::warn!(event = "web_store_error", error = %error);
+            crate::store::Preferences::default()
+        }
+    };
+    shared.config.load().locale_for(address, &prefs.language, &prefs.time_zone)
+}
+
+/// A whole page under the links' CSP, without navigation, in `t`'s language.
+fn page(t: &'static Catalog, status: StatusCode, title: &str, body: &impl Template) -> Response {
+    page_with(t, status, title, Nav::None, body, CSP)
+}
+
+/// A page behind a signed link of `address`, under the links' CSP, in their language `t`: their
+/// domain's display name in the header.
+fn user_page(shared: &App, t: &'static Catalog, status: StatusCode, address: &str, title: &str, body: &impl Template) -> Response {
     let brand = Brand::of(&shared.config.load(), address);
-    page_with(status, title, Nav::User(&brand), body, CSP)
+    page_with(t, status, title, Nav::User(&brand), body, CSP)
 }
 
-/// A whole page under `csp`: `body` rendered inside the page shell with `nav`. A page that
-/// cannot be rendered is a 500 (and a log line), never half a page.
-fn page_with(status: StatusCode, title: &str, nav: Nav<'_>, body: &impl Template, csp: &'static str) -> Response {
+/// A whole page under `csp` in `t`'s language: `body` rendered inside the page shell with
+/// `nav`. A page that cannot be rendered is a 500 (and a log line), never half a page.
+fn page_with(t: &'static Catalog, status: StatusCode, title: &str, nav: Nav<'_>, body: &impl Template, csp: &'static str) -> Response {
     let (brand, logo) = match &nav {
         Nav::Center { brand, .. } | Nav::User(brand) => (brand.name.as_str(), brand.logo.as_deref()),
         Nav::None | Nav::Admin => ("", None),
     };
-    let rendered = Markup::render(body).and_then(|body| Page { title, nav, brand, logo, body }.render());
+    let rendered = Markup::render(body).and_then(|body| Page { t, title, nav, brand, logo, body }.render());
     let (status, html) = match rendered {
         Ok(html) => (status, html),
         Err(error) => {
             tracing::error!(event = "web_render_failed", title, error = %error);
-            (StatusCode::INTERNAL_SERVER_ERROR, "<!doctype html><title>Error</title><p>This page cannot be shown.</p>\n".to_string())
+            let (title, text) = (Escaped(t.page.error_title.as_str()), Escaped(t.page.cannot_show.as_str()));
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("<!doctype html><html lang=\"{}\"><title>{title}</title><p>{text}</p>\n", t.code))
         }
     };
     let mut response = (status, html).into_response();
@@ -206,12 +231,22 @@ async fn logo(State(shared): State<Arc<App>>, Path(domain): Path<String>) -> Res
     response
 }
 
-fn unavailable() -> Response {
-    page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Try again later",
-        &Notice::new("The quarantine cannot be reached right now. Please try again in a few minutes."),
-    )
+/// Catalog text escaped for HTML outside a template.
+struct Escaped<'a>(&'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        askama::filters::Escaper::write_escaped_str(&crate::html::Escape, f, self.0)
+    }
+}
+
+fn unavailable(t: &'static Catalog) -> Response {
+    page(t, StatusCode::SERVICE_UNAVAILABLE, t.page.unavailable_title.as_str(), &Notice::new(t.page.unavailable.as_str()))
+}
+
+/// The English texts: the admin console's, and English everywhere else by default.
+fn english() -> &'static Catalog {
+    Lang::En.catalog()
 }
 
 #[cfg(test)]

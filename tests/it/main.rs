@@ -50,5 +50,6 @@ mod smtp_starttls;
 mod store;
 mod web_browser;
 mod web_center;
+mod web_language;
 mod web_links;
 mod web_look;

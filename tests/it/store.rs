@@ -114,6 +114,7 @@ both_backends!(
     purging_a_domain_removes_its_users_and_nothing_else,
     an_item_held_before_the_from_field_was_kept_still_lists_by_its_envelope_sender,
     a_user_who_set_preferences_before_time_zones_keeps_them_and_the_domains_zone,
+    a_user_who_set_preferences_before_languages_keeps_them_and_reads_the_domains_language,
 );
 
 fn item(id: &str, recipient: &str, created_at: i64) -> QuarantineItem {
@@ -335,6 +336,7 @@ async fn preferences_round_trip_and_build_user_lists(db: Db) {
         opt_out: true,
         filtering: Some(false),
         time_zone: "Asia/Tokyo".into(),
+        language: "de".into(),
         allow: entries(&[".partner.test", "friend@x.test"]),
         block: entries(&["198.51.100.0/24"]),
     };
@@ -755,7 +757,7 @@ async fn an_item_held_before_the_from_field_was_kept_still_lists_by_its_envelope
     let item = store.get_item("old1").await.unwrap();
     assert_eq!((item.sender.as_str(), item.from_name.as_str(), item.from_address.as_str()), ("bounce-8f3a91@mailer.test", "", ""));
     assert_eq!(item.sender_to_list(), "bounce-8f3a91@mailer.test", "allow/block name the envelope sender, as before");
-    let shown = moat::digest::build::Author::of(&item, 60, 120);
+    let shown = moat::digest::build::Author::of(&item, 60, 120, moat::i18n::Lang::En.catalog());
     assert_eq!((shown.name, shown.address.as_str(), shown.via), (None, "bounce-8f3a91@mailer.test", None));
     let listed = store.list_items("alice@example.test", Some(ItemState::Held), 10, 0).await.unwrap();
     assert_eq!(listed.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["old1"]);
@@ -795,6 +797,39 @@ async fn a_user_who_set_preferences_before_time_zones_keeps_them_and_the_domains
     let chosen = store.get_preferences("alice@example.test").await.unwrap();
     assert_eq!((chosen.digest, chosen.time_zone.as_str()), (Some(DigestFrequency::Weekly), "Asia/Tokyo"));
     assert_eq!(config.time_zone_for("alice@example.test", &chosen.time_zone), "Asia/Tokyo");
+}
+
+async fn a_user_who_set_preferences_before_languages_keeps_them_and_reads_the_domains_language(db: Db) {
+    let mut old = String::from("CREATE TABLE schema_version (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL);\n");
+    for (version, sql) in moat::store::MIGRATIONS.iter().filter(|(v, _)| *v <= 10) {
+        old.push_str(sql);
+        old.push_str(&format!("\nINSERT INTO schema_version (version, applied_at) VALUES ({version}, 0);\n"));
+    }
+    old.push_str(&format!(
+        "INSERT INTO user_prefs (address, digest, opt_out, filtering, time_zone, updated_at) \
+         VALUES ('alice@example.test', 'weekly', FALSE, TRUE, 'Asia/Tokyo', {NOW});"
+    ));
+    db.raw(&old).await;
+
+    let store = db.open().await;
+    assert_eq!(store.schema_version().await.unwrap(), latest_version());
+    let prefs = store.get_preferences("alice@example.test").await.unwrap();
+    assert_eq!((prefs.digest, prefs.time_zone.as_str()), (Some(DigestFrequency::Weekly), "Asia/Tokyo"), "{prefs:?}");
+    assert_eq!(prefs.language, "", "no choice: the domain's language");
+    let config = moat::config::load_str(
+        "t.toml",
+        "hostname = \"mx.example.test\"\n[[listen]]\naddress = \"127.0.0.1:2525\"\nstarttls = false\n[downstream]\nhost = \"127.0.0.1\"\n\
+         [[domain]]\nname = \"example.test\"\nlanguage = \"de\"\n",
+        std::path::Path::new("."),
+    )
+    .expect("config");
+    assert_eq!(config.language_for("alice@example.test", &prefs.language), moat::i18n::Lang::De);
+    // Choosing English afterwards keeps the rest.
+    store.set_preferences("alice@example.test", &Preferences { language: "en".into(), ..prefs.clone() }, NOW + 1).await.unwrap();
+    let chosen = store.get_preferences("alice@example.test").await.unwrap();
+    assert_eq!((chosen.digest, chosen.time_zone.as_str(), chosen.language.as_str()), (Some(DigestFrequency::Weekly), "Asia/Tokyo", "en"));
+    let locale = config.locale_for("alice@example.test", &chosen.language, &chosen.time_zone);
+    assert_eq!((locale.lang, locale.zone.as_str()), (moat::i18n::Lang::En, "Asia/Tokyo"));
 }
 
 fn item_new() -> QuarantineItem {

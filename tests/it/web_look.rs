@@ -107,7 +107,7 @@ fn digest(setup: &Setup) -> (String, String) {
 }
 
 /// Where axe-core's script is: `MOAT_AXE_CORE`, or where scripts/test installs it.
-fn axe_core() -> String {
+pub(crate) fn axe_core() -> String {
     let path = std::env::var_os("MOAT_AXE_CORE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/axe-core/node_modules/axe-core/axe.min.js"));
@@ -117,7 +117,7 @@ fn axe_core() -> String {
 
 /// The page fits the window: no sideways scrolling, and every link and button lies within the
 /// window's width (the skip link, off-screen until focused, aside).
-fn assert_fits(browser: &Browser, what: &str) {
+pub(crate) fn assert_fits(browser: &Browser, what: &str) {
     let found = browser.script(
         "const width = window.innerWidth;
          const outside = [...document.querySelectorAll('a[href], button, input, select')]
@@ -132,7 +132,7 @@ fn assert_fits(browser: &Browser, what: &str) {
 }
 
 /// No serious or critical accessibility violation in the page, by axe-core's rules.
-fn assert_accessible(browser: &Browser, axe: &str, what: &str) {
+pub(crate) fn assert_accessible(browser: &Browser, axe: &str, what: &str) {
     browser.script(&format!("{axe}\n;return true;"));
     let violations = browser.script_async(
         "const done = arguments[arguments.length - 1];
@@ -166,7 +166,7 @@ fn assert_author_cut(browser: &Browser, what: &str) {
     assert!(shown.contains(&format!("via {NEWSLETTER_BOUNCE}")), "{what}: the envelope sender as a detail");
 }
 
-fn screenshot(browser: &Browser, name: &str) {
+pub(crate) fn screenshot(browser: &Browser, name: &str) {
     if let Some(dir) = std::env::var_os("MOAT_SCREENSHOTS") {
         browser.screenshot(&PathBuf::from(dir).join(format!("{name}.png")));
     }
