@@ -17,11 +17,12 @@ use crate::store::QuarantineItem;
 use askama::Template;
 
 /// The one plain-language sentence an item leads with: the `reason` of its highest-scoring
-/// positive symbol that has one (see [`crate::ruleset::reasons`]), if any.
-pub fn headline(item: &QuarantineItem, reasons: &Reasons) -> Option<String> {
+/// positive symbol that has one (see [`crate::ruleset::reasons`]), in the reader's language
+/// where the rule files give one, if any.
+pub fn headline(item: &QuarantineItem, reasons: &Reasons, locale: &Locale) -> Option<String> {
     let mut positive: Vec<&crate::verdict::Symbol> = item.symbols.iter().filter(|s| s.score > 0.0).collect();
     positive.sort_by(|a, b| b.score.total_cmp(&a.score));
-    reasons.first_of(positive.iter().map(|s| s.name.as_str())).map(shown)
+    reasons.first_of(positive.iter().map(|s| s.name.as_str()), locale.lang.code()).map(shown)
 }
 
 /// Up to three reasons, from the highest-scoring positive symbols' descriptions (the rule
@@ -71,7 +72,7 @@ fn rows(web: &Web, key: &LinkKey, reasons: &Reasons, address: &str, items: &[Qua
             from: Author::of(item, LIST_NAME, crate::html::LIST_TEXT, t),
             subject: if item.subject.is_empty() { t.words.no_subject.to_string() } else { shown(&item.subject) },
             score: t.number(item.score),
-            headline: headline(item, reasons),
+            headline: headline(item, reasons, locale),
             reason: reason(item, t),
             view: key.url(web, LinkAction::View, address, &item.id, now),
             release: key.url(web, LinkAction::Release, address, &item.id, now),

@@ -412,7 +412,15 @@ impl Config {
             "reason" => {
                 let (pattern, text) = split_word(rest);
                 match super::reasons::check(pattern, text.trim()) {
-                    Ok(()) => self.reasons.set(pattern, text.trim()),
+                    Ok(()) => self.reasons.set("", pattern, text.trim()),
+                    Err(message) => self.errors.push(o.error(message)),
+                }
+            }
+            "lang" if split_word(split_word(rest).1).0 == "reason" => {
+                let (lang, line) = split_word(rest);
+                let (pattern, text) = split_word(split_word(line).1);
+                match super::reasons::check_lang(lang).and_then(|()| super::reasons::check(pattern, text.trim())) {
+                    Ok(()) => self.reasons.set(lang, pattern, text.trim()),
                     Err(message) => self.errors.push(o.error(message)),
                 }
             }
@@ -616,6 +624,16 @@ mod tests {
         assert_eq!(c.rules.len(), 1);
         assert_eq!(c.rules[0].text, "/foo#1/i");
         assert_eq!(c.rules[0].origin.line, 3);
+    }
+
+    #[test]
+    fn lang_reason_lines_give_a_languages_sentence_and_a_bad_code_is_an_error_at_its_line() {
+        let c = read("reason B_* Generic.\nlang de reason B_X Auf Deutsch.\nlang de describe B_X Körper\nlang Deutsch reason B_Y Nein.\n");
+        assert_eq!(c.reasons.for_symbol("B_X", "de"), Some("Auf Deutsch."));
+        assert_eq!(c.reasons.for_symbol("B_X", "en"), Some("Generic."));
+        assert_eq!(c.ignored_directives["lang"], 1, "other lang lines are still ignored");
+        assert_eq!(c.errors.len(), 1, "{:?}", c.errors);
+        assert!(c.errors[0].to_string().contains(":4") && c.errors[0].to_string().contains("Deutsch"), "{}", c.errors[0]);
     }
 
     #[test]

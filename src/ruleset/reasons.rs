@@ -2,10 +2,12 @@
 //!
 //! `reason SYMBOL One short sentence.` (or `reason PREFIX_* …` for every symbol starting with
 //! `PREFIX_`) gives the sentence a user reads first for an item that symbol helped hold; the
-//! rule descriptions follow as details. Admins edit them next to the rules (moat ships
-//! `rules/60_reasons.cf`); a later file's line for the same symbol or prefix replaces an
-//! earlier one. Read with the rule files, so a bad line is an error with file:line and nothing
-//! is applied.
+//! rule descriptions follow as details. `lang de reason SYMBOL Ein Satz.` (SpamAssassin's
+//! `lang` prefix) gives it for users who read German: a user's language's lines are looked at
+//! first, then the lines without a language. Admins edit them next to the rules (moat ships
+//! `rules/60_reasons.cf`); a later file's line for the same language and symbol or prefix
+//! replaces an earlier one. Read with the rule files, so a bad line is an error with file:line
+//! and nothing is applied.
 
 use std::path::PathBuf;
 
@@ -14,38 +16,64 @@ use super::RuleError;
 /// Longest sentence a `reason` line may give (it leads a digest line).
 pub const MAX_LEN: usize = 120;
 
-/// Symbol (or `PREFIX_*`) → sentence.
+/// One `reason` line: its language ("" for none), symbol or `PREFIX_*`, and sentence.
+#[derive(Debug, Clone, PartialEq)]
+struct Line {
+    lang: String,
+    pattern: String,
+    sentence: String,
+}
+
+/// The `reason` lines in force, in every language.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Reasons(Vec<(String, String)>);
+pub struct Reasons(Vec<Line>);
 
 impl Reasons {
-    /// Adds or replaces the sentence for `pattern`.
-    pub(crate) fn set(&mut self, pattern: &str, sentence: &str) {
-        match self.0.iter_mut().find(|(p, _)| p == pattern) {
-            Some(entry) => entry.1 = sentence.to_string(),
-            None => self.0.push((pattern.to_string(), sentence.to_string())),
+    /// Adds or replaces the sentence for `pattern` in `lang` ("" for the lines without one).
+    pub(crate) fn set(&mut self, lang: &str, pattern: &str, sentence: &str) {
+        match self.0.iter_mut().find(|l| l.lang == lang && l.pattern == pattern) {
+            Some(line) => line.sentence = sentence.to_string(),
+            None => self.0.push(Line { lang: lang.to_string(), pattern: pattern.to_string(), sentence: sentence.to_string() }),
         }
     }
 
-    /// The sentence for `symbol`: its own line, else the longest matching prefix line.
-    pub fn for_symbol(&self, symbol: &str) -> Option<&str> {
-        let exact = self.0.iter().find(|(p, _)| p == symbol);
-        let prefixed = || {
-            (self.0.iter())
-                .filter_map(|(p, s)| p.strip_suffix('*').filter(|prefix| symbol.starts_with(prefix)).map(|prefix| (prefix.len(), s)))
-                .max_by_key(|(len, _)| *len)
-                .map(|(_, s)| s)
-        };
-        exact.map(|(_, s)| s).or_else(prefixed).map(String::as_str)
+    /// The sentence for `symbol` for a reader of `lang`: among that language's lines, then
+    /// among the lines without one, its own line, else the longest matching prefix line.
+    pub fn for_symbol(&self, symbol: &str, lang: &str) -> Option<&str> {
+        self.in_lang(symbol, lang).or_else(|| self.in_lang(symbol, ""))
     }
 
-    /// The sentence of the first symbol in `symbols` (most important first) that has one.
-    pub fn first_of<'a>(&self, symbols: impl IntoIterator<Item = &'a str>) -> Option<&str> {
-        symbols.into_iter().find_map(|s| self.for_symbol(s))
+    fn in_lang(&self, symbol: &str, lang: &str) -> Option<&str> {
+        let lines = || self.0.iter().filter(move |l| l.lang == lang);
+        let exact = lines().find(|l| l.pattern == symbol);
+        let prefixed = || {
+            lines()
+                .filter_map(|l| l.pattern.strip_suffix('*').filter(|prefix| symbol.starts_with(prefix)).map(|prefix| (prefix.len(), l)))
+                .max_by_key(|(len, _)| *len)
+                .map(|(_, l)| l)
+        };
+        exact.or_else(prefixed).map(|l| l.sentence.as_str())
+    }
+
+    /// The sentence of the first symbol in `symbols` (most important first) that has one, for a
+    /// reader of `lang`.
+    pub fn first_of<'a>(&self, symbols: impl IntoIterator<Item = &'a str>, lang: &str) -> Option<&str> {
+        symbols.into_iter().find_map(|s| self.for_symbol(s, lang))
     }
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// Checks the language of a `lang LANG reason …` line: a language code such as `de` or `pt_br`.
+pub(crate) fn check_lang(lang: &str) -> Result<(), String> {
+    let (code, region) = lang.split_once('_').unwrap_or((lang, "ok"));
+    let letters = |s: &str, n: std::ops::RangeInclusive<usize>| n.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase());
+    if letters(code, 2..=3) && letters(region, 2..=3) {
+        Ok(())
+    } else {
+        Err(format!("lang: {lang:?} is not a language code such as de or pt_br"))
     }
 }
 
@@ -78,16 +106,36 @@ mod tests {
     #[test]
     fn exact_lines_win_over_prefixes_and_the_longest_prefix_wins() {
         let mut r = Reasons::default();
-        r.set("MOAT_*", "Generic");
-        r.set("MOAT_CLASSIFIER_*", "Looks like bulk advertising");
-        r.set("MOAT_CLASSIFIER_99", "Almost certainly spam");
-        assert_eq!(r.for_symbol("MOAT_CLASSIFIER_80"), Some("Looks like bulk advertising"));
-        assert_eq!(r.for_symbol("MOAT_CLASSIFIER_99"), Some("Almost certainly spam"));
-        assert_eq!(r.for_symbol("MOAT_PHARMA"), Some("Generic"));
-        assert_eq!(r.for_symbol("SPF_FAIL"), None);
-        r.set("MOAT_*", "Replaced");
-        assert_eq!(r.for_symbol("MOAT_PHARMA"), Some("Replaced"), "a later line replaces");
-        assert_eq!(r.first_of(["SPF_FAIL", "MOAT_X", "MOAT_CLASSIFIER_99"]), Some("Replaced"), "the first symbol that has one");
+        r.set("", "MOAT_*", "Generic");
+        r.set("", "MOAT_CLASSIFIER_*", "Looks like bulk advertising");
+        r.set("", "MOAT_CLASSIFIER_99", "Almost certainly spam");
+        assert_eq!(r.for_symbol("MOAT_CLASSIFIER_80", "en"), Some("Looks like bulk advertising"));
+        assert_eq!(r.for_symbol("MOAT_CLASSIFIER_99", "en"), Some("Almost certainly spam"));
+        assert_eq!(r.for_symbol("MOAT_PHARMA", "en"), Some("Generic"));
+        assert_eq!(r.for_symbol("SPF_FAIL", "en"), None);
+        r.set("", "MOAT_*", "Replaced");
+        assert_eq!(r.for_symbol("MOAT_PHARMA", "en"), Some("Replaced"), "a later line replaces");
+        assert_eq!(r.first_of(["SPF_FAIL", "MOAT_X", "MOAT_CLASSIFIER_99"], "en"), Some("Replaced"), "the first symbol that has one");
+    }
+
+    #[test]
+    fn a_readers_language_comes_first_then_the_lines_without_one() {
+        let mut r = Reasons::default();
+        r.set("", "SPF_FAIL", "Sender failed authentication.");
+        r.set("", "CLAMAV_VIRUS", "Contains a virus.");
+        r.set("de", "SPF_*", "Der Absender hat die Prüfung nicht bestanden.");
+        r.set("fr", "CLAMAV_VIRUS", "Contient un virus.");
+        assert_eq!(
+            r.for_symbol("SPF_FAIL", "de"),
+            Some("Der Absender hat die Prüfung nicht bestanden."),
+            "German prefix before the default's exact line"
+        );
+        assert_eq!(r.for_symbol("SPF_FAIL", "en"), Some("Sender failed authentication."));
+        assert_eq!(r.for_symbol("CLAMAV_VIRUS", "de"), Some("Contains a virus."), "no German line: the default");
+        assert_eq!(r.first_of(["CLAMAV_VIRUS", "SPF_FAIL"], "fr"), Some("Contient un virus."));
+        r.set("de", "SPF_*", "Ersetzt.");
+        assert_eq!(r.for_symbol("SPF_SOFTFAIL", "de"), Some("Ersetzt."), "a later line for the same language replaces");
+        assert_eq!(r.for_symbol("SPF_FAIL", "en"), Some("Sender failed authentication."), "and leaves the other languages alone");
     }
 
     #[test]
@@ -98,5 +146,7 @@ mod tests {
         assert!(check("A B", "x").is_err());
         assert!(check("SPF_FAIL", "").is_err());
         assert!(check("SPF_FAIL", &"x".repeat(MAX_LEN + 1)).is_err());
+        assert!(check_lang("de").is_ok() && check_lang("pt_br").is_ok());
+        assert!(check_lang("DE").is_err() && check_lang("deutsch").is_err() && check_lang("").is_err() && check_lang("de_").is_err());
     }
 }

@@ -348,7 +348,7 @@ fn row(item: &QuarantineItem, locale: &Locale, reasons: &Reasons) -> Row {
         subject: shown(or_none(&item.subject, t.words.no_subject.as_str()), LIST_TEXT),
         category: t.words.category(item.category.as_str()),
         score: t.number(item.score),
-        headline: crate::digest::build::headline(item, reasons),
+        headline: crate::digest::build::headline(item, reasons, locale),
         reason: crate::digest::build::reason(item, t),
     }
 }
@@ -462,7 +462,7 @@ async fn view(State(shared): State<Arc<App>>, headers: HeaderMap, Path(id): Path
         recipient: &item.recipient,
         subject: shown(or_none(&item.subject, t.words.no_subject.as_str()), usize::MAX),
         date: crate::clock::minute_in(item.date, &user.locale.zone),
-        headline: crate::digest::build::headline(&item, &shared.quarantine.reasons()),
+        headline: crate::digest::build::headline(&item, &shared.quarantine.reasons(), &user.locale),
         reason: crate::digest::build::reason(&item, t),
         score: t.number(item.score),
         category: t.words.category(item.category.as_str()),

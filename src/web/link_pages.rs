@@ -198,7 +198,7 @@ async fn view(shared: &App, locale: &Locale, link: &Link) -> Response {
     let body = ViewPage {
         t,
         summary: describe(locale, &item),
-        headline: crate::digest::build::headline(&item, &shared.quarantine.reasons()),
+        headline: crate::digest::build::headline(&item, &shared.quarantine.reasons(), locale),
         reason: crate::digest::build::reason(&item, t),
         score: t.number(item.score),
         text,

@@ -15,6 +15,9 @@ const ANNA: &str = "anna@de.test";
 const CENTER_DE: &str = "Ihre ganze Quarantäne, Einstellungen sowie Zulassungs- und Sperrlisten: ";
 const CENTER_EN: &str = "Your whole quarantine, preferences and allow/block lists: ";
 
+/// The item's plain-language sentence, in English and (SpamAssassin's `lang` prefix) German.
+const REASONS: &str = "reason LOCAL_* Looks like a lottery scam.\nlang de reason LOCAL_PRIZE Sieht nach einem Lotteriebetrug aus.\n";
+
 struct Setup {
     moat: Moat,
     capture: Capture,
@@ -25,7 +28,7 @@ struct Setup {
 /// moat with a German domain (`de.test`) beside the harness's English `example.test`.
 fn start() -> Setup {
     let rules = temp_dir();
-    fs::write(rules.path().join("local.cf"), HOLD_RULE).unwrap();
+    fs::write(rules.path().join("local.cf"), format!("{HOLD_RULE}{REASONS}")).unwrap();
     let capture = Capture::new();
     let web = free_port();
     let moat = Moat::start(
@@ -89,6 +92,7 @@ fn a_german_domains_user_reads_moat_in_german_until_they_choose_english_and_a_la
     let berlin = moat::clock::minute_in(held.date, "Europe/Berlin");
     assert!(digest.contains(&format!("   Empfangen:     {berlin}")), "{digest}");
     assert!(digest.contains("   Spamwert 12,0: Claims you won a prize"), "the rule's own words stay the admin's: {digest}");
+    assert!(digest.contains("Sieht nach einem Lotteriebetrug aus.") && !digest.contains("lottery scam"), "the German reason: {digest}");
     assert!(digest.contains("\nDiese Übersichten abbestellen: http"), "the opt-out link: {digest}");
     assert_german("digest text", &digest.replace("Claims you won a prize", ""));
     assert!(
@@ -132,6 +136,7 @@ fn a_german_domains_user_reads_moat_in_german_until_they_choose_english_and_a_la
     }
     assert_eq!(browser.script("return document.querySelector('a.skip').textContent").as_str(), Some("Zum Inhalt springen"));
     assert_german("Message Center list", &list.replace("Claims you won a prize", ""));
+    assert!(list.contains("Sieht nach einem Lotteriebetrug aus."), "the German reason: {list}");
     assert_fits(&browser, "the German list on a phone");
     assert_accessible(&browser, &axe, "the German list");
     screenshot(&browser, "center-de-phone");
@@ -194,7 +199,7 @@ fn a_german_domains_user_reads_moat_in_german_until_they_choose_english_and_a_la
     browser.wait_title("Your quarantine");
     let list = browser.body_text();
     assert!(list.contains("1 message.") && list.contains("Not spam: release") && list.contains("Signed in as anna@de.test"), "{list}");
-    assert!(!list.contains("Nachricht") && !list.contains("Abmelden"), "{list}");
+    assert!(!list.contains("Nachricht") && !list.contains("Abmelden") && list.contains("Looks like a lottery scam."), "{list}");
     assert_accessible(&browser, &axe, "the English list");
 
     // Their next digest is English too; the domain still names itself.
@@ -204,6 +209,7 @@ fn a_german_domains_user_reads_moat_in_german_until_they_choose_english_and_a_la
     assert_eq!(subject, "Quarantine digest: 1 message held for you");
     assert!(digest.starts_with("Quarantine digest for anna@de.test") && digest.contains("1. Subject:  Second prize"), "{digest}");
     assert!(digest.contains("   Score 12.0: Claims you won a prize") && digest.contains(CENTER_EN), "{digest}");
+    assert!(digest.contains("Looks like a lottery scam.") && !digest.contains("Lotteriebetrug"), "the reason without a language: {digest}");
     assert!(html.contains("<html lang=\"en\">") && html.contains(">Release</a>") && html.contains("Beispiel GmbH"), "{html}");
     assert!(!digest.contains("Übersicht") && !html.contains("Freigeben"), "{digest}\n{html}");
 }
