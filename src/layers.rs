@@ -9,7 +9,10 @@
 pub const LAYERS: &[(&str, &[&str])] = &[
     (
         "leaves",
-        &["clock", "config", "smtp", "headers", "html", "i18n", "keys", "links", "lists", "mailbox", "metrics", "dns", "tls", "systemd"],
+        &[
+            "clock", "config", "smtp", "headers", "html", "i18n", "keys", "links", "lists", "mailbox", "metrics", "mime", "dns", "tls",
+            "systemd",
+        ],
     ),
     ("message", &["verdict", "ruleset", "filter", "scoring", "stats", "classifier"]),
     ("storage", &["spool", "store"]),

@@ -50,6 +50,7 @@ pub mod links;
 pub mod lists;
 pub mod mailbox;
 pub mod metrics;
+pub mod mime;
 pub mod notices;
 pub mod quarantine;
 pub mod relay;

@@ -132,6 +132,9 @@ impl Tokenizer {
             sink.limit(b"parse");
         }
         let raw = &raw[..cut];
+        // An unclosed last part is read, as mail clients read it.
+        let closed = crate::mime::close_multiparts(raw);
+        let raw = closed.as_deref().unwrap_or(raw);
         match MessageParser::default().parse(raw) {
             Some(message) => sink.message(&message, 0),
             None => {

@@ -185,6 +185,13 @@ pub fn check(policy: &Policy, raw: &[u8]) -> Vec<Symbol> {
         tally.add(MIME_TOO_MANY_PARTS, format!("more than {} parts", policy.max_parts));
     }
     let raw = &raw[..cut.unwrap_or(raw.len())];
+    // A part after which the message ends without its closing delimiter is still checked (mail
+    // clients open it); the message is flagged for it.
+    let closed = crate::mime::close_multiparts(raw);
+    if closed.is_some() && cut.is_none() {
+        tally.add(MIME_MALFORMED, "multipart boundary never closed".to_string());
+    }
+    let raw = closed.as_deref().unwrap_or(raw);
     let Some(message) = MessageParser::default().parse(raw) else { return tally.symbols() };
     let mut walker = Walker { policy, tally: &mut tally, parts: 0, stopped: false, cut: cut.is_some(), archive_entries: 0 };
     walker.message(&message, raw, 1);
@@ -823,6 +830,22 @@ mod tests {
         assert!(check(&policy(), &fine).is_empty());
         assert!(check(&policy(), b"").is_empty());
         assert!(check(&policy(), b"\xff\xfe garbage without headers").len() <= 1);
+    }
+
+    /// A program as the last part of a message that ends without its closing delimiter: mail
+    /// clients open it, so it is checked (and the message flagged as malformed).
+    #[test]
+    fn a_program_in_an_unclosed_last_part_is_found() {
+        let mut pe = vec![0u8; 256];
+        pe[..2].copy_from_slice(b"MZ");
+        pe[0x3c] = 0x80;
+        pe[0x80..0x84].copy_from_slice(b"PE\0\0");
+        let closed = with_attachment("Content-Type: application/octet-stream; name=\"invoice.pdf\"\r\n", &pe);
+        let unclosed = &closed[..closed.len() - b"--b1--\r\n".len()];
+        assert_eq!(names(&check(&policy(), &closed)), [ATTACH_EXECUTABLE]);
+        let mut found = names(&check(&policy(), unclosed)).into_iter().map(str::to_string).collect::<Vec<_>>();
+        found.sort();
+        assert_eq!(found, [ATTACH_EXECUTABLE, MIME_MALFORMED]);
     }
 
     #[test]

@@ -59,7 +59,9 @@ pub fn message_domains(message: &[u8], limit: usize) -> Vec<String> {
     if limit == 0 {
         return found.list;
     }
-    match MessageParser::default().parse(message) {
+    // An unclosed last part is read, as mail clients read it.
+    let closed = crate::mime::close_multiparts(message);
+    match MessageParser::default().parse(closed.as_deref().unwrap_or(message)) {
         Some(parsed) => walk(&parsed, &mut found, 0),
         None => scan_text(&String::from_utf8_lossy(message), &mut found),
     }

@@ -120,7 +120,9 @@ impl ParsedMessage {
             pm.body.push(collapse(&subject));
             pm.subject_lines = 1;
         }
-        if let Some(msg) = MessageParser::default().parse(raw) {
+        // An unclosed last part is read, as mail clients read it.
+        let closed = crate::mime::close_multiparts(raw);
+        if let Some(msg) = MessageParser::default().parse(closed.as_deref().unwrap_or(raw)) {
             let mut body_total = 0;
             pm.walk(&msg, &mut body_total);
         }
