@@ -38,9 +38,13 @@ impl RulesFilter {
     }
 }
 
-/// Parses and evaluates one message; the blocking part of [`RulesFilter::data`].
-pub fn scan(rules: &RuleSet, raw: &[u8], sender: Option<&str>) -> Vec<Symbol> {
-    let mut msg = ParsedMessage::parse(raw);
+/// Parses and evaluates one message; the blocking part of [`RulesFilter::data`]. `client` is
+/// the connecting client's address: it is the newest handover of the Received trail the rules
+/// read (a public client is untrusted, so is every relay the message records; a loopback
+/// client, or none, leaves the trail to the message's own fields, as for a file — see
+/// `ruleset::received`), the same in the server and in `moat scan`.
+pub fn scan(rules: &RuleSet, raw: &[u8], sender: Option<&str>, client: Option<std::net::IpAddr>) -> Vec<Symbol> {
+    let mut msg = ParsedMessage::parse(raw).with_client(client);
     if let Some(sender) = sender {
         msg = msg.with_envelope_from(sender);
     }
@@ -136,8 +140,11 @@ impl Filter for RulesFilter {
             };
             let rules = Arc::clone(&self.rules);
             let sender = facts.sender.clone();
-            let symbols =
-                RULE_THREADS.run(move || scan(&rules, &message, sender.as_deref())).await.map_err(|e| self.failed(e.to_string()))?;
+            let client = facts.client_ip;
+            let symbols = RULE_THREADS
+                .run(move || scan(&rules, &message, sender.as_deref(), client))
+                .await
+                .map_err(|e| self.failed(e.to_string()))?;
             Ok(Findings { symbols, headers: Vec::new() })
         })
     }

@@ -79,6 +79,10 @@ pub struct ParsedMessage {
     /// The Date header's distance from the closest Received time, seconds, computed once for
     /// all the `check_for_shifted_date` rules (see `evalfn`).
     pub(crate) date_shift: OnceLock<i64>,
+    /// How the connection the message came on bears on trust (see `received`).
+    connection: super::received::ConnectionTrust,
+    /// The Received trail split into relays, parsed on first use.
+    relays: OnceLock<super::received::Relays>,
 }
 
 /// What building the view saw.
@@ -114,6 +118,8 @@ impl ParsedMessage {
             stats: MessageStats::default(),
             all_decoded: OnceLock::new(),
             date_shift: OnceLock::new(),
+            connection: Default::default(),
+            relays: OnceLock::new(),
         };
         pm.read_headers(raw);
         if let Some(subject) = pm.header_value("subject", Modifier::Decoded) {
@@ -132,6 +138,22 @@ impl ParsedMessage {
     pub fn with_envelope_from(mut self, from: impl Into<String>) -> ParsedMessage {
         self.envelope_from = Some(from.into());
         self
+    }
+
+    /// Says which client the message came from (`None`: a file), for the trust boundary of
+    /// the Received trail (see [`super::received::ConnectionTrust`]).
+    pub fn with_client(mut self, ip: Option<std::net::IpAddr>) -> ParsedMessage {
+        self.connection = ip.map_or(Default::default(), super::received::ConnectionTrust::of);
+        self.relays = OnceLock::new();
+        self
+    }
+
+    /// The Received trail as SpamAssassin reads it, parsed once, on first use.
+    pub fn relays(&self) -> &super::received::Relays {
+        self.relays.get_or_init(|| {
+            let fields = self.fields.iter().filter(|f| f.name == "received").map(|f| f.raw.as_str());
+            super::received::Relays::infer(fields, self.connection)
+        })
     }
 
     /// The SMTP envelope sender, when the caller set one.
@@ -302,6 +324,9 @@ impl ParsedMessage {
                 return Some(apply(v, modifier));
             }
             _ => {}
+        }
+        if let Some(which) = name.strip_prefix("X-Spam-Relays-") {
+            return self.relays().pseudo_header(which);
         }
         let mut values = self.fields.iter().filter(|f| f.name == name);
         let first = values.next()?;
