@@ -129,6 +129,8 @@ pub enum RelayTest {
     HeloIpMismatch,
     NoRdnsDotcomHelo,
     ForgedReceivedTrail,
+    /// WLBLEval's `check_mailfrom_matches_rcvd()`.
+    MailfromMatchesRcvd,
 }
 
 /// One `eval:` call moat can run.
@@ -378,6 +380,7 @@ impl EvalFn {
             ("helo_ip_mismatch", []) => Ok(EvalFn::Relay(RelayTest::HeloIpMismatch)),
             ("check_for_no_rdns_dotcom_helo", []) => Ok(EvalFn::Relay(RelayTest::NoRdnsDotcomHelo)),
             ("check_for_forged_received_trail", []) => Ok(EvalFn::Relay(RelayTest::ForgedReceivedTrail)),
+            ("check_mailfrom_matches_rcvd", []) => Ok(EvalFn::Relay(RelayTest::MailfromMatchesRcvd)),
             ("subject_is_all_caps", []) => Ok(EvalFn::SubjectAllCaps),
             ("check_outlook_message_id", []) => Ok(EvalFn::OutlookMessageId),
             ("check_for_shifted_date", [min, max]) => {
@@ -475,6 +478,9 @@ impl EvalFn {
                     RelayTest::HeloIpMismatch => relays.helo_ip_mismatch(),
                     RelayTest::NoRdnsDotcomHelo => relays.no_rdns_dotcom_helo(),
                     RelayTest::ForgedReceivedTrail => relays.forged_received_trail(),
+                    RelayTest::MailfromMatchesRcvd => msg
+                        .header_value("EnvelopeFrom", Modifier::Addr)
+                        .is_some_and(|sender| relays.addr_matches_rcvd(&sender, crate::filter::uri::registrable_domain)),
                 }
             }
             EvalFn::MimeHtmlOnly => mime_html_only(msg),

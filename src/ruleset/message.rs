@@ -178,7 +178,7 @@ impl ParsedMessage {
             return;
         }
         let raw = value.trim_start_matches([' ', '\t']).trim_end_matches(['\r', '\n']).to_string();
-        let decoded = decode_header(&unfold(&raw));
+        let decoded = decode_header(&unfold_decoded(&raw));
         self.fields.push(Field { name: name.to_ascii_lowercase(), original: name, raw, decoded });
     }
 
@@ -233,7 +233,7 @@ impl ParsedMessage {
             let Some(bytes) = msg.raw_message.get(range) else { continue };
             let value = String::from_utf8_lossy(bytes);
             let raw = value.trim_start_matches([' ', '\t']).trim_end_matches(['\r', '\n']).to_string();
-            let decoded = decode_header(&unfold(&raw));
+            let decoded = decode_header(&unfold_decoded(&raw));
             let original = h.name.as_str().to_string();
             self.mime_fields.push(Field { name: original.to_ascii_lowercase(), original, raw, decoded });
         }
@@ -402,6 +402,28 @@ fn apply(v: String, modifier: Modifier) -> String {
         Modifier::Name => header::first_name(&v),
         _ => v,
     }
+}
+
+/// Joins folded lines as SpamAssassin does for decoded values: a line end and the blanks after
+/// it become one space (`Lotus\n    Domino` reads `Lotus Domino`, which rules such as
+/// __DOMINO_RCVD expect).
+fn unfold_decoded(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut it = v.chars().peekable();
+    while let Some(c) = it.next() {
+        match c {
+            '\r' if it.peek() == Some(&'\n') => {}
+            '\n' if matches!(it.peek(), Some(' ' | '\t')) => {
+                while matches!(it.peek(), Some(' ' | '\t')) {
+                    it.next();
+                }
+                out.push(' ');
+            }
+            '\n' => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Joins folded lines: CRLF/LF followed by whitespace becomes that whitespace.

@@ -248,6 +248,25 @@ impl Relays {
     }
 }
 
+impl Relays {
+    /// WLBLEval's `_check_addr_matches_rcvd`: the address's registrable domain is that of the
+    /// first untrusted relay's reverse-DNS name, or (no untrusted relay) of a trusted one's.
+    pub fn addr_matches_rcvd(&self, addr: &str, registrable: impl Fn(&str) -> Option<String>) -> bool {
+        let Some((_, domain)) = addr.rsplit_once('@') else { return false };
+        if !domain.char_indices().any(|(i, c)| c == '.' && i > 0 && i + 1 < domain.len()) {
+            return false;
+        }
+        let domain = domain.to_lowercase();
+        let relays: &[Relay] = match self.untrusted.first() {
+            Some(first) => std::slice::from_ref(first),
+            None => &self.trusted,
+        };
+        let of = |host: &str| registrable(host).unwrap_or_else(|| host.to_string());
+        let wanted = of(&domain);
+        relays.iter().filter(|r| !r.rdns.is_empty()).any(|r| of(&r.rdns.to_lowercase()) == wanted)
+    }
+}
+
 /// RelayEval's `hostname_to_domain`: the last two labels (three under a two-letter TLD other
 /// than ie, fr, de); an IP address as it is.
 fn hostname_to_domain(host: &str) -> String {

@@ -858,6 +858,7 @@ fn relay_rules_and_received_parsing_agree_with_spamassassin() {
         ("header", "__HELO_IP_MISMATCH eval:helo_ip_mismatch()"),
         ("header", "__NO_RDNS_DOTCOM eval:check_for_no_rdns_dotcom_helo()"),
         ("header", "__FORGED_TRAIL eval:check_for_forged_received_trail()"),
+        ("header", "__RP_MATCHES_RCVD eval:check_mailfrom_matches_rcvd()"),
     ];
     let mut cf = String::new();
     let mut names = Vec::new();
@@ -873,7 +874,7 @@ fn relay_rules_and_received_parsing_agree_with_spamassassin() {
     std::fs::write(dir.path().join("eval.cf"), &cf).expect("write cf");
     let (rules, report) = RuleSet::load(&[dir.path().to_path_buf()]).expect("load");
     assert!(report.skipped.is_empty(), "moat runs every one of them: {:?}", report.skipped);
-    let blocks = spamassassin_blocks(&messages, dir.path(), &[], &["RelayEval"]);
+    let blocks = spamassassin_blocks(&messages, dir.path(), &[], &["RelayEval", "WLBLEval"]);
     let mut differences = Vec::new();
     let (mut hits, mut fired, mut strings) = (0, BTreeSet::new(), 0);
     for ((name, raw), block) in messages.iter().zip(&blocks) {
@@ -1081,7 +1082,9 @@ fn received_edge_messages() -> Vec<(String, Vec<u8>)> {
     trails
         .into_iter()
         .map(|(name, fields)| {
-            let mut raw = format!("X-Moat-Corpus: rcvd_{name}\r\n");
+            // Return-Path above the trail, as the final MTA writes it (SpamAssassin ignores one
+            // below a Received field for EnvelopeFrom).
+            let mut raw = format!("X-Moat-Corpus: rcvd_{name}\r\nReturn-Path: <bounce@example.net>\r\n");
             for f in fields {
                 raw.push_str(&format!("Received: {}\r\n", f.replace('\n', "\r\n")));
             }
