@@ -115,6 +115,8 @@ pub struct Relays {
     pub unparseable: usize,
     /// The connection (a private client) is one more trusted relay, counted but not written.
     pub connection_trusted: bool,
+    /// The connection (a public client) is one more untrusted relay, counted but not written.
+    pub connection_untrusted: bool,
 }
 
 impl Relays {
@@ -124,6 +126,7 @@ impl Relays {
         let mut in_trusted = connection != ConnectionTrust::Public;
         let mut allow_fetch_markers = in_trusted;
         out.connection_trusted = connection == ConnectionTrust::Private;
+        out.connection_untrusted = connection == ConnectionTrust::Public;
         for field in received.into_iter().take(MAX_RECEIVED) {
             let field = cut(field, MAX_FIELD);
             let mut relay = match parse_line(field) {
@@ -180,12 +183,12 @@ impl Relays {
 impl Relays {
     /// `check_all_trusted()`: trusted relays only, none unparseable.
     pub fn all_trusted(&self) -> bool {
-        self.num_trusted() > 0 && self.untrusted.is_empty() && self.unparseable == 0
+        self.num_trusted() > 0 && self.untrusted.is_empty() && !self.connection_untrusted && self.unparseable == 0
     }
 
     /// `check_no_relays()`.
     pub fn no_relays(&self) -> bool {
-        self.num_trusted() == 0 && self.untrusted.is_empty() && self.unparseable == 0
+        self.num_trusted() == 0 && self.untrusted.is_empty() && !self.connection_untrusted && self.unparseable == 0
     }
 
     /// `helo_ip_mismatch()`: an untrusted relay said HELO with a public IPv4 address that is
