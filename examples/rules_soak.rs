@@ -80,7 +80,7 @@ fn main() {
                 return false;
             }
             let m = std::fs::read(&messages[i % messages.len()]).unwrap_or_default();
-            std::hint::black_box(moat::filter::rules::scan(&rules, &m, None));
+            std::hint::black_box(moat::filter::rules::scan(&rules, &m, None, None));
             done.fetch_add(1, Ordering::Relaxed);
             true
         }

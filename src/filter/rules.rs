@@ -38,9 +38,13 @@ impl RulesFilter {
     }
 }
 
-/// Parses and evaluates one message; the blocking part of [`RulesFilter::data`].
-pub fn scan(rules: &RuleSet, raw: &[u8], sender: Option<&str>) -> Vec<Symbol> {
-    let mut msg = ParsedMessage::parse(raw);
+/// Parses and evaluates one message; the blocking part of [`RulesFilter::data`]. `client` is
+/// the connecting client's address: it is the newest handover of the Received trail the rules
+/// read (a public client is untrusted, so is every relay the message records; a loopback
+/// client, or none, leaves the trail to the message's own fields, as for a file — see
+/// `ruleset::received`), the same in the server and in `moat scan`.
+pub fn scan(rules: &RuleSet, raw: &[u8], sender: Option<&str>, client: Option<std::net::IpAddr>) -> Vec<Symbol> {
+    let mut msg = ParsedMessage::parse(raw).with_client(client);
     if let Some(sender) = sender {
         msg = msg.with_envelope_from(sender);
     }
@@ -136,8 +140,11 @@ impl Filter for RulesFilter {
             };
             let rules = Arc::clone(&self.rules);
             let sender = facts.sender.clone();
-            let symbols =
-                RULE_THREADS.run(move || scan(&rules, &message, sender.as_deref())).await.map_err(|e| self.failed(e.to_string()))?;
+            let client = facts.client_ip;
+            let symbols = RULE_THREADS
+                .run(move || scan(&rules, &message, sender.as_deref(), client))
+                .await
+                .map_err(|e| self.failed(e.to_string()))?;
             Ok(Findings { symbols, headers: Vec::new() })
         })
     }
@@ -191,6 +198,34 @@ mod tests {
         });
         assert!(futures_util::future::join_all(runs).await.iter().all(Result::is_ok));
         assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 2, "never more at once than there are rule threads");
+    }
+
+    /// A spammer's own trail of private addresses earns ALL_TRUSTED only when nobody but the
+    /// message vouches for it: a public client is the newest, untrusted relay.
+    #[test]
+    fn a_public_client_makes_the_message_trail_untrusted() {
+        let (rules, _) = RuleSet::load_texts(&[(
+            "t.cf",
+            "header ALL_TRUSTED eval:check_all_trusted()\nscore ALL_TRUSTED -1.0\n\
+             header NO_RELAYS eval:check_no_relays()\nscore NO_RELAYS -0.001\n",
+        )])
+        .expect("load");
+        let forged = b"Received: from pc (pc.lan [10.1.2.3]) by gw.lan (Postfix) with ESMTP id 1; Mon, 1 Jan 2024 00:00:00 +0000\r\n\
+                       From: a@x.test\r\nSubject: hi\r\n\r\nbody\r\n";
+        let names = |client: Option<&str>| -> Vec<String> {
+            scan(&rules, forged, None, client.map(|c| c.parse().expect("ip"))).into_iter().map(|s| s.name).collect()
+        };
+        assert_eq!(names(None), ["ALL_TRUSTED"], "a file: the trail alone");
+        assert_eq!(names(Some("127.0.0.1")), ["ALL_TRUSTED"], "a loopback client: the trail alone");
+        assert_eq!(names(Some("10.9.9.9")), ["ALL_TRUSTED"], "a private client is trusted");
+        assert!(names(Some("203.0.113.7")).is_empty(), "a public client is not");
+        let bare = b"From: a@x.test\r\nSubject: hi\r\n\r\nbody\r\n";
+        let bare_names = |client: &str| -> Vec<String> {
+            scan(&rules, bare, None, Some(client.parse().expect("ip"))).into_iter().map(|s| s.name).collect()
+        };
+        assert_eq!(bare_names("127.0.0.1"), ["NO_RELAYS"]);
+        assert_eq!(bare_names("10.9.9.9"), ["ALL_TRUSTED"], "the private client is the one trusted relay");
+        assert!(bare_names("203.0.113.7").is_empty(), "the public client is the one untrusted relay");
     }
 
     #[tokio::test]

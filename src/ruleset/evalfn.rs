@@ -120,9 +120,26 @@ impl ArgRegex {
     }
 }
 
+/// The RelayEval functions moat runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayTest {
+    AllTrusted,
+    NoRelays,
+    Unparseable,
+    HeloIpMismatch,
+    NoRdnsDotcomHelo,
+    ForgedReceivedTrail,
+    /// WLBLEval's `check_mailfrom_matches_rcvd()`.
+    MailfromMatchesRcvd,
+}
+
 /// One `eval:` call moat can run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EvalFn {
+    /// RelayEval over the Received trail (see `received`): `check_all_trusted()`,
+    /// `check_no_relays()`, `check_relays_unparseable()`, `helo_ip_mismatch()`,
+    /// `check_for_no_rdns_dotcom_helo()`, `check_for_forged_received_trail()`.
+    Relay(RelayTest),
     /// `check_for_mime_html_only()`: HTML and no other text part.
     MimeHtmlOnly,
     /// `subject_is_all_caps()`: a subject of several words, all letters capitals.
@@ -357,6 +374,13 @@ impl EvalFn {
         let re = |a: &str| ArgRegex::new(a, call);
         match (name, args.as_slice()) {
             ("check_for_mime_html_only", []) => Ok(EvalFn::MimeHtmlOnly),
+            ("check_all_trusted", []) => Ok(EvalFn::Relay(RelayTest::AllTrusted)),
+            ("check_no_relays", []) => Ok(EvalFn::Relay(RelayTest::NoRelays)),
+            ("check_relays_unparseable", []) => Ok(EvalFn::Relay(RelayTest::Unparseable)),
+            ("helo_ip_mismatch", []) => Ok(EvalFn::Relay(RelayTest::HeloIpMismatch)),
+            ("check_for_no_rdns_dotcom_helo", []) => Ok(EvalFn::Relay(RelayTest::NoRdnsDotcomHelo)),
+            ("check_for_forged_received_trail", []) => Ok(EvalFn::Relay(RelayTest::ForgedReceivedTrail)),
+            ("check_mailfrom_matches_rcvd", []) => Ok(EvalFn::Relay(RelayTest::MailfromMatchesRcvd)),
             ("subject_is_all_caps", []) => Ok(EvalFn::SubjectAllCaps),
             ("check_outlook_message_id", []) => Ok(EvalFn::OutlookMessageId),
             ("check_for_shifted_date", [min, max]) => {
@@ -445,6 +469,20 @@ impl EvalFn {
     pub fn hit(&self, cx: &EvalCx<'_>) -> bool {
         let msg = cx.msg;
         match self {
+            EvalFn::Relay(test) => {
+                let relays = msg.relays();
+                match test {
+                    RelayTest::AllTrusted => relays.all_trusted(),
+                    RelayTest::NoRelays => relays.no_relays(),
+                    RelayTest::Unparseable => relays.unparseable > 0,
+                    RelayTest::HeloIpMismatch => relays.helo_ip_mismatch(),
+                    RelayTest::NoRdnsDotcomHelo => relays.no_rdns_dotcom_helo(),
+                    RelayTest::ForgedReceivedTrail => relays.forged_received_trail(),
+                    RelayTest::MailfromMatchesRcvd => msg
+                        .header_value("EnvelopeFrom", Modifier::Addr)
+                        .is_some_and(|sender| relays.addr_matches_rcvd(&sender, crate::filter::uri::registrable_domain)),
+                }
+            }
             EvalFn::MimeHtmlOnly => mime_html_only(msg),
             EvalFn::SubjectAllCaps => subject_all_caps(msg),
             EvalFn::OutlookMessageId => outlook_message_id_invalid(msg),

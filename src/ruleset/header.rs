@@ -1,6 +1,6 @@
 //! Header rule specifications: `Name[:raw|:addr|:name] =~ /re/ [if-unset: STRING]`,
 //! `Name !~ /re/`, `exists:Name`, and the pseudo-headers `ALL`, `ToCc`, `MESSAGEID`,
-//! `EnvelopeFrom`. Parsing only; values come from [`super::message::ParsedMessage`].
+//! `EnvelopeFrom`, `X-Spam-Relays-*` (see `received`). Parsing only; values come from [`super::message::ParsedMessage`].
 //! Never panics.
 
 use super::perlre::{self, TranslateError};

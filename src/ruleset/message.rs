@@ -79,6 +79,10 @@ pub struct ParsedMessage {
     /// The Date header's distance from the closest Received time, seconds, computed once for
     /// all the `check_for_shifted_date` rules (see `evalfn`).
     pub(crate) date_shift: OnceLock<i64>,
+    /// How the connection the message came on bears on trust (see `received`).
+    connection: super::received::ConnectionTrust,
+    /// The Received trail split into relays, parsed on first use.
+    relays: OnceLock<super::received::Relays>,
 }
 
 /// What building the view saw.
@@ -114,6 +118,8 @@ impl ParsedMessage {
             stats: MessageStats::default(),
             all_decoded: OnceLock::new(),
             date_shift: OnceLock::new(),
+            connection: Default::default(),
+            relays: OnceLock::new(),
         };
         pm.read_headers(raw);
         if let Some(subject) = pm.header_value("subject", Modifier::Decoded) {
@@ -134,6 +140,22 @@ impl ParsedMessage {
     pub fn with_envelope_from(mut self, from: impl Into<String>) -> ParsedMessage {
         self.envelope_from = Some(from.into());
         self
+    }
+
+    /// Says which client the message came from (`None`: a file), for the trust boundary of
+    /// the Received trail (see [`super::received::ConnectionTrust`]).
+    pub fn with_client(mut self, ip: Option<std::net::IpAddr>) -> ParsedMessage {
+        self.connection = ip.map_or(Default::default(), super::received::ConnectionTrust::of);
+        self.relays = OnceLock::new();
+        self
+    }
+
+    /// The Received trail as SpamAssassin reads it, parsed once, on first use.
+    pub fn relays(&self) -> &super::received::Relays {
+        self.relays.get_or_init(|| {
+            let fields = self.fields.iter().filter(|f| f.name == "received").map(|f| f.raw.as_str());
+            super::received::Relays::infer(fields, self.connection)
+        })
     }
 
     /// The SMTP envelope sender, when the caller set one.
@@ -158,7 +180,7 @@ impl ParsedMessage {
             return;
         }
         let raw = value.trim_start_matches([' ', '\t']).trim_end_matches(['\r', '\n']).to_string();
-        let decoded = decode_header(&unfold(&raw));
+        let decoded = decode_header(&unfold_decoded(&raw));
         self.fields.push(Field { name: name.to_ascii_lowercase(), original: name, raw, decoded });
     }
 
@@ -213,7 +235,7 @@ impl ParsedMessage {
             let Some(bytes) = msg.raw_message.get(range) else { continue };
             let value = String::from_utf8_lossy(bytes);
             let raw = value.trim_start_matches([' ', '\t']).trim_end_matches(['\r', '\n']).to_string();
-            let decoded = decode_header(&unfold(&raw));
+            let decoded = decode_header(&unfold_decoded(&raw));
             let original = h.name.as_str().to_string();
             self.mime_fields.push(Field { name: original.to_ascii_lowercase(), original, raw, decoded });
         }
@@ -305,6 +327,9 @@ impl ParsedMessage {
             }
             _ => {}
         }
+        if let Some(which) = name.strip_prefix("X-Spam-Relays-") {
+            return self.relays().pseudo_header(which);
+        }
         let mut values = self.fields.iter().filter(|f| f.name == name);
         let first = values.next()?;
         let pick = |f: &Field| match modifier {
@@ -379,6 +404,28 @@ fn apply(v: String, modifier: Modifier) -> String {
         Modifier::Name => header::first_name(&v),
         _ => v,
     }
+}
+
+/// Joins folded lines as SpamAssassin does for decoded values: a line end and the blanks after
+/// it become one space (`Lotus\n    Domino` reads `Lotus Domino`, which rules such as
+/// __DOMINO_RCVD expect).
+fn unfold_decoded(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut it = v.chars().peekable();
+    while let Some(c) = it.next() {
+        match c {
+            '\r' if it.peek() == Some(&'\n') => {}
+            '\n' if matches!(it.peek(), Some(' ' | '\t')) => {
+                while matches!(it.peek(), Some(' ' | '\t')) {
+                    it.next();
+                }
+                out.push(' ');
+            }
+            '\n' => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Joins folded lines: CRLF/LF followed by whitespace becomes that whitespace.

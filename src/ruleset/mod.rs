@@ -51,6 +51,7 @@ mod meta;
 mod mimeeval;
 mod perlre;
 pub mod reasons;
+pub mod received;
 mod replace;
 mod search;
 mod uri;

@@ -87,6 +87,12 @@ fn corpus_name(block: &str) -> Option<&str> {
 /// Runs SpamAssassin once over all messages, with the Check, MIMEHeader and ReplaceTags plugins
 /// and `plugins` loaded; returns each message's hit names, in order.
 fn spamassassin(messages: &[(String, Vec<u8>)], configpath: &Path, site_extra: &[PathBuf], plugins: &[&str]) -> Vec<BTreeSet<String>> {
+    spamassassin_blocks(messages, configpath, site_extra, plugins).iter().map(|b| status_tests(b)).collect()
+}
+
+/// SpamAssassin's output for each message (its header section with the added X-Spam-Status and
+/// X-Spam-Relays-Trusted/-Untrusted fields), in the order of `messages`.
+fn spamassassin_blocks(messages: &[(String, Vec<u8>)], configpath: &Path, site_extra: &[PathBuf], plugins: &[&str]) -> Vec<String> {
     let tmp = tempfile::tempdir().expect("tempdir");
     let site = tmp.path().join("site");
     std::fs::create_dir(&site).expect("site dir");
@@ -97,7 +103,7 @@ fn spamassassin(messages: &[(String, Vec<u8>)], configpath: &Path, site_extra: &
     std::fs::write(site.join("init.pre"), init).expect("init.pre");
     std::fs::write(
         site.join("00_moat_test.cf"),
-        "report_safe 0\nclear_headers\nadd_header all Status \"_YESNO_, score=_SCORE_ tests=_TESTS_ end\"\n",
+        "report_safe 0\nclear_headers\nadd_header all Status \"_YESNO_, score=_SCORE_ tests=_TESTS_ end\"\nadd_header all Relays-Trusted \"_RELAYSTRUSTED_\"\nadd_header all Relays-Untrusted \"_RELAYSUNTRUSTED_\"\n",
     )
     .expect("site cf");
     // SpamAssassin needs its TLD list to find URIs; it has no rules in it.
@@ -151,7 +157,7 @@ fn spamassassin(messages: &[(String, Vec<u8>)], configpath: &Path, site_extra: &
         .iter()
         .map(|(name, _)| {
             let block = blocks.iter().find(|b| corpus_name(b) == Some(name.as_str()));
-            status_tests(block.unwrap_or_else(|| panic!("{name} missing from SpamAssassin's output:\n{text}")))
+            block.unwrap_or_else(|| panic!("{name} missing from SpamAssassin's output:\n{text}")).to_string()
         })
         .collect()
 }
@@ -799,4 +805,291 @@ fn latin1(bytes: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// An added header field in SpamAssassin's output, unfolded (folds are joined with nothing when
+/// they split a word and with a space otherwise: SpamAssassin folds at spaces, keeping them).
+fn added_field(block: &str, name: &str) -> String {
+    let mut value = None::<String>;
+    for line in block.lines() {
+        match &mut value {
+            None => {
+                if let Some(v) = line.strip_prefix(&format!("{name}:")) {
+                    value = Some(v.trim_start().to_string());
+                }
+            }
+            Some(v) if line.starts_with([' ', '\t']) => {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+            Some(_) => break,
+        }
+    }
+    value.unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The stock rules and RelayEval functions that read the Received trail, side by side with
+/// SpamAssassin (no trusted_networks: the boundary inferred) over the rules corpus and
+/// hand-made trails in the formats SpamAssassin knows (Postfix with and without rDNS, Sendmail,
+/// Exim, qmail, qpsmtpd, Microsoft SMTPSVC and Exchange, IPv6, HELO as an address literal,
+/// authenticated submission, a fetchmail hop, unparseable fields): every hit, and the
+/// X-Spam-Relays-Trusted/-Untrusted strings themselves, must agree.
+#[test]
+fn relay_rules_and_received_parsing_agree_with_spamassassin() {
+    let stock = [
+        ("header", r"__RDNS_NONE X-Spam-Relays-Untrusted =~ /^[^\]]+ rdns= /"),
+        ("header", r"__RDNS_NONE_EXT X-Spam-Relays-External =~ /^[^\]]+ rdns= /"),
+        ("header", r"__LAST_EXTERNAL_RELAY_NO_AUTH X-Spam-Relays-External =~ /^[^\]]+ auth= /"),
+        (
+            "header",
+            r"__RDNS_DYNAMIC_IPADDR X-Spam-Relays-External =~ /^[^\]]+ rdns=(?![^\s\]]+[-.]static[-.])\S*\d+[^\d\s]\d+[^\d\s]\d+[^\d\s]\d+\S*\.\S+\.\S/i",
+        ),
+        (
+            "header",
+            r"__RDNS_DYNAMIC_DHCP X-Spam-Relays-External =~ /^[^\]]+ rdns=\S*(?:cm|catv|docsis|cable|dsl|dhcp|cpe|node)\S*\d+[^\d\s]+\d/i",
+        ),
+        ("header", r"__FAKE_HELO_YAHOO X-Spam-Relays-External =~ /^[^\]]+ helo=\S*yahoo\.com /i"),
+        ("header", r"__HELO_IP X-Spam-Relays-Untrusted =~ / helo=!?\d+\.\d+\.\d+\.\d+!? /"),
+        ("header", r"__INTERNAL X-Spam-Relays-Internal =~ / intl=1 /"),
+        ("header", r"__TRUSTED_ANY X-Spam-Relays-Trusted =~ /\S/"),
+        ("header", "__ALL_TRUSTED eval:check_all_trusted()"),
+        ("header", "__NO_RELAYS eval:check_no_relays()"),
+        ("header", "__UNPARSEABLE eval:check_relays_unparseable()"),
+        ("header", "__HELO_IP_MISMATCH eval:helo_ip_mismatch()"),
+        ("header", "__NO_RDNS_DOTCOM eval:check_for_no_rdns_dotcom_helo()"),
+        ("header", "__FORGED_TRAIL eval:check_for_forged_received_trail()"),
+        ("header", "__RP_MATCHES_RCVD eval:check_mailfrom_matches_rcvd()"),
+    ];
+    let mut cf = String::new();
+    let mut names = Vec::new();
+    for (kind, rest) in stock {
+        let (inner, def) = rest.split_once(' ').expect("name and definition");
+        let name = format!("EV_R{}", inner.trim_start_matches('_'));
+        cf.push_str(&format!("{kind} {name} {def}\nscore {name} 1.0\n"));
+        names.push(name);
+    }
+    let mut messages = messages();
+    messages.extend(received_edge_messages());
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("eval.cf"), &cf).expect("write cf");
+    let (rules, report) = RuleSet::load(&[dir.path().to_path_buf()]).expect("load");
+    assert!(report.skipped.is_empty(), "moat runs every one of them: {:?}", report.skipped);
+    let blocks = spamassassin_blocks(&messages, dir.path(), &[], &["RelayEval", "WLBLEval"]);
+    let mut differences = Vec::new();
+    let (mut hits, mut fired, mut strings) = (0, BTreeSet::new(), 0);
+    for ((name, raw), block) in messages.iter().zip(&blocks) {
+        let msg = ParsedMessage::parse(raw);
+        let ours: BTreeSet<String> = rules.evaluate(&msg).into_iter().map(|h| h.name).collect();
+        let sa: BTreeSet<String> = status_tests(block).into_iter().filter(|t| names.contains(t)).collect();
+        hits += ours.len();
+        fired.extend(ours.iter().cloned());
+        if ours != sa {
+            differences.push(format!("{name}: moat {ours:?}, SpamAssassin {sa:?}"));
+        }
+        for which in ["Trusted", "Untrusted"] {
+            let theirs = added_field(block, &format!("X-Spam-Relays-{which}"));
+            strings += usize::from(!theirs.is_empty());
+            let mine = msg.relays().pseudo_header(which).unwrap_or_default();
+            if theirs != mine {
+                differences.push(format!("{name}: X-Spam-Relays-{which}\n  moat {mine}\n  SA   {theirs}"));
+            }
+        }
+    }
+    eprintln!("relay rules: {hits} hits, {} rules fired, {} messages", fired.len(), messages.len());
+    assert!(differences.is_empty(), "relay parsing disagrees with SpamAssassin:\n{}", differences.join("\n"));
+    assert!(fired.len() >= 12, "the edge messages must exercise most rules: {fired:?}");
+    assert!(strings >= 25, "SpamAssassin wrote only {strings} relay strings");
+}
+
+/// Received trails in many MTAs' formats (made here from the formats' documented shapes; no
+/// real mail).
+fn received_edge_messages() -> Vec<(String, Vec<u8>)> {
+    let date = "Mon, 22 Jul 2002 13:06:38 +0000";
+    let local = format!(
+        "from localhost (localhost [127.0.0.1])\n\tby mx.example.org (Postfix) with ESMTP id 0A1B2C3D\n\tfor <u@example.org>; {date}"
+    );
+    let trails: Vec<(&str, Vec<String>)> = vec![
+        (
+            "postfix_rdns",
+            vec![format!(
+                "from mail.example.net (mail.example.net [192.0.2.10])\n\tby mx.example.org (Postfix) with ESMTP id 4F3E2D1C\n\tfor <u@example.org>; {date}"
+            )],
+        ),
+        (
+            "postfix_no_rdns",
+            vec![format!("from bulk.example (unknown [198.51.100.23])\n\tby mx.example.org (Postfix) with SMTP id 4F3E2D1D; {date}")],
+        ),
+        (
+            "postfix_dynamic",
+            vec![format!(
+                "from pc (c-24-12-34-56.hsd1.il.comcast.net [24.12.34.56])\n\tby mx.example.org (Postfix) with SMTP id 4F3E2D1E; {date}"
+            )],
+        ),
+        (
+            "postfix_dsl",
+            vec![format!(
+                "from home (dsl-203-0-113-77.pool.isp.example [203.0.113.77])\n\tby mx.example.org (Postfix) with SMTP id 4F3E2D1F; {date}"
+            )],
+        ),
+        (
+            "behind_local",
+            vec![
+                local.clone(),
+                format!("from bulk.example (unknown [198.51.100.23])\n\tby mx.example.org (Postfix) with SMTP id 77; {date}"),
+            ],
+        ),
+        (
+            "fake_yahoo_no_rdns",
+            vec![format!("from yahoo.com (unknown [198.51.100.24])\n\tby mx.example.org (Postfix) with SMTP id 78; {date}")],
+        ),
+        (
+            "fake_hotmail_sendmail",
+            vec![format!(
+                "from mx02.hotmail.com ([198.51.100.25])\n\tby mx.example.org (8.12.11/8.12.11) with SMTP id h2F0c2x31856; {date}"
+            )],
+        ),
+        (
+            "sendmail_forged",
+            vec![format!(
+                "from mail1.example.com (host66.example.net [192.0.2.66] (may be forged))\n\tby dogma.example.org (8.11.6/8.11.6) with ESMTP id h2F0c2x31857\n\tfor <u@example.org>; {date}"
+            )],
+        ),
+        (
+            "sendmail_ident",
+            vec![format!(
+                "from ran-out.mx.example.com (IDENT:qmailr@one.example.com [192.0.2.115])\n\tby dogma.example.org (8.11.6/8.11.6) with SMTP id h381Vvf19860; {date}"
+            )],
+        ),
+        (
+            "exim_helo",
+            vec![format!(
+                "from dsl092-072-213.bos1.dsl.speakeasy.net ([66.92.72.213] helo=blazing.example.org)\n\tby list.example.net with esmtp (Exim 3.31-VA-mm2 #1 (Debian))\n\tid 18lyuU-0007TI-00; {date}"
+            )],
+        ),
+        (
+            "exim_ip_helo",
+            vec![format!(
+                "from [61.174.163.26] (helo=host)\n\tby list.example.net with smtp (Exim 3.31-VA-mm2 #1 (Debian))\n\tid 18t2z0-0001NX-00; {date}"
+            )],
+        ),
+        ("exim_local", vec![format!("from andrew by trinity.example.net with local (Exim 4.12)\n\tid 18xeL6-000Dn1-00; {date}")]),
+        (
+            "qmail_helo",
+            vec![
+                format!(
+                    "from unknown (HELO terpsichore.example.com) (jdavid@[216.254.40.70])\n\tby mail13.example.net with SMTP; 12 Feb 2003 18:23:19 -0000"
+                ),
+                "(qmail 27981 invoked by uid 225); 14 Mar 2003 07:24:34 -0000".to_string(),
+            ],
+        ),
+        (
+            "qmail_rdns",
+            vec![format!(
+                "from x1-6-00-04.k317.webspeed.example (benelli@80.167.158.170)\n\tby totor.example.net with SMTP; 5 Nov 2003 23:18:42 -0000"
+            )],
+        ),
+        (
+            "qpsmtpd",
+            vec![format!(
+                "from x71-x56-x24-5.webspeed.example (HELO niels) (69.96.3.15)\n\tby la.mx.example.com (qpsmtpd/0.27-dev) with SMTP; {date}"
+            )],
+        ),
+        (
+            "smtpsvc",
+            vec![format!(
+                "from tthompson ([217.35.105.172] unverified) by\n\tmail.example.com with Microsoft SMTPSVC(5.0.2195.5329);\n\t{date}"
+            )],
+        ),
+        ("smtpsvc_pickup", vec![format!("from mail pickup service by mail1.example.com with\n\tMicrosoft SMTPSVC; {date}")]),
+        (
+            "exchange",
+            vec![format!(
+                "from EXC-DAG-02.example.net (192.0.2.152) by EXC-DAG-01.example.net\n\t(192.0.2.151) with Microsoft SMTP Server (version=TLS1_2,\n\tcipher=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) id 15.1.1261.35;\n\t{date}"
+            )],
+        ),
+        (
+            "exchange_internal_then_public",
+            vec![
+                format!(
+                    "from EXC-01.corp.example (10.45.252.152) by EXC-02.corp.example\n\t(10.45.252.153) with Microsoft SMTP Server id 14.3.1.1; {date}"
+                ),
+                format!("from out.example.net (out.example.net [192.0.2.99])\n\tby EXC-01.corp.example (Postfix) with ESMTP id 99; {date}"),
+            ],
+        ),
+        (
+            "ipv6",
+            vec![format!(
+                "from mail.example.net (mail.example.net [IPv6:2001:db8::25])\n\tby mx.example.org (Postfix) with ESMTPS id 4F3E2D20; {date}"
+            )],
+        ),
+        (
+            "ipv6_no_rdns",
+            vec![format!(
+                "from [IPv6:2001:db8::26] (unknown [IPv6:2001:db8::26])\n\tby mx.example.org (Postfix) with ESMTP id 4F3E2D21; {date}"
+            )],
+        ),
+        (
+            "helo_literal_mismatch",
+            vec![format!("from [192.0.2.77] (unknown [198.51.100.78])\n\tby mx.example.org (Postfix) with SMTP id 4F3E2D22; {date}")],
+        ),
+        (
+            "helo_ip_mismatch",
+            vec![format!(
+                "from 203.0.113.9 (dyn-198-51-100-7.example.net [198.51.100.7])\n\tby mx.example.org (Postfix) with SMTP id 4F3E2D23; {date}"
+            )],
+        ),
+        (
+            "helo_ip_same_24",
+            vec![format!(
+                "from 198.51.100.9 (host.example.net [198.51.100.7])\n\tby mx.example.org (Postfix) with SMTP id 4F3E2D24; {date}"
+            )],
+        ),
+        (
+            "authenticated",
+            vec![format!(
+                "from laptop (unknown [198.51.100.30])\n\t(Authenticated sender: u@example.org)\n\tby smtp.example.org (Postfix) with ESMTPSA id 4F3E2D25; {date}"
+            )],
+        ),
+        (
+            "private_only",
+            vec![local.clone(), format!("from ws1 (ws1.lan [192.168.1.20])\n\tby mx.example.org (Postfix) with ESMTP id 4F3E2D26; {date}")],
+        ),
+        (
+            "fetchmail",
+            vec![
+                format!(
+                    "from pop.example.net [192.0.2.110]\n\tby home.example.org with POP3 (fetchmail-6.4.37)\n\tfor <u@example.org> (single-drop); {date}"
+                ),
+                format!("from bulk.example (unknown [198.51.100.23])\n\tby pop.example.net (Postfix) with SMTP id 55; {date}"),
+            ],
+        ),
+        ("unparseable", vec!["from somewhere over the rainbow".to_string()]),
+        (
+            "forged_trail",
+            vec![
+                format!("from relay2.example.com (relay2.example.com [192.0.2.2])\n\tby mx.example.org (Postfix) with ESMTP id 1; {date}"),
+                format!(
+                    "from relay3.example.net (relay3.example.net [192.0.2.3])\n\tby relay2.example.info (8.12.11/8.12.11) with ESMTP id h1; {date}"
+                ),
+                format!(
+                    "from relay4.example.biz (relay4.example.biz [192.0.2.4])\n\tby relay3.example.co (8.12.11/8.12.11) with ESMTP id h2; {date}"
+                ),
+                format!("from origin (origin.example.edu [192.0.2.5])\n\tby relay4.example.us (8.12.11/8.12.11) with ESMTP id h3; {date}"),
+            ],
+        ),
+        ("no_received", vec![]),
+    ];
+    trails
+        .into_iter()
+        .map(|(name, fields)| {
+            // Return-Path above the trail, as the final MTA writes it (SpamAssassin ignores one
+            // below a Received field for EnvelopeFrom).
+            let mut raw = format!("X-Moat-Corpus: rcvd_{name}\r\nReturn-Path: <bounce@example.net>\r\n");
+            for f in fields {
+                raw.push_str(&format!("Received: {}\r\n", f.replace('\n', "\r\n")));
+            }
+            raw.push_str(&format!("From: a@example.net\r\nTo: u@example.org\r\nSubject: trail {name}\r\nDate: {date}\r\nMessage-ID: <{name}@example.net>\r\n\r\nbody\r\n"));
+            (format!("rcvd_{name}"), raw.into_bytes())
+        })
+        .collect()
 }
