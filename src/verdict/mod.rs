@@ -140,10 +140,31 @@ pub fn decide(evidence: &Evidence, score_of: impl Fn(&str) -> f64, policy: &Poli
     for failure in &evidence.failures {
         symbols.push(Symbol { name: failure.symbol.clone(), score: score_of(&failure.symbol), detail: Some(failure.detail.clone()) });
     }
+    let mut symbols = once_each(symbols);
     symbols.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.name.cmp(&b.name)));
     let score = round2(symbols.iter().map(|s| s.score).sum());
     let (action, reason, forced_by) = choose(evidence, &symbols, score, policy);
     Verdict { action, score, symbols, reason, forced_by }
+}
+
+/// One symbol per name: a name reported twice (two filters finding the same thing, e.g. moat's
+/// reverse-DNS filter and SpamAssassin's RDNS_NONE rule, each for its own hop) counts once, with
+/// the highest of its scores and both details, as a SpamAssassin rule hits once per message.
+fn once_each(symbols: Vec<Symbol>) -> Vec<Symbol> {
+    let mut out: Vec<Symbol> = Vec::with_capacity(symbols.len());
+    for symbol in symbols {
+        match out.iter_mut().find(|s| s.name == symbol.name) {
+            None => out.push(symbol),
+            Some(seen) => {
+                seen.detail = match (seen.detail.take(), symbol.detail) {
+                    (Some(a), Some(b)) if a != b => Some(format!("{a}; {b}")),
+                    (a, b) => a.or(b),
+                };
+                seen.score = seen.score.max(symbol.score);
+            }
+        }
+    }
+    out
 }
 
 /// The action, why, and the symbol that forced it (if one did).
@@ -248,6 +269,7 @@ mod tests {
     fn scores(name: &str) -> f64 {
         match name {
             "SPF_FAIL" => 3.0,
+            "TWO" => 2.0,
             "BIG" => 11.0,
             "HUGE" => 25.0,
             "CLAMAV_VIRUS" => 0.0,
@@ -264,12 +286,33 @@ mod tests {
     fn thresholds_pick_the_action_and_symbols_keep_scores() {
         let policy = Policy::default();
         assert_eq!(decide(&evidence(&[]), scores, &policy).action, Action::Accept);
-        let v = decide(&evidence(&["SPF_FAIL", "SPF_FAIL"]), scores, &policy);
-        assert_eq!((v.action, v.score), (Action::Tag, 6.0));
+        let v = decide(&evidence(&["SPF_FAIL", "TWO"]), scores, &policy);
+        assert_eq!((v.action, v.score), (Action::Tag, 5.0));
         let v = decide(&evidence(&["BIG"]), scores, &policy);
         assert_eq!(v.action, Action::Quarantine);
         assert_eq!(v.symbols[0], Symbol::scored("BIG", 11.0));
         assert_eq!(decide(&evidence(&["HUGE"]), scores, &policy).action, Action::Reject);
+    }
+
+    /// moat's reverse-DNS filter and the stock RDNS_NONE rule both finding no reverse name (each
+    /// for its own hop) is one finding: scored once, the higher score, both details kept.
+    #[test]
+    fn a_symbol_reported_twice_counts_once() {
+        let e = Evidence {
+            symbols: vec![
+                Symbol::with_detail("RDNS_NONE", "192.0.2.7"),
+                Symbol::scored("RDNS_NONE", 0.8),
+                Symbol::scored("TWO", 2.0),
+                Symbol::with_detail("RDNS_NONE", "192.0.2.7"),
+            ],
+            failures: vec![],
+            headers: vec![],
+        };
+        let v = decide(&e, |n| if n == "RDNS_NONE" { 1.0 } else { 0.0 }, &Policy::default());
+        assert_eq!(v.score, 3.0);
+        assert_eq!(v.symbols.iter().filter(|s| s.name == "RDNS_NONE").count(), 1);
+        let rdns = v.symbols.iter().find(|s| s.name == "RDNS_NONE").expect("kept");
+        assert_eq!((rdns.score, rdns.detail.as_deref()), (1.0, Some("192.0.2.7")));
     }
 
     #[test]
