@@ -10,8 +10,8 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     (
         "leaves",
         &[
-            "clock", "config", "smtp", "headers", "html", "i18n", "keys", "links", "lists", "mailbox", "metrics", "mime", "dns", "tls",
-            "systemd",
+            "clock", "config", "smtp", "headers", "html", "i18n", "keys", "links", "lists", "mailbox", "metrics", "mime", "dns", "domains",
+            "tls", "systemd",
         ],
     ),
     ("message", &["verdict", "ruleset", "filter", "scoring", "stats", "classifier"]),

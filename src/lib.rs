@@ -39,6 +39,7 @@ pub mod config;
 pub mod control;
 pub mod digest;
 pub mod dns;
+pub mod domains;
 pub mod filter;
 pub mod headers;
 pub mod html;

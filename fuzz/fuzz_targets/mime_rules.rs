@@ -85,7 +85,7 @@ fn rules() -> &'static RuleSet {
 
 fuzz_target!(|message: &[u8]| {
     let rules = rules();
-    let symbols = moat::filter::rules::scan(rules, message, Some("bounce+x@example.test"));
+    let symbols = moat::filter::rules::scan(rules, message, Some("bounce+x@example.test"), None);
     let mut reported = HashSet::new();
     for symbol in &symbols {
         assert!(!symbol.name.starts_with("__"), "{}", symbol.name);

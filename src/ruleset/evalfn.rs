@@ -480,7 +480,7 @@ impl EvalFn {
                     RelayTest::ForgedReceivedTrail => relays.forged_received_trail(),
                     RelayTest::MailfromMatchesRcvd => msg
                         .header_value("EnvelopeFrom", Modifier::Addr)
-                        .is_some_and(|sender| relays.addr_matches_rcvd(&sender, crate::filter::uri::registrable_domain)),
+                        .is_some_and(|sender| relays.addr_matches_rcvd(&sender, crate::domains::registrable_domain)),
                 }
             }
             EvalFn::MimeHtmlOnly => mime_html_only(msg),
