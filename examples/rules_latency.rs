@@ -34,8 +34,7 @@ fn main() {
         }
     }
     let (rules, report) = RuleSet::load(&dirs).unwrap_or_else(|e| panic!("{} rule errors, first: {}", e.len(), e[0]));
-    let messages: Vec<(PathBuf, Vec<u8>)> =
-        files.into_iter().filter_map(|f| std::fs::read(&f).ok().map(|bytes| (f, bytes))).collect();
+    let messages: Vec<(PathBuf, Vec<u8>)> = files.into_iter().filter_map(|f| std::fs::read(&f).ok().map(|bytes| (f, bytes))).collect();
     assert!(!messages.is_empty(), "no readable message files given");
     for (_, bytes) in &messages {
         std::hint::black_box(moat::filter::rules::scan(&rules, bytes, None, None));

@@ -154,24 +154,6 @@ fn on_a_phone_sized_screen_the_list_fits_and_works_with_the_keyboard() {
     assert!(setup.capture.wait_for(2, DEADLINE).iter().any(|m| m.data == held.contents));
 }
 
-/// Holds a prize spam for `to` with `subject`.
-fn hold_for(setup: &Setup, to: &str, subject: &str) {
-    let message = format!("From: <lottery@remote.example>\r\nSubject: {subject}\r\n\r\nYou have won {}\r\n", marker("tz"));
-    let reply = setup.moat.smtp_ehlo().send_mail("lottery@remote.example", &[to], message.as_bytes());
-    assert_eq!(reply.code, 250, "{reply}");
-}
-
-/// The next digest for `user` (text part, HTML part), sent through moat's relay to the capture.
-fn next_digest(setup: &Setup, user: &str) -> (String, String) {
-    let before = setup.capture.messages().len();
-    let config = setup.moat.config_path().to_str().unwrap().to_string();
-    let run = setup.moat.cli(&["digest", "run", "--now", "--user", user, "-c", &config]);
-    assert!(run.status.success(), "{}", text(&run.stderr));
-    let digest = setup.capture.wait_for(before + 1, DEADLINE).remove(before);
-    let parsed = mail_parser::MessageParser::default().parse(&digest.data).expect("the digest parses");
-    (parsed.body_text(0).expect("a text part").into_owned(), parsed.body_html(0).expect("an HTML part").into_owned())
-}
-
 #[test]
 fn a_user_who_chooses_tokyo_sees_tokyo_times_and_others_keep_the_domains_zone() {
     let rules = temp_dir();
@@ -185,8 +167,8 @@ fn a_user_who_chooses_tokyo_sees_tokyo_times_and_others_keep_the_domains_zone() 
             .append("\n[digest]\ntimezone = \"Europe/Berlin\"\n"),
     );
     let setup = Setup { moat, capture, _rules: rules };
-    hold_for(&setup, "alice@example.test", "First prize");
-    hold_for(&setup, "bob@example.test", "Bob's prize");
+    send_prize_spam(&setup.moat, "alice@example.test", "First prize", "tz");
+    send_prize_spam(&setup.moat, "bob@example.test", "Bob's prize", "tz");
     let held = setup.moat.wait_quarantined(2);
     let first = held.iter().find(|h| h.item.recipient == "alice@example.test").unwrap().item.clone();
     let bobs = held.iter().find(|h| h.item.recipient == "bob@example.test").unwrap().item.clone();
@@ -195,7 +177,7 @@ fn a_user_who_chooses_tokyo_sees_tokyo_times_and_others_keep_the_domains_zone() 
     assert!(berlin(first.date).ends_with(" CET") && tokyo(first.date).ends_with(" JST"), "{} {}", berlin(first.date), tokyo(first.date));
 
     // Before choosing: the domain's zone, named, in the digest and the Message Center.
-    let (digest, _) = next_digest(&setup, "alice@example.test");
+    let digest = next_digest(&setup.moat, &setup.capture, "alice@example.test").text;
     assert!(digest.contains(&berlin(first.date)), "{digest}");
     let browser = Browser::start(1024, 768);
     browser.goto(&url_after(&digest, "Your whole quarantine, preferences and allow/block lists: "));
@@ -242,9 +224,9 @@ fn a_user_who_chooses_tokyo_sees_tokyo_times_and_others_keep_the_domains_zone() 
     assert!(browser.body_text().contains(&tokyo(first.date)), "{}", browser.body_text());
 
     // The next digest too, text and HTML, and the page its View link opens.
-    hold_for(&setup, "alice@example.test", "Second prize");
+    send_prize_spam(&setup.moat, "alice@example.test", "Second prize", "tz");
     let second = setup.moat.wait_quarantined(3).into_iter().find(|h| h.item.subject == "Second prize").unwrap().item;
-    let (digest, html) = next_digest(&setup, "alice@example.test");
+    let Digest { text: digest, html, .. } = next_digest(&setup.moat, &setup.capture, "alice@example.test");
     assert!(digest.contains(&format!("Received: {}", tokyo(second.date))), "{digest}");
     assert!(html.contains(&tokyo(second.date)), "{html}");
     assert!(!digest.contains(" CET") && !html.contains(" CET"), "{digest}");
@@ -252,7 +234,7 @@ fn a_user_who_chooses_tokyo_sees_tokyo_times_and_others_keep_the_domains_zone() 
     assert!(browser.body_text().contains(&tokyo(second.date)), "{}", browser.body_text());
 
     // Bob never chose: the domain's zone in his digest, list and link page.
-    let (digest, _) = next_digest(&setup, "bob@example.test");
+    let digest = next_digest(&setup.moat, &setup.capture, "bob@example.test").text;
     assert!(digest.contains(&berlin(bobs.date)), "{digest}");
     let bob = session_from_link(web, &url_after(&digest, "Your whole quarantine, preferences and allow/block lists: "));
     let list = http_with(web, "GET", "/mc", &[&format!("Cookie: {bob}")], "");

@@ -41,27 +41,6 @@ fn start() -> Setup {
     Setup { moat, capture, web, _rules: rules }
 }
 
-fn hold(setup: &Setup, to: &str, subject: &str) {
-    let message = format!("From: <lottery@remote.example>\r\nSubject: {subject}\r\n\r\nYou have won {}\r\n", marker("lang"));
-    let reply = setup.moat.smtp_ehlo().send_mail("lottery@remote.example", &[to], message.as_bytes());
-    assert_eq!(reply.code, 250, "{reply}");
-}
-
-/// The next digest for `user`: subject, text part, HTML part.
-fn next_digest(setup: &Setup, user: &str) -> (String, String, String) {
-    let before = setup.capture.messages().len();
-    let config = setup.moat.config_path().to_str().unwrap().to_string();
-    let run = setup.moat.cli(&["digest", "run", "--now", "--user", user, "-c", &config]);
-    assert!(run.status.success(), "{}", text(&run.stderr));
-    let digest = setup.capture.wait_for(before + 1, DEADLINE).remove(before);
-    let parsed = mail_parser::MessageParser::default().parse(&digest.data).expect("the digest parses");
-    (
-        parsed.subject().unwrap_or_default().to_string(),
-        parsed.body_text(0).expect("a text part").into_owned(),
-        parsed.body_html(0).expect("an HTML part").into_owned(),
-    )
-}
-
 /// Words of the English catalog that must not show on a German page or in a German email (each
 /// is in the English version of the same page or email).
 const ENGLISH: &[&str] = &["Release", "Subject", "Received", "Preferences", "Sign out", "digest", "message", "Score"];
@@ -76,12 +55,12 @@ fn assert_german(what: &str, shown: &str) {
 #[test]
 fn a_german_domains_user_reads_moat_in_german_until_they_choose_english_and_a_language_not_shipped_is_refused() {
     let setup = start();
-    hold(&setup, ANNA, "Gewinnspiel");
+    send_prize_spam(&setup.moat, ANNA, "Gewinnspiel", "lang");
     let held = setup.moat.wait_quarantined(1).remove(0).item;
     let axe = axe_core();
 
     // The digest: subject, text part and HTML part in German, the score with a decimal comma.
-    let (subject, digest, html) = next_digest(&setup, ANNA);
+    let Digest { subject, text: digest, html } = next_digest(&setup.moat, &setup.capture, ANNA);
     assert_eq!(subject, "Quarantäne-Übersicht: 1 Nachricht für Sie zurückgehalten");
     assert!(digest.starts_with("Quarantäne-Übersicht für anna@de.test"), "{digest}");
     assert!(
@@ -203,9 +182,9 @@ fn a_german_domains_user_reads_moat_in_german_until_they_choose_english_and_a_la
     assert_accessible(&browser, &axe, "the English list");
 
     // Their next digest is English too; the domain still names itself.
-    hold(&setup, ANNA, "Second prize");
+    send_prize_spam(&setup.moat, ANNA, "Second prize", "lang");
     setup.moat.wait_quarantined(2);
-    let (subject, digest, html) = next_digest(&setup, ANNA);
+    let Digest { subject, text: digest, html } = next_digest(&setup.moat, &setup.capture, ANNA);
     assert_eq!(subject, "Quarantine digest: 1 message held for you");
     assert!(digest.starts_with("Quarantine digest for anna@de.test") && digest.contains("1. Subject:  Second prize"), "{digest}");
     assert!(digest.contains("   Score 12.0: Claims you won a prize") && digest.contains(CENTER_EN), "{digest}");

@@ -1525,3 +1525,34 @@ pub fn assert_one_received_then(got: &[u8], sent: &[u8]) -> String {
     }
     text(received)
 }
+
+/// A quarantine digest as the user receives it.
+pub struct Digest {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// Runs `moat digest run --now` for `user` and returns the digest it sent through moat's relay
+/// to `capture`.
+pub fn next_digest(moat: &Moat, capture: &Capture, user: &str) -> Digest {
+    let before = capture.messages().len();
+    let config = moat.config_path().to_str().unwrap().to_string();
+    let run = moat.cli(&["digest", "run", "--now", "--user", user, "-c", &config]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let digest = capture.wait_for(before + 1, DEADLINE).remove(before);
+    let parsed = mail_parser::MessageParser::default().parse(&digest.data).expect("the digest parses");
+    Digest {
+        subject: parsed.subject().unwrap_or_default().to_string(),
+        text: parsed.body_text(0).expect("a text part").into_owned(),
+        html: parsed.body_html(0).expect("an HTML part").into_owned(),
+    }
+}
+
+/// Sends `to` a prize spam with `subject` (a unique marker tagged `tag` in its body) that the
+/// tests' `LOCAL_PRIZE` rule (`/you have won/i`, 12 points) holds; asserts the `250`.
+pub fn send_prize_spam(moat: &Moat, to: &str, subject: &str, tag: &str) {
+    let message = format!("From: <lottery@remote.example>\r\nSubject: {subject}\r\n\r\nYou have won {}\r\n", marker(tag));
+    let reply = moat.smtp_ehlo().send_mail("lottery@remote.example", &[to], message.as_bytes());
+    assert_eq!(reply.code, 250, "{reply}");
+}
