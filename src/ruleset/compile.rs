@@ -16,7 +16,7 @@ use super::evalfn::{EvalConfig, EvalFn};
 use super::header::{self, HeaderKey, HeaderSpec};
 use super::meta::{self, Expr};
 use super::perlre::{self, Engine, TranslateError};
-use super::search::{Re, Scratch, ScratchPool, Set, Slots};
+use super::search::{Re, Scratch, SearchCaches, Set, Slots};
 use super::{LoadReport, RuleError, literals, replace};
 
 /// Compiled program size limit per regex (replace-tag rules expand to large patterns).
@@ -236,8 +236,8 @@ pub struct Compiled {
     pub index: HashMap<String, usize>,
     pub unruled_scores: HashMap<String, f64>,
     pub unruled_descriptions: HashMap<String, String>,
-    /// Search caches for the regexes above, one scratch per evaluation at a time.
-    pub scratch: ScratchPool,
+    /// Search caches of the regexes above, shared by the rule threads and bounded together.
+    pub caches: SearchCaches,
 }
 
 /// A compiled text rule, what was learnt of its superset pattern, and that pattern.
@@ -603,7 +603,7 @@ impl Builder<'_> {
             index,
             unruled_scores,
             unruled_descriptions,
-            scratch: self.slots.pool(),
+            caches: self.slots.caches(),
             names: self.names,
             scores,
             descriptions,

@@ -31,11 +31,11 @@ impl Compiled {
         values.iter().enumerate().filter(|(_, v)| **v != 0.0).map(|(i, v)| (self.names[i].clone(), *v)).collect()
     }
 
-    /// Every rule's value, with a scratch from the pool (given back, trimmed, afterwards).
+    /// Every rule's value; the search caches are trimmed to their budget afterwards.
     fn values(&self, msg: &ParsedMessage, needed: &[bool]) -> Vec<f64> {
-        let mut scratch = self.scratch.take();
+        let mut scratch = self.caches.take();
         let values = self.values_with(msg, needed, &mut scratch);
-        self.scratch.give_back(scratch);
+        self.caches.give_back(scratch);
         values
     }
 

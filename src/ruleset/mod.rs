@@ -23,8 +23,8 @@
 //! evaluated in dependency order, and only rules that can influence a reported result run. It
 //! reports rules with a non-zero score whose names do not start with `__`.
 //! [`ParsedMessage::parse`] bounds the view of huge messages (see `message`). The regexes'
-//! search caches belong to the rule set, one scratch per evaluation at a time, trimmed to a
-//! budget after each message (see `search`): memory does not grow with the traffic.
+//! search caches belong to the rule set, shared by the rule threads and trimmed to one budget
+//! after each message (see `search`): memory does not grow with the traffic or the threads.
 //! `filter::rules::RulesFilter` runs a set as the DATA-phase filter, on the blocking pool.
 //!
 //! Module map: `cf` (file reader, conditionals via `cond`), `perlre` (regex translation),
@@ -215,7 +215,7 @@ impl RuleSet {
 
     /// Bytes of search caches the rule set keeps between messages (bounded; see `search`).
     pub fn search_memory(&self) -> usize {
-        self.inner.scratch.memory_usage()
+        self.inner.caches.memory_usage()
     }
 
     /// Number of rules that run (all types, sub-rules included).
