@@ -37,10 +37,11 @@ use regex_automata::util::syntax;
 use regex_automata::{HalfMatch, Input, MatchError, MatchKind, PatternSet};
 
 /// Cache bytes the regexes may keep between evaluations, per stripe. With the stock
-/// SpamAssassin rules the caches level off near 58 MB on real mail (bench/rules-soak), so this
-/// is a bound for unusual mail, not a working limit: trimming below the working set costs speed
-/// (measured: 24 MB halved the throughput).
-pub const BUDGET: usize = 64 * 1024 * 1024;
+/// SpamAssassin rules the caches would level off near 58 MB on real mail (bench/rules-soak);
+/// trimmed to this they keep the hot part (44 MB, 15 MB less resident, no throughput lost that
+/// paired runs could tell from noise), and far below it searching slows (24 MB halved the
+/// throughput).
+pub const BUDGET: usize = 48 * 1024 * 1024;
 /// Rule threads that share one set of caches. Two threads on one stripe searched as fast as with
 /// a stripe each (bench/rules-soak, 2 cores); more threads per stripe would wait for each other
 /// on the literal-less sets every body line runs through.
