@@ -121,8 +121,7 @@ impl RuleThreads {
 }
 
 /// This process's rule threads, one per core.
-pub static RULE_THREADS: LazyLock<RuleThreads> =
-    LazyLock::new(|| RuleThreads::new(std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)));
+pub static RULE_THREADS: LazyLock<RuleThreads> = LazyLock::new(|| RuleThreads::new(crate::ruleset::rule_threads()));
 
 impl Filter for RulesFilter {
     fn name(&self) -> &'static str {

@@ -274,6 +274,12 @@ fn release_freed_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_freed_memory() {}
 
+/// Rule threads a process runs: one per core (2 when the core count cannot be read). The
+/// rules filter starts this many; the search caches get one stripe per two of them.
+pub fn rule_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+}
+
 /// Bytes from which an allocation gets pages of its own (mmap), given back when freed.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_FROM: libc::c_int = 128 * 1024;
@@ -291,8 +297,7 @@ const MMAP_FROM: libc::c_int = 128 * 1024;
 ///   8 MB less resident).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_allocator() {
-    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-    let arenas = libc::c_int::try_from(cores).unwrap_or(libc::c_int::MAX);
+    let arenas = libc::c_int::try_from(rule_threads()).unwrap_or(libc::c_int::MAX);
     // SAFETY: mallopt only changes tuning parameters of glibc's allocator; a fixed mmap
     // threshold and an arena limit are valid at any time (allocations already made keep how
     // they were made; threads that have an arena keep it).
