@@ -105,9 +105,12 @@ impl Slots {
         Ok(Set { engine: self.keep(engine) })
     }
 
-    /// The caches of every regex and set compiled so far, bounded together.
+    /// The caches of every regex and set compiled so far and still held by a rule, bounded
+    /// together. A regex its rule dropped (its always-set answers for it) is left out, so it is
+    /// freed with the `Slots`.
     pub fn caches(&self) -> SearchCaches {
-        SearchCaches { engines: self.engines.clone(), stripes: self.stripes, epoch: AtomicU64::new(0) }
+        let held = self.engines.iter().filter(|e| Arc::strong_count(e) > 1).cloned().collect();
+        SearchCaches { engines: held, stripes: self.stripes, epoch: AtomicU64::new(0) }
     }
 }
 
@@ -415,6 +418,23 @@ mod tests {
         assert!(big.is_match(&mut next, &text) && small.is_match(&mut next, b"q"), "a dropped cache is rebuilt");
         caches.trim(1);
         assert_eq!(caches.memory_usage(), 0);
+    }
+
+    /// A regex no rule holds any more is not kept by the caches: it is freed once the `Slots`
+    /// that compiled it is.
+    #[test]
+    fn a_dropped_regex_is_not_kept_by_the_caches() {
+        let mut slots = Slots::default();
+        let kept = slots.regex(r"(?-u)kept", 1 << 20, 1 << 20).expect("compiles");
+        let dropped = slots.regex(r"(?-u)dropped", 1 << 20, 1 << 20).expect("compiles");
+        let weak = Arc::downgrade(&dropped.engine);
+        drop(dropped);
+        let caches = slots.caches();
+        drop(slots);
+        assert!(weak.upgrade().is_none(), "freed");
+        assert_eq!(caches.engines.len(), 1);
+        let mut scratch = caches.take();
+        assert!(kept.is_match(&mut scratch, b"is kept"));
     }
 
     /// Two threads on one stripe build one cache between them; on two stripes, one each.
