@@ -37,13 +37,13 @@ fn main() {
     let messages: Vec<(PathBuf, Vec<u8>)> = files.into_iter().filter_map(|f| std::fs::read(&f).ok().map(|bytes| (f, bytes))).collect();
     assert!(!messages.is_empty(), "no readable message files given");
     for (_, bytes) in &messages {
-        std::hint::black_box(moat::filter::rules::scan(&rules, bytes, None, None));
+        std::hint::black_box(moat::filter::rules::scan(&rules, bytes, None, None, Default::default()));
     }
     let mut timed: Vec<(f64, usize, &PathBuf)> = messages
         .iter()
         .map(|(path, bytes)| {
             let started = Instant::now();
-            std::hint::black_box(moat::filter::rules::scan(&rules, bytes, None, None));
+            std::hint::black_box(moat::filter::rules::scan(&rules, bytes, None, None, Default::default()));
             (started.elapsed().as_secs_f64() * 1000.0, bytes.len(), path)
         })
         .collect();

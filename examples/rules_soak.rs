@@ -33,6 +33,7 @@ fn rss_mb() -> f64 {
 }
 
 fn main() {
+    moat::allocator::tune();
     let mut dirs = Vec::new();
     let mut files = Vec::new();
     let (mut threads, mut total, mut every, mut fresh, mut filter) = (2usize, 0usize, 250usize, false, false);
@@ -80,7 +81,7 @@ fn main() {
                 return false;
             }
             let m = std::fs::read(&messages[i % messages.len()]).unwrap_or_default();
-            std::hint::black_box(moat::filter::rules::scan(&rules, &m, None, None));
+            std::hint::black_box(moat::filter::rules::scan(&rules, &m, None, None, Default::default()));
             done.fetch_add(1, Ordering::Relaxed);
             true
         }

@@ -32,6 +32,7 @@
 //!   (allow/block lists), `links` (signed link tokens), `keys` (key files), `clock` (time, dates,
 //!   blocking work), `metrics` (recording), `dns`, `tls`, `systemd` (sd_notify).
 pub mod admission;
+pub mod allocator;
 pub mod app;
 pub mod classifier;
 pub mod clock;

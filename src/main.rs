@@ -152,6 +152,7 @@ enum QueueCommand {
 }
 
 fn main() -> ExitCode {
+    moat::allocator::tune();
     let cli = Cli::parse();
     match cli.command {
         Command::Config { command: ConfigCommand::Check { file } } => config_check(&file),
@@ -199,6 +200,12 @@ fn rules_check(dirs: Vec<PathBuf>, config: &Path) -> ExitCode {
             outln!("loaded {} rules:", report.loaded);
             for (kind, n) in &report.loaded_by_kind {
                 outln!("  {:<10} {n}", kind.as_str());
+            }
+            if report.filter_answered > 0 {
+                outln!(
+                    "  of which {} SPF/DKIM eval rules are answered by moat's auth filter ([auth]); with it off they and the metas over them do not run",
+                    report.filter_answered
+                );
             }
             outln!("skipped {} rules:", report.skipped.len());
             for (kind, n) in &report.skipped_by_kind {

@@ -88,6 +88,7 @@ pub async fn scan(scorer: &Scorer, envelope: &Envelope, message: Vec<u8>) -> Rep
         recipients: Vec::new(),
         message: None,
         classifier_opinion: None,
+        earlier: None,
     };
     let mut common = scorer.run(Phase::Connect, &facts).await;
     common.extend(&scorer.run(Phase::Helo, &facts).await);

@@ -5,9 +5,11 @@
 //! and `verdict::decide` turns the evidence into an action.
 //!
 //! Guarantees of [`Chain::run`]: the filters of a phase run concurrently, each under the chain's
-//! deadline; a filter that times out or panics becomes a [`Failure`] with the filter's stance and
-//! never takes the session down; results come back in the chain's order, so verdicts are
-//! reproducible.
+//! deadline, except that in the DATA phase a filter that reads the others' findings
+//! ([`Filter::after_others`], the rules filter) runs once they have all finished, under a deadline
+//! of its own, with their findings in [`Facts::earlier`]; a filter that times out or panics
+//! becomes a [`Failure`] with the filter's stance and never takes the session down; results come
+//! back in the chain's order, so verdicts are reproducible.
 
 pub mod attachments;
 pub mod clamav;
@@ -67,6 +69,23 @@ pub struct Facts {
     /// The classifier's opinion of `message`, when the caller formed it already (`moat scan`
     /// reports it): the classifier filter then uses it instead of tokenizing the message again.
     pub classifier_opinion: Option<classifier::Opinion>,
+    /// What the phase's other filters found, for a filter that runs after them (DATA phase).
+    pub earlier: Option<Arc<Earlier>>,
+}
+
+/// The findings of the filters that answered before a [`Filter::after_others`] filter ran.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Earlier {
+    /// Each filter that answered (no failure, no timeout), by name, with its symbols. A filter
+    /// missing here did not run or failed.
+    pub answered: Vec<(&'static str, Vec<Symbol>)>,
+}
+
+impl Earlier {
+    /// The symbols of the filter named `name`, if it answered.
+    pub fn of(&self, name: &str) -> Option<&[Symbol]> {
+        self.answered.iter().find(|(n, _)| *n == name).map(|(_, symbols)| symbols.as_slice())
+    }
 }
 
 /// What one filter found: symbols, and header fields to add to the message for every
@@ -119,6 +138,11 @@ pub trait Filter: Send + Sync {
     fn data<'a>(&'a self, _facts: &'a Facts) -> FilterFuture<'a> {
         nothing()
     }
+    /// Whether `data` reads what the phase's other filters found ([`Facts::earlier`]): the chain
+    /// then calls it after them.
+    fn after_others(&self) -> bool {
+        false
+    }
 }
 
 /// The configured filters, in order, with one deadline per filter call.
@@ -139,10 +163,24 @@ impl Chain {
 
     /// Runs every filter's `phase` method and gathers the evidence.
     pub async fn run(&self, phase: Phase, facts: &Facts) -> Evidence {
-        let calls = self.filters.iter().map(|filter| self.call(filter.as_ref(), phase, facts));
-        let outcomes = futures_util::future::join_all(calls).await;
+        let late = |filter: &Arc<dyn Filter>| phase == Phase::Data && filter.after_others();
+        let first = self.filters.iter().filter(|f| !late(f)).map(|filter| self.call(filter.as_ref(), phase, facts));
+        let mut first = futures_util::future::join_all(first).await.into_iter();
+        let mut outcomes: Vec<Option<Outcome>> = self.filters.iter().map(|f| if late(f) { None } else { first.next() }).collect();
+        if outcomes.iter().any(Option::is_none) {
+            let answered = self.filters.iter().zip(&outcomes).filter_map(|(filter, outcome)| match outcome {
+                Some(Ok(findings)) => Some((filter.name(), findings.symbols.clone())),
+                _ => None,
+            });
+            let later = Facts { earlier: Some(Arc::new(Earlier { answered: answered.collect() })), ..facts.clone() };
+            let calls = self.filters.iter().filter(|f| late(f)).map(|filter| self.call(filter.as_ref(), phase, &later));
+            let mut done = futures_util::future::join_all(calls).await.into_iter();
+            for slot in outcomes.iter_mut().filter(|o| o.is_none()) {
+                *slot = done.next();
+            }
+        }
         let mut evidence = Evidence::default();
-        for outcome in outcomes {
+        for outcome in outcomes.into_iter().flatten() {
             match outcome {
                 Ok(findings) => {
                     evidence.symbols.extend(findings.symbols);
@@ -246,5 +284,46 @@ mod tests {
         assert_eq!(evidence.failures[0].stance, Stance::FailClosed);
         assert_eq!(evidence.failures[1].symbol, "FILTER_FAIL");
         assert_eq!(evidence.failures[1].stance, Stance::FailOpen);
+    }
+
+    /// Finds `SPF_PASS` in the DATA phase.
+    struct Auth;
+    impl Filter for Auth {
+        fn name(&self) -> &'static str {
+            "auth"
+        }
+        fn data<'a>(&'a self, _facts: &'a Facts) -> FilterFuture<'a> {
+            Box::pin(async { Ok(vec![Symbol::new("SPF_PASS")].into()) })
+        }
+    }
+
+    /// Says what it saw of the others: which answered, and the auth filter's symbols.
+    struct Reader;
+    impl Filter for Reader {
+        fn name(&self) -> &'static str {
+            "reader"
+        }
+        fn after_others(&self) -> bool {
+            true
+        }
+        fn data<'a>(&'a self, facts: &'a Facts) -> FilterFuture<'a> {
+            Box::pin(async move {
+                let earlier = facts.earlier.as_deref().cloned().unwrap_or_default();
+                let answered: Vec<&str> = earlier.answered.iter().map(|(name, _)| *name).collect();
+                let auth: Vec<String> = earlier.of("auth").unwrap_or_default().iter().map(|s| s.name.clone()).collect();
+                Ok(vec![Symbol::new(format!("SAW {} / {}", answered.join(","), auth.join(",")))].into())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_filter_after_the_others_sees_what_the_answering_ones_found_and_keeps_its_place() {
+        let chain = Chain::new(vec![Arc::new(Reader), Arc::new(Auth), Arc::new(Slow), Arc::new(Helo)], Duration::from_millis(50));
+        let evidence = chain.run(Phase::Data, &Facts::default()).await;
+        let names: Vec<&str> = evidence.symbols.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["SAW auth,helo / SPF_PASS", "SPF_PASS"], "the slow filter timed out: not among those that answered");
+        assert_eq!(evidence.failures.len(), 1);
+        let Evidence { symbols, .. } = chain.run(Phase::Helo, &Facts { helo: Some("localhost".into()), ..Facts::default() }).await;
+        assert_eq!(symbols.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["HELO_NO_DOT"], "only the DATA phase waits");
     }
 }

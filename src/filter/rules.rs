@@ -16,10 +16,17 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, LazyLock, Mutex, mpsc};
 
-use crate::filter::{Facts, Filter, FilterFuture, Findings};
+use crate::filter::{Earlier, Facts, Filter, FilterFuture, Findings};
 use crate::verdict::{Stance, Symbol};
 
-use crate::ruleset::{ParsedMessage, RuleSet};
+use crate::ruleset::{FilterFacts, ParsedMessage, RuleSet};
+
+/// What the rules read of the other filters' findings: the auth filter's symbols, when it
+/// answered.
+fn filter_facts(earlier: Option<&Earlier>) -> FilterFacts {
+    let symbols = |s: &[Symbol]| s.iter().map(|s| (s.name.clone(), s.detail.clone().unwrap_or_default())).collect();
+    FilterFacts { auth: earlier.and_then(|e| e.of("auth")).map(symbols) }
+}
 
 /// Runs a [`RuleSet`] over each message.
 #[derive(Debug, Clone)]
@@ -43,8 +50,8 @@ impl RulesFilter {
 /// read (a public client is untrusted, so is every relay the message records; a loopback
 /// client, or none, leaves the trail to the message's own fields, as for a file — see
 /// `ruleset::received`), the same in the server and in `moat scan`.
-pub fn scan(rules: &RuleSet, raw: &[u8], sender: Option<&str>, client: Option<std::net::IpAddr>) -> Vec<Symbol> {
-    let mut msg = ParsedMessage::parse(raw).with_client(client);
+pub fn scan(rules: &RuleSet, raw: &[u8], sender: Option<&str>, client: Option<std::net::IpAddr>, found: FilterFacts) -> Vec<Symbol> {
+    let mut msg = ParsedMessage::parse(raw).with_client(client).with_filter_facts(found);
     if let Some(sender) = sender {
         msg = msg.with_envelope_from(sender);
     }
@@ -132,6 +139,12 @@ impl Filter for RulesFilter {
         ("RULES_FAIL", Stance::FailOpen)
     }
 
+    /// After the other filters: the stock rules' SPF and DKIM `eval:` functions read the auth
+    /// filter's answer (`ruleset::FilterFacts`).
+    fn after_others(&self) -> bool {
+        true
+    }
+
     fn data<'a>(&'a self, facts: &'a Facts) -> FilterFuture<'a> {
         Box::pin(async move {
             let Some(message) = facts.message.clone() else {
@@ -140,8 +153,9 @@ impl Filter for RulesFilter {
             let rules = Arc::clone(&self.rules);
             let sender = facts.sender.clone();
             let client = facts.client_ip;
+            let found = filter_facts(facts.earlier.as_deref());
             let symbols = RULE_THREADS
-                .run(move || scan(&rules, &message, sender.as_deref(), client))
+                .run(move || scan(&rules, &message, sender.as_deref(), client, found))
                 .await
                 .map_err(|e| self.failed(e.to_string()))?;
             Ok(Findings { symbols, headers: Vec::new() })
@@ -212,7 +226,7 @@ mod tests {
         let forged = b"Received: from pc (pc.lan [10.1.2.3]) by gw.lan (Postfix) with ESMTP id 1; Mon, 1 Jan 2024 00:00:00 +0000\r\n\
                        From: a@x.test\r\nSubject: hi\r\n\r\nbody\r\n";
         let names = |client: Option<&str>| -> Vec<String> {
-            scan(&rules, forged, None, client.map(|c| c.parse().expect("ip"))).into_iter().map(|s| s.name).collect()
+            scan(&rules, forged, None, client.map(|c| c.parse().expect("ip")), FilterFacts::default()).into_iter().map(|s| s.name).collect()
         };
         assert_eq!(names(None), ["ALL_TRUSTED"], "a file: the trail alone");
         assert_eq!(names(Some("127.0.0.1")), ["ALL_TRUSTED"], "a loopback client: the trail alone");
@@ -220,7 +234,7 @@ mod tests {
         assert!(names(Some("203.0.113.7")).is_empty(), "a public client is not");
         let bare = b"From: a@x.test\r\nSubject: hi\r\n\r\nbody\r\n";
         let bare_names = |client: &str| -> Vec<String> {
-            scan(&rules, bare, None, Some(client.parse().expect("ip"))).into_iter().map(|s| s.name).collect()
+            scan(&rules, bare, None, Some(client.parse().expect("ip")), FilterFacts::default()).into_iter().map(|s| s.name).collect()
         };
         assert_eq!(bare_names("127.0.0.1"), ["NO_RELAYS"]);
         assert_eq!(bare_names("10.9.9.9"), ["ALL_TRUSTED"], "the private client is the one trusted relay");

@@ -489,8 +489,11 @@ impl Config {
         }
         let is_eval = text.starts_with("eval:") || (kind == Kind::Header && split_word(text).1.trim_start().starts_with("eval:"));
         if kind != Kind::Meta && is_eval {
-            let reason = match text.strip_prefix("eval:").map(|call| (call, super::evalfn::EvalFn::parse(call))) {
-                Some((call, Ok(_))) => {
+            let known = |call: &str| {
+                super::filtereval::FilterEval::parse(call).map_or_else(|| super::evalfn::EvalFn::parse(call).map(|_| ()), |_| Ok(()))
+            };
+            let reason = match text.strip_prefix("eval:").map(|call| (call, known(call))) {
+                Some((call, Ok(()))) => {
                     self.define(RuleDef { name: name.to_string(), kind: Kind::Eval, text: call.to_string(), origin: o });
                     return;
                 }

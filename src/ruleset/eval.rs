@@ -19,7 +19,7 @@ impl Compiled {
         values
             .iter()
             .enumerate()
-            .filter(|(i, v)| **v != 0.0 && self.reportable[*i])
+            .filter(|(i, v)| hit(**v) && self.reportable[*i])
             .map(|(i, _)| RuleHit { name: self.names[i].clone(), score: self.scores[i], description: self.descriptions[i].clone() })
             .collect()
     }
@@ -28,10 +28,10 @@ impl Compiled {
     pub fn evaluate_all(&self, msg: &ParsedMessage) -> Vec<(String, f64)> {
         let all = vec![true; self.names.len()];
         let values = self.values(msg, &all);
-        values.iter().enumerate().filter(|(_, v)| **v != 0.0).map(|(i, v)| (self.names[i].clone(), *v)).collect()
+        values.iter().enumerate().filter(|(_, v)| hit(**v)).map(|(i, v)| (self.names[i].clone(), *v)).collect()
     }
 
-    /// Every rule's value; the search caches are trimmed to their budget afterwards.
+    /// Every rule's value (NaN: unknown, see `filtereval`); the search caches are trimmed to their budget afterwards.
     fn values(&self, msg: &ParsedMessage, needed: &[bool]) -> Vec<f64> {
         let mut scratch = self.caches.take();
         let values = self.values_with(msg, needed, &mut scratch);
@@ -48,6 +48,11 @@ impl Compiled {
                 values[*id] = 1.0;
             }
         }
+        for (id, function) in &self.filter_evals {
+            if needed[*id] {
+                values[*id] = function.answer(msg).map_or(f64::NAN, |hit| f64::from(u8::from(hit)));
+            }
+        }
         let subject_skip = usize::from(msg.body_lines(false).len() != msg.body_lines(true).len());
         let body: Vec<&[u8]> = msg.body_lines(false).iter().map(|s| s.as_bytes()).collect();
         self.run_group(&self.body, &body, subject_skip, needed, &mut values, scratch);
@@ -56,9 +61,10 @@ impl Compiled {
         let uris: Vec<&[u8]> = msg.uris().iter().map(|s| s.as_bytes()).collect();
         self.run_group(&self.uri, &uris, 0, needed, &mut values, scratch);
         self.run_group(&self.full, &[msg.full()], 0, needed, &mut values, scratch);
-        for (id, expr) in &self.metas {
+        for ((id, expr), unknown_if) in self.metas.iter().zip(&self.meta_unknown_if) {
             if needed[*id] {
-                values[*id] = expr.eval(&|r| values.get(r).copied().unwrap_or(0.0));
+                let unknown = unknown_if.as_ref().is_some_and(|inputs| inputs.iter().any(|&r| values.get(r).is_some_and(|v| v.is_nan())));
+                values[*id] = if unknown { f64::NAN } else { expr.eval(&|r| values.get(r).copied().unwrap_or(0.0)) };
             }
         }
         values
@@ -153,6 +159,11 @@ impl Compiled {
             }
         }
     }
+}
+
+/// Whether a rule's value is a hit: not zero, and known.
+fn hit(value: f64) -> bool {
+    value != 0.0 && !value.is_nan()
 }
 
 /// Which of the group's always-sets can match in some segment: a joinable set that matches

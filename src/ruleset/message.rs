@@ -64,6 +64,7 @@ pub struct ParsedMessage {
     mime_fields: Vec<Field>,
     header_block: String,
     envelope_from: Option<String>,
+    filter_facts: super::filtereval::FilterFacts,
     body: Vec<String>,
     subject_lines: usize,
     rawbody: Vec<String>,
@@ -108,6 +109,7 @@ impl ParsedMessage {
             mime_fields: Vec::new(),
             header_block: String::new(),
             envelope_from: None,
+            filter_facts: Default::default(),
             body: Vec::new(),
             subject_lines: 0,
             rawbody: Vec::new(),
@@ -156,6 +158,18 @@ impl ParsedMessage {
             let fields = self.fields.iter().filter(|f| f.name == "received").map(|f| f.raw.as_str());
             super::received::Relays::infer(fields, self.connection)
         })
+    }
+
+    /// Gives what moat's other filters found about the message (SPF, DKIM), read by the
+    /// stock rules whose `eval:` functions ask the network (see `filtereval`).
+    pub fn with_filter_facts(mut self, facts: super::filtereval::FilterFacts) -> ParsedMessage {
+        self.filter_facts = facts;
+        self
+    }
+
+    /// What the caller said moat's other filters found (nothing by default).
+    pub fn filter_facts(&self) -> &super::filtereval::FilterFacts {
+        &self.filter_facts
     }
 
     /// The SMTP envelope sender, when the caller set one.

@@ -39,6 +39,7 @@ mod compile;
 mod cond;
 mod eval;
 mod evalfn;
+mod filtereval;
 mod freemail;
 mod header;
 mod headereval;
@@ -60,6 +61,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use cf::Kind;
+pub use filtereval::FilterFacts;
 pub use header::Modifier;
 pub use message::{MessageStats, ParsedMessage};
 
@@ -126,6 +128,9 @@ pub struct LoadReport {
     pub ignored_directives: BTreeMap<String, usize>,
     /// Rules whose regex needs the backtracking engine (lookaround, backreferences).
     pub backtracking_rules: usize,
+    /// Network `eval:` rules (SPF, DKIM) answered by moat's auth filter; unknown, with the metas
+    /// over them, for a message the filter did not answer (it is off, or failed).
+    pub filter_answered: usize,
     /// Rules with an Aho-Corasick prefilter literal set.
     pub prefiltered_rules: usize,
     /// Rule files read.
@@ -169,11 +174,10 @@ impl RuleSet {
     /// Loads and compiles every `*.cf` file in `dirs` (in order; later overrides earlier).
     /// Returns every error found, or the rule set and a report.
     pub fn load(dirs: &[PathBuf]) -> Result<(RuleSet, LoadReport), Vec<RuleError>> {
-        tune_allocator();
         let mut cfg = cf::Config::read_dirs(dirs);
         let reasons = std::mem::take(&mut cfg.reasons);
         let compiled = compile::compile(cfg);
-        release_freed_memory();
+        crate::allocator::release_freed_memory();
         let (inner, report) = compiled?;
         Ok((RuleSet { inner, reasons }, report))
     }
@@ -259,56 +263,11 @@ impl RuleSet {
     }
 }
 
-/// Gives the heap pages freed while compiling (rule text, translated patterns, parse trees:
-/// about 20 MB with the stock SpamAssassin rules) back to the operating system; glibc would
-/// otherwise keep them, between the rule set's own allocations, for later use by this thread.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn release_freed_memory() {
-    // SAFETY: malloc_trim has no preconditions; it only returns free pages of the allocator's
-    // own heaps to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_freed_memory() {}
-
 /// Rule threads a process runs: one per core (2 when the core count cannot be read). The
 /// rules filter starts this many; the search caches get one stripe per two of them.
 pub fn rule_threads() -> usize {
     std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
-
-/// Bytes from which an allocation gets pages of its own (mmap), given back when freed.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MMAP_FROM: libc::c_int = 128 * 1024;
-
-/// Tunes glibc's allocator for the whole process, once a rule set loads:
-/// - the mmap threshold stays at [`MMAP_FROM`] (its default start). Evaluating rules makes large
-///   short-lived buffers (a long message's decoded parts and joined body, lazy-DFA tables
-///   growing); glibc raises its threshold to the size of each such buffer freed, up to 32 MiB,
-///   so later ones come from the heap and their freed space stays resident between long-lived
-///   allocations. Measured with the stock rules (bench/rules-soak, 2 threads, 15,000 real
-///   messages): 192–195 MB resident instead of 200–202, same throughput;
-/// - at most one heap (arena) per core instead of eight: the server's blocking pool runs the
-///   parsing, classifying and spooling of messages on dozens of short-lived threads, each of
-///   which would otherwise keep a heap of its own with its freed space (bench/serve-soak: about
-///   8 MB less resident).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn tune_allocator() {
-    let arenas = libc::c_int::try_from(rule_threads()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: mallopt only changes tuning parameters of glibc's allocator; a fixed mmap
-    // threshold and an arena limit are valid at any time (allocations already made keep how
-    // they were made; threads that have an arena keep it).
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_FROM);
-        libc::mallopt(libc::M_ARENA_MAX, arenas);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn tune_allocator() {}
 
 #[cfg(test)]
 mod tests;

@@ -137,3 +137,31 @@ fn a_multiline_caret_rule_over_all_headers_is_tried_at_each_line_start() {
     assert!(!hit("Subject: s\r\nSkip-Id: 42"), "the lookahead excludes it");
     assert!(!hit("Subject: s tracking-id: 42\r\nTracking-Id: 4"), "not at a line start / one digit only");
 }
+
+/// Network `eval:` rules answered by moat's auth filter: a meta over them runs when the filter
+/// answered, and is unknown (not hit, whatever its negations) when it did not; the echo of the
+/// filter's own symbol is never reported.
+#[test]
+fn metas_over_spf_and_dkim_run_on_the_auth_filters_answer_and_are_unknown_without_it() {
+    let (rules, report) = RuleSet::load_texts(&[(
+        "a.cf",
+        "header SPF_PASS eval:check_for_spf_pass()\ntflags SPF_PASS net nice\nscore SPF_PASS -0.5\n\
+         full DKIM_VALID eval:check_dkim_valid()\ntflags DKIM_VALID net\n\
+         meta __NOT_SPOOFED SPF_PASS || DKIM_VALID\n\
+         body __PITCH /wire the fee/\n\
+         meta SPOOFED_PITCH __PITCH && !__NOT_SPOOFED\nscore SPOOFED_PITCH 3.0\n",
+    )])
+    .expect("load");
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    let pitch = b"From: a@bank.test\r\nSubject: x\r\n\r\nPlease wire the fee today.\r\n";
+    let with = |auth: Option<&[&str]>| {
+        let facts = FilterFacts { auth: auth.map(|a| a.iter().map(|n| (n.to_string(), String::new())).collect()) };
+        let hits = rules.evaluate(&ParsedMessage::parse(pitch).with_filter_facts(facts));
+        hits.into_iter().map(|h| h.name).collect::<Vec<_>>()
+    };
+    assert_eq!(with(Some(&["SPF_FAIL", "DKIM_NONE"])), ["SPOOFED_PITCH"]);
+    assert!(with(Some(&["SPF_PASS", "DKIM_NONE"])).is_empty(), "SPF_PASS itself is the auth filter's symbol, not reported again");
+    assert!(with(Some(&["SPF_FAIL", "DKIM_VALID"])).is_empty());
+    assert!(with(None).is_empty(), "the filter did not answer: unknown, not 'not spoofed = false'");
+    assert!(with(Some(&["DKIM_NONE"])).is_empty(), "SPF not checked: unknown");
+}

@@ -592,3 +592,42 @@ async fn answers_and_nxdomain_are_served_from_the_cache_within_their_ttl() {
     let uncached = resolver.ipv4_lookup("other.test.").await.expect_err("the server is gone");
     assert!(!uncached.is_no_records_found(), "a name not asked before cannot be answered: {uncached}");
 }
+
+/// The stock rules' SPF and DKIM `eval:` functions read this filter's answers: in one chain with
+/// the rules filter, a meta over `!__NOT_SPOOFED` (written as in SpamAssassin's rules) fires for
+/// a message whose sender fails SPF and is not DKIM-signed by its author's domain, and not for
+/// the same message when SPF passes or the author's domain signed it; with the auth filter off,
+/// the meta does not run at all.
+#[tokio::test]
+async fn stock_style_metas_over_spf_and_dkim_read_the_auth_filters_answers() {
+    let keys = Keys::new();
+    let dns = zone(&keys);
+    let (rules, report) = moat::ruleset::RuleSet::load_texts(&[(
+        "auth.cf",
+        "header SPF_PASS eval:check_for_spf_pass()\ntflags SPF_PASS net nice\n\
+         full DKIM_VALID_AU eval:check_dkim_valid_author_sig()\ntflags DKIM_VALID_AU net nice\n\
+         meta __NOT_SPOOFED SPF_PASS || DKIM_VALID_AU\n\
+         body __REPORT /numbers are in/\n\
+         meta SPOOFED_REPORT __REPORT && !__NOT_SPOOFED\nscore SPOOFED_REPORT 3.0\n",
+    )])
+    .expect("rules load");
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    let rules: Arc<dyn Filter> = Arc::new(moat::filter::rules::RulesFilter::new(Arc::new(rules)));
+    let auth: Arc<dyn Filter> = Arc::new(filter(&dns, &Auth::default()));
+    let chain = Chain::new(vec![rules.clone(), auth], Duration::from_secs(20));
+    let spoofed = |evidence: &moat::verdict::Evidence| evidence.symbols.iter().any(|s| s.name == "SPOOFED_REPORT");
+
+    let forged = chain.run(Phase::Data, &facts(STRANGER, "mx.stranger.test", "a@sender.test", message("a@sender.test"))).await;
+    assert!(spoofed(&forged) && forged.has("SPF_FAIL"), "{:?}", forged.symbols);
+    assert_eq!(forged.symbols.iter().filter(|s| s.name == "SPF_PASS").count(), 0);
+    let passing = chain.run(Phase::Data, &facts(CLIENT, "mail.sender.test", "a@sender.test", message("a@sender.test"))).await;
+    assert!(!spoofed(&passing) && passing.has("SPF_PASS"), "{:?}", passing.symbols);
+    assert_eq!(passing.symbols.iter().filter(|s| s.name == "SPF_PASS").count(), 1, "the rule does not repeat the filter's symbol");
+    let signed = dkim_signed(&keys, &message("a@sender.test"));
+    let signed = chain.run(Phase::Data, &facts(STRANGER, "mx.stranger.test", "a@sender.test", signed)).await;
+    assert!(!spoofed(&signed) && signed.has("DKIM_VALID") && signed.has("SPF_FAIL"), "{:?}", signed.symbols);
+
+    let rules_alone = Chain::new(vec![rules], Duration::from_secs(20));
+    let unknown = rules_alone.run(Phase::Data, &facts(STRANGER, "mx.stranger.test", "a@sender.test", message("a@sender.test"))).await;
+    assert!(!spoofed(&unknown) && unknown.failures.is_empty(), "no auth filter: not known to be spoofed, {:?}", unknown.symbols);
+}
