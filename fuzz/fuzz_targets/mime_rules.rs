@@ -11,7 +11,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use moat::filter::uri::message_domains;
-use moat::ruleset::{ParsedMessage, RuleSet};
+use moat::ruleset::{FilterFacts, ParsedMessage, RuleSet};
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
@@ -26,8 +26,8 @@ const SHIPPED: &[(&str, &str)] = &[
 
 /// Rules that reach what the shipped set does not: every header modifier and pseudo-header,
 /// `if-unset`, lookaround and backreferences (the backtracking engine), `tflags multiple`,
-/// arithmetic metas, and the `eval:` functions moat runs itself (HTML, free mail, MIME, images,
-/// header form).
+/// arithmetic metas, the `eval:` functions moat runs itself (HTML, free mail, MIME, images,
+/// header form) and the SPF/DKIM ones answered by the auth filter, with a meta over them.
 const EXTRA: &str = r#"
 header   FZ_FROM_ADDR    From:addr =~ /\@example\.(?:test|org)$/i
 header   FZ_FROM_NAME    From:name =~ /^[A-Z][a-z]+ [A-Z][a-z]+$/
@@ -70,6 +70,13 @@ body     FZ_UPPER        eval:check_for_uppercase('50', '100')
 header   FZ_YAHOO        eval:check_for_forged_yahoo_received_headers()
 header   FZ_RECIPS       eval:similar_recipients('0.5','undef')
 header   FZ_ILLEGAL      eval:check_illegal_chars('ALL','0.010','2')
+header   SPF_PASS        eval:check_for_spf_pass()
+full     DKIM_VALID_AU   eval:check_dkim_valid_author_sig()
+score    SPF_PASS        0
+score    DKIM_VALID_AU   0
+meta     __FZ_NOT_SPOOFED SPF_PASS || DKIM_VALID_AU
+meta     FZ_SPOOFED      FZ_FROM_ADDR && !__FZ_NOT_SPOOFED
+score    FZ_SPOOFED      1.1
 "#;
 
 fn rules() -> &'static RuleSet {
@@ -83,16 +90,23 @@ fn rules() -> &'static RuleSet {
     })
 }
 
+/// What the auth filter found, by the input's length: nothing (it did not answer: the SPF/DKIM
+/// rules and the metas over them are unknown), or SPF fail with a DKIM signature of example.test.
+fn auth_answer(message: &[u8]) -> FilterFacts {
+    let answered = [("SPF_FAIL", ""), ("DKIM_VALID", "example.test")].map(|(n, d)| (n.to_string(), d.to_string()));
+    FilterFacts { auth: (message.len() % 2 == 0).then(|| answered.to_vec()) }
+}
+
 fuzz_target!(|message: &[u8]| {
     let rules = rules();
-    let symbols = moat::filter::rules::scan(rules, message, Some("bounce+x@example.test"), None);
+    let symbols = moat::filter::rules::scan(rules, message, Some("bounce+x@example.test"), None, auth_answer(message));
     let mut reported = HashSet::new();
     for symbol in &symbols {
         assert!(!symbol.name.starts_with("__"), "{}", symbol.name);
         assert!(symbol.score != 0.0 && symbol.score.is_finite(), "{symbol:?}");
         assert!(reported.insert(symbol.name.clone()), "{} reported twice", symbol.name);
     }
-    let parsed = ParsedMessage::parse(message).with_envelope_from("bounce+x@example.test");
+    let parsed = ParsedMessage::parse(message).with_envelope_from("bounce+x@example.test").with_filter_facts(auth_answer(message));
     let reportable: HashSet<String> = rules
         .evaluate_all(&parsed)
         .into_iter()
