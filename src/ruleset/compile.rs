@@ -19,7 +19,7 @@ use super::header::{self, HeaderKey, HeaderSpec};
 use super::meta::{self, Expr};
 use super::perlre::{self, Engine, TranslateError};
 use super::search::{Re, Scratch, SearchCaches, Set, Slots};
-use super::{LoadReport, RuleError, literals, replace};
+use super::{LoadReport, RuleError, literals, possessive, replace};
 
 /// Compiled program size limit per regex (replace-tag rules expand to large patterns).
 const REGEX_SIZE_LIMIT: usize = 32 * 1024 * 1024;
@@ -101,9 +101,18 @@ pub struct Backtracking {
 }
 
 impl Backtracking {
+    /// Checks `pattern` and keeps it for later, made atomic where that changes nothing but the
+    /// backtracking (see [`possessive`]).
     fn new(pattern: &str) -> Result<Backtracking, fancy_regex::Error> {
-        Backtracking::build(pattern)?;
-        Ok(Backtracking { pattern: pattern.to_string(), compiled: OnceLock::new() })
+        let rewritten = possessive::rewrite(pattern).filter(|p| Backtracking::build(p).is_ok());
+        let pattern = match rewritten {
+            Some(p) => p,
+            None => {
+                Backtracking::build(pattern)?;
+                pattern.to_string()
+            }
+        };
+        Ok(Backtracking { pattern, compiled: OnceLock::new() })
     }
 
     fn build(pattern: &str) -> Result<fancy_regex::Regex, fancy_regex::Error> {
@@ -816,5 +825,29 @@ mod tests {
         assert!(re.is_compiled());
         assert_eq!(m.count(&mut scratch, b"no repeat here", 5), 0);
         assert!(Backtracking::new(r"(?<=a+)b(").is_err());
+    }
+
+    /// A link whose tags make the backtracker retry every length of every tag used to run out
+    /// of its backtrack limit, which counted as no match and stopped the search before the
+    /// real match further on; with those repetitions atomic it finishes and finds it.
+    #[test]
+    fn atomic_repetitions_keep_a_search_within_the_backtrack_limit() {
+        let pattern = r"(?i)<a href=([^>\s]+)>(?:<[^>]+>\s*)*(?!\1)[a-z]+\.com\b";
+        let superset = r"(?i-u)<a href=([^>\s]+)>(?:<[^>]+>\s*)*[a-z]+\.com\b";
+        let tag = format!("<{}>", "b".repeat(1000));
+        let text = format!("<a href=x>{}! <a href=y>z.com", tag.repeat(300));
+        let plain =
+            fancy_regex::RegexBuilder::new(pattern).bytes_mode(fancy_regex::BytesMode::Ascii).backtrack_limit(BACKTRACK_LIMIT).build();
+        let first = plain.expect("compiles").find_input(fancy_regex::RegexInput::new(text.as_bytes()).anchored(true));
+        assert!(first.is_err(), "as written, the first link exhausts the backtrack limit");
+        let mut slots = Slots::default();
+        let m = Matcher::Fancy {
+            re: Backtracking::new(pattern).expect("compiles"),
+            superset: slots.regex(superset, 1 << 20, 1 << 20).expect("compiles"),
+            starts: Some(Starts::of(superset).expect("a literal prefix")),
+        };
+        let caches = slots.caches();
+        let mut scratch = caches.take();
+        assert_eq!(m.count(&mut scratch, text.as_bytes(), 5), 1);
     }
 }

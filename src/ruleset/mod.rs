@@ -51,6 +51,7 @@ mod message;
 mod meta;
 mod mimeeval;
 mod perlre;
+mod possessive;
 pub mod reasons;
 pub mod received;
 mod replace;
