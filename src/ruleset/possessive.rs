@@ -119,7 +119,7 @@ impl Vm {
         let prefix_end = (0..items.len()).take_while(|&i| easy[i] && fixed[i]).count();
         let suffix_len = (prefix_end..items.len()).rev().take_while(|&i| easy[i] && (!hard || fixed[i])).count();
         let suffix_begin = items.len() - suffix_len;
-        let followers: Vec<Option<First>> = (0..items.len()).map(|i| first_of_seq(&items[i + 1..], depth)).collect();
+        let followers = followers(&items, depth);
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {
             if i < prefix_end || i >= suffix_begin {
@@ -183,6 +183,12 @@ fn make_atomic(item: Expr, follower: &Bytes, changed: &mut bool) -> Expr {
 struct Bytes([u64; 4]);
 
 impl Bytes {
+    /// `byte`, and its other case when `casei`.
+    fn of(byte: u8, casei: bool) -> Bytes {
+        let mut b = Bytes::default();
+        b.insert(byte);
+        b.with_case(casei)
+    }
     fn all(except_newline: bool) -> Bytes {
         let mut b = Bytes([u64::MAX; 4]);
         if except_newline {
@@ -223,16 +229,8 @@ fn single_class(expr: &Expr) -> Option<Bytes> {
     match expr {
         Expr::Any { newline, crlf: false } => Some(Bytes::all(!newline)),
         Expr::Delegate { inner, casei } => class_bytes(inner, *casei),
-        Expr::Literal { val, casei } if val.len() == 1 => {
-            let mut b = Bytes::default();
-            b.insert(val.as_bytes()[0]);
-            Some(b.with_case(*casei))
-        }
-        Expr::LiteralBytes { bytes } if bytes.len() == 1 => {
-            let mut b = Bytes::default();
-            b.insert(bytes[0]);
-            Some(b)
-        }
+        Expr::Literal { val, casei } if val.len() == 1 => Some(Bytes::of(val.as_bytes()[0], *casei)),
+        Expr::LiteralBytes { bytes } if bytes.len() == 1 => Some(Bytes::of(bytes[0], false)),
         _ => None,
     }
 }
@@ -262,6 +260,28 @@ struct First {
     nullable: bool,
 }
 
+/// For each item of a sequence, what the rest of the sequence after it starts with (one pass
+/// from the end: an item's follower is the next item's first bytes, joined with that item's own
+/// follower when the next item can match empty).
+fn followers(items: &[Expr], depth: usize) -> Vec<Option<First>> {
+    let mut out: Vec<Option<First>> = Vec::with_capacity(items.len());
+    let mut after = Some(First { bytes: Bytes::default(), nullable: true });
+    for item in items.iter().rev() {
+        out.push(after);
+        after = match (first(item, depth + 1), &out[out.len() - 1]) {
+            (Some(f), _) if !f.nullable => Some(f),
+            (Some(mut f), Some(rest)) => {
+                f.bytes.union(&rest.bytes);
+                f.nullable = rest.nullable;
+                Some(f)
+            }
+            _ => None,
+        };
+    }
+    out.reverse();
+    out
+}
+
 fn first_of_seq(items: &[Expr], depth: usize) -> Option<First> {
     let mut bytes = Bytes::default();
     for item in items {
@@ -281,17 +301,8 @@ fn first(expr: &Expr, depth: usize) -> Option<First> {
     let one = |bytes: Bytes| Some(First { bytes, nullable: false });
     match expr {
         Expr::Empty | Expr::Assertion(_) | Expr::LookAround(..) => Some(First { bytes: Bytes::default(), nullable: true }),
-        Expr::Literal { val, casei } => {
-            let byte = *val.as_bytes().first()?;
-            let mut b = Bytes::default();
-            b.insert(byte);
-            one(b.with_case(*casei))
-        }
-        Expr::LiteralBytes { bytes } => {
-            let mut b = Bytes::default();
-            b.insert(*bytes.first()?);
-            one(b)
-        }
+        Expr::Literal { val, casei } => one(Bytes::of(*val.as_bytes().first()?, *casei)),
+        Expr::LiteralBytes { bytes } => one(Bytes::of(*bytes.first()?, false)),
         Expr::Any { .. } | Expr::Delegate { .. } => one(single_class(expr)?),
         Expr::Concat(items) => first_of_seq(items, depth),
         Expr::Alt(alts) => {
@@ -370,30 +381,19 @@ fn print(expr: &Expr, out: &mut String, depth: usize) -> Option<()> {
             }
             out.push(')');
         }
-        Expr::Group(e) => {
-            out.push('(');
-            print(e, out, depth)?;
-            out.push(')');
-        }
+        Expr::Group(e) => wrapped("(", e, out, depth)?,
         Expr::LookAround(e, kind) => {
-            out.push_str(match kind {
+            let open = match kind {
                 LookAround::LookAhead => "(?=",
                 LookAround::LookAheadNeg => "(?!",
                 LookAround::LookBehind => "(?<=",
                 LookAround::LookBehindNeg => "(?<!",
-            });
-            print(e, out, depth)?;
-            out.push(')');
+            };
+            wrapped(open, e, out, depth)?;
         }
-        Expr::AtomicGroup(e) => {
-            out.push_str("(?>");
-            print(e, out, depth)?;
-            out.push(')');
-        }
+        Expr::AtomicGroup(e) => wrapped("(?>", e, out, depth)?,
         Expr::Repeat { child, lo, hi, greedy } => {
-            out.push_str("(?:");
-            print(child, out, depth)?;
-            out.push(')');
+            wrapped("(?:", child, out, depth)?;
             match (*lo, *hi) {
                 (0, usize::MAX) => out.push('*'),
                 (1, usize::MAX) => out.push('+'),
@@ -412,6 +412,14 @@ fn print(expr: &Expr, out: &mut String, depth: usize) -> Option<()> {
         }
         _ => return None,
     }
+    Some(())
+}
+
+/// `expr` printed between `open` and `)`.
+fn wrapped(open: &str, expr: &Expr, out: &mut String, depth: usize) -> Option<()> {
+    out.push_str(open);
+    print(expr, out, depth)?;
+    out.push(')');
     Some(())
 }
 
