@@ -115,7 +115,9 @@ impl Backtracking {
         Ok(Backtracking { pattern, compiled: OnceLock::new() })
     }
 
-    fn build(pattern: &str) -> Result<fancy_regex::Regex, fancy_regex::Error> {
+    /// Compiles `pattern` as every backtracking pattern of the rule engine is compiled: bytes
+    /// with ASCII classes (Perl's semantics on octets), [`BACKTRACK_LIMIT`], small delegate caches.
+    pub(super) fn build(pattern: &str) -> Result<fancy_regex::Regex, fancy_regex::Error> {
         fancy_regex::RegexBuilder::new(pattern)
             .bytes_mode(fancy_regex::BytesMode::Ascii)
             .backtrack_limit(BACKTRACK_LIMIT)
