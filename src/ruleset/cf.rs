@@ -25,8 +25,11 @@ pub enum Kind {
     /// MIMEHeader plugin: a header rule over the headers of every MIME part.
     MimeHeader,
     /// A rule whose test is an `eval:` function moat runs itself ([`super::evalfn`]); its text
-    /// is the call.
-    Eval,
+    /// is the call. `rawbody`: written as a rawbody rule (the text a function reads, for those
+    /// that read the rule's own text).
+    Eval {
+        rawbody: bool,
+    },
 }
 
 impl Kind {
@@ -52,7 +55,7 @@ impl Kind {
             Kind::Full => "full",
             Kind::Meta => "meta",
             Kind::MimeHeader => "mimeheader",
-            Kind::Eval => "eval",
+            Kind::Eval { .. } => "eval",
         }
     }
 }
@@ -133,6 +136,8 @@ pub struct Config {
     pub freemail: super::freemail::FreemailConfig,
     /// `enlist_addrlist (NAME) PATTERN…`: lower-cased address patterns by list name.
     pub addrlists: HashMap<String, Vec<String>>,
+    /// `welcomelist_bounce_relays HOST…` (VBounce plugin): lower-cased host patterns.
+    pub bounce_relays: Vec<String>,
     /// `reason SYMBOL|PREFIX_* sentence`: what a user reads first for held mail.
     pub reasons: super::reasons::Reasons,
     /// Rule files read, in order, with their contents (for the rule-set hash).
@@ -455,6 +460,9 @@ impl Config {
                     _ => self.warnings.push(o.warning("enlist_addrlist: expected (LISTNAME) and address patterns; ignored")),
                 }
             }
+            "welcomelist_bounce_relays" | "whitelist_bounce_relays" => {
+                self.bounce_relays.extend(rest.split_whitespace().map(str::to_lowercase));
+            }
             "freemail_domains" | "freemail_welcomelist" | "freemail_whitelist" => {
                 let invalid = if d == "freemail_domains" { self.freemail.add_domains(rest) } else { self.freemail.add_welcomelist(rest) };
                 for word in invalid {
@@ -494,7 +502,12 @@ impl Config {
             };
             let reason = match text.strip_prefix("eval:").map(|call| (call, known(call))) {
                 Some((call, Ok(()))) => {
-                    self.define(RuleDef { name: name.to_string(), kind: Kind::Eval, text: call.to_string(), origin: o });
+                    self.define(RuleDef {
+                        name: name.to_string(),
+                        kind: Kind::Eval { rawbody: kind == Kind::Rawbody },
+                        text: call.to_string(),
+                        origin: o,
+                    });
                     return;
                 }
                 Some((_, Err(reason))) => reason,

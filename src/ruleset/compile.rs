@@ -405,7 +405,7 @@ impl Builder<'_> {
     }
 
     fn pattern_rule(&mut self, def: &RuleDef) {
-        if def.kind == Kind::Eval
+        if matches!(def.kind, Kind::Eval { .. })
             && let Some(f) = FilterEval::parse(&def.text)
         {
             self.filter_evals.push((self.ids[&def.name], f));
@@ -415,8 +415,8 @@ impl Builder<'_> {
             self.skip_net(def, "tflags net: network test (moat's DNS filters do network checks)".into());
             return;
         }
-        if def.kind == Kind::Eval {
-            match EvalFn::parse(&def.text) {
+        if let Kind::Eval { rawbody } = def.kind {
+            match EvalFn::parse(&def.text).map(|f| f.reading_rawbody(rawbody)) {
                 Ok(f) => self.evals.push((self.ids[&def.name], f)),
                 Err(reason) => self.skip(def, reason),
             }
@@ -666,7 +666,11 @@ impl Builder<'_> {
             evals: std::mem::take(&mut self.evals),
             filter_evals: std::mem::take(&mut self.filter_evals),
             meta_unknown_if,
-            eval_config: EvalConfig { freemail: self.cfg.freemail.clone(), addrlists: self.cfg.addrlists.clone() },
+            eval_config: EvalConfig {
+                freemail: self.cfg.freemail.clone(),
+                addrlists: self.cfg.addrlists.clone(),
+                bounce_relays: self.cfg.bounce_relays.clone(),
+            },
             metas,
             hash: hash_files(&self.cfg.files),
             runnable: self.report.loaded,

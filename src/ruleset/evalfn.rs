@@ -18,6 +18,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::bodyeval;
+use super::bounce;
 use super::freemail::{self, FreemailConfig};
 use super::header::Modifier;
 use super::headereval;
@@ -32,6 +34,8 @@ pub struct EvalConfig {
     pub freemail: FreemailConfig,
     /// `enlist_addrlist (NAME) PATTERN…`: address patterns by list name, lower-cased.
     pub addrlists: std::collections::HashMap<String, Vec<String>>,
+    /// `welcomelist_bounce_relays`: lower-cased host patterns.
+    pub bounce_relays: Vec<String>,
 }
 
 /// One message as the `eval:` functions see it: what several of them read (the HTML parts'
@@ -294,6 +298,27 @@ pub enum EvalFn {
     },
     /// `check_for_fake_aol_relay_in_rcvd()`.
     FakeAolRelay,
+    /// `tvd_vertical_words(MIN, MAX)` (BodyEval).
+    VerticalWords {
+        min: f64,
+        max: f64,
+    },
+    /// `check_stock_info(MIN)` (BodyEval).
+    StockInfo(f64),
+    /// `image_to_text_ratio(TYPE, MIN, MAX)` (ImageInfo) over the body's lines, or the decoded
+    /// raw parts when written as a rawbody rule.
+    ImageToTextRatio {
+        kind: String,
+        min: f64,
+        max: f64,
+        rawbody: bool,
+    },
+    /// `check_ratware_envelope_from()` (HeaderEval).
+    RatwareEnvelopeFrom,
+    /// `have_any_bounce_relays()` (VBounce).
+    HaveBounceRelays,
+    /// `check_welcomelist_bounce_relays()` (VBounce).
+    QuotesOwnRelay,
     /// `check_ratware_name_id()`.
     RatwareNameId,
     /// `check_for_faraway_charset()` and `check_for_faraway_charset_in_headers()`: never true
@@ -421,6 +446,14 @@ impl EvalFn {
             ("check_from_in_list", [list]) => Ok(EvalFn::FromInList(list.to_string())),
             ("check_body_length", [max]) => Ok(EvalFn::BodyLength(num(max)?)),
             ("check_for_fake_aol_relay_in_rcvd", []) => Ok(EvalFn::FakeAolRelay),
+            ("have_any_bounce_relays", []) => Ok(EvalFn::HaveBounceRelays),
+            ("tvd_vertical_words", [min, max]) => Ok(EvalFn::VerticalWords { min: num(min)?, max: num(max)? }),
+            ("check_stock_info", [min]) => Ok(EvalFn::StockInfo(num(min)?)),
+            ("image_to_text_ratio", [kind, min, max]) => {
+                Ok(EvalFn::ImageToTextRatio { kind: kind.to_string(), min: num(min)?, max: num(max)?, rawbody: false })
+            }
+            ("check_ratware_envelope_from", []) => Ok(EvalFn::RatwareEnvelopeFrom),
+            ("check_welcomelist_bounce_relays" | "check_whitelist_bounce_relays", []) => Ok(EvalFn::QuotesOwnRelay),
             ("multipart_alternative_difference", [min, max]) => {
                 let max = if *max == "undef" { None } else { Some(num(max)?) };
                 Ok(EvalFn::AlternativeDifference { min: num(min)?, max })
@@ -462,6 +495,15 @@ impl EvalFn {
                 Ok(EvalFn::IllegalChars { header, ratio: num(ratio)?, count: count.max(0.0).ceil() as usize })
             }
             _ => Err(format!("eval:{name} (needs SpamAssassin plugin code moat does not have)")),
+        }
+    }
+
+    /// The function as called from a rule of the kind written (a rawbody rule's functions read
+    /// the decoded raw parts where they read text).
+    pub fn reading_rawbody(self, rawbody: bool) -> EvalFn {
+        match self {
+            EvalFn::ImageToTextRatio { kind, min, max, .. } => EvalFn::ImageToTextRatio { kind, min, max, rawbody },
+            f => f,
         }
     }
 
@@ -526,6 +568,15 @@ impl EvalFn {
             EvalFn::MimeHtml => mime_top_is_html(msg) || msg.mime_facts().has_html(),
             EvalFn::GatedThroughReceivedRemover => headereval::gated_through_remover(msg),
             EvalFn::FakeAolRelay => headereval::fake_aol_relay(msg),
+            EvalFn::VerticalWords { min, max } => bodyeval::vertical_words(msg.body_lines(false), *min, *max),
+            EvalFn::StockInfo(min) => bodyeval::stock_info(msg, *min),
+            EvalFn::ImageToTextRatio { kind, min, max, rawbody } => {
+                let text = if *rawbody { msg.rawbody_chunks() } else { msg.body_lines(false) };
+                bodyeval::image_to_text_ratio(text, msg.mime_facts().images().coverage(kind), *min, *max)
+            }
+            EvalFn::RatwareEnvelopeFrom => headereval::ratware_envelope_from(msg),
+            EvalFn::HaveBounceRelays => bounce::have_any_relays(&cx.cfg.bounce_relays),
+            EvalFn::QuotesOwnRelay => bounce::quotes_own_relay(msg, &cx.cfg.bounce_relays),
             EvalFn::AlternativeDifference { min, max } => {
                 let d = cx.alternative_difference().0;
                 (*min == 0.0 || d > *min) && max.is_none_or(|max| d <= max)

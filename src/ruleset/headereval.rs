@@ -392,7 +392,7 @@ pub fn from_in_list(msg: &ParsedMessage, patterns: &[String]) -> bool {
 }
 
 /// Whole-text wildcard match, linear in practice (the classic backtrack-to-last-star walk).
-fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
+pub(super) fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
@@ -433,6 +433,21 @@ pub fn ratware_name_id(msg: &ParsedMessage) -> bool {
     let mid = get(msg, "MESSAGEID");
     let Some(addr) = MID.captures(&mid).map(|c| c[1].to_string()) else { return false };
     Regex::new(&format!(r#""[^"]+"\s*<{}>"#, regex::escape(&addr))).is_ok_and(|r| r.is_match(&get(msg, "from")))
+}
+
+/// `check_ratware_envelope_from`: the envelope sender reads `DOMAIN?USER@…` for the first To
+/// address USER@DOMAIN (ratware building the sender from the recipient), DOMAIN reduced to its
+/// registrable part; never for SRS-rewritten senders.
+pub fn ratware_envelope_from(msg: &ParsedMessage) -> bool {
+    static SRS: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)^SRS\d[=+-]"));
+    let to = msg.header_value("to", Modifier::Addr).unwrap_or_default();
+    let from = msg.header_value("EnvelopeFrom", Modifier::Addr).unwrap_or_default();
+    if to.is_empty() || from.is_empty() || SRS.is_match(&from) {
+        return false;
+    }
+    let Some((user, domain)) = to.split_once('@').filter(|(u, d)| !u.is_empty() && !d.is_empty()) else { return false };
+    let Some(domain) = crate::domains::registrable_domain(domain) else { return false };
+    Regex::new(&format!(r"(?i)\b{}.{}@", regex::escape(&domain), regex::escape(user))).is_ok_and(|r| r.is_match(&from))
 }
 
 /// `check_for_matching_env_and_hdr_from`.

@@ -72,6 +72,8 @@ pub struct ParsedMessage {
     full: Vec<u8>,
     /// The decoded text of each text/html part (for the HTMLEval `eval:` functions).
     html_parts: Vec<String>,
+    /// The first text/plain part: its chunks in `rawbody` (BodyEval's `check_stock_info`).
+    first_plain: Option<std::ops::Range<usize>>,
     /// MIME structure facts (for the MIMEEval `eval:` functions), gathered by the walk.
     mime: super::mimeeval::MimeFacts,
     /// Facts for callers (and tests): parts seen and whether limits cut anything.
@@ -116,6 +118,7 @@ impl ParsedMessage {
             uris: Vec::new(),
             full: raw[..raw.len().min(MAX_FULL)].to_vec(),
             html_parts: Vec::new(),
+            first_plain: None,
             mime: Default::default(),
             stats: MessageStats::default(),
             all_decoded: OnceLock::new(),
@@ -213,7 +216,11 @@ impl ParsedMessage {
                     let is_text = i == 0 || part.content_type().is_none_or(|ct| ct.c_type.eq_ignore_ascii_case("text"));
                     if is_text {
                         self.stats.text_parts += 1;
+                        let chunks = self.rawbody.len();
                         self.add_text(text, false, body_total);
+                        if self.first_plain.is_none() && is_plain(part) {
+                            self.first_plain = Some(chunks..self.rawbody.len());
+                        }
                     }
                 }
                 PartType::Html(text) => {
@@ -225,6 +232,11 @@ impl ParsedMessage {
                 PartType::Multipart(_) => {}
             }
         }
+    }
+
+    /// The decoded text of the first text/plain part (at most [`RAWBODY_PART_SCAN`] bytes).
+    pub fn first_plain_text(&self) -> Option<String> {
+        self.first_plain.clone().and_then(|r| self.rawbody.get(r)).map(|chunks| chunks.concat())
     }
 
     fn count_declared_type(&mut self, part: &mail_parser::MessagePart<'_>) {
@@ -584,6 +596,12 @@ fn split_long(mut line: String, out: &mut Vec<String>) {
 }
 
 /// Splits text into chunks of at most `RAW_CHUNK` bytes, at a line end (or space) when possible.
+/// Whether a part is text/plain (declared, or by default without a Content-Type).
+fn is_plain(part: &mail_parser::MessagePart<'_>) -> bool {
+    part.content_type()
+        .is_none_or(|ct| ct.c_type.eq_ignore_ascii_case("text") && ct.c_subtype.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("plain")))
+}
+
 fn chunk_into(text: &str, out: &mut Vec<String>) {
     let mut rest = text;
     while !rest.is_empty() {

@@ -34,6 +34,8 @@
 //! `message` + `html` + `uri` (the message view), `evalfn` (the `eval:` functions moat runs,
 //! with `htmleval`, `freemail`, `mimeeval`, `imageinfo` and `headereval`).
 
+mod bodyeval;
+mod bounce;
 mod cf;
 mod compile;
 mod cond;
