@@ -1,6 +1,6 @@
 //! SpamAssassin `eval:` functions that ask the network, answered by what moat's own filters
 //! found instead: SPF (`check_for_spf_*`) and DKIM (`check_dkim_signed`, `check_dkim_valid`,
-//! `check_dkim_valid_author_sig`, `check_dkim_valid_envelopefrom`) from the auth filter's
+//! `check_dkim_valid_author_sig`, `check_dkim_valid_envelopefrom`, `check_dkim_dependable`) from the auth filter's
 //! symbols. The stock rules flag these `tflags net`; here they load, and the metas over them
 //! (`__NOT_SPOOFED`, `FORM_FRAUD_3`, `HTML_SINGLET_MANY`, …) run when the answer is known.
 //!
@@ -41,6 +41,10 @@ pub enum FilterEval {
     DkimValidAuthor,
     /// `check_dkim_valid_envelopefrom()`: a valid signature by the envelope sender's domain.
     DkimValidEnvelopeFrom,
+    /// `check_dkim_dependable()`: the DKIM results can be relied on. SpamAssassin says no only
+    /// for a signed message it cut short before verifying (its size limit); the auth filter
+    /// verifies the message as received, so whenever it checked DKIM, yes.
+    DkimDependable,
 }
 
 impl FilterEval {
@@ -60,6 +64,7 @@ impl FilterEval {
             ("check_dkim_valid", _) => Some(FilterEval::DkimValid(args)),
             ("check_dkim_valid_author_sig", true) => Some(FilterEval::DkimValidAuthor),
             ("check_dkim_valid_envelopefrom", true) => Some(FilterEval::DkimValidEnvelopeFrom),
+            ("check_dkim_dependable", true) => Some(FilterEval::DkimDependable),
             _ => None,
         }
     }
@@ -76,6 +81,7 @@ impl FilterEval {
                 checked.then(|| has(&format!("{family}_{result}")))
             }
             _ if !DKIM_OUTCOMES.iter().any(|o| has(o)) => None,
+            FilterEval::DkimDependable => Some(true),
             FilterEval::DkimSigned => Some(["DKIM_VALID", "DKIM_INVALID", "DKIM_TEMPERROR"].iter().any(|o| has(o))),
             FilterEval::DkimValid(domains) if domains.is_empty() => Some(has("DKIM_VALID")),
             FilterEval::DkimValid(domains) => Some(valid_signers(auth).any(|d| domains.contains(&d))),
@@ -149,6 +155,8 @@ mod tests {
         assert_eq!((answer("check_dkim_signed()", &broken), answer("check_dkim_valid()", &broken)), (Some(true), Some(false)));
         let unsigned = msg(Some(&[("DKIM_NONE", "")]));
         assert_eq!(answer("check_dkim_signed()", &unsigned), Some(false));
+        assert_eq!((answer("check_dkim_dependable()", &unsigned), answer("check_dkim_dependable()", &broken)), (Some(true), Some(true)));
+        assert_eq!(answer("check_dkim_dependable()", &msg(Some(&[("SPF_PASS", "")]))), None, "DKIM not checked: unknown");
         assert_eq!(answer("check_dkim_signed()", &msg(Some(&[("SPF_PASS", "")]))), None, "no DKIM outcome: not checked");
         assert_eq!(answer("check_dkim_signed()", &msg(None)), None);
     }
