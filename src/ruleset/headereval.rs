@@ -447,7 +447,26 @@ pub fn ratware_envelope_from(msg: &ParsedMessage) -> bool {
     }
     let Some((user, domain)) = to.split_once('@').filter(|(u, d)| !u.is_empty() && !d.is_empty()) else { return false };
     let Some(domain) = crate::domains::registrable_domain(domain) else { return false };
-    Regex::new(&format!(r"(?i)\b{}.{}@", regex::escape(&domain), regex::escape(user))).is_ok_and(|r| r.is_match(&from))
+    domain_then_user(&from, &domain, user)
+}
+
+/// Whether `text` holds DOMAIN, any one character, then USER@ (ASCII case ignored), DOMAIN
+/// starting at a word boundary: Perl's `/\bDOMAIN.USER@/i` without compiling a regex per message.
+fn domain_then_user(text: &str, domain: &str, user: &str) -> bool {
+    let bytes = text.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80;
+    let at = |i: usize, s: &str| bytes.get(i..i + s.len()).is_some_and(|t| t.eq_ignore_ascii_case(s.as_bytes()));
+    let Some(&first) = domain.as_bytes().first() else { return false };
+    (0..bytes.len()).filter(|&i| text.is_char_boundary(i)).any(|i| {
+        let boundary = word(first) != (i > 0 && word(bytes[i - 1]));
+        let after = i + domain.len();
+        boundary
+            && at(i, domain)
+            && text
+                .get(after..)
+                .and_then(|rest| rest.chars().next())
+                .is_some_and(|c| c != '\n' && at(after + c.len_utf8(), user) && bytes.get(after + c.len_utf8() + user.len()) == Some(&b'@'))
+    })
 }
 
 /// `check_for_matching_env_and_hdr_from`.
@@ -521,6 +540,17 @@ mod tests {
 
     fn msg(text: &str) -> ParsedMessage {
         ParsedMessage::parse(text.replace('\n', "\r\n").as_bytes())
+    }
+
+    #[test]
+    fn domain_then_user_reads_as_perls_word_bounded_case_blind_pattern() {
+        assert!(domain_then_user("Example.ORG-Bob@bulk.example.net", "example.org", "bob"));
+        assert!(domain_then_user("x.example.org_bob@h", "example.org", "bob"), "a dot before the domain is a boundary");
+        assert!(!domain_then_user("myexample.org-bob@h", "example.org", "bob"), "no boundary inside a word");
+        assert!(!domain_then_user("example.orgbob@h", "example.org", "bob"), "exactly one character between");
+        assert!(domain_then_user("example.org\u{e9}bob@h", "example.org", "bob"), "one character, even a multi-byte one");
+        assert!(!domain_then_user("example.org\nbob@h", "example.org", "bob"), "not a newline");
+        assert!(!domain_then_user("example.org-bobby@h", "example.org", "bob"));
     }
 
     #[test]
