@@ -265,6 +265,74 @@ pub struct HeaderRule {
     pub max: u32,
 }
 
+/// The header rules over one field (or pseudo-field), with a literal prefilter: a rule whose
+/// pattern needs one of a few literals (`literals::study` of its superset) is tried only when
+/// one occurs in the value, found for all rules in one case-blind Aho-Corasick pass; the others
+/// are always tried. A rule not tried matches nothing (so a negated one, `!~`, hits).
+#[derive(Default)]
+pub struct HeaderGroup {
+    pub rules: Vec<HeaderRule>,
+    ac: Option<AhoCorasick>,
+    /// Per literal of `ac`: the rules (indexes into `rules`) that need it.
+    pattern_rules: Vec<Vec<usize>>,
+    /// Rules tried on every value (no required literal, or no automaton).
+    always: Vec<usize>,
+}
+
+impl HeaderGroup {
+    fn build(pending: Vec<(HeaderRule, Option<Vec<Vec<u8>>>)>) -> HeaderGroup {
+        let mut g = HeaderGroup::default();
+        let mut literals: Vec<Vec<u8>> = Vec::new();
+        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut with_literals = Vec::new();
+        for (k, (rule, required)) in pending.into_iter().enumerate() {
+            match required {
+                Some(lits) => {
+                    with_literals.push(k);
+                    for l in lits {
+                        let p = *index.entry(l.clone()).or_insert_with(|| {
+                            literals.push(l);
+                            g.pattern_rules.push(Vec::new());
+                            literals.len() - 1
+                        });
+                        if !g.pattern_rules[p].contains(&k) {
+                            g.pattern_rules[p].push(k);
+                        }
+                    }
+                }
+                None => g.always.push(k),
+            }
+            g.rules.push(rule);
+        }
+        if !literals.is_empty() {
+            match AhoCorasickBuilder::new().ascii_case_insensitive(true).match_kind(MatchKind::Standard).build(&literals) {
+                Ok(ac) => g.ac = Some(ac),
+                Err(_) => {
+                    g.always.append(&mut with_literals);
+                    g.pattern_rules.clear();
+                }
+            }
+        }
+        g
+    }
+
+    /// Marks in `tried` (one flag per rule) the rules worth trying on `text`.
+    pub fn candidates(&self, text: &[u8], tried: &mut Vec<bool>) {
+        tried.clear();
+        tried.resize(self.rules.len(), false);
+        for &k in &self.always {
+            tried[k] = true;
+        }
+        if let Some(ac) = &self.ac {
+            for m in ac.find_overlapping_iter(text) {
+                for &k in &self.pattern_rules[m.pattern().as_usize()] {
+                    tried[k] = true;
+                }
+            }
+        }
+    }
+}
+
 pub struct Compiled {
     /// Network `eval:` rules answered by moat's own filters (see `filtereval`).
     pub filter_evals: Vec<(usize, FilterEval)>,
@@ -278,7 +346,7 @@ pub struct Compiled {
     /// Rule has a matcher or expression (not inert).
     pub runs: Vec<bool>,
     pub needed: Vec<bool>,
-    pub headers: Vec<(HeaderKey, Vec<HeaderRule>)>,
+    pub headers: Vec<(HeaderKey, HeaderGroup)>,
     /// mimeheader rules: matched against each MIME part's header of that name.
     pub mime: Vec<(HeaderKey, Vec<HeaderRule>)>,
     pub exists: Vec<(usize, String)>,
@@ -312,7 +380,8 @@ struct Builder<'a> {
     runnable: Vec<bool>,
     errors: Vec<RuleError>,
     report: LoadReport,
-    headers: BTreeMap<HeaderKey, Vec<HeaderRule>>,
+    /// Header rules with their patterns' required literals (see [`HeaderGroup`]).
+    headers: BTreeMap<HeaderKey, Vec<(HeaderRule, Option<Vec<Vec<u8>>>)>>,
     mime: BTreeMap<HeaderKey, Vec<HeaderRule>>,
     exists: Vec<(usize, String)>,
     text: HashMap<Kind, Vec<PendingText>>,
@@ -448,14 +517,15 @@ impl Builder<'_> {
             }
             HeaderSpec::Exists(name) => self.exists.push((id, name)),
             HeaderSpec::Match { mut key, negate, body, flags, if_unset } => {
-                let (matcher, _) = self.matcher(&body, &flags)?;
+                let (matcher, superset) = self.matcher(&body, &flags)?;
                 let max = self.max_hits(&def.name);
                 let rule = HeaderRule { id, matcher, negate, if_unset, max };
                 if def.kind == Kind::MimeHeader {
                     key.name = key.name.to_ascii_lowercase();
                     self.mime.entry(key).or_default().push(rule);
                 } else {
-                    self.headers.entry(key).or_default().push(rule);
+                    let required = literals::study(&superset).required;
+                    self.headers.entry(key).or_default().push((rule, required));
                 }
             }
         }
@@ -660,7 +730,7 @@ impl Builder<'_> {
             rawbody: take(Kind::Rawbody),
             uri: take(Kind::Uri),
             full: take(Kind::Full),
-            headers: std::mem::take(&mut self.headers).into_iter().collect(),
+            headers: std::mem::take(&mut self.headers).into_iter().map(|(key, rules)| (key, HeaderGroup::build(rules))).collect(),
             mime: std::mem::take(&mut self.mime).into_iter().collect(),
             exists: std::mem::take(&mut self.exists),
             evals: std::mem::take(&mut self.evals),

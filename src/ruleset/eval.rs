@@ -76,18 +76,25 @@ impl Compiled {
                 values[*id] = 1.0;
             }
         }
-        for (key, rules) in &self.headers {
-            if !rules.iter().any(|r| needed[r.id]) {
+        let mut tried = Vec::new();
+        for (key, group) in &self.headers {
+            if !group.rules.iter().any(|r| needed[r.id]) {
                 continue;
             }
             let value = msg.value_for(key);
-            for r in rules.iter().filter(|r| needed[r.id]) {
+            // The text the candidates were found in (the value, or a rule's if-unset default).
+            let mut searched: Option<*const str> = None;
+            for (k, r) in group.rules.iter().enumerate().filter(|(_, r)| needed[r.id]) {
                 let text = match (&value, &r.if_unset) {
                     (Some(v), _) => v.as_str(),
                     (None, Some(d)) => d.as_str(),
                     (None, None) => "",
                 };
-                let n = r.matcher.count(scratch, text.as_bytes(), r.max);
+                if searched != Some(std::ptr::from_ref(text)) {
+                    group.candidates(text.as_bytes(), &mut tried);
+                    searched = Some(std::ptr::from_ref(text));
+                }
+                let n = if tried[k] { r.matcher.count(scratch, text.as_bytes(), r.max) } else { 0 };
                 let hit = if r.negate { u32::from(n == 0) } else { n };
                 values[r.id] = f64::from(hit);
             }

@@ -165,3 +165,30 @@ fn metas_over_spf_and_dkim_run_on_the_auth_filters_answer_and_are_unknown_withou
     assert!(with(None).is_empty(), "the filter did not answer: unknown, not 'not spoofed = false'");
     assert!(with(Some(&["DKIM_NONE"])).is_empty(), "SPF not checked: unknown");
 }
+
+#[test]
+fn header_rules_tried_only_where_their_literals_occur_match_as_before() {
+    let text = "header FREE Subject =~ /free\\s+money/i\n\
+header NOT_HELLO Subject !~ /hello/\n\
+header DIGITS From =~ /\\d{3}/\n\
+header PILLS Subject =~ /(?:cheap|free)\\s+pills/i\n\
+header UNSET X-Foo =~ /unset/ [if-unset: still unset]\n";
+    let (rules, report) = RuleSet::load_texts(&[("a.cf", text)]).expect("load");
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    let names = |raw: &str| {
+        let mut n: Vec<String> = rules.evaluate(&ParsedMessage::parse(raw.as_bytes())).into_iter().map(|h| h.name).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names("From: a@b.test\r\nSubject: FREE   Money and Cheap pills\r\n\r\nx\r\n"), ["FREE", "NOT_HELLO", "PILLS", "UNSET"]);
+    assert_eq!(
+        names("From: 123@b.test\r\nSubject: hello there\r\nX-Foo: set\r\n\r\nx\r\n"),
+        ["DIGITS"],
+        "negated rule misses where its literal occurs"
+    );
+    assert_eq!(
+        names("From: a@b.test\r\nSubject: nothing\r\nX-Foo: set\r\n\r\nx\r\n"),
+        ["NOT_HELLO"],
+        "negated rule hits where its literal is absent"
+    );
+}
