@@ -280,7 +280,7 @@ pub struct HeaderGroup {
 }
 
 impl HeaderGroup {
-    fn build(pending: Vec<(HeaderRule, Option<Vec<Vec<u8>>>)>) -> HeaderGroup {
+    fn build(pending: Vec<PendingHeader>) -> HeaderGroup {
         let mut g = HeaderGroup::default();
         let mut literals: Vec<Vec<u8>> = Vec::new();
         let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
@@ -372,6 +372,8 @@ pub struct Compiled {
 
 /// A compiled text rule, what was learnt of its superset pattern, and that pattern.
 type PendingText = (TextRule, literals::Study, String);
+/// A compiled header rule and the literals its pattern needs (one must occur), if any.
+type PendingHeader = (HeaderRule, Option<Vec<Vec<u8>>>);
 
 struct Builder<'a> {
     cfg: &'a Config,
@@ -381,7 +383,7 @@ struct Builder<'a> {
     errors: Vec<RuleError>,
     report: LoadReport,
     /// Header rules with their patterns' required literals (see [`HeaderGroup`]).
-    headers: BTreeMap<HeaderKey, Vec<(HeaderRule, Option<Vec<Vec<u8>>>)>>,
+    headers: BTreeMap<HeaderKey, Vec<PendingHeader>>,
     mime: BTreeMap<HeaderKey, Vec<HeaderRule>>,
     exists: Vec<(usize, String)>,
     text: HashMap<Kind, Vec<PendingText>>,
