@@ -279,39 +279,65 @@ pub struct HeaderGroup {
     always: Vec<usize>,
 }
 
+/// A case-blind automaton over rules' required literals (None: no literal) and, per literal,
+/// the rules that need it.
+type LiteralFilter = (Option<AhoCorasick>, Vec<Vec<usize>>);
+
+/// Rules' required literals (lower-cased), gathered for one case-blind Aho-Corasick automaton
+/// that finds, in one pass, which rules can match a text.
+#[derive(Default)]
+struct LiteralIndex {
+    literals: Vec<Vec<u8>>,
+    index: HashMap<Vec<u8>, usize>,
+    /// Per literal: the rules that need it.
+    pattern_rules: Vec<Vec<usize>>,
+    /// The rules added.
+    rules: Vec<usize>,
+}
+
+impl LiteralIndex {
+    /// Rule `rule` can only match where one of `literals` occurs.
+    fn add(&mut self, rule: usize, literals: Vec<Vec<u8>>) {
+        self.rules.push(rule);
+        for l in literals {
+            let p = *self.index.entry(l.clone()).or_insert_with(|| {
+                self.literals.push(l);
+                self.pattern_rules.push(Vec::new());
+                self.literals.len() - 1
+            });
+            if !self.pattern_rules[p].contains(&rule) {
+                self.pattern_rules[p].push(rule);
+            }
+        }
+    }
+
+    /// The automaton and, per literal, its rules; or, when there is no literal or too many for
+    /// an automaton, the rules added (to be tried everywhere: correct, slower).
+    fn build(self) -> Result<LiteralFilter, Vec<usize>> {
+        if self.literals.is_empty() {
+            return Ok((None, Vec::new()));
+        }
+        match AhoCorasickBuilder::new().ascii_case_insensitive(true).match_kind(MatchKind::Standard).build(&self.literals) {
+            Ok(ac) => Ok((Some(ac), self.pattern_rules)),
+            Err(_) => Err(self.rules),
+        }
+    }
+}
+
 impl HeaderGroup {
     fn build(pending: Vec<PendingHeader>) -> HeaderGroup {
         let mut g = HeaderGroup::default();
-        let mut literals: Vec<Vec<u8>> = Vec::new();
-        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
-        let mut with_literals = Vec::new();
+        let mut index = LiteralIndex::default();
         for (k, (rule, required)) in pending.into_iter().enumerate() {
             match required {
-                Some(lits) => {
-                    with_literals.push(k);
-                    for l in lits {
-                        let p = *index.entry(l.clone()).or_insert_with(|| {
-                            literals.push(l);
-                            g.pattern_rules.push(Vec::new());
-                            literals.len() - 1
-                        });
-                        if !g.pattern_rules[p].contains(&k) {
-                            g.pattern_rules[p].push(k);
-                        }
-                    }
-                }
+                Some(lits) => index.add(k, lits),
                 None => g.always.push(k),
             }
             g.rules.push(rule);
         }
-        if !literals.is_empty() {
-            match AhoCorasickBuilder::new().ascii_case_insensitive(true).match_kind(MatchKind::Standard).build(&literals) {
-                Ok(ac) => g.ac = Some(ac),
-                Err(_) => {
-                    g.always.append(&mut with_literals);
-                    g.pattern_rules.clear();
-                }
-            }
+        match index.build() {
+            Ok((ac, pattern_rules)) => (g.ac, g.pattern_rules) = (ac, pattern_rules),
+            Err(mut rules) => g.always.append(&mut rules),
         }
         g
     }
@@ -803,29 +829,16 @@ fn needed(reportable: &[bool], metas: &[(usize, Expr)], n: usize) -> Vec<bool> {
 
 fn build_group(rules: Vec<PendingText>, slots: &mut Slots) -> (TextGroup, usize) {
     let mut g = TextGroup::default();
-    let mut patterns: Vec<Vec<u8>> = Vec::new();
-    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut index = LiteralIndex::default();
     let mut always: Vec<(usize, String, bool)> = Vec::new();
-    let mut with_literals: Vec<usize> = Vec::new();
     for (k, (rule, study, superset)) in rules.into_iter().enumerate() {
         match study.required {
-            Some(lits) => {
-                with_literals.push(k);
-                for l in lits {
-                    let p = *index.entry(l.clone()).or_insert_with(|| {
-                        patterns.push(l);
-                        g.pattern_rules.push(Vec::new());
-                        patterns.len() - 1
-                    });
-                    if !g.pattern_rules[p].contains(&k) {
-                        g.pattern_rules[p].push(k);
-                    }
-                }
-            }
+            Some(lits) => index.add(k, lits),
             None => always.push((k, superset, study.edge_blind)),
         }
         g.rules.push(rule);
     }
+    let prefiltered = index.rules.len();
     let (joinable, anchored): (Vec<_>, Vec<_>) = always.into_iter().partition(|(_, _, edge_blind)| *edge_blind);
     let chunks = joinable.chunks(ALWAYS_SET_SIZE).map(|c| (c, true)).chain(anchored.chunks(ALWAYS_SET_SIZE).map(|c| (c, false)));
     for (chunk, joinable) in chunks {
@@ -844,19 +857,17 @@ fn build_group(rules: Vec<PendingText>, slots: &mut Slots) -> (TextGroup, usize)
             Err(_) => g.always.extend(rules),
         }
     }
-    if !patterns.is_empty() {
-        let built = AhoCorasickBuilder::new().ascii_case_insensitive(true).match_kind(MatchKind::Standard).build(&patterns);
-        match built {
-            Ok(ac) => g.ac = Some(ac),
-            Err(_) => {
-                // Too many patterns for the automaton: run every prefiltered rule (correct, slower).
-                g.always.append(&mut with_literals);
-                g.pattern_rules.clear();
-            }
+    // The rules the prefilter picks (none when the automaton failed to build).
+    match index.build() {
+        Ok((ac, pattern_rules)) => {
+            (g.ac, g.pattern_rules) = (ac, pattern_rules);
+            (g, prefiltered)
+        }
+        Err(mut rules) => {
+            g.always.append(&mut rules);
+            (g, 0)
         }
     }
-    // The rules the prefilter picks (none when the automaton failed to build).
-    (g, with_literals.len())
 }
 
 /// Whether a rule's pattern in an [`AlwaysSet`] answers for it: plain, at most one hit.
