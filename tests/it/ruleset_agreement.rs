@@ -599,23 +599,11 @@ fn mime_and_header_functions_agree_with_spamassassins_plugins() {
         ("header", "check_for_faraway_charset_in_headers()"),
         ("body", "check_for_faraway_charset()"),
     ];
-    let names: Vec<String> = (0..calls.len()).map(|i| format!("EV_M{i:02}")).collect();
-    let mut cf = String::from("enlist_addrlist (TESTLIST) *@*.top joe@yahoo.co?\n");
-    for ((kind, call), name) in calls.iter().zip(&names) {
-        cf.push_str(&format!("{kind} {name} eval:{call}\nscore {name} 1.0\n"));
-    }
     let mut messages = messages();
     messages.extend(mime_header_edge_messages());
     let plugins = ["MIMEEval", "HeaderEval", "ImageInfo", "BodyEval", "WLBLEval"];
-    let Agreement { differences, hits, sa_hits, fired } = agreement(&cf, &names, &messages, &plugins);
-    let call = |set: &BTreeSet<String>| -> Vec<&str> {
-        set.iter().filter_map(|n| names.iter().position(|x| x == n)).map(|i| calls[i].1).collect()
-    };
-    let differences: Vec<String> =
-        differences.iter().map(|(name, ours, sa)| format!("{name}: moat {:?}, SpamAssassin {:?}", call(ours), call(sa))).collect();
-    eprintln!("mime and header functions: {hits} hits (SpamAssassin {sa_hits}), {} rules fired, {} messages", fired.len(), messages.len());
-    assert!(differences.is_empty(), "eval: functions disagree with SpamAssassin:\n{}", differences.join("\n"));
-    assert!(fired.len() >= 22 && hits >= 60, "the edge messages must exercise most rules: {fired:?}, {hits} hits");
+    let found = calls_agreement("M", &calls, "enlist_addrlist (TESTLIST) *@*.top joe@yahoo.co?\n", &messages, &plugins);
+    found.check("mime and header functions", messages.len(), 22, 60);
 }
 
 /// Messages on the MIMEEval and HeaderEval functions' edges (made here; no real mail).
@@ -1121,27 +1109,54 @@ fn body_image_ratware_and_bounce_functions_agree_with_spamassassins_plugins() {
         // message starts after it (the stock rules call one or the other, never both).
         ("body", "check_welcomelist_bounce_relays()"),
     ];
-    let names: Vec<String> = (0..calls.len()).map(|i| format!("EV_B{i:02}")).collect();
-    let mut cf = String::from("welcomelist_bounce_relays out1.example.org\nwhitelist_bounce_relays relay?.mail.*.test\n");
-    for ((kind, call), name) in calls.iter().zip(&names) {
-        cf.push_str(&format!("{kind} {name} eval:{call}\nscore {name} 1.0\n"));
-    }
     let mut messages = messages();
     messages.extend(body_bounce_edge_messages());
     let plugins = ["BodyEval", "ImageInfo", "HeaderEval", "VBounce"];
-    let Agreement { differences, hits, sa_hits, fired } = agreement(&cf, &names, &messages, &plugins);
-    let call = |set: &BTreeSet<String>| -> Vec<&str> {
+    let relays = "welcomelist_bounce_relays out1.example.org\nwhitelist_bounce_relays relay?.mail.*.test\n";
+    let found = calls_agreement("B", &calls, relays, &messages, &plugins);
+    found.check("body, image, ratware and bounce functions", messages.len(), 10, 40);
+}
+
+/// What [`calls_agreement`] found, each rule named by its call.
+struct CallsAgreement<'a> {
+    differences: Vec<String>,
+    hits: usize,
+    sa_hits: usize,
+    fired: Vec<&'a str>,
+}
+
+impl CallsAgreement<'_> {
+    /// Every hit agrees, and the messages exercised at least `min_fired` calls with at least
+    /// `min_hits` hits.
+    fn check(&self, what: &str, messages: usize, min_fired: usize, min_hits: usize) {
+        let CallsAgreement { differences, hits, sa_hits, fired } = self;
+        eprintln!("{what}: {hits} hits (SpamAssassin {sa_hits}), {} rules fired, {messages} messages", fired.len());
+        assert!(differences.is_empty(), "eval: functions disagree with SpamAssassin:\n{}", differences.join("\n"));
+        assert!(fired.len() >= min_fired && *hits >= min_hits, "the edge messages must exercise most rules: {fired:?}, {hits} hits");
+    }
+}
+
+/// One rule `EV_<tag>NN` per `(kind, call)` of `calls` (score 1), after the `preamble` lines,
+/// run over `messages` by moat and by SpamAssassin with `plugins`.
+fn calls_agreement<'a>(
+    tag: &str,
+    calls: &[(&str, &'a str)],
+    preamble: &str,
+    messages: &[(String, Vec<u8>)],
+    plugins: &[&str],
+) -> CallsAgreement<'a> {
+    let names: Vec<String> = (0..calls.len()).map(|i| format!("EV_{tag}{i:02}")).collect();
+    let mut cf = String::from(preamble);
+    for ((kind, call), name) in calls.iter().zip(&names) {
+        cf.push_str(&format!("{kind} {name} eval:{call}\nscore {name} 1.0\n"));
+    }
+    let Agreement { differences, hits, sa_hits, fired } = agreement(&cf, &names, messages, plugins);
+    let call = |set: &BTreeSet<String>| -> Vec<&'a str> {
         set.iter().filter_map(|n| names.iter().position(|x| x == n)).map(|i| calls[i].1).collect()
     };
-    let differences: Vec<String> =
+    let differences =
         differences.iter().map(|(name, ours, sa)| format!("{name}: moat {:?}, SpamAssassin {:?}", call(ours), call(sa))).collect();
-    eprintln!(
-        "body, image, ratware and bounce functions: {hits} hits (SpamAssassin {sa_hits}), {} rules fired, {} messages",
-        fired.len(),
-        messages.len()
-    );
-    assert!(differences.is_empty(), "eval: functions disagree with SpamAssassin:\n{}", differences.join("\n"));
-    assert!(fired.len() >= 10 && hits >= 40, "the edge messages must exercise most rules: {fired:?}, {hits} hits");
+    CallsAgreement { differences, hits, sa_hits, fired: call(&fired) }
 }
 
 /// Messages on the edges of the functions above (made here; no real mail).
