@@ -61,11 +61,33 @@ pub const LIST_USER: &str = "known@list.example.test";
 // Small utilities
 // ---------------------------------------------------------------------------------------------
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it, so parallel tests
-/// do not collide).
+/// Ports [`free_port`] picks from: below Linux's ephemeral range (32768-60999), from which the
+/// kernel gives every outgoing connection its local port. A port the kernel picked for a
+/// listener (`bind` to port 0) and the test then released could be taken by some other test's
+/// client socket before the server under test bound it (seen in CI: moat exited with "Address
+/// already in use"); below that range only another test's explicit bind can take it.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago: drawn at random (another seed in every
+/// test process) from [`TEST_PORTS`], each drawn at most once per process, and bound once to
+/// check that it is free.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().unwrap().port()
+    use std::hash::BuildHasher;
+    static STATE: std::sync::LazyLock<std::hash::RandomState> = std::sync::LazyLock::new(std::hash::RandomState::new);
+    static DRAWN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    static DRAWS: AtomicUsize = AtomicUsize::new(0);
+    let span = u64::from(TEST_PORTS.end - TEST_PORTS.start);
+    for _ in 0..span {
+        let draw = STATE.hash_one(DRAWS.fetch_add(1, Ordering::Relaxed));
+        let port = TEST_PORTS.start + u16::try_from(draw % span).expect("within the range");
+        let mut drawn = DRAWN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if drawn.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        drawn.push(port);
+        return port;
+    }
+    panic!("no free port left in {TEST_PORTS:?}");
 }
 
 /// A temporary directory that other users (postfix) can traverse; removed on Drop.
