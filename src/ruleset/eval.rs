@@ -82,19 +82,15 @@ impl Compiled {
                 continue;
             }
             let value = msg.value_for(key);
-            // The text the candidates were found in (the value, or a rule's if-unset default).
-            let mut searched: Option<*const str> = None;
+            group.candidates(value.as_deref().unwrap_or("").as_bytes(), &mut tried);
             for (k, r) in group.rules.iter().enumerate().filter(|(_, r)| needed[r.id]) {
-                let text = match (&value, &r.if_unset) {
-                    (Some(v), _) => v.as_str(),
-                    (None, Some(d)) => d.as_str(),
-                    (None, None) => "",
+                // A rule's if-unset default was not prefiltered: it is always tried.
+                let (text, prefiltered) = match (&value, &r.if_unset) {
+                    (Some(v), _) => (v.as_str(), true),
+                    (None, Some(d)) => (d.as_str(), false),
+                    (None, None) => ("", true),
                 };
-                if searched != Some(std::ptr::from_ref(text)) {
-                    group.candidates(text.as_bytes(), &mut tried);
-                    searched = Some(std::ptr::from_ref(text));
-                }
-                let n = if tried[k] { r.matcher.count(scratch, text.as_bytes(), r.max) } else { 0 };
+                let n = if !prefiltered || tried[k] { r.matcher.count(scratch, text.as_bytes(), r.max) } else { 0 };
                 let hit = if r.negate { u32::from(n == 0) } else { n };
                 values[r.id] = f64::from(hit);
             }

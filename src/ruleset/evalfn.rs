@@ -5,7 +5,7 @@
 //! corpus, README: Scanning throughput): HTMLEval (over `htmleval`'s facts of each HTML part),
 //! FreeMail (`freemail`), MIMEEval and ImageInfo (over the facts the MIME walk gathered,
 //! `mimeeval`, `imageinfo`), HeaderEval (dates and Outlook ids here, the rest in `headereval`),
-//! WLBLEval's `check_from_in_list` and a few of BodyEval. Each follows the plugin's semantics,
+//! WLBLEval's `check_from_in_list`, VBounce (`bounce`) and a few of BodyEval (`bodyeval`). Each follows the plugin's semantics,
 //! quirks included (the agreement tests with SpamAssassin check them side by side);
 //! [`parse_rfc822_date`] is SpamAssassin's lenient date reader. A call moat does not know is an
 //! error naming it, so the rule is skipped and reported like any other it cannot run.

@@ -240,7 +240,7 @@ impl ParsedMessage {
     }
 
     fn count_declared_type(&mut self, part: &mail_parser::MessagePart<'_>) {
-        let (kind, sub) = part.content_type().map_or(("text", Some("plain")), |ct| (ct.c_type.as_ref(), ct.c_subtype.as_deref()));
+        let (kind, sub) = declared_type(part);
         if !kind.eq_ignore_ascii_case("text") {
             return;
         }
@@ -595,13 +595,18 @@ fn split_long(mut line: String, out: &mut Vec<String>) {
     }
 }
 
-/// Splits text into chunks of at most `RAW_CHUNK` bytes, at a line end (or space) when possible.
-/// Whether a part is text/plain (declared, or by default without a Content-Type).
-fn is_plain(part: &mail_parser::MessagePart<'_>) -> bool {
-    part.content_type()
-        .is_none_or(|ct| ct.c_type.eq_ignore_ascii_case("text") && ct.c_subtype.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("plain")))
+/// A part's declared type and subtype; text/plain without a Content-Type.
+fn declared_type<'a>(part: &'a mail_parser::MessagePart<'_>) -> (&'a str, Option<&'a str>) {
+    part.content_type().map_or(("text", Some("plain")), |ct| (ct.c_type.as_ref(), ct.c_subtype.as_deref()))
 }
 
+/// Whether a part is text/plain (declared, or by default without a Content-Type).
+fn is_plain(part: &mail_parser::MessagePart<'_>) -> bool {
+    let (kind, sub) = declared_type(part);
+    kind.eq_ignore_ascii_case("text") && sub.is_some_and(|s| s.eq_ignore_ascii_case("plain"))
+}
+
+/// Splits text into chunks of at most `RAW_CHUNK` bytes, at a line end (or space) when possible.
 fn chunk_into(text: &str, out: &mut Vec<String>) {
     let mut rest = text;
     while !rest.is_empty() {
