@@ -207,6 +207,14 @@ fn rules_check(dirs: Vec<PathBuf>, config: &Path) -> ExitCode {
                     report.filter_answered
                 );
             }
+            if !report.list_zones.is_empty() {
+                let rules: usize = report.list_zones.values().sum();
+                let zones: Vec<&str> = report.list_zones.keys().map(String::as_str).collect();
+                outln!(
+                    "  of which {rules} DNS-list eval rules are answered by moat's dnsbl filter for the zones [reputation] asks; for any other zone they and the metas over them do not run: {}",
+                    zones.join(", ")
+                );
+            }
             outln!("skipped {} rules:", report.skipped.len());
             for (kind, n) in &report.skipped_by_kind {
                 outln!("  {kind:<10} {n}");

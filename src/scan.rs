@@ -88,6 +88,7 @@ pub async fn scan(scorer: &Scorer, envelope: &Envelope, message: Vec<u8>) -> Rep
         recipients: Vec::new(),
         message: None,
         classifier_opinion: None,
+        lists: Vec::new(),
         earlier: None,
     };
     let mut common = scorer.run(Phase::Connect, &facts).await;
@@ -104,6 +105,7 @@ pub async fn scan(scorer: &Scorer, envelope: &Envelope, message: Vec<u8>) -> Rep
     facts.classifier_opinion = scorer.classifier_opinion(&message);
     let classifier = facts.classifier_opinion.map(ClassifierReport::of);
     facts.message = Some(Arc::new(message));
+    facts.lists = common.lists.clone();
     let data = scorer.run(Phase::Data, &facts).await;
     let recipients = envelope
         .recipients

@@ -302,7 +302,7 @@ impl AuthFilter {
         }
         headers.push(authentication_results(&results, &self.authserv_id, &extra));
         tracing::debug!(event = "auth", symbols = ?report.symbols.iter().map(|s| s.name.as_str()).collect::<Vec<_>>());
-        Ok(Findings { symbols: report.symbols, headers })
+        Ok(Findings { symbols: report.symbols, headers, lists: Vec::new() })
     }
 
     /// Asks for the From domain's DMARC record alongside SPF, DKIM and ARC, so that DMARC

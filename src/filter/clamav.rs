@@ -242,6 +242,7 @@ impl ClamavFilter {
                     Stance::FailOpen => Ok(Findings {
                         symbols: vec![Symbol::with_detail(CLAMAV_FAIL, error.0)],
                         headers: vec!["X-Virus-Scan: not scanned (virus scanner unavailable)\r\n".to_string()],
+                        lists: Vec::new(),
                     }),
                 }
             }

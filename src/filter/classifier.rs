@@ -77,7 +77,7 @@ impl Filter for ClassifierFilter {
                 }
                 _ => Vec::new(),
             };
-            Ok(Findings { symbols, headers: Vec::new() })
+            Ok(symbols.into())
         })
     }
 }

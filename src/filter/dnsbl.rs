@@ -16,11 +16,15 @@
 //!
 //! Each symbol is emitted once per phase; its detail names zone, answer and the looked-up item
 //! (client IP or domain), never message content.
+//!
+//! Besides the symbols, the findings carry every zone's raw answers ([`ListLookup`]: each item
+//! asked and its A records, or that the query failed) for the stock rules that read lists
+//! (`check_rbl*`, `check_uridnsbl`, answered in `ruleset::filtereval`).
 
 use super::uri;
 use super::{Facts, Filter, FilterFuture, Findings};
 use crate::config;
-use crate::verdict::{Stance, Symbol};
+use crate::verdict::{ListAnswer, ListKind, ListLookup, ListedItem, Stance, Symbol};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::rr::RData;
 use std::collections::BTreeMap;
@@ -134,6 +138,14 @@ pub fn reversed(ip: IpAddr) -> String {
     }
 }
 
+/// The name asked for `item` in `zone`: the reversed address or the domain, then the zone.
+fn query_name(item: &ListedItem, zone: &Zone) -> String {
+    match item {
+        ListedItem::Client(ip) => format!("{}.{}.", reversed(*ip), zone.name),
+        ListedItem::Domain { name, .. } => format!("{name}.{}.", zone.name),
+    }
+}
+
 async fn query(resolver: &TokioResolver, name: &str) -> Answer {
     let started = std::time::Instant::now();
     let answer = resolver.ipv4_lookup(name).await;
@@ -156,17 +168,37 @@ async fn query(resolver: &TokioResolver, name: &str) -> Answer {
     }
 }
 
-/// Gathers hits and failures into one symbol per name.
+/// Gathers hits and failures into one symbol per name, and every zone's raw answers.
 #[derive(Default)]
 struct Tally {
     hits: BTreeMap<String, Vec<String>>,
     failures: Vec<String>,
+    lookups: Vec<ListLookup>,
 }
 
 impl Tally {
-    /// `from_message`: the item is a domain from the message (its links), which the log never
-    /// names; a client address is named.
-    fn record(&mut self, zone: &Zone, item: &str, from_message: bool, answer: Answer) {
+    /// A tally for `zones`, each asked about everything it is meant to be asked about.
+    fn for_zones(zones: &[Zone], kind: ListKind) -> Tally {
+        let lookups = zones.iter().map(|zone| ListLookup { zone: zone.name.clone(), kind, answers: Vec::new() }).collect();
+        Tally { lookups, ..Tally::default() }
+    }
+
+    /// `listed` is what was looked up; a domain from the message (its links) is never named in
+    /// the log, a client address is.
+    fn record(&mut self, zone: &Zone, listed: &ListedItem, answer: Answer) {
+        let (item, from_message) = match listed {
+            ListedItem::Client(ip) => (ip.to_string(), false),
+            ListedItem::Domain { name, .. } => (name.clone(), true),
+        };
+        let records = match &answer {
+            Answer::Listed(records) => Some(records.clone()),
+            Answer::NotListed => Some(Vec::new()),
+            Answer::TempError(_) => None,
+        };
+        if let Some(lookup) = self.lookups.iter_mut().find(|l| l.zone == zone.name) {
+            lookup.answers.push(ListAnswer { item: listed.clone(), records });
+        }
+        let item = item.as_str();
         match answer {
             Answer::NotListed => {}
             Answer::TempError(error) => {
@@ -198,7 +230,7 @@ impl Tally {
         if !self.failures.is_empty() {
             symbols.push(Symbol::with_detail(DNSBL_TEMPERROR, join(self.failures)));
         }
-        symbols.into()
+        Findings { symbols, headers: Vec::new(), lists: self.lookups }
     }
 }
 
@@ -234,15 +266,14 @@ impl DnsblFilter {
         if self.ip_zones.is_empty() || !is_public(ip) {
             return Findings::default();
         }
-        let item = ip.to_canonical().to_string();
-        let label = reversed(ip);
+        let item = ListedItem::Client(ip.to_canonical());
         let queries = self.ip_zones.iter().map(|zone| {
-            let name = format!("{label}.{}.", zone.name);
+            let name = query_name(&item, zone);
             async move { (zone, query(&self.resolver, &name).await) }
         });
-        let mut tally = Tally::default();
+        let mut tally = Tally::for_zones(&self.ip_zones, ListKind::Client);
         for (zone, answer) in futures_util::future::join_all(queries).await {
-            tally.record(zone, &item, false, answer);
+            tally.record(zone, &item, answer);
         }
         tally.findings()
     }
@@ -250,47 +281,50 @@ impl DnsblFilter {
     /// Looks registrable domains up in every URI zone, [`URI_CONCURRENCY`] queries at a time.
     /// A zone that failed (timeout, SERVFAIL) is not asked again for this message, so a dead
     /// resolver costs one round of timeouts, not one per batch.
-    pub async fn check_domains(&self, domains: &[String]) -> Findings {
-        let pairs: Vec<(&String, &Zone)> = domains.iter().flat_map(|d| self.uri_zones.iter().map(move |zone| (d, zone))).collect();
-        let mut tally = Tally::default();
+    pub async fn check_domains(&self, domains: &[ListedItem]) -> Findings {
+        let pairs: Vec<(&ListedItem, &Zone)> = domains.iter().flat_map(|d| self.uri_zones.iter().map(move |zone| (d, zone))).collect();
+        let mut tally = Tally::for_zones(&self.uri_zones, ListKind::Domains);
         let mut remaining = pairs.as_slice();
         while !remaining.is_empty() {
             let (batch, rest) = remaining.split_at(remaining.len().min(URI_CONCURRENCY));
             remaining = rest;
-            let batch: Vec<&(&String, &Zone)> = batch.iter().filter(|(_, zone)| !tally.failures.contains(&zone.name)).collect();
-            let queries = batch.iter().map(|(domain, zone)| {
-                let name = format!("{domain}.{}.", zone.name);
+            let batch: Vec<&(&ListedItem, &Zone)> = batch.iter().filter(|(_, zone)| !tally.failures.contains(&zone.name)).collect();
+            let queries = batch.iter().map(|(item, zone)| {
+                let name = query_name(item, zone);
                 async move { query(&self.resolver, &name).await }
             });
             let answers = futures_util::future::join_all(queries).await;
-            for ((domain, zone), answer) in batch.into_iter().zip(answers) {
-                tally.record(zone, domain, true, answer);
+            for ((item, zone), answer) in batch.into_iter().zip(answers) {
+                tally.record(zone, item, answer);
             }
         }
         tally.findings()
     }
 
     /// The domains the data phase looks up: the sender's registrable domain first, then up to
-    /// `max_uri_domains` from the message's URLs (parsed off the async threads).
-    async fn message_domains(&self, facts: &Facts) -> Vec<String> {
+    /// `max_uri_domains` from the message's URLs (parsed off the async threads), each once.
+    async fn message_domains(&self, facts: &Facts) -> Vec<ListedItem> {
         let sender = facts
             .sender
             .as_deref()
             .and_then(|s| s.rsplit_once('@'))
             .and_then(|(_, domain)| uri::registrable_domain(domain.trim_end_matches('>')));
-        let mut domains: Vec<String> = Vec::new();
+        let mut links: Vec<String> = Vec::new();
         if let Some(message) = facts.message.clone() {
             let limit = self.max_uri_domains;
             match tokio::task::spawn_blocking(move || uri::message_domains(&message, limit)).await {
-                Ok(found) => domains = found,
+                Ok(found) => links = found,
                 Err(e) => tracing::error!(event = "uri_extract_failed", error = %e),
             }
         }
+        let mut items = Vec::with_capacity(links.len() + 1);
         if let Some(sender) = sender {
-            domains.retain(|d| *d != sender);
-            domains.insert(0, sender);
+            let link = links.contains(&sender);
+            links.retain(|d| *d != sender);
+            items.push(ListedItem::Domain { name: sender, sender: true, link });
         }
-        domains
+        items.extend(links.into_iter().map(|name| ListedItem::Domain { name, sender: false, link: true }));
+        items
     }
 }
 

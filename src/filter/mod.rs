@@ -19,7 +19,7 @@ pub mod rdns;
 pub mod rules;
 pub mod uri;
 
-use crate::verdict::{Evidence, Failure, Stance, Symbol};
+use crate::verdict::{Evidence, Failure, ListLookup, Stance, Symbol};
 use futures_util::FutureExt;
 use std::future::Future;
 use std::net::IpAddr;
@@ -69,6 +69,9 @@ pub struct Facts {
     /// The classifier's opinion of `message`, when the caller formed it already (`moat scan`
     /// reports it): the classifier filter then uses it instead of tokenizing the message again.
     pub classifier_opinion: Option<classifier::Opinion>,
+    /// What the DNS lists said in the session's earlier phases (the client's lookups at
+    /// connect), for the rules that read lists (DATA phase).
+    pub lists: Vec<ListLookup>,
     /// What the phase's other filters found, for a filter that runs after them (DATA phase).
     pub earlier: Option<Arc<Earlier>>,
 }
@@ -79,6 +82,8 @@ pub struct Earlier {
     /// Each filter that answered (no failure, no timeout), by name, with its symbols. A filter
     /// missing here did not run or failed.
     pub answered: Vec<(&'static str, Vec<Symbol>)>,
+    /// What the DNS lists said, in the earlier phases ([`Facts::lists`]) and in this one.
+    pub lists: Vec<ListLookup>,
 }
 
 impl Earlier {
@@ -88,17 +93,19 @@ impl Earlier {
     }
 }
 
-/// What one filter found: symbols, and header fields to add to the message for every
-/// recipient (e.g. `Authentication-Results`), each a complete field ending in CRLF.
+/// What one filter found: symbols, header fields to add to the message for every recipient
+/// (e.g. `Authentication-Results`), each a complete field ending in CRLF, and what the DNS
+/// lists it asked said.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Findings {
     pub symbols: Vec<Symbol>,
     pub headers: Vec<String>,
+    pub lists: Vec<ListLookup>,
 }
 
 impl From<Vec<Symbol>> for Findings {
     fn from(symbols: Vec<Symbol>) -> Findings {
-        Findings { symbols, headers: Vec::new() }
+        Findings { symbols, ..Findings::default() }
     }
 }
 
@@ -168,11 +175,18 @@ impl Chain {
         let mut first = futures_util::future::join_all(first).await.into_iter();
         let mut outcomes: Vec<Option<Outcome>> = self.filters.iter().map(|f| if late(f) { None } else { first.next() }).collect();
         if outcomes.iter().any(Option::is_none) {
-            let answered = self.filters.iter().zip(&outcomes).filter_map(|(filter, outcome)| match outcome {
-                Some(Ok(findings)) => Some((filter.name(), findings.symbols.clone())),
-                _ => None,
-            });
-            let later = Facts { earlier: Some(Arc::new(Earlier { answered: answered.collect() })), ..facts.clone() };
+            let answered: Vec<(&'static str, &Findings)> = self
+                .filters
+                .iter()
+                .zip(&outcomes)
+                .filter_map(|(filter, outcome)| match outcome {
+                    Some(Ok(findings)) => Some((filter.name(), findings)),
+                    _ => None,
+                })
+                .collect();
+            let lists = facts.lists.iter().chain(answered.iter().flat_map(|(_, f)| &f.lists)).cloned().collect();
+            let answered = answered.into_iter().map(|(name, findings)| (name, findings.symbols.clone())).collect();
+            let later = Facts { earlier: Some(Arc::new(Earlier { answered, lists })), ..facts.clone() };
             let calls = self.filters.iter().filter(|f| late(f)).map(|filter| self.call(filter.as_ref(), phase, &later));
             let mut done = futures_util::future::join_all(calls).await.into_iter();
             for slot in outcomes.iter_mut().filter(|o| o.is_none()) {
@@ -185,6 +199,7 @@ impl Chain {
                 Ok(findings) => {
                     evidence.symbols.extend(findings.symbols);
                     evidence.headers.extend(findings.headers);
+                    evidence.lists.extend(findings.lists);
                 }
                 Err(failure) => evidence.failures.push(failure),
             }

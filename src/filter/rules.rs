@@ -23,10 +23,10 @@ use crate::verdict::{Stance, Symbol};
 use crate::ruleset::{FilterFacts, ParsedMessage, RuleSet};
 
 /// What the rules read of the other filters' findings: the auth filter's symbols, when it
-/// answered.
+/// answered, and what the DNS lists said.
 fn filter_facts(earlier: Option<&Earlier>) -> FilterFacts {
     let symbols = |s: &[Symbol]| s.iter().map(|s| (s.name.clone(), s.detail.clone().unwrap_or_default())).collect();
-    FilterFacts { auth: earlier.and_then(|e| e.of("auth")).map(symbols) }
+    FilterFacts { auth: earlier.and_then(|e| e.of("auth")).map(symbols), lists: earlier.map(|e| e.lists.clone()).unwrap_or_default() }
 }
 
 /// Runs a [`RuleSet`] over each message.
@@ -168,7 +168,7 @@ impl Filter for RulesFilter {
                 .run(move || scan(&rules, &message, sender.as_deref(), client, found))
                 .await
                 .map_err(|e| self.failed(e.to_string()))?;
-            Ok(Findings { symbols, headers: Vec::new() })
+            Ok(symbols.into())
         })
     }
 }

@@ -138,6 +138,9 @@ pub struct Config {
     pub addrlists: HashMap<String, Vec<String>>,
     /// `welcomelist_bounce_relays HOST…` (VBounce plugin): lower-cased host patterns.
     pub bounce_relays: Vec<String>,
+    /// URIDNSBL lines (`urirhssub NAME ZONE TYPE SUBTEST`, `urirhsbl`, `uridnssub`, …) by rule
+    /// name, for the `check_uridnsbl(NAME)` rule that reads them.
+    pub uri_lists: HashMap<String, UriList>,
     /// `reason SYMBOL|PREFIX_* sentence`: what a user reads first for held mail.
     pub reasons: super::reasons::Reasons,
     /// Rule files read, in order, with their contents (for the rule-set hash).
@@ -244,6 +247,16 @@ const IGNORED: &[&str] = &[
     "describe_rule",
     "test",
 ];
+
+/// One URIDNSBL line: `DIRECTIVE NAME ZONE TYPE [SUBTEST]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UriList {
+    pub directive: String,
+    pub zone: String,
+    /// `A` or `TXT`, as written.
+    pub lookup: String,
+    pub subtest: Option<String>,
+}
 
 /// Plugin directives that define a rule moat cannot run (the rule exists for metas, never hits).
 const PLUGIN_RULES: &[(&str, &str)] = &[
@@ -395,8 +408,15 @@ impl Config {
             return self.rule(kind, rest, o);
         }
         if let Some((_, reason)) = PLUGIN_RULES.iter().find(|(n, _)| *n == d) {
-            let (name, _) = split_word(rest);
+            let (name, args) = split_word(rest);
             if valid_name(name) {
+                if d.starts_with("uri") && d != "uri_detail" {
+                    let mut args = args.split_whitespace().map(str::to_string);
+                    if let (Some(zone), Some(lookup)) = (args.next(), args.next()) {
+                        let list = UriList { directive: d.to_string(), zone, lookup, subtest: args.next() };
+                        self.uri_lists.insert(name.to_string(), list);
+                    }
+                }
                 self.skipped.push(o.skipped(d, name, *reason));
                 self.make_inert(name, o);
             } else {

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::cf::{Config, Kind, Origin, RuleDef, TFlags};
 use super::evalfn::{EvalConfig, EvalFn};
-use super::filtereval::FilterEval;
+use super::filtereval::{FilterEval, RblSets};
 use super::header::{self, HeaderKey, HeaderSpec};
 use super::meta::{self, Expr};
 use super::perlre::{self, Engine, TranslateError};
@@ -416,6 +416,8 @@ struct Builder<'a> {
     metas: Vec<(usize, Expr, Origin)>,
     evals: Vec<(usize, EvalFn)>,
     filter_evals: Vec<(usize, FilterEval)>,
+    /// Each `check_rbl` set's zone, for the `check_rbl_sub` rules of the set.
+    rbl_sets: RblSets,
     /// Rules skipped for `tflags net` (and metas depending on them).
     net: HashSet<usize>,
     slots: Slots,
@@ -443,6 +445,7 @@ pub fn compile(cfg: Config) -> Result<(Compiled, LoadReport), Vec<RuleError>> {
         metas: Vec::new(),
         evals: Vec::new(),
         filter_evals: Vec::new(),
+        rbl_sets: rbl_sets(&cfg),
         net: HashSet::new(),
         slots: Slots::default(),
     };
@@ -505,7 +508,10 @@ impl Builder<'_> {
         if matches!(def.kind, Kind::Eval { .. })
             && let Some(f) = FilterEval::parse(&def.text)
         {
-            self.filter_evals.push((self.ids[&def.name], f));
+            match f.resolve(&self.rbl_sets, &self.cfg.uri_lists) {
+                Ok(f) => self.filter_evals.push((self.ids[&def.name], f)),
+                Err(reason) => self.skip(def, reason),
+            }
             return;
         }
         if self.tflags(&def.name).net {
@@ -727,7 +733,9 @@ impl Builder<'_> {
         let metas: Vec<(usize, Expr)> =
             order.into_iter().filter(|&k| self.runnable[self.metas[k].0]).map(|k| (self.metas[k].0, self.metas[k].1.clone())).collect();
         let meta_unknown_if = unknown_inputs(&metas, &mut uncertain);
-        self.report.filter_answered = self.filter_evals.len();
+        let runs = |id: &usize| self.runnable[*id];
+        self.report.filter_answered = self.filter_evals.iter().filter(|(id, f)| runs(id) && !f.reads_lists()).count();
+        self.report.list_zones = list_zones(&self.filter_evals);
         let needed = needed(&reportable, &metas, n);
         let mut kinds: BTreeMap<Kind, usize> = BTreeMap::new();
         for def in &self.cfg.rules {
@@ -785,6 +793,28 @@ impl Builder<'_> {
         };
         (compiled, self.report)
     }
+}
+
+/// Each `check_rbl` set's zone and scope, from the rules that call it (the first one wins).
+fn rbl_sets(cfg: &Config) -> RblSets {
+    let mut sets = RblSets::new();
+    for def in cfg.rules.iter().filter(|d| matches!(d.kind, Kind::Eval { .. })) {
+        if let Some((set, zone, scope)) = FilterEval::parse(&def.text).as_ref().and_then(FilterEval::rbl_set) {
+            sets.entry(set.to_string()).or_insert((zone.to_string(), scope));
+        }
+    }
+    sets
+}
+
+/// The DNS-list zones the rules read, each with how many rules read it.
+fn list_zones(evals: &[(usize, FilterEval)]) -> BTreeMap<String, usize> {
+    let mut zones = BTreeMap::new();
+    for (_, f) in evals {
+        if let FilterEval::Rbl { test, .. } | FilterEval::Listed(test) = f {
+            *zones.entry(test.zone.clone()).or_default() += 1;
+        }
+    }
+    zones
 }
 
 /// For each meta (in `metas`' order), the rules it reads when one of them may be unknown at

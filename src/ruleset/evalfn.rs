@@ -334,7 +334,7 @@ pub enum EvalFn {
 
 /// The arguments of a call: quoted strings (either quote; a backslash keeps the next
 /// character) or bare words, separated by commas.
-fn split_args(args: &str) -> Result<Vec<String>, String> {
+pub(super) fn split_args(args: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut chars = args.chars().peekable();
     loop {

@@ -1,8 +1,10 @@
 //! SpamAssassin `eval:` functions that ask the network, answered by what moat's own filters
 //! found instead: SPF (`check_for_spf_*`) and DKIM (`check_dkim_signed`, `check_dkim_valid`,
 //! `check_dkim_valid_author_sig`, `check_dkim_valid_envelopefrom`, `check_dkim_dependable`) from the auth filter's
-//! symbols. The stock rules flag these `tflags net`; here they load, and the metas over them
-//! (`__NOT_SPOOFED`, `FORM_FRAUD_3`, `HTML_SINGLET_MANY`, …) run when the answer is known.
+//! symbols; the DNS lists (`check_rbl`, `check_rbl_sub`, `check_uridnsbl`) from the dnsbl
+//! filter's answers (see `listeval`). The stock rules flag these `tflags net`; here they load,
+//! and the metas over them (`__NOT_SPOOFED`, `FORM_FRAUD_3`, `HTML_SINGLET_MANY`,
+//! `KHOP_HELO_FCRDNS`, `RCVD_IN_MSPIKE_ZBI`, …) run when the answer is known.
 //!
 //! Guarantees: an answer is three-valued. When the filter did not run for the message (it is
 //! off, failed or timed out, or the caller gave no facts: a file in `moat scan` without the
@@ -10,8 +12,12 @@
 //! too (see `eval`), as if moat did not run the rule at all. These rules are echoes of the
 //! filter's own symbols (which carry the scores), so they are never reported themselves.
 
+use super::cf::UriList;
 use super::header::Modifier;
+use super::listeval::{ListTest, Scope, Subtest, scope_of_set, zone_name};
 use super::message::ParsedMessage;
+use crate::verdict::ListLookup;
+use std::collections::HashMap;
 
 /// What moat's other filters found about one message, for the rules that read it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -20,6 +26,8 @@ pub struct FilterFacts {
     /// with their details (for `DKIM_VALID`: the signing domains, space-separated); None when the
     /// auth filter did not answer for this message.
     pub auth: Option<Vec<(String, String)>>,
+    /// What the dnsbl filter's lists said, at connect (the client) and at end of data (domains).
+    pub lists: Vec<ListLookup>,
 }
 
 /// SPF results as the auth filter names them (`SPF_<RESULT>`, `SPF_HELO_<RESULT>`).
@@ -45,14 +53,28 @@ pub enum FilterEval {
     /// for a signed message it cut short before verifying (its size limit); the auth filter
     /// verifies the message as received, so whenever it checked DKIM, yes.
     DkimDependable,
+    /// `check_rbl(set, zone[, subtest])`; the set names the lookups (see `listeval`).
+    Rbl { set: String, test: ListTest },
+    /// `check_rbl_sub(set, subtest)` as written: [`FilterEval::resolve`] finds its zone.
+    RblSub { set: String, subtest: Subtest },
+    /// `check_uridnsbl(rule)` as written: [`FilterEval::resolve`] reads the rule's URIDNSBL line.
+    UriRule(String),
+    /// A resolved `check_rbl_sub` or `check_uridnsbl`.
+    Listed(ListTest),
 }
+
+/// Each `check_rbl` set's zone and scope, by set name.
+pub type RblSets = HashMap<String, (String, Scope)>;
 
 impl FilterEval {
     /// The function a rule's `eval:` text calls, when moat's filters answer it.
     pub fn parse(call: &str) -> Option<FilterEval> {
         let (name, args) = call.trim().strip_suffix(')')?.split_once('(')?;
-        let args: Vec<String> =
-            args.split(',').map(|a| a.trim().trim_matches(['\'', '"']).to_ascii_lowercase()).filter(|a| !a.is_empty()).collect();
+        let args = super::evalfn::split_args(args).ok()?;
+        if let Some(list) = list_call(name.trim(), &args) {
+            return list;
+        }
+        let args: Vec<String> = args.iter().map(|a| a.to_ascii_lowercase()).filter(|a| !a.is_empty()).collect();
         if let Some(result) = name.strip_prefix("check_for_spf_helo_") {
             return spf_result(result, &args).map(|result| FilterEval::Spf { helo: true, result });
         }
@@ -69,8 +91,40 @@ impl FilterEval {
         }
     }
 
+    /// The call with what it names elsewhere in the rule files found: a `check_rbl_sub`'s zone
+    /// (from the `check_rbl` of its set) and a `check_uridnsbl`'s list (from its rule's
+    /// URIDNSBL line). Err says why moat cannot answer it.
+    pub fn resolve(self, sets: &RblSets, uri_lists: &HashMap<String, UriList>) -> Result<FilterEval, String> {
+        match self {
+            FilterEval::RblSub { set, subtest } => match sets.get(&set) {
+                Some((zone, scope)) => Ok(FilterEval::Listed(ListTest { zone: zone.clone(), scope: *scope, subtest })),
+                None => Err(format!("eval:check_rbl_sub: no check_rbl rule of set {set:?} names its zone")),
+            },
+            FilterEval::UriRule(rule) => uri_list(&rule, uri_lists.get(&rule)).map(FilterEval::Listed),
+            resolved => Ok(resolved),
+        }
+    }
+
+    /// For a `check_rbl` call: its set, zone and scope.
+    pub fn rbl_set(&self) -> Option<(&str, &str, Scope)> {
+        match self {
+            FilterEval::Rbl { set, test } => Some((set, &test.zone, test.scope)),
+            _ => None,
+        }
+    }
+
+    /// Whether the call reads the DNS lists (not the auth filter).
+    pub fn reads_lists(&self) -> bool {
+        matches!(self, FilterEval::Rbl { .. } | FilterEval::RblSub { .. } | FilterEval::UriRule(_) | FilterEval::Listed(_))
+    }
+
     /// Whether the rule hits; None when the filter did not answer for this message.
     pub fn answer(&self, msg: &ParsedMessage) -> Option<bool> {
+        match self {
+            FilterEval::Rbl { test, .. } | FilterEval::Listed(test) => return test.answer(&msg.filter_facts().lists),
+            FilterEval::RblSub { .. } | FilterEval::UriRule(_) => return None,
+            _ => {}
+        }
         let auth = msg.filter_facts().auth.as_deref()?;
         let has = |name: &str| auth.iter().any(|(n, _)| n == name);
         match self {
@@ -93,8 +147,46 @@ impl FilterEval {
                 let sender = domain_of(msg.smtp_envelope_from().unwrap_or_default());
                 Some(!sender.is_empty() && valid_signers(auth).any(|d| d == sender))
             }
+            FilterEval::Rbl { .. } | FilterEval::RblSub { .. } | FilterEval::UriRule(_) | FilterEval::Listed(_) => None,
         }
     }
+}
+
+/// A DNS-list call: Some(None) for one moat cannot answer (a TXT lookup, an `-untrusted` set, a
+/// bad subtest), None for a function that is not a DNS-list call.
+fn list_call(name: &str, args: &[String]) -> Option<Option<FilterEval>> {
+    Some(match (name, args) {
+        ("check_rbl", [set, zone, rest @ ..]) if rest.len() <= 1 => rbl_call(set, zone, rest.first()),
+        ("check_rbl_sub", [set, subtest]) => Subtest::of_rbl(subtest).map(|subtest| FilterEval::RblSub { set: set.clone(), subtest }),
+        ("check_uridnsbl", [rule]) => Some(FilterEval::UriRule(rule.clone())),
+        _ => return None,
+    })
+}
+
+/// `check_rbl(set, zone[, subtest])`, when moat can answer it.
+fn rbl_call(set: &str, zone: &str, subtest: Option<&String>) -> Option<FilterEval> {
+    let subtest = match subtest {
+        None => Subtest::Any,
+        Some(text) => Subtest::of_rbl(text)?,
+    };
+    Some(FilterEval::Rbl { set: set.to_string(), test: ListTest { zone: zone_name(zone), scope: scope_of_set(set)?, subtest } })
+}
+
+/// The test a `check_uridnsbl(rule)` runs, from the rule's URIDNSBL line.
+fn uri_list(rule: &str, list: Option<&UriList>) -> Result<ListTest, String> {
+    let list = list.ok_or_else(|| format!("eval:check_uridnsbl: no urirhssub or urirhsbl line for {rule}"))?;
+    let directive = list.directive.as_str();
+    if !matches!(directive, "urirhssub" | "urirhsbl") {
+        return Err(format!("{directive}: looks up the domain's name servers or their addresses, which moat's URI lists do not"));
+    }
+    if !list.lookup.eq_ignore_ascii_case("A") {
+        return Err(format!("{directive}: {} lookup (moat's lists read A records)", list.lookup));
+    }
+    let subtest = match &list.subtest {
+        None => Subtest::Any,
+        Some(text) => Subtest::of_uri(text).ok_or_else(|| format!("{directive} {rule}: subtest {text:?} is not one moat reads"))?,
+    };
+    Ok(ListTest { zone: zone_name(&list.zone), scope: Scope::Links, subtest })
 }
 
 /// The result a `check_for_spf_*` name ends in, for the calls without arguments.
@@ -118,7 +210,8 @@ mod tests {
     use super::*;
 
     fn msg(auth: Option<&[(&str, &str)]>) -> ParsedMessage {
-        let facts = FilterFacts { auth: auth.map(|a| a.iter().map(|(n, d)| (n.to_string(), d.to_string())).collect()) };
+        let facts =
+            FilterFacts { auth: auth.map(|a| a.iter().map(|(n, d)| (n.to_string(), d.to_string())).collect()), ..Default::default() };
         ParsedMessage::parse(b"From: Ann <ann@news.example.org>\r\nSubject: hi\r\n\r\nhello\r\n")
             .with_envelope_from("bounce@example.org")
             .with_filter_facts(facts)

@@ -48,6 +48,7 @@ mod headereval;
 pub mod html;
 mod htmleval;
 mod imageinfo;
+mod listeval;
 mod literals;
 mod message;
 mod meta;
@@ -134,6 +135,9 @@ pub struct LoadReport {
     /// Network `eval:` rules (SPF, DKIM) answered by moat's auth filter; unknown, with the metas
     /// over them, for a message the filter did not answer (it is off, or failed).
     pub filter_answered: usize,
+    /// The DNS-list zones the `check_rbl*`/`check_uridnsbl` rules read (answered by moat's
+    /// dnsbl filter when `[reputation]` asks that zone; unknown otherwise), with their rule counts.
+    pub list_zones: BTreeMap<String, usize>,
     /// Rules with an Aho-Corasick prefilter literal set.
     pub prefiltered_rules: usize,
     /// Rule files read.

@@ -155,7 +155,7 @@ fn metas_over_spf_and_dkim_run_on_the_auth_filters_answer_and_are_unknown_withou
     assert!(report.skipped.is_empty(), "{:?}", report.skipped);
     let pitch = b"From: a@bank.test\r\nSubject: x\r\n\r\nPlease wire the fee today.\r\n";
     let with = |auth: Option<&[&str]>| {
-        let facts = FilterFacts { auth: auth.map(|a| a.iter().map(|n| (n.to_string(), String::new())).collect()) };
+        let facts = FilterFacts { auth: auth.map(|a| a.iter().map(|n| (n.to_string(), String::new())).collect()), ..Default::default() };
         let hits = rules.evaluate(&ParsedMessage::parse(pitch).with_filter_facts(facts));
         hits.into_iter().map(|h| h.name).collect::<Vec<_>>()
     };
@@ -164,6 +164,84 @@ fn metas_over_spf_and_dkim_run_on_the_auth_filters_answer_and_are_unknown_withou
     assert!(with(Some(&["SPF_FAIL", "DKIM_VALID"])).is_empty());
     assert!(with(None).is_empty(), "the filter did not answer: unknown, not 'not spoofed = false'");
     assert!(with(Some(&["DKIM_NONE"])).is_empty(), "SPF not checked: unknown");
+}
+
+/// DNS-list `eval:` rules, written as the stock rules write them, answered from the dnsbl
+/// filter's lookups: `check_rbl_sub` finds its zone through its set's `check_rbl`,
+/// `check_uridnsbl` through its `urirhssub` line; metas over them run when the zone was asked,
+/// and are unknown otherwise; calls moat cannot answer are skipped with the reason.
+#[test]
+fn dns_list_rules_read_the_dnsbl_filters_lookups_and_are_unknown_for_zones_not_asked() {
+    use crate::verdict::{ListAnswer, ListKind, ListLookup, ListedItem};
+    let (rules, report) = RuleSet::load_texts(&[(
+        "a.cf",
+        r"header __RCVD_IN_WL eval:check_rbl('wl-firsttrusted', 'list.wl.test.')
+tflags __RCVD_IN_WL net nice
+header RCVD_IN_WL_HI eval:check_rbl_sub('wl-firsttrusted', '^127\.0\.\d+\.3$')
+tflags RCVD_IN_WL_HI net nice
+header RCVD_IN_XBL eval:check_rbl('zen-lastexternal', 'zen.test.', '^127\.0\.0\.[4567]$')
+header RCVD_IN_ANY eval:check_rbl('zen', 'zen.test.')
+header RCVD_IN_TXT eval:check_rbl_txt('spamcop', 'bl.test.', '(?i:spamcop)')
+header RCVD_IN_LOST eval:check_rbl_sub('nosuchset', '127.0.0.2')
+urirhssub URIBL_BLACK multi.uribl.test. A 2
+body URIBL_BLACK eval:check_uridnsbl('URIBL_BLACK')
+uridnssub URIBL_SBL zen.test. A 127.0.0.2
+body URIBL_SBL eval:check_uridnsbl('URIBL_SBL')
+header __HELO_BARE X-Helo =~ /^mx$/
+meta HELO_BARE_UNLISTED __HELO_BARE && !__RCVD_IN_WL
+score HELO_BARE_UNLISTED 1.0
+meta LISTED_AND_LINKED RCVD_IN_XBL && URIBL_BLACK
+score LISTED_AND_LINKED 2.0
+meta ANY_RELAY_UNLISTED !RCVD_IN_ANY
+score ANY_RELAY_UNLISTED 1.0
+meta ANY_RELAY_LISTED RCVD_IN_ANY
+score ANY_RELAY_LISTED 1.0
+",
+    )])
+    .expect("load");
+    let mut skipped: Vec<(&str, &str)> = report.skipped.iter().map(|s| (s.rule.as_str(), s.reason.as_str())).collect();
+    skipped.sort();
+    assert_eq!(skipped.len(), 3, "{skipped:?}");
+    assert_eq!(skipped[0].0, "RCVD_IN_LOST");
+    assert!(skipped[0].1.contains("no check_rbl rule of set \"nosuchset\""), "{skipped:?}");
+    assert_eq!(skipped[1].0, "RCVD_IN_TXT");
+    assert!(skipped[2].0 == "URIBL_SBL" && skipped[2].1.starts_with("uridnssub:"), "{skipped:?}");
+    assert_eq!(report.list_zones.keys().map(String::as_str).collect::<Vec<_>>(), ["list.wl.test", "multi.uribl.test", "zen.test"]);
+    let client = |zone: &str, records: &[&str]| ListLookup {
+        zone: zone.into(),
+        kind: ListKind::Client,
+        answers: vec![ListAnswer {
+            item: ListedItem::Client("192.0.2.1".parse().expect("ip")),
+            records: Some(records.iter().map(|r| r.parse().expect("record")).collect()),
+        }],
+    };
+    let links = |records: &[&str]| ListLookup {
+        zone: "multi.uribl.test".into(),
+        kind: ListKind::Domains,
+        answers: vec![ListAnswer {
+            item: ListedItem::Domain { name: "spam.test".into(), sender: false, link: true },
+            records: Some(records.iter().map(|r| r.parse().expect("record")).collect()),
+        }],
+    };
+    let hits = |lists: Vec<ListLookup>| {
+        let msg = ParsedMessage::parse(b"X-Helo: mx\r\nSubject: x\r\n\r\nhttp://spam.test/\r\n")
+            .with_filter_facts(FilterFacts { lists, ..Default::default() });
+        let mut names: Vec<String> = rules.evaluate(&msg).into_iter().map(|h| h.name).collect();
+        names.sort();
+        names
+    };
+    assert!(hits(vec![]).is_empty(), "no zone asked: every list rule and meta over one unknown");
+    assert_eq!(hits(vec![client("list.wl.test", &[])]), ["HELO_BARE_UNLISTED"]);
+    assert_eq!(hits(vec![client("list.wl.test", &["127.0.10.3"])]), Vec::<String>::new(), "listed: the meta's negation holds");
+    let listed = hits(vec![client("zen.test", &["127.0.0.4"]), links(&["127.0.0.2"])]);
+    assert_eq!(
+        listed,
+        ["ANY_RELAY_LISTED", "LISTED_AND_LINKED"],
+        "the list rules echo the dnsbl filter's own symbols: never reported themselves"
+    );
+    assert_eq!(hits(vec![client("zen.test", &["127.0.0.4"]), links(&["127.0.0.4"])]), ["ANY_RELAY_LISTED"], "mask 2 not set");
+    assert!(hits(vec![client("zen.test", &[])]).is_empty(), "not listed: 'any relay' stays unknown, so does its negation");
+    assert_eq!(hits(vec![client("zen.test", &["127.0.0.2"])]), ["ANY_RELAY_LISTED"]);
 }
 
 #[test]

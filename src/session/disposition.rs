@@ -56,6 +56,7 @@ impl Session {
         let message = Arc::new(message);
         let mut facts = self.facts_with(Some(tx));
         facts.message = Some(message.clone());
+        facts.lists = self.connect_evidence.lists.clone();
         let scorer = self.scorer.clone();
         let data = scorer.run(Phase::Data, &facts).await;
         let (reports, rest) = self.split_reports(tx);

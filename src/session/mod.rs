@@ -255,6 +255,7 @@ impl Session {
             recipients: tx.map(|tx| tx.recipients.iter().map(|r| r.mailbox.address()).collect()).unwrap_or_default(),
             message: None,
             classifier_opinion: None,
+            lists: Vec::new(),
             earlier: None,
         }
     }

@@ -52,6 +52,43 @@ pub struct Failure {
     pub detail: String,
 }
 
+/// What one DNS list said about what moat asked it, for the rules that read lists
+/// (SpamAssassin's `check_rbl*` and `check_uridnsbl`, see `ruleset::filtereval`). A zone with a
+/// `ListLookup` was asked about everything it was meant to be asked about in that phase (the
+/// client, or the sender's and the links' domains); a zone without one was not asked. It can
+/// name the message's link domains: never logged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListLookup {
+    /// The zone, lower-case, without the trailing dot.
+    pub zone: String,
+    pub kind: ListKind,
+    pub answers: Vec<ListAnswer>,
+}
+
+/// What a zone is asked about: the client's address (DNSBL, DNSWL) or domains (URIBL, DBL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    Client,
+    Domains,
+}
+
+/// One item looked up in a list, and what came back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListAnswer {
+    pub item: ListedItem,
+    /// The A records (empty: not listed); `None` when the query failed (timeout, SERVFAIL).
+    pub records: Option<Vec<std::net::Ipv4Addr>>,
+}
+
+/// What was looked up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListedItem {
+    /// The connecting client's address.
+    Client(std::net::IpAddr),
+    /// A registrable domain: the envelope sender's, a link's, or both.
+    Domain { name: String, sender: bool, link: bool },
+}
+
 /// Everything the filters found about one message.
 #[derive(Debug, Clone, Default)]
 pub struct Evidence {
@@ -59,6 +96,8 @@ pub struct Evidence {
     pub failures: Vec<Failure>,
     /// Header fields filters want added for every recipient (complete, CRLF-terminated).
     pub headers: Vec<String>,
+    /// What the DNS lists said (see [`ListLookup`]).
+    pub lists: Vec<ListLookup>,
 }
 
 impl Evidence {
@@ -66,11 +105,12 @@ impl Evidence {
         self.symbols.push(symbol);
     }
 
-    /// Adds everything `other` found (symbols, failures, headers).
+    /// Adds everything `other` found (symbols, failures, headers, list answers).
     pub fn extend(&mut self, other: &Evidence) {
         self.symbols.extend(other.symbols.iter().cloned());
         self.failures.extend(other.failures.iter().cloned());
         self.headers.extend(other.headers.iter().cloned());
+        self.lists.extend(other.lists.iter().cloned());
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -279,7 +319,7 @@ mod tests {
     }
 
     fn evidence(names: &[&str]) -> Evidence {
-        Evidence { symbols: names.iter().map(|n| Symbol::new(*n)).collect(), failures: vec![], headers: vec![] }
+        Evidence { symbols: names.iter().map(|n| Symbol::new(*n)).collect(), failures: vec![], headers: vec![], lists: vec![] }
     }
 
     #[test]
@@ -305,8 +345,7 @@ mod tests {
                 Symbol::scored("TWO", 2.0),
                 Symbol::with_detail("RDNS_NONE", "192.0.2.7"),
             ],
-            failures: vec![],
-            headers: vec![],
+            ..Evidence::default()
         };
         let v = decide(&e, |n| if n == "RDNS_NONE" { 1.0 } else { 0.0 }, &Policy::default());
         assert_eq!(v.score, 3.0);
@@ -317,7 +356,7 @@ mod tests {
 
     #[test]
     fn rule_hits_keep_their_own_score() {
-        let e = Evidence { symbols: vec![Symbol::scored("LOCAL_RULE", 7.5)], failures: vec![], headers: vec![] };
+        let e = Evidence { symbols: vec![Symbol::scored("LOCAL_RULE", 7.5)], failures: vec![], headers: vec![], lists: vec![] };
         assert_eq!(decide(&e, scores, &Policy::default()).score, 7.5);
     }
 
@@ -339,7 +378,7 @@ mod tests {
         let fail = |stance| Evidence {
             symbols: vec![],
             failures: vec![Failure { symbol: "CLAMAV_FAIL".into(), stance, detail: "unreachable".into() }],
-            headers: vec![],
+            ..Evidence::default()
         };
         let policy = Policy::default();
         let v = decide(&fail(Stance::FailClosed), scores, &policy);

@@ -291,3 +291,67 @@ fn base64(data: &[u8]) -> String {
     }
     out
 }
+
+/// The findings carry each zone's raw answers for the stock rules that read lists: every zone
+/// asked, every item with its A records (refusal codes included, as SpamAssassin sees them), a
+/// failed query as unknown, the sender's domain told apart from the links'.
+#[tokio::test]
+async fn findings_carry_every_zones_raw_answers_for_the_list_rules() {
+    use moat::verdict::{ListKind, ListedItem};
+    let dns = records().start();
+    let records_of = |findings: &Findings| -> Vec<(String, Vec<Option<Vec<String>>>)> {
+        let mut all: Vec<_> = findings
+            .lists
+            .iter()
+            .map(|l| {
+                let answers = l.answers.iter().map(|a| a.records.as_ref().map(|r| r.iter().map(|ip| ip.to_string()).collect())).collect();
+                (l.zone.clone(), answers)
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let listed = filter(&dns).connect(&client("192.0.2.1")).await.expect("findings");
+    assert!(
+        listed
+            .lists
+            .iter()
+            .all(|l| l.kind == ListKind::Client && l.answers[0].item == ListedItem::Client("192.0.2.1".parse().expect("ip")))
+    );
+    let some = |r: &[&str]| Some(r.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        records_of(&listed),
+        [
+            ("bl2.test".into(), vec![some(&["127.0.0.3"])]),
+            ("wl.test".into(), vec![some(&[])]),
+            ("zen.test".into(), vec![some(&["127.0.0.2"])])
+        ]
+    );
+    let refused = filter(&dns).connect(&client("192.0.2.4")).await.expect("findings");
+    assert!(refused.symbols.is_empty() && records_of(&refused).contains(&("zen.test".into(), vec![some(&["127.255.255.254"])])));
+    let private = filter(&dns).connect(&client("10.0.0.1")).await.expect("findings");
+    assert!(private.lists.is_empty(), "a client moat does not look up: no zone was asked");
+    let dead = DnsblFilter::new(&reputation(), resolver_for(support::free_port(), 1));
+    assert!(records_of(&dead.connect(&client("192.0.2.1")).await.expect("findings")).iter().all(|(_, answers)| answers == &[None]));
+
+    let data = filter(&dns).data(&message_facts()).await.expect("findings");
+    let [dbl] = data.lists.as_slice() else { panic!("one URI zone: {:?}", data.lists) };
+    assert_eq!((dbl.zone.as_str(), dbl.kind), ("dbl.test", ListKind::Domains));
+    let items: Vec<(&str, bool, bool, usize)> = dbl
+        .answers
+        .iter()
+        .filter_map(|a| match &a.item {
+            ListedItem::Domain { name, sender, link } => Some((name.as_str(), *sender, *link, a.records.as_ref().map_or(0, Vec::len))),
+            ListedItem::Client(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        items,
+        [
+            ("bad-sender.test", true, false, 1),
+            ("spam-domain.test", false, true, 1),
+            ("clean.test", false, true, 0),
+            ("example.co.uk", false, true, 1)
+        ]
+    );
+}

@@ -344,3 +344,76 @@ fn moat_scan_with_jobs_reports_every_file_in_order() {
     let tagged: Vec<bool> = report.split("== ").skip(1).map(|r| r.contains("LOCAL_PILLS")).collect();
     assert_eq!(tagged, [true, false, true], "{report}");
 }
+
+/// SpamAssassin-style DNS-list rules (`check_rbl`, `check_rbl_sub`, `check_uridnsbl` with its
+/// `urirhssub` line) read what moat's own `[reputation]` lists answered — the client's lookup
+/// at connect, the links' at end of data — through SMTP (a PROXY-protocol client address) and
+/// through `moat scan --ip`, against a real DNS server on loopback.
+#[test]
+fn stock_style_dns_list_rules_read_the_answers_of_moats_own_lists() {
+    let dns = DnsZone::new()
+        .a("66.2.0.192.zen.test", "127.0.0.4")
+        .a("spam-links.test.dbl.test", "127.0.1.2")
+        .a("harmless.test.dbl.test", "127.0.1.255")
+        .start();
+    let rules = rules_dir(
+        r"header __RCVD_IN_ZEN eval:check_rbl('zen-lastexternal', 'zen.test.')
+header RCVD_IN_XBL eval:check_rbl_sub('zen-lastexternal', '^127\.0\.0\.[4567]$')
+urirhssub URIBL_DBL_SPAM dbl.test. A 127.0.1.2
+body URIBL_DBL_SPAM eval:check_uridnsbl('URIBL_DBL_SPAM')
+meta LISTED_CLIENT_AND_LINK RCVD_IN_XBL && URIBL_DBL_SPAM
+score LISTED_CLIENT_AND_LINK 6.5
+meta CLIENT_NOT_LISTED !__RCVD_IN_ZEN
+score CLIENT_NOT_LISTED 5.5
+",
+    );
+    let capture = Capture::new();
+    let config = with_rules(capture.port, rules.path()).proxy_protocol().append(&format!(
+        "\n{}\n[reputation]\nrdns = false\nhelo_checks = false\n\
+         dnsbl = [{{ zone = \"zen.test\", symbol = \"RCVD_IN_ZEN\" }}]\nuribl = [{{ zone = \"dbl.test\", symbol = \"URIBL_DBL\" }}]\n",
+        dns.config_section()
+    ));
+    let moat = Moat::start(config.clone());
+    let message = |link: &str| format!("From: <a@remote.example>\r\nSubject: offer\r\n\r\nSee http://www.{link}/offer today.\r\n");
+    let sent = std::cell::Cell::new(0);
+    let status = |client: &str, link: &str| {
+        let mut smtp = connect_as(&moat, client, "mail.remote.example");
+        let reply = smtp.send_mail("a@remote.example", &["user@example.test"], message(link).as_bytes());
+        assert_eq!(reply.code, 250, "{reply}");
+        sent.set(sent.get() + 1);
+        let mails = capture.wait_for(sent.get(), DEADLINE);
+        let headers = header_lines(&mails[sent.get() - 1].data);
+        // The X-Spam-Status field with its folded lines ("" when the message was not tagged).
+        let mut lines = headers.split("\r\nX-Spam-Status:").nth(1).unwrap_or_default().split("\r\n");
+        let first = lines.next().unwrap_or_default().to_string();
+        first + &lines.take_while(|l| l.starts_with([' ', '\t'])).collect::<String>()
+    };
+    let listed = status("192.0.2.66", "spam-links.test");
+    assert!(listed.contains("LISTED_CLIENT_AND_LINK=6.5"), "listed client (127.0.0.4) and listed link (127.0.1.2): {listed}");
+    assert!(!listed.contains("CLIENT_NOT_LISTED"), "{listed}");
+    assert!(
+        !listed.contains("RCVD_IN_XBL") && !listed.contains("URIBL_DBL_SPAM"),
+        "the list rules themselves echo moat's own symbols: {listed}"
+    );
+    let other_answer = status("192.0.2.66", "harmless.test");
+    assert!(!other_answer.contains("LISTED_CLIENT_AND_LINK"), "127.0.1.255 is not the subtest's answer: {other_answer}");
+    let unlisted = status("192.0.2.1", "spam-links.test");
+    assert!(unlisted.contains("CLIENT_NOT_LISTED=5.5") && !unlisted.contains("LISTED_CLIENT_AND_LINK"), "{unlisted}");
+
+    let dir = temp_dir();
+    fs::write(dir.path().join("moat.toml"), config.render()).unwrap();
+    fs::write(dir.path().join("m.eml"), message("spam-links.test")).unwrap();
+    let names = |client: &str| {
+        let out = moat_cli(&["scan", "-c", "moat.toml", "--json", "--ip", client, "--rcpt", "user@example.test", "m.eml"], dir.path());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+        let symbols = json["report"]["recipients"][0]["symbols"].as_array().cloned().unwrap_or_default();
+        symbols.iter().filter_map(|s| s["name"].as_str().map(str::to_string)).collect::<Vec<_>>()
+    };
+    let listed = names("192.0.2.66");
+    assert!(listed.contains(&"LISTED_CLIENT_AND_LINK".to_string()) && listed.contains(&"URIBL_DBL".to_string()), "{listed:?}");
+    assert!(
+        names("127.0.0.1").iter().all(|n| n != "LISTED_CLIENT_AND_LINK" && n != "CLIENT_NOT_LISTED"),
+        "a loopback client is not looked up: unknown"
+    );
+}
