@@ -13,6 +13,7 @@
 
 use super::headereval::wildcard;
 use super::message::ParsedMessage;
+use super::perlre::is_perl_space;
 
 /// `have_any_bounce_relays()`.
 pub fn have_any_relays(relays: &[String]) -> bool {
@@ -43,11 +44,6 @@ fn raw_body(msg: &ParsedMessage) -> &str {
 fn starts_received(line: &str) -> bool {
     let rest = line.trim_start_matches(['>', ' ']);
     rest.get(..9).is_some_and(|p| p.eq_ignore_ascii_case("received:"))
-}
-
-/// Perl's `\s`.
-fn is_perl_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
 }
 
 /// From the first Received line on, each header-like line of the raw body joined with its

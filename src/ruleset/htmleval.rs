@@ -15,6 +15,7 @@ use std::collections::HashMap;
 
 use super::html::decode_entities;
 use super::message::squeeze_space;
+use super::perlre::is_perl_space;
 
 /// Open text styles kept at most (hostile nesting is not followed further).
 const MAX_STYLE_DEPTH: usize = 256;
@@ -414,7 +415,7 @@ impl Reader {
         {
             title.push_str(text);
         }
-        let visible_chars = text.chars().any(|c| !matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c' | '\x0b'));
+        let visible_chars = text.chars().any(|c| !is_perl_space(c));
         let invisible = visible_chars && self.font_invisible();
         if let Some((last, _, _)) = &self.last
             && text.chars().next().is_some_and(is_wordish)
@@ -423,7 +424,7 @@ impl Reader {
             self.facts.obfuscation += 1;
         }
         // Perl's \s: ASCII white space only.
-        let mut collapsed = squeeze_space(text, |c| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c' | '\x0b'));
+        let mut collapsed = squeeze_space(text, is_perl_space);
         if !invisible && matches!(self.last, Some((_, true, _))) && collapsed.starts_with(' ') {
             collapsed.remove(0);
         }

@@ -899,6 +899,11 @@ fn push_literal(s: &mut String, c: char) {
     }
 }
 
+/// Perl's `\s`: space, tab, newline, carriage return, vertical tab, form feed.
+pub(super) fn is_perl_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
