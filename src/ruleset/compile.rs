@@ -740,7 +740,9 @@ impl Builder<'_> {
         let mut kinds: BTreeMap<Kind, usize> = BTreeMap::new();
         for def in &self.cfg.rules {
             if self.ids.get(&def.name).is_some_and(|&i| self.runnable[i]) {
-                *kinds.entry(def.kind).or_default() += 1;
+                // Body and rawbody eval rules are counted together, as the report names them.
+                let kind = if let Kind::Eval { .. } = def.kind { Kind::Eval { rawbody: false } } else { def.kind };
+                *kinds.entry(kind).or_default() += 1;
             }
         }
         self.report.loaded = kinds.values().sum();
