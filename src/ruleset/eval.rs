@@ -141,6 +141,10 @@ impl Compiled {
             }
             cands.extend_from_slice(&g.always);
             for a in g.always_sets.iter().zip(&live).filter_map(|(a, live)| live.then_some(a)) {
+                // As in `run_joined`: the cheaper leftmost search rules out most segments.
+                if !a.set.is_match(scratch, seg) {
+                    continue;
+                }
                 a.set.matches(scratch, seg, |i| {
                     if let Some(&k) = a.rules.get(i) {
                         cands.push(k);
