@@ -81,8 +81,12 @@ fn in_content_type_field(raw: &[u8], at: usize) -> bool {
     raw[start..].len() >= 13 && raw[start..start + 13].eq_ignore_ascii_case(b"content-type:")
 }
 
+/// Where `needle` first occurs in `haystack`, ASCII case ignored (None for an empty needle):
+/// only where its first byte occurs (memchr) is the rest compared.
 fn find_ignore_case(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w.eq_ignore_ascii_case(needle))
+    let (&first, rest) = needle.split_first()?;
+    let mut candidates = memchr::memchr2_iter(first.to_ascii_lowercase(), first.to_ascii_uppercase(), haystack);
+    candidates.find(|&at| haystack.get(at + 1..at + needle.len()).is_some_and(|w| w.eq_ignore_ascii_case(rest)))
 }
 
 #[cfg(test)]

@@ -154,7 +154,7 @@ impl Matcher {
                 }
                 let Some(re) = re.regex() else { return 0 };
                 if let Some(starts) = starts {
-                    return prefix_count(re, starts, text, max);
+                    return prefix_count(re, superset, scratch, starts, text, max);
                 }
                 if max <= 1 {
                     return u32::from(re.is_match(text).unwrap_or(false));
@@ -171,16 +171,20 @@ const ANCHORED_TRIES: usize = 32;
 const LINE_TRIES: usize = 256;
 
 /// Counts `re`'s non-overlapping matches in `text` (at most `max`) by trying it anchored only
-/// where a match can start (`starts`: its prefix occurs, or a line starts). Every match begins
-/// there, and the places are tried in order, so this finds exactly the matches of an unanchored
-/// search, without the backtracker starting (and failing) at every other position:
+/// where a match can start (`starts`: its prefix occurs, or a line starts) and its `superset`
+/// matches from there (a lazy-DFA search; `re` cannot match where it does not, so the place
+/// counts as a failed try without backtracking: `__PCT_FOR_YOU_3` starts at every "you" but
+/// matches at few). Every match begins there, and the places are tried in order, so this finds
+/// exactly the matches of an unanchored search, without the backtracker starting (and failing)
+/// at every other position:
 /// SpamAssassin's backreference rules over all header fields (`__TO_EQ_FROM_1`,
 /// `__SUBJ_HAS_TO_1`, …) spent most of their time there (measured 3–4× faster this way), and
 /// `(?m)^` rules such as `__RAND_HEADER` 5× less at line starts. After [`ANCHORED_TRIES`] (at a
 /// prefix) or [`LINE_TRIES`] (at line starts) failed tries the rest is searched unanchored, so
 /// the work stays within a bounded number of backtrack limits. A search that hits the backtrack
-/// limit counts as no match, as before.
-fn prefix_count(re: &fancy_regex::Regex, starts: &Starts, text: &[u8], max: u32) -> u32 {
+/// limit counts as no match, as before (a place the superset rules out is not tried, so it
+/// cannot reach the limit).
+fn prefix_count(re: &fancy_regex::Regex, superset: &Re, scratch: &mut Scratch, starts: &Starts, text: &[u8], max: u32) -> u32 {
     let (mut count, mut pos, mut failed) = (0u32, 0usize, 0usize);
     for start in starts.positions(text) {
         if count >= max {
@@ -193,6 +197,10 @@ fn prefix_count(re: &fancy_regex::Regex, starts: &Starts, text: &[u8], max: u32)
         if failed >= starts.tries() {
             let rest = re.find_iter_input(input).take((max - count) as usize).take_while(Result::is_ok).count();
             return count + rest as u32;
+        }
+        if !superset.matches_at(scratch, text, start) {
+            failed += 1;
+            continue;
         }
         match re.find_input(input.anchored(true)) {
             Ok(Some(m)) => {
@@ -209,8 +217,8 @@ fn prefix_count(re: &fancy_regex::Regex, starts: &Starts, text: &[u8], max: u32)
 /// A rule over text segments (body lines, rawbody chunks, URIs, the full message).
 pub struct TextRule {
     pub id: usize,
-    /// None when the rule's [`AlwaysSet`] decides it alone: it is a candidate only where its
-    /// set matched, and that is its one hit (see [`AlwaysSet`]).
+    /// None when the rule's set decides it alone: it is a candidate only where its set matched,
+    /// and that is its one hit (see [`AlwaysSet`] and [`JoinedSet`]).
     pub matcher: Option<Matcher>,
     pub max: u32,
     pub nosubject: bool,
@@ -223,10 +231,26 @@ pub struct TextGroup {
     /// Automaton over all prefilter literals; pattern i belongs to rules `pattern_rules[i]`.
     pub ac: Option<AhoCorasick>,
     pub pattern_rules: Vec<Vec<usize>>,
-    /// Rules (indexes into `rules`) without a literal set and not in an [`AlwaysSet`]: always run.
+    /// Rules (indexes into `rules`) without a literal set and not in a set: always run.
     pub always: Vec<usize>,
+    /// Rules without a literal set whose patterns can be searched over all the segments joined,
+    /// a few per RegexSet (see [`JoinedSet`]).
+    pub joined_sets: Vec<JoinedSet>,
     /// The other rules without a literal set, a few per RegexSet of their supersets.
     pub always_sets: Vec<AlwaysSet>,
+}
+
+/// Plain rules without a literal set, searched once per message over their group's segments
+/// joined by `separator`, a byte none of their patterns can consume nor tell from a segment's
+/// edge (see `joined`): the set's answer over the joined text is its answer over the segments,
+/// so a rule counting one hit is decided by it (no matcher of its own), and a rule counting
+/// more counts its matches in the joined text, which are its matches in the segments.
+pub struct JoinedSet {
+    pub set: Set,
+    pub rules: Vec<usize>,
+    pub separator: u8,
+    /// The rules are `nosubject` ones: the text starts after the subject.
+    pub nosubject: bool,
 }
 
 /// One pass of `set` over a segment picks which of `rules` can match there at all.
@@ -862,16 +886,42 @@ fn needed(reportable: &[bool], metas: &[(usize, Expr)], n: usize) -> Vec<bool> {
 fn build_group(rules: Vec<PendingText>, slots: &mut Slots) -> (TextGroup, usize) {
     let mut g = TextGroup::default();
     let mut index = LiteralIndex::default();
-    let mut always: Vec<(usize, String, bool)> = Vec::new();
+    let mut always: Vec<(usize, String, literals::Study)> = Vec::new();
     for (k, (rule, study, superset)) in rules.into_iter().enumerate() {
         match study.required {
             Some(lits) => index.add(k, lits),
-            None => always.push((k, superset, study.edge_blind)),
+            None => always.push((k, superset, study)),
         }
         g.rules.push(rule);
     }
     let prefiltered = index.rules.len();
-    let (joinable, anchored): (Vec<_>, Vec<_>) = always.into_iter().partition(|(_, _, edge_blind)| *edge_blind);
+    let mut by_separator: BTreeMap<(bool, u8), Vec<(usize, String)>> = BTreeMap::new();
+    let mut per_segment = Vec::new();
+    for (k, superset, study) in always {
+        let separator = study.separators.preferred();
+        match separator.filter(|_| matches!(g.rules[k].matcher, Some(Matcher::Plain(_)))) {
+            Some(separator) => by_separator.entry((g.rules[k].nosubject, separator)).or_default().push((k, superset)),
+            None => per_segment.push((k, superset, study.edge_blind)),
+        }
+    }
+    for ((nosubject, separator), rules) in by_separator {
+        for chunk in rules.chunks(ALWAYS_SET_SIZE) {
+            let patterns: Vec<&str> = chunk.iter().map(|(_, p)| p.as_str()).collect();
+            let rules: Vec<usize> = chunk.iter().map(|(k, _)| *k).collect();
+            match slots.set(&patterns, REGEX_SIZE_LIMIT * 4, SET_DFA_SIZE_LIMIT) {
+                Ok(set) => {
+                    for &k in &rules {
+                        if set_decides(&g.rules[k]) {
+                            g.rules[k].matcher = None;
+                        }
+                    }
+                    g.joined_sets.push(JoinedSet { set, rules, separator, nosubject });
+                }
+                Err(_) => g.always.extend(rules),
+            }
+        }
+    }
+    let (joinable, anchored): (Vec<_>, Vec<_>) = per_segment.into_iter().partition(|(_, _, edge_blind)| *edge_blind);
     let chunks = joinable.chunks(ALWAYS_SET_SIZE).map(|c| (c, true)).chain(anchored.chunks(ALWAYS_SET_SIZE).map(|c| (c, false)));
     for (chunk, joinable) in chunks {
         let patterns: Vec<&str> = chunk.iter().map(|(_, p, _)| p.as_str()).collect();
@@ -902,7 +952,8 @@ fn build_group(rules: Vec<PendingText>, slots: &mut Slots) -> (TextGroup, usize)
     }
 }
 
-/// Whether a rule's pattern in an [`AlwaysSet`] answers for it: plain, at most one hit.
+/// Whether a rule's pattern in an [`AlwaysSet`] or a [`JoinedSet`] answers for it: plain, at
+/// most one hit.
 fn set_decides(rule: &TextRule) -> bool {
     matches!(rule.matcher, Some(Matcher::Plain(_))) && rule.max <= 1
 }

@@ -2,7 +2,8 @@
 //!
 //! Order: header rules (each distinct header value computed once) and `eval:` functions, then body, rawbody, uri and
 //! full rules over their segments with the Aho-Corasick prefilter choosing candidate rules per
-//! segment (rules without a literal: their sets, each first searched once over all the
+//! segment (rules without a literal: their sets, searched once over all the segments joined
+//! where their patterns allow it (see `joined`), else each first searched once over all the
 //! segments joined, then only where that found something), then metas in dependency order. Rules nobody needs (score 0 and no meta reads them)
 //! are not run. Work is bounded by the message view's limits and, for backtracking regexes, by
 //! the backtrack limit. Never panics.
@@ -10,6 +11,7 @@
 use super::RuleHit;
 use super::compile::{Compiled, TextGroup};
 use super::evalfn::EvalCx;
+use super::joined::Joins;
 use super::message::ParsedMessage;
 use super::search::Scratch;
 
@@ -121,6 +123,7 @@ impl Compiled {
             return;
         }
         let mut counts = vec![0u32; g.rules.len()];
+        run_joined(g, segments, skip_first, needed, &mut counts, scratch);
         let mut stamp = vec![usize::MAX; g.rules.len()];
         let mut cands: Vec<usize> = Vec::new();
         let live = live_sets(g, segments, scratch);
@@ -138,6 +141,10 @@ impl Compiled {
             }
             cands.extend_from_slice(&g.always);
             for a in g.always_sets.iter().zip(&live).filter_map(|(a, live)| live.then_some(a)) {
+                // As in `run_joined`: the cheaper leftmost search rules out most segments.
+                if !a.set.is_match(scratch, seg) {
+                    continue;
+                }
                 a.set.matches(scratch, seg, |i| {
                     if let Some(&k) = a.rules.get(i) {
                         cands.push(k);
@@ -167,6 +174,32 @@ impl Compiled {
 /// Whether a rule's value is a hit: not zero, and known.
 fn hit(value: f64) -> bool {
     value != 0.0 && !value.is_nan()
+}
+
+/// Runs the group's [`super::compile::JoinedSet`]s, each once over the segments joined (from the first after
+/// the subject for `nosubject` rules), and counts their rules' hits into `counts`.
+fn run_joined(g: &TextGroup, segments: &[&[u8]], skip_first: usize, needed: &[bool], counts: &mut [u32], scratch: &mut Scratch) {
+    let mut joins = Joins::new(segments);
+    let mut matched: Vec<usize> = Vec::new();
+    for j in &g.joined_sets {
+        let Some(text) = joins.text(j.separator, if j.nosubject { skip_first } else { 0 }) else { continue };
+        // Most sets match nothing in most messages: a leftmost search that stops at the first
+        // match scans faster than the overlapping one that says which patterns match.
+        if !j.set.is_match(scratch, text) {
+            continue;
+        }
+        matched.clear();
+        j.set.matches(scratch, text, |i| matched.extend(j.rules.get(i).copied()));
+        for &k in &matched {
+            let rule = &g.rules[k];
+            if needed[rule.id] {
+                counts[k] = match &rule.matcher {
+                    Some(matcher) => matcher.count(scratch, text, rule.max),
+                    None => 1,
+                };
+            }
+        }
+    }
 }
 
 /// Which of the group's always-sets can match in some segment: a joinable set that matches

@@ -22,17 +22,21 @@ pub struct Study {
     /// multi-line mode): whatever the pattern matches in a text, it also matches in a longer
     /// text that contains it between newlines.
     pub edge_blind: bool,
+    /// The bytes that can join segments into one text searched with the same answers (see
+    /// `joined`).
+    pub separators: super::joined::ByteSet,
 }
 
 /// Studies `pattern` (a Rust regex in the syntax produced by `perlre`).
 pub fn study(pattern: &str) -> Study {
     use regex_syntax::hir::Look;
     let Some(hir) = parse(pattern) else {
-        return Study { required: None, edge_blind: false };
+        return Study { required: None, edge_blind: false, separators: super::joined::ByteSet::EMPTY };
     };
     let looks = hir.properties().look_set();
     let required = req(&hir, 0).filter(|set| set.iter().all(|l| l.len() >= MIN_LEN) && !set.is_empty());
-    Study { required, edge_blind: !looks.contains(Look::Start) && !looks.contains(Look::End) }
+    let separators = super::joined::separators(&hir);
+    Study { required, edge_blind: !looks.contains(Look::Start) && !looks.contains(Look::End), separators }
 }
 
 /// The literal set for `pattern`, lower-cased, or None if no useful set exists.

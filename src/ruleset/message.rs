@@ -436,6 +436,9 @@ fn apply(v: String, modifier: Modifier) -> String {
 /// it become one space (`Lotus\n    Domino` reads `Lotus Domino`, which rules such as
 /// __DOMINO_RCVD expect).
 fn unfold_decoded(v: &str) -> String {
+    if !v.contains('\n') {
+        return v.to_string();
+    }
     let mut out = String::with_capacity(v.len());
     let mut it = v.chars().peekable();
     while let Some(c) = it.next() {
@@ -456,6 +459,9 @@ fn unfold_decoded(v: &str) -> String {
 
 /// Joins folded lines: CRLF/LF followed by whitespace becomes that whitespace.
 fn unfold(v: &str) -> String {
+    if !v.contains('\n') {
+        return v.to_string();
+    }
     let mut out = String::with_capacity(v.len());
     let mut it = v.chars().peekable();
     while let Some(c) = it.next() {

@@ -30,7 +30,7 @@
 //! Module map: `cf` (file reader, conditionals via `cond`), `perlre` (regex translation),
 //! `replace` (ReplaceTags), `header` (header rule specs), `meta` (expressions), `literals`
 //! (prefilter literals), `compile` (building a [`RuleSet`]), `eval` (running one), `search`
-//! (regexes with caller-owned, bounded search caches),
+//! (regexes with caller-owned, bounded search caches), `joined` (one search over all segments),
 //! `message` + `html` + `uri` (the message view), `evalfn` (the `eval:` functions moat runs,
 //! with `htmleval`, `freemail`, `mimeeval`, `imageinfo` and `headereval`).
 
@@ -48,6 +48,7 @@ mod headereval;
 pub mod html;
 mod htmleval;
 mod imageinfo;
+mod joined;
 mod listeval;
 mod literals;
 mod message;

@@ -34,7 +34,7 @@ use regex_automata::nfa::thompson::{self, NFA, WhichCaptures};
 use regex_automata::util::iter::Searcher;
 use regex_automata::util::prefilter::Prefilter;
 use regex_automata::util::syntax;
-use regex_automata::{HalfMatch, Input, MatchError, MatchKind, PatternSet};
+use regex_automata::{Anchored, HalfMatch, Input, MatchError, MatchKind, PatternSet};
 
 /// Cache bytes the regexes may keep between evaluations, per stripe. With the stock
 /// SpamAssassin rules the caches would level off near 58 MB on real mail (bench/rules-soak);
@@ -161,8 +161,8 @@ impl Engine {
         self.vm.find(cache, input.clone()).map(|m| HalfMatch::new(m.pattern(), m.end()))
     }
 
-    fn is_match(&self, caches: &mut SlotCaches, text: &[u8]) -> bool {
-        let input = Input::new(text).earliest(true);
+    fn is_match(&self, caches: &mut SlotCaches, input: Input<'_>) -> bool {
+        let input = input.earliest(true);
         if let Some(found) = self.dfa_search(caches, &input) {
             return found.is_some();
         }
@@ -209,7 +209,13 @@ fn lazy_dfa(nfa: NFA, kind: MatchKind, prefilter: Option<Prefilter>, capacity: u
 
 impl Re {
     pub fn is_match(&self, scratch: &mut Scratch, text: &[u8]) -> bool {
-        self.engine.with_caches(scratch, |engine, caches| engine.is_match(caches, text))
+        self.engine.with_caches(scratch, |engine, caches| engine.is_match(caches, Input::new(text)))
+    }
+
+    /// Whether a match starts at `at` in `text` (assertions such as `\b` see the bytes before it).
+    pub fn matches_at(&self, scratch: &mut Scratch, text: &[u8], at: usize) -> bool {
+        let input = Input::new(text).range(at..).anchored(Anchored::Yes);
+        self.engine.with_caches(scratch, |engine, caches| engine.is_match(caches, input))
     }
 
     /// Non-overlapping matches in `text`, at most `max` (`find_iter(text).take(max).count()`):
@@ -230,7 +236,7 @@ impl Re {
 impl Set {
     /// Whether any pattern matches somewhere in `text`.
     pub fn is_match(&self, scratch: &mut Scratch, text: &[u8]) -> bool {
-        self.engine.with_caches(scratch, |engine, caches| engine.is_match(caches, text))
+        self.engine.with_caches(scratch, |engine, caches| engine.is_match(caches, Input::new(text)))
     }
 
     /// Calls `each` with the index of every pattern that matches somewhere in `text`, ascending.
@@ -360,6 +366,9 @@ mod tests {
             regex::bytes::Regex::new(r"(?i-u)(a)(b)?c").expect("compiles").find_iter(text).count()
         );
         assert_eq!(re.count(&mut scratch, text, 2), 2, "at most max");
+        assert!(re.matches_at(&mut scratch, text, 0) && re.matches_at(&mut scratch, text, 4) && !re.matches_at(&mut scratch, text, 3));
+        let word = slots.regex(r"(?-u)\bfoo", 1 << 20, 1 << 20).expect("compiles");
+        assert!(word.matches_at(&mut scratch, b"a foo", 2) && !word.matches_at(&mut scratch, b"afoo", 1), "\\b sees the byte before");
         let mut found = Vec::new();
         set.matches(&mut scratch, text, |i| found.push(i));
         assert_eq!(found, [0, 2]);
