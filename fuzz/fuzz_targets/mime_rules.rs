@@ -72,6 +72,14 @@ header   FZ_RECIPS       eval:similar_recipients('0.5','undef')
 header   FZ_ILLEGAL      eval:check_illegal_chars('ALL','0.010','2')
 header   SPF_PASS        eval:check_for_spf_pass()
 full     DKIM_VALID_AU   eval:check_dkim_valid_author_sig()
+header   FZ_RBL          eval:check_rbl('zen-lastexternal', 'zen.test.', '^127\.0\.0\.[4567]$')
+header   FZ_RBL_SUB      eval:check_rbl_sub('zen-lastexternal', '127.0.0.2')
+urirhssub FZ_URIBL       dbl.test. A 2
+body     FZ_URIBL        eval:check_uridnsbl('FZ_URIBL')
+meta     FZ_LISTED       FZ_RBL || FZ_RBL_SUB || FZ_URIBL
+score    FZ_RBL          0
+score    FZ_RBL_SUB      0
+score    FZ_URIBL        0
 score    SPF_PASS        0
 score    DKIM_VALID_AU   0
 meta     __FZ_NOT_SPOOFED SPF_PASS || DKIM_VALID_AU
@@ -90,11 +98,23 @@ fn rules() -> &'static RuleSet {
     })
 }
 
-/// What the auth filter found, by the input's length: nothing (it did not answer: the SPF/DKIM
-/// rules and the metas over them are unknown), or SPF fail with a DKIM signature of example.test.
+/// What the auth filter and the DNS lists found, by the input's length: nothing (they did not
+/// answer: the SPF/DKIM and list rules and the metas over them are unknown), or SPF fail with a
+/// DKIM signature of example.test, the client listed in zen.test and a link in dbl.test.
 fn auth_answer(message: &[u8]) -> FilterFacts {
+    use moat::verdict::{ListAnswer, ListKind, ListLookup, ListedItem};
+    if message.len() % 2 == 1 {
+        return FilterFacts::default();
+    }
     let answered = [("SPF_FAIL", ""), ("DKIM_VALID", "example.test")].map(|(n, d)| (n.to_string(), d.to_string()));
-    FilterFacts { auth: (message.len() % 2 == 0).then(|| answered.to_vec()) }
+    let answer = |item, record: [u8; 4]| ListAnswer { item, records: Some(vec![record.into()]) };
+    let client = ListedItem::Client(std::net::Ipv4Addr::new(192, 0, 2, 1).into());
+    let link = ListedItem::Domain { name: "example.test".into(), sender: false, link: true };
+    let lists = vec![
+        ListLookup { zone: "zen.test".into(), kind: ListKind::Client, answers: vec![answer(client, [127, 0, 0, 4])] },
+        ListLookup { zone: "dbl.test".into(), kind: ListKind::Domains, answers: vec![answer(link, [127, 0, 1, 2])] },
+    ];
+    FilterFacts { auth: Some(answered.to_vec()), lists }
 }
 
 fuzz_target!(|message: &[u8]| {
