@@ -190,17 +190,9 @@ impl Tally {
             ListedItem::Client(ip) => (ip.to_string(), false),
             ListedItem::Domain { name, .. } => (name.clone(), true),
         };
-        let records = match &answer {
-            Answer::Listed(records) => Some(records.clone()),
-            Answer::NotListed => Some(Vec::new()),
-            Answer::TempError(_) => None,
-        };
-        if let Some(lookup) = self.lookups.iter_mut().find(|l| l.zone == zone.name) {
-            lookup.answers.push(ListAnswer { item: listed.clone(), records });
-        }
         let item = item.as_str();
-        match answer {
-            Answer::NotListed => {}
+        let records = match answer {
+            Answer::NotListed => Some(Vec::new()),
             Answer::TempError(error) => {
                 let (shown, error) = match from_message {
                     true => ("a domain from the message", error.replace(item, "<domain>")),
@@ -210,9 +202,10 @@ impl Tally {
                 if !self.failures.contains(&zone.name) {
                     self.failures.push(zone.name.clone());
                 }
+                None
             }
             Answer::Listed(answers) => {
-                for address in answers {
+                for &address in &answers {
                     if let Some(symbol) = zone.symbol_for(address) {
                         let detail = format!("{item} in {} ({address})", zone.name);
                         let details = self.hits.entry(symbol.to_string()).or_default();
@@ -221,7 +214,11 @@ impl Tally {
                         }
                     }
                 }
+                Some(answers)
             }
+        };
+        if let Some(lookup) = self.lookups.iter_mut().find(|l| l.zone == zone.name) {
+            lookup.answers.push(ListAnswer { item: listed.clone(), records });
         }
     }
 

@@ -121,10 +121,14 @@ impl FilterEval {
     /// Whether the rule hits; None when the filter did not answer for this message.
     pub fn answer(&self, msg: &ParsedMessage) -> Option<bool> {
         match self {
-            FilterEval::Rbl { test, .. } | FilterEval::Listed(test) => return test.answer(&msg.filter_facts().lists),
-            FilterEval::RblSub { .. } | FilterEval::UriRule(_) => return None,
-            _ => {}
+            FilterEval::Rbl { test, .. } | FilterEval::Listed(test) => test.answer(&msg.filter_facts().lists),
+            FilterEval::RblSub { .. } | FilterEval::UriRule(_) => None,
+            _ => self.auth_answer(msg),
         }
+    }
+
+    /// The answer of an SPF or DKIM call, from the auth filter's symbols.
+    fn auth_answer(&self, msg: &ParsedMessage) -> Option<bool> {
         let auth = msg.filter_facts().auth.as_deref()?;
         let has = |name: &str| auth.iter().any(|(n, _)| n == name);
         match self {
@@ -147,7 +151,7 @@ impl FilterEval {
                 let sender = domain_of(msg.smtp_envelope_from().unwrap_or_default());
                 Some(!sender.is_empty() && valid_signers(auth).any(|d| d == sender))
             }
-            FilterEval::Rbl { .. } | FilterEval::RblSub { .. } | FilterEval::UriRule(_) | FilterEval::Listed(_) => None,
+            _ => None,
         }
     }
 }
