@@ -123,10 +123,14 @@ impl Compiled {
             return;
         }
         let mut counts = vec![0u32; g.rules.len()];
-        run_joined(g, segments, skip_first, needed, &mut counts, scratch);
+        let live = {
+            // One joined copy per separator for both uses, freed before the per-segment searches.
+            let mut joins = Joins::new(segments);
+            run_joined(g, &mut joins, skip_first, needed, &mut counts, scratch);
+            live_sets(g, &mut joins, scratch)
+        };
         let mut stamp = vec![usize::MAX; g.rules.len()];
         let mut cands: Vec<usize> = Vec::new();
-        let live = live_sets(g, segments, scratch);
         for (si, seg) in segments.iter().enumerate() {
             cands.clear();
             if let Some(ac) = &g.ac {
@@ -178,8 +182,7 @@ fn hit(value: f64) -> bool {
 
 /// Runs the group's [`super::compile::JoinedSet`]s, each once over the segments joined (from the first after
 /// the subject for `nosubject` rules), and counts their rules' hits into `counts`.
-fn run_joined(g: &TextGroup, segments: &[&[u8]], skip_first: usize, needed: &[bool], counts: &mut [u32], scratch: &mut Scratch) {
-    let mut joins = Joins::new(segments);
+fn run_joined(g: &TextGroup, joins: &mut Joins, skip_first: usize, needed: &[bool], counts: &mut [u32], scratch: &mut Scratch) {
     let mut matched: Vec<usize> = Vec::new();
     for j in &g.joined_sets {
         let Some(text) = joins.text(j.separator, if j.nosubject { skip_first } else { 0 }) else { continue };
@@ -205,10 +208,10 @@ fn run_joined(g: &TextGroup, segments: &[&[u8]], skip_first: usize, needed: &[bo
 /// Which of the group's always-sets can match in some segment: a joinable set that matches
 /// nothing in the segments joined by newlines matches in none of them (see
 /// [`super::compile::AlwaysSet`]), so it is searched once per message instead of once per segment.
-fn live_sets(g: &TextGroup, segments: &[&[u8]], scratch: &mut Scratch) -> Vec<bool> {
-    if segments.len() < 2 || !g.always_sets.iter().any(|a| a.joinable) {
+fn live_sets(g: &TextGroup, joins: &mut Joins, scratch: &mut Scratch) -> Vec<bool> {
+    if joins.segments() < 2 || !g.always_sets.iter().any(|a| a.joinable) {
         return vec![true; g.always_sets.len()];
     }
-    let joined = segments.join(&b'\n');
-    g.always_sets.iter().map(|a| !a.joinable || a.set.is_match(scratch, &joined)).collect()
+    let Some(joined) = joins.text(b'\n', 0) else { return vec![true; g.always_sets.len()] };
+    g.always_sets.iter().map(|a| !a.joinable || a.set.is_match(scratch, joined)).collect()
 }

@@ -139,6 +139,11 @@ impl<'s> Joins<'s> {
         Joins { segments, built: Vec::new() }
     }
 
+    /// How many segments there are.
+    pub fn segments(&self) -> usize {
+        self.segments.len()
+    }
+
     /// The segments from `first` on, joined by `separator`; None when there are none.
     pub fn text(&mut self, separator: u8, first: usize) -> Option<&[u8]> {
         match self.segments.len().checked_sub(first)? {
