@@ -835,10 +835,13 @@ fn date_header_time(msg: &ParsedMessage) -> Option<i64> {
 /// The times of the Received fields (top first), without the local fetchmail hop.
 fn received_times(msg: &ParsedMessage) -> Vec<i64> {
     static LOCAL: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"\bfrom (?:localhost\s|(?:\S+ ){1,2}\S*\b127\.0\.0\.1\b)|qmail \d+ invoked by uid \d+").expect("valid")
+        Regex::new(r"(?-u:\b)from (?:localhost[\t\n\x0B\f\r ]|(?:[^\t\n\x0B\f\r ]+ ){1,2}[^\t\n\x0B\f\r ]*(?-u:\b)127\.0\.0\.1(?-u:\b))|qmail [0-9]+ invoked by uid [0-9]+").expect("valid")
     });
-    static FETCHMAIL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\bby localhost with \w+ \(fetchmail-[\d.]+").expect("valid"));
-    static DATE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)").expect("valid"));
+    static FETCHMAIL: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?-u:\b)by localhost with (?-u:\w)+ \(fetchmail-[0-9.]+").expect("valid"));
+    static DATE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"([\t\n\x0B\f\r ].?[0-9]+ [^\t\n\x0B\f\r ]{3} [0-9]+ [0-9]+:[0-9]+:[0-9]+ [^\t\n\x0B\f\r ]+)").expect("valid")
+    });
     let all = msg.header_value("received", Modifier::Decoded).unwrap_or_default();
     let mut received: Vec<&str> = all.split('\n').filter(|l| l.chars().any(|c| !c.is_whitespace())).collect();
     // A first hop from localhost is dropped only when fetchmail's own hop follows it.
@@ -855,17 +858,20 @@ fn received_times(msg: &ParsedMessage) -> Vec<i64> {
 /// SpamAssassin's `parse_rfc822_date`: the first `DD Mon YYYY` (or `Mon DD hh:mm:ss YYYY`, or a
 /// two- or three-digit year) anywhere in `text`, the first `hh:mm[:ss]`, the first numeric or
 /// known named zone (else UTC); out-of-range fields are forced into range the way it does.
-/// Seconds since the epoch, or None when no date is found.
+/// Seconds since the epoch, or None when no date is found. Classes are ASCII (`[0-9]`, ASCII
+/// spaces, ASCII word boundaries), as Perl reads a header's octets; that also keeps these
+/// regexes on the lazy DFA.
 pub fn parse_rfc822_date(text: &str) -> Option<i64> {
     static COMMAS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r", *").expect("valid"));
-    static SPACES: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\s+").expect("valid"));
-    const MON: &str = "(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)";
-    static DMY: LazyLock<Regex> = LazyLock::new(|| Regex::new(&format!(r"(?i) (\d+) {MON} (\d{{4}}) ")).expect("valid"));
-    static MDY: LazyLock<Regex> = LazyLock::new(|| Regex::new(&format!(r"(?i) {MON} +(\d+) \d+:\d+:\d+ (\d{{4}}) ")).expect("valid"));
-    static DMY_SHORT: LazyLock<Regex> = LazyLock::new(|| Regex::new(&format!(r"(?i) (\d+) {MON} (\d{{2,3}}) ")).expect("valid"));
-    static TIME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r" (\d?\d):(\d\d)(:(\d\d))? ").expect("valid"));
-    static NUMERIC_ZONE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r" ([-+]\d{4}) ").expect("valid"));
-    static NAMED_ZONE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b([A-Z]{2,4}(?:-DST)?)\b").expect("valid"));
+    static SPACES: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[\t\n\x0B\f\r ]+").expect("valid"));
+    const MON: &str = "((?i-u:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec))";
+    static DMY: LazyLock<Regex> = LazyLock::new(|| Regex::new(&format!(r" ([0-9]+) {MON} ([0-9]{{4}}) ")).expect("valid"));
+    static MDY: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(&format!(r" {MON} +([0-9]+) [0-9]+:[0-9]+:[0-9]+ ([0-9]{{4}}) ")).expect("valid"));
+    static DMY_SHORT: LazyLock<Regex> = LazyLock::new(|| Regex::new(&format!(r" ([0-9]+) {MON} ([0-9]{{2,3}}) ")).expect("valid"));
+    static TIME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r" ([0-9]?[0-9]):([0-9][0-9])(:([0-9][0-9]))? ").expect("valid"));
+    static NUMERIC_ZONE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r" ([-+][0-9]{4}) ").expect("valid"));
+    static NAMED_ZONE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?-u:\b)([A-Z]{2,4}(?:-DST)?)(?-u:\b)").expect("valid"));
 
     let spaced = format!(" {text} ");
     let mut s = SPACES.replace_all(&COMMAS.replace_all(&spaced, " "), " ").into_owned();
@@ -1030,6 +1036,11 @@ mod tests {
         assert_eq!(parse_rfc822_date("22 Jul 02 13:06:38 +0000"), Some(1_027_343_198), "two-digit year");
         assert_eq!(parse_rfc822_date("31 Feb 2002 00:00:00 +0000"), parse_rfc822_date("1 Mar 2002 00:00:00 +0000"), "day overflow");
         assert_eq!(parse_rfc822_date("no date here"), None);
+        // Octets, as Perl reads a header: a non-ASCII letter is not a word character, so the
+        // zone after it is still a word of its own; a non-ASCII space does not separate.
+        assert_eq!(parse_rfc822_date("22 Jul 2002 08:06:38 \u{e9}CDT"), Some(1_027_343_198), "zone after a non-ASCII letter");
+        assert_eq!(parse_rfc822_date("22\u{a0}Jul 2002 08:06:38 +0000"), None, "no-break space is not a space");
+        assert_eq!(parse_rfc822_date("22 jUL 2002 08:06:38 +0000"), Some(1_027_325_198), "months in any case");
     }
 
     #[test]
