@@ -759,7 +759,7 @@ impl Builder<'_> {
         let meta_unknown_if = unknown_inputs(&metas, &mut uncertain);
         let runs = |id: &usize| self.runnable[*id];
         self.report.filter_answered = self.filter_evals.iter().filter(|(id, f)| runs(id) && !f.reads_lists()).count();
-        self.report.list_zones = list_zones(&self.filter_evals);
+        self.report.list_zones = list_zones(self.filter_evals.iter().filter(|(id, _)| runs(id)));
         let needed = needed(&reportable, &metas, n);
         let mut kinds: BTreeMap<Kind, usize> = BTreeMap::new();
         for def in &self.cfg.rules {
@@ -832,8 +832,8 @@ fn rbl_sets(cfg: &Config) -> RblSets {
     sets
 }
 
-/// The DNS-list zones the rules read, each with how many rules read it.
-fn list_zones(evals: &[(usize, FilterEval)]) -> BTreeMap<String, usize> {
+/// The DNS-list zones the rules that run read, each with how many rules read it.
+fn list_zones<'a>(evals: impl Iterator<Item = &'a (usize, FilterEval)>) -> BTreeMap<String, usize> {
     let mut zones = BTreeMap::new();
     for (_, f) in evals {
         if let FilterEval::Rbl { test, .. } | FilterEval::Listed(test) = f {

@@ -311,11 +311,16 @@ const IP: &str = r"(?:\b(?<!:)(?:(?:1\d\d|2[0-4]\d|25[0-5]|[1-9]\d|\d)\.){3}(?:1
 const LOCALHOST: &str =
     r"(?:localhost(?:\.localdomain)?|\b(?<!:)127\.0\.0\.1\b|(?:IPv6:|(?<![a-fA-F0-9:]))(?:0{0,4}:){2,7}0{0,3}1(?![a-fA-F0-9:]))";
 
-/// A compiled pattern; `{IP}` and `{LOCALHOST}` expand. Compiled like the rules' backtracking
-/// patterns and searched on the field's bytes: ASCII classes as Perl has them on octets (and a
-/// fraction of the memory of Unicode ones), bounded backtracking.
+/// A pattern's source with `{IP}` and `{LOCALHOST}` expanded.
+fn expand(p: &str) -> String {
+    p.replace("{IP}", IP).replace("{LOCALHOST}", LOCALHOST)
+}
+
+/// A compiled pattern ([`expand`]ed). Compiled like the rules' backtracking patterns and
+/// searched on the field's bytes: ASCII classes as Perl has them on octets (and a fraction of
+/// the memory of Unicode ones), bounded backtracking.
 fn re(p: &str) -> Regex {
-    let p = p.replace("{IP}", IP).replace("{LOCALHOST}", LOCALHOST);
+    let p = expand(p);
     Backtracking::build(&p).unwrap_or_else(|e| panic!("received pattern {p:?}: {e}"))
 }
 
@@ -334,13 +339,8 @@ static GATE: LazyLock<Gate> = LazyLock::new(Gate::build);
 
 impl Gate {
     fn build() -> Gate {
-        let required = SOURCES
-            .iter()
-            .map(|p| {
-                let p = p.replace("{IP}", IP).replace("{LOCALHOST}", LOCALHOST);
-                super::literals::study(&super::perlre::translate(&p, "").ok()?.superset).required
-            })
-            .collect();
+        let required =
+            SOURCES.iter().map(|p| super::literals::study(&super::perlre::translate(&expand(p), "").ok()?.superset).required).collect();
         Gate { required }
     }
 }
