@@ -10,16 +10,19 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::OnceLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex_syntax::hir::Hir;
 use sha2::{Digest, Sha256};
 
 use super::cf::{Config, Kind, Origin, RuleDef, TFlags};
 use super::evalfn::{EvalConfig, EvalFn};
 use super::filtereval::{FilterEval, RblSets};
 use super::header::{self, HeaderKey, HeaderSpec};
+use super::literals::LiteralSet;
 use super::meta::{self, Expr};
 use super::perlre::{self, Engine, TranslateError};
+use super::prefilter::{self, Prefilter, Seen};
 use super::search::{Re, Scratch, SearchCaches, Set, Slots};
-use super::{LoadReport, RuleError, literals, possessive, replace};
+use super::{LoadReport, RuleError, existence, literals, possessive, replace};
 
 /// Compiled program size limit per regex (replace-tag rules expand to large patterns).
 const REGEX_SIZE_LIMIT: usize = 32 * 1024 * 1024;
@@ -228,9 +231,8 @@ pub struct TextRule {
 #[derive(Default)]
 pub struct TextGroup {
     pub rules: Vec<TextRule>,
-    /// Automaton over all prefilter literals; pattern i belongs to rules `pattern_rules[i]`.
-    pub ac: Option<AhoCorasick>,
-    pub pattern_rules: Vec<Vec<usize>>,
+    /// Picks the rules with literal sets that can match a segment.
+    pub prefilter: Option<Prefilter>,
     /// Rules (indexes into `rules`) without a literal set and not in a set: always run.
     pub always: Vec<usize>,
     /// Rules without a literal set whose patterns can be searched over all the segments joined,
@@ -280,6 +282,12 @@ pub struct AlwaysSet {
 /// equally fast once warm; 32 and more need far larger DFA caches to stay off the PikeVM; 4
 /// keeps each set's DFA within [`SET_DFA_SIZE_LIMIT`]).
 const ALWAYS_SET_SIZE: usize = 4;
+/// Most pattern text (as written in the rule files, after ReplaceTags) in one set of several
+/// rules: a larger pattern gets a set of its own. SpamAssassin's `__FILL_THIS_FORM_*` patterns
+/// (about 3 KB each, optional words around 80 alternatives) made one set whose lazy DFA filled
+/// its 8 MB cache and kept building states on every message; apart, their sets cost 4 % fewer
+/// instructions for the whole evaluation (callgrind over 300 real messages).
+const SET_PATTERN_BYTES: usize = 2 * 1024;
 
 pub struct HeaderRule {
     pub id: usize,
@@ -290,95 +298,44 @@ pub struct HeaderRule {
 }
 
 /// The header rules over one field (or pseudo-field), with a literal prefilter: a rule whose
-/// pattern needs one of a few literals (`literals::study` of its superset) is tried only when
-/// one occurs in the value, found for all rules in one case-blind Aho-Corasick pass; the others
-/// are always tried. A rule not tried matches nothing (so a negated one, `!~`, hits).
+/// pattern needs a literal of each of a few sets (`literals::study` of its superset) is tried
+/// only when the value has them, found for all rules in one case-blind Aho-Corasick pass (see
+/// `prefilter`); the others are always tried. A rule not tried matches nothing (so a negated one, `!~`, hits).
 #[derive(Default)]
 pub struct HeaderGroup {
     pub rules: Vec<HeaderRule>,
-    ac: Option<AhoCorasick>,
-    /// Per literal of `ac`: the rules (indexes into `rules`) that need it.
-    pattern_rules: Vec<Vec<usize>>,
+    prefilter: Option<Prefilter>,
     /// Rules tried on every value (no required literal, or no automaton).
     always: Vec<usize>,
-}
-
-/// A case-blind automaton over rules' required literals (None: no literal) and, per literal,
-/// the rules that need it.
-type LiteralFilter = (Option<AhoCorasick>, Vec<Vec<usize>>);
-
-/// Rules' required literals (lower-cased), gathered for one case-blind Aho-Corasick automaton
-/// that finds, in one pass, which rules can match a text.
-#[derive(Default)]
-struct LiteralIndex {
-    literals: Vec<Vec<u8>>,
-    index: HashMap<Vec<u8>, usize>,
-    /// Per literal: the rules that need it.
-    pattern_rules: Vec<Vec<usize>>,
-    /// The rules added.
-    rules: Vec<usize>,
-}
-
-impl LiteralIndex {
-    /// Rule `rule` can only match where one of `literals` occurs.
-    fn add(&mut self, rule: usize, literals: Vec<Vec<u8>>) {
-        self.rules.push(rule);
-        for l in literals {
-            let p = *self.index.entry(l.clone()).or_insert_with(|| {
-                self.literals.push(l);
-                self.pattern_rules.push(Vec::new());
-                self.literals.len() - 1
-            });
-            if !self.pattern_rules[p].contains(&rule) {
-                self.pattern_rules[p].push(rule);
-            }
-        }
-    }
-
-    /// The automaton and, per literal, its rules; or, when there is no literal or too many for
-    /// an automaton, the rules added (to be tried everywhere: correct, slower).
-    fn build(self) -> Result<LiteralFilter, Vec<usize>> {
-        if self.literals.is_empty() {
-            return Ok((None, Vec::new()));
-        }
-        match AhoCorasickBuilder::new().ascii_case_insensitive(true).match_kind(MatchKind::Standard).build(&self.literals) {
-            Ok(ac) => Ok((Some(ac), self.pattern_rules)),
-            Err(_) => Err(self.rules),
-        }
-    }
 }
 
 impl HeaderGroup {
     fn build(pending: Vec<PendingHeader>) -> HeaderGroup {
         let mut g = HeaderGroup::default();
-        let mut index = LiteralIndex::default();
+        let mut literals = prefilter::Builder::default();
         for (k, (rule, required)) in pending.into_iter().enumerate() {
-            match required {
-                Some(lits) => index.add(k, lits),
-                None => g.always.push(k),
+            if required.is_empty() {
+                g.always.push(k);
             }
+            literals.add(k, &required);
             g.rules.push(rule);
         }
-        match index.build() {
-            Ok((ac, pattern_rules)) => (g.ac, g.pattern_rules) = (ac, pattern_rules),
+        match literals.build() {
+            Ok(prefilter) => g.prefilter = prefilter,
             Err(mut rules) => g.always.append(&mut rules),
         }
         g
     }
 
     /// Marks in `tried` (one flag per rule) the rules worth trying on `text`.
-    pub fn candidates(&self, text: &[u8], tried: &mut Vec<bool>) {
+    pub fn candidates(&self, text: &[u8], seen: &mut Seen, tried: &mut Vec<bool>) {
         tried.clear();
         tried.resize(self.rules.len(), false);
         for &k in &self.always {
             tried[k] = true;
         }
-        if let Some(ac) = &self.ac {
-            for m in ac.find_overlapping_iter(text) {
-                for &k in &self.pattern_rules[m.pattern().as_usize()] {
-                    tried[k] = true;
-                }
-            }
+        if let Some(prefilter) = &self.prefilter {
+            prefilter.candidates(text, seen, |k| tried[k] = true);
         }
     }
 }
@@ -422,8 +379,8 @@ pub struct Compiled {
 
 /// A compiled text rule, what was learnt of its superset pattern, and that pattern.
 type PendingText = (TextRule, literals::Study, String);
-/// A compiled header rule and the literals its pattern needs (one must occur), if any.
-type PendingHeader = (HeaderRule, Option<Vec<Vec<u8>>>);
+/// A compiled header rule and the literal sets its pattern needs (see `literals`).
+type PendingHeader = (HeaderRule, Vec<LiteralSet>);
 
 struct Builder<'a> {
     cfg: &'a Config,
@@ -883,32 +840,40 @@ fn needed(reportable: &[bool], metas: &[(usize, Expr)], n: usize) -> Vec<bool> {
     needed
 }
 
+/// A rule of a set: its index in the group, the existence form of its pattern, and the length
+/// of that pattern as written.
+type SetMember = (usize, Hir, usize);
+
 fn build_group(rules: Vec<PendingText>, slots: &mut Slots) -> (TextGroup, usize) {
     let mut g = TextGroup::default();
-    let mut index = LiteralIndex::default();
+    let mut literals = prefilter::Builder::default();
     let mut always: Vec<(usize, String, literals::Study)> = Vec::new();
     for (k, (rule, study, superset)) in rules.into_iter().enumerate() {
-        match study.required {
-            Some(lits) => index.add(k, lits),
-            None => always.push((k, superset, study)),
+        literals.add(k, &study.required);
+        if study.required.is_empty() {
+            always.push((k, superset, study));
         }
         g.rules.push(rule);
     }
-    let prefiltered = index.rules.len();
-    let mut by_separator: BTreeMap<(bool, u8), Vec<(usize, String)>> = BTreeMap::new();
+    let prefiltered = literals.rules();
+    let mut by_separator: BTreeMap<(bool, u8), Vec<SetMember>> = BTreeMap::new();
     let mut per_segment = Vec::new();
     for (k, superset, study) in always {
+        // A set only says whether its patterns match: they need not be whole (see `existence`).
+        let Some(pattern) = existence::existence_form(&superset) else {
+            g.always.push(k);
+            continue;
+        };
         let separator = study.separators.preferred();
         match separator.filter(|_| matches!(g.rules[k].matcher, Some(Matcher::Plain(_)))) {
-            Some(separator) => by_separator.entry((g.rules[k].nosubject, separator)).or_default().push((k, superset)),
-            None => per_segment.push((k, superset, study.edge_blind)),
+            Some(separator) => by_separator.entry((g.rules[k].nosubject, separator)).or_default().push((k, pattern, superset.len())),
+            None => per_segment.push((k, pattern, superset.len(), study.edge_blind)),
         }
     }
     for ((nosubject, separator), rules) in by_separator {
-        for chunk in rules.chunks(ALWAYS_SET_SIZE) {
-            let patterns: Vec<&str> = chunk.iter().map(|(_, p)| p.as_str()).collect();
-            let rules: Vec<usize> = chunk.iter().map(|(k, _)| *k).collect();
-            match slots.set(&patterns, REGEX_SIZE_LIMIT * 4, SET_DFA_SIZE_LIMIT) {
+        for chunk in set_chunks(&rules, |(_, _, len)| *len) {
+            let (rules, patterns): (Vec<usize>, Vec<Hir>) = chunk.iter().map(|(k, p, _)| (*k, p.clone())).unzip();
+            match slots.set_of(&patterns, REGEX_SIZE_LIMIT * 4, SET_DFA_SIZE_LIMIT) {
                 Ok(set) => {
                     for &k in &rules {
                         if set_decides(&g.rules[k]) {
@@ -921,12 +886,13 @@ fn build_group(rules: Vec<PendingText>, slots: &mut Slots) -> (TextGroup, usize)
             }
         }
     }
-    let (joinable, anchored): (Vec<_>, Vec<_>) = per_segment.into_iter().partition(|(_, _, edge_blind)| *edge_blind);
-    let chunks = joinable.chunks(ALWAYS_SET_SIZE).map(|c| (c, true)).chain(anchored.chunks(ALWAYS_SET_SIZE).map(|c| (c, false)));
+    let (joinable, anchored): (Vec<_>, Vec<_>) = per_segment.into_iter().partition(|(_, _, _, edge_blind)| *edge_blind);
+    let size = |(_, _, len, _): &(usize, Hir, usize, bool)| *len;
+    let chunks =
+        set_chunks(&joinable, size).into_iter().map(|c| (c, true)).chain(set_chunks(&anchored, size).into_iter().map(|c| (c, false)));
     for (chunk, joinable) in chunks {
-        let patterns: Vec<&str> = chunk.iter().map(|(_, p, _)| p.as_str()).collect();
-        let built = slots.set(&patterns, REGEX_SIZE_LIMIT * 4, SET_DFA_SIZE_LIMIT);
-        let rules: Vec<usize> = chunk.iter().map(|(k, _, _)| *k).collect();
+        let (rules, patterns): (Vec<usize>, Vec<Hir>) = chunk.iter().map(|(k, p, _, _)| (*k, p.clone())).unzip();
+        let built = slots.set_of(&patterns, REGEX_SIZE_LIMIT * 4, SET_DFA_SIZE_LIMIT);
         match built {
             Ok(set) => {
                 for &k in &rules {
@@ -940,9 +906,9 @@ fn build_group(rules: Vec<PendingText>, slots: &mut Slots) -> (TextGroup, usize)
         }
     }
     // The rules the prefilter picks (none when the automaton failed to build).
-    match index.build() {
-        Ok((ac, pattern_rules)) => {
-            (g.ac, g.pattern_rules) = (ac, pattern_rules);
+    match literals.build() {
+        Ok(prefilter) => {
+            g.prefilter = prefilter;
             (g, prefiltered)
         }
         Err(mut rules) => {
@@ -950,6 +916,25 @@ fn build_group(rules: Vec<PendingText>, slots: &mut Slots) -> (TextGroup, usize)
             (g, 0)
         }
     }
+}
+
+/// Splits rules into runs for one set each: at most [`ALWAYS_SET_SIZE`] patterns, and no more
+/// than [`SET_PATTERN_BYTES`] of pattern text unless one pattern is that long alone.
+fn set_chunks<T>(rules: &[T], len: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, rule) in rules.iter().enumerate() {
+        let n = len(rule);
+        if i > start && (i - start == ALWAYS_SET_SIZE || bytes + n > SET_PATTERN_BYTES) {
+            chunks.push(&rules[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += n;
+    }
+    if start < rules.len() {
+        chunks.push(&rules[start..]);
+    }
+    chunks
 }
 
 /// Whether a rule's pattern in an [`AlwaysSet`] or a [`JoinedSet`] answers for it: plain, at
@@ -977,6 +962,15 @@ fn hash_files(files: &[(String, Vec<u8>)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sets_take_a_few_rules_or_one_large_pattern() {
+        let lens = [10, 10, 10, 10, 10, SET_PATTERN_BYTES, 10, SET_PATTERN_BYTES - 20, 10, 10, 5000];
+        let chunks: Vec<Vec<usize>> = set_chunks(&lens, |n| *n).into_iter().map(<[usize]>::to_vec).collect();
+        let sizes: Vec<usize> = chunks.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [4, 1, 1, 3, 1, 1], "{chunks:?}");
+        assert!(set_chunks(&[] as &[usize], |n| *n).is_empty());
+    }
 
     /// A backtracking pattern is checked at load but compiled only when its superset first
     /// matches; it then counts as before, and a bad one is refused at load.

@@ -13,6 +13,7 @@ use super::compile::{Compiled, TextGroup};
 use super::evalfn::EvalCx;
 use super::joined::Joins;
 use super::message::ParsedMessage;
+use super::prefilter::Seen;
 use super::search::Scratch;
 
 impl Compiled {
@@ -78,13 +79,13 @@ impl Compiled {
                 values[*id] = 1.0;
             }
         }
-        let mut tried = Vec::new();
+        let (mut tried, mut seen) = (Vec::new(), Seen::default());
         for (key, group) in &self.headers {
             if !group.rules.iter().any(|r| needed[r.id]) {
                 continue;
             }
             let value = msg.value_for(key);
-            group.candidates(value.as_deref().unwrap_or("").as_bytes(), &mut tried);
+            group.candidates(value.as_deref().unwrap_or("").as_bytes(), &mut seen, &mut tried);
             for (k, r) in group.rules.iter().enumerate().filter(|(_, r)| needed[r.id]) {
                 // A rule's if-unset default was not prefiltered: it is always tried.
                 let (text, prefiltered) = match (&value, &r.if_unset) {
@@ -129,19 +130,12 @@ impl Compiled {
             run_joined(g, &mut joins, skip_first, needed, &mut counts, scratch);
             live_sets(g, &mut joins, scratch)
         };
-        let mut stamp = vec![usize::MAX; g.rules.len()];
+        let mut seen = Seen::default();
         let mut cands: Vec<usize> = Vec::new();
         for (si, seg) in segments.iter().enumerate() {
             cands.clear();
-            if let Some(ac) = &g.ac {
-                for m in ac.find_overlapping_iter(*seg) {
-                    for &k in &g.pattern_rules[m.pattern().as_usize()] {
-                        if stamp[k] != si {
-                            stamp[k] = si;
-                            cands.push(k);
-                        }
-                    }
-                }
+            if let Some(prefilter) = &g.prefilter {
+                prefilter.candidates(seg, &mut seen, |k| cands.push(k));
             }
             cands.extend_from_slice(&g.always);
             for a in g.always_sets.iter().zip(&live).filter_map(|(a, live)| live.then_some(a)) {

@@ -1,10 +1,12 @@
 //! Required-literal extraction for the Aho-Corasick prefilter.
 //!
-//! For a pattern, finds a small set of byte strings such that every match of the pattern
-//! contains at least one of them (compared ASCII case-insensitively). Rules whose set is found
-//! only run their regex on text where the prefilter saw one of the literals; rules without a
-//! usable set always run. Being a prefilter, the result may be weaker than possible but never
-//! wrong: it is derived from regex-syntax's HIR of the (superset) pattern. Bounded recursion.
+//! For a pattern, finds a few small sets of byte strings such that every match of the pattern
+//! contains at least one string of each set (compared ASCII case-insensitively): `free\s+money`
+//! needs "free" and "money", `(?:lottery|jackpot) winner` needs one of "jackpot" and "lottery",
+//! and " winner". Rules with such sets only run their regex on text where the prefilter saw a
+//! literal of every set; rules without a usable set always run. Being a prefilter, the result
+//! may be weaker than possible but never wrong: it is derived from regex-syntax's HIR of the
+//! (superset) pattern. Bounded recursion.
 
 use regex_syntax::hir::{Class, Hir, HirKind};
 
@@ -12,12 +14,15 @@ use regex_syntax::hir::{Class, Hir, HirKind};
 pub const MIN_LEN: usize = 3;
 /// Most alternatives in one literal set.
 const MAX_ALTS: usize = 32;
+/// Most literal sets one pattern is prefiltered on (the most selective ones).
+pub const MAX_SETS: usize = 4;
 const MAX_DEPTH: usize = 64;
 
 /// What the evaluator needs to know of a (superset) pattern, from one parse.
 pub struct Study {
-    /// The literal set, lower-cased, or None if no useful set exists.
-    pub required: Option<Vec<Vec<u8>>>,
+    /// The literal sets, lower-cased, the most selective first, at most [`MAX_SETS`]: every
+    /// match contains a literal of each set. Empty if no useful set exists.
+    pub required: Vec<LiteralSet>,
     /// No look-around at the very start or end of the text (`\A`, `\z`, `^`/`$` outside
     /// multi-line mode): whatever the pattern matches in a text, it also matches in a longer
     /// text that contains it between newlines.
@@ -31,18 +36,78 @@ pub struct Study {
 pub fn study(pattern: &str) -> Study {
     use regex_syntax::hir::Look;
     let Some(hir) = parse(pattern) else {
-        return Study { required: None, edge_blind: false, separators: super::joined::ByteSet::EMPTY };
+        return Study { required: Vec::new(), edge_blind: false, separators: super::joined::ByteSet::EMPTY };
     };
     let looks = hir.properties().look_set();
-    let required = req(&hir, 0).filter(|set| set.iter().all(|l| l.len() >= MIN_LEN) && !set.is_empty());
+    let required = required_sets(&hir);
     let separators = super::joined::separators(&hir);
     Study { required, edge_blind: !looks.contains(Look::Start) && !looks.contains(Look::End), separators }
 }
 
-/// The literal set for `pattern`, lower-cased, or None if no useful set exists.
+/// Alternative byte strings, one of which occurs in every match.
+pub type LiteralSet = Vec<Vec<u8>>;
+
+/// The most selective literal set for `pattern`, lower-cased, or None if no useful set exists.
 #[cfg(test)]
 pub fn required(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    study(pattern).required
+    study(pattern).required.into_iter().next()
+}
+
+/// The useful literal sets `hir` needs, the most selective first, none implied by another,
+/// at most [`MAX_SETS`].
+fn required_sets(hir: &Hir) -> Vec<LiteralSet> {
+    let mut sets = Vec::new();
+    conjunction(hir, 0, &mut sets);
+    sets.retain(|set| !set.is_empty() && set.iter().all(|l| l.len() >= MIN_LEN));
+    for set in &mut sets {
+        set.sort();
+        set.dedup();
+    }
+    sets.sort_by_key(|set| std::cmp::Reverse(score(set)));
+    let mut kept: Vec<LiteralSet> = Vec::new();
+    for set in sets {
+        if kept.len() < MAX_SETS && !kept.iter().any(|k| implies(k, &set)) {
+            kept.push(set);
+        }
+    }
+    kept
+}
+
+/// Whether a text with a literal of `a` always has one of `b`: each of `a`'s contains one of `b`'s.
+fn implies(a: &LiteralSet, b: &LiteralSet) -> bool {
+    a.iter().all(|x| b.iter().any(|y| memchr::memmem::find(x, y).is_some()))
+}
+
+/// Appends the literal sets every match of `hir` needs (all of them, useful or not): the
+/// literal runs and the needed parts of a concatenation each need theirs.
+fn conjunction(hir: &Hir, depth: usize, out: &mut Vec<LiteralSet>) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    match hir.kind() {
+        HirKind::Capture(c) => conjunction(&c.sub, depth + 1, out),
+        HirKind::Repetition(r) if r.min >= 1 => conjunction(&r.sub, depth + 1, out),
+        HirKind::Concat(items) => {
+            let mut run: Vec<u8> = Vec::new();
+            for item in items {
+                if let HirKind::Literal(l) = item.kind() {
+                    run.extend(l.0.to_ascii_lowercase());
+                } else if let Some(b) = single_byte(item) {
+                    run.push(b);
+                } else if !matches!(item.kind(), HirKind::Look(_)) {
+                    // A look-around is zero-width: the bytes on either side are adjacent.
+                    if !run.is_empty() {
+                        out.push(vec![std::mem::take(&mut run)]);
+                    }
+                    conjunction(item, depth + 1, out);
+                }
+            }
+            if !run.is_empty() {
+                out.push(vec![run]);
+            }
+        }
+        _ => out.extend(req(hir, depth)),
+    }
 }
 
 /// Where every match of a pattern starts, when the pattern tells.
@@ -239,6 +304,21 @@ mod tests {
         assert_eq!(r("(?-u)\\d+"), None);
         assert_eq!(r("(?-u)(?:abc)?xyz"), Some(vec!["xyz".into()]));
         assert_eq!(r("(?-u)(?:abc|x)"), None);
+    }
+
+    fn sets(p: &str) -> Vec<Vec<String>> {
+        study(p).required.into_iter().map(|set| set.into_iter().map(|b| String::from_utf8_lossy(&b).into_owned()).collect()).collect()
+    }
+
+    #[test]
+    fn every_needed_set_is_found_the_most_selective_first() {
+        assert_eq!(sets("(?-u)free\\s+money"), [vec!["money"], vec!["free"]]);
+        assert_eq!(sets("(?i-u)(?:lottery|jackpot) winner"), [vec![" winner"], vec!["jackpot", "lottery"]]);
+        assert_eq!(sets("(?-u)(?:abc)+x{2}(?:def|ghi)?jkl"), [vec!["abc"], vec!["jkl"]], "optional parts need nothing");
+        assert_eq!(sets("(?-u)abcd\\s+(?:xabcdx|abcd)"), [vec!["abcd"]], "a set implied by another is left out");
+        assert_eq!(sets("(?-u)aaa1 bbb2 ccc3 ddd4 eee5").len(), 1, "one run");
+        assert_eq!(sets("(?-u)aaa1.bbb2.ccc3.ddd4.eee5").len(), MAX_SETS);
+        assert!(sets("(?-u)ab.cd").is_empty(), "too short");
     }
 
     #[test]

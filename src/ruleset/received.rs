@@ -33,6 +33,7 @@ use std::sync::LazyLock;
 use fancy_regex::Regex;
 
 use super::compile::Backtracking;
+use super::literals::LiteralSet;
 
 /// Received fields read at most (SpamAssassin has no bound; real trails have a dozen).
 pub const MAX_RECEIVED: usize = 64;
@@ -326,21 +327,24 @@ fn re(p: &str) -> Regex {
 
 /// Which patterns can match a text, from literals: each pattern's superset (the pattern with its
 /// lookarounds dropped, as `perlre` gives it for the rules' backtracking patterns) needs one of a
-/// few literals (`literals::study`), so a text without any of them is not tried against the
+/// literal of each of a few sets (`literals::study`), so a text without them is not tried against the
 /// backtracking pattern at all. A field is tried against up to ~100 patterns in SpamAssassin's
 /// order and most of them fail; a pattern ruled out this way cannot match, so the parse is the
 /// same.
 struct Gate {
-    /// Per pattern: the literals (lower-cased) one of which a match contains; None: always tried.
-    required: Vec<Option<Vec<Vec<u8>>>>,
+    /// Per pattern: the literal sets (lower-cased) a match contains a literal of each of; none:
+    /// always tried.
+    required: Vec<Vec<LiteralSet>>,
 }
 
 static GATE: LazyLock<Gate> = LazyLock::new(Gate::build);
 
 impl Gate {
     fn build() -> Gate {
-        let required =
-            SOURCES.iter().map(|p| super::literals::study(&super::perlre::translate(&expand(p), "").ok()?.superset).required).collect();
+        let required = SOURCES
+            .iter()
+            .map(|p| super::perlre::translate(&expand(p), "").map_or(Vec::new(), |t| super::literals::study(&t.superset).required))
+            .collect();
         Gate { required }
     }
 }
@@ -358,9 +362,9 @@ impl<'a> Text<'a> {
 
     /// False only when `p` cannot match this text.
     fn may_match(&self, p: &Pat) -> bool {
-        let Some(Some(required)) = GATE.required.get(p.index) else { return true };
+        let Some(required) = GATE.required.get(p.index).filter(|sets| !sets.is_empty()) else { return true };
         let lower = self.lower.get_or_init(|| self.text.as_bytes().to_ascii_lowercase());
-        required.iter().any(|l| memchr::memmem::find(lower, l).is_some())
+        required.iter().all(|set| set.iter().any(|l| memchr::memmem::find(lower, l).is_some()))
     }
 }
 
@@ -1244,7 +1248,7 @@ mod tests {
                 }
             }
         }
-        let gated = GATE.required.iter().filter(|r| r.is_some()).count();
+        let gated = GATE.required.iter().filter(|r| !r.is_empty()).count();
         assert!(gated * 10 >= ALL.len() * 9, "only {gated} of {} patterns have literals", ALL.len());
         assert!(ruled_out * 2 > SAMPLES.len() * 2 * ALL.len(), "the gate ruled out {ruled_out} tries");
     }

@@ -35,6 +35,7 @@ use regex_automata::util::iter::Searcher;
 use regex_automata::util::prefilter::Prefilter;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, HalfMatch, Input, MatchError, MatchKind, PatternSet};
+use regex_syntax::hir::Hir;
 
 /// Cache bytes the regexes may keep between evaluations, per stripe. With the stock
 /// SpamAssassin rules the caches would level off near 58 MB on real mail (bench/rules-soak);
@@ -100,8 +101,15 @@ impl Slots {
     }
 
     /// Compiles patterns as one set.
+    #[cfg(test)]
     pub fn set(&mut self, patterns: &[&str], nfa: usize, dfa: usize) -> Result<Set, String> {
-        let engine = Engine::build(patterns, MatchKind::All, nfa, dfa, self.stripes)?;
+        let hirs = syntax::parse_many_with(patterns, &syntax::Config::new().utf8(false)).map_err(|e| e.to_string())?;
+        self.set_of(&hirs, nfa, dfa)
+    }
+
+    /// Compiles parsed patterns (`utf8(false)`) as one set.
+    pub fn set_of(&mut self, hirs: &[Hir], nfa: usize, dfa: usize) -> Result<Set, String> {
+        let engine = Engine::from_hirs(hirs, MatchKind::All, nfa, dfa, self.stripes)?;
         Ok(Set { engine: self.keep(engine) })
     }
 
@@ -116,13 +124,16 @@ impl Slots {
 
 impl Engine {
     fn build(patterns: &[&str], kind: MatchKind, nfa_limit: usize, dfa_capacity: usize, stripes: usize) -> Result<Engine, String> {
-        let syntax = syntax::Config::new().utf8(false);
-        let hirs = syntax::parse_many_with(patterns, &syntax).map_err(|e| e.to_string())?;
+        let hirs = syntax::parse_many_with(patterns, &syntax::Config::new().utf8(false)).map_err(|e| e.to_string())?;
+        Engine::from_hirs(&hirs, kind, nfa_limit, dfa_capacity, stripes)
+    }
+
+    fn from_hirs(hirs: &[Hir], kind: MatchKind, nfa_limit: usize, dfa_capacity: usize, stripes: usize) -> Result<Engine, String> {
         // A set is only asked which patterns match, a regex where its matches end.
         let captures = if kind == MatchKind::All { WhichCaptures::None } else { WhichCaptures::Implicit };
         let config = thompson::Config::new().nfa_size_limit(Some(nfa_limit)).utf8(false).which_captures(captures);
-        let nfa = thompson::Compiler::new().configure(config).build_many_from_hir(&hirs).map_err(|e| e.to_string())?;
-        let prefilter = if kind == MatchKind::All { None } else { Prefilter::from_hirs_prefix(kind, &hirs) };
+        let nfa = thompson::Compiler::new().configure(config).build_many_from_hir(hirs).map_err(|e| e.to_string())?;
+        let prefilter = if kind == MatchKind::All { None } else { Prefilter::from_hirs_prefix(kind, hirs) };
         let vm = PikeVM::builder()
             .configure(PikeVM::config().match_kind(kind).prefilter(prefilter.clone()))
             .build_from_nfa(nfa.clone())
