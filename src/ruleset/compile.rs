@@ -353,6 +353,9 @@ pub struct Compiled {
     /// Rule has a matcher or expression (not inert).
     pub runs: Vec<bool>,
     pub needed: Vec<bool>,
+    /// Per rule: for a text rule (body, rawbody, uri, full), the most hits it counts; None for
+    /// the others (see `prune`).
+    pub text_caps: Vec<Option<u32>>,
     pub headers: Vec<(HeaderKey, HeaderGroup)>,
     /// mimeheader rules: matched against each MIME part's header of that name.
     pub mime: Vec<(HeaderKey, Vec<HeaderRule>)>,
@@ -744,11 +747,17 @@ impl Builder<'_> {
             groups.insert(kind, group);
         }
         let mut take = |k| groups.remove(&k).unwrap_or_default();
+        let (body, rawbody, uri, full) = (take(Kind::Body), take(Kind::Rawbody), take(Kind::Uri), take(Kind::Full));
+        let mut text_caps = vec![None; n];
+        for rule in [&body, &rawbody, &uri, &full].into_iter().flat_map(|g| &g.rules) {
+            text_caps[rule.id] = Some(rule.max);
+        }
         let compiled = Compiled {
-            body: take(Kind::Body),
-            rawbody: take(Kind::Rawbody),
-            uri: take(Kind::Uri),
-            full: take(Kind::Full),
+            body,
+            rawbody,
+            uri,
+            full,
+            text_caps,
             headers: std::mem::take(&mut self.headers).into_iter().map(|(key, rules)| (key, HeaderGroup::build(rules))).collect(),
             mime: std::mem::take(&mut self.mime).into_iter().collect(),
             exists: std::mem::take(&mut self.exists),

@@ -18,7 +18,7 @@ use super::search::Scratch;
 
 impl Compiled {
     pub fn evaluate(&self, msg: &ParsedMessage) -> Vec<RuleHit> {
-        let values = self.values(msg, &self.needed);
+        let values = self.values(msg, &self.needed, true);
         values
             .iter()
             .enumerate()
@@ -30,19 +30,49 @@ impl Compiled {
     /// Every rule's value (0 = not hit), all rules run.
     pub fn evaluate_all(&self, msg: &ParsedMessage) -> Vec<(String, f64)> {
         let all = vec![true; self.names.len()];
-        let values = self.values(msg, &all);
+        let values = self.values(msg, &all, false);
         values.iter().enumerate().filter(|(_, v)| hit(**v)).map(|(i, v)| (self.names[i].clone(), *v)).collect()
     }
 
-    /// Every rule's value (NaN: unknown, see `filtereval`); the search caches are trimmed to their budget afterwards.
-    fn values(&self, msg: &ParsedMessage, needed: &[bool]) -> Vec<f64> {
+    /// Every `needed` rule's value (NaN: unknown, see `filtereval`), text rules skipped where
+    /// nothing reported depends on them when `prune` (see `prune`); the search caches are
+    /// trimmed to their budget afterwards.
+    fn values(&self, msg: &ParsedMessage, needed: &[bool], prune: bool) -> Vec<f64> {
         let mut scratch = self.caches.take();
-        let values = self.values_with(msg, needed, &mut scratch);
+        let values = self.values_with(msg, needed, prune, &mut scratch);
         self.caches.give_back(scratch);
         values
     }
 
-    fn values_with(&self, msg: &ParsedMessage, needed: &[bool], scratch: &mut Scratch) -> Vec<f64> {
+    fn values_with(&self, msg: &ParsedMessage, needed: &[bool], prune: bool, scratch: &mut Scratch) -> Vec<f64> {
+        let mut values = self.early_values(msg, needed, scratch);
+        let pruned;
+        let text_needed = if prune {
+            pruned = self.still_needed(&values, needed);
+            &pruned[..]
+        } else {
+            needed
+        };
+        let subject_skip = usize::from(msg.body_lines(false).len() != msg.body_lines(true).len());
+        let body: Vec<&[u8]> = msg.body_lines(false).iter().map(|s| s.as_bytes()).collect();
+        self.run_group(&self.body, &body, subject_skip, text_needed, &mut values, scratch);
+        let raw: Vec<&[u8]> = msg.rawbody_chunks().iter().map(|s| s.as_bytes()).collect();
+        self.run_group(&self.rawbody, &raw, 0, text_needed, &mut values, scratch);
+        let uris: Vec<&[u8]> = msg.uris().iter().map(|s| s.as_bytes()).collect();
+        self.run_group(&self.uri, &uris, 0, text_needed, &mut values, scratch);
+        self.run_group(&self.full, &[msg.full()], 0, text_needed, &mut values, scratch);
+        for ((id, expr), unknown_if) in self.metas.iter().zip(&self.meta_unknown_if) {
+            if needed[*id] {
+                let unknown = unknown_if.as_ref().is_some_and(|inputs| inputs.iter().any(|&r| values.get(r).is_some_and(|v| v.is_nan())));
+                values[*id] = if unknown { f64::NAN } else { expr.eval(&|r| values.get(r).copied().unwrap_or(0.0)) };
+            }
+        }
+        values
+    }
+
+    /// The values of the rules that run before the text rules: header rules and `eval:`
+    /// functions (0 for the others).
+    pub(super) fn early_values(&self, msg: &ParsedMessage, needed: &[bool], scratch: &mut Scratch) -> Vec<f64> {
         let mut values = vec![0.0f64; self.names.len()];
         self.eval_headers(msg, needed, &mut values, scratch);
         let cx = EvalCx::new(msg, &self.eval_config);
@@ -54,20 +84,6 @@ impl Compiled {
         for (id, function) in &self.filter_evals {
             if needed[*id] {
                 values[*id] = function.answer(msg).map_or(f64::NAN, |hit| f64::from(u8::from(hit)));
-            }
-        }
-        let subject_skip = usize::from(msg.body_lines(false).len() != msg.body_lines(true).len());
-        let body: Vec<&[u8]> = msg.body_lines(false).iter().map(|s| s.as_bytes()).collect();
-        self.run_group(&self.body, &body, subject_skip, needed, &mut values, scratch);
-        let raw: Vec<&[u8]> = msg.rawbody_chunks().iter().map(|s| s.as_bytes()).collect();
-        self.run_group(&self.rawbody, &raw, 0, needed, &mut values, scratch);
-        let uris: Vec<&[u8]> = msg.uris().iter().map(|s| s.as_bytes()).collect();
-        self.run_group(&self.uri, &uris, 0, needed, &mut values, scratch);
-        self.run_group(&self.full, &[msg.full()], 0, needed, &mut values, scratch);
-        for ((id, expr), unknown_if) in self.metas.iter().zip(&self.meta_unknown_if) {
-            if needed[*id] {
-                let unknown = unknown_if.as_ref().is_some_and(|inputs| inputs.iter().any(|&r| values.get(r).is_some_and(|v| v.is_nan())));
-                values[*id] = if unknown { f64::NAN } else { expr.eval(&|r| values.get(r).copied().unwrap_or(0.0)) };
             }
         }
         values

@@ -242,6 +242,58 @@ impl Expr {
         }
     }
 
+    /// The range of values this expression can take when each rule `r` is anywhere in
+    /// `range(r)`: sound (every value [`Expr::eval`] can give is inside), not always tight.
+    pub fn range(&self, range: &dyn Fn(usize) -> Range) -> Range {
+        match self {
+            Expr::Num(n) => Range::point(*n),
+            Expr::Rule(r) => range(*r),
+            Expr::Not(e) => {
+                let a = e.range(range);
+                if a.is_point(0.0) {
+                    Range::point(1.0)
+                } else if !a.holds(0.0) {
+                    Range::point(0.0)
+                } else {
+                    Range::TRUTH
+                }
+            }
+            Expr::Neg(e) => {
+                let a = e.range(range);
+                Range::of(-a.hi, -a.lo, a.whole)
+            }
+            Expr::Sum(rs) => rs.iter().fold(Range::point(0.0), |sum, r| sum.add(range(*r))),
+            Expr::Bin(op, l, r) => {
+                let a = l.range(range);
+                match op {
+                    // `&&` gives its left operand when that is 0, else its right one; `||` its
+                    // left one when that is not 0, else its right one.
+                    Op::And if a.is_point(0.0) => a,
+                    Op::And if !a.holds(0.0) => r.range(range),
+                    Op::And => Range::point(0.0).hull(r.range(range)),
+                    Op::Or if !a.holds(0.0) => a,
+                    Op::Or if a.is_point(0.0) => r.range(range),
+                    Op::Or => a.nonzero().hull(r.range(range)),
+                    _ => a.binary(*op, r.range(range)),
+                }
+            }
+        }
+    }
+
+    /// Calls `each` with every rule index this expression reads.
+    pub fn each_dep(&self, each: &mut impl FnMut(usize)) {
+        match self {
+            Expr::Num(_) => {}
+            Expr::Rule(r) => each(*r),
+            Expr::Sum(rs) => rs.iter().for_each(|r| each(*r)),
+            Expr::Not(e) | Expr::Neg(e) => e.each_dep(each),
+            Expr::Bin(_, l, r) => {
+                l.each_dep(each);
+                r.each_dep(each);
+            }
+        }
+    }
+
     /// Every rule index this expression reads.
     pub fn deps(&self, out: &mut Vec<usize>) {
         match self {
@@ -253,6 +305,106 @@ impl Expr {
                 l.deps(out);
                 r.deps(out);
             }
+        }
+    }
+}
+
+/// The values a rule or an expression can take: `lo..=hi`, whole numbers only when `whole`;
+/// never NaN (an unknown value is [`Range::ANY`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Range {
+    pub lo: f64,
+    pub hi: f64,
+    pub whole: bool,
+}
+
+impl Range {
+    pub const ANY: Range = Range { lo: f64::NEG_INFINITY, hi: f64::INFINITY, whole: false };
+    /// A comparison's or a negation's values.
+    const TRUTH: Range = Range { lo: 0.0, hi: 1.0, whole: true };
+
+    /// `lo..=hi`; [`Range::ANY`] when either end is NaN.
+    fn of(lo: f64, hi: f64, whole: bool) -> Range {
+        if lo.is_nan() || hi.is_nan() { Range::ANY } else { Range { lo: lo.min(hi), hi: lo.max(hi), whole } }
+    }
+
+    /// The whole numbers `lo..=hi` (a rule's hit counts).
+    pub fn counts(lo: f64, hi: f64) -> Range {
+        Range::of(lo, hi, true)
+    }
+
+    pub fn point(v: f64) -> Range {
+        Range::of(v, v, v.fract() == 0.0)
+    }
+
+    /// Whether this is the one value `v`.
+    pub fn is_point(self, v: f64) -> bool {
+        self.lo == v && self.hi == v
+    }
+
+    /// Whether it holds just one value.
+    pub fn is_settled(self) -> bool {
+        self.lo == self.hi
+    }
+
+    fn holds(self, v: f64) -> bool {
+        self.lo <= v && v <= self.hi
+    }
+
+    fn hull(self, other: Range) -> Range {
+        Range::of(self.lo.min(other.lo), self.hi.max(other.hi), self.whole && other.whole)
+    }
+
+    /// The values other than 0 (for whole numbers, 0 cut off an end); itself when that cannot
+    /// be told as a range.
+    fn nonzero(self) -> Range {
+        match (self.whole, self.lo == 0.0, self.hi == 0.0) {
+            (true, true, false) => Range::of(1.0, self.hi, true),
+            (true, false, true) => Range::of(self.lo, -1.0, true),
+            _ => self,
+        }
+    }
+
+    fn add(self, b: Range) -> Range {
+        Range::of(self.lo + b.lo, self.hi + b.hi, self.whole && b.whole)
+    }
+
+    /// A truth value: 1 when `yes`, 0 when `no`, else either.
+    fn truth(yes: bool, no: bool) -> Range {
+        if yes {
+            Range::point(1.0)
+        } else if no {
+            Range::point(0.0)
+        } else {
+            Range::TRUTH
+        }
+    }
+
+    /// The arithmetic and comparison operators over ranges, as [`Expr::eval`] computes them
+    /// (`&&` and `||` are [`Expr::range`]'s).
+    fn binary(self, op: Op, b: Range) -> Range {
+        let a = self;
+        let corners = |f: fn(f64, f64) -> f64, whole: bool| {
+            let v = [f(a.lo, b.lo), f(a.lo, b.hi), f(a.hi, b.lo), f(a.hi, b.hi)];
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            if v.iter().any(|x| x.is_nan()) { Range::ANY } else { Range::of(lo, hi, whole) }
+        };
+        match op {
+            Op::Add => a.add(b),
+            Op::Sub => Range::of(a.lo - b.hi, a.hi - b.lo, a.whole && b.whole),
+            Op::Mul => corners(|x, y| x * y, a.whole && b.whole),
+            // Division by zero gives 0.
+            Op::Div if b.is_point(0.0) => Range::point(0.0),
+            Op::Div if b.holds(0.0) => Range::ANY,
+            Op::Div => corners(|x, y| x / y, false),
+            Op::Lt => Range::truth(a.hi < b.lo, a.lo >= b.hi),
+            Op::Gt => Range::truth(a.lo > b.hi, a.hi <= b.lo),
+            Op::Le => Range::truth(a.hi <= b.lo, a.lo > b.hi),
+            Op::Ge => Range::truth(a.lo >= b.hi, a.hi < b.lo),
+            Op::Eq => Range::truth(a.is_settled() && b.is_settled() && a.lo == b.lo, a.hi < b.lo || b.hi < a.lo),
+            Op::Ne => Range::truth(a.hi < b.lo || b.hi < a.lo, a.is_settled() && b.is_settled() && a.lo == b.lo),
+            Op::And | Op::Or => Range::point(0.0).hull(a).hull(b),
         }
     }
 }
@@ -318,6 +470,46 @@ mod tests {
         assert_eq!(ev("A && B", [2.0, 5.0, 0.0, 0.0, 0.0]), 5.0);
         assert_eq!(ev("A / B", [2.0, 0.0, 0.0, 0.0, 0.0]), 0.0);
         assert_eq!(ev("A / 4", [2.0, 0.0, 0.0, 0.0, 0.0]), 0.5);
+    }
+
+    /// Whatever values the rules take within their ranges, the expression's value lies in its
+    /// range; and a range that holds one value is that value.
+    #[test]
+    fn a_range_holds_every_value_the_expression_can_take() {
+        let exprs = [
+            "A && !B",
+            "(A + B + C) > 1 || __X_1",
+            "A || B",
+            "!(A || B) && C",
+            "A * 2 - B / C",
+            "A == B",
+            "A != 1 && (B >= 2 || C < 1)",
+            "-A + 0.5",
+            "(A || B) && !__X_1",
+            "A / (B - 1)",
+            "__X_1 || A",
+        ];
+        // A and B are unknown (0..=2), C is known to be 1, __X_1 known to be 0.
+        let ranges = [Range::counts(0.0, 2.0), Range::counts(0.0, 2.0), Range::point(1.0), Range::point(0.0), Range::point(0.0)];
+        for text in exprs {
+            let e = p(text).expect("parses");
+            let range = e.range(&|r| ranges[r]);
+            let mut seen = Vec::new();
+            for a in 0..=2 {
+                for b in 0..=2 {
+                    let vals = [f64::from(a), f64::from(b), 1.0, 0.0, 0.0];
+                    let v = e.eval(&|r| vals[r]);
+                    assert!(range.lo <= v && v <= range.hi, "{text}: {v} outside {range:?}");
+                    seen.push(v);
+                }
+            }
+            if range.is_settled() {
+                assert!(seen.iter().all(|v| *v == range.lo), "{text}: settled at {} but gives {seen:?}", range.lo);
+            }
+        }
+        let settled = |text: &str| p(text).expect("parses").range(&|r| ranges[r]).is_settled();
+        assert!(settled("__X_1 && A") && settled("C || A") && settled("(A || C) && !__X_1") && settled("A * __X_1"));
+        assert!(!settled("A || __X_1") && !settled("A > 1"));
     }
 
     #[test]

@@ -58,6 +58,7 @@ mod mimeeval;
 mod perlre;
 mod possessive;
 mod prefilter;
+mod prune;
 pub mod reasons;
 pub mod received;
 mod replace;
