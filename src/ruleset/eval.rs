@@ -144,7 +144,7 @@ impl Compiled {
             // One joined copy per separator for both uses, freed before the per-segment searches.
             let mut joins = Joins::new(segments);
             run_joined(g, &mut joins, skip_first, needed, &mut counts, scratch);
-            live_sets(g, &mut joins, scratch)
+            live_sets(g, &mut joins, needed, scratch)
         };
         let mut seen = Seen::default();
         let mut cands: Vec<usize> = Vec::new();
@@ -195,6 +195,9 @@ fn hit(value: f64) -> bool {
 fn run_joined(g: &TextGroup, joins: &mut Joins, skip_first: usize, needed: &[bool], counts: &mut [u32], scratch: &mut Scratch) {
     let mut matched: Vec<usize> = Vec::new();
     for j in &g.joined_sets {
+        if !j.rules.iter().any(|&k| needed[g.rules[k].id]) {
+            continue;
+        }
         let Some(text) = joins.text(j.separator, if j.nosubject { skip_first } else { 0 }) else { continue };
         // Most sets match nothing in most messages: a leftmost search that stops at the first
         // match scans faster than the overlapping one that says which patterns match.
@@ -215,13 +218,15 @@ fn run_joined(g: &TextGroup, joins: &mut Joins, skip_first: usize, needed: &[boo
     }
 }
 
-/// Which of the group's always-sets can match in some segment: a joinable set that matches
+/// Which of the group's always-sets are needed (a rule of theirs is) and can match in some
+/// segment: a joinable set that matches
 /// nothing in the segments joined by newlines matches in none of them (see
 /// [`super::compile::AlwaysSet`]), so it is searched once per message instead of once per segment.
-fn live_sets(g: &TextGroup, joins: &mut Joins, scratch: &mut Scratch) -> Vec<bool> {
+fn live_sets(g: &TextGroup, joins: &mut Joins, needed: &[bool], scratch: &mut Scratch) -> Vec<bool> {
+    let wanted: Vec<bool> = g.always_sets.iter().map(|a| a.rules.iter().any(|&k| needed[g.rules[k].id])).collect();
     if joins.segments() < 2 || !g.always_sets.iter().any(|a| a.joinable) {
-        return vec![true; g.always_sets.len()];
+        return wanted;
     }
-    let Some(joined) = joins.text(b'\n', 0) else { return vec![true; g.always_sets.len()] };
-    g.always_sets.iter().map(|a| !a.joinable || a.set.is_match(scratch, joined)).collect()
+    let Some(joined) = joins.text(b'\n', 0) else { return wanted };
+    g.always_sets.iter().zip(wanted).map(|(a, wanted)| wanted && (!a.joinable || a.set.is_match(scratch, joined))).collect()
 }
