@@ -79,8 +79,11 @@ body   __FORM    /fill in the form/
 body   __MONEY   /million dollars/
 body   __OTHER   /unrelated/
 body   SCORED    /scored text/
+body   __DIGITS  /\\d\\d\\d\\d/
+meta   DIGITS    __DIGITS && !__LIST
 meta   FORM      __FORM && !__LIST
 meta   MONEY2    (__MONEY + __FORM) > 1 || __LIST
+score  DIGITS 0.5
 score  FORM 2
 score  MONEY2 1
 score  SCORED 1
@@ -99,10 +102,13 @@ score  SCORED 1
     fn a_body_rule_only_settled_metas_read_is_not_run() {
         let set = rules(RULES);
         let (before, listed) = needed_for(&set, "List-Id: <l.example>\nSubject: x\n\nfill in the form\n");
-        assert_eq!(before, ["SCORED", "__FORM", "__MONEY"], "__OTHER is needed by nothing");
+        assert_eq!(before, ["SCORED", "__DIGITS", "__FORM", "__MONEY"], "__OTHER is needed by nothing");
         assert_eq!(listed, ["SCORED"], "a list message settles FORM (false) and MONEY2 (true)");
         let (_, direct) = needed_for(&set, "Subject: x\n\nfill in the form\n");
-        assert_eq!(direct, ["SCORED", "__FORM", "__MONEY"], "without List-Id both metas are open");
+        assert_eq!(direct, ["SCORED", "__DIGITS", "__FORM", "__MONEY"], "without List-Id the metas are open");
+        let body = &set.inner.body;
+        let in_set = |rules: &[usize]| rules.iter().any(|&k| set.inner.names[body.rules[k].id] == "__DIGITS");
+        assert!(body.joined_sets.iter().any(|j| in_set(&j.rules)), "a rule without literals, searched in a set");
     }
 
     /// The point of it all: the same hits with the rules skipped as with every rule run.
@@ -110,8 +116,9 @@ score  SCORED 1
     fn skipping_changes_no_reported_hit() {
         let set = rules(RULES);
         for raw in [
-            "List-Id: <l.example>\n\nfill in the form, million dollars, scored text\n",
+            "List-Id: <l.example>\n\nfill in the form, million dollars, scored text 1234\n",
             "Subject: x\n\nfill in the form, million dollars\n",
+            "Subject: x\n\nfill in the form, 12345\n",
             "Subject: x\n\nmillion dollars\n",
             "Subject: x\n\nnothing\n",
         ] {
