@@ -5,7 +5,8 @@
 //! segment (rules without a literal: their sets, searched once over all the segments joined
 //! where their patterns allow it (see `joined`), else each first searched once over all the
 //! segments joined, then only where that found something), then metas in dependency order. Rules nobody needs (score 0 and no meta reads them)
-//! are not run. Work is bounded by the message view's limits and, for backtracking regexes, by
+//! are not run, nor text rules that only metas already settled by the header rules and eval
+//! functions read (see `prune`). Work is bounded by the message view's limits and, for backtracking regexes, by
 //! the backtrack limit. Never panics.
 
 use super::RuleHit;
