@@ -35,7 +35,7 @@ pub struct Builder {
 
 impl Builder {
     /// Rule `rule` (an index into its group) can only match where a literal of each of `sets`
-    /// occurs; no set (or more than [`MAX_SETS`]: the rest are left out) as the caller says.
+    /// occurs (the first [`MAX_SETS`] are used); a rule without a set is not added.
     pub fn add(&mut self, rule: usize, sets: &[LiteralSet]) {
         if sets.is_empty() {
             return;
