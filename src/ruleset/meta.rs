@@ -296,16 +296,7 @@ impl Expr {
 
     /// Every rule index this expression reads.
     pub fn deps(&self, out: &mut Vec<usize>) {
-        match self {
-            Expr::Num(_) => {}
-            Expr::Rule(r) => out.push(*r),
-            Expr::Sum(rs) => out.extend(rs),
-            Expr::Not(e) | Expr::Neg(e) => e.deps(out),
-            Expr::Bin(_, l, r) => {
-                l.deps(out);
-                r.deps(out);
-            }
-        }
+        self.each_dep(&mut |r| out.push(r));
     }
 }
 
